@@ -1,0 +1,304 @@
+//! `Array<T>`: a fixed-length array of elements in a segment.
+//!
+//! # Concurrency
+//! [`get`](Array::get), [`set`](Array::set) and the bulk copies are plain,
+//! unsynchronised copies. Two processes touching the *same* element at the
+//! same time, at least one writing, may see a torn value (a mix of old and
+//! new bytes) for elements wider than the machine's atomic width; nothing
+//! worse happens, since every bit pattern is a valid element. For counters and
+//! flags use the atomic methods ([`load`](Array::load),
+//! [`store`](Array::store), [`fetch_add`](Array::fetch_add),
+//! [`compare_exchange`](Array::compare_exchange)), which are sequentially
+//! consistent; to hand data over between processes, use a `Queue`.
+//!
+//! # Crashes
+//! An array has no internal state beyond its elements: a process killed at
+//! any instruction leaves every element either old, new, or (mid-copy) torn.
+
+use crate::element::{AtomicElement, Element};
+use crate::error::{Error, Result};
+use crate::handle::{block_size, Expect, Handle};
+use crate::layout::{kind, ArrayHeader, ARRAY_HEADER_SIZE};
+use crate::segment::Segment;
+use crate::table::NewEntry;
+use std::marker::PhantomData;
+
+/// A fixed-length array of `T` in shared memory, addressed by name.
+///
+/// ```
+/// use shmds::Segment;
+/// # let name = format!("doc-array-{}", std::process::id());
+/// let seg = Segment::create(&name, 1 << 20)?;
+/// let hits = seg.create_array::<u64>("hits", 8)?;
+/// hits.fetch_add(2, 5)?;
+/// hits.write(4, &[1, 2, 3])?;
+/// assert_eq!(hits.to_vec()?, [0, 0, 5, 0, 1, 2, 3, 0]);
+/// assert!(hits.get(8).is_err());
+/// # Segment::remove(&name)?;
+/// # Ok::<(), shmds::Error>(())
+/// ```
+pub struct Array<T: Element> {
+    handle: Handle,
+    data: *mut T,
+    len: u64,
+    _t: PhantomData<T>,
+}
+
+// SAFETY: T is Send + Sync (Element); the data lives in the shared mapping
+// kept alive by the handle, and concurrent access is documented above.
+unsafe impl<T: Element> Send for Array<T> {}
+// SAFETY: as above.
+unsafe impl<T: Element> Sync for Array<T> {}
+
+impl<T: Element> std::fmt::Debug for Array<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Array")
+            .field("name", &self.handle.name())
+            .field("type", &self.handle.info.elem_type)
+            .field("len", &self.len)
+            .finish()
+    }
+}
+
+fn expect<T: Element>(descriptor: &str) -> Expect<'_> {
+    Expect {
+        kind: kind::ARRAY,
+        elem_type: descriptor,
+        elem_size: std::mem::size_of::<T>() as u32,
+        key_type: "",
+        key_size: 0,
+    }
+}
+
+impl Segment {
+    /// Create a zeroed array of `len` elements named `name`.
+    pub fn create_array<T: Element>(&self, name: &str, len: u64) -> Result<Array<T>> {
+        Array::create(self, name, len, false)
+    }
+
+    /// Open the array `name`; fails with [`Error::TypeMismatch`] if it holds another type.
+    pub fn open_array<T: Element>(&self, name: &str) -> Result<Array<T>> {
+        let descriptor = T::descriptor();
+        Array::from_handle(Handle::open(self, name, &expect::<T>(&descriptor))?)
+    }
+
+    /// Open the array `name`, creating it with `len` elements if it does not
+    /// exist. An existing array keeps its own length.
+    pub fn open_or_create_array<T: Element>(&self, name: &str, len: u64) -> Result<Array<T>> {
+        Array::create(self, name, len, true)
+    }
+}
+
+impl<T: Element> Array<T> {
+    fn create(seg: &Segment, name: &str, len: u64, existing_ok: bool) -> Result<Array<T>> {
+        let descriptor = T::descriptor();
+        let elem_size = std::mem::size_of::<T>() as u64;
+        if elem_size == 0 || elem_size > u32::MAX as u64 {
+            return Err(Error::InvalidArgument(
+                "element size must be 1..2^32 bytes".into(),
+            ));
+        }
+        let new = NewEntry {
+            name,
+            kind: kind::ARRAY,
+            elem_type: &descriptor,
+            key_type: "",
+            elem_size: elem_size as u32,
+            key_size: 0,
+            capacity: len,
+            block_size: block_size(ARRAY_HEADER_SIZE, len, elem_size)?,
+        };
+        let (handle, _) =
+            Handle::create(seg, &new, &expect::<T>(&descriptor), existing_ok, |block| {
+                let header = ArrayHeader {
+                    kind: kind::ARRAY,
+                    elem_size: elem_size as u32,
+                    len,
+                    data_offset: ARRAY_HEADER_SIZE,
+                    reserved: [0; 5],
+                };
+                // SAFETY: the block is fresh, 64-aligned, at least ARRAY_HEADER_SIZE
+                // bytes, and unpublished: nobody else can see it yet.
+                unsafe { block.cast::<ArrayHeader>().write(header) };
+                Ok(())
+            })?;
+        Array::from_handle(handle)
+    }
+
+    fn from_handle(handle: Handle) -> Result<Array<T>> {
+        let header = validate_header(&handle)?;
+        // SAFETY: data_offset is within the block (checked just above).
+        let data = unsafe { handle.block.add(ARRAY_HEADER_SIZE as usize) }.cast::<T>();
+        Ok(Array {
+            len: header.len,
+            handle,
+            data,
+            _t: PhantomData,
+        })
+    }
+
+    /// Number of elements.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether the array has no elements.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The entry name.
+    pub fn name(&self) -> &str {
+        self.handle.name()
+    }
+
+    /// The element type descriptor.
+    pub fn type_descriptor(&self) -> &str {
+        &self.handle.info.elem_type
+    }
+
+    fn range(&self, start: u64, count: usize) -> Result<()> {
+        self.handle.check()?;
+        let end = start.checked_add(count as u64);
+        match end {
+            Some(end) if end <= self.len => Ok(()),
+            _ => Err(Error::IndexOutOfBounds {
+                index: start
+                    .saturating_add(count as u64)
+                    .saturating_sub(1)
+                    .max(start),
+                len: self.len,
+            }),
+        }
+    }
+
+    /// Element `index`.
+    pub fn get(&self, index: u64) -> Result<T> {
+        self.range(index, 1)?;
+        // SAFETY: index < len, and the element lies in the block; a volatile
+        // read because other processes may write it concurrently.
+        Ok(unsafe { self.data.add(index as usize).read_volatile() })
+    }
+
+    /// Set element `index`.
+    pub fn set(&self, index: u64, value: T) -> Result<()> {
+        self.range(index, 1)?;
+        // SAFETY: as in `get`.
+        unsafe { self.data.add(index as usize).write_volatile(value) };
+        Ok(())
+    }
+
+    /// Copy `out.len()` elements starting at `start` into `out`.
+    pub fn read(&self, start: u64, out: &mut [T]) -> Result<()> {
+        self.range(start, out.len())?;
+        // SAFETY: the range is in bounds; `out` is a distinct local buffer.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                self.data.add(start as usize),
+                out.as_mut_ptr(),
+                out.len(),
+            )
+        };
+        Ok(())
+    }
+
+    /// Copy `values` into the array starting at `start`.
+    pub fn write(&self, start: u64, values: &[T]) -> Result<()> {
+        self.range(start, values.len())?;
+        // SAFETY: the range is in bounds; `values` is not in the segment's
+        // block (a caller cannot borrow the block as a slice safely).
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                values.as_ptr(),
+                self.data.add(start as usize),
+                values.len(),
+            )
+        };
+        Ok(())
+    }
+
+    /// Copy the whole array out.
+    pub fn to_vec(&self) -> Result<Vec<T>> {
+        let mut out = Vec::with_capacity(self.len as usize);
+        self.range(0, self.len as usize)?;
+        // SAFETY: `len` elements are readable; we set the length only after
+        // copying them into the fresh allocation.
+        unsafe {
+            std::ptr::copy_nonoverlapping(self.data, out.as_mut_ptr(), self.len as usize);
+            out.set_len(self.len as usize);
+        }
+        Ok(out)
+    }
+
+    /// Pointer to element 0, for zero-copy access (numpy, C).
+    pub fn as_ptr(&self) -> *mut T {
+        self.data
+    }
+
+    /// The elements as a slice.
+    ///
+    /// # Safety
+    /// No process may write the array while the slice is in use (Rust assumes
+    /// the bytes behind a `&[T]` do not change), and the array must not be
+    /// erased meanwhile.
+    pub unsafe fn as_slice(&self) -> &[T] {
+        // SAFETY: in bounds; immutability is the caller's promise.
+        unsafe { std::slice::from_raw_parts(self.data, self.len as usize) }
+    }
+}
+
+impl<T: AtomicElement> Array<T> {
+    fn atomic(&self, index: u64) -> Result<&T::Atomic> {
+        self.range(index, 1)?;
+        // SAFETY: in bounds; elements are size_of::<T>() apart from a 64-aligned
+        // base, so each is aligned for T and therefore for T::Atomic (same layout).
+        Ok(unsafe { &*self.data.add(index as usize).cast::<T::Atomic>() })
+    }
+
+    /// Atomically load element `index`.
+    pub fn load(&self, index: u64) -> Result<T> {
+        Ok(T::load(self.atomic(index)?))
+    }
+
+    /// Atomically store element `index`.
+    pub fn store(&self, index: u64, value: T) -> Result<()> {
+        T::store(self.atomic(index)?, value);
+        Ok(())
+    }
+
+    /// Atomically add to element `index` (wrapping); returns the old value.
+    pub fn fetch_add(&self, index: u64, delta: T) -> Result<T> {
+        Ok(T::fetch_add(self.atomic(index)?, delta))
+    }
+
+    /// Atomically replace element `index` with `new` if it equals `current`.
+    /// `Ok(Ok(old))` on success, `Ok(Err(actual))` if it held another value.
+    pub fn compare_exchange(&self, index: u64, current: T, new: T) -> Result<Result<T, T>> {
+        Ok(T::compare_exchange(self.atomic(index)?, current, new))
+    }
+}
+
+/// Read an array's block header and check it against its table entry.
+fn validate_header(handle: &Handle) -> Result<ArrayHeader> {
+    // SAFETY: check_block proved the block is inside the mapping and at least
+    // a cache line; the header is immutable once the entry is published.
+    let header = unsafe { handle.block.cast::<ArrayHeader>().read() };
+    let info = &handle.info;
+    let needed = block_size(ARRAY_HEADER_SIZE, header.len, header.elem_size as u64);
+    if header.kind != kind::ARRAY
+        || header.elem_size != info.elem_size
+        || header.len != info.capacity
+        || header.data_offset != ARRAY_HEADER_SIZE
+        || needed.map_or(true, |n| n > info.size)
+    {
+        return Err(
+            handle.corrupt("array header disagrees with its table entry or overruns its block")
+        );
+    }
+    Ok(header)
+}
+
+/// Per-kind validation of an array block (for `Segment::check`).
+pub(crate) fn check(handle: &Handle) -> Result<Option<u64>> {
+    validate_header(handle).map(|_| None)
+}

@@ -1,0 +1,185 @@
+//! The one error type of the crate.
+
+use std::io;
+
+/// Everything that can go wrong in `shmds`.
+///
+/// Each message says what happened and, where there is one, what to do about it.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A segment or entry name is not acceptable.
+    #[error("invalid name {name:?}: {reason}")]
+    InvalidName {
+        /// The offending name.
+        name: String,
+        /// Why it was refused.
+        reason: &'static str,
+    },
+    /// No shared memory segment has this name.
+    #[error(
+        "segment {name:?} does not exist (create it first, or check the name with `shmds ls`)"
+    )]
+    SegmentNotFound {
+        /// The segment name.
+        name: String,
+    },
+    /// A segment with this name already exists.
+    #[error("segment {name:?} already exists (open it, or remove it with `shmds rm {name}`)")]
+    SegmentExists {
+        /// The segment name.
+        name: String,
+    },
+    /// The operating system refused access.
+    #[error("permission denied on segment {name:?} (check its owner and mode in /dev/shm)")]
+    PermissionDenied {
+        /// The segment name.
+        name: String,
+    },
+    /// `/dev/shm` (or the memory limit) has no room for a new segment.
+    #[error("no space to reserve {requested} bytes for segment {name:?} (/dev/shm is full: free space or ask for less)")]
+    NoSpace {
+        /// The segment name.
+        name: String,
+        /// Bytes that were asked for.
+        requested: u64,
+    },
+    /// The segment's heap cannot hold the requested block.
+    #[error("segment out of space: {requested} bytes requested, {available} available (create the segment larger)")]
+    OutOfSpace {
+        /// Bytes requested (after alignment).
+        requested: u64,
+        /// Bytes still free in the segment.
+        available: u64,
+    },
+    /// The name table has no free entry.
+    #[error("name table is full ({capacity} entries; create the segment with a larger table)")]
+    TableFull {
+        /// Number of entries in the table.
+        capacity: u32,
+    },
+    /// No entry with this name in the segment.
+    #[error("no entry named {name:?} in segment {segment:?}")]
+    EntryNotFound {
+        /// The segment name.
+        segment: String,
+        /// The entry name.
+        name: String,
+    },
+    /// An entry with this name already exists.
+    #[error("entry {name:?} already exists in segment {segment:?} (open it instead)")]
+    EntryExists {
+        /// The segment name.
+        segment: String,
+        /// The entry name.
+        name: String,
+    },
+    /// The entry exists but is a different kind of structure.
+    #[error("entry {name:?} is a {found}, not a {expected}")]
+    KindMismatch {
+        /// The entry name.
+        name: String,
+        /// The kind that was asked for.
+        expected: &'static str,
+        /// The kind stored in the table.
+        found: &'static str,
+    },
+    /// The entry holds a different element type.
+    #[error("entry {name:?} holds elements of type {found:?}, not {expected:?}")]
+    TypeMismatch {
+        /// The entry name.
+        name: String,
+        /// The type descriptor that was asked for.
+        expected: String,
+        /// The type descriptor stored in the table.
+        found: String,
+    },
+    /// A type descriptor could not be parsed or is too long.
+    #[error("invalid type descriptor {descriptor:?}: {reason}")]
+    InvalidType {
+        /// The descriptor.
+        descriptor: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The structure behind a handle was erased (and maybe re-created).
+    #[error("entry {name:?} was erased after this handle was opened (open it again)")]
+    Stale {
+        /// The entry name.
+        name: String,
+    },
+    /// The segment is not a shmds segment, or it is damaged.
+    #[error("segment {name:?} is corrupt: {detail}")]
+    Corrupt {
+        /// The segment name.
+        name: String,
+        /// What check failed.
+        detail: String,
+    },
+    /// The segment was made by an incompatible build or format version.
+    #[error("segment {name:?} is incompatible with this build: {detail}")]
+    Incompatible {
+        /// The segment name.
+        name: String,
+        /// What differs.
+        detail: String,
+    },
+    /// The segment's creator has not finished initialising it.
+    #[error("segment {name:?} is not ready: {detail}")]
+    NotReady {
+        /// The segment name.
+        name: String,
+        /// Why it is not ready.
+        detail: String,
+    },
+    /// An index past the end of an array.
+    #[error("index {index} out of bounds for length {len}")]
+    IndexOutOfBounds {
+        /// The index used.
+        index: u64,
+        /// The array length.
+        len: u64,
+    },
+    /// A bounded structure is full.
+    #[error("{name:?} is full")]
+    Full {
+        /// The entry name.
+        name: String,
+    },
+    /// A structure is empty.
+    #[error("{name:?} is empty")]
+    Empty {
+        /// The entry name.
+        name: String,
+    },
+    /// A blocking operation timed out.
+    #[error("timed out waiting on {name:?}")]
+    Timeout {
+        /// The entry name.
+        name: String,
+    },
+    /// An argument is out of range.
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    /// A system call failed.
+    #[error("{op} failed: {source}")]
+    Io {
+        /// The operation that failed.
+        op: &'static str,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl Error {
+    pub(crate) fn io(op: &'static str, err: impl Into<io::Error>) -> Error {
+        Error::Io {
+            op,
+            source: err.into(),
+        }
+    }
+}
+
+/// `Result` with [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

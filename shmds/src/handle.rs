@@ -1,0 +1,139 @@
+//! Opening a table entry as a structure: kind and type checks, block
+//! validation, and the generation check that turns use-after-erase into
+//! [`Error::Stale`].
+
+use crate::error::{Error, Result};
+use crate::layout::kind;
+use crate::segment::{check_block, Segment};
+use crate::sync::Ordering;
+use crate::table::{EntryInfo, NewEntry};
+
+/// An open entry: which one, which generation, where its block is.
+pub(crate) struct Handle {
+    pub(crate) seg: Segment,
+    pub(crate) info: EntryInfo,
+    pub(crate) block: *mut u8,
+}
+
+// SAFETY: `block` points into the reference-counted mapping held by `seg`;
+// the structures built on a Handle synchronise all access to it.
+unsafe impl Send for Handle {}
+// SAFETY: as above.
+unsafe impl Sync for Handle {}
+
+/// What an opener expects of an entry.
+pub(crate) struct Expect<'a> {
+    pub kind: u32,
+    pub elem_type: &'a str,
+    pub elem_size: u32,
+    pub key_type: &'a str,
+    pub key_size: u32,
+}
+
+impl Handle {
+    fn from_info(seg: &Segment, info: EntryInfo, expect: &Expect<'_>) -> Result<Handle> {
+        if info.kind != expect.kind {
+            return Err(Error::KindMismatch {
+                name: info.name.clone(),
+                expected: kind::name(expect.kind),
+                found: kind::name(info.kind),
+            });
+        }
+        if info.elem_type != expect.elem_type || info.elem_size != expect.elem_size {
+            return Err(Error::TypeMismatch {
+                name: info.name.clone(),
+                expected: expect.elem_type.to_owned(),
+                found: info.elem_type.clone(),
+            });
+        }
+        if info.key_type != expect.key_type || info.key_size != expect.key_size {
+            return Err(Error::TypeMismatch {
+                name: info.name.clone(),
+                expected: format!("key {}", expect.key_type),
+                found: format!("key {}", info.key_type),
+            });
+        }
+        check_block(&seg.map, &info)?;
+        // SAFETY: check_block proved offset + size lies inside the mapping.
+        let block = unsafe { seg.map.base().add(info.offset as usize) };
+        Ok(Handle {
+            seg: seg.clone(),
+            info,
+            block,
+        })
+    }
+
+    /// Open the live entry `name`, checking kind and types.
+    pub(crate) fn open(seg: &Segment, name: &str, expect: &Expect<'_>) -> Result<Handle> {
+        seg.require_writable()?;
+        let info = seg
+            .map
+            .table()
+            .find(name)?
+            .ok_or_else(|| Error::EntryNotFound {
+                segment: seg.name().to_owned(),
+                name: name.to_owned(),
+            })?;
+        Handle::from_info(seg, info, expect)
+    }
+
+    /// Create an entry (or with `existing_ok` open the existing one, checked
+    /// against `expect`). `init` gets a pointer to the fresh, zeroed block.
+    pub(crate) fn create(
+        seg: &Segment,
+        new: &NewEntry<'_>,
+        expect: &Expect<'_>,
+        existing_ok: bool,
+        init: impl FnOnce(*mut u8) -> Result<()>,
+    ) -> Result<(Handle, bool)> {
+        seg.require_writable()?;
+        let base = seg.map.base();
+        let (info, created) = seg.map.table().create(new, existing_ok, |offset| {
+            // SAFETY: `allocate` returned a block of at least block_size bytes
+            // inside the mapping, which no other entry uses.
+            let block = unsafe { base.add(offset as usize) };
+            // SAFETY: as above; the block is ours until it is published.
+            unsafe { std::ptr::write_bytes(block, 0, new.block_size as usize) };
+            init(block)
+        })?;
+        Ok((Handle::from_info(seg, info, expect)?, created))
+    }
+
+    /// `Err(Stale)` once the entry was erased after we opened it.
+    #[inline]
+    pub(crate) fn check(&self) -> Result<()> {
+        let table = self.seg.map.table();
+        let entry = &table.entries[self.info.index as usize];
+        if entry.generation.load(Ordering::Acquire) == self.info.generation {
+            Ok(())
+        } else {
+            Err(Error::Stale {
+                name: self.info.name.clone(),
+            })
+        }
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        &self.info.name
+    }
+
+    pub(crate) fn corrupt(&self, detail: impl Into<String>) -> Error {
+        Error::Corrupt {
+            name: self.seg.name().to_owned(),
+            detail: format!("entry {:?}: {}", self.info.name, detail.into()),
+        }
+    }
+}
+
+/// Bytes needed for `header` bytes plus `count` items of `item` bytes.
+pub(crate) fn block_size(header: u64, count: u64, item: u64) -> Result<u64> {
+    count
+        .checked_mul(item)
+        .and_then(|b| b.checked_add(header))
+        .and_then(crate::alloc::align_up)
+        .ok_or_else(|| {
+            Error::InvalidArgument(format!(
+                "{count} elements of {item} bytes do not fit in a 64-bit size"
+            ))
+        })
+}

@@ -1,0 +1,279 @@
+//! Every `#[repr(C)]` structure that lives in a segment, with compile-time
+//! checks of each size and field offset. This file and `FORMAT.md` are the
+//! contract other languages follow; a test checks they agree.
+//!
+//! All multi-byte fields are in the creating machine's byte order; the layout
+//! fingerprint in the header makes a machine of another byte order, pointer
+//! width or cache-line size refuse the segment instead of misreading it.
+//!
+//! Fields that other processes may change while we look are atomics from the
+//! [`sync`](crate::sync) shim. Fields that are written once, before the
+//! structure is published, are plain.
+
+use crate::sync::{AtomicU32, AtomicU64};
+
+/// Cache-line size assumed by the layout. Every block is aligned to it.
+pub const CACHE_LINE: u64 = 64;
+
+/// First 8 bytes of every segment.
+pub const MAGIC: [u8; 8] = *b"SHMDS\0\x01\x00";
+
+/// Format version written by this build. Opening a segment with another
+/// version fails with `Incompatible`.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// `SegmentHeader::state` values.
+pub mod segment_state {
+    /// Fresh zeroed memory: the creator has not started.
+    pub const UNINIT: u32 = 0;
+    /// The creator is writing the header and table.
+    pub const INITIALIZING: u32 = 1;
+    /// Fully initialised; safe to use.
+    pub const READY: u32 = 2;
+}
+
+/// The segment header, at offset 0.
+///
+/// Line 0 is written once by the creator before `state` becomes `READY` and
+/// never changes after. Line 1 holds the words that change.
+#[repr(C)]
+pub struct SegmentHeader {
+    /// [`MAGIC`].
+    pub magic: [u8; 8],
+    /// [`FORMAT_VERSION`].
+    pub format_version: u32,
+    /// `size_of::<SegmentHeader>()`.
+    pub header_size: u32,
+    /// [`fingerprint()`] of the creating build.
+    pub fingerprint: u64,
+    /// Size of the whole segment in bytes (equals the file size).
+    pub total_size: u64,
+    /// Offset of the entry table (= `header_size`).
+    pub table_offset: u64,
+    /// Number of entries in the table.
+    pub table_capacity: u32,
+    /// `size_of::<Entry>()`.
+    pub entry_size: u32,
+    /// Offset of the heap: the first byte the bump allocator hands out.
+    /// Cache-line aligned, `>= table_offset + table_capacity * entry_size`.
+    pub heap_offset: u64,
+    /// Random per-segment seed (hash seeds for maps are derived from it).
+    pub seed: u64,
+
+    /// One of [`segment_state`]. The creator stores `READY` with `Release`
+    /// after everything else is written; openers load it with `Acquire`.
+    pub state: AtomicU32,
+    /// Pid of the creating process (so an opener can tell a creator that died
+    /// half-way from one that is slow).
+    pub creator_pid: AtomicU32,
+    /// Registration lock: 0 when free, else the pid of the holder. Every change
+    /// to the table and every allocation happens while holding it. A holder
+    /// that died is detected by its pid and the lock is taken over.
+    pub lock: AtomicU32,
+    /// Number of processes sleeping on `lock` (so unlock skips the wake
+    /// syscall when there are none).
+    pub lock_waiters: AtomicU32,
+    /// Bump pointer: offset of the next free heap byte. Only grows; always a
+    /// multiple of [`CACHE_LINE`], `heap_offset <= bump <= total_size`.
+    pub bump: AtomicU64,
+    /// Creation time, nanoseconds since the Unix epoch (informational).
+    pub created_unix_ns: AtomicU64,
+    /// Reserved, zero.
+    pub reserved: [u64; 4],
+}
+
+/// Entry kinds.
+pub mod kind {
+    /// `Entry::kind` of a fixed-length array.
+    pub const ARRAY: u32 = 1;
+    /// `Entry::kind` of a bounded MPMC queue.
+    pub const QUEUE: u32 = 2;
+    /// `Entry::kind` of a bounded stack.
+    pub const STACK: u32 = 3;
+    /// `Entry::kind` of a hash map.
+    pub const MAP: u32 = 4;
+
+    /// Human name of a kind code.
+    pub fn name(kind: u32) -> &'static str {
+        match kind {
+            ARRAY => "array",
+            QUEUE => "queue",
+            STACK => "stack",
+            MAP => "map",
+            _ => "unknown",
+        }
+    }
+}
+
+/// `Entry::state` values.
+pub mod entry_state {
+    /// Unused (never used, or erased).
+    pub const FREE: u32 = 0;
+    /// Holds a published structure.
+    pub const LIVE: u32 = 1;
+}
+
+/// Longest entry name in bytes (UTF-8, NUL-terminated in a 64-byte field).
+pub const NAME_MAX: usize = 63;
+/// Longest element type descriptor in bytes.
+pub const TYPE_MAX: usize = 127;
+/// Longest key type descriptor in bytes.
+pub const KEY_TYPE_MAX: usize = 63;
+
+/// One entry of the name table.
+///
+/// `generation` is a sequence lock over the whole entry: it is odd while the
+/// registration lock holder rewrites the entry and even when the entry is
+/// stable. A reader loads it (`Acquire`), reads the fields, and loads it again:
+/// equal even values mean a consistent snapshot. Every transition (create,
+/// erase) adds 2, so a handle that remembers the generation it opened notices
+/// that its structure was erased ([`Error::Stale`](crate::Error::Stale)).
+///
+/// All fields are atomics so that readers racing with the lock holder read
+/// torn-free words; names and types are read as 8-byte words and reassembled
+/// into bytes (NUL-terminated UTF-8).
+#[repr(C)]
+pub struct Entry {
+    /// Sequence lock and erase counter (see above).
+    pub generation: AtomicU64,
+    /// One of [`entry_state`].
+    pub state: AtomicU32,
+    /// One of [`kind`].
+    pub kind: AtomicU32,
+    /// Size of one element (for maps: of one value) in bytes.
+    pub elem_size: AtomicU32,
+    /// Size of one key in bytes (maps only; 0 otherwise).
+    pub key_size: AtomicU32,
+    /// Number of elements the structure holds (array length, queue capacity...).
+    pub capacity: AtomicU64,
+    /// Offset of the structure's block from the segment start.
+    pub offset: AtomicU64,
+    /// Size of the block in bytes (a multiple of [`CACHE_LINE`]).
+    pub size: AtomicU64,
+    /// Pid of the process that created the entry (informational).
+    pub creator_pid: AtomicU32,
+    /// Reserved, zero.
+    pub reserved: [u32; 3],
+    /// Name: UTF-8, NUL-padded, at most [`NAME_MAX`] bytes.
+    pub name: [AtomicU64; 8],
+    /// Key type descriptor (maps), NUL-padded, at most [`KEY_TYPE_MAX`] bytes.
+    pub key_type: [AtomicU64; 8],
+    /// Element type descriptor, NUL-padded, at most [`TYPE_MAX`] bytes.
+    pub elem_type: [AtomicU64; 16],
+}
+
+/// Header at the start of an array's block; the elements follow at
+/// `data_offset`, densely packed (`elem_size` apart).
+#[repr(C)]
+pub struct ArrayHeader {
+    /// [`kind::ARRAY`].
+    pub kind: u32,
+    /// Size of one element in bytes.
+    pub elem_size: u32,
+    /// Number of elements.
+    pub len: u64,
+    /// Offset of element 0 from the start of the block ([`CACHE_LINE`]).
+    pub data_offset: u64,
+    /// Reserved, zero.
+    pub reserved: [u64; 5],
+}
+
+const fn fnv1a(mut hash: u64, bytes: &[u8]) -> u64 {
+    let mut i = 0;
+    while i < bytes.len() {
+        hash ^= bytes[i] as u64;
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+        i += 1;
+    }
+    hash
+}
+
+const fn mix(hash: u64, value: u64) -> u64 {
+    fnv1a(hash, &value.to_le_bytes())
+}
+
+/// The layout fingerprint: FNV-1a (64-bit, offset basis
+/// `0xcbf29ce484222325`) over these values, each as 8 little-endian bytes:
+/// pointer width in bits, 1 for little-endian (2 for big), [`CACHE_LINE`],
+/// then the sizes of `SegmentHeader`, `Entry`, `ArrayHeader`, `QueueHeader`,
+/// `QueueSlot`, `StackHeader`, `StackNode`, `MapHeader`, `MapSlot` (see
+/// FORMAT.md). A segment whose fingerprint differs was written by a build
+/// whose layout differs and is refused.
+pub const fn fingerprint() -> u64 {
+    let mut h = 0xcbf2_9ce4_8422_2325;
+    h = mix(h, usize::BITS as u64);
+    h = mix(h, if cfg!(target_endian = "little") { 1 } else { 2 });
+    h = mix(h, CACHE_LINE);
+    let sizes = STRUCT_SIZES;
+    let mut i = 0;
+    while i < sizes.len() {
+        h = mix(h, sizes[i]);
+        i += 1;
+    }
+    h
+}
+
+/// The struct sizes that enter the fingerprint, in order.
+const STRUCT_SIZES: [u64; 3] = [SEGMENT_HEADER_SIZE, ENTRY_SIZE, ARRAY_HEADER_SIZE];
+
+/// `size_of::<SegmentHeader>()` in this format version.
+pub const SEGMENT_HEADER_SIZE: u64 = 128;
+/// `size_of::<Entry>()` in this format version.
+pub const ENTRY_SIZE: u64 = 320;
+/// `size_of::<ArrayHeader>()` in this format version.
+pub const ARRAY_HEADER_SIZE: u64 = 64;
+
+#[cfg(not(loom))]
+mod asserts {
+    use super::*;
+    use core::mem::{align_of, offset_of, size_of};
+
+    macro_rules! at {
+        ($t:ty, $f:ident, $off:expr) => {
+            const _: () = assert!(offset_of!($t, $f) == $off);
+        };
+    }
+
+    const _: () = assert!(size_of::<SegmentHeader>() as u64 == SEGMENT_HEADER_SIZE);
+    const _: () = assert!(align_of::<SegmentHeader>() == 8);
+    at!(SegmentHeader, magic, 0);
+    at!(SegmentHeader, format_version, 8);
+    at!(SegmentHeader, header_size, 12);
+    at!(SegmentHeader, fingerprint, 16);
+    at!(SegmentHeader, total_size, 24);
+    at!(SegmentHeader, table_offset, 32);
+    at!(SegmentHeader, table_capacity, 40);
+    at!(SegmentHeader, entry_size, 44);
+    at!(SegmentHeader, heap_offset, 48);
+    at!(SegmentHeader, seed, 56);
+    at!(SegmentHeader, state, 64);
+    at!(SegmentHeader, creator_pid, 68);
+    at!(SegmentHeader, lock, 72);
+    at!(SegmentHeader, lock_waiters, 76);
+    at!(SegmentHeader, bump, 80);
+    at!(SegmentHeader, created_unix_ns, 88);
+    at!(SegmentHeader, reserved, 96);
+
+    const _: () = assert!(size_of::<Entry>() as u64 == ENTRY_SIZE);
+    const _: () = assert!(align_of::<Entry>() == 8);
+    at!(Entry, generation, 0);
+    at!(Entry, state, 8);
+    at!(Entry, kind, 12);
+    at!(Entry, elem_size, 16);
+    at!(Entry, key_size, 20);
+    at!(Entry, capacity, 24);
+    at!(Entry, offset, 32);
+    at!(Entry, size, 40);
+    at!(Entry, creator_pid, 48);
+    at!(Entry, reserved, 52);
+    at!(Entry, name, 64);
+    at!(Entry, key_type, 128);
+    at!(Entry, elem_type, 192);
+
+    const _: () = assert!(size_of::<ArrayHeader>() as u64 == ARRAY_HEADER_SIZE);
+    at!(ArrayHeader, kind, 0);
+    at!(ArrayHeader, elem_size, 4);
+    at!(ArrayHeader, len, 8);
+    at!(ArrayHeader, data_offset, 16);
+    at!(ArrayHeader, reserved, 24);
+}

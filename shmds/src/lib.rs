@@ -1,0 +1,131 @@
+//! # shmds: named, typed data structures in POSIX shared memory
+//!
+//! Several processes (Rust, Python, C) attach to one named segment and share
+//! arrays, queues, stacks and maps inside it: zero-copy, lock-free, no server,
+//! no serialisation.
+//!
+//! ```
+//! use shmds::Segment;
+//! # let name = format!("doc-lib-{}", std::process::id());
+//! // Process A
+//! let seg = Segment::create(&name, 1 << 20)?;
+//! let prices = seg.create_array::<f64>("prices", 4)?;
+//! prices.write(0, &[1.5, 2.5, 3.5, 4.5])?;
+//!
+//! // Process B (here the same process, for the example)
+//! let seg_b = Segment::open(&name)?;
+//! let prices_b = seg_b.open_array::<f64>("prices")?;
+//! assert_eq!(prices_b.get(2)?, 3.5);
+//! for e in seg_b.entries()? {
+//!     println!("{} {} {} x{}", e.name, e.kind_name(), e.elem_type, e.capacity);
+//! }
+//! # Segment::remove(&name)?;
+//! # Ok::<(), shmds::Error>(())
+//! ```
+//!
+//! The byte layout is specified in `FORMAT.md`; [`layout`] is its Rust form.
+#![warn(missing_docs)]
+
+pub mod element;
+pub mod layout;
+
+mod alloc;
+mod array;
+mod error;
+mod fault;
+mod handle;
+mod process;
+mod segment;
+mod sync;
+mod table;
+mod wait;
+
+pub use array::Array;
+pub use element::{AtomicElement, Element, TypeDescriptor};
+pub use error::{Error, Result};
+pub use segment::{
+    validate_segment_name, Segment, SegmentOptions, DEFAULT_TABLE_CAPACITY, MAX_TABLE_CAPACITY,
+};
+pub use table::EntryInfo;
+
+/// The outcome of [`Segment::check`].
+#[derive(Clone, Debug, Default)]
+pub struct CheckReport {
+    /// Number of live entries checked.
+    pub entries: usize,
+    /// Everything found wrong; empty when the segment is sound.
+    pub problems: Vec<String>,
+}
+
+impl CheckReport {
+    /// Whether no problem was found.
+    pub fn is_ok(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+impl Segment {
+    /// Validate the whole segment: header, every entry's name and type, that
+    /// blocks lie in the allocated heap without overlapping, and each
+    /// structure's own header. Never panics on a damaged segment.
+    pub fn check(&self) -> CheckReport {
+        let mut report = CheckReport::default();
+        let entries = match self.entries() {
+            Ok(e) => e,
+            Err(e) => {
+                report.problems.push(e.to_string());
+                return report;
+            }
+        };
+        report.entries = entries.len();
+        let mut blocks: Vec<(u64, u64, &str)> = Vec::new();
+        for info in &entries {
+            if let Err(e) = self.inspect(info) {
+                report.problems.push(e.to_string());
+            }
+            blocks.push((
+                info.offset,
+                info.offset.saturating_add(info.size),
+                &info.name,
+            ));
+        }
+        blocks.sort();
+        for pair in blocks.windows(2) {
+            if pair[0].1 > pair[1].0 {
+                report.problems.push(format!(
+                    "blocks of {:?} and {:?} overlap",
+                    pair[0].2, pair[1].2
+                ));
+            }
+        }
+        report
+    }
+
+    /// Check one entry and return its fill level (elements held) where that
+    /// applies (queue, stack, map).
+    pub fn inspect(&self, info: &EntryInfo) -> Result<Option<u64>> {
+        let corrupt = |detail: String| Error::Corrupt {
+            name: self.name().to_owned(),
+            detail: format!("entry {:?}: {detail}", info.name),
+        };
+        let parsed = TypeDescriptor::parse(&info.elem_type)
+            .map_err(|e| corrupt(format!("element type: {e}")))?;
+        if parsed.size() != info.elem_size as u64 || parsed.as_str() != info.elem_type {
+            return Err(corrupt(format!(
+                "element type {:?} does not describe {}-byte elements canonically",
+                info.elem_type, info.elem_size
+            )));
+        }
+        segment::check_block(&self.map, info)?;
+        let handle = handle::Handle {
+            seg: self.clone(),
+            info: info.clone(),
+            // SAFETY: check_block proved the block lies inside the mapping.
+            block: unsafe { self.map.base().add(info.offset as usize) },
+        };
+        match info.kind {
+            layout::kind::ARRAY => array::check(&handle),
+            other => Err(corrupt(format!("unknown kind {other}"))),
+        }
+    }
+}

@@ -1,0 +1,732 @@
+//! The segment: a named POSIX shared memory region holding a header, the
+//! table of named entries, and the heap the structures are allocated from.
+
+use crate::error::{Error, Result};
+use crate::layout::{
+    segment_state, Entry, SegmentHeader, CACHE_LINE, ENTRY_SIZE, FORMAT_VERSION, MAGIC,
+    SEGMENT_HEADER_SIZE,
+};
+use crate::sync::Ordering;
+use crate::table::{EntryInfo, Table};
+use rustix::fs::Mode;
+use rustix::io::Errno;
+use rustix::shm;
+use std::fs::File;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Default number of entries in a new segment's table.
+pub const DEFAULT_TABLE_CAPACITY: u32 = 64;
+/// Most entries a table may have.
+pub const MAX_TABLE_CAPACITY: u32 = 65_536;
+/// Largest segment this crate creates or opens (64 TiB).
+pub const MAX_SEGMENT_SIZE: u64 = 1 << 46;
+/// How long `open` waits by default for a creator to finish initialising.
+pub const DEFAULT_OPEN_TIMEOUT: Duration = Duration::from_secs(1);
+/// Longest segment name, without the leading `/`.
+pub const SEGMENT_NAME_MAX: usize = 255;
+
+const PAGE: u64 = 4096;
+
+/// Check a segment name and return it without its leading `/`.
+///
+/// Names are `name` or `/name`: 1 to 255 bytes of ASCII letters, digits,
+/// `.`, `_` and `-`, not `.` or `..`.
+pub fn validate_segment_name(name: &str) -> Result<&str> {
+    let bare = name.strip_prefix('/').unwrap_or(name);
+    let reason = if bare.is_empty() {
+        "segment names cannot be empty"
+    } else if bare.len() > SEGMENT_NAME_MAX {
+        "segment names are at most 255 bytes"
+    } else if bare == "." || bare == ".." {
+        "'.' and '..' are not segment names"
+    } else if !bare
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    {
+        "segment names may contain only ASCII letters, digits, '.', '_' and '-' (and one leading '/')"
+    } else {
+        return Ok(bare);
+    };
+    Err(Error::InvalidName {
+        name: name.to_owned(),
+        reason,
+    })
+}
+
+fn os_error(op: &'static str, name: &str, err: Errno) -> Error {
+    match err {
+        Errno::NOENT => Error::SegmentNotFound {
+            name: name.to_owned(),
+        },
+        Errno::EXIST => Error::SegmentExists {
+            name: name.to_owned(),
+        },
+        Errno::ACCESS | Errno::PERM => Error::PermissionDenied {
+            name: name.to_owned(),
+        },
+        Errno::NAMETOOLONG | Errno::INVAL => Error::InvalidName {
+            name: name.to_owned(),
+            reason: "the system refused this name",
+        },
+        other => Error::io(op, other),
+    }
+}
+
+/// How to create or open a segment. Made by [`Segment::options`].
+///
+/// ```
+/// # let name = format!("doc-opts-{}", std::process::id());
+/// let seg = shmds::Segment::options()
+///     .size(1 << 20)
+///     .mode(0o640)
+///     .table_capacity(16)
+///     .create(&name)?;
+/// assert_eq!(seg.table_capacity(), 16);
+/// # shmds::Segment::remove(&name)?;
+/// # Ok::<(), shmds::Error>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct SegmentOptions {
+    size: u64,
+    mode: u32,
+    table_capacity: u32,
+    open_timeout: Duration,
+    read_only: bool,
+}
+
+impl Default for SegmentOptions {
+    fn default() -> Self {
+        SegmentOptions {
+            size: 1 << 20,
+            mode: 0o600,
+            table_capacity: DEFAULT_TABLE_CAPACITY,
+            open_timeout: DEFAULT_OPEN_TIMEOUT,
+            read_only: false,
+        }
+    }
+}
+
+impl SegmentOptions {
+    /// Total size in bytes (rounded up to a page) when creating. Default 1 MiB.
+    pub fn size(mut self, bytes: u64) -> Self {
+        self.size = bytes;
+        self
+    }
+
+    /// Permission bits of a new segment (not reduced by the umask). Default `0o600`.
+    pub fn mode(mut self, mode: u32) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// Number of entries in a new segment's table. Default 64.
+    pub fn table_capacity(mut self, entries: u32) -> Self {
+        self.table_capacity = entries;
+        self
+    }
+
+    /// How long `open` waits for a creator that is still initialising. Default 1 s.
+    pub fn open_timeout(mut self, timeout: Duration) -> Self {
+        self.open_timeout = timeout;
+        self
+    }
+
+    /// Map the segment read-only (for inspection: entries, check). Structures
+    /// cannot be opened from a read-only segment.
+    pub fn read_only(mut self, read_only: bool) -> Self {
+        self.read_only = read_only;
+        self
+    }
+
+    /// Create a new segment; fails with [`Error::SegmentExists`] if the name is taken.
+    pub fn create(&self, name: &str) -> Result<Segment> {
+        Segment::create_with(name, self)
+    }
+
+    /// Open an existing segment.
+    pub fn open(&self, name: &str) -> Result<Segment> {
+        Segment::open_with(name, self)
+    }
+
+    /// Open the segment, creating it if it does not exist.
+    pub fn open_or_create(&self, name: &str) -> Result<Segment> {
+        loop {
+            match Segment::create_with(name, self) {
+                Err(Error::SegmentExists { .. }) => {}
+                other => return other,
+            }
+            match Segment::open_with(name, self) {
+                // Removed between our create and open: try again.
+                Err(Error::SegmentNotFound { .. }) => continue,
+                other => return other,
+            }
+        }
+    }
+}
+
+/// The mapping shared by a segment and all handles opened from it.
+pub(crate) struct Mapping {
+    name: String,
+    map: memmap2::MmapRaw,
+    writable: bool,
+}
+
+// SAFETY: the mapping is plain shared memory; every access to it goes through
+// atomics or through element copies whose synchronisation the structures
+// document. The raw pointer inside MmapRaw is what makes it !Sync by default.
+unsafe impl Sync for Mapping {}
+// SAFETY: as above; the mapping is not tied to the thread that made it.
+unsafe impl Send for Mapping {}
+
+impl Mapping {
+    pub(crate) fn base(&self) -> *mut u8 {
+        self.map.as_mut_ptr()
+    }
+
+    pub(crate) fn len(&self) -> u64 {
+        self.map.len() as u64
+    }
+
+    pub(crate) fn header(&self) -> &SegmentHeader {
+        // SAFETY: the mapping is at least SEGMENT_HEADER_SIZE bytes (checked
+        // before a Mapping is built), page-aligned, and SegmentHeader is
+        // repr(C) with atomics for every field that changes after creation.
+        unsafe { &*self.base().cast::<SegmentHeader>() }
+    }
+
+    pub(crate) fn table(&self) -> Table<'_> {
+        let header = self.header();
+        // SAFETY: `validate` checked that table_offset + table_capacity *
+        // ENTRY_SIZE lies inside the mapping and that table_offset is 8-aligned;
+        // both fields are immutable after creation, and Entry is repr(C) of atomics.
+        let entries = unsafe {
+            std::slice::from_raw_parts(
+                self.base()
+                    .add(header.table_offset as usize)
+                    .cast::<Entry>(),
+                header.table_capacity as usize,
+            )
+        };
+        Table {
+            header,
+            entries,
+            segment: &self.name,
+        }
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub(crate) fn writable(&self) -> bool {
+        self.writable
+    }
+}
+
+/// A handle on a named shared memory segment.
+///
+/// Cloning is cheap (the mapping is reference-counted) and every structure
+/// opened from a segment keeps the mapping alive. Dropping the last handle
+/// unmaps the segment; it never removes it: call [`Segment::remove`] or
+/// [`Segment::unlink`] for that.
+///
+/// ```
+/// use shmds::Segment;
+/// # let name = format!("doc-seg-{}", std::process::id());
+/// let seg = Segment::create(&name, 1 << 20)?;
+/// let temps = seg.create_array::<f32>("temps", 100)?;
+/// temps.set(3, 21.5)?;
+///
+/// let other = Segment::open(&name)?;           // e.g. in another process
+/// let same = other.open_array::<f32>("temps")?;
+/// assert_eq!(same.get(3)?, 21.5);
+/// assert!(other.open_array::<u32>("temps").is_err()); // wrong element type
+/// # Segment::remove(&name)?;
+/// # Ok::<(), shmds::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Segment {
+    pub(crate) map: Arc<Mapping>,
+}
+
+impl std::fmt::Debug for Segment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Segment")
+            .field("name", &self.map.name)
+            .field("size", &self.map.len())
+            .field("writable", &self.map.writable)
+            .finish()
+    }
+}
+
+impl Segment {
+    /// Options for creating or opening a segment.
+    pub fn options() -> SegmentOptions {
+        SegmentOptions::default()
+    }
+
+    /// Create a segment of `size` bytes with default options.
+    pub fn create(name: &str, size: u64) -> Result<Segment> {
+        Segment::options().size(size).create(name)
+    }
+
+    /// Open an existing segment.
+    pub fn open(name: &str) -> Result<Segment> {
+        Segment::options().open(name)
+    }
+
+    /// Open a segment, creating it with `size` bytes if it does not exist.
+    pub fn open_or_create(name: &str, size: u64) -> Result<Segment> {
+        Segment::options().size(size).open_or_create(name)
+    }
+
+    /// Remove the segment `name` from the system. Processes that have it
+    /// mapped keep using it; the memory is freed when the last one unmaps.
+    pub fn remove(name: &str) -> Result<()> {
+        let bare = validate_segment_name(name)?;
+        shm::unlink(format!("/{bare}")).map_err(|e| os_error("shm_unlink", bare, e))
+    }
+
+    /// Remove this segment's name from the system (see [`Segment::remove`]).
+    pub fn unlink(&self) -> Result<()> {
+        Segment::remove(&self.map.name)
+    }
+
+    /// The segment's name (without a leading `/`).
+    pub fn name(&self) -> &str {
+        &self.map.name
+    }
+
+    /// Total size in bytes.
+    pub fn size(&self) -> u64 {
+        self.map.header().total_size
+    }
+
+    /// Bytes in use: header, table and allocated blocks.
+    pub fn used(&self) -> u64 {
+        self.map
+            .header()
+            .bump
+            .load(Ordering::Relaxed)
+            .min(self.size())
+    }
+
+    /// Bytes still free for new structures.
+    pub fn available(&self) -> u64 {
+        self.size() - self.used()
+    }
+
+    /// Number of entries the table can hold.
+    pub fn table_capacity(&self) -> u32 {
+        self.map.header().table_capacity
+    }
+
+    /// Pid of the process that created the segment.
+    pub fn creator_pid(&self) -> u32 {
+        self.map.header().creator_pid.load(Ordering::Relaxed)
+    }
+
+    /// Creation time in nanoseconds since the Unix epoch.
+    pub fn created_unix_ns(&self) -> u64 {
+        self.map.header().created_unix_ns.load(Ordering::Relaxed)
+    }
+
+    /// The segment's random seed (map hash seeds derive from it).
+    pub fn seed(&self) -> u64 {
+        self.map.header().seed
+    }
+
+    /// Every live entry.
+    pub fn entries(&self) -> Result<Vec<EntryInfo>> {
+        self.map.table().list()
+    }
+
+    /// The live entry `name`, if any.
+    pub fn entry(&self, name: &str) -> Result<Option<EntryInfo>> {
+        self.map.table().find(name)
+    }
+
+    /// Erase the entry `name`. Handles to it get [`Error::Stale`] from then on;
+    /// the name can be created again. Its memory is not reused.
+    pub fn erase(&self, name: &str) -> Result<()> {
+        self.require_writable()?;
+        self.map.table().erase(name)
+    }
+
+    pub(crate) fn require_writable(&self) -> Result<()> {
+        if self.map.writable() {
+            Ok(())
+        } else {
+            Err(Error::PermissionDenied {
+                name: self.map.name.clone(),
+            })
+        }
+    }
+
+    fn create_with(name: &str, opts: &SegmentOptions) -> Result<Segment> {
+        let bare = validate_segment_name(name)?.to_owned();
+        if opts.read_only {
+            return Err(Error::InvalidArgument(
+                "a segment cannot be created read-only".into(),
+            ));
+        }
+        if opts.table_capacity == 0 || opts.table_capacity > MAX_TABLE_CAPACITY {
+            return Err(Error::InvalidArgument(format!(
+                "table capacity must be 1..={MAX_TABLE_CAPACITY}, not {}",
+                opts.table_capacity
+            )));
+        }
+        let table_end = SEGMENT_HEADER_SIZE + opts.table_capacity as u64 * ENTRY_SIZE;
+        let heap_offset = crate::alloc::align_up(table_end).expect("small");
+        let size = opts
+            .size
+            .checked_add(PAGE - 1)
+            .map(|s| s & !(PAGE - 1))
+            .filter(|&s| s <= MAX_SEGMENT_SIZE)
+            .ok_or_else(|| {
+                Error::InvalidArgument(format!("segment size {} is too large", opts.size))
+            })?;
+        if size < heap_offset + CACHE_LINE {
+            return Err(Error::InvalidArgument(format!(
+                "segment size {} is too small: the header and a {}-entry table need {} bytes",
+                opts.size,
+                opts.table_capacity,
+                heap_offset + CACHE_LINE
+            )));
+        }
+        let path = format!("/{bare}");
+        let fd = shm::open(
+            &path,
+            shm::OFlags::CREATE | shm::OFlags::EXCL | shm::OFlags::RDWR,
+            Mode::from_bits_truncate(opts.mode),
+        )
+        .map_err(|e| os_error("shm_open", &bare, e))?;
+        // From here on, a failure removes the half-made segment.
+        let undo = |err: Error| {
+            let _ = shm::unlink(&path);
+            err
+        };
+        rustix::fs::fchmod(&fd, Mode::from_bits_truncate(opts.mode))
+            .map_err(|e| undo(Error::io("fchmod", e)))?;
+        reserve(&fd, size).map_err(|e| {
+            undo(match e {
+                Errno::NOSPC | Errno::FBIG | Errno::NOMEM => Error::NoSpace {
+                    name: bare.clone(),
+                    requested: size,
+                },
+                other => Error::io("fallocate", other),
+            })
+        })?;
+        let file = File::from(fd);
+        // MmapRaw hands out only a raw pointer; all access to the bytes
+        // follows the segment protocol.
+        let map = memmap2::MmapOptions::new()
+            .len(size as usize)
+            .map_raw(&file)
+            .map_err(|e| undo(Error::io("mmap", e)))?;
+        let mapping = Mapping {
+            name: bare,
+            map,
+            writable: true,
+        };
+        init_header(&mapping, size, opts.table_capacity, heap_offset);
+        Ok(Segment {
+            map: Arc::new(mapping),
+        })
+    }
+
+    fn open_with(name: &str, opts: &SegmentOptions) -> Result<Segment> {
+        let bare = validate_segment_name(name)?.to_owned();
+        let flags = if opts.read_only {
+            shm::OFlags::RDONLY
+        } else {
+            shm::OFlags::RDWR
+        };
+        let fd = shm::open(format!("/{bare}"), flags, Mode::empty())
+            .map_err(|e| os_error("shm_open", &bare, e))?;
+        let deadline = Instant::now() + opts.open_timeout;
+        // The creator sizes the file right after creating it: wait for that.
+        let file_size = loop {
+            let stat = rustix::fs::fstat(&fd).map_err(|e| Error::io("fstat", e))?;
+            let size = stat.st_size as u64;
+            if size >= 8 {
+                let mut magic = [0u8; 8];
+                let n = rustix::io::pread(&fd, &mut magic, 0).map_err(|e| Error::io("pread", e))?;
+                if n == 8 && magic != [0; 8] && magic != MAGIC {
+                    return Err(Error::Corrupt {
+                        name: bare,
+                        detail: "not a shmds segment (bad magic)".into(),
+                    });
+                }
+            }
+            if size >= SEGMENT_HEADER_SIZE {
+                break size;
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::NotReady {
+                    name: bare,
+                    detail: format!(
+                        "it has {size} bytes, less than a header; its creator died or is not a shmds \
+                         process (remove it with `shmds rm`)"
+                    ),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        };
+        if file_size > MAX_SEGMENT_SIZE {
+            return Err(Error::Corrupt {
+                name: bare,
+                detail: format!("file size {file_size} exceeds the {MAX_SEGMENT_SIZE}-byte limit"),
+            });
+        }
+        let file = File::from(fd);
+        let mut mmap_opts = memmap2::MmapOptions::new();
+        mmap_opts.len(file_size as usize);
+        // We only keep a raw pointer and validate every field before trusting it.
+        let map = if opts.read_only {
+            mmap_opts.map_raw_read_only(&file)
+        } else {
+            mmap_opts.map_raw(&file)
+        }
+        .map_err(|e| Error::io("mmap", e))?;
+        let mapping = Mapping {
+            name: bare,
+            map,
+            writable: !opts.read_only,
+        };
+        wait_ready(&mapping, deadline)?;
+        validate_header(&mapping)?;
+        Ok(Segment {
+            map: Arc::new(mapping),
+        })
+    }
+}
+
+/// Reserve `size` bytes of memory for the file, so that touching any page
+/// later cannot SIGBUS on a full /dev/shm.
+fn reserve(fd: &rustix::fd::OwnedFd, size: u64) -> std::result::Result<(), Errno> {
+    match rustix::fs::fallocate(fd, rustix::fs::FallocateFlags::empty(), 0, size) {
+        Ok(()) => Ok(()),
+        Err(Errno::OPNOTSUPP | Errno::NOSYS) => {
+            // No fallocate: size the file, then write every page, which reports
+            // ENOSPC instead of faulting.
+            rustix::fs::ftruncate(fd, size)?;
+            let zeros = vec![0u8; 1 << 16];
+            let mut offset = 0;
+            while offset < size {
+                let n = ((size - offset) as usize).min(zeros.len());
+                let written = rustix::io::pwrite(fd, &zeros[..n], offset)?;
+                if written == 0 {
+                    return Err(Errno::NOSPC);
+                }
+                offset += written as u64;
+            }
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn random_seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    h.write_u32(std::process::id());
+    h.finish()
+}
+
+fn init_header(mapping: &Mapping, size: u64, table_capacity: u32, heap_offset: u64) {
+    let header = mapping.header();
+    header
+        .creator_pid
+        .store(crate::process::current_pid(), Ordering::Relaxed);
+    header
+        .state
+        .store(segment_state::INITIALIZING, Ordering::Relaxed);
+    crate::fault::pause_point("segment.create.initializing");
+    let h = mapping.base().cast::<SegmentHeader>();
+    // SAFETY: `h` points to the start of our fresh, writable, page-aligned
+    // mapping of `size >= heap_offset` bytes. The fields written here are the
+    // plain (non-atomic) ones, which openers read only after `state` is READY
+    // (Release below, Acquire in `wait_ready`); `magic` is read early with a
+    // volatile read, which only ever decides "foreign file or not yet".
+    unsafe {
+        std::ptr::addr_of_mut!((*h).format_version).write(FORMAT_VERSION);
+        std::ptr::addr_of_mut!((*h).header_size).write(SEGMENT_HEADER_SIZE as u32);
+        std::ptr::addr_of_mut!((*h).fingerprint).write(crate::layout::fingerprint());
+        std::ptr::addr_of_mut!((*h).total_size).write(size);
+        std::ptr::addr_of_mut!((*h).table_offset).write(SEGMENT_HEADER_SIZE);
+        std::ptr::addr_of_mut!((*h).table_capacity).write(table_capacity);
+        std::ptr::addr_of_mut!((*h).entry_size).write(ENTRY_SIZE as u32);
+        std::ptr::addr_of_mut!((*h).heap_offset).write(heap_offset);
+        std::ptr::addr_of_mut!((*h).seed).write(random_seed());
+        std::ptr::write_volatile(std::ptr::addr_of_mut!((*h).magic), MAGIC);
+    }
+    header.bump.store(heap_offset, Ordering::Relaxed);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    header.created_unix_ns.store(now, Ordering::Relaxed);
+    crate::fault::pause_point("segment.create.before_ready");
+    header.state.store(segment_state::READY, Ordering::Release);
+}
+
+fn read_magic(mapping: &Mapping) -> [u8; 8] {
+    // SAFETY: the first 8 bytes are inside the mapping; a volatile read of a
+    // byte array is fine even while the creator writes it (it only decides
+    // "not ours" vs "not yet").
+    unsafe { std::ptr::read_volatile(mapping.base().cast::<[u8; 8]>()) }
+}
+
+fn wait_ready(mapping: &Mapping, deadline: Instant) -> Result<()> {
+    let header = mapping.header();
+    let name = || mapping.name().to_owned();
+    loop {
+        let magic = read_magic(mapping);
+        if magic != [0; 8] && magic != MAGIC {
+            return Err(Error::Corrupt {
+                name: name(),
+                detail: "not a shmds segment (bad magic)".into(),
+            });
+        }
+        let state = header.state.load(Ordering::Acquire);
+        match state {
+            segment_state::READY => return Ok(()),
+            segment_state::UNINIT | segment_state::INITIALIZING => {}
+            other => {
+                return Err(Error::Corrupt {
+                    name: name(),
+                    detail: format!("unknown segment state {other}"),
+                })
+            }
+        }
+        let creator = header.creator_pid.load(Ordering::Relaxed);
+        if creator != 0 && !crate::process::is_alive(creator) {
+            return Err(Error::NotReady {
+                name: name(),
+                detail: format!(
+                    "its creator (pid {creator}) died during initialisation; remove it with `shmds rm {}`",
+                    mapping.name()
+                ),
+            });
+        }
+        if Instant::now() >= deadline {
+            return Err(Error::NotReady {
+                name: name(),
+                detail: if creator == 0 {
+                    "it was never initialised (not a shmds segment, or its creator died at once)"
+                        .into()
+                } else {
+                    format!("its creator (pid {creator}) has not finished initialising it")
+                },
+            });
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+}
+
+/// Check every header field against the file and this build.
+fn validate_header(mapping: &Mapping) -> Result<()> {
+    let h = mapping.header();
+    let corrupt = |detail: String| Error::Corrupt {
+        name: mapping.name().to_owned(),
+        detail,
+    };
+    let incompatible = |detail: String| Error::Incompatible {
+        name: mapping.name().to_owned(),
+        detail,
+    };
+    if h.magic != MAGIC {
+        return Err(corrupt("not a shmds segment (bad magic)".into()));
+    }
+    if h.format_version != FORMAT_VERSION {
+        return Err(incompatible(format!(
+            "format version {} (this build reads version {FORMAT_VERSION}{})",
+            h.format_version,
+            if h.format_version > FORMAT_VERSION {
+                "; upgrade shmds"
+            } else {
+                ""
+            }
+        )));
+    }
+    if h.fingerprint != crate::layout::fingerprint() {
+        return Err(incompatible(format!(
+            "layout fingerprint {:#018x} differs from this build's {:#018x} (another pointer width, \
+             byte order or struct layout)",
+            h.fingerprint,
+            crate::layout::fingerprint()
+        )));
+    }
+    if h.header_size as u64 != SEGMENT_HEADER_SIZE || h.entry_size as u64 != ENTRY_SIZE {
+        return Err(incompatible(format!(
+            "header/entry sizes {}/{} differ from {SEGMENT_HEADER_SIZE}/{ENTRY_SIZE}",
+            h.header_size, h.entry_size
+        )));
+    }
+    let file = mapping.len();
+    if h.total_size != file {
+        return Err(corrupt(format!(
+            "header says {} bytes but the file has {file} (truncated or resized)",
+            h.total_size
+        )));
+    }
+    if h.table_offset != SEGMENT_HEADER_SIZE {
+        return Err(corrupt(format!(
+            "table offset {} is not {SEGMENT_HEADER_SIZE}",
+            h.table_offset
+        )));
+    }
+    if h.table_capacity == 0 || h.table_capacity > MAX_TABLE_CAPACITY {
+        return Err(corrupt(format!(
+            "table capacity {} is out of range",
+            h.table_capacity
+        )));
+    }
+    let table_end = h.table_offset + h.table_capacity as u64 * ENTRY_SIZE;
+    if h.heap_offset < table_end || h.heap_offset % CACHE_LINE != 0 || h.heap_offset > h.total_size
+    {
+        return Err(corrupt(format!(
+            "heap offset {} is not an aligned offset between the table end {table_end} and the \
+             segment end {}",
+            h.heap_offset, h.total_size
+        )));
+    }
+    let bump = h.bump.load(Ordering::Acquire);
+    if bump < h.heap_offset || bump > h.total_size || bump % CACHE_LINE != 0 {
+        return Err(corrupt(format!(
+            "allocation pointer {bump} is outside the heap"
+        )));
+    }
+    Ok(())
+}
+
+/// Validation of an entry's block against the segment; shared by every
+/// structure's `open` and by [`Segment::check`](crate::Segment::check).
+pub(crate) fn check_block(mapping: &Mapping, info: &EntryInfo) -> Result<()> {
+    let h = mapping.header();
+    let bump = h.bump.load(Ordering::Acquire).min(h.total_size);
+    let end = info.offset.checked_add(info.size);
+    if info.offset < h.heap_offset
+        || info.offset % CACHE_LINE != 0
+        || info.size == 0
+        || end.is_none_or(|end| end > bump)
+    {
+        return Err(Error::Corrupt {
+            name: mapping.name().to_owned(),
+            detail: format!(
+                "entry {:?}: block at {} of {} bytes is not an allocated, aligned part of the heap \
+                 [{}, {bump})",
+                info.name, info.offset, info.size, h.heap_offset
+            ),
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,85 @@
+//! Waiting: shared futexes and patient spinning.
+//!
+//! Blocking operations sleep on a futex word that lives in the segment. The
+//! futex calls never pass `FUTEX_PRIVATE_FLAG`: a private futex is keyed by the
+//! waiter's address space and could never be woken by another process.
+//!
+//! Under loom a futex wait is modelled as a yield (a futex may always wake
+//! spuriously, so every caller already re-checks its condition).
+
+use crate::sync::AtomicU32;
+use std::time::Duration;
+
+/// Sleep while `*word == expected`, for at most `timeout`. Returns on wake-up,
+/// time-out, signal or a changed value alike: callers re-check their condition.
+#[cfg(not(loom))]
+pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) {
+    use rustix::thread::futex;
+    let ts = timeout.map(|d| futex::Timespec {
+        tv_sec: d.as_secs().min(i64::MAX as u64) as i64,
+        tv_nsec: d.subsec_nanos() as _,
+    });
+    // Errors are EAGAIN (value changed), ETIMEDOUT and EINTR: all mean "look again".
+    let _ = futex::wait(word, futex::Flags::empty(), expected, ts.as_ref());
+}
+
+/// Wake up to `n` sleepers on `word`.
+#[cfg(not(loom))]
+pub(crate) fn futex_wake(word: &AtomicU32, n: u32) {
+    use rustix::thread::futex;
+    let _ = futex::wake(word, futex::Flags::empty(), n);
+}
+
+#[cfg(loom)]
+pub(crate) fn futex_wait(_word: &AtomicU32, _expected: u32, _timeout: Option<Duration>) {
+    loom::thread::yield_now();
+}
+
+#[cfg(loom)]
+pub(crate) fn futex_wake(_word: &AtomicU32, _n: u32) {}
+
+/// Back-off for waiting on a peer that is in the middle of an operation:
+/// spin, then yield, then sleep in growing naps (never burning a core for
+/// long). [`PeerWait::snooze`] says when it is time to ask whether the peer is
+/// still alive.
+#[derive(Debug, Default)]
+pub(crate) struct PeerWait {
+    step: u32,
+}
+
+impl PeerWait {
+    #[cfg(not(loom))]
+    const SPIN_STEPS: u32 = 7;
+    #[cfg(not(loom))]
+    const YIELD_STEPS: u32 = 12;
+
+    pub(crate) fn new() -> PeerWait {
+        PeerWait { step: 0 }
+    }
+
+    /// Wait a little longer than last time. Returns `true` when the wait has
+    /// gone on long enough that the caller should check the peer's liveness.
+    pub(crate) fn snooze(&mut self) -> bool {
+        #[cfg(loom)]
+        {
+            loom::thread::yield_now();
+            self.step += 1;
+            self.step % 4 == 0
+        }
+        #[cfg(not(loom))]
+        {
+            if self.step < Self::SPIN_STEPS {
+                for _ in 0..(1u32 << self.step) {
+                    core::hint::spin_loop();
+                }
+            } else if self.step < Self::YIELD_STEPS {
+                std::thread::yield_now();
+            } else {
+                let nap = 20u64 << (self.step - Self::YIELD_STEPS).min(6);
+                std::thread::sleep(Duration::from_micros(nap));
+            }
+            self.step = self.step.saturating_add(1);
+            self.step >= Self::YIELD_STEPS
+        }
+    }
+}

@@ -1,0 +1,265 @@
+//! Shared memory is untrusted input: every kind of damage gives a clear
+//! error, never a panic, a hang or an out-of-bounds access.
+
+mod common;
+use common::ShmName;
+use proptest::prelude::*;
+use shmds::{Error, Segment};
+use std::fs::OpenOptions;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::time::Duration;
+
+const ENTRY0: u64 = 128;
+
+fn poke(name: &ShmName, offset: u64, bytes: &[u8]) {
+    let mut f = OpenOptions::new().write(true).open(name.path()).unwrap();
+    f.seek(SeekFrom::Start(offset)).unwrap();
+    f.write_all(bytes).unwrap();
+}
+
+fn quick() -> shmds::SegmentOptions {
+    Segment::options().open_timeout(Duration::from_millis(20))
+}
+
+/// A segment with two arrays, `a` (u64 x 16) and `b` (u8 x 8).
+fn sample(tag: &str) -> ShmName {
+    let name = ShmName::new(tag);
+    let seg = Segment::create(name.as_str(), 1 << 16).unwrap();
+    seg.create_array::<u64>("a", 16).unwrap();
+    seg.create_array::<u8>("b", 8).unwrap();
+    name
+}
+
+fn open_err(name: &ShmName) -> Error {
+    quick().open(name.as_str()).unwrap_err()
+}
+
+#[test]
+fn not_a_shmds_segment() {
+    let name = ShmName::new("foreign");
+    std::fs::write(name.path(), b"hello, I am somebody else's shared memory").unwrap();
+    let err = open_err(&name);
+    assert!(matches!(err, Error::Corrupt { .. }), "{err}");
+    assert!(err.to_string().contains("not a shmds segment"));
+}
+
+#[test]
+fn empty_file_is_not_ready() {
+    let name = ShmName::new("empty");
+    std::fs::write(name.path(), b"").unwrap();
+    let err = open_err(&name);
+    assert!(matches!(err, Error::NotReady { .. }), "{err}");
+}
+
+#[test]
+fn newer_format_version() {
+    let name = sample("version");
+    poke(&name, 8, &99u32.to_ne_bytes());
+    let err = open_err(&name);
+    assert!(matches!(err, Error::Incompatible { .. }), "{err}");
+    assert!(err.to_string().contains("upgrade"), "{err}");
+}
+
+#[test]
+fn other_layout_fingerprint() {
+    let name = sample("fingerprint");
+    poke(&name, 16, &0x1234u64.to_ne_bytes());
+    let err = open_err(&name);
+    assert!(matches!(err, Error::Incompatible { .. }), "{err}");
+    assert!(err.to_string().contains("fingerprint"), "{err}");
+}
+
+#[test]
+fn truncated_segment() {
+    let name = sample("truncated");
+    let f = OpenOptions::new().write(true).open(name.path()).unwrap();
+    f.set_len(8192).unwrap();
+    let err = open_err(&name);
+    assert!(matches!(err, Error::Corrupt { .. }), "{err}");
+    assert!(err.to_string().contains("truncated"), "{err}");
+}
+
+#[test]
+fn header_fields_out_of_range() {
+    let cases: [(u64, Vec<u8>, &str); 6] = [
+        (24, (1u64 << 40).to_ne_bytes().to_vec(), "truncated"),
+        (40, u32::MAX.to_ne_bytes().to_vec(), "table capacity"),
+        (48, (1u64 << 20).to_ne_bytes().to_vec(), "heap offset"),
+        (48, 100u64.to_ne_bytes().to_vec(), "heap offset"),
+        (80, u64::MAX.to_ne_bytes().to_vec(), "allocation pointer"),
+        (64, 7u32.to_ne_bytes().to_vec(), "state"),
+    ];
+    for (offset, bytes, what) in cases {
+        let name = sample("header");
+        poke(&name, offset, &bytes);
+        let err = open_err(&name);
+        assert!(
+            matches!(err, Error::Corrupt { .. }),
+            "offset {offset}: {err}"
+        );
+        assert!(err.to_string().contains(what), "offset {offset}: {err}");
+    }
+}
+
+#[test]
+fn entry_block_outside_segment() {
+    for (field, value) in [
+        (32u64, 1u64 << 16),
+        (32, 1 << 40),
+        (40, u64::MAX - 32),
+        (32, 3),
+    ] {
+        let name = sample("block");
+        poke(&name, ENTRY0 + field, &value.to_ne_bytes());
+        let seg = quick().open(name.as_str()).unwrap();
+        let err = seg.open_array::<u64>("a").unwrap_err();
+        assert!(
+            matches!(err, Error::Corrupt { .. }),
+            "{field}={value}: {err}"
+        );
+        assert!(!seg.check().is_ok());
+    }
+}
+
+#[test]
+fn overlapping_blocks() {
+    let name = sample("overlap");
+    let seg = quick().open(name.as_str()).unwrap();
+    let a = seg.entry("a").unwrap().unwrap();
+    // Point b's block into a's.
+    poke(&name, ENTRY0 + 320 + 32, &a.offset.to_ne_bytes());
+    let report = seg.check();
+    assert!(
+        report.problems.iter().any(|p| p.contains("overlap")),
+        "{report:?}"
+    );
+}
+
+#[test]
+fn capacity_byte_size_overflows() {
+    let name = sample("capacity");
+    poke(&name, ENTRY0 + 24, &(u64::MAX / 2).to_ne_bytes());
+    let seg = quick().open(name.as_str()).unwrap();
+    let err = seg.open_array::<u64>("a").unwrap_err();
+    assert!(matches!(err, Error::Corrupt { .. }), "{err}");
+    // And the array header itself claiming a huge length:
+    let name = sample("capacity2");
+    let seg = quick().open(name.as_str()).unwrap();
+    let a = seg.entry("a").unwrap().unwrap();
+    poke(&name, a.offset + 8, &(u64::MAX / 2).to_ne_bytes());
+    poke(&name, ENTRY0 + 24, &(u64::MAX / 2).to_ne_bytes());
+    assert!(matches!(
+        seg.open_array::<u64>("a"),
+        Err(Error::Corrupt { .. })
+    ));
+}
+
+#[test]
+fn bad_names_and_types() {
+    // Name not NUL-terminated.
+    let name = sample("name-nul");
+    poke(&name, ENTRY0 + 64, &[b'x'; 64]);
+    let seg = quick().open(name.as_str()).unwrap();
+    let err = seg.entries().unwrap_err();
+    assert!(err.to_string().contains("NUL"), "{err}");
+    assert!(!seg.check().is_ok());
+    // Name not UTF-8.
+    let name = sample("name-utf8");
+    poke(&name, ENTRY0 + 64, &[0xff, 0xfe, 0]);
+    let seg = quick().open(name.as_str()).unwrap();
+    let err = seg.entries().unwrap_err();
+    assert!(err.to_string().contains("UTF-8"), "{err}");
+    // Element type that does not parse, or does not match the element size.
+    for bad in [&b"<Z\0"[..], b"<I\0"] {
+        let name = sample("type");
+        poke(&name, ENTRY0 + 192, bad);
+        let seg = quick().open(name.as_str()).unwrap();
+        let report = seg.check();
+        assert!(!report.is_ok(), "{bad:?}");
+        assert!(matches!(
+            seg.open_array::<u64>("a"),
+            Err(Error::TypeMismatch { .. })
+        ));
+    }
+}
+
+#[test]
+fn unknown_kind() {
+    let name = sample("kind");
+    poke(&name, ENTRY0 + 12, &77u32.to_ne_bytes());
+    let seg = quick().open(name.as_str()).unwrap();
+    let err = seg.open_array::<u64>("a").unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::KindMismatch {
+                found: "unknown",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let report = seg.check();
+    assert!(
+        report.problems.iter().any(|p| p.contains("unknown kind")),
+        "{report:?}"
+    );
+}
+
+#[test]
+fn entry_stuck_mid_write_is_skipped() {
+    // Odd generation: a writer died mid-change. Readers skip it, and the
+    // next registration (after taking over the lock) is unaffected.
+    let name = sample("odd-gen");
+    poke(&name, ENTRY0, &3u64.to_ne_bytes());
+    let seg = quick().open(name.as_str()).unwrap();
+    assert!(seg.entry("a").unwrap().is_none());
+    assert_eq!(seg.entries().unwrap().len(), 1);
+    seg.create_array::<u8>("c", 1).unwrap();
+}
+
+fn pristine() -> &'static (Vec<u8>, u64) {
+    static BYTES: std::sync::OnceLock<(Vec<u8>, u64)> = std::sync::OnceLock::new();
+    BYTES.get_or_init(|| {
+        let name = sample("pristine");
+        let mut bytes = Vec::new();
+        std::fs::File::open(name.path())
+            .unwrap()
+            .read_to_end(&mut bytes)
+            .unwrap();
+        // Header + the two entries + the start of the heap blocks.
+        let heap = u64::from_ne_bytes(bytes[48..56].try_into().unwrap());
+        (bytes, heap + 256)
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 300, .. ProptestConfig::default() })]
+
+    /// Random damage to the header, table and block headers: open, check,
+    /// list and use never panic.
+    #[test]
+    fn random_damage_never_panics(flips in proptest::collection::vec((0usize..1, any::<u64>(), any::<u8>()), 1..12)) {
+        let (bytes, span) = pristine();
+        let mut bytes = bytes.clone();
+        for (_, at, value) in flips {
+            // Bias towards the interesting bytes: the header and first entries.
+            let at = (at % if at % 3 == 0 { *span } else { 128 + 2 * 320 }) as usize;
+            bytes[at] = value;
+        }
+        let name = ShmName::new("fuzz");
+        std::fs::write(name.path(), &bytes).unwrap();
+        if let Ok(seg) = Segment::options().open_timeout(Duration::from_millis(1)).open(name.as_str()) {
+            let _ = seg.check();
+            let _ = seg.entries();
+            if let Ok(a) = seg.open_array::<u64>("a") {
+                for i in 0..a.len().min(32) {
+                    let _ = a.get(i);
+                    let _ = a.set(i, 1);
+                }
+            }
+            let _ = seg.create_array::<u8>("new", 4);
+            let _ = seg.erase("b");
+        }
+    }
+}

@@ -1,0 +1,115 @@
+//! FORMAT.md and layout.rs agree: every struct table in FORMAT.md lists
+//! exactly the fields of the Rust struct, at the same offsets and sizes.
+
+use shmds::layout::*;
+use std::collections::BTreeMap;
+use std::mem::{offset_of, size_of};
+
+type Fields = Vec<(String, usize, usize)>;
+
+/// Parse `## Name (N bytes...)` headings and the `| offset | size | field |` rows under them.
+fn format_tables() -> BTreeMap<String, (usize, Fields)> {
+    let text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../FORMAT.md")).unwrap();
+    let mut tables = BTreeMap::new();
+    let mut current: Option<String> = None;
+    for line in text.lines() {
+        if let Some(head) = line.strip_prefix("## ") {
+            current = None;
+            if let Some((name, rest)) = head.split_once(" (") {
+                if let Some(n) = rest
+                    .split_whitespace()
+                    .next()
+                    .and_then(|n| n.parse::<usize>().ok())
+                {
+                    current = Some(name.trim().to_owned());
+                    tables.insert(name.trim().to_owned(), (n, Vec::new()));
+                }
+            }
+            continue;
+        }
+        let Some(name) = &current else { continue };
+        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        if cells.len() > 4 {
+            if let (Ok(off), Ok(size)) = (cells[1].parse::<usize>(), cells[2].parse::<usize>()) {
+                tables
+                    .get_mut(name)
+                    .unwrap()
+                    .1
+                    .push((cells[3].to_owned(), off, size));
+            }
+        }
+    }
+    tables
+}
+
+macro_rules! fields {
+    ($t:ty: $($f:ident),* $(,)?) => {{
+        fn size_of_field<T>(_: fn(&$t) -> &T) -> usize { size_of::<T>() }
+        let v: Fields = vec![$((stringify!($f).to_owned(), offset_of!($t, $f), size_of_field(|s: &$t| &s.$f))),*];
+        (size_of::<$t>(), v)
+    }};
+}
+
+#[test]
+fn format_md_matches_layout_rs() {
+    let tables = format_tables();
+    let expected: BTreeMap<&str, (usize, Fields)> = [
+        (
+            "SegmentHeader",
+            fields!(SegmentHeader: magic, format_version, header_size, fingerprint, total_size,
+                table_offset, table_capacity, entry_size, heap_offset, seed, state, creator_pid,
+                lock, lock_waiters, bump, created_unix_ns, reserved),
+        ),
+        (
+            "Entry",
+            fields!(Entry: generation, state, kind, elem_size, key_size, capacity, offset, size,
+                creator_pid, reserved, name, key_type, elem_type),
+        ),
+        (
+            "ArrayHeader",
+            fields!(ArrayHeader: kind, elem_size, len, data_offset, reserved),
+        ),
+    ]
+    .into_iter()
+    .collect();
+    for (name, (size, fields)) in &expected {
+        let (doc_size, doc_fields) = tables
+            .get(*name)
+            .unwrap_or_else(|| panic!("FORMAT.md has no table for {name}"));
+        assert_eq!(doc_size, size, "{name}: size");
+        assert_eq!(doc_fields, fields, "{name}: fields");
+        // Fields tile the struct with no gaps.
+        let mut end = 0;
+        for (f, off, sz) in fields {
+            assert_eq!(*off, end, "{name}.{f} leaves a gap");
+            end = off + sz;
+        }
+        assert_eq!(end, *size, "{name} has trailing padding");
+    }
+    for name in tables.keys() {
+        assert!(
+            expected.contains_key(name.as_str()),
+            "FORMAT.md documents {name}, which the test does not know"
+        );
+    }
+}
+
+#[test]
+fn magic_and_fingerprint_as_documented() {
+    assert_eq!(MAGIC, [0x53, 0x48, 0x4d, 0x44, 0x53, 0x00, 0x01, 0x00]);
+    // Recompute the fingerprint as FORMAT.md describes it.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let endian = if cfg!(target_endian = "little") {
+        1u64
+    } else {
+        2
+    };
+    for v in [usize::BITS as u64, endian, 64, 128, 320, 64] {
+        for b in v.to_le_bytes() {
+            h ^= b as u64;
+            h = h.wrapping_mul(0x100_0000_01b3);
+        }
+    }
+    assert_eq!(h, fingerprint());
+}
