@@ -299,6 +299,6 @@ fn validate_header(handle: &Handle) -> Result<ArrayHeader> {
 }
 
 /// Per-kind validation of an array block (for `Segment::check`).
-pub(crate) fn check(handle: &Handle) -> Result<Option<u64>> {
+pub(crate) fn check(handle: &Handle, _deep: bool) -> Result<Option<u64>> {
     validate_header(handle).map(|_| None)
 }

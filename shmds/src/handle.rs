@@ -5,7 +5,7 @@
 use crate::error::{Error, Result};
 use crate::layout::kind;
 use crate::segment::{check_block, Segment};
-use crate::sync::Ordering;
+use crate::sync::{AtomicU64, Ordering};
 use crate::table::{EntryInfo, NewEntry};
 
 /// An open entry: which one, which generation, where its block is.
@@ -13,6 +13,8 @@ pub(crate) struct Handle {
     pub(crate) seg: Segment,
     pub(crate) info: EntryInfo,
     pub(crate) block: *mut u8,
+    /// The entry's generation word, for the per-operation stale check.
+    generation: *const AtomicU64,
 }
 
 // SAFETY: `block` points into the reference-counted mapping held by `seg`;
@@ -53,13 +55,21 @@ impl Handle {
                 found: format!("key {}", info.key_type),
             });
         }
+        Handle::at(seg, info)
+    }
+
+    /// A handle on `info` after checking its block (no kind or type checks).
+    pub(crate) fn at(seg: &Segment, info: EntryInfo) -> Result<Handle> {
         check_block(&seg.map, &info)?;
         // SAFETY: check_block proved offset + size lies inside the mapping.
         let block = unsafe { seg.map.base().add(info.offset as usize) };
+        let generation =
+            &seg.map.table().entries[info.index as usize].generation as *const AtomicU64;
         Ok(Handle {
             seg: seg.clone(),
             info,
             block,
+            generation,
         })
     }
 
@@ -102,9 +112,9 @@ impl Handle {
     /// `Err(Stale)` once the entry was erased after we opened it.
     #[inline]
     pub(crate) fn check(&self) -> Result<()> {
-        let table = self.seg.map.table();
-        let entry = &table.entries[self.info.index as usize];
-        if entry.generation.load(Ordering::Acquire) == self.info.generation {
+        // SAFETY: the word is in the table of the mapping that self.seg keeps alive.
+        let generation = unsafe { &*self.generation };
+        if generation.load(Ordering::Acquire) == self.info.generation {
             Ok(())
         } else {
             Err(Error::Stale {

@@ -178,6 +178,102 @@ pub struct ArrayHeader {
     pub reserved: [u64; 5],
 }
 
+/// Header at the start of a queue's block (three cache lines: immutable
+/// description, producers' `tail`, consumers' `head`). `capacity` slots
+/// follow at `slots_offset`, `slot_stride` bytes apart.
+///
+/// Positions (`head`, `tail`) are 64-bit and encode `lap * one_lap + index`
+/// with `index < capacity` and `one_lap` the smallest power of two
+/// `>= capacity`: the next position after `index == capacity - 1` is
+/// `(lap + 1) * one_lap`. No capacity is rounded up: `one_lap` only spaces
+/// the encoding. See `queue.rs` for the slot protocol.
+#[repr(C)]
+pub struct QueueHeader {
+    /// [`kind::QUEUE`].
+    pub kind: u32,
+    /// Size of one element in bytes.
+    pub elem_size: u32,
+    /// Number of slots (the real capacity).
+    pub capacity: u64,
+    /// `capacity.next_power_of_two()`.
+    pub one_lap: u64,
+    /// Bytes from one slot to the next: `align8(8 + elem_size)`.
+    pub slot_stride: u64,
+    /// Offset of slot 0 from the start of the block ([`QUEUE_HEADER_SIZE`]).
+    pub slots_offset: u64,
+    /// Reserved, zero.
+    pub reserved0: [u64; 3],
+    /// Position of the next push. Advanced only by the producer that claimed
+    /// the slot for that position (or by a survivor taking over from it).
+    pub tail: AtomicU64,
+    /// Reserved (keeps `tail` alone on its cache line).
+    pub reserved1: [u64; 7],
+    /// Position of the next pop. Advanced only by the consumer that claimed
+    /// the slot for that position (or by a survivor taking over from it).
+    pub head: AtomicU64,
+    /// Reserved (keeps `head` alone on its cache line).
+    pub reserved2: [u64; 7],
+}
+
+/// The state word at the start of every queue slot; the element follows it.
+///
+/// Bits 0-1 phase (0 empty, 1 writing, 2 full, 3 reading). For empty and
+/// full: bit 2 "a process sleeps on this word", bit 3 (full only) "skip: the
+/// producer died, no element". For writing and reading: bits 2-23 the pid of
+/// the claimant. Bits 24-63: the lap (mod 2^40) the state belongs to.
+#[repr(C)]
+pub struct QueueSlot {
+    /// The slot state (see above).
+    pub state: AtomicU64,
+}
+
+/// Header at the start of a stack's block: a Treiber stack of nodes plus a
+/// free list of nodes, both as tagged indices. `capacity` nodes follow at
+/// `nodes_offset`, `node_stride` bytes apart.
+#[repr(C)]
+pub struct StackHeader {
+    /// [`kind::STACK`].
+    pub kind: u32,
+    /// Size of one element in bytes.
+    pub elem_size: u32,
+    /// Number of nodes.
+    pub capacity: u64,
+    /// Bytes from one node to the next: `align8(8 + elem_size)`.
+    pub node_stride: u64,
+    /// Offset of node 0 from the start of the block ([`STACK_HEADER_SIZE`]).
+    pub nodes_offset: u64,
+    /// Reserved, zero.
+    pub reserved0: [u64; 4],
+    /// Top of the stack: `tag << 32 | (index + 1)`, 0 in the low half when
+    /// empty. The tag grows with every successful change (ABA guard).
+    pub top: AtomicU64,
+    /// Bumped (and futex-woken) when an element is pushed and someone waits.
+    pub not_empty: AtomicU32,
+    /// Processes sleeping on `not_empty`.
+    pub pop_waiters: AtomicU32,
+    /// Reserved (keeps `top` off the free list's cache line).
+    pub reserved1: [u64; 6],
+    /// Head of the free list, encoded like `top`.
+    pub free: AtomicU64,
+    /// Bumped (and futex-woken) when a node is freed and someone waits.
+    pub not_full: AtomicU32,
+    /// Processes sleeping on `not_full`.
+    pub push_waiters: AtomicU32,
+    /// Reserved.
+    pub reserved2: [u64; 6],
+}
+
+/// The head of every stack node; the element follows it.
+#[repr(C)]
+pub struct StackNode {
+    /// Index + 1 of the node below this one (on the stack or the free list),
+    /// 0 for none.
+    pub next: AtomicU32,
+    /// Number of elements on the stack when this node was pushed (an
+    /// approximate length, read from the top node).
+    pub depth: AtomicU32,
+}
+
 const fn fnv1a(mut hash: u64, bytes: &[u8]) -> u64 {
     let mut i = 0;
     while i < bytes.len() {
@@ -196,8 +292,7 @@ const fn mix(hash: u64, value: u64) -> u64 {
 /// `0xcbf29ce484222325`) over these values, each as 8 little-endian bytes:
 /// pointer width in bits, 1 for little-endian (2 for big), [`CACHE_LINE`],
 /// then the sizes of `SegmentHeader`, `Entry`, `ArrayHeader`, `QueueHeader`,
-/// `QueueSlot`, `StackHeader`, `StackNode`, `MapHeader`, `MapSlot` (see
-/// FORMAT.md). A segment whose fingerprint differs was written by a build
+/// `QueueSlot`, `StackHeader`, `StackNode` (see FORMAT.md). A segment whose fingerprint differs was written by a build
 /// whose layout differs and is refused.
 pub const fn fingerprint() -> u64 {
     let mut h = 0xcbf2_9ce4_8422_2325;
@@ -214,7 +309,15 @@ pub const fn fingerprint() -> u64 {
 }
 
 /// The struct sizes that enter the fingerprint, in order.
-const STRUCT_SIZES: [u64; 3] = [SEGMENT_HEADER_SIZE, ENTRY_SIZE, ARRAY_HEADER_SIZE];
+const STRUCT_SIZES: [u64; 7] = [
+    SEGMENT_HEADER_SIZE,
+    ENTRY_SIZE,
+    ARRAY_HEADER_SIZE,
+    QUEUE_HEADER_SIZE,
+    QUEUE_SLOT_SIZE,
+    STACK_HEADER_SIZE,
+    STACK_NODE_SIZE,
+];
 
 /// `size_of::<SegmentHeader>()` in this format version.
 pub const SEGMENT_HEADER_SIZE: u64 = 128;
@@ -222,6 +325,14 @@ pub const SEGMENT_HEADER_SIZE: u64 = 128;
 pub const ENTRY_SIZE: u64 = 320;
 /// `size_of::<ArrayHeader>()` in this format version.
 pub const ARRAY_HEADER_SIZE: u64 = 64;
+/// `size_of::<QueueHeader>()` in this format version.
+pub const QUEUE_HEADER_SIZE: u64 = 192;
+/// `size_of::<QueueSlot>()` in this format version.
+pub const QUEUE_SLOT_SIZE: u64 = 8;
+/// `size_of::<StackHeader>()` in this format version.
+pub const STACK_HEADER_SIZE: u64 = 192;
+/// `size_of::<StackNode>()` in this format version.
+pub const STACK_NODE_SIZE: u64 = 8;
 
 #[cfg(not(loom))]
 mod asserts {
@@ -276,4 +387,40 @@ mod asserts {
     at!(ArrayHeader, len, 8);
     at!(ArrayHeader, data_offset, 16);
     at!(ArrayHeader, reserved, 24);
+
+    const _: () = assert!(size_of::<QueueHeader>() as u64 == QUEUE_HEADER_SIZE);
+    at!(QueueHeader, kind, 0);
+    at!(QueueHeader, elem_size, 4);
+    at!(QueueHeader, capacity, 8);
+    at!(QueueHeader, one_lap, 16);
+    at!(QueueHeader, slot_stride, 24);
+    at!(QueueHeader, slots_offset, 32);
+    at!(QueueHeader, reserved0, 40);
+    at!(QueueHeader, tail, 64);
+    at!(QueueHeader, reserved1, 72);
+    at!(QueueHeader, head, 128);
+    at!(QueueHeader, reserved2, 136);
+
+    const _: () = assert!(size_of::<QueueSlot>() as u64 == QUEUE_SLOT_SIZE);
+    at!(QueueSlot, state, 0);
+
+    const _: () = assert!(size_of::<StackHeader>() as u64 == STACK_HEADER_SIZE);
+    at!(StackHeader, kind, 0);
+    at!(StackHeader, elem_size, 4);
+    at!(StackHeader, capacity, 8);
+    at!(StackHeader, node_stride, 16);
+    at!(StackHeader, nodes_offset, 24);
+    at!(StackHeader, reserved0, 32);
+    at!(StackHeader, top, 64);
+    at!(StackHeader, not_empty, 72);
+    at!(StackHeader, pop_waiters, 76);
+    at!(StackHeader, reserved1, 80);
+    at!(StackHeader, free, 128);
+    at!(StackHeader, not_full, 136);
+    at!(StackHeader, push_waiters, 140);
+    at!(StackHeader, reserved2, 144);
+
+    const _: () = assert!(size_of::<StackNode>() as u64 == STACK_NODE_SIZE);
+    at!(StackNode, next, 0);
+    at!(StackNode, depth, 4);
 }

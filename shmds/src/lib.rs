@@ -35,7 +35,9 @@ mod error;
 mod fault;
 mod handle;
 mod process;
+mod queue;
 mod segment;
+mod stack;
 mod sync;
 mod table;
 mod wait;
@@ -43,9 +45,11 @@ mod wait;
 pub use array::Array;
 pub use element::{AtomicElement, Element, TypeDescriptor};
 pub use error::{Error, Result};
+pub use queue::{Queue, MAX_QUEUE_CAPACITY};
 pub use segment::{
     validate_segment_name, Segment, SegmentOptions, DEFAULT_TABLE_CAPACITY, MAX_TABLE_CAPACITY,
 };
+pub use stack::{Stack, MAX_STACK_CAPACITY};
 pub use table::EntryInfo;
 
 /// The outcome of [`Segment::check`].
@@ -80,7 +84,7 @@ impl Segment {
         report.entries = entries.len();
         let mut blocks: Vec<(u64, u64, &str)> = Vec::new();
         for info in &entries {
-            if let Err(e) = self.inspect(info) {
+            if let Err(e) = self.examine(info, true) {
                 report.problems.push(e.to_string());
             }
             blocks.push((
@@ -101,9 +105,13 @@ impl Segment {
         report
     }
 
-    /// Check one entry and return its fill level (elements held) where that
-    /// applies (queue, stack, map).
+    /// Check one entry's type and block header and return its fill level
+    /// (elements held) where that applies (queue, stack).
     pub fn inspect(&self, info: &EntryInfo) -> Result<Option<u64>> {
+        self.examine(info, false)
+    }
+
+    fn examine(&self, info: &EntryInfo, deep: bool) -> Result<Option<u64>> {
         let corrupt = |detail: String| Error::Corrupt {
             name: self.name().to_owned(),
             detail: format!("entry {:?}: {detail}", info.name),
@@ -116,15 +124,11 @@ impl Segment {
                 info.elem_type, info.elem_size
             )));
         }
-        segment::check_block(&self.map, info)?;
-        let handle = handle::Handle {
-            seg: self.clone(),
-            info: info.clone(),
-            // SAFETY: check_block proved the block lies inside the mapping.
-            block: unsafe { self.map.base().add(info.offset as usize) },
-        };
+        let handle = handle::Handle::at(self, info.clone())?;
         match info.kind {
-            layout::kind::ARRAY => array::check(&handle),
+            layout::kind::ARRAY => array::check(&handle, deep),
+            layout::kind::QUEUE => queue::check(&handle, deep),
+            layout::kind::STACK => stack::check(&handle, deep),
             other => Err(corrupt(format!("unknown kind {other}"))),
         }
     }

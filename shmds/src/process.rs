@@ -8,9 +8,38 @@
 //! process is taken as alive (recovery then waits until that process ends).
 
 /// The calling process's id, as stored in claim words.
+///
+/// `getpid` is a system call (~100 ns) and every queue operation needs the
+/// pid, so it is cached. A `pthread_atfork` handler clears the cache in a
+/// forked child, which then reads its own pid on first use. (A child made by
+/// a raw `clone` system call that skips the fork handlers would inherit the
+/// parent's pid; use `fork`, `posix_spawn` or threads.)
 #[cfg(not(loom))]
 pub(crate) fn current_pid() -> u32 {
-    rustix::process::getpid().as_raw_nonzero().get() as u32
+    match CACHED_PID.load(std::sync::atomic::Ordering::Relaxed) {
+        0 => read_pid(),
+        pid => pid,
+    }
+}
+
+#[cfg(not(loom))]
+static CACHED_PID: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+#[cfg(not(loom))]
+#[cold]
+fn read_pid() -> u32 {
+    static REGISTER: std::sync::Once = std::sync::Once::new();
+    REGISTER.call_once(|| {
+        extern "C" fn forget_pid_in_child() {
+            CACHED_PID.store(0, std::sync::atomic::Ordering::Relaxed);
+        }
+        // SAFETY: registering a fork handler that only stores to an atomic,
+        // which is async-signal-safe as the child handler must be.
+        unsafe { libc::pthread_atfork(None, None, Some(forget_pid_in_child)) };
+    });
+    let pid = rustix::process::getpid().as_raw_nonzero().get() as u32;
+    CACHED_PID.store(pid, std::sync::atomic::Ordering::Relaxed);
+    pid
 }
 
 /// Under loom each model thread plays a distinct process.
@@ -69,6 +98,28 @@ mod tests {
         let pid = child.id();
         child.wait().unwrap();
         assert!(!is_alive(pid));
+    }
+
+    #[test]
+    fn forked_child_sees_its_own_pid() {
+        let parent = current_pid();
+        // SAFETY: the child only calls async-signal-safe functions (getpid via
+        // current_pid after the fork handler cleared the cache, write, _exit).
+        let child = unsafe { libc::fork() };
+        if child == 0 {
+            // SAFETY: getpid has no preconditions.
+            let real = unsafe { libc::getpid() } as u32;
+            let ok = current_pid() != parent && current_pid() == real;
+            // SAFETY: _exit ends the forked child without running the test
+            // harness's destructors.
+            unsafe { libc::_exit(if ok { 0 } else { 1 }) };
+        }
+        assert!(child > 0);
+        let mut status = 0;
+        // SAFETY: waiting for the child we just forked.
+        unsafe { libc::waitpid(child, &mut status, 0) };
+        assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
+        assert_eq!(current_pid(), parent);
     }
 
     #[test]

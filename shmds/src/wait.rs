@@ -7,8 +7,12 @@
 //! Under loom a futex wait is modelled as a yield (a futex may always wake
 //! spuriously, so every caller already re-checks its condition).
 
-use crate::sync::AtomicU32;
-use std::time::Duration;
+use crate::sync::{AtomicU32, AtomicU64};
+use std::time::{Duration, Instant};
+
+/// How long a sleeping waiter sleeps at most before it wakes to look for a
+/// dead peer (a process killed while holding a claim never wakes anyone).
+pub(crate) const RECHECK_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Sleep while `*word == expected`, for at most `timeout`. Returns on wake-up,
 /// time-out, signal or a changed value alike: callers re-check their condition.
@@ -37,6 +41,72 @@ pub(crate) fn futex_wait(_word: &AtomicU32, _expected: u32, _timeout: Option<Dur
 
 #[cfg(loom)]
 pub(crate) fn futex_wake(_word: &AtomicU32, _n: u32) {}
+
+/// The 32-bit half of a 64-bit word that holds its low-order bits.
+#[cfg(not(loom))]
+fn low_half(word: &AtomicU64) -> &AtomicU32 {
+    let offset = if cfg!(target_endian = "little") { 0 } else { 4 };
+    // SAFETY: an AtomicU64 is 8 bytes, 8-aligned, so the 4 bytes at offset 0 or 4
+    // are in bounds and 4-aligned, and AtomicU32 has the layout of u32. We only
+    // hand this reference to the kernel's futex calls, which read the word
+    // atomically; no Rust code performs a mixed-size access through it.
+    unsafe {
+        &*(word as *const AtomicU64)
+            .cast::<u8>()
+            .add(offset)
+            .cast::<AtomicU32>()
+    }
+}
+
+/// [`futex_wait`] on the low 32 bits of a 64-bit word.
+#[cfg(not(loom))]
+pub(crate) fn futex_wait_low(word: &AtomicU64, expected_low: u32, timeout: Option<Duration>) {
+    futex_wait(low_half(word), expected_low, timeout)
+}
+
+/// [`futex_wake`] on the low 32 bits of a 64-bit word, waking every sleeper.
+#[cfg(not(loom))]
+pub(crate) fn futex_wake_low(word: &AtomicU64) {
+    futex_wake(low_half(word), i32::MAX as u32)
+}
+
+#[cfg(loom)]
+pub(crate) fn futex_wait_low(_word: &AtomicU64, _expected_low: u32, _timeout: Option<Duration>) {
+    loom::thread::yield_now();
+}
+
+#[cfg(loom)]
+pub(crate) fn futex_wake_low(_word: &AtomicU64) {}
+
+/// An optional point in time by which a blocking call gives up.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Deadline(Option<Instant>);
+
+impl Deadline {
+    pub(crate) fn after(timeout: Option<Duration>) -> Deadline {
+        Deadline(timeout.and_then(|t| Instant::now().checked_add(t)))
+    }
+
+    /// Whether the deadline has passed.
+    pub(crate) fn expired(&self) -> bool {
+        matches!(self.0, Some(end) if Instant::now() >= end)
+    }
+
+    /// Time left, capped at [`RECHECK_INTERVAL`]; `None` once the deadline passed.
+    pub(crate) fn next_sleep(&self) -> Option<Duration> {
+        match self.0 {
+            None => Some(RECHECK_INTERVAL),
+            Some(end) => {
+                let left = end.checked_duration_since(Instant::now())?;
+                if left.is_zero() {
+                    None
+                } else {
+                    Some(left.min(RECHECK_INTERVAL))
+                }
+            }
+        }
+    }
+}
 
 /// Back-off for waiting on a peer that is in the middle of an operation:
 /// spin, then yield, then sleep in growing naps (never burning a core for

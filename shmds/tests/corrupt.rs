@@ -21,13 +21,28 @@ fn quick() -> shmds::SegmentOptions {
     Segment::options().open_timeout(Duration::from_millis(20))
 }
 
-/// A segment with two arrays, `a` (u64 x 16) and `b` (u8 x 8).
-fn sample(tag: &str) -> ShmName {
+/// A segment with two arrays, `a` (u64 x 16) and `b` (u8 x 8); with
+/// `structures`, also a queue `q` and a stack `s` holding an element each.
+fn sample_with(tag: &str, structures: bool) -> ShmName {
     let name = ShmName::new(tag);
     let seg = Segment::create(name.as_str(), 1 << 16).unwrap();
     seg.create_array::<u64>("a", 16).unwrap();
     seg.create_array::<u8>("b", 8).unwrap();
+    if structures {
+        seg.create_queue::<u64>("q", 4)
+            .unwrap()
+            .try_push(7)
+            .unwrap();
+        seg.create_stack::<u64>("s", 4)
+            .unwrap()
+            .try_push(7)
+            .unwrap();
+    }
     name
+}
+
+fn sample(tag: &str) -> ShmName {
+    sample_with(tag, false)
 }
 
 fn open_err(name: &ShmName) -> Error {
@@ -244,7 +259,7 @@ proptest! {
         let mut bytes = bytes.clone();
         for (_, at, value) in flips {
             // Bias towards the interesting bytes: the header and first entries.
-            let at = (at % if at % 3 == 0 { *span } else { 128 + 2 * 320 }) as usize;
+            let at = (at % if at % 3 == 0 { *span } else { 128 + 4 * 320 }) as usize;
             bytes[at] = value;
         }
         let name = ShmName::new("fuzz");
@@ -258,8 +273,55 @@ proptest! {
                     let _ = a.set(i, 1);
                 }
             }
+            if let Ok(q) = seg.open_queue::<u64>("q") {
+                let _ = (q.len(), q.is_empty(), q.capacity());
+            }
+            if let Ok(s) = seg.open_stack::<u64>("s") {
+                let _ = (s.len(), s.is_empty(), s.capacity());
+            }
             let _ = seg.create_array::<u8>("new", 4);
             let _ = seg.erase("b");
         }
     }
+}
+
+/// Damaged queue and stack state: an error (or a clean empty/full answer),
+/// never a hang, a panic or an access outside the block.
+#[test]
+fn damaged_queue_and_stack_state() {
+    let name = ShmName::new("qs-damage");
+    let seg = Segment::create(name.as_str(), 1 << 20).unwrap();
+    let q = seg.create_queue::<u64>("q", 3).unwrap();
+    let s = seg.create_stack::<u64>("s", 3).unwrap();
+    q.try_push(1).unwrap();
+    s.try_push(1).unwrap();
+    let qo = seg.entry("q").unwrap().unwrap().offset;
+    let so = seg.entry("s").unwrap().unwrap().offset;
+
+    // head/tail indices past the capacity (3, inside one_lap = 4).
+    poke(&name, qo + 128, &3u64.to_ne_bytes());
+    assert!(matches!(q.try_pop(), Err(Error::Corrupt { .. })));
+    poke(&name, qo + 64, &3u64.to_ne_bytes());
+    assert!(matches!(q.try_push(2), Err(Error::Corrupt { .. })));
+    poke(&name, qo + 128, &0u64.to_ne_bytes());
+    poke(&name, qo + 64, &1u64.to_ne_bytes());
+    // A slot state from another lap.
+    poke(&name, qo + 192, &((77u64 << 24) | 2).to_ne_bytes());
+    assert!(matches!(q.try_pop(), Err(Error::Corrupt { .. })));
+    // A queue header that disagrees with its entry.
+    poke(&name, qo + 16, &64u64.to_ne_bytes());
+    assert!(matches!(
+        seg.open_queue::<u64>("q"),
+        Err(Error::Corrupt { .. })
+    ));
+
+    // Stack links out of range and a cyclic free list.
+    poke(&name, so + 64, &999u64.to_ne_bytes());
+    assert!(matches!(s.try_pop(), Err(Error::Corrupt { .. })));
+    poke(&name, so + 64, &0u64.to_ne_bytes());
+    let node1 = so + 192 + 16;
+    poke(&name, node1, &2u32.to_ne_bytes()); // node 1 -> node 1
+    let report = seg.check();
+    assert!(!report.is_ok(), "cycle not reported");
+    assert!(matches!(s.try_push(5), Ok(()) | Err(Error::Corrupt { .. })));
 }

@@ -70,6 +70,18 @@ fn format_md_matches_layout_rs() {
             "ArrayHeader",
             fields!(ArrayHeader: kind, elem_size, len, data_offset, reserved),
         ),
+        (
+            "QueueHeader",
+            fields!(QueueHeader: kind, elem_size, capacity, one_lap, slot_stride, slots_offset,
+                reserved0, tail, reserved1, head, reserved2),
+        ),
+        ("QueueSlot", fields!(QueueSlot: state)),
+        (
+            "StackHeader",
+            fields!(StackHeader: kind, elem_size, capacity, node_stride, nodes_offset, reserved0,
+                top, not_empty, pop_waiters, reserved1, free, not_full, push_waiters, reserved2),
+        ),
+        ("StackNode", fields!(StackNode: next, depth)),
     ]
     .into_iter()
     .collect();
@@ -105,7 +117,7 @@ fn magic_and_fingerprint_as_documented() {
     } else {
         2
     };
-    for v in [usize::BITS as u64, endian, 64, 128, 320, 64] {
+    for v in [usize::BITS as u64, endian, 64, 128, 320, 64, 192, 8, 192, 8] {
         for b in v.to_le_bytes() {
             h ^= b as u64;
             h = h.wrapping_mul(0x100_0000_01b3);

@@ -1,0 +1,1261 @@
+//! `Queue<T>`: a bounded multi-producer multi-consumer FIFO in shared memory.
+//!
+//! # The algorithm
+//!
+//! The queue is a ring of `capacity` slots in the Vyukov / crossbeam
+//! `ArrayQueue` family, changed so that a process killed at any instruction
+//! cannot wedge it. Its bytes are [`QueueHeader`] and [`QueueSlot`].
+//!
+//! *Positions.* `tail` (next push) and `head` (next pop) are 64-bit positions
+//! `lap * one_lap + index`, `index < capacity`, `one_lap` the power of two
+//! `>= capacity` (the encoding is spaced, the memory is not: exactly
+//! `capacity` slots exist). They never wrap in practice.
+//!
+//! *Slot states.* Each slot has one 64-bit state word: a phase, the lap it
+//! belongs to (mod 2^40), and either the claimant's pid or two flags:
+//!
+//! ```text
+//!  EMPTY(lap) --producer claims--> WRITING(lap, pid) --publish--> FULL(lap)
+//!      ^                                                             |
+//!      +---- free: EMPTY(lap+1) <-- READING(lap, pid) <--consumer claims
+//! ```
+//!
+//! Invariants:
+//! - A slot's state changes only by compare-and-swap from EMPTY/FULL (a
+//!   *claim*, which records the claimant's pid), or by a plain store from the
+//!   claimant (or from whoever took the claim over from a dead claimant).
+//! - **Push** at position `t = tail`: the slot must be `EMPTY(lap(t))`; the
+//!   claim CAS makes the pusher the one owner of position `t`, so it alone
+//!   stores `tail = next(t)`, writes the element and publishes `FULL`.
+//!   `FULL(lap(t) - 1)` there means the queue is full.
+//! - **Pop** at position `h = head`: the slot must be `FULL(lap(h))`; the
+//!   claim makes the popper the one owner of position `h`: it stores
+//!   `head = next(h)`, copies the element out and frees the slot as
+//!   `EMPTY(lap(h) + 1)`. `EMPTY(lap(h))` there means the queue is empty.
+//! - Because a claim is exclusive per position and positions are taken in
+//!   order, a CAS from `EMPTY(lap)` can only succeed while `tail` is exactly
+//!   that position (likewise `FULL`/`head`): no second check is needed.
+//!
+//! *Sleeping.* A popper that finds its slot `EMPTY` sets the slot's
+//! "waited" flag (bit 2) by CAS and sleeps on the slot word with a shared
+//! futex. The pusher's claim CAS sees the flag (its expected value includes
+//! it), and after publishing it wakes the sleepers. Pushers waiting on a full
+//! slot do the same on `FULL`. When nobody waits, no syscall is made, and no
+//! fence is added to the fast path.
+//!
+//! *Crashed peers.* A claim carries the claimant's pid. Whoever waits on a
+//! claim for more than a moment checks that pid; if the process is gone, it
+//! takes the claim over with a CAS and finishes the step:
+//! - `WRITING` (a pusher died mid-push): the position is marked *skip*
+//!   (`FULL` with bit 3): the consumer that reaches it frees it and moves on.
+//!   The dead process's element is lost; its `push` never returned.
+//! - `READING` before `head` moved: the slot goes back to `FULL`, and the
+//!   element is delivered to the next popper (nothing lost).
+//! - `READING` after `head` moved: the slot is freed; the element is lost
+//!   (the dead process's `pop` never returned it).
+//!
+//! Sleepers re-check every [`RECHECK_INTERVAL`](crate::wait::RECHECK_INTERVAL)
+//! (100 ms), so a claimant that died without waking them is noticed.
+//!
+//! *Progress.* A push or pop completes in a bounded number of its own steps
+//! unless it meets a position claimed by a process that is stalled (not dead)
+//! between two of its instructions; it then waits for that process (spinning,
+//! then yielding, then sleeping in short naps). A stopped (SIGSTOP) process
+//! holding a claim therefore delays others until it resumes; a dead one does
+//! not.
+
+use crate::element::Element;
+use crate::error::{Error, Result};
+use crate::handle::{block_size, Expect, Handle};
+use crate::layout::{kind, QueueHeader, QueueSlot, QUEUE_HEADER_SIZE};
+use crate::process::{current_pid, is_alive};
+use crate::segment::Segment;
+use crate::sync::Ordering;
+use crate::table::NewEntry;
+use crate::wait::{futex_wait_low, futex_wake_low, Deadline, PeerWait};
+use std::marker::PhantomData;
+use std::time::Duration;
+
+/// Largest queue capacity.
+pub const MAX_QUEUE_CAPACITY: u64 = 1 << 32;
+
+const PHASE_MASK: u64 = 0b11;
+const EMPTY: u64 = 0;
+const WRITING: u64 = 1;
+const FULL: u64 = 2;
+const READING: u64 = 3;
+const WAITED: u64 = 1 << 2;
+const SKIP: u64 = 1 << 3;
+const PID_SHIFT: u32 = 2;
+const PID_MASK: u64 = (1 << 22) - 1;
+const TAG_SHIFT: u32 = 24;
+const TAG_MASK: u64 = (1 << 40) - 1;
+
+/// A decoded slot state word.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum SlotState {
+    Empty { tag: u64, waited: bool },
+    Writing { tag: u64, pid: u32 },
+    Full { tag: u64, waited: bool, skip: bool },
+    Reading { tag: u64, pid: u32 },
+}
+
+impl SlotState {
+    fn decode(word: u64) -> SlotState {
+        let tag = word >> TAG_SHIFT;
+        let pid = ((word >> PID_SHIFT) & PID_MASK) as u32;
+        let waited = word & WAITED != 0;
+        match word & PHASE_MASK {
+            EMPTY => SlotState::Empty { tag, waited },
+            WRITING => SlotState::Writing { tag, pid },
+            FULL => SlotState::Full {
+                tag,
+                waited,
+                skip: word & SKIP != 0,
+            },
+            _ => SlotState::Reading { tag, pid },
+        }
+    }
+
+    fn encode(self) -> u64 {
+        let flag = |b: bool, bit: u64| if b { bit } else { 0 };
+        let pid_bits = |pid: u32| (pid as u64 & PID_MASK) << PID_SHIFT;
+        match self {
+            SlotState::Empty { tag, waited } => (tag << TAG_SHIFT) | EMPTY | flag(waited, WAITED),
+            SlotState::Writing { tag, pid } => (tag << TAG_SHIFT) | WRITING | pid_bits(pid),
+            SlotState::Full { tag, waited, skip } => {
+                (tag << TAG_SHIFT) | FULL | flag(waited, WAITED) | flag(skip, SKIP)
+            }
+            SlotState::Reading { tag, pid } => (tag << TAG_SHIFT) | READING | pid_bits(pid),
+        }
+    }
+}
+
+fn prev_tag(tag: u64) -> u64 {
+    tag.wrapping_sub(1) & TAG_MASK
+}
+
+fn next_tag(tag: u64) -> u64 {
+    tag.wrapping_add(1) & TAG_MASK
+}
+
+/// Why a queue operation stopped without completing.
+#[derive(Debug)]
+pub(crate) enum Stop {
+    /// The state seen does not fit the protocol: the queue is damaged.
+    Corrupt(String),
+    /// The deadline passed while waiting on a peer.
+    TimedOut,
+}
+
+/// A push or pop that could not proceed: the slot and the state word seen.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Blocked {
+    idx: u64,
+    observed: u64,
+}
+
+/// The queue algorithm over a header and a slot array. The same code runs on
+/// a segment's bytes and, under loom, on heap memory.
+pub(crate) struct QueueCore<'a> {
+    header: &'a QueueHeader,
+    slots: *mut u8,
+    stride: usize,
+    capacity: u64,
+    shift: u32,
+}
+
+const SLOT_HEADER: usize = std::mem::size_of::<QueueSlot>();
+
+impl<'a> QueueCore<'a> {
+    /// # Safety
+    /// `slots` must point to `header.capacity` initialised slots, `stride`
+    /// bytes apart, each followed by its element's bytes, valid for `'a`.
+    unsafe fn new(header: &'a QueueHeader, slots: *mut u8, stride: usize) -> Self {
+        QueueCore {
+            header,
+            slots,
+            stride,
+            capacity: header.capacity,
+            shift: header.one_lap.trailing_zeros(),
+        }
+    }
+
+    #[inline]
+    fn split(&self, pos: u64) -> (u64, u64) {
+        (pos >> self.shift, pos & ((1u64 << self.shift) - 1))
+    }
+
+    #[inline]
+    fn next(&self, pos: u64) -> u64 {
+        let (lap, idx) = self.split(pos);
+        if idx + 1 < self.capacity {
+            pos + 1
+        } else {
+            lap.wrapping_add(1) << self.shift
+        }
+    }
+
+    /// Whether `pos` is the position of slot `idx` in the lap tagged `tag`.
+    fn is_position(&self, pos: u64, tag: u64, idx: u64) -> bool {
+        let (lap, i) = self.split(pos);
+        i == idx && lap & TAG_MASK == tag
+    }
+
+    #[inline]
+    fn slot(&self, idx: u64) -> &'a QueueSlot {
+        // SAFETY: callers pass idx < capacity (push and pop check the index
+        // of every position they load; `wait`/`recover` get it from them);
+        // slots are initialised (new).
+        unsafe {
+            &*self
+                .slots
+                .add(idx as usize * self.stride)
+                .cast::<QueueSlot>()
+        }
+    }
+
+    #[inline]
+    fn payload(&self, idx: u64) -> *mut u8 {
+        // SAFETY: as in `slot`; the payload follows the state word.
+        unsafe { self.slots.add(idx as usize * self.stride + SLOT_HEADER) }
+    }
+
+    /// Push one element written by `write` into the payload.
+    #[inline]
+    pub(crate) fn push(
+        &self,
+        write: &mut impl FnMut(*mut u8),
+        deadline: Option<&Deadline>,
+    ) -> std::result::Result<Option<Blocked>, Stop> {
+        let me = current_pid();
+        let mut patience = PeerWait::new();
+        loop {
+            let t = self.header.tail.load(Ordering::Acquire);
+            let (lap, idx) = self.split(t);
+            if idx >= self.capacity {
+                return Err(Stop::Corrupt(format!(
+                    "tail position {t} is outside the ring"
+                )));
+            }
+            let tag = lap & TAG_MASK;
+            let slot = self.slot(idx);
+            let word = slot.state.load(Ordering::Acquire);
+            match SlotState::decode(word) {
+                SlotState::Empty { tag: st, waited } if st == tag => {
+                    let claim = SlotState::Writing { tag, pid: me }.encode();
+                    if slot
+                        .state
+                        .compare_exchange(word, claim, Ordering::AcqRel, Ordering::Relaxed)
+                        .is_err()
+                    {
+                        continue;
+                    }
+                    crate::fault::pause_point("queue.push.slot_claimed");
+                    self.header.tail.store(self.next(t), Ordering::Release);
+                    crate::fault::pause_point("queue.push.tail_moved");
+                    write(self.payload(idx));
+                    let full = SlotState::Full {
+                        tag,
+                        waited: false,
+                        skip: false,
+                    };
+                    slot.state.store(full.encode(), Ordering::Release);
+                    if waited {
+                        futex_wake_low(&slot.state);
+                    }
+                    return Ok(None);
+                }
+                // The previous lap's element is still there: the queue is full.
+                SlotState::Full { tag: st, .. } if st == prev_tag(tag) => {
+                    if self.header.tail.load(Ordering::Acquire) == t {
+                        return Ok(Some(Blocked {
+                            idx,
+                            observed: word,
+                        }));
+                    }
+                }
+                // The previous lap's element is being written or read: wait
+                // for that process (and recover the slot if it died), so a
+                // dead popper cannot make the queue look full for ever.
+                SlotState::Writing { tag: st, .. } | SlotState::Reading { tag: st, .. }
+                    if st == prev_tag(tag) =>
+                {
+                    if self.header.tail.load(Ordering::Acquire) == t {
+                        self.wait_on_claim(idx, word, &mut patience, deadline)?;
+                    }
+                }
+                // Another pusher claimed position t and is about to move tail.
+                SlotState::Writing { tag: st, .. } if st == tag => {
+                    if self.header.tail.load(Ordering::Acquire) == t {
+                        self.wait_on_claim(idx, word, &mut patience, deadline)?;
+                    }
+                }
+                _ => {
+                    if self.header.tail.load(Ordering::Acquire) == t {
+                        return Err(Stop::Corrupt(format!(
+                            "slot {idx} has state {word:#x}, which does not fit tail position {t}"
+                        )));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Pop one element, handing its payload to `read`.
+    #[inline]
+    pub(crate) fn pop(
+        &self,
+        read: &mut impl FnMut(*const u8),
+        deadline: Option<&Deadline>,
+    ) -> std::result::Result<Option<Blocked>, Stop> {
+        let me = current_pid();
+        let mut patience = PeerWait::new();
+        loop {
+            let h = self.header.head.load(Ordering::Acquire);
+            let (lap, idx) = self.split(h);
+            if idx >= self.capacity {
+                return Err(Stop::Corrupt(format!(
+                    "head position {h} is outside the ring"
+                )));
+            }
+            let tag = lap & TAG_MASK;
+            let slot = self.slot(idx);
+            let word = slot.state.load(Ordering::Acquire);
+            match SlotState::decode(word) {
+                SlotState::Full {
+                    tag: st,
+                    waited,
+                    skip,
+                } if st == tag => {
+                    let claim = SlotState::Reading { tag, pid: me }.encode();
+                    if slot
+                        .state
+                        .compare_exchange(word, claim, Ordering::AcqRel, Ordering::Relaxed)
+                        .is_err()
+                    {
+                        continue;
+                    }
+                    crate::fault::pause_point("queue.pop.slot_claimed");
+                    self.header.head.store(self.next(h), Ordering::Release);
+                    crate::fault::pause_point("queue.pop.head_moved");
+                    if !skip {
+                        read(self.payload(idx));
+                    }
+                    let empty = SlotState::Empty {
+                        tag: next_tag(tag),
+                        waited: false,
+                    };
+                    slot.state.store(empty.encode(), Ordering::Release);
+                    if waited {
+                        futex_wake_low(&slot.state);
+                    }
+                    if skip {
+                        continue;
+                    }
+                    return Ok(None);
+                }
+                // Nothing pushed at h yet (or the previous lap's popper has
+                // not freed the slot): empty.
+                SlotState::Empty { tag: st, .. } if st == tag => {
+                    return Ok(Some(Blocked {
+                        idx,
+                        observed: word,
+                    }));
+                }
+                SlotState::Reading { tag: st, .. } | SlotState::Writing { tag: st, .. }
+                    if st == prev_tag(tag) =>
+                {
+                    if self.header.head.load(Ordering::Acquire) == h {
+                        return Ok(Some(Blocked {
+                            idx,
+                            observed: word,
+                        }));
+                    }
+                }
+                // A pusher is writing position h: wait for it (like crossbeam),
+                // so that FIFO order holds for elements already published after it.
+                SlotState::Writing { tag: st, .. } if st == tag => {
+                    self.wait_on_claim(idx, word, &mut patience, deadline)?;
+                }
+                // Another popper claimed h and is about to move head.
+                SlotState::Reading { tag: st, .. } if st == tag => {
+                    if self.header.head.load(Ordering::Acquire) == h {
+                        self.wait_on_claim(idx, word, &mut patience, deadline)?;
+                    }
+                }
+                _ => {
+                    if self.header.head.load(Ordering::Acquire) == h {
+                        return Err(Stop::Corrupt(format!(
+                            "slot {idx} has state {word:#x}, which does not fit head position {h}"
+                        )));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Wait a little for the claimant of slot `idx` (state `word`); take the
+    /// claim over if the claimant is dead.
+    fn wait_on_claim(
+        &self,
+        idx: u64,
+        word: u64,
+        patience: &mut PeerWait,
+        deadline: Option<&Deadline>,
+    ) -> std::result::Result<(), Stop> {
+        if let Some(d) = deadline {
+            if d.expired() {
+                return Err(Stop::TimedOut);
+            }
+        }
+        if patience.snooze() {
+            self.recover(idx, word);
+        }
+        Ok(())
+    }
+
+    /// If slot `idx` still holds `word`, a claim by a dead process, take it
+    /// over and finish or undo the dead process's step.
+    fn recover(&self, idx: u64, word: u64) {
+        let slot = self.slot(idx);
+        let me = current_pid();
+        match SlotState::decode(word) {
+            SlotState::Writing { tag, pid } if !is_alive(pid) => {
+                let ours = SlotState::Writing { tag, pid: me }.encode();
+                if slot
+                    .state
+                    .compare_exchange(word, ours, Ordering::AcqRel, Ordering::Relaxed)
+                    .is_err()
+                {
+                    return;
+                }
+                // If it died before moving tail, move it for it.
+                let t = self.header.tail.load(Ordering::Acquire);
+                if self.is_position(t, tag, idx) {
+                    self.header.tail.store(self.next(t), Ordering::Release);
+                }
+                let skip = SlotState::Full {
+                    tag,
+                    waited: false,
+                    skip: true,
+                };
+                slot.state.store(skip.encode(), Ordering::Release);
+                futex_wake_low(&slot.state);
+            }
+            SlotState::Reading { tag, pid } if !is_alive(pid) => {
+                let ours = SlotState::Reading { tag, pid: me }.encode();
+                if slot
+                    .state
+                    .compare_exchange(word, ours, Ordering::AcqRel, Ordering::Relaxed)
+                    .is_err()
+                {
+                    return;
+                }
+                let h = self.header.head.load(Ordering::Acquire);
+                let next = if self.is_position(h, tag, idx) {
+                    // It died before taking the element: give it back.
+                    SlotState::Full {
+                        tag,
+                        waited: false,
+                        skip: false,
+                    }
+                } else {
+                    SlotState::Empty {
+                        tag: next_tag(tag),
+                        waited: false,
+                    }
+                };
+                slot.state.store(next.encode(), Ordering::Release);
+                futex_wake_low(&slot.state);
+            }
+            _ => {}
+        }
+    }
+
+    /// Sleep until slot `b.idx` changes from `b.observed` (or a nap passes).
+    /// Empty and full states get the "waited" flag so the next claimant
+    /// wakes us; claimed states are waited on in naps (recovering a dead
+    /// claimant).
+    pub(crate) fn wait(&self, b: Blocked, deadline: &Deadline, patience: &mut PeerWait) {
+        let slot = self.slot(b.idx);
+        let flagged = match SlotState::decode(b.observed) {
+            SlotState::Empty { tag, .. } => SlotState::Empty { tag, waited: true }.encode(),
+            SlotState::Full { tag, skip, .. } => SlotState::Full {
+                tag,
+                waited: true,
+                skip,
+            }
+            .encode(),
+            SlotState::Writing { .. } | SlotState::Reading { .. } => {
+                if patience.snooze() {
+                    self.recover(b.idx, b.observed);
+                }
+                return;
+            }
+        };
+        if flagged != b.observed
+            && slot
+                .state
+                .compare_exchange(b.observed, flagged, Ordering::AcqRel, Ordering::Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        if let Some(nap) = deadline.next_sleep() {
+            futex_wait_low(&slot.state, flagged as u32, Some(nap));
+        }
+    }
+
+    /// Elements in the queue (exact when nothing runs concurrently).
+    pub(crate) fn len(&self) -> u64 {
+        loop {
+            let t = self.header.tail.load(Ordering::SeqCst);
+            let h = self.header.head.load(Ordering::SeqCst);
+            if self.header.tail.load(Ordering::SeqCst) != t {
+                continue;
+            }
+            let (tl, ti) = self.split(t);
+            let (hl, hi) = self.split(h);
+            let laps = tl.wrapping_sub(hl);
+            let n = laps
+                .wrapping_mul(self.capacity)
+                .wrapping_add(ti)
+                .wrapping_sub(hi);
+            return if n > self.capacity { 0 } else { n };
+        }
+    }
+}
+
+/// Bytes between slots for elements of `elem_size` bytes.
+pub(crate) fn slot_stride(elem_size: u64) -> u64 {
+    (SLOT_HEADER as u64 + elem_size + 7) & !7
+}
+
+/// Write a fresh queue into `block` (zeroed, `block_size` bytes).
+///
+/// # Safety
+/// `block` must be valid for writes of `QUEUE_HEADER_SIZE + capacity *
+/// slot_stride(elem_size)` bytes, 8-aligned, and not visible to anyone else.
+unsafe fn init(block: *mut u8, capacity: u64, elem_size: u64) {
+    let header = QueueHeader {
+        kind: kind::QUEUE,
+        elem_size: elem_size as u32,
+        capacity,
+        one_lap: capacity.next_power_of_two(),
+        slot_stride: slot_stride(elem_size),
+        slots_offset: QUEUE_HEADER_SIZE,
+        reserved0: [0; 3],
+        tail: crate::sync::AtomicU64::new(0),
+        reserved1: [0; 7],
+        head: crate::sync::AtomicU64::new(0),
+        reserved2: [0; 7],
+    };
+    // SAFETY: the caller guarantees the block is ours, aligned and large enough.
+    unsafe { block.cast::<QueueHeader>().write(header) };
+    let stride = slot_stride(elem_size) as usize;
+    for i in 0..capacity as usize {
+        let slot = QueueSlot {
+            state: crate::sync::AtomicU64::new(
+                SlotState::Empty {
+                    tag: 0,
+                    waited: false,
+                }
+                .encode(),
+            ),
+        };
+        // SAFETY: slot i lies inside the block (see the size above).
+        unsafe {
+            block
+                .add(QUEUE_HEADER_SIZE as usize + i * stride)
+                .cast::<QueueSlot>()
+                .write(slot)
+        };
+    }
+}
+
+/// Check a queue block against its table entry; returns the header.
+fn validate(handle: &Handle) -> Result<&QueueHeader> {
+    // SAFETY: check_block proved the block lies in the mapping and is at
+    // least a cache line; QueueHeader's immutable fields are plain, its
+    // mutable ones atomics. We check the block is big enough before use.
+    if handle.info.size < QUEUE_HEADER_SIZE {
+        return Err(handle.corrupt("queue block is smaller than its header"));
+    }
+    // SAFETY: the block holds at least QUEUE_HEADER_SIZE bytes (just checked).
+    let header = unsafe { &*handle.block.cast::<QueueHeader>() };
+    let info = &handle.info;
+    let needed = block_size(
+        QUEUE_HEADER_SIZE,
+        header.capacity,
+        slot_stride(header.elem_size as u64),
+    );
+    if header.kind != kind::QUEUE
+        || header.elem_size != info.elem_size
+        || header.capacity != info.capacity
+        || header.capacity == 0
+        || header.capacity > MAX_QUEUE_CAPACITY
+        || header.one_lap != header.capacity.next_power_of_two()
+        || header.slot_stride != slot_stride(header.elem_size as u64)
+        || header.slots_offset != QUEUE_HEADER_SIZE
+        || needed.map_or(true, |n| n > info.size)
+    {
+        return Err(
+            handle.corrupt("queue header disagrees with its table entry or overruns its block")
+        );
+    }
+    Ok(header)
+}
+
+/// Per-kind validation for `Segment::check`; returns the fill level.
+pub(crate) fn check(handle: &Handle, _deep: bool) -> Result<Option<u64>> {
+    let header = validate(handle)?;
+    // SAFETY: validate proved the slots fit in the block.
+    let core = unsafe {
+        QueueCore::new(
+            header,
+            handle.block.add(QUEUE_HEADER_SIZE as usize),
+            header.slot_stride as usize,
+        )
+    };
+    Ok(Some(core.len()))
+}
+
+/// A bounded multi-producer multi-consumer FIFO queue of `T` in shared memory.
+///
+/// ```
+/// use shmds::Segment;
+/// use std::time::Duration;
+/// # let name = format!("doc-queue-{}", std::process::id());
+/// let seg = Segment::create(&name, 1 << 20)?;
+/// let jobs = seg.create_queue::<u64>("jobs", 3)?;
+/// jobs.try_push(1)?;
+/// jobs.push_slice(&[2, 3], None)?;
+/// assert!(matches!(jobs.try_push(4), Err(shmds::Error::Full { .. })));
+/// assert_eq!(jobs.try_pop()?, 1);
+/// let mut out = [0; 8];
+/// assert_eq!(jobs.try_pop_into(&mut out)?, 2);
+/// assert_eq!(&out[..2], &[2, 3]);
+/// assert!(matches!(jobs.pop(Some(Duration::from_millis(1))), Err(shmds::Error::Timeout { .. })));
+/// # Segment::remove(&name)?;
+/// # Ok::<(), shmds::Error>(())
+/// ```
+///
+/// See the [module documentation](self) for the algorithm, the progress
+/// guarantee and what a crashed process leaves behind.
+pub struct Queue<T: Element> {
+    handle: Handle,
+    header: *const QueueHeader,
+    slots: *mut u8,
+    _t: PhantomData<T>,
+}
+
+// SAFETY: the queue's shared state is only touched through atomics and the
+// claim protocol; T is Send (Element).
+unsafe impl<T: Element> Send for Queue<T> {}
+// SAFETY: as above; all methods take &self and are safe to call concurrently.
+unsafe impl<T: Element> Sync for Queue<T> {}
+
+impl<T: Element> std::fmt::Debug for Queue<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Queue")
+            .field("name", &self.handle.name())
+            .field("type", &self.handle.info.elem_type)
+            .field("capacity", &self.capacity())
+            .finish()
+    }
+}
+
+fn expect<T: Element>(descriptor: &str) -> Expect<'_> {
+    Expect {
+        kind: kind::QUEUE,
+        elem_type: descriptor,
+        elem_size: std::mem::size_of::<T>() as u32,
+        key_type: "",
+        key_size: 0,
+    }
+}
+
+impl Segment {
+    /// Create a queue of `capacity` elements (exactly; not rounded).
+    pub fn create_queue<T: Element>(&self, name: &str, capacity: u64) -> Result<Queue<T>> {
+        Queue::create(self, name, capacity, false)
+    }
+
+    /// Open the queue `name`; fails with [`Error::TypeMismatch`] if it holds another type.
+    pub fn open_queue<T: Element>(&self, name: &str) -> Result<Queue<T>> {
+        let descriptor = T::descriptor();
+        Queue::from_handle(Handle::open(self, name, &expect::<T>(&descriptor))?)
+    }
+
+    /// Open the queue `name`, creating it with `capacity` if it does not exist.
+    pub fn open_or_create_queue<T: Element>(&self, name: &str, capacity: u64) -> Result<Queue<T>> {
+        Queue::create(self, name, capacity, true)
+    }
+}
+
+impl<T: Element> Queue<T> {
+    fn create(seg: &Segment, name: &str, capacity: u64, existing_ok: bool) -> Result<Queue<T>> {
+        if capacity == 0 || capacity > MAX_QUEUE_CAPACITY {
+            return Err(Error::InvalidArgument(format!(
+                "queue capacity must be 1..={MAX_QUEUE_CAPACITY}, not {capacity}"
+            )));
+        }
+        let descriptor = T::descriptor();
+        let elem_size = std::mem::size_of::<T>() as u64;
+        let new = NewEntry {
+            name,
+            kind: kind::QUEUE,
+            elem_type: &descriptor,
+            key_type: "",
+            elem_size: elem_size as u32,
+            key_size: 0,
+            capacity,
+            block_size: block_size(QUEUE_HEADER_SIZE, capacity, slot_stride(elem_size))?,
+        };
+        let (handle, _) =
+            Handle::create(seg, &new, &expect::<T>(&descriptor), existing_ok, |block| {
+                // SAFETY: the fresh block has block_size bytes, is 64-aligned and unpublished.
+                unsafe { init(block, capacity, elem_size) };
+                Ok(())
+            })?;
+        Queue::from_handle(handle)
+    }
+
+    fn from_handle(handle: Handle) -> Result<Queue<T>> {
+        let header: *const QueueHeader = validate(&handle)?;
+        // SAFETY: validate proved the slot array lies inside the block.
+        let slots = unsafe { handle.block.add(QUEUE_HEADER_SIZE as usize) };
+        Ok(Queue {
+            handle,
+            header,
+            slots,
+            _t: PhantomData,
+        })
+    }
+
+    #[inline]
+    fn core(&self) -> QueueCore<'_> {
+        // SAFETY: header and slots were validated at open and live as long as
+        // the mapping, which self.handle keeps alive.
+        unsafe {
+            let header = &*self.header;
+            QueueCore::new(header, self.slots, header.slot_stride as usize)
+        }
+    }
+
+    fn stop(&self, stop: Stop) -> Error {
+        match stop {
+            Stop::Corrupt(detail) => self.handle.corrupt(detail),
+            Stop::TimedOut => self.timeout(),
+        }
+    }
+
+    fn timeout(&self) -> Error {
+        Error::Timeout {
+            name: self.handle.name().to_owned(),
+        }
+    }
+
+    fn writer(value: &T) -> impl FnMut(*mut u8) + '_ {
+        move |p| {
+            // SAFETY: the payload has size_of::<T>() bytes and is ours while
+            // the slot is claimed; unaligned because payloads are 8-aligned only.
+            unsafe { p.cast::<T>().write_unaligned(*value) }
+        }
+    }
+
+    /// Push `value` if there is room; [`Error::Full`] otherwise. Never sleeps.
+    pub fn try_push(&self, value: T) -> Result<()> {
+        self.handle.check()?;
+        match self.core().push(&mut Self::writer(&value), None) {
+            Ok(None) => Ok(()),
+            Ok(Some(_)) => Err(Error::Full {
+                name: self.handle.name().to_owned(),
+            }),
+            Err(stop) => Err(self.stop(stop)),
+        }
+    }
+
+    /// Take the oldest element; [`Error::Empty`] if there is none. Never sleeps.
+    pub fn try_pop(&self) -> Result<T> {
+        self.handle.check()?;
+        let mut out = std::mem::MaybeUninit::<T>::uninit();
+        let mut reader = |p: *const u8| {
+            // SAFETY: the payload holds a T written by a push (any bit pattern
+            // is a valid T); out has room for one T.
+            unsafe { out.as_mut_ptr().write(p.cast::<T>().read_unaligned()) }
+        };
+        match self.core().pop(&mut reader, None) {
+            // SAFETY: a completed pop called the reader, which initialised out.
+            Ok(None) => Ok(unsafe { out.assume_init() }),
+            Ok(Some(_)) => Err(Error::Empty {
+                name: self.handle.name().to_owned(),
+            }),
+            Err(stop) => Err(self.stop(stop)),
+        }
+    }
+
+    /// Push `value`, waiting while the queue is full: forever when `timeout`
+    /// is `None`, else at most `timeout` ([`Error::Timeout`]).
+    pub fn push(&self, value: T, timeout: Option<Duration>) -> Result<()> {
+        self.handle.check()?;
+        let deadline = Deadline::after(timeout);
+        let core = self.core();
+        let mut patience = PeerWait::new();
+        let mut spins = 0;
+        loop {
+            match core.push(&mut Self::writer(&value), Some(&deadline)) {
+                Ok(None) => return Ok(()),
+                Ok(Some(blocked)) => {
+                    if deadline.expired() {
+                        return Err(self.timeout());
+                    }
+                    if spins < SPINS_BEFORE_SLEEP {
+                        spins += 1;
+                        crate::sync::spin_hint();
+                    } else {
+                        core.wait(blocked, &deadline, &mut patience);
+                        self.handle.check()?;
+                    }
+                }
+                Err(stop) => return Err(self.stop(stop)),
+            }
+        }
+    }
+
+    /// Take the oldest element, waiting while the queue is empty: forever
+    /// when `timeout` is `None`, else at most `timeout` ([`Error::Timeout`]).
+    pub fn pop(&self, timeout: Option<Duration>) -> Result<T> {
+        let mut out = [std::mem::MaybeUninit::<T>::uninit()];
+        self.pop_blocking(&mut out, timeout)?;
+        // SAFETY: pop_blocking returned Ok, so it filled out[0].
+        Ok(unsafe { out[0].assume_init() })
+    }
+
+    /// Push as many of `values` as fit now; returns how many (a prefix).
+    pub fn try_push_slice(&self, values: &[T]) -> Result<usize> {
+        self.handle.check()?;
+        let core = self.core();
+        for (i, value) in values.iter().enumerate() {
+            match core.push(&mut Self::writer(value), None) {
+                Ok(None) => {}
+                Ok(Some(_)) => return Ok(i),
+                Err(stop) => return Err(self.stop(stop)),
+            }
+        }
+        Ok(values.len())
+    }
+
+    /// Push all of `values` in order, waiting for room as needed. Returns
+    /// how many were pushed: all, unless `timeout` passed first.
+    pub fn push_slice(&self, values: &[T], timeout: Option<Duration>) -> Result<usize> {
+        self.handle.check()?;
+        let deadline = Deadline::after(timeout);
+        let core = self.core();
+        let mut patience = PeerWait::new();
+        let mut done = 0;
+        let mut spins = 0;
+        while done < values.len() {
+            match core.push(&mut Self::writer(&values[done]), Some(&deadline)) {
+                Ok(None) => {
+                    done += 1;
+                    spins = 0;
+                }
+                Ok(Some(blocked)) => {
+                    if deadline.expired() {
+                        break;
+                    }
+                    if spins < SPINS_BEFORE_SLEEP {
+                        spins += 1;
+                        crate::sync::spin_hint();
+                    } else {
+                        core.wait(blocked, &deadline, &mut patience);
+                        self.handle.check()?;
+                    }
+                }
+                Err(Stop::TimedOut) => break,
+                Err(stop) => return Err(self.stop(stop)),
+            }
+        }
+        Ok(done)
+    }
+
+    /// Pop up to `out.len()` elements that are there now; returns how many.
+    pub fn try_pop_into(&self, out: &mut [T]) -> Result<usize> {
+        self.handle.check()?;
+        self.pop_available(out, 0)
+    }
+
+    /// Pop up to `out.len()` elements, waiting for at least one (forever when
+    /// `timeout` is `None`); returns how many. [`Error::Timeout`] if none came.
+    pub fn pop_into(&self, out: &mut [T], timeout: Option<Duration>) -> Result<usize> {
+        if out.is_empty() {
+            return Ok(0);
+        }
+        // SAFETY: T is Copy with every bit pattern valid, so viewing
+        // initialised Ts as MaybeUninit<T> is sound.
+        let first = unsafe { &mut *(out[..1].as_mut_ptr() as *mut [std::mem::MaybeUninit<T>; 1]) };
+        self.pop_blocking(first, timeout)?;
+        self.pop_available(out, 1)
+    }
+
+    /// Pop elements into `out[from..]` while there are some.
+    fn pop_available(&self, out: &mut [T], from: usize) -> Result<usize> {
+        let core = self.core();
+        let mut n = from;
+        while n < out.len() {
+            let dst = &mut out[n];
+            let mut reader = |p: *const u8| {
+                // SAFETY: the payload holds a T; dst is a valid &mut T.
+                *dst = unsafe { p.cast::<T>().read_unaligned() };
+            };
+            match core.pop(&mut reader, None) {
+                Ok(None) => n += 1,
+                Ok(Some(_)) => break,
+                Err(stop) => return Err(self.stop(stop)),
+            }
+        }
+        Ok(n)
+    }
+
+    fn pop_blocking(
+        &self,
+        out: &mut [std::mem::MaybeUninit<T>; 1],
+        timeout: Option<Duration>,
+    ) -> Result<()> {
+        self.handle.check()?;
+        let deadline = Deadline::after(timeout);
+        let core = self.core();
+        let mut patience = PeerWait::new();
+        let mut spins = 0;
+        loop {
+            let mut reader = |p: *const u8| {
+                // SAFETY: the payload holds a T; out[0] has room for one.
+                unsafe { out[0].as_mut_ptr().write(p.cast::<T>().read_unaligned()) }
+            };
+            match core.pop(&mut reader, Some(&deadline)) {
+                Ok(None) => return Ok(()),
+                Ok(Some(blocked)) => {
+                    if deadline.expired() {
+                        return Err(self.timeout());
+                    }
+                    if spins < SPINS_BEFORE_SLEEP {
+                        spins += 1;
+                        crate::sync::spin_hint();
+                    } else {
+                        core.wait(blocked, &deadline, &mut patience);
+                        self.handle.check()?;
+                    }
+                }
+                Err(stop) => return Err(self.stop(stop)),
+            }
+        }
+    }
+
+    /// Number of elements (approximate while other processes push and pop).
+    pub fn len(&self) -> usize {
+        self.core().len() as usize
+    }
+
+    /// Whether the queue holds no elements (approximate under concurrency).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether the queue is full (approximate under concurrency).
+    pub fn is_full(&self) -> bool {
+        self.len() as u64 >= self.capacity()
+    }
+
+    /// The capacity (exactly as created).
+    pub fn capacity(&self) -> u64 {
+        // SAFETY: validated at open; immutable.
+        unsafe { (*self.header).capacity }
+    }
+
+    /// The entry name.
+    pub fn name(&self) -> &str {
+        self.handle.name()
+    }
+
+    /// The element type descriptor.
+    pub fn type_descriptor(&self) -> &str {
+        &self.handle.info.elem_type
+    }
+}
+
+/// How many times a blocking call retries with a spin hint before sleeping.
+const SPINS_BEFORE_SLEEP: u32 = 200;
+
+#[cfg(loom)]
+pub(crate) mod model {
+    //! A queue on the heap for loom models.
+    use super::*;
+
+    pub(crate) struct Model {
+        buf: Vec<u64>,
+        capacity: u64,
+    }
+
+    impl Model {
+        pub(crate) fn new(capacity: u64) -> Model {
+            let elem = 8u64;
+            let bytes = QUEUE_HEADER_SIZE as usize
+                + std::mem::size_of::<QueueHeader>()
+                + capacity as usize * slot_stride(elem) as usize;
+            let mut buf = vec![0u64; bytes / 8 + 1];
+            let block = buf.as_mut_ptr().cast::<u8>();
+            // SAFETY: the buffer is 8-aligned and large enough for the loom
+            // header (whose atomics are larger than the real ones) and slots.
+            unsafe {
+                let header = QueueHeader {
+                    kind: kind::QUEUE,
+                    elem_size: elem as u32,
+                    capacity,
+                    one_lap: capacity.next_power_of_two(),
+                    slot_stride: slot_stride(elem),
+                    slots_offset: 0,
+                    reserved0: [0; 3],
+                    tail: crate::sync::AtomicU64::new(0),
+                    reserved1: [0; 7],
+                    head: crate::sync::AtomicU64::new(0),
+                    reserved2: [0; 7],
+                };
+                block.cast::<QueueHeader>().write(header);
+                let slots = block.add(Self::slots_offset());
+                for i in 0..capacity as usize {
+                    slots
+                        .add(i * slot_stride(elem) as usize)
+                        .cast::<QueueSlot>()
+                        .write(QueueSlot {
+                            state: crate::sync::AtomicU64::new(0),
+                        });
+                }
+            }
+            Model { buf, capacity }
+        }
+
+        fn slots_offset() -> usize {
+            (std::mem::size_of::<QueueHeader>() + 7) & !7
+        }
+
+        pub(crate) fn core(&self) -> QueueCore<'_> {
+            let block = self.buf.as_ptr() as *mut u8;
+            // SAFETY: initialised in new; lives as long as self.
+            unsafe {
+                QueueCore::new(
+                    &*block.cast::<QueueHeader>(),
+                    block.add(Self::slots_offset()),
+                    slot_stride(8) as usize,
+                )
+            }
+        }
+
+        pub(crate) fn try_push(&self, v: u64) -> bool {
+            let mut w = |p: *mut u8| unsafe { p.cast::<u64>().write_unaligned(v) };
+            self.core().push(&mut w, None).unwrap().is_none()
+        }
+
+        pub(crate) fn try_pop(&self) -> Option<u64> {
+            let mut out = None;
+            let mut r = |p: *const u8| out = Some(unsafe { p.cast::<u64>().read_unaligned() });
+            match self.core().pop(&mut r, None).unwrap() {
+                None => out,
+                Some(_) => None,
+            }
+        }
+
+        pub(crate) fn capacity(&self) -> u64 {
+            self.capacity
+        }
+    }
+
+    impl Drop for Model {
+        fn drop(&mut self) {
+            let block = self.buf.as_mut_ptr().cast::<u8>();
+            // SAFETY: drop the loom objects written in new, exactly once.
+            unsafe {
+                std::ptr::drop_in_place(block.cast::<QueueHeader>());
+                let slots = block.add(Self::slots_offset());
+                for i in 0..self.capacity as usize {
+                    std::ptr::drop_in_place(
+                        slots.add(i * slot_stride(8) as usize).cast::<QueueSlot>(),
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_words_round_trip() {
+        let states = [
+            SlotState::Empty {
+                tag: 0,
+                waited: false,
+            },
+            SlotState::Empty {
+                tag: TAG_MASK,
+                waited: true,
+            },
+            SlotState::Writing {
+                tag: 5,
+                pid: 4_194_303,
+            },
+            SlotState::Full {
+                tag: 1 << 39,
+                waited: true,
+                skip: true,
+            },
+            SlotState::Full {
+                tag: 7,
+                waited: false,
+                skip: false,
+            },
+            SlotState::Reading { tag: 9, pid: 1 },
+        ];
+        for s in states {
+            assert_eq!(SlotState::decode(s.encode()), s);
+        }
+        assert_eq!(prev_tag(0), TAG_MASK);
+        assert_eq!(next_tag(TAG_MASK), 0);
+        assert_eq!(slot_stride(8), 16);
+        assert_eq!(slot_stride(1), 16);
+        assert_eq!(slot_stride(24), 32);
+    }
+}
+
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use super::model::Model;
+    use loom::sync::Arc;
+    use loom::thread;
+
+    /// Two producers and a consumer racing, without spin loops (which make
+    /// loom's state space explode): every element arrives exactly once and
+    /// each producer's elements in order. (The consumer is a spawned thread:
+    /// see `sync::tests` for why models are shaped so.) Three threads make a
+    /// large space: preemption bound 1 here; `producers_race` covers the
+    /// producer/producer races at bound 3.
+    #[test]
+    fn two_producers_one_consumer() {
+        crate::sync::model_limited(1, None, || {
+            let q = Arc::new(Model::new(3));
+            let q2 = q.clone();
+            let consumer = loom::thread::spawn(move || [q2.try_pop(), q2.try_pop()]);
+            let q3 = q.clone();
+            let other = loom::thread::spawn(move || assert!(q3.try_push(10)));
+            assert!(q.try_push(1));
+            assert!(q.try_push(2));
+            other.join().unwrap();
+            let mut got: Vec<u64> = consumer.join().unwrap().into_iter().flatten().collect();
+            while let Some(v) = q.try_pop() {
+                got.push(v);
+            }
+            let mine: Vec<u64> = got.iter().copied().filter(|&v| v < 10).collect();
+            assert_eq!(mine, vec![1, 2], "per-producer FIFO");
+            assert_eq!(got.len(), 3);
+            assert!(got.contains(&10));
+        });
+    }
+
+    /// Two producers race for the same slots, then the main thread drains:
+    /// one element per position, each producer's in order.
+    #[test]
+    fn producers_race() {
+        crate::sync::model(|| {
+            let q = Arc::new(Model::new(2));
+            let q2 = q.clone();
+            let other = loom::thread::spawn(move || q2.try_push(10));
+            let first = q.try_push(1);
+            let second = q.try_push(2);
+            let theirs = other.join().unwrap();
+            assert!(first, "capacity 2 holds the first push");
+            assert_eq!(
+                second as u32 + theirs as u32,
+                1,
+                "exactly one of the other two fits"
+            );
+            let mut got = Vec::new();
+            while let Some(v) = q.try_pop() {
+                got.push(v);
+            }
+            assert_eq!(got.len(), 2);
+            assert_eq!(
+                got.iter()
+                    .filter(|&&v| v < 10)
+                    .copied()
+                    .collect::<Vec<_>>()
+                    .first(),
+                Some(&1)
+            );
+        });
+    }
+
+    /// Capacity 1, with wrap-around: a producer and two consumers.
+    #[test]
+    fn wrap_around_capacity_one() {
+        crate::sync::model(|| {
+            let q = Arc::new(Model::new(1));
+            assert_eq!(q.capacity(), 1);
+            let q2 = q.clone();
+            let producer = loom::thread::spawn(move || {
+                for v in 1..=3u64 {
+                    while !q2.try_push(v) {
+                        thread::yield_now();
+                    }
+                }
+            });
+            let q3 = q.clone();
+            let consumer = loom::thread::spawn(move || {
+                let mut got = Vec::new();
+                for _ in 0..3 {
+                    if let Some(v) = q3.try_pop() {
+                        got.push(v);
+                    }
+                }
+                got
+            });
+            let theirs = consumer.join().unwrap();
+            let mut mine = Vec::new();
+            while theirs.len() + mine.len() < 3 {
+                match q.try_pop() {
+                    Some(v) => mine.push(v),
+                    None => thread::yield_now(),
+                }
+            }
+            producer.join().unwrap();
+            assert!(mine.windows(2).all(|w| w[0] < w[1]));
+            let mut all: Vec<u64> = theirs.iter().chain(mine.iter()).copied().collect();
+            // FIFO: the consumer thread's elements are increasing, and ours too.
+            assert!(theirs.windows(2).all(|w| w[0] < w[1]));
+            all.sort();
+            assert_eq!(all, vec![1, 2, 3]);
+        });
+    }
+
+    /// Full and empty are reported, never a lost or duplicated element.
+    #[test]
+    fn full_and_empty() {
+        crate::sync::model(|| {
+            let q = Arc::new(Model::new(1));
+            assert!(q.try_push(7));
+            let q2 = q.clone();
+            let t = loom::thread::spawn(move || q2.try_push(8));
+            let a = q.try_pop();
+            let pushed = t.join().unwrap();
+            assert_eq!(a, Some(7));
+            let b = q.try_pop();
+            assert_eq!(b.is_some(), pushed);
+            if let Some(b) = b {
+                assert_eq!(b, 8);
+            }
+            assert_eq!(q.try_pop(), None);
+        });
+    }
+}

@@ -1,0 +1,838 @@
+//! `Stack<T>`: a bounded lock-free LIFO in shared memory.
+//!
+//! # The algorithm
+//!
+//! `capacity` nodes live in the block (bytes: [`StackHeader`], [`StackNode`]).
+//! Each node is on exactly one of two Treiber stacks: the **stack** (`top`)
+//! or the **free list** (`free`). Push takes a node off the free list, writes
+//! the element into it and pushes it on the stack; pop does the reverse.
+//!
+//! Both list heads are one 64-bit word, `tag << 24 | link`, where `link` is
+//! the node index + 1 (0 for an empty list) and `tag` (40 bits) grows with
+//! every successful change. A popper reads `top`, then the top node's `next`,
+//! then swaps `top` for `next` by compare-and-swap; if the node was popped
+//! and pushed again meanwhile, the tag differs and the CAS fails (ABA guard).
+//! The tag repeats only after 2^40 changes, far more than a stalled process
+//! could sleep through.
+//!
+//! Invariants:
+//! - A node's element is written only by the process that took the node off
+//!   the free list, before it publishes the node on the stack (release CAS),
+//!   and read only by the process that popped it (acquire CAS).
+//! - `next` is written only by the process that owns the node, just before
+//!   the CAS that publishes it; readers that lose the race discard what they
+//!   read when their CAS fails.
+//!
+//! Every operation is one successful CAS on each list it touches; a process
+//! that fails a CAS retries because another one succeeded: **lock-free**. No
+//! process ever waits for a specific other process.
+//!
+//! *Sleeping.* `pop` on an empty stack registers in `pop_waiters`, reads the
+//! event counter `not_empty`, checks the stack again and sleeps on the
+//! counter with a shared futex. A push that finds `pop_waiters > 0` after its
+//! CAS (both sequentially consistent) bumps the counter and wakes one
+//! sleeper. Full stacks use `push_waiters`/`not_full` the same way.
+//!
+//! *Crashes.* A process killed inside push or pop holds at most one node
+//! that is on neither list: that node is leaked and the stack's capacity
+//! shrinks by one. The element being pushed (or popped) by the killed process
+//! is lost; its call never returned. Nothing else is affected: no state waits
+//! on a dead process. A process killed while sleeping leaves its waiter count
+//! behind, which costs later pushes a futex wake-up call each.
+
+use crate::element::Element;
+use crate::error::{Error, Result};
+use crate::handle::{block_size, Expect, Handle};
+use crate::layout::{kind, StackHeader, StackNode, STACK_HEADER_SIZE};
+use crate::segment::Segment;
+use crate::sync::{AtomicU32, AtomicU64, Ordering};
+use crate::table::NewEntry;
+use crate::wait::{futex_wait, futex_wake, Deadline};
+use std::marker::PhantomData;
+use std::time::Duration;
+
+/// Largest stack capacity (indices use 24 bits of the list words).
+pub const MAX_STACK_CAPACITY: u64 = (1 << LINK_BITS) - 1;
+
+const LINK_BITS: u32 = 24;
+const LINK_MASK: u64 = (1 << LINK_BITS) - 1;
+
+/// The stack algorithm over a header and a node array; the same code runs on
+/// a segment's bytes and, under loom, on heap memory.
+pub(crate) struct StackCore<'a> {
+    header: &'a StackHeader,
+    nodes: *mut u8,
+    stride: usize,
+    capacity: u64,
+}
+
+const NODE_HEADER: usize = std::mem::size_of::<StackNode>();
+
+/// Bytes between nodes for elements of `elem_size` bytes.
+pub(crate) fn node_stride(elem_size: u64) -> u64 {
+    (NODE_HEADER as u64 + elem_size + 7) & !7
+}
+
+impl<'a> StackCore<'a> {
+    /// # Safety
+    /// `nodes` must point to `header.capacity` initialised nodes, `stride`
+    /// bytes apart, each followed by its element's bytes, valid for `'a`.
+    unsafe fn new(header: &'a StackHeader, nodes: *mut u8, stride: usize) -> Self {
+        StackCore {
+            header,
+            nodes,
+            stride,
+            capacity: header.capacity,
+        }
+    }
+
+    /// The node behind `link`, or a corruption report.
+    fn node(&self, link: u64) -> std::result::Result<&'a StackNode, String> {
+        if link == 0 || link > self.capacity {
+            return Err(format!("node link {link} is outside 1..={}", self.capacity));
+        }
+        // SAFETY: 1 <= link <= capacity, so the node lies in the array.
+        Ok(unsafe {
+            &*self
+                .nodes
+                .add((link - 1) as usize * self.stride)
+                .cast::<StackNode>()
+        })
+    }
+
+    fn payload(&self, link: u64) -> *mut u8 {
+        // SAFETY: callers pass links that `node` accepted.
+        unsafe {
+            self.nodes
+                .add((link - 1) as usize * self.stride + NODE_HEADER)
+        }
+    }
+
+    /// Take the first node off `list`; `Ok(None)` if it is empty.
+    fn take(&self, list: &AtomicU64) -> std::result::Result<Option<u64>, String> {
+        let mut current = list.load(Ordering::Acquire);
+        loop {
+            let link = current & LINK_MASK;
+            if link == 0 {
+                return Ok(None);
+            }
+            let next = self.node(link)?.next.load(Ordering::Relaxed) as u64;
+            let tag = (current >> LINK_BITS).wrapping_add(1);
+            let new = (tag << LINK_BITS) | (next & LINK_MASK);
+            match list.compare_exchange_weak(current, new, Ordering::SeqCst, Ordering::Acquire) {
+                Ok(_) => return Ok(Some(link)),
+                Err(seen) => current = seen,
+            }
+        }
+    }
+
+    /// Put node `link` (which we own) on top of `list`. With `count`, record
+    /// the stack depth in the node.
+    fn put(&self, list: &AtomicU64, link: u64, count: bool) -> std::result::Result<(), String> {
+        let node = self.node(link)?;
+        let mut current = list.load(Ordering::Relaxed);
+        loop {
+            let below = current & LINK_MASK;
+            node.next.store(below as u32, Ordering::Relaxed);
+            if count {
+                let depth = match below {
+                    0 => 0,
+                    _ => self
+                        .node(below)
+                        .map_or(0, |n| n.depth.load(Ordering::Relaxed)),
+                };
+                node.depth.store(depth.saturating_add(1), Ordering::Relaxed);
+            }
+            let tag = (current >> LINK_BITS).wrapping_add(1);
+            let new = (tag << LINK_BITS) | link;
+            match list.compare_exchange_weak(current, new, Ordering::SeqCst, Ordering::Relaxed) {
+                Ok(_) => return Ok(()),
+                Err(seen) => current = seen,
+            }
+        }
+    }
+
+    /// Push an element written by `write`; `Ok(false)` if the stack is full.
+    #[inline]
+    pub(crate) fn push(
+        &self,
+        write: &mut impl FnMut(*mut u8),
+    ) -> std::result::Result<bool, String> {
+        let Some(link) = self.take(&self.header.free)? else {
+            return Ok(false);
+        };
+        crate::fault::pause_point("stack.push.taken");
+        write(self.payload(link));
+        self.put(&self.header.top, link, true)?;
+        notify(&self.header.pop_waiters, &self.header.not_empty);
+        Ok(true)
+    }
+
+    /// Pop the top element into `read`; `Ok(false)` if the stack is empty.
+    #[inline]
+    pub(crate) fn pop(
+        &self,
+        read: &mut impl FnMut(*const u8),
+    ) -> std::result::Result<bool, String> {
+        let Some(link) = self.take(&self.header.top)? else {
+            return Ok(false);
+        };
+        crate::fault::pause_point("stack.pop.taken");
+        read(self.payload(link));
+        self.put(&self.header.free, link, false)?;
+        notify(&self.header.push_waiters, &self.header.not_full);
+        Ok(true)
+    }
+
+    /// Elements on the stack: the depth recorded in the top node.
+    pub(crate) fn len(&self) -> u64 {
+        let top = self.header.top.load(Ordering::Acquire) & LINK_MASK;
+        match self.node(top) {
+            Ok(node) => (node.depth.load(Ordering::Relaxed) as u64).min(self.capacity),
+            Err(_) => 0,
+        }
+    }
+
+    /// Walk both lists (for `check` on a quiescent stack): nodes on the
+    /// stack, nodes free, or a description of the damage.
+    pub(crate) fn census(&self) -> std::result::Result<(u64, u64), String> {
+        let mut seen = vec![false; self.capacity as usize];
+        let mut count = |list: &AtomicU64, what: &str| -> std::result::Result<u64, String> {
+            let mut link = list.load(Ordering::Acquire) & LINK_MASK;
+            let mut n = 0;
+            while link != 0 {
+                let node = self.node(link)?;
+                if std::mem::replace(&mut seen[(link - 1) as usize], true) {
+                    return Err(format!(
+                        "node {} appears twice ({what} list has a cycle or is shared)",
+                        link - 1
+                    ));
+                }
+                n += 1;
+                link = node.next.load(Ordering::Relaxed) as u64;
+            }
+            Ok(n)
+        };
+        let on_stack = count(&self.header.top, "stack")?;
+        let free = count(&self.header.free, "free")?;
+        Ok((on_stack, free))
+    }
+}
+
+/// After a push (pop): wake one sleeping popper (pusher) if any is registered.
+fn notify(waiters: &AtomicU32, event: &AtomicU32) {
+    // SeqCst: pairs with the waiter's SeqCst registration before its re-check.
+    if waiters.load(Ordering::SeqCst) > 0 {
+        event.fetch_add(1, Ordering::SeqCst);
+        futex_wake(event, 1);
+    }
+}
+
+/// Sleep on `event` until notified (or a nap passes), having re-checked with
+/// `retry` after registering in `waiters`. Returns `retry`'s success.
+fn sleep_until(
+    waiters: &AtomicU32,
+    event: &AtomicU32,
+    deadline: &Deadline,
+    retry: &mut dyn FnMut() -> std::result::Result<bool, String>,
+) -> std::result::Result<bool, String> {
+    waiters.fetch_add(1, Ordering::SeqCst);
+    let seen = event.load(Ordering::SeqCst);
+    let result = match retry() {
+        Ok(false) => {
+            if let Some(nap) = deadline.next_sleep() {
+                futex_wait(event, seen, Some(nap));
+            }
+            Ok(false)
+        }
+        other => other,
+    };
+    waiters.fetch_sub(1, Ordering::SeqCst);
+    result
+}
+
+/// Write a fresh stack into `block`: every node on the free list.
+///
+/// # Safety
+/// `block` must be valid for `STACK_HEADER_SIZE + capacity * node_stride`
+/// bytes, 8-aligned, and not visible to anyone else.
+unsafe fn init(block: *mut u8, capacity: u64, elem_size: u64) {
+    let stride = node_stride(elem_size);
+    let header = StackHeader {
+        kind: kind::STACK,
+        elem_size: elem_size as u32,
+        capacity,
+        node_stride: stride,
+        nodes_offset: STACK_HEADER_SIZE,
+        reserved0: [0; 4],
+        top: AtomicU64::new(0),
+        not_empty: AtomicU32::new(0),
+        pop_waiters: AtomicU32::new(0),
+        reserved1: [0; 6],
+        free: AtomicU64::new(if capacity > 0 { 1 } else { 0 }),
+        not_full: AtomicU32::new(0),
+        push_waiters: AtomicU32::new(0),
+        reserved2: [0; 6],
+    };
+    // SAFETY: the caller guarantees the block is ours, aligned and large enough.
+    unsafe { block.cast::<StackHeader>().write(header) };
+    for i in 0..capacity {
+        let next = if i + 1 < capacity { i as u32 + 2 } else { 0 };
+        // SAFETY: node i lies inside the block.
+        unsafe {
+            block
+                .add((STACK_HEADER_SIZE + i * stride) as usize)
+                .cast::<StackNode>()
+                .write(StackNode {
+                    next: AtomicU32::new(next),
+                    depth: AtomicU32::new(0),
+                })
+        };
+    }
+}
+
+fn validate(handle: &Handle) -> Result<&StackHeader> {
+    if handle.info.size < STACK_HEADER_SIZE {
+        return Err(handle.corrupt("stack block is smaller than its header"));
+    }
+    // SAFETY: the block holds at least STACK_HEADER_SIZE bytes (just checked)
+    // inside the mapping (check_block).
+    let header = unsafe { &*handle.block.cast::<StackHeader>() };
+    let info = &handle.info;
+    let needed = block_size(
+        STACK_HEADER_SIZE,
+        header.capacity,
+        node_stride(header.elem_size as u64),
+    );
+    if header.kind != kind::STACK
+        || header.elem_size != info.elem_size
+        || header.capacity != info.capacity
+        || header.capacity == 0
+        || header.capacity > MAX_STACK_CAPACITY
+        || header.node_stride != node_stride(header.elem_size as u64)
+        || header.nodes_offset != STACK_HEADER_SIZE
+        || needed.map_or(true, |n| n > info.size)
+    {
+        return Err(
+            handle.corrupt("stack header disagrees with its table entry or overruns its block")
+        );
+    }
+    Ok(header)
+}
+
+/// Per-kind validation for `Segment::check`: the header and, with `deep`,
+/// both lists (which must be disjoint and acyclic; a walk that races with
+/// live pushes and pops is retried). Returns the fill level.
+pub(crate) fn check(handle: &Handle, deep: bool) -> Result<Option<u64>> {
+    let header = validate(handle)?;
+    // SAFETY: validate proved the nodes fit in the block.
+    let core = unsafe {
+        StackCore::new(
+            header,
+            handle.block.add(STACK_HEADER_SIZE as usize),
+            header.node_stride as usize,
+        )
+    };
+    if !deep {
+        return Ok(Some(core.len()));
+    }
+    let mut last = String::new();
+    for _ in 0..5 {
+        match core.census() {
+            Ok((on_stack, _free)) => return Ok(Some(on_stack)),
+            Err(d) => last = d,
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    Err(handle.corrupt(last))
+}
+
+/// A bounded lock-free LIFO stack of `T` in shared memory.
+///
+/// ```
+/// use shmds::Segment;
+/// # let name = format!("doc-stack-{}", std::process::id());
+/// let seg = Segment::create(&name, 1 << 20)?;
+/// let undo = seg.create_stack::<i64>("undo", 2)?;
+/// undo.try_push(1)?;
+/// undo.try_push(2)?;
+/// assert!(matches!(undo.try_push(3), Err(shmds::Error::Full { .. })));
+/// assert_eq!(undo.try_pop()?, 2);
+/// assert_eq!(undo.len(), 1);
+/// # Segment::remove(&name)?;
+/// # Ok::<(), shmds::Error>(())
+/// ```
+///
+/// See the [module documentation](self) for the algorithm and what a crashed
+/// process leaves behind.
+pub struct Stack<T: Element> {
+    handle: Handle,
+    header: *const StackHeader,
+    nodes: *mut u8,
+    _t: PhantomData<T>,
+}
+
+// SAFETY: shared state is only touched through atomics and the node
+// ownership protocol; T is Send (Element).
+unsafe impl<T: Element> Send for Stack<T> {}
+// SAFETY: as above.
+unsafe impl<T: Element> Sync for Stack<T> {}
+
+impl<T: Element> std::fmt::Debug for Stack<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stack")
+            .field("name", &self.handle.name())
+            .field("type", &self.handle.info.elem_type)
+            .field("capacity", &self.capacity())
+            .finish()
+    }
+}
+
+fn expect<T: Element>(descriptor: &str) -> Expect<'_> {
+    Expect {
+        kind: kind::STACK,
+        elem_type: descriptor,
+        elem_size: std::mem::size_of::<T>() as u32,
+        key_type: "",
+        key_size: 0,
+    }
+}
+
+impl Segment {
+    /// Create a stack of `capacity` elements.
+    pub fn create_stack<T: Element>(&self, name: &str, capacity: u64) -> Result<Stack<T>> {
+        Stack::create(self, name, capacity, false)
+    }
+
+    /// Open the stack `name`; fails with [`Error::TypeMismatch`] if it holds another type.
+    pub fn open_stack<T: Element>(&self, name: &str) -> Result<Stack<T>> {
+        let descriptor = T::descriptor();
+        Stack::from_handle(Handle::open(self, name, &expect::<T>(&descriptor))?)
+    }
+
+    /// Open the stack `name`, creating it with `capacity` if it does not exist.
+    pub fn open_or_create_stack<T: Element>(&self, name: &str, capacity: u64) -> Result<Stack<T>> {
+        Stack::create(self, name, capacity, true)
+    }
+}
+
+impl<T: Element> Stack<T> {
+    fn create(seg: &Segment, name: &str, capacity: u64, existing_ok: bool) -> Result<Stack<T>> {
+        if capacity == 0 || capacity > MAX_STACK_CAPACITY {
+            return Err(Error::InvalidArgument(format!(
+                "stack capacity must be 1..={MAX_STACK_CAPACITY}, not {capacity}"
+            )));
+        }
+        let descriptor = T::descriptor();
+        let elem_size = std::mem::size_of::<T>() as u64;
+        let new = NewEntry {
+            name,
+            kind: kind::STACK,
+            elem_type: &descriptor,
+            key_type: "",
+            elem_size: elem_size as u32,
+            key_size: 0,
+            capacity,
+            block_size: block_size(STACK_HEADER_SIZE, capacity, node_stride(elem_size))?,
+        };
+        let (handle, _) =
+            Handle::create(seg, &new, &expect::<T>(&descriptor), existing_ok, |block| {
+                // SAFETY: the fresh block has block_size bytes, is 64-aligned and unpublished.
+                unsafe { init(block, capacity, elem_size) };
+                Ok(())
+            })?;
+        Stack::from_handle(handle)
+    }
+
+    fn from_handle(handle: Handle) -> Result<Stack<T>> {
+        let header: *const StackHeader = validate(&handle)?;
+        // SAFETY: validate proved the node array lies inside the block.
+        let nodes = unsafe { handle.block.add(STACK_HEADER_SIZE as usize) };
+        Ok(Stack {
+            handle,
+            header,
+            nodes,
+            _t: PhantomData,
+        })
+    }
+
+    fn core(&self) -> StackCore<'_> {
+        // SAFETY: validated at open; the handle keeps the mapping alive.
+        unsafe {
+            let header = &*self.header;
+            StackCore::new(header, self.nodes, header.node_stride as usize)
+        }
+    }
+
+    fn corrupt(&self, detail: String) -> Error {
+        self.handle.corrupt(detail)
+    }
+
+    fn push_once(&self, value: &T) -> Result<bool> {
+        let mut write = |p: *mut u8| {
+            // SAFETY: the payload has room for a T and is ours (the node is on
+            // neither list); unaligned because payloads are only 8-aligned.
+            unsafe { p.cast::<T>().write_unaligned(*value) }
+        };
+        self.core().push(&mut write).map_err(|d| self.corrupt(d))
+    }
+
+    fn pop_once(&self, out: &mut T) -> Result<bool> {
+        // SAFETY: the payload holds a T written by a push.
+        let mut read = |p: *const u8| *out = unsafe { p.cast::<T>().read_unaligned() };
+        self.core().pop(&mut read).map_err(|d| self.corrupt(d))
+    }
+
+    /// Push `value` if there is room; [`Error::Full`] otherwise. Never sleeps.
+    pub fn try_push(&self, value: T) -> Result<()> {
+        self.handle.check()?;
+        if self.push_once(&value)? {
+            Ok(())
+        } else {
+            Err(Error::Full {
+                name: self.handle.name().to_owned(),
+            })
+        }
+    }
+
+    /// Pop the top element; [`Error::Empty`] if there is none. Never sleeps.
+    pub fn try_pop(&self) -> Result<T> {
+        self.handle.check()?;
+        // SAFETY: every bit pattern is a valid T (Element); zero is a placeholder.
+        let mut out: T = unsafe { std::mem::zeroed() };
+        if self.pop_once(&mut out)? {
+            Ok(out)
+        } else {
+            Err(Error::Empty {
+                name: self.handle.name().to_owned(),
+            })
+        }
+    }
+
+    /// Run `attempt` until it succeeds, sleeping on (`waiters`, `event`)
+    /// in between; `Ok(false)` when the deadline passes first.
+    fn block_on(
+        &self,
+        deadline: &Deadline,
+        waiters: &AtomicU32,
+        event: &AtomicU32,
+        attempt: &mut dyn FnMut() -> Result<bool>,
+    ) -> Result<bool> {
+        for _ in 0..SPINS_BEFORE_SLEEP {
+            if attempt()? {
+                return Ok(true);
+            }
+            crate::sync::spin_hint();
+        }
+        let mut failure = None;
+        loop {
+            if deadline.expired() {
+                return Ok(false);
+            }
+            let mut retry = || match attempt() {
+                Ok(done) => Ok(done),
+                Err(e) => {
+                    failure = Some(e);
+                    Ok(true)
+                }
+            };
+            let done =
+                sleep_until(waiters, event, deadline, &mut retry).map_err(|d| self.corrupt(d))?;
+            if let Some(e) = failure.take() {
+                return Err(e);
+            }
+            if done {
+                return Ok(true);
+            }
+            self.handle.check()?;
+            if attempt()? {
+                return Ok(true);
+            }
+        }
+    }
+
+    /// Push `value`, waiting while the stack is full: forever when `timeout`
+    /// is `None`, else at most `timeout` ([`Error::Timeout`]).
+    pub fn push(&self, value: T, timeout: Option<Duration>) -> Result<()> {
+        self.handle.check()?;
+        let deadline = Deadline::after(timeout);
+        // SAFETY: validated at open.
+        let header = unsafe { &*self.header };
+        if self.block_on(
+            &deadline,
+            &header.push_waiters,
+            &header.not_full,
+            &mut || self.push_once(&value),
+        )? {
+            Ok(())
+        } else {
+            Err(Error::Timeout {
+                name: self.handle.name().to_owned(),
+            })
+        }
+    }
+
+    /// Pop the top element, waiting while the stack is empty: forever when
+    /// `timeout` is `None`, else at most `timeout` ([`Error::Timeout`]).
+    pub fn pop(&self, timeout: Option<Duration>) -> Result<T> {
+        self.handle.check()?;
+        let deadline = Deadline::after(timeout);
+        // SAFETY: validated at open.
+        let header = unsafe { &*self.header };
+        // SAFETY: every bit pattern is a valid T; zero is a placeholder.
+        let mut out: T = unsafe { std::mem::zeroed() };
+        if self.block_on(
+            &deadline,
+            &header.pop_waiters,
+            &header.not_empty,
+            &mut || self.pop_once(&mut out),
+        )? {
+            Ok(out)
+        } else {
+            Err(Error::Timeout {
+                name: self.handle.name().to_owned(),
+            })
+        }
+    }
+
+    /// Push as many of `values` as fit now, in order; returns how many.
+    pub fn try_push_slice(&self, values: &[T]) -> Result<usize> {
+        self.handle.check()?;
+        for (i, v) in values.iter().enumerate() {
+            if !self.push_once(v)? {
+                return Ok(i);
+            }
+        }
+        Ok(values.len())
+    }
+
+    /// Push all of `values` in order, waiting for room as needed. Returns how
+    /// many were pushed: all, unless `timeout` passed first.
+    pub fn push_slice(&self, values: &[T], timeout: Option<Duration>) -> Result<usize> {
+        self.handle.check()?;
+        let deadline = Deadline::after(timeout);
+        // SAFETY: validated at open.
+        let header = unsafe { &*self.header };
+        for (i, v) in values.iter().enumerate() {
+            if !self.block_on(
+                &deadline,
+                &header.push_waiters,
+                &header.not_full,
+                &mut || self.push_once(v),
+            )? {
+                return Ok(i);
+            }
+        }
+        Ok(values.len())
+    }
+
+    /// Pop up to `out.len()` elements that are there now (top first); returns how many.
+    pub fn try_pop_into(&self, out: &mut [T]) -> Result<usize> {
+        self.handle.check()?;
+        for (i, slot) in out.iter_mut().enumerate() {
+            if !self.pop_once(slot)? {
+                return Ok(i);
+            }
+        }
+        Ok(out.len())
+    }
+
+    /// Pop up to `out.len()` elements, waiting for at least one (forever when
+    /// `timeout` is `None`); returns how many. [`Error::Timeout`] if none came.
+    pub fn pop_into(&self, out: &mut [T], timeout: Option<Duration>) -> Result<usize> {
+        let Some((first, rest)) = out.split_first_mut() else {
+            return Ok(0);
+        };
+        *first = self.pop(timeout)?;
+        Ok(1 + self.try_pop_into(rest)?)
+    }
+
+    /// Number of elements (approximate while other processes push and pop).
+    pub fn len(&self) -> usize {
+        self.core().len() as usize
+    }
+
+    /// Whether the stack is empty (approximate under concurrency).
+    pub fn is_empty(&self) -> bool {
+        // SAFETY: validated at open.
+        unsafe { (*self.header).top.load(Ordering::Acquire) & LINK_MASK == 0 }
+    }
+
+    /// The capacity.
+    pub fn capacity(&self) -> u64 {
+        // SAFETY: validated at open; immutable.
+        unsafe { (*self.header).capacity }
+    }
+
+    /// The entry name.
+    pub fn name(&self) -> &str {
+        self.handle.name()
+    }
+
+    /// The element type descriptor.
+    pub fn type_descriptor(&self) -> &str {
+        &self.handle.info.elem_type
+    }
+}
+
+/// How many attempts a blocking call makes (with a spin hint) before sleeping.
+const SPINS_BEFORE_SLEEP: u32 = 200;
+
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use super::*;
+    use loom::sync::Arc;
+
+    struct Model {
+        buf: Vec<u64>,
+    }
+
+    // SAFETY: the model's memory is only touched through the stack protocol.
+    unsafe impl Send for Model {}
+    // SAFETY: as above.
+    unsafe impl Sync for Model {}
+
+    const CAP: u64 = 2;
+
+    impl Model {
+        fn new() -> Model {
+            let bytes =
+                std::mem::size_of::<StackHeader>() + 64 + CAP as usize * node_stride(8) as usize;
+            let mut buf = vec![0u64; bytes / 8 + 1];
+            let block = buf.as_mut_ptr().cast::<u8>();
+            // SAFETY: init writes the header at offset 0 and the nodes at
+            // STACK_HEADER_SIZE; we place the nodes after the (larger) loom
+            // header instead, so write them by hand.
+            unsafe {
+                let stride = node_stride(8);
+                block.cast::<StackHeader>().write(StackHeader {
+                    kind: kind::STACK,
+                    elem_size: 8,
+                    capacity: CAP,
+                    node_stride: stride,
+                    nodes_offset: 0,
+                    reserved0: [0; 4],
+                    top: AtomicU64::new(0),
+                    not_empty: AtomicU32::new(0),
+                    pop_waiters: AtomicU32::new(0),
+                    reserved1: [0; 6],
+                    free: AtomicU64::new(1),
+                    not_full: AtomicU32::new(0),
+                    push_waiters: AtomicU32::new(0),
+                    reserved2: [0; 6],
+                });
+                for i in 0..CAP {
+                    let next = if i + 1 < CAP { i as u32 + 2 } else { 0 };
+                    block
+                        .add(Self::nodes_offset() + (i * stride) as usize)
+                        .cast::<StackNode>()
+                        .write(StackNode {
+                            next: AtomicU32::new(next),
+                            depth: AtomicU32::new(0),
+                        });
+                }
+            }
+            Model { buf }
+        }
+
+        fn nodes_offset() -> usize {
+            (std::mem::size_of::<StackHeader>() + 7) & !7
+        }
+
+        fn core(&self) -> StackCore<'_> {
+            let block = self.buf.as_ptr() as *mut u8;
+            // SAFETY: initialised in new.
+            unsafe {
+                StackCore::new(
+                    &*block.cast::<StackHeader>(),
+                    block.add(Self::nodes_offset()),
+                    node_stride(8) as usize,
+                )
+            }
+        }
+
+        fn push(&self, v: u64) -> bool {
+            self.core()
+                .push(&mut |p| unsafe { p.cast::<u64>().write_unaligned(v) })
+                .unwrap()
+        }
+
+        fn pop(&self) -> Option<u64> {
+            let mut out = 0;
+            let ok = self
+                .core()
+                .pop(&mut |p| out = unsafe { p.cast::<u64>().read_unaligned() })
+                .unwrap();
+            ok.then_some(out)
+        }
+    }
+
+    impl Drop for Model {
+        fn drop(&mut self) {
+            let block = self.buf.as_mut_ptr().cast::<u8>();
+            // SAFETY: drop the loom objects written in new, exactly once.
+            unsafe {
+                std::ptr::drop_in_place(block.cast::<StackHeader>());
+                for i in 0..CAP {
+                    std::ptr::drop_in_place(
+                        block
+                            .add(Self::nodes_offset() + (i * node_stride(8)) as usize)
+                            .cast::<StackNode>(),
+                    );
+                }
+            }
+        }
+    }
+
+    /// Concurrent pushes and pops: no element lost or duplicated, no node
+    /// lost (both lists intact afterwards), capacity respected.
+    #[test]
+    fn push_pop_race() {
+        crate::sync::model(|| {
+            let s = Arc::new(Model::new());
+            assert!(s.push(1));
+            let s2 = s.clone();
+            let t = loom::thread::spawn(move || {
+                let pushed = s2.push(2);
+                let popped = s2.pop();
+                (pushed, popped)
+            });
+            let mine = s.pop();
+            let (pushed, theirs) = t.join().unwrap();
+            assert!(pushed);
+            let mut got: Vec<u64> = [mine, theirs].into_iter().flatten().collect();
+            while let Some(v) = s.pop() {
+                got.push(v);
+            }
+            got.sort();
+            assert_eq!(got, vec![1, 2]);
+            assert_eq!(s.core().census().unwrap(), (0, CAP));
+        });
+    }
+
+    /// Two pops racing on a two-element stack (the ABA-prone case), then a
+    /// full stack refusing a push.
+    #[test]
+    fn pop_pop_then_full() {
+        crate::sync::model(|| {
+            let s = Arc::new(Model::new());
+            assert!(s.push(1));
+            assert!(s.push(2));
+            assert!(!s.push(3));
+            let s2 = s.clone();
+            let t = loom::thread::spawn(move || {
+                let v = s2.pop();
+                if let Some(v) = v {
+                    assert!(s2.push(v + 10));
+                }
+                v
+            });
+            let mine = s.pop();
+            let theirs = t.join().unwrap();
+            assert!(mine.is_some() && theirs.is_some());
+            assert_ne!(mine, theirs);
+            let (on_stack, free) = s.core().census().unwrap();
+            assert_eq!(on_stack + free, CAP);
+        });
+    }
+}

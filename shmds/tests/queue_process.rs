@@ -1,0 +1,285 @@
+//! Queues and stacks shared by real processes: a stress run with several
+//! producer and consumer processes, blocking across processes, and processes
+//! killed with SIGKILL in the middle of push and pop.
+
+mod common;
+use common::*;
+use shmds::{Error, Segment};
+use std::time::{Duration, Instant};
+
+const PRODUCERS: u64 = 3;
+const CONSUMERS: u64 = 3;
+const PER_PRODUCER: u64 = 350_000;
+const TOTAL: u64 = PRODUCERS * PER_PRODUCER;
+
+fn env(role: &str, seg: &ShmName, extra: &[(&str, String)]) -> Vec<(&'static str, String)> {
+    let mut v: Vec<(&'static str, String)> =
+        vec![(ROLE, role.into()), ("SHMDS_SEGMENT", seg.0.clone())];
+    for (k, val) in extra {
+        v.push((Box::leak(k.to_string().into_boxed_str()), val.clone()));
+    }
+    v
+}
+
+fn var(name: &str) -> u64 {
+    std::env::var(name).unwrap().parse().unwrap()
+}
+
+/// The body of every child process; does nothing when run as a normal test.
+#[test]
+fn child_role() {
+    let Ok(role) = std::env::var(ROLE) else {
+        return;
+    };
+    let seg = Segment::open(&std::env::var("SHMDS_SEGMENT").unwrap()).unwrap();
+    match role.as_str() {
+        "producer" => {
+            let p = var("SHMDS_CHILD");
+            let q = seg.open_queue::<u64>("q").unwrap();
+            let items: Vec<u64> = (0..PER_PRODUCER).map(|i| (p << 32) | i).collect();
+            if p == 0 {
+                // One producer pushes in batches.
+                for chunk in items.chunks(100) {
+                    assert_eq!(q.push_slice(chunk, None).unwrap(), chunk.len());
+                }
+            } else {
+                for v in items {
+                    q.push(v, None).unwrap();
+                }
+            }
+        }
+        "consumer" => {
+            let c = var("SHMDS_CHILD");
+            let q = seg.open_queue::<u64>("q").unwrap();
+            let marks = seg.open_array::<u8>("marks").unwrap();
+            let done = seg.open_array::<u64>("done").unwrap();
+            let mut last = [None::<u64>; PRODUCERS as usize];
+            let mut buf = vec![0u64; 64];
+            loop {
+                let n = if c == 0 {
+                    match q.pop_into(&mut buf, Some(Duration::from_millis(200))) {
+                        Ok(n) => n,
+                        Err(Error::Timeout { .. }) => 0,
+                        Err(e) => panic!("{e}"),
+                    }
+                } else {
+                    match q.pop(Some(Duration::from_millis(200))) {
+                        Ok(v) => {
+                            buf[0] = v;
+                            1
+                        }
+                        Err(Error::Timeout { .. }) => 0,
+                        Err(e) => panic!("{e}"),
+                    }
+                };
+                for &v in &buf[..n] {
+                    let (p, i) = (v >> 32, v & 0xffff_ffff);
+                    assert!(p < PRODUCERS && i < PER_PRODUCER, "foreign value {v:#x}");
+                    // Per-producer FIFO: this consumer sees each producer's items in order.
+                    if let Some(prev) = last[p as usize] {
+                        assert!(i > prev, "producer {p}: {i} after {prev}");
+                    }
+                    last[p as usize] = Some(i);
+                    marks.fetch_add(p * PER_PRODUCER + i, 1).unwrap();
+                }
+                if n > 0 {
+                    done.fetch_add(0, n as u64).unwrap();
+                } else if done.load(0).unwrap() >= TOTAL {
+                    break;
+                }
+            }
+        }
+        "push" => {
+            let q = seg.open_queue::<u64>("q").unwrap();
+            q.push(var("SHMDS_VALUE"), None).unwrap();
+        }
+        "pop" => {
+            let q = seg.open_queue::<u64>("q").unwrap();
+            let out = seg.open_array::<u64>("out").unwrap();
+            let v = q.pop(None).unwrap();
+            out.store(0, v).unwrap();
+            out.store(1, 1).unwrap();
+        }
+        "stack-push" => {
+            let s = seg.open_stack::<u64>("s").unwrap();
+            s.push(var("SHMDS_VALUE"), None).unwrap();
+        }
+        "stack-pop" => {
+            let s = seg.open_stack::<u64>("s").unwrap();
+            s.pop(None).unwrap();
+        }
+        other => panic!("unknown role {other}"),
+    }
+}
+
+#[test]
+fn producers_and_consumers_in_separate_processes() {
+    let name = ShmName::new("qstress");
+    let seg = Segment::create(name.as_str(), 16 << 20).unwrap();
+    seg.create_queue::<u64>("q", 1024).unwrap();
+    let marks = seg.create_array::<u8>("marks", TOTAL).unwrap();
+    seg.create_array::<u64>("done", 1).unwrap();
+    let start = Instant::now();
+    let mut children: Vec<KillOnDrop> = Vec::new();
+    for c in 0..CONSUMERS {
+        children.push(KillOnDrop(spawn_self(
+            "child_role",
+            &env("consumer", &name, &[("SHMDS_CHILD", c.to_string())]),
+        )));
+    }
+    for p in 0..PRODUCERS {
+        children.push(KillOnDrop(spawn_self(
+            "child_role",
+            &env("producer", &name, &[("SHMDS_CHILD", p.to_string())]),
+        )));
+    }
+    for mut c in children {
+        assert!(
+            c.0.wait().unwrap().success(),
+            "a producer or consumer failed"
+        );
+    }
+    eprintln!(
+        "{TOTAL} items through 3+3 processes in {:?}",
+        start.elapsed()
+    );
+    let all = marks.to_vec().unwrap();
+    let missing = all.iter().filter(|&&m| m == 0).count();
+    let doubled = all.iter().filter(|&&m| m > 1).count();
+    assert_eq!((missing, doubled), (0, 0), "every item exactly once");
+    assert!(seg.open_queue::<u64>("q").unwrap().is_empty());
+}
+
+#[test]
+fn blocked_pop_wakes_on_push_from_another_process() {
+    let name = ShmName::new("qwake");
+    let seg = Segment::create(name.as_str(), 1 << 20).unwrap();
+    let q = seg.create_queue::<u64>("q", 4).unwrap();
+    let out = seg.create_array::<u64>("out", 2).unwrap();
+    let mut child = KillOnDrop(spawn_self("child_role", &env("pop", &name, &[])));
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(out.load(1).unwrap(), 0, "the child is still blocked");
+    q.push(77, None).unwrap();
+    assert!(child.0.wait().unwrap().success());
+    assert_eq!(out.load(0).unwrap(), 77);
+}
+
+/// Start a child that pauses at `point` doing `role`, then kill it there.
+#[cfg(feature = "fault-injection")]
+fn kill_at(name: &ShmName, role: &str, point: &str, value: u64) {
+    let pause = TempPath::new("qkill");
+    let mut child = KillOnDrop(spawn_self(
+        "child_role",
+        &env(
+            role,
+            name,
+            &[
+                ("SHMDS_VALUE", value.to_string()),
+                ("SHMDS_PAUSE_AT", point.into()),
+                ("SHMDS_PAUSE_FILE", pause.0.display().to_string()),
+            ],
+        ),
+    ));
+    assert!(
+        wait_for_file(&pause.0, Duration::from_secs(20)),
+        "child never reached {point}"
+    );
+    kill_and_reap(&mut child.0);
+}
+
+#[cfg(feature = "fault-injection")]
+#[test]
+fn producer_killed_mid_push_does_not_wedge_the_queue() {
+    for point in ["queue.push.slot_claimed", "queue.push.tail_moved"] {
+        let name = ShmName::new("qdeadpush");
+        let seg = Segment::create(name.as_str(), 1 << 20).unwrap();
+        let q = seg.create_queue::<u64>("q", 2).unwrap();
+        q.try_push(1).unwrap();
+        kill_at(&name, "push", point, 111);
+        // Survivors carry on: the dead push is skipped (its slot is freed
+        // when a consumer passes it), nothing else is lost.
+        assert_eq!(q.pop(Some(Duration::from_secs(10))).unwrap(), 1, "{point}");
+        q.push(2, Some(Duration::from_secs(10))).unwrap();
+        assert_eq!(q.pop(Some(Duration::from_secs(10))).unwrap(), 2, "{point}");
+        assert!(matches!(q.try_pop(), Err(Error::Empty { .. })), "{point}");
+        for round in 0..10 {
+            q.try_push(round).unwrap();
+            assert_eq!(q.try_pop().unwrap(), round);
+        }
+        assert!(seg.check().is_ok(), "{point}");
+    }
+}
+
+#[cfg(feature = "fault-injection")]
+#[test]
+fn consumer_killed_mid_pop_does_not_wedge_the_queue() {
+    // Killed before moving head: the element goes back and is delivered.
+    let name = ShmName::new("qdeadpop1");
+    let seg = Segment::create(name.as_str(), 1 << 20).unwrap();
+    let q = seg.create_queue::<u64>("q", 2).unwrap();
+    seg.create_array::<u64>("out", 2).unwrap();
+    q.try_push(5).unwrap();
+    kill_at(&name, "pop", "queue.pop.slot_claimed", 0);
+    assert_eq!(
+        q.pop(Some(Duration::from_secs(10))).unwrap(),
+        5,
+        "restored, not lost"
+    );
+
+    // Killed after moving head: that element is lost, the queue goes on, and
+    // its slot is reused (even by a plain try_push) once the ring wraps.
+    let name = ShmName::new("qdeadpop2");
+    let seg = Segment::create(name.as_str(), 1 << 20).unwrap();
+    let q = seg.create_queue::<u64>("q", 2).unwrap();
+    seg.create_array::<u64>("out", 2).unwrap();
+    q.try_push(5).unwrap();
+    q.try_push(6).unwrap();
+    kill_at(&name, "pop", "queue.pop.head_moved", 0);
+    assert_eq!(q.try_pop().unwrap(), 6);
+    for round in 0..10 {
+        q.try_push(round).unwrap();
+        q.try_push(round + 100).unwrap();
+        assert_eq!(q.try_pop().unwrap(), round);
+        assert_eq!(q.try_pop().unwrap(), round + 100);
+    }
+    assert!(seg.check().is_ok());
+}
+
+#[cfg(feature = "fault-injection")]
+#[test]
+fn sleeping_consumer_survives_a_producer_killed_mid_push() {
+    let name = ShmName::new("qdeadwake");
+    let seg = Segment::create(name.as_str(), 1 << 20).unwrap();
+    let q = seg.create_queue::<u64>("q", 4).unwrap();
+    let out = seg.create_array::<u64>("out", 2).unwrap();
+    // The consumer sleeps on slot 0 ...
+    let mut consumer = KillOnDrop(spawn_self("child_role", &env("pop", &name, &[])));
+    std::thread::sleep(Duration::from_millis(100));
+    // ... a producer claims slot 0 and dies before publishing ...
+    kill_at(&name, "push", "queue.push.tail_moved", 111);
+    // ... and a later push (to slot 1) still reaches the sleeping consumer.
+    q.push(333, None).unwrap();
+    let start = Instant::now();
+    while out.load(1).unwrap() == 0 && start.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(consumer.0.wait().unwrap().success());
+    assert_eq!(out.load(0).unwrap(), 333);
+}
+
+#[cfg(feature = "fault-injection")]
+#[test]
+fn stack_survives_killed_processes() {
+    let name = ShmName::new("sdead");
+    let seg = Segment::create(name.as_str(), 1 << 20).unwrap();
+    let s = seg.create_stack::<u64>("s", 3).unwrap();
+    kill_at(&name, "stack-push", "stack.push.taken", 1);
+    s.try_push(10).unwrap();
+    kill_at(&name, "stack-pop", "stack.pop.taken", 0);
+    // Each killed process leaked one node: one of three remains usable.
+    s.try_push(20).unwrap();
+    assert!(matches!(s.try_push(30), Err(Error::Full { .. })));
+    assert_eq!(s.try_pop().unwrap(), 20);
+    assert!(matches!(s.try_pop(), Err(Error::Empty { .. })));
+    assert!(seg.check().is_ok());
+}

@@ -1,0 +1,360 @@
+//! Queue and Stack behaviour within one process (threads).
+
+mod common;
+use common::ShmName;
+use shmds::{Error, Segment};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn segment(tag: &str) -> (ShmName, Segment) {
+    let name = ShmName::new(tag);
+    let seg = Segment::create(name.as_str(), 8 << 20).unwrap();
+    (name, seg)
+}
+
+#[test]
+fn queue_fifo_full_empty() {
+    let (_n, seg) = segment("q-basic");
+    let q = seg.create_queue::<u64>("q", 3).unwrap();
+    assert_eq!(q.capacity(), 3, "capacity is exact, not rounded");
+    assert!(q.is_empty());
+    assert!(matches!(q.try_pop(), Err(Error::Empty { .. })));
+    for v in 1..=3 {
+        q.try_push(v).unwrap();
+    }
+    assert!(q.is_full());
+    assert_eq!(q.len(), 3);
+    assert!(matches!(q.try_push(4), Err(Error::Full { .. })));
+    assert_eq!(q.try_pop().unwrap(), 1);
+    q.try_push(4).unwrap();
+    assert_eq!(
+        (0..3).map(|_| q.try_pop().unwrap()).collect::<Vec<_>>(),
+        [2, 3, 4]
+    );
+    assert!(matches!(q.try_pop(), Err(Error::Empty { .. })));
+}
+
+#[test]
+fn queue_wraps_around_many_laps() {
+    for cap in [1u64, 2, 3, 5, 8, 13] {
+        let (_n, seg) = segment("q-wrap");
+        let q = seg.create_queue::<u32>("q", cap).unwrap();
+        let mut next_in = 0u32;
+        let mut next_out = 0u32;
+        for round in 0..200u32 {
+            let burst = (round % cap as u32) + 1;
+            for _ in 0..burst {
+                q.try_push(next_in).unwrap();
+                next_in += 1;
+            }
+            assert_eq!(q.len() as u32, burst);
+            for _ in 0..burst {
+                assert_eq!(q.try_pop().unwrap(), next_out);
+                next_out += 1;
+            }
+        }
+        assert!(q.is_empty());
+    }
+}
+
+#[test]
+fn queue_capacity_and_types() {
+    let (_n, seg) = segment("q-types");
+    assert!(matches!(
+        seg.create_queue::<u8>("zero", 0),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert!(matches!(
+        seg.create_queue::<u8>("huge", u64::MAX),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert!(matches!(
+        seg.create_queue::<u64>("big", 1 << 30),
+        Err(Error::OutOfSpace { .. })
+    ));
+    seg.create_queue::<f64>("prices", 4).unwrap();
+    assert!(matches!(
+        seg.open_queue::<u64>("prices"),
+        Err(Error::TypeMismatch { .. })
+    ));
+    assert!(matches!(
+        seg.open_stack::<f64>("prices"),
+        Err(Error::KindMismatch { .. })
+    ));
+    assert!(matches!(
+        seg.open_array::<f64>("prices"),
+        Err(Error::KindMismatch { .. })
+    ));
+    let q = seg.open_or_create_queue::<f64>("prices", 99).unwrap();
+    assert_eq!(q.capacity(), 4);
+    assert_eq!(q.type_descriptor(), "<d");
+    let report = seg.check();
+    assert!(report.is_ok(), "{report:?}");
+}
+
+#[test]
+fn queue_timeouts() {
+    let (_n, seg) = segment("q-timeout");
+    let q = seg.create_queue::<u64>("q", 1).unwrap();
+    let start = Instant::now();
+    assert!(matches!(
+        q.pop(Some(Duration::from_millis(30))),
+        Err(Error::Timeout { .. })
+    ));
+    assert!(start.elapsed() >= Duration::from_millis(30));
+    q.push(1, Some(Duration::ZERO)).unwrap();
+    assert!(matches!(
+        q.push(2, Some(Duration::from_millis(30))),
+        Err(Error::Timeout { .. })
+    ));
+    assert_eq!(
+        q.push_slice(&[5, 6], Some(Duration::from_millis(10)))
+            .unwrap(),
+        0
+    );
+    let mut out = [0u64; 4];
+    assert_eq!(
+        q.pop_into(&mut out, Some(Duration::from_millis(10)))
+            .unwrap(),
+        1
+    );
+    assert!(matches!(
+        q.pop_into(&mut out, Some(Duration::from_millis(10))),
+        Err(Error::Timeout { .. })
+    ));
+}
+
+#[test]
+fn queue_blocking_wakes_across_threads() {
+    let (_n, seg) = segment("q-block");
+    let q = Arc::new(seg.create_queue::<u64>("q", 2).unwrap());
+    let q2 = q.clone();
+    let popper = std::thread::spawn(move || q2.pop(None).unwrap());
+    std::thread::sleep(Duration::from_millis(50));
+    q.push(42, None).unwrap();
+    assert_eq!(popper.join().unwrap(), 42);
+    // And the other way: a blocked pusher is woken by a pop.
+    q.push(1, None).unwrap();
+    q.push(2, None).unwrap();
+    let q3 = q.clone();
+    let pusher = std::thread::spawn(move || q3.push(3, None).unwrap());
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(q.pop(None).unwrap(), 1);
+    pusher.join().unwrap();
+    assert_eq!(q.try_pop().unwrap(), 2);
+    assert_eq!(q.try_pop().unwrap(), 3);
+}
+
+#[test]
+fn queue_batches() {
+    let (_n, seg) = segment("q-batch");
+    let q = seg.create_queue::<u32>("q", 10).unwrap();
+    let items: Vec<u32> = (0..25).collect();
+    assert_eq!(q.try_push_slice(&items).unwrap(), 10);
+    let mut out = vec![0u32; 4];
+    assert_eq!(q.try_pop_into(&mut out).unwrap(), 4);
+    assert_eq!(out, [0, 1, 2, 3]);
+    let mut rest = vec![0u32; 100];
+    assert_eq!(q.pop_into(&mut rest, None).unwrap(), 6);
+    assert_eq!(&rest[..6], &[4, 5, 6, 7, 8, 9]);
+    // A blocking batch push larger than the capacity, drained by a thread.
+    let q = Arc::new(q);
+    let q2 = q.clone();
+    let drain = std::thread::spawn(move || {
+        let mut got = Vec::new();
+        let mut buf = [0u32; 7];
+        while got.len() < 25 {
+            let n = q2
+                .pop_into(&mut buf, Some(Duration::from_secs(10)))
+                .unwrap();
+            got.extend_from_slice(&buf[..n]);
+        }
+        got
+    });
+    assert_eq!(q.push_slice(&items, None).unwrap(), 25);
+    assert_eq!(drain.join().unwrap(), items);
+}
+
+#[test]
+fn queue_mpmc_threads() {
+    const PER: u64 = 20_000;
+    let (_n, seg) = segment("q-mpmc");
+    let q = Arc::new(seg.create_queue::<u64>("q", 64).unwrap());
+    let received: Vec<Vec<u64>> = std::thread::scope(|s| {
+        for p in 0..3u64 {
+            let q = q.clone();
+            s.spawn(move || {
+                for i in 0..PER {
+                    q.push((p << 32) | i, None).unwrap();
+                }
+            });
+        }
+        let consumers: Vec<_> = (0..3)
+            .map(|_| {
+                let q = q.clone();
+                s.spawn(move || {
+                    let mut got = Vec::new();
+                    while let Ok(v) = q.pop(Some(Duration::from_millis(500))) {
+                        got.push(v);
+                    }
+                    got
+                })
+            })
+            .collect();
+        consumers.into_iter().map(|c| c.join().unwrap()).collect()
+    });
+    let mut all: Vec<u64> = Vec::new();
+    for got in &received {
+        // Per-producer FIFO: each consumer sees every producer's items in order.
+        for p in 0..3u64 {
+            let mine: Vec<u64> = got.iter().copied().filter(|v| v >> 32 == p).collect();
+            assert!(
+                mine.windows(2).all(|w| w[0] < w[1]),
+                "producer {p} out of order"
+            );
+        }
+        all.extend(got);
+    }
+    all.sort();
+    let expected: Vec<u64> = (0..3u64)
+        .flat_map(|p| (0..PER).map(move |i| (p << 32) | i))
+        .collect();
+    assert_eq!(all, expected, "every item exactly once");
+}
+
+#[test]
+fn stale_handles() {
+    let (_n, seg) = segment("stale");
+    let q = seg.create_queue::<u64>("q", 4).unwrap();
+    let s = seg.create_stack::<u64>("s", 4).unwrap();
+    q.try_push(1).unwrap();
+    s.try_push(1).unwrap();
+    seg.erase("q").unwrap();
+    seg.erase("s").unwrap();
+    assert!(matches!(q.try_push(2), Err(Error::Stale { .. })));
+    assert!(matches!(q.try_pop(), Err(Error::Stale { .. })));
+    assert!(matches!(q.pop(None), Err(Error::Stale { .. })));
+    assert!(matches!(s.try_push(2), Err(Error::Stale { .. })));
+    assert!(matches!(s.pop(None), Err(Error::Stale { .. })));
+    let q2 = seg.create_queue::<u64>("q", 4).unwrap();
+    assert!(q2.is_empty());
+    assert!(matches!(q.try_pop(), Err(Error::Stale { .. })));
+}
+
+#[test]
+fn stack_lifo_full_empty() {
+    let (_n, seg) = segment("s-basic");
+    let s = seg.create_stack::<i32>("s", 3).unwrap();
+    assert!(s.is_empty());
+    assert!(matches!(s.try_pop(), Err(Error::Empty { .. })));
+    for v in [1, 2, 3] {
+        s.try_push(v).unwrap();
+    }
+    assert_eq!(s.len(), 3);
+    assert!(matches!(s.try_push(4), Err(Error::Full { .. })));
+    assert_eq!(s.try_pop().unwrap(), 3);
+    s.try_push(5).unwrap();
+    let mut out = [0; 8];
+    assert_eq!(s.try_pop_into(&mut out).unwrap(), 3);
+    assert_eq!(&out[..3], &[5, 2, 1]);
+    assert_eq!(s.try_push_slice(&[7, 8, 9, 10]).unwrap(), 3);
+    assert_eq!(s.len(), 3);
+    assert!(seg.check().is_ok());
+    assert!(matches!(
+        seg.create_stack::<u8>("zero", 0),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert!(matches!(
+        seg.open_stack::<u32>("s"),
+        Err(Error::TypeMismatch { .. })
+    ));
+}
+
+#[test]
+fn stack_blocking_and_timeouts() {
+    let (_n, seg) = segment("s-block");
+    let s = Arc::new(seg.create_stack::<u64>("s", 1).unwrap());
+    assert!(matches!(
+        s.pop(Some(Duration::from_millis(20))),
+        Err(Error::Timeout { .. })
+    ));
+    let s2 = s.clone();
+    let popper = std::thread::spawn(move || s2.pop(None).unwrap());
+    std::thread::sleep(Duration::from_millis(50));
+    s.push(9, None).unwrap();
+    assert_eq!(popper.join().unwrap(), 9);
+    s.push(1, None).unwrap();
+    assert!(matches!(
+        s.push(2, Some(Duration::from_millis(20))),
+        Err(Error::Timeout { .. })
+    ));
+    let s3 = s.clone();
+    let pusher = std::thread::spawn(move || s3.push(2, None).unwrap());
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(s.pop(None).unwrap(), 1);
+    pusher.join().unwrap();
+    assert_eq!(s.pop(None).unwrap(), 2);
+    let mut out = [0u64; 3];
+    s.push_slice(&[4, 5], Some(Duration::from_millis(20)))
+        .unwrap();
+    assert_eq!(s.pop_into(&mut out, None).unwrap(), 1);
+}
+
+#[test]
+fn stack_threads_no_loss() {
+    const PER: u64 = 20_000;
+    let (_n, seg) = segment("s-threads");
+    let s = Arc::new(seg.create_stack::<u64>("s", 16).unwrap());
+    let popped: Vec<Vec<u64>> = std::thread::scope(|sc| {
+        for p in 0..2u64 {
+            let s = s.clone();
+            sc.spawn(move || {
+                for i in 0..PER {
+                    s.push((p << 32) | i, None).unwrap();
+                }
+            });
+        }
+        let poppers: Vec<_> = (0..2)
+            .map(|_| {
+                let s = s.clone();
+                sc.spawn(move || {
+                    let mut got = Vec::new();
+                    while let Ok(v) = s.pop(Some(Duration::from_millis(500))) {
+                        got.push(v);
+                    }
+                    got
+                })
+            })
+            .collect();
+        poppers.into_iter().map(|c| c.join().unwrap()).collect()
+    });
+    let mut all: Vec<u64> = popped.into_iter().flatten().collect();
+    all.sort();
+    let expected: Vec<u64> = (0..2u64)
+        .flat_map(|p| (0..PER).map(move |i| (p << 32) | i))
+        .collect();
+    assert_eq!(all, expected);
+    assert!(seg.check().is_ok());
+}
+
+shmds::record! {
+    #[derive(Debug, Clone, Copy, PartialEq)]
+    struct Order { id: u64, price: f64, qty: u32 }
+}
+
+#[test]
+fn records_through_queue_and_stack() {
+    let (_n, seg) = segment("records");
+    let q = seg.create_queue::<Order>("orders", 4).unwrap();
+    let o = Order {
+        id: 1,
+        price: 2.5,
+        qty: 3,
+    };
+    q.try_push(o).unwrap();
+    assert_eq!(q.try_pop().unwrap(), o);
+    let s = seg.create_stack::<[u8; 13]>("names", 2).unwrap();
+    s.try_push(*b"hello, world!").unwrap();
+    assert_eq!(&s.try_pop().unwrap(), b"hello, world!");
+    assert_eq!(s.type_descriptor(), "13s");
+}
