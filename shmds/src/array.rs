@@ -17,10 +17,9 @@
 
 use crate::element::{AtomicElement, Element};
 use crate::error::{Error, Result};
-use crate::handle::{block_size, Expect, Handle};
+use crate::handle::{block_size, Handle, Typed};
 use crate::layout::{kind, ArrayHeader, ARRAY_HEADER_SIZE};
 use crate::segment::Segment;
-use crate::table::NewEntry;
 use std::marker::PhantomData;
 
 /// A fixed-length array of `T` in shared memory, addressed by name.
@@ -60,16 +59,6 @@ impl<T: Element> std::fmt::Debug for Array<T> {
     }
 }
 
-fn expect<T: Element>(descriptor: &str) -> Expect<'_> {
-    Expect {
-        kind: kind::ARRAY,
-        elem_type: descriptor,
-        elem_size: std::mem::size_of::<T>() as u32,
-        key_type: "",
-        key_size: 0,
-    }
-}
-
 impl Segment {
     /// Create a zeroed array of `len` elements named `name`.
     pub fn create_array<T: Element>(&self, name: &str, len: u64) -> Result<Array<T>> {
@@ -78,8 +67,7 @@ impl Segment {
 
     /// Open the array `name`; fails with [`Error::TypeMismatch`] if it holds another type.
     pub fn open_array<T: Element>(&self, name: &str) -> Result<Array<T>> {
-        let descriptor = T::descriptor();
-        Array::from_handle(Handle::open(self, name, &expect::<T>(&descriptor))?)
+        Array::from_handle(Typed::of::<T>(kind::ARRAY).open(self, name)?)
     }
 
     /// Open the array `name`, creating it with `len` elements if it does not
@@ -91,25 +79,15 @@ impl Segment {
 
 impl<T: Element> Array<T> {
     fn create(seg: &Segment, name: &str, len: u64, existing_ok: bool) -> Result<Array<T>> {
-        let descriptor = T::descriptor();
         let elem_size = std::mem::size_of::<T>() as u64;
         if elem_size == 0 || elem_size > u32::MAX as u64 {
             return Err(Error::InvalidArgument(
                 "element size must be 1..2^32 bytes".into(),
             ));
         }
-        let new = NewEntry {
-            name,
-            kind: kind::ARRAY,
-            elem_type: &descriptor,
-            key_type: "",
-            elem_size: elem_size as u32,
-            key_size: 0,
-            capacity: len,
-            block_size: block_size(ARRAY_HEADER_SIZE, len, elem_size)?,
-        };
-        let (handle, _) =
-            Handle::create(seg, &new, &expect::<T>(&descriptor), existing_ok, |block| {
+        let size = block_size(ARRAY_HEADER_SIZE, len, elem_size)?;
+        let handle =
+            Typed::of::<T>(kind::ARRAY).create(seg, name, len, size, existing_ok, |block| {
                 let header = ArrayHeader {
                     kind: kind::ARRAY,
                     elem_size: elem_size as u32,

@@ -135,6 +135,63 @@ impl Handle {
     }
 }
 
+/// The kind and element type of a typed structure (`Array<T>`, `Queue<T>`,
+/// ...): everything needed to create or open its entry.
+pub(crate) struct Typed {
+    kind: u32,
+    descriptor: String,
+    elem_size: u32,
+}
+
+impl Typed {
+    pub(crate) fn of<T: crate::element::Element>(kind: u32) -> Typed {
+        Typed {
+            kind,
+            descriptor: T::descriptor(),
+            elem_size: std::mem::size_of::<T>() as u32,
+        }
+    }
+
+    fn expect(&self) -> Expect<'_> {
+        Expect {
+            kind: self.kind,
+            elem_type: &self.descriptor,
+            elem_size: self.elem_size,
+            key_type: "",
+            key_size: 0,
+        }
+    }
+
+    /// Open the live entry `name`, checking its kind and element type.
+    pub(crate) fn open(&self, seg: &Segment, name: &str) -> Result<Handle> {
+        Handle::open(seg, name, &self.expect())
+    }
+
+    /// Create the entry `name` (or with `existing_ok` open it) with a block
+    /// of `block_size` bytes that `init` initialises.
+    pub(crate) fn create(
+        &self,
+        seg: &Segment,
+        name: &str,
+        capacity: u64,
+        block_size: u64,
+        existing_ok: bool,
+        init: impl FnOnce(*mut u8) -> Result<()>,
+    ) -> Result<Handle> {
+        let new = NewEntry {
+            name,
+            kind: self.kind,
+            elem_type: &self.descriptor,
+            key_type: "",
+            elem_size: self.elem_size,
+            key_size: 0,
+            capacity,
+            block_size,
+        };
+        Ok(Handle::create(seg, &new, &self.expect(), existing_ok, init)?.0)
+    }
+}
+
 /// Bytes needed for `header` bytes plus `count` items of `item` bytes.
 pub(crate) fn block_size(header: u64, count: u64, item: u64) -> Result<u64> {
     count

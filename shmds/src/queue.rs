@@ -66,12 +66,11 @@
 
 use crate::element::Element;
 use crate::error::{Error, Result};
-use crate::handle::{block_size, Expect, Handle};
+use crate::handle::{block_size, Handle, Typed};
 use crate::layout::{kind, QueueHeader, QueueSlot, QUEUE_HEADER_SIZE};
 use crate::process::{current_pid, is_alive};
 use crate::segment::Segment;
 use crate::sync::Ordering;
-use crate::table::NewEntry;
 use crate::wait::{futex_wait_low, futex_wake_low, Deadline, PeerWait};
 use std::marker::PhantomData;
 use std::time::Duration;
@@ -666,16 +665,6 @@ impl<T: Element> std::fmt::Debug for Queue<T> {
     }
 }
 
-fn expect<T: Element>(descriptor: &str) -> Expect<'_> {
-    Expect {
-        kind: kind::QUEUE,
-        elem_type: descriptor,
-        elem_size: std::mem::size_of::<T>() as u32,
-        key_type: "",
-        key_size: 0,
-    }
-}
-
 impl Segment {
     /// Create a queue of `capacity` elements (exactly; not rounded).
     pub fn create_queue<T: Element>(&self, name: &str, capacity: u64) -> Result<Queue<T>> {
@@ -684,8 +673,7 @@ impl Segment {
 
     /// Open the queue `name`; fails with [`Error::TypeMismatch`] if it holds another type.
     pub fn open_queue<T: Element>(&self, name: &str) -> Result<Queue<T>> {
-        let descriptor = T::descriptor();
-        Queue::from_handle(Handle::open(self, name, &expect::<T>(&descriptor))?)
+        Queue::from_handle(Typed::of::<T>(kind::QUEUE).open(self, name)?)
     }
 
     /// Open the queue `name`, creating it with `capacity` if it does not exist.
@@ -701,24 +689,20 @@ impl<T: Element> Queue<T> {
                 "queue capacity must be 1..={MAX_QUEUE_CAPACITY}, not {capacity}"
             )));
         }
-        let descriptor = T::descriptor();
         let elem_size = std::mem::size_of::<T>() as u64;
-        let new = NewEntry {
+        let size = block_size(QUEUE_HEADER_SIZE, capacity, slot_stride(elem_size))?;
+        let handle = Typed::of::<T>(kind::QUEUE).create(
+            seg,
             name,
-            kind: kind::QUEUE,
-            elem_type: &descriptor,
-            key_type: "",
-            elem_size: elem_size as u32,
-            key_size: 0,
             capacity,
-            block_size: block_size(QUEUE_HEADER_SIZE, capacity, slot_stride(elem_size))?,
-        };
-        let (handle, _) =
-            Handle::create(seg, &new, &expect::<T>(&descriptor), existing_ok, |block| {
-                // SAFETY: the fresh block has block_size bytes, is 64-aligned and unpublished.
+            size,
+            existing_ok,
+            |block| {
+                // SAFETY: the fresh block has `size` bytes, is 64-aligned and unpublished.
                 unsafe { init(block, capacity, elem_size) };
                 Ok(())
-            })?;
+            },
+        )?;
         Queue::from_handle(handle)
     }
 

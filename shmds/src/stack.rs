@@ -42,11 +42,10 @@
 
 use crate::element::Element;
 use crate::error::{Error, Result};
-use crate::handle::{block_size, Expect, Handle};
+use crate::handle::{block_size, Handle, Typed};
 use crate::layout::{kind, StackHeader, StackNode, STACK_HEADER_SIZE};
 use crate::segment::Segment;
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
-use crate::table::NewEntry;
 use crate::wait::{futex_wait, futex_wake, Deadline};
 use std::marker::PhantomData;
 use std::time::Duration;
@@ -388,16 +387,6 @@ impl<T: Element> std::fmt::Debug for Stack<T> {
     }
 }
 
-fn expect<T: Element>(descriptor: &str) -> Expect<'_> {
-    Expect {
-        kind: kind::STACK,
-        elem_type: descriptor,
-        elem_size: std::mem::size_of::<T>() as u32,
-        key_type: "",
-        key_size: 0,
-    }
-}
-
 impl Segment {
     /// Create a stack of `capacity` elements.
     pub fn create_stack<T: Element>(&self, name: &str, capacity: u64) -> Result<Stack<T>> {
@@ -406,8 +395,7 @@ impl Segment {
 
     /// Open the stack `name`; fails with [`Error::TypeMismatch`] if it holds another type.
     pub fn open_stack<T: Element>(&self, name: &str) -> Result<Stack<T>> {
-        let descriptor = T::descriptor();
-        Stack::from_handle(Handle::open(self, name, &expect::<T>(&descriptor))?)
+        Stack::from_handle(Typed::of::<T>(kind::STACK).open(self, name)?)
     }
 
     /// Open the stack `name`, creating it with `capacity` if it does not exist.
@@ -423,24 +411,20 @@ impl<T: Element> Stack<T> {
                 "stack capacity must be 1..={MAX_STACK_CAPACITY}, not {capacity}"
             )));
         }
-        let descriptor = T::descriptor();
         let elem_size = std::mem::size_of::<T>() as u64;
-        let new = NewEntry {
+        let size = block_size(STACK_HEADER_SIZE, capacity, node_stride(elem_size))?;
+        let handle = Typed::of::<T>(kind::STACK).create(
+            seg,
             name,
-            kind: kind::STACK,
-            elem_type: &descriptor,
-            key_type: "",
-            elem_size: elem_size as u32,
-            key_size: 0,
             capacity,
-            block_size: block_size(STACK_HEADER_SIZE, capacity, node_stride(elem_size))?,
-        };
-        let (handle, _) =
-            Handle::create(seg, &new, &expect::<T>(&descriptor), existing_ok, |block| {
-                // SAFETY: the fresh block has block_size bytes, is 64-aligned and unpublished.
+            size,
+            existing_ok,
+            |block| {
+                // SAFETY: the fresh block has `size` bytes, is 64-aligned and unpublished.
                 unsafe { init(block, capacity, elem_size) };
                 Ok(())
-            })?;
+            },
+        )?;
         Stack::from_handle(handle)
     }
 
