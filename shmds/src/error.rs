@@ -140,6 +140,17 @@ pub enum Error {
         /// The array length.
         len: u64,
     },
+    /// The registration lock stayed with one live process for longer than
+    /// the segment's lock timeout.
+    #[error("segment {segment:?}: the registration lock has been held by live process {pid} for over {seconds} s (is it stopped? if the segment may be damaged, run `shmds check`)")]
+    LockBusy {
+        /// The segment name.
+        segment: String,
+        /// The process holding the lock.
+        pid: u32,
+        /// How long we waited.
+        seconds: u64,
+    },
     /// A bounded structure is full.
     #[error("{name:?} is full")]
     Full {

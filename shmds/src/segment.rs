@@ -23,6 +23,8 @@ pub const MAX_TABLE_CAPACITY: u32 = 65_536;
 pub const MAX_SEGMENT_SIZE: u64 = 1 << 46;
 /// How long `open` waits by default for a creator to finish initialising.
 pub const DEFAULT_OPEN_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long registration waits by default for a live lock holder.
+pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest segment name, without the leading `/`.
 pub const SEGMENT_NAME_MAX: usize = 255;
 
@@ -92,6 +94,7 @@ pub struct SegmentOptions {
     mode: u32,
     table_capacity: u32,
     open_timeout: Duration,
+    lock_timeout: Duration,
     read_only: bool,
 }
 
@@ -102,6 +105,7 @@ impl Default for SegmentOptions {
             mode: 0o600,
             table_capacity: DEFAULT_TABLE_CAPACITY,
             open_timeout: DEFAULT_OPEN_TIMEOUT,
+            lock_timeout: DEFAULT_LOCK_TIMEOUT,
             read_only: false,
         }
     }
@@ -129,6 +133,14 @@ impl SegmentOptions {
     /// How long `open` waits for a creator that is still initialising. Default 1 s.
     pub fn open_timeout(mut self, timeout: Duration) -> Self {
         self.open_timeout = timeout;
+        self
+    }
+
+    /// How long creating or erasing an entry waits for another live process
+    /// that holds the registration lock before failing with
+    /// [`Error::LockBusy`]. Default 10 s. (A dead holder is taken over at once.)
+    pub fn lock_timeout(mut self, timeout: Duration) -> Self {
+        self.lock_timeout = timeout;
         self
     }
 
@@ -170,6 +182,7 @@ pub(crate) struct Mapping {
     name: String,
     map: memmap2::MmapRaw,
     writable: bool,
+    lock_timeout: Duration,
 }
 
 // SAFETY: the mapping is plain shared memory; every access to it goes through
@@ -212,6 +225,7 @@ impl Mapping {
             header,
             entries,
             segment: &self.name,
+            lock_timeout: self.lock_timeout,
         }
     }
 
@@ -429,6 +443,7 @@ impl Segment {
             name: bare,
             map,
             writable: true,
+            lock_timeout: opts.lock_timeout,
         };
         init_header(&mapping, size, opts.table_capacity, heap_offset);
         Ok(Segment {
@@ -494,6 +509,7 @@ impl Segment {
             name: bare,
             map,
             writable: !opts.read_only,
+            lock_timeout: opts.lock_timeout,
         };
         wait_ready(&mapping, deadline)?;
         validate_header(&mapping)?;

@@ -89,6 +89,8 @@ pub(crate) struct Table<'a> {
     pub header: &'a SegmentHeader,
     pub entries: &'a [Entry],
     pub segment: &'a str,
+    /// How long to wait for a live holder of the registration lock.
+    pub lock_timeout: Duration,
 }
 
 /// Held registration lock; released on drop.
@@ -266,17 +268,21 @@ impl<'a> Table<'a> {
         Ok(out)
     }
 
-    /// Take the registration lock, taking it over from a dead holder.
-    pub(crate) fn lock(&self) -> TableLock<'a> {
+    /// Take the registration lock, taking it over from a dead holder. A live
+    /// holder is waited for at most `lock_timeout` ([`Error::LockBusy`]).
+    pub(crate) fn lock(&self) -> Result<TableLock<'a>> {
         let me = current_pid();
         let lock = &self.header.lock;
         let mut waiting = PeerWait::new();
+        let nap = Duration::from_millis(10);
+        let mut slept = Duration::ZERO;
+        let mut last_holder = 0;
         loop {
             let holder = match lock.compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed) {
                 Ok(_) => {
-                    return TableLock {
+                    return Ok(TableLock {
                         header: self.header,
-                    }
+                    })
                 }
                 Err(holder) => holder,
             };
@@ -289,16 +295,27 @@ impl<'a> Table<'a> {
                     .is_ok()
                 {
                     self.repair();
-                    return TableLock {
+                    return Ok(TableLock {
                         header: self.header,
-                    };
+                    });
                 }
                 continue;
             }
+            if holder != last_holder {
+                last_holder = holder;
+                slept = Duration::ZERO;
+            } else if slept >= self.lock_timeout {
+                return Err(Error::LockBusy {
+                    segment: self.segment.to_owned(),
+                    pid: holder,
+                    seconds: slept.as_secs(),
+                });
+            }
             // A live holder: sleep until it unlocks (bounded, to re-check liveness).
             self.header.lock_waiters.fetch_add(1, Ordering::SeqCst);
-            futex_wait(lock, holder, Some(Duration::from_millis(10)));
+            futex_wait(lock, holder, Some(nap));
             self.header.lock_waiters.fetch_sub(1, Ordering::SeqCst);
+            slept += nap;
         }
     }
 
@@ -332,7 +349,7 @@ impl<'a> Table<'a> {
                 ),
             });
         }
-        let _guard = self.lock();
+        let _guard = self.lock()?;
         if let Some(existing) = self.find(new.name)? {
             if existing_ok {
                 return Ok((existing, false));
@@ -384,7 +401,7 @@ impl<'a> Table<'a> {
     /// Erase the live entry `name`. Its generation changes, so handles to it
     /// become stale; its block is not reused.
     pub(crate) fn erase(&self, name: &str) -> Result<()> {
-        let _guard = self.lock();
+        let _guard = self.lock()?;
         let info = self.find(name)?.ok_or_else(|| Error::EntryNotFound {
             segment: self.segment.to_owned(),
             name: name.to_owned(),
@@ -459,6 +476,7 @@ pub(crate) mod model {
                 header: &self.header,
                 entries: &self.entries,
                 segment: "model",
+                lock_timeout: Duration::MAX,
             }
         }
     }

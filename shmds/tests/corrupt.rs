@@ -264,7 +264,12 @@ proptest! {
         }
         let name = ShmName::new("fuzz");
         std::fs::write(name.path(), &bytes).unwrap();
-        if let Ok(seg) = Segment::options().open_timeout(Duration::from_millis(1)).open(name.as_str()) {
+        // A flipped lock word may name a live process (pid 1, say): registration
+        // then waits for the lock timeout and fails, which must be short here.
+        let opts = Segment::options()
+            .open_timeout(Duration::from_millis(1))
+            .lock_timeout(Duration::from_millis(20));
+        if let Ok(seg) = opts.open(name.as_str()) {
             let _ = seg.check();
             let _ = seg.entries();
             if let Ok(a) = seg.open_array::<u64>("a") {
@@ -324,4 +329,21 @@ fn damaged_queue_and_stack_state() {
     let report = seg.check();
     assert!(!report.is_ok(), "cycle not reported");
     assert!(matches!(s.try_push(5), Ok(()) | Err(Error::Corrupt { .. })));
+}
+
+#[test]
+fn lock_held_by_a_live_process_times_out() {
+    let name = sample("lock-live");
+    // Pid 1 is always alive.
+    poke(&name, 72, &1u32.to_ne_bytes());
+    let seg = quick()
+        .lock_timeout(Duration::from_millis(50))
+        .open(name.as_str())
+        .unwrap();
+    let err = seg.create_array::<u8>("x", 1).unwrap_err();
+    assert!(matches!(err, Error::LockBusy { pid: 1, .. }), "{err}");
+    assert!(matches!(seg.erase("a"), Err(Error::LockBusy { .. })));
+    // Reads never take the lock.
+    assert_eq!(seg.entries().unwrap().len(), 2);
+    assert!(seg.open_array::<u64>("a").is_ok());
 }
