@@ -78,6 +78,116 @@ unsafe impl<T: Element, const N: usize> Element for [T; N] {
     }
 }
 
+/// A string of at most `N` bytes (`N <= 255`) stored inline with its length:
+/// the usual key type of a [`Map`](crate::Map).
+///
+/// Its bytes are a length byte followed by `N` data bytes, of which the first
+/// `len` count and the rest are zero; its descriptor is `T{B:len:Ns:bytes:}`.
+/// Unlike a NUL-padded byte string (numpy's `S`), it keeps trailing zero
+/// bytes: `b"a\0"` and `b"a"` are different strings.
+///
+/// ```
+/// use shmds::{Element, FixedStr};
+/// let k = FixedStr::<16>::new("AAPL").unwrap();
+/// assert_eq!(k.as_str(), Ok("AAPL"));
+/// assert_eq!(FixedStr::<16>::descriptor(), "T{B:len:16s:bytes:}");
+/// assert!(FixedStr::<2>::new("long").is_err());
+/// assert_ne!(FixedStr::<4>::from_bytes(b"a\0").unwrap(), FixedStr::<4>::from_bytes(b"a").unwrap());
+/// ```
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct FixedStr<const N: usize> {
+    len: u8,
+    bytes: [u8; N],
+}
+
+impl<const N: usize> FixedStr<N> {
+    const FITS: () = assert!(N <= 255, "FixedStr holds at most 255 bytes");
+
+    /// The string `bytes`; `InvalidArgument` when longer than `N` bytes.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
+        #[allow(clippy::let_unit_value)]
+        let () = Self::FITS;
+        if bytes.len() > N {
+            return Err(Error::InvalidArgument(format!(
+                "{} bytes do not fit in a FixedStr<{N}>",
+                bytes.len()
+            )));
+        }
+        let mut out = FixedStr {
+            len: bytes.len() as u8,
+            bytes: [0; N],
+        };
+        out.bytes[..bytes.len()].copy_from_slice(bytes);
+        Ok(out)
+    }
+
+    /// The UTF-8 string `s`; `InvalidArgument` when longer than `N` bytes.
+    #[allow(clippy::should_implement_trait)]
+    pub fn new(s: &str) -> Result<Self> {
+        Self::from_bytes(s.as_bytes())
+    }
+
+    /// The string's bytes. (A length byte above `N`, which only a damaged
+    /// segment can hold, reads as `N`.)
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..(self.len as usize).min(N)]
+    }
+
+    /// The string, if it is UTF-8.
+    pub fn as_str(&self) -> Result<&str, std::str::Utf8Error> {
+        std::str::from_utf8(self.as_bytes())
+    }
+
+    /// Length in bytes.
+    pub fn len(&self) -> usize {
+        self.as_bytes().len()
+    }
+
+    /// Whether the string is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl<const N: usize> PartialEq for FixedStr<N> {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl<const N: usize> Eq for FixedStr<N> {}
+
+impl<const N: usize> std::hash::Hash for FixedStr<N> {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_bytes().hash(state)
+    }
+}
+
+impl<const N: usize> std::fmt::Debug for FixedStr<N> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.as_str() {
+            Ok(s) => write!(f, "{s:?}"),
+            Err(_) => write!(f, "{:?}", self.as_bytes()),
+        }
+    }
+}
+
+impl<const N: usize> TryFrom<&str> for FixedStr<N> {
+    type Error = Error;
+    fn try_from(s: &str) -> Result<Self> {
+        FixedStr::new(s)
+    }
+}
+
+// SAFETY: repr(C) of a u8 and a byte array (alignment 1, no padding); every
+// bit pattern is valid (an out-of-range length is clamped on read).
+unsafe impl<const N: usize> Element for FixedStr<N> {
+    fn descriptor() -> String {
+        format!("T{{B:len:{N}s:bytes:}}")
+    }
+}
+
 /// Integer element types with atomic operations in place (see
 /// [`Array::fetch_add`](crate::Array::fetch_add)).
 ///
@@ -95,6 +205,8 @@ pub unsafe trait AtomicElement: Element + Eq {
     fn fetch_add(a: &Self::Atomic, v: Self) -> Self;
     #[doc(hidden)]
     fn compare_exchange(a: &Self::Atomic, current: Self, new: Self) -> Result<Self, Self>;
+    #[doc(hidden)]
+    fn wrapping_add(self, other: Self) -> Self;
 }
 
 macro_rules! atomic_element {
@@ -108,6 +220,7 @@ macro_rules! atomic_element {
             fn compare_exchange(a: &$a, current: $t, new: $t) -> Result<$t, $t> {
                 a.compare_exchange(current, new, core::sync::atomic::Ordering::SeqCst, core::sync::atomic::Ordering::SeqCst)
             }
+            fn wrapping_add(self, other: $t) -> $t { <$t>::wrapping_add(self, other) }
         }
     )*};
 }
@@ -196,6 +309,8 @@ pub fn record_descriptor(fields: &[(&str, usize, usize, String)], total: usize) 
 pub struct TypeDescriptor {
     canonical: String,
     size: u64,
+    /// The byte ranges `(offset, len)` that are padding, in order.
+    padding: Vec<(u64, u64)>,
 }
 
 /// Deepest nesting of records and shapes accepted.
@@ -241,7 +356,13 @@ impl TypeDescriptor {
         if size == 0 {
             return Err(fail("elements must have a non-zero size".into()));
         }
-        Ok(TypeDescriptor { canonical, size })
+        let mut padding = Vec::new();
+        collect_padding(&items, 0, &mut padding);
+        Ok(TypeDescriptor {
+            canonical,
+            size,
+            padding,
+        })
     }
 
     /// The canonical text.
@@ -252,6 +373,66 @@ impl TypeDescriptor {
     /// Size of one element in bytes.
     pub fn size(&self) -> u64 {
         self.size
+    }
+
+    /// The byte ranges `(offset, len)` of an element that hold data (all but
+    /// the padding), merged and in order.
+    ///
+    /// ```
+    /// use shmds::TypeDescriptor;
+    /// let t = TypeDescriptor::parse("T{<I:a:4x<Q:b:}").unwrap();
+    /// assert_eq!(t.data_ranges(), vec![(0, 4), (8, 8)]);
+    /// ```
+    pub fn data_ranges(&self) -> Vec<(u64, u64)> {
+        let mut out = Vec::new();
+        let mut cursor = 0;
+        for &(offset, len) in &self.padding {
+            if offset > cursor {
+                out.push((cursor, offset - cursor));
+            }
+            cursor = offset + len;
+        }
+        if self.size > cursor {
+            out.push((cursor, self.size - cursor));
+        }
+        out
+    }
+}
+
+/// Append the padding ranges of `items`, laid out from `offset`; returns
+/// the offset after them. Sizes were checked for overflow by `emit`.
+fn collect_padding(items: &[(Item, String)], offset: u64, out: &mut Vec<(u64, u64)>) -> u64 {
+    items
+        .iter()
+        .fold(offset, |at, (item, _)| item_padding(item, at, out))
+}
+
+fn item_padding(item: &Item, offset: u64, out: &mut Vec<(u64, u64)>) -> u64 {
+    let mut push = |at: u64, len: u64| match out.last_mut() {
+        Some(last) if last.0 + last.1 == at => last.1 += len,
+        _ => out.push((at, len)),
+    };
+    match item {
+        Item::Scalar { size, .. } => offset + size,
+        Item::Bytes(n) => offset + n,
+        Item::Pad(n) => {
+            push(offset, *n);
+            offset + n
+        }
+        Item::Array { shape, elem } => {
+            let count: u64 = shape.iter().product();
+            let mut inner = Vec::new();
+            let size = item_padding(elem, 0, &mut inner);
+            if !inner.is_empty() {
+                for k in 0..count {
+                    for &(at, len) in &inner {
+                        push(offset + k * size + at, len);
+                    }
+                }
+            }
+            offset + size * count
+        }
+        Item::Record(fields) => collect_padding(fields, offset, out),
     }
 }
 
@@ -565,6 +746,13 @@ mod tests {
         let n = TypeDescriptor::parse(&Nested::descriptor()).unwrap();
         assert_eq!(n.size() as usize, std::mem::size_of::<Nested>());
         assert_eq!(n.as_str(), Nested::descriptor());
+        assert_eq!(d.data_ranges(), vec![(0, 1), (8, 11)]);
+        let arr = TypeDescriptor::parse("(2)T{<I:a:4x}").unwrap();
+        assert_eq!(arr.data_ranges(), vec![(0, 4), (8, 4)]);
+        assert_eq!(
+            TypeDescriptor::parse("<Q").unwrap().data_ranges(),
+            vec![(0, 8)]
+        );
     }
 
     #[test]

@@ -151,6 +151,17 @@ pub enum Error {
         /// How long we waited.
         seconds: u64,
     },
+    /// A live process held a lock or slot of a structure for longer than
+    /// the segment's lock timeout.
+    #[error("{name:?}: live process {pid} has held a lock in it for over {seconds} s (is it stopped? if the segment may be damaged, run `shmds check`)")]
+    Busy {
+        /// The entry name.
+        name: String,
+        /// The process holding the lock.
+        pid: u32,
+        /// How long we waited.
+        seconds: u64,
+    },
     /// A bounded structure is full.
     #[error("{name:?} is full")]
     Full {

@@ -141,6 +141,8 @@ pub(crate) struct Typed {
     kind: u32,
     descriptor: String,
     elem_size: u32,
+    key_descriptor: String,
+    key_size: u32,
 }
 
 impl Typed {
@@ -149,6 +151,17 @@ impl Typed {
             kind,
             descriptor: T::descriptor(),
             elem_size: std::mem::size_of::<T>() as u32,
+            key_descriptor: String::new(),
+            key_size: 0,
+        }
+    }
+
+    /// A map from `K` to `V`.
+    pub(crate) fn map<K: crate::element::Element, V: crate::element::Element>() -> Typed {
+        Typed {
+            key_descriptor: K::descriptor(),
+            key_size: std::mem::size_of::<K>() as u32,
+            ..Typed::of::<V>(crate::layout::kind::MAP)
         }
     }
 
@@ -157,8 +170,8 @@ impl Typed {
             kind: self.kind,
             elem_type: &self.descriptor,
             elem_size: self.elem_size,
-            key_type: "",
-            key_size: 0,
+            key_type: &self.key_descriptor,
+            key_size: self.key_size,
         }
     }
 
@@ -182,9 +195,9 @@ impl Typed {
             name,
             kind: self.kind,
             elem_type: &self.descriptor,
-            key_type: "",
+            key_type: &self.key_descriptor,
             elem_size: self.elem_size,
-            key_size: 0,
+            key_size: self.key_size,
             capacity,
             block_size,
         };

@@ -274,6 +274,56 @@ pub struct StackNode {
     pub depth: AtomicU32,
 }
 
+/// Header at the start of a map's block: an open-addressing hash table of
+/// `capacity` slots at `slots_offset`, `slot_stride` bytes apart. See
+/// `map.rs` for the protocol.
+#[repr(C)]
+pub struct MapHeader {
+    /// [`kind::MAP`].
+    pub kind: u32,
+    /// Size of one value in bytes.
+    pub value_size: u32,
+    /// Number of slots: the most keys the map holds.
+    pub capacity: u64,
+    /// Size of one key in bytes.
+    pub key_size: u32,
+    /// Reserved, zero.
+    pub reserved0: u32,
+    /// Bytes from one slot to the next:
+    /// `MAP_SLOT_SIZE + align8(key_size) + align8(value_size)`.
+    pub slot_stride: u64,
+    /// Offset of slot 0 from the start of the block ([`MAP_HEADER_SIZE`]).
+    pub slots_offset: u64,
+    /// Seed of the key hash (random per map; see FORMAT.md for the hash).
+    pub hash_seed: u64,
+    /// Reserved, zero.
+    pub reserved1: [u64; 2],
+    /// Number of keys (approximate while writers run; see `map.rs`).
+    pub len: AtomicU64,
+    /// Reserved (keeps `len` alone on its cache line).
+    pub reserved2: [u64; 7],
+}
+
+/// The three words at the start of every map slot; the key follows (padded
+/// to 8 bytes with zeros), then the value (likewise).
+///
+/// `state`: bits 0-1 phase (0 free, 1 live, 2 busy), bit 2 (busy only) "the
+/// slot held a live key before", bits 3-24 the pid of the busy slot's writer,
+/// bits 25-63 a version that grows with every change of the slot's contents.
+///
+/// `home`: the lock and probe bound of the keys whose *home* (first probed
+/// slot) is this slot: bits 0-31 the pid of the writer holding the lock (0
+/// when free), bits 32-63 the largest probe distance of any such key.
+#[repr(C)]
+pub struct MapSlot {
+    /// Phase, writer pid and version (see above).
+    pub state: AtomicU64,
+    /// Home lock and probe bound (see above).
+    pub home: AtomicU64,
+    /// The key's 64-bit hash (meaningful while the slot is live or busy).
+    pub hash: AtomicU64,
+}
+
 const fn fnv1a(mut hash: u64, bytes: &[u8]) -> u64 {
     let mut i = 0;
     while i < bytes.len() {
@@ -292,7 +342,8 @@ const fn mix(hash: u64, value: u64) -> u64 {
 /// `0xcbf29ce484222325`) over these values, each as 8 little-endian bytes:
 /// pointer width in bits, 1 for little-endian (2 for big), [`CACHE_LINE`],
 /// then the sizes of `SegmentHeader`, `Entry`, `ArrayHeader`, `QueueHeader`,
-/// `QueueSlot`, `StackHeader`, `StackNode` (see FORMAT.md). A segment whose fingerprint differs was written by a build
+/// `QueueSlot`, `StackHeader`, `StackNode`, `MapHeader`, `MapSlot` (see
+/// FORMAT.md). A segment whose fingerprint differs was written by a build
 /// whose layout differs and is refused.
 pub const fn fingerprint() -> u64 {
     let mut h = 0xcbf2_9ce4_8422_2325;
@@ -309,7 +360,7 @@ pub const fn fingerprint() -> u64 {
 }
 
 /// The struct sizes that enter the fingerprint, in order.
-const STRUCT_SIZES: [u64; 7] = [
+const STRUCT_SIZES: [u64; 9] = [
     SEGMENT_HEADER_SIZE,
     ENTRY_SIZE,
     ARRAY_HEADER_SIZE,
@@ -317,6 +368,8 @@ const STRUCT_SIZES: [u64; 7] = [
     QUEUE_SLOT_SIZE,
     STACK_HEADER_SIZE,
     STACK_NODE_SIZE,
+    MAP_HEADER_SIZE,
+    MAP_SLOT_SIZE,
 ];
 
 /// `size_of::<SegmentHeader>()` in this format version.
@@ -333,6 +386,10 @@ pub const QUEUE_SLOT_SIZE: u64 = 8;
 pub const STACK_HEADER_SIZE: u64 = 192;
 /// `size_of::<StackNode>()` in this format version.
 pub const STACK_NODE_SIZE: u64 = 8;
+/// `size_of::<MapHeader>()` in this format version.
+pub const MAP_HEADER_SIZE: u64 = 128;
+/// `size_of::<MapSlot>()` in this format version.
+pub const MAP_SLOT_SIZE: u64 = 24;
 
 #[cfg(not(loom))]
 mod asserts {
@@ -423,4 +480,22 @@ mod asserts {
     const _: () = assert!(size_of::<StackNode>() as u64 == STACK_NODE_SIZE);
     at!(StackNode, next, 0);
     at!(StackNode, depth, 4);
+
+    const _: () = assert!(size_of::<MapHeader>() as u64 == MAP_HEADER_SIZE);
+    at!(MapHeader, kind, 0);
+    at!(MapHeader, value_size, 4);
+    at!(MapHeader, capacity, 8);
+    at!(MapHeader, key_size, 16);
+    at!(MapHeader, reserved0, 20);
+    at!(MapHeader, slot_stride, 24);
+    at!(MapHeader, slots_offset, 32);
+    at!(MapHeader, hash_seed, 40);
+    at!(MapHeader, reserved1, 48);
+    at!(MapHeader, len, 64);
+    at!(MapHeader, reserved2, 72);
+
+    const _: () = assert!(size_of::<MapSlot>() as u64 == MAP_SLOT_SIZE);
+    at!(MapSlot, state, 0);
+    at!(MapSlot, home, 8);
+    at!(MapSlot, hash, 16);
 }

@@ -34,6 +34,7 @@ mod array;
 mod error;
 mod fault;
 mod handle;
+mod map;
 mod process;
 mod queue;
 mod segment;
@@ -43,8 +44,9 @@ mod table;
 mod wait;
 
 pub use array::Array;
-pub use element::{AtomicElement, Element, TypeDescriptor};
+pub use element::{AtomicElement, Element, FixedStr, TypeDescriptor};
 pub use error::{Error, Result};
+pub use map::{map_key_hash, Iter as MapIter, Map, MAX_KEY_SIZE, MAX_MAP_CAPACITY};
 pub use queue::{Queue, MAX_QUEUE_CAPACITY};
 pub use segment::{
     validate_segment_name, Segment, SegmentOptions, DEFAULT_TABLE_CAPACITY, MAX_TABLE_CAPACITY,
@@ -129,6 +131,7 @@ impl Segment {
             layout::kind::ARRAY => array::check(&handle, deep),
             layout::kind::QUEUE => queue::check(&handle, deep),
             layout::kind::STACK => stack::check(&handle, deep),
+            layout::kind::MAP => map::check(&handle, deep),
             other => Err(corrupt(format!("unknown kind {other}"))),
         }
     }

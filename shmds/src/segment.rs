@@ -236,6 +236,11 @@ impl Mapping {
     pub(crate) fn writable(&self) -> bool {
         self.writable
     }
+
+    /// How long to wait for a live peer that holds a lock or claim.
+    pub(crate) fn lock_timeout(&self) -> Duration {
+        self.lock_timeout
+    }
 }
 
 /// A handle on a named shared memory segment.
@@ -544,7 +549,7 @@ fn reserve(fd: &rustix::fd::OwnedFd, size: u64) -> std::result::Result<(), Errno
     }
 }
 
-fn random_seed() -> u64 {
+pub(crate) fn random_seed() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u128(

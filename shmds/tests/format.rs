@@ -82,6 +82,12 @@ fn format_md_matches_layout_rs() {
                 top, not_empty, pop_waiters, reserved1, free, not_full, push_waiters, reserved2),
         ),
         ("StackNode", fields!(StackNode: next, depth)),
+        (
+            "MapHeader",
+            fields!(MapHeader: kind, value_size, capacity, key_size, reserved0, slot_stride,
+                slots_offset, hash_seed, reserved1, len, reserved2),
+        ),
+        ("MapSlot", fields!(MapSlot: state, home, hash)),
     ]
     .into_iter()
     .collect();
@@ -117,7 +123,20 @@ fn magic_and_fingerprint_as_documented() {
     } else {
         2
     };
-    for v in [usize::BITS as u64, endian, 64, 128, 320, 64, 192, 8, 192, 8] {
+    for v in [
+        usize::BITS as u64,
+        endian,
+        64,
+        128,
+        320,
+        64,
+        192,
+        8,
+        192,
+        8,
+        128,
+        24,
+    ] {
         for b in v.to_le_bytes() {
             h ^= b as u64;
             h = h.wrapping_mul(0x100_0000_01b3);
