@@ -735,24 +735,27 @@ unsafe fn init(block: *mut u8, capacity: u64, key_size: u64, value_size: u64, se
 /// Check a map block against its table entry; returns the header and the
 /// shape to use from now on.
 fn validate(handle: &Handle) -> Result<(&MapHeader, MapShape)> {
-    if handle.info.size < MAP_HEADER_SIZE {
+    let info = &handle.info;
+    if info.size < MAP_HEADER_SIZE {
         return Err(handle.corrupt("map block is smaller than its header"));
     }
     // SAFETY: the block holds at least MAP_HEADER_SIZE bytes (just checked),
     // is 64-aligned (check_block), and MapHeader's mutable field is atomic.
     let header = unsafe { &*handle.block.cast::<MapHeader>() };
-    let info = &handle.info;
-    let stride = slot_stride(header.key_size as u64, header.value_size as u64);
-    let needed = block_size(MAP_HEADER_SIZE, header.capacity, stride);
+    // The shape comes from the entry snapshot, not from the header, which a
+    // peer could rewrite after we looked.
+    let (capacity, key_size, value_size) = (info.capacity, info.key_size, info.elem_size);
+    let stride = slot_stride(key_size as u64, value_size as u64);
+    let needed = block_size(MAP_HEADER_SIZE, capacity, stride);
     if header.kind != kind::MAP
-        || header.value_size != info.elem_size
-        || header.key_size != info.key_size
-        || header.key_size == 0
-        || header.key_size as usize > MAX_KEY_SIZE
-        || header.value_size == 0
-        || header.capacity != info.capacity
-        || header.capacity == 0
-        || header.capacity > MAX_MAP_CAPACITY
+        || header.value_size != value_size
+        || header.key_size != key_size
+        || key_size == 0
+        || key_size as usize > MAX_KEY_SIZE
+        || value_size == 0
+        || header.capacity != capacity
+        || capacity == 0
+        || capacity > MAX_MAP_CAPACITY
         || header.slot_stride != stride
         || header.slots_offset != MAP_HEADER_SIZE
         || needed.map_or(true, |n| n > info.size)
@@ -762,9 +765,9 @@ fn validate(handle: &Handle) -> Result<(&MapHeader, MapShape)> {
         );
     }
     let shape = MapShape::new(
-        header.capacity,
-        header.key_size as usize,
-        header.value_size as usize,
+        capacity,
+        key_size as usize,
+        value_size as usize,
         header.hash_seed,
     );
     Ok((header, shape))
@@ -1287,7 +1290,7 @@ impl<K: Element, V: Element> Iterator for Iter<'_, K, V> {
     }
 }
 
-#[cfg(loom)]
+#[cfg(all(test, loom))]
 pub(crate) mod model {
     //! A map on the heap for loom models: same algorithm, loom atomics.
     use super::*;

@@ -145,6 +145,8 @@ pub(crate) enum Stop {
     Corrupt(String),
     /// The deadline passed while waiting on a peer.
     TimedOut,
+    /// A live process held a claim for longer than the lock timeout.
+    Busy(u32),
 }
 
 /// A push or pop that could not proceed: the slot and the state word seen.
@@ -162,21 +164,48 @@ pub(crate) struct QueueCore<'a> {
     stride: usize,
     capacity: u64,
     shift: u32,
+    patience: Duration,
 }
 
 const SLOT_HEADER: usize = std::mem::size_of::<QueueSlot>();
 
+/// The immutable shape of a queue, copied out of its header once validated
+/// so that a peer rewriting the header later cannot send us out of bounds.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct QueueShape {
+    capacity: u64,
+    one_lap: u64,
+    stride: usize,
+    /// How long to wait for a live claimant before giving up (the
+    /// segment's lock timeout).
+    patience: Duration,
+}
+
+impl QueueShape {
+    #[cfg(all(test, loom))]
+    fn of(header: &QueueHeader) -> QueueShape {
+        QueueShape {
+            capacity: header.capacity,
+            one_lap: header.one_lap,
+            stride: header.slot_stride as usize,
+            patience: Duration::from_secs(3600),
+        }
+    }
+}
+
 impl<'a> QueueCore<'a> {
     /// # Safety
-    /// `slots` must point to `header.capacity` initialised slots, `stride`
-    /// bytes apart, each followed by its element's bytes, valid for `'a`.
-    unsafe fn new(header: &'a QueueHeader, slots: *mut u8, stride: usize) -> Self {
+    /// `slots` must point to `shape.capacity` initialised slots,
+    /// `shape.stride` bytes apart, each followed by its element's bytes,
+    /// valid for `'a`.
+    unsafe fn new(header: &'a QueueHeader, slots: *mut u8, shape: QueueShape) -> Self {
         QueueCore {
             header,
             slots,
-            stride,
-            capacity: header.capacity,
-            shift: header.one_lap.trailing_zeros(),
+            stride: shape.stride,
+            capacity: shape.capacity,
+            shift: shape.one_lap.trailing_zeros(),
+            patience: shape.patience,
         }
     }
 
@@ -410,6 +439,15 @@ impl<'a> QueueCore<'a> {
         }
         if patience.snooze() {
             self.recover(idx, word);
+            if patience.waited() > self.patience {
+                if let SlotState::Writing { pid, .. } | SlotState::Reading { pid, .. } =
+                    SlotState::decode(word)
+                {
+                    if self.slot(idx).state.load(Ordering::Acquire) == word && is_alive(pid) {
+                        return Err(Stop::Busy(pid));
+                    }
+                }
+            }
         }
         Ok(())
     }
@@ -573,29 +611,28 @@ unsafe fn init(block: *mut u8, capacity: u64, elem_size: u64) {
     }
 }
 
-/// Check a queue block against its table entry; returns the header.
-fn validate(handle: &Handle) -> Result<&QueueHeader> {
-    // SAFETY: check_block proved the block lies in the mapping and is at
-    // least a cache line; QueueHeader's immutable fields are plain, its
-    // mutable ones atomics. We check the block is big enough before use.
-    if handle.info.size < QUEUE_HEADER_SIZE {
+/// Check a queue block against its table entry; returns the header and
+/// the shape to use from now on. The shape comes from the entry snapshot,
+/// not from the header, which a peer could rewrite after we looked.
+fn validate(handle: &Handle) -> Result<(&QueueHeader, QueueShape)> {
+    let info = &handle.info;
+    if info.size < QUEUE_HEADER_SIZE {
         return Err(handle.corrupt("queue block is smaller than its header"));
     }
-    // SAFETY: the block holds at least QUEUE_HEADER_SIZE bytes (just checked).
+    // SAFETY: check_block proved the block lies in the mapping, 64-aligned,
+    // and it holds at least QUEUE_HEADER_SIZE bytes (just checked);
+    // QueueHeader's mutable fields are atomics.
     let header = unsafe { &*handle.block.cast::<QueueHeader>() };
-    let info = &handle.info;
-    let needed = block_size(
-        QUEUE_HEADER_SIZE,
-        header.capacity,
-        slot_stride(header.elem_size as u64),
-    );
+    let capacity = info.capacity;
+    let stride = slot_stride(info.elem_size as u64);
+    let needed = block_size(QUEUE_HEADER_SIZE, capacity, stride);
     if header.kind != kind::QUEUE
         || header.elem_size != info.elem_size
-        || header.capacity != info.capacity
-        || header.capacity == 0
-        || header.capacity > MAX_QUEUE_CAPACITY
-        || header.one_lap != header.capacity.next_power_of_two()
-        || header.slot_stride != slot_stride(header.elem_size as u64)
+        || header.capacity != capacity
+        || capacity == 0
+        || capacity > MAX_QUEUE_CAPACITY
+        || header.one_lap != capacity.next_power_of_two()
+        || header.slot_stride != stride
         || header.slots_offset != QUEUE_HEADER_SIZE
         || needed.map_or(true, |n| n > info.size)
     {
@@ -603,20 +640,21 @@ fn validate(handle: &Handle) -> Result<&QueueHeader> {
             handle.corrupt("queue header disagrees with its table entry or overruns its block")
         );
     }
-    Ok(header)
+    let shape = QueueShape {
+        capacity,
+        one_lap: capacity.next_power_of_two(),
+        stride: stride as usize,
+        patience: handle.seg.map.lock_timeout(),
+    };
+    Ok((header, shape))
 }
 
 /// Per-kind validation for `Segment::check`; returns the fill level.
 pub(crate) fn check(handle: &Handle, _deep: bool) -> Result<Option<u64>> {
-    let header = validate(handle)?;
+    let (header, shape) = validate(handle)?;
     // SAFETY: validate proved the slots fit in the block.
-    let core = unsafe {
-        QueueCore::new(
-            header,
-            handle.block.add(QUEUE_HEADER_SIZE as usize),
-            header.slot_stride as usize,
-        )
-    };
+    let core =
+        unsafe { QueueCore::new(header, handle.block.add(QUEUE_HEADER_SIZE as usize), shape) };
     Ok(Some(core.len()))
 }
 
@@ -646,6 +684,7 @@ pub struct Queue<T: Element> {
     handle: Handle,
     header: *const QueueHeader,
     slots: *mut u8,
+    shape: QueueShape,
     _t: PhantomData<T>,
 }
 
@@ -707,13 +746,15 @@ impl<T: Element> Queue<T> {
     }
 
     fn from_handle(handle: Handle) -> Result<Queue<T>> {
-        let header: *const QueueHeader = validate(&handle)?;
+        let (header, shape) = validate(&handle)?;
+        let header: *const QueueHeader = header;
         // SAFETY: validate proved the slot array lies inside the block.
         let slots = unsafe { handle.block.add(QUEUE_HEADER_SIZE as usize) };
         Ok(Queue {
             handle,
             header,
             slots,
+            shape,
             _t: PhantomData,
         })
     }
@@ -722,16 +763,18 @@ impl<T: Element> Queue<T> {
     fn core(&self) -> QueueCore<'_> {
         // SAFETY: header and slots were validated at open and live as long as
         // the mapping, which self.handle keeps alive.
-        unsafe {
-            let header = &*self.header;
-            QueueCore::new(header, self.slots, header.slot_stride as usize)
-        }
+        unsafe { QueueCore::new(&*self.header, self.slots, self.shape) }
     }
 
     fn stop(&self, stop: Stop) -> Error {
         match stop {
             Stop::Corrupt(detail) => self.handle.corrupt(detail),
             Stop::TimedOut => self.timeout(),
+            Stop::Busy(pid) => Error::Busy {
+                name: self.handle.name().to_owned(),
+                pid,
+                seconds: self.shape.patience.as_secs(),
+            },
         }
     }
 
@@ -954,8 +997,7 @@ impl<T: Element> Queue<T> {
 
     /// The capacity (exactly as created).
     pub fn capacity(&self) -> u64 {
-        // SAFETY: validated at open; immutable.
-        unsafe { (*self.header).capacity }
+        self.shape.capacity
     }
 
     /// The entry name.
@@ -972,7 +1014,7 @@ impl<T: Element> Queue<T> {
 /// How many times a blocking call retries with a spin hint before sleeping.
 const SPINS_BEFORE_SLEEP: u32 = 200;
 
-#[cfg(loom)]
+#[cfg(all(test, loom))]
 pub(crate) mod model {
     //! A queue on the heap for loom models.
     use super::*;
@@ -1031,7 +1073,7 @@ pub(crate) mod model {
                 QueueCore::new(
                     &*block.cast::<QueueHeader>(),
                     block.add(Self::slots_offset()),
-                    slot_stride(8) as usize,
+                    QueueShape::of(&*block.cast::<QueueHeader>()),
                 )
             }
         }

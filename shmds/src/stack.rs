@@ -74,14 +74,14 @@ pub(crate) fn node_stride(elem_size: u64) -> u64 {
 
 impl<'a> StackCore<'a> {
     /// # Safety
-    /// `nodes` must point to `header.capacity` initialised nodes, `stride`
-    /// bytes apart, each followed by its element's bytes, valid for `'a`.
-    unsafe fn new(header: &'a StackHeader, nodes: *mut u8, stride: usize) -> Self {
+    /// `nodes` must point to `capacity` initialised nodes, `stride` bytes
+    /// apart, each followed by its element's bytes, valid for `'a`.
+    unsafe fn new(header: &'a StackHeader, nodes: *mut u8, stride: usize, capacity: u64) -> Self {
         StackCore {
             header,
             nodes,
             stride,
-            capacity: header.capacity,
+            capacity,
         }
     }
 
@@ -290,25 +290,26 @@ unsafe fn init(block: *mut u8, capacity: u64, elem_size: u64) {
     }
 }
 
-fn validate(handle: &Handle) -> Result<&StackHeader> {
-    if handle.info.size < STACK_HEADER_SIZE {
+/// Check a stack block against its table entry; returns the header, the
+/// node stride and the capacity to use from now on (taken from the entry
+/// snapshot, not from the header, which a peer could rewrite later).
+fn validate(handle: &Handle) -> Result<(&StackHeader, usize, u64)> {
+    let info = &handle.info;
+    if info.size < STACK_HEADER_SIZE {
         return Err(handle.corrupt("stack block is smaller than its header"));
     }
     // SAFETY: the block holds at least STACK_HEADER_SIZE bytes (just checked)
     // inside the mapping (check_block).
     let header = unsafe { &*handle.block.cast::<StackHeader>() };
-    let info = &handle.info;
-    let needed = block_size(
-        STACK_HEADER_SIZE,
-        header.capacity,
-        node_stride(header.elem_size as u64),
-    );
+    let capacity = info.capacity;
+    let stride = node_stride(info.elem_size as u64);
+    let needed = block_size(STACK_HEADER_SIZE, capacity, stride);
     if header.kind != kind::STACK
         || header.elem_size != info.elem_size
-        || header.capacity != info.capacity
-        || header.capacity == 0
-        || header.capacity > MAX_STACK_CAPACITY
-        || header.node_stride != node_stride(header.elem_size as u64)
+        || header.capacity != capacity
+        || capacity == 0
+        || capacity > MAX_STACK_CAPACITY
+        || header.node_stride != stride
         || header.nodes_offset != STACK_HEADER_SIZE
         || needed.map_or(true, |n| n > info.size)
     {
@@ -316,20 +317,21 @@ fn validate(handle: &Handle) -> Result<&StackHeader> {
             handle.corrupt("stack header disagrees with its table entry or overruns its block")
         );
     }
-    Ok(header)
+    Ok((header, stride as usize, capacity))
 }
 
 /// Per-kind validation for `Segment::check`: the header and, with `deep`,
 /// both lists (which must be disjoint and acyclic; a walk that races with
 /// live pushes and pops is retried). Returns the fill level.
 pub(crate) fn check(handle: &Handle, deep: bool) -> Result<Option<u64>> {
-    let header = validate(handle)?;
+    let (header, stride, capacity) = validate(handle)?;
     // SAFETY: validate proved the nodes fit in the block.
     let core = unsafe {
         StackCore::new(
             header,
             handle.block.add(STACK_HEADER_SIZE as usize),
-            header.node_stride as usize,
+            stride,
+            capacity,
         )
     };
     if !deep {
@@ -368,6 +370,9 @@ pub struct Stack<T: Element> {
     handle: Handle,
     header: *const StackHeader,
     nodes: *mut u8,
+    /// Node stride and capacity as validated at open.
+    stride: usize,
+    capacity: u64,
     _t: PhantomData<T>,
 }
 
@@ -429,23 +434,23 @@ impl<T: Element> Stack<T> {
     }
 
     fn from_handle(handle: Handle) -> Result<Stack<T>> {
-        let header: *const StackHeader = validate(&handle)?;
+        let (header, stride, capacity) = validate(&handle)?;
+        let header: *const StackHeader = header;
         // SAFETY: validate proved the node array lies inside the block.
         let nodes = unsafe { handle.block.add(STACK_HEADER_SIZE as usize) };
         Ok(Stack {
             handle,
             header,
             nodes,
+            stride,
+            capacity,
             _t: PhantomData,
         })
     }
 
     fn core(&self) -> StackCore<'_> {
         // SAFETY: validated at open; the handle keeps the mapping alive.
-        unsafe {
-            let header = &*self.header;
-            StackCore::new(header, self.nodes, header.node_stride as usize)
-        }
+        unsafe { StackCore::new(&*self.header, self.nodes, self.stride, self.capacity) }
     }
 
     fn corrupt(&self, detail: String) -> Error {
@@ -644,8 +649,7 @@ impl<T: Element> Stack<T> {
 
     /// The capacity.
     pub fn capacity(&self) -> u64 {
-        // SAFETY: validated at open; immutable.
-        unsafe { (*self.header).capacity }
+        self.capacity
     }
 
     /// The entry name.
@@ -731,6 +735,7 @@ mod loom_tests {
                     &*block.cast::<StackHeader>(),
                     block.add(Self::nodes_offset()),
                     node_stride(8) as usize,
+                    (*block.cast::<StackHeader>()).capacity,
                 )
             }
         }

@@ -416,7 +416,7 @@ impl<'a> Table<'a> {
     }
 }
 
-#[cfg(loom)]
+#[cfg(all(test, loom))]
 pub(crate) mod model {
     //! Heap-allocated header and table for loom models.
     use super::*;

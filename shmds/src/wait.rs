@@ -115,6 +115,8 @@ impl Deadline {
 #[derive(Debug, Default)]
 pub(crate) struct PeerWait {
     step: u32,
+    /// When the first snooze began.
+    since: Option<Instant>,
 }
 
 impl PeerWait {
@@ -124,12 +126,23 @@ impl PeerWait {
     const YIELD_STEPS: u32 = 12;
 
     pub(crate) fn new() -> PeerWait {
-        PeerWait { step: 0 }
+        PeerWait {
+            step: 0,
+            since: None,
+        }
+    }
+
+    /// How long this wait has lasted (since the first snooze).
+    pub(crate) fn waited(&self) -> Duration {
+        self.since.map_or(Duration::ZERO, |t| t.elapsed())
     }
 
     /// Wait a little longer than last time. Returns `true` when the wait has
     /// gone on long enough that the caller should check the peer's liveness.
     pub(crate) fn snooze(&mut self) -> bool {
+        if self.since.is_none() {
+            self.since = Some(Instant::now());
+        }
         #[cfg(loom)]
         {
             loom::thread::yield_now();

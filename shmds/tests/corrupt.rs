@@ -37,6 +37,9 @@ fn sample_with(tag: &str, structures: bool) -> ShmName {
             .unwrap()
             .try_push(7)
             .unwrap();
+        let m = seg.create_map::<u64, [u64; 2]>("m", 4).unwrap();
+        m.insert(1, [1, 1]).unwrap();
+        m.insert(2, [2, 2]).unwrap();
     }
     name
 }
@@ -236,15 +239,15 @@ fn entry_stuck_mid_write_is_skipped() {
 fn pristine() -> &'static (Vec<u8>, u64) {
     static BYTES: std::sync::OnceLock<(Vec<u8>, u64)> = std::sync::OnceLock::new();
     BYTES.get_or_init(|| {
-        let name = sample("pristine");
+        let name = sample_with("pristine", true);
         let mut bytes = Vec::new();
         std::fs::File::open(name.path())
             .unwrap()
             .read_to_end(&mut bytes)
             .unwrap();
-        // Header + the two entries + the start of the heap blocks.
-        let heap = u64::from_ne_bytes(bytes[48..56].try_into().unwrap());
-        (bytes, heap + 256)
+        // Header, table and every block handed out.
+        let bump = u64::from_ne_bytes(bytes[80..88].try_into().unwrap());
+        (bytes, bump)
     })
 }
 
@@ -258,8 +261,8 @@ proptest! {
         let (bytes, span) = pristine();
         let mut bytes = bytes.clone();
         for (_, at, value) in flips {
-            // Bias towards the interesting bytes: the header and first entries.
-            let at = (at % if at % 3 == 0 { *span } else { 128 + 4 * 320 }) as usize;
+            // Bias towards the interesting bytes: the header and the entries.
+            let at = (at % if at % 3 == 0 { *span } else { 128 + 6 * 320 }) as usize;
             bytes[at] = value;
         }
         let name = ShmName::new("fuzz");
@@ -280,9 +283,18 @@ proptest! {
             }
             if let Ok(q) = seg.open_queue::<u64>("q") {
                 let _ = (q.len(), q.is_empty(), q.capacity());
+                let _ = q.try_pop();
+                let _ = q.try_push(3);
             }
             if let Ok(s) = seg.open_stack::<u64>("s") {
                 let _ = (s.len(), s.is_empty(), s.capacity());
+                let _ = s.try_pop();
+                let _ = s.try_push(3);
+            }
+            if let Ok(m) = seg.open_map::<u64, [u64; 2]>("m") {
+                let _ = (m.len(), m.get(&1), m.get(&3), m.iter().count());
+                let _ = m.insert(3, [3, 3]);
+                let _ = m.remove(&2);
             }
             let _ = seg.create_array::<u8>("new", 4);
             let _ = seg.erase("b");
@@ -329,6 +341,24 @@ fn damaged_queue_and_stack_state() {
     let report = seg.check();
     assert!(!report.is_ok(), "cycle not reported");
     assert!(matches!(s.try_push(5), Ok(()) | Err(Error::Corrupt { .. })));
+}
+
+#[test]
+fn queue_claim_held_by_a_live_process_times_out() {
+    let name = ShmName::new("qclaim-live");
+    let seg = Segment::options()
+        .size(1 << 20)
+        .lock_timeout(Duration::from_millis(50))
+        .create(name.as_str())
+        .unwrap();
+    let q = seg.create_queue::<u64>("q", 2).unwrap();
+    let qo = seg.entry("q").unwrap().unwrap().offset;
+    // Slot 0 claimed for writing (phase 1) by pid 1, which never finishes.
+    poke(&name, qo + 192, &(1u64 | (1 << 2)).to_ne_bytes());
+    let err = q.try_push(1).unwrap_err();
+    assert!(matches!(err, Error::Busy { pid: 1, .. }), "{err}");
+    let err = q.push(1, None).unwrap_err();
+    assert!(matches!(err, Error::Busy { pid: 1, .. }), "{err}");
 }
 
 #[test]
