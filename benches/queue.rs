@@ -9,6 +9,8 @@
 //!
 //! Run with `make bench`; the ratios printed at the end go to BENCHMARKS.md.
 
+mod common;
+use common::ratio;
 use criterion::{black_box, Criterion, Throughput};
 use crossbeam_queue::ArrayQueue;
 use shmds::Segment;
@@ -294,19 +296,6 @@ fn wake_latency() -> (u64, u64) {
     (v[v.len() / 2], v[v.len() * 99 / 100])
 }
 
-/// Median estimate (ns) of a finished criterion benchmark.
-fn median(group: &str, id: &str) -> Option<f64> {
-    let dir = format!(
-        "{}/criterion/{}/{}/new/estimates.json",
-        std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "../target".into()),
-        group,
-        id
-    );
-    let text = std::fs::read_to_string(&dir).ok()?;
-    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
-    v["median"]["point_estimate"].as_f64()
-}
-
 fn main() {
     if let Ok(role) = std::env::var(ROLE) {
         child(&role);
@@ -328,11 +317,6 @@ fn main() {
         p99 as f64 / 1e3
     );
 
-    let ratio = |label: &str, (ga, a): (&str, &str), (gb, b): (&str, &str)| {
-        if let (Some(x), Some(y)) = (median(ga, a), median(gb, b)) {
-            println!("{label}: {x:.1} ns / {y:.1} ns = {:.2}", x / y);
-        }
-    };
     println!("\nratios of medians (lower is better for shmds):");
     ratio(
         "pair: shmds Queue / crossbeam",

@@ -156,20 +156,48 @@ const HASH_K1: u64 = 0xa076_1d64_78bd_642f;
 /// ```
 #[inline]
 pub fn map_key_hash(seed: u64, key: &[u8]) -> u64 {
-    let m = (seed ^ HASH_K0) | 1;
-    let mut h = seed.rotate_left(32) ^ key.len() as u64;
-    let mut chunks = key.chunks_exact(8);
-    for c in &mut chunks {
-        let w = u64::from_le_bytes(c.try_into().expect("8-byte chunk"));
-        h = fold(h ^ w, m);
+    Key::new(seed, key).hash
+}
+
+/// A key ready for the table: its bytes and its hash.
+pub(crate) struct Key<'k> {
+    bytes: &'k [u8],
+    hash: u64,
+    /// Word 0 as stored in a slot.
+    first: u64,
+}
+
+impl<'k> Key<'k> {
+    #[inline]
+    pub(crate) fn new(seed: u64, bytes: &'k [u8]) -> Key<'k> {
+        let m = (seed ^ HASH_K0) | 1;
+        let mut h = seed.rotate_left(32) ^ bytes.len() as u64;
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let w = u64::from_le_bytes(c.try_into().expect("8-byte chunk"));
+            h = fold(h ^ w, m);
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut b = [0u8; 8];
+            for (d, &x) in b.iter_mut().zip(rest) {
+                *d = x;
+            }
+            h = fold(h ^ u64::from_le_bytes(b), m);
+        }
+        let hash = fold(h ^ HASH_K1, (seed ^ HASH_K1) | 1);
+        Key {
+            bytes,
+            hash,
+            first: word_of(bytes, 0),
+        }
     }
-    let rest = chunks.remainder();
-    if !rest.is_empty() {
-        let mut b = [0u8; 8];
-        b[..rest.len()].copy_from_slice(rest);
-        h = fold(h ^ u64::from_le_bytes(b), m);
+
+    /// Word `j` as stored in a slot.
+    #[inline]
+    fn word(&self, j: usize) -> u64 {
+        word_of(self.bytes, j)
     }
-    fold(h ^ HASH_K1, seed ^ HASH_K1 | 1)
 }
 
 /// Word `j` of `bytes` as stored in a slot: native order, zero-padded.
@@ -180,8 +208,9 @@ fn word_of(bytes: &[u8], j: usize) -> u64 {
         u64::from_ne_bytes(c.try_into().expect("8-byte chunk"))
     } else {
         let mut b = [0u8; 8];
-        let rest = &bytes[start..];
-        b[..rest.len()].copy_from_slice(rest);
+        for (d, &x) in b.iter_mut().zip(&bytes[start.min(bytes.len())..]) {
+            *d = x;
+        }
         u64::from_ne_bytes(b)
     }
 }
@@ -282,9 +311,10 @@ impl<'a> MapCore<'a> {
         }
     }
 
+    /// Prepare `bytes` (a key of `key_size` bytes) for the table.
     #[inline]
-    pub(crate) fn hash(&self, key: &[u8]) -> u64 {
-        map_key_hash(self.shape.seed, key)
+    pub(crate) fn key<'k>(&self, bytes: &'k [u8]) -> Key<'k> {
+        Key::new(self.shape.seed, bytes)
     }
 
     #[inline]
@@ -311,6 +341,7 @@ impl<'a> MapCore<'a> {
     }
 
     /// The probe bound of home `h`.
+    #[inline]
     fn bound(&self, h: u64) -> std::result::Result<u64, Fault> {
         let bound = self.word(h, HOME).load(Ordering::Acquire) >> 32;
         if bound >= self.shape.capacity {
@@ -322,15 +353,28 @@ impl<'a> MapCore<'a> {
         Ok(bound)
     }
 
-    fn key_matches(&self, slot: u64, key: &[u8]) -> bool {
-        (0..self.shape.key_words)
-            .all(|j| self.word(slot, KEY + j).load(Ordering::Relaxed) == word_of(key, j))
+    #[inline]
+    fn key_matches(&self, slot: u64, key: &Key<'_>) -> bool {
+        if self.word(slot, KEY).load(Ordering::Relaxed) != key.first {
+            return false;
+        }
+        (1..self.shape.key_words)
+            .all(|j| self.word(slot, KEY + j).load(Ordering::Relaxed) == key.word(j))
     }
 
+    #[inline]
     fn read_bytes(&self, slot: u64, first: usize, out: &mut [u8]) {
-        for (j, chunk) in out.chunks_mut(8).enumerate() {
+        let full = out.len() / 8;
+        for j in 0..full {
             let w = self.word(slot, first + j).load(Ordering::Relaxed);
-            chunk.copy_from_slice(&w.to_ne_bytes()[..chunk.len()]);
+            // SAFETY: j * 8 + 8 <= out.len(); unaligned writes are allowed.
+            unsafe { out.as_mut_ptr().add(j * 8).cast::<u64>().write_unaligned(w) };
+        }
+        if out.len() % 8 != 0 {
+            let w = self.word(slot, first + full).load(Ordering::Relaxed);
+            for (d, x) in out[full * 8..].iter_mut().zip(w.to_ne_bytes()) {
+                *d = x;
+            }
         }
     }
 
@@ -343,17 +387,17 @@ impl<'a> MapCore<'a> {
 
     /// Look `key` up in slots `h ..= h + bound`, copying its value into
     /// `out` when found. Returns the slot and its distance from `h`.
+    #[inline]
     fn scan(
         &self,
         h: u64,
         bound: u64,
-        key: &[u8],
-        hash: u64,
+        key: &Key<'_>,
         mut out: Option<&mut [u8]>,
     ) -> std::result::Result<Option<(u64, u64)>, Fault> {
         let mut slot = h;
         for d in 0..=bound {
-            if self.read_if_match(slot, key, hash, out.as_deref_mut())? {
+            if self.read_if_match(slot, key, out.as_deref_mut())? {
                 return Ok(Some((slot, d)));
             }
             slot = self.next(slot);
@@ -363,11 +407,44 @@ impl<'a> MapCore<'a> {
 
     /// Whether `slot` holds `key` (copying its value into `out`), read as a
     /// consistent snapshot.
+    #[inline(always)]
     fn read_if_match(
         &self,
         slot: u64,
-        key: &[u8],
-        hash: u64,
+        key: &Key<'_>,
+        mut out: Option<&mut [u8]>,
+    ) -> std::result::Result<bool, Fault> {
+        let state = self.word(slot, STATE);
+        loop {
+            let s = state.load(Ordering::Acquire);
+            match s & PHASE_MASK {
+                FREE => return Ok(false),
+                LIVE => {}
+                _ => return self.read_if_match_slow(slot, key, out),
+            }
+            if self.word(slot, HASH).load(Ordering::Relaxed) != key.hash {
+                return Ok(false);
+            }
+            let same = self.key_matches(slot, key);
+            if same {
+                if let Some(o) = out.as_deref_mut() {
+                    self.read_bytes(slot, self.value_at(), o);
+                }
+            }
+            fence(Ordering::Acquire);
+            if state.load(Ordering::Relaxed) == s {
+                return Ok(same);
+            }
+        }
+    }
+
+    /// `read_if_match` for a slot that is not simply free or live.
+    #[cold]
+    #[inline(never)]
+    fn read_if_match_slow(
+        &self,
+        slot: u64,
+        key: &Key<'_>,
         mut out: Option<&mut [u8]>,
     ) -> std::result::Result<bool, Fault> {
         let state = self.word(slot, STATE);
@@ -382,7 +459,7 @@ impl<'a> MapCore<'a> {
                 BUSY => false,
                 _ => return Err(self.bad_state(slot, s)),
             };
-            if self.word(slot, HASH).load(Ordering::Relaxed) != hash {
+            if self.word(slot, HASH).load(Ordering::Relaxed) != key.hash {
                 return Ok(false);
             }
             let same = self.key_matches(slot, key);
@@ -461,23 +538,55 @@ impl<'a> MapCore<'a> {
     }
 
     /// The value of `key` into `out`; `false` when absent. Never writes.
+    #[inline]
     pub(crate) fn get(
         &self,
-        key: &[u8],
+        key: &Key<'_>,
         out: Option<&mut [u8]>,
     ) -> std::result::Result<bool, Fault> {
-        let hash = self.hash(key);
-        let h = self.home_of(hash);
+        let h = self.home_of(key.hash);
         let bound = self.bound(h)?;
-        Ok(self.scan(h, bound, key, hash, out)?.is_some())
+        Ok(self.scan(h, bound, key, out)?.is_some())
     }
 
     /// Take the lock of the home of `key`.
-    pub(crate) fn lock<'c>(&'c self, key: &'c [u8]) -> std::result::Result<Locked<'c, 'a>, Fault> {
-        let hash = self.hash(key);
-        let h = self.home_of(hash);
+    #[inline]
+    pub(crate) fn lock<'c>(
+        &'c self,
+        key: &'c Key<'c>,
+    ) -> std::result::Result<Locked<'c, 'a>, Fault> {
+        let h = self.home_of(key.hash);
         let home = self.word(h, HOME);
         let me = current_pid();
+        let w = home.load(Ordering::Acquire);
+        let bound = w >> 32;
+        if w & LOCK_MASK == 0
+            && bound < self.shape.capacity
+            && home
+                .compare_exchange(w, w | me as u64, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+        {
+            return Ok(Locked {
+                core: self,
+                key,
+                h,
+                bound,
+                me,
+            });
+        }
+        self.lock_slow(key, h, me)
+    }
+
+    /// `lock` when the lock was not free at first sight.
+    #[cold]
+    #[inline(never)]
+    fn lock_slow<'c>(
+        &'c self,
+        key: &'c Key<'c>,
+        h: u64,
+        me: u32,
+    ) -> std::result::Result<Locked<'c, 'a>, Fault> {
+        let home = self.word(h, HOME);
         let mut patience = PeerWait::new();
         let mut deadline: Option<Deadline> = None;
         loop {
@@ -493,7 +602,6 @@ impl<'a> MapCore<'a> {
             let locked = || Locked {
                 core: self,
                 key,
-                hash,
                 h,
                 bound,
                 me,
@@ -574,8 +682,7 @@ impl<'a> MapCore<'a> {
 /// The lock of one home slot, held; released on drop.
 pub(crate) struct Locked<'c, 'a> {
     core: &'c MapCore<'a>,
-    key: &'c [u8],
-    hash: u64,
+    key: &'c Key<'c>,
     h: u64,
     bound: u64,
     me: u32,
@@ -603,11 +710,12 @@ impl Locked<'_, '_> {
     }
 
     /// The slot holding the key and its probe distance; its value into `out`.
+    #[inline]
     pub(crate) fn find(
         &self,
         out: Option<&mut [u8]>,
     ) -> std::result::Result<Option<(u64, u64)>, Fault> {
-        self.core.scan(self.h, self.bound, self.key, self.hash, out)
+        self.core.scan(self.h, self.bound, self.key, out)
     }
 
     fn set_bound(&mut self, bound: u64) {
@@ -639,8 +747,9 @@ impl Locked<'_, '_> {
                     {
                         // Readers that see any word below also see `claim`.
                         fence(Ordering::Release);
-                        core.word(slot, HASH).store(self.hash, Ordering::Relaxed);
-                        core.write_bytes(slot, KEY, self.key);
+                        core.word(slot, HASH)
+                            .store(self.key.hash, Ordering::Relaxed);
+                        core.write_bytes(slot, KEY, self.key.bytes);
                         core.write_bytes(slot, core.value_at(), value);
                         crate::fault::pause_point("map.insert.written");
                         state.store(live(version(s) + 1), Ordering::Release);
@@ -658,6 +767,7 @@ impl Locked<'_, '_> {
     }
 
     /// Replace the value in `slot` (which holds our key) with `value`.
+    #[inline]
     pub(crate) fn set_value(&self, slot: u64, value: &[u8]) {
         let core = self.core;
         debug_assert_eq!(value.len(), core.shape.value_size);
@@ -773,6 +883,7 @@ fn validate(handle: &Handle) -> Result<(&MapHeader, MapShape)> {
     Ok((header, shape))
 }
 
+#[inline]
 fn core_of<'a>(handle: &'a Handle, header: &'a MapHeader, shape: MapShape) -> MapCore<'a> {
     // SAFETY: validate proved capacity * stride words lie inside the block.
     unsafe {
@@ -826,7 +937,7 @@ pub(crate) fn check(handle: &Handle, deep: bool) -> Result<Option<u64>> {
             )));
         }
         core.read_bytes(slot, KEY, &mut key);
-        if core.hash(&key) != hash {
+        if core.key(&key).hash != hash {
             return Err(handle.corrupt(format!("slot {slot}: the stored hash is not its key's")));
         }
         if !keys.insert(key.clone()) {
@@ -1051,9 +1162,18 @@ impl<K: Element, V: Element> Map<K, V> {
 
     #[inline]
     fn core(&self) -> MapCore<'_> {
+        // The sizes are those of K and V (the open checked the entry
+        // against them); spelling them as constants lets the compiler
+        // specialise the algorithm for this key and value type.
+        let shape = MapShape {
+            capacity: self.shape.capacity,
+            seed: self.shape.seed,
+            ..MapShape::new(0, std::mem::size_of::<K>(), std::mem::size_of::<V>(), 0)
+        };
+        debug_assert_eq!(shape.stride, self.shape.stride);
         // SAFETY: the header was validated at open and lives as long as the
         // mapping, which self.handle keeps alive.
-        core_of(&self.handle, unsafe { &*self.header }, self.shape)
+        core_of(&self.handle, unsafe { &*self.header }, shape)
     }
 
     fn fault(&self, fault: Fault) -> Error {
@@ -1078,7 +1198,7 @@ impl<K: Element, V: Element> Map<K, V> {
         let core = self.core();
         self.key
             .with(key, |k| {
-                read_typed::<V, Fault>(|out| core.get(k, Some(out)))
+                read_typed::<V, Fault>(|out| core.get(&core.key(k), Some(out)))
             })
             .map_err(|f| self.fault(f))
     }
@@ -1088,11 +1208,12 @@ impl<K: Element, V: Element> Map<K, V> {
         self.handle.check()?;
         let core = self.core();
         self.key
-            .with(key, |k| core.get(k, None))
+            .with(key, |k| core.get(&core.key(k), None))
             .map_err(|f| self.fault(f))
     }
 
     /// Run `op` holding the lock of `key`'s home slot.
+    #[inline]
     fn locked<R>(
         &self,
         key: &K,
@@ -1102,7 +1223,8 @@ impl<K: Element, V: Element> Map<K, V> {
         let core = self.core();
         self.key
             .with(key, |k| {
-                let mut guard = core.lock(k)?;
+                let key = core.key(k);
+                let mut guard = core.lock(&key)?;
                 op(&mut guard)
             })
             .map_err(|f| self.fault(f))
@@ -1183,7 +1305,7 @@ impl<K: Element, V: Element> Map<K, V> {
     #[doc(hidden)]
     pub fn home_slot(&self, key: &K) -> u64 {
         let core = self.core();
-        self.key.with(key, |k| core.home_of(core.hash(k)))
+        self.key.with(key, |k| core.home_of(core.key(k).hash))
     }
 
     /// The key type descriptor.
@@ -1344,20 +1466,21 @@ pub(crate) mod model {
         /// The home slot of key `k`.
         pub(crate) fn home(&self, k: u64) -> u64 {
             let core = self.core();
-            core.home_of(core.hash(&k.to_ne_bytes()))
+            core.home_of(core.key(&k.to_ne_bytes()).hash)
         }
 
         pub(crate) fn get(&self, k: u64) -> Option<Vec<u8>> {
             let mut out = vec![0u8; self.shape.value_size];
             self.core()
-                .get(&k.to_ne_bytes(), Some(&mut out))
+                .get(&self.core().key(&k.to_ne_bytes()), Some(&mut out))
                 .unwrap()
                 .then_some(out)
         }
 
         pub(crate) fn insert(&self, k: u64, v: &[u8]) -> Result<Option<Vec<u8>>, ()> {
             let core = self.core();
-            let key = k.to_ne_bytes();
+            let bytes = k.to_ne_bytes();
+            let key = core.key(&bytes);
             let mut g = core.lock(&key).unwrap();
             let mut old = vec![0u8; self.shape.value_size];
             match g.find(Some(&mut old)).unwrap() {
@@ -1375,7 +1498,8 @@ pub(crate) mod model {
 
         pub(crate) fn remove(&self, k: u64) -> bool {
             let core = self.core();
-            let key = k.to_ne_bytes();
+            let bytes = k.to_ne_bytes();
+            let key = core.key(&bytes);
             let mut g = core.lock(&key).unwrap();
             match g.find(None).unwrap() {
                 Some((slot, d)) => {
@@ -1393,7 +1517,7 @@ pub(crate) mod model {
             let n = (0..self.shape.capacity)
                 .filter(|&s| {
                     core.word(s, STATE).load(Ordering::SeqCst) & PHASE_MASK == LIVE
-                        && core.key_matches(s, &key)
+                        && core.key_matches(s, &core.key(&key))
                 })
                 .count();
             (n, core.len())
@@ -1454,7 +1578,7 @@ mod tests {
         let core = unsafe { MapCore::new(&header, words.as_ptr(), shape, Duration::from_secs(1)) };
         let mut used = std::collections::HashSet::new();
         for k in 0u64..1000 {
-            used.insert(core.home_of(core.hash(&k.to_ne_bytes())));
+            used.insert(core.home_of(core.key(&k.to_ne_bytes()).hash));
         }
         // Random placement fills about 1 - 1/e of the homes.
         assert!(used.len() > 550, "{} homes used", used.len());
