@@ -4,8 +4,11 @@
 
 CARGO ?= cargo
 LOOM_TARGET := target/loom
+PYTHON ?= python3
+VENV := .venv
+VPY := $(VENV)/bin/python
 
-.PHONY: all demo test lint test-rust loom bench clean
+.PHONY: all demo test lint test-rust test-python python loom bench clean
 
 all: test
 
@@ -15,7 +18,7 @@ demo:
 	SHMDS_CLI=target/release/shmds ./target/release/examples/demo
 
 ## Everything there is to test.
-test: lint test-rust loom
+test: lint test-rust test-python loom
 	@echo "make test: all checks passed"
 
 lint:
@@ -24,6 +27,23 @@ lint:
 
 test-rust:
 	$(CARGO) test --workspace --all-features
+
+## A virtualenv with the build and test tools (made once).
+$(VENV)/.tools: Makefile
+	$(PYTHON) -m venv $(VENV)
+	$(VPY) -m pip install -q --upgrade pip
+	$(VPY) -m pip install -q "maturin>=1.7,<2" "numpy>=1.24" pytest
+	touch $@
+
+## The Python package, built from this tree and installed into the venv
+## (what `pip install .` does, without re-fetching the build tools).
+python: $(VENV)/.tools
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VPY) -m pip install -q --no-build-isolation --force-reinstall --no-deps .
+
+## Python tests (run from tests/python so the source tree's shmds/ crate
+## directory cannot shadow the installed package).
+test-python: python
+	cd tests/python && ../../$(VENV)/bin/pytest -q -p no:cacheprovider .
 
 ## Loom model checks of the lock-free algorithms (same code as in shared memory).
 loom:
@@ -35,3 +55,4 @@ bench:
 
 clean:
 	$(CARGO) clean
+	rm -rf $(VENV)

@@ -3,7 +3,6 @@
 use clap::{Parser, Subcommand};
 use serde_json::{json, Value};
 use shmds::{Segment, SegmentOptions};
-use std::io::Read;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -55,15 +54,6 @@ fn inspect_options() -> SegmentOptions {
         .open_timeout(Duration::from_millis(100))
 }
 
-/// Whether the file `/dev/shm/<name>` starts with the shmds magic.
-fn has_magic(name: &str) -> bool {
-    let mut magic = [0u8; 8];
-    std::fs::File::open(format!("{SHM_DIR}/{name}"))
-        .and_then(|mut f| f.read_exact(&mut magic))
-        .is_ok()
-        && magic == shmds::layout::MAGIC
-}
-
 fn human(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut value = bytes as f64;
@@ -80,19 +70,13 @@ fn human(bytes: u64) -> String {
 }
 
 fn ls(as_json: bool) -> ExitCode {
-    let mut names: Vec<String> = match std::fs::read_dir(SHM_DIR) {
-        Ok(dir) => dir
-            .filter_map(|e| e.ok())
-            .filter(|e| e.file_type().map(|t| t.is_file()).unwrap_or(false))
-            .filter_map(|e| e.file_name().into_string().ok())
-            .filter(|n| shmds::validate_segment_name(n).is_ok() && has_magic(n))
-            .collect(),
+    let names = match shmds::list_segments() {
+        Ok(names) => names,
         Err(e) => {
-            eprintln!("shmds: cannot read {SHM_DIR}: {e}");
+            eprintln!("shmds: {e}");
             return ExitCode::FAILURE;
         }
     };
-    names.sort();
     let rows: Vec<Value> = names
         .iter()
         .map(|name| match inspect_options().open(name) {
@@ -231,7 +215,10 @@ fn rm(names: &[String], force: bool) -> ExitCode {
                 continue;
             }
         };
-        if !force && std::path::Path::new(SHM_DIR).join(bare).exists() && !has_magic(bare) {
+        if !force
+            && std::path::Path::new(SHM_DIR).join(bare).exists()
+            && !shmds::is_shmds_segment(bare)
+        {
             eprintln!("shmds: {name:?} is not a shmds segment; use --force to remove it anyway");
             status = ExitCode::FAILURE;
             continue;

@@ -79,28 +79,8 @@ impl Segment {
 
 impl<T: Element> Array<T> {
     fn create(seg: &Segment, name: &str, len: u64, existing_ok: bool) -> Result<Array<T>> {
-        let elem_size = std::mem::size_of::<T>() as u64;
-        if elem_size == 0 || elem_size > u32::MAX as u64 {
-            return Err(Error::InvalidArgument(
-                "element size must be 1..2^32 bytes".into(),
-            ));
-        }
-        let size = block_size(ARRAY_HEADER_SIZE, len, elem_size)?;
-        let handle =
-            Typed::of::<T>(kind::ARRAY).create(seg, name, len, size, existing_ok, |block| {
-                let header = ArrayHeader {
-                    kind: kind::ARRAY,
-                    elem_size: elem_size as u32,
-                    len,
-                    data_offset: ARRAY_HEADER_SIZE,
-                    reserved: [0; 5],
-                };
-                // SAFETY: the block is fresh, 64-aligned, at least ARRAY_HEADER_SIZE
-                // bytes, and unpublished: nobody else can see it yet.
-                unsafe { block.cast::<ArrayHeader>().write(header) };
-                Ok(())
-            })?;
-        Array::from_handle(handle)
+        let typed = Typed::of::<T>(kind::ARRAY);
+        Array::from_handle(create_block(seg, &typed, name, len, existing_ok)?)
     }
 
     fn from_handle(handle: Handle) -> Result<Array<T>> {
@@ -274,6 +254,202 @@ fn validate_header(handle: &Handle) -> Result<ArrayHeader> {
         );
     }
     Ok(header)
+}
+
+/// Create (or with `existing_ok` open) the array entry `name` of `len`
+/// elements of the type `typed` describes.
+fn create_block(
+    seg: &Segment,
+    typed: &Typed,
+    name: &str,
+    len: u64,
+    existing_ok: bool,
+) -> Result<Handle> {
+    let elem_size = typed.elem_size() as u64;
+    if elem_size == 0 {
+        return Err(Error::InvalidArgument(
+            "element size must be 1..2^32 bytes".into(),
+        ));
+    }
+    let size = block_size(ARRAY_HEADER_SIZE, len, elem_size)?;
+    typed.create(seg, name, len, size, existing_ok, |block| {
+        let header = ArrayHeader {
+            kind: kind::ARRAY,
+            elem_size: elem_size as u32,
+            len,
+            data_offset: ARRAY_HEADER_SIZE,
+            reserved: [0; 5],
+        };
+        // SAFETY: the block is fresh, 64-aligned, at least ARRAY_HEADER_SIZE
+        // bytes, and unpublished: nobody else can see it yet.
+        unsafe { block.cast::<ArrayHeader>().write(header) };
+        Ok(())
+    })
+}
+
+/// An array whose element type is known only at run time, by its
+/// descriptor: the form other languages' bindings use. Elements are bytes
+/// here; [`RawArray::as_ptr`] gives the data for zero-copy views.
+///
+/// ```
+/// use shmds::Segment;
+/// # let name = format!("doc-rawarray-{}", std::process::id());
+/// let seg = Segment::create(&name, 1 << 20)?;
+/// let raw = seg.open_or_create_array_raw("xs", "<d", 4)?;
+/// assert_eq!((raw.len(), raw.elem_size(), raw.type_descriptor()), (4, 8, "<d"));
+/// // The same bytes, typed:
+/// let xs = seg.open_array::<f64>("xs")?;
+/// xs.set(1, 2.5)?;
+/// let mut b = [0u8; 8];
+/// raw.read_bytes(1, &mut b)?;
+/// assert_eq!(f64::from_ne_bytes(b), 2.5);
+/// # Segment::remove(&name)?;
+/// # Ok::<(), shmds::Error>(())
+/// ```
+pub struct RawArray {
+    handle: Handle,
+    data: *mut u8,
+    len: u64,
+    elem_size: usize,
+}
+
+// SAFETY: the data lives in the shared mapping kept alive by the handle; the
+// bytes carry no Rust invariants, and concurrent access is as for Array.
+unsafe impl Send for RawArray {}
+// SAFETY: as above.
+unsafe impl Sync for RawArray {}
+
+impl std::fmt::Debug for RawArray {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawArray")
+            .field("name", &self.handle.name())
+            .field("type", &self.handle.info.elem_type)
+            .field("len", &self.len)
+            .finish()
+    }
+}
+
+impl Segment {
+    /// Open the array `name`, creating it with `len` elements of the type
+    /// `descriptor` describes (see [`TypeDescriptor`](crate::TypeDescriptor))
+    /// if it does not exist. An existing array must hold that type.
+    pub fn open_or_create_array_raw(
+        &self,
+        name: &str,
+        descriptor: &str,
+        len: u64,
+    ) -> Result<RawArray> {
+        let typed = Typed::described(kind::ARRAY, descriptor)?;
+        RawArray::from_handle(create_block(self, &typed, name, len, true)?)
+    }
+
+    /// Create the array `name` of `len` elements of type `descriptor`.
+    pub fn create_array_raw(&self, name: &str, descriptor: &str, len: u64) -> Result<RawArray> {
+        let typed = Typed::described(kind::ARRAY, descriptor)?;
+        RawArray::from_handle(create_block(self, &typed, name, len, false)?)
+    }
+
+    /// Open the array `name` whatever its element type.
+    pub fn open_array_raw(&self, name: &str) -> Result<RawArray> {
+        let info = self.entry(name)?.ok_or_else(|| Error::EntryNotFound {
+            segment: self.name().to_owned(),
+            name: name.to_owned(),
+        })?;
+        let typed = Typed::described(kind::ARRAY, &info.elem_type)?;
+        RawArray::from_handle(typed.open(self, name)?)
+    }
+}
+
+impl RawArray {
+    fn from_handle(handle: Handle) -> Result<RawArray> {
+        let header = validate_header(&handle)?;
+        // SAFETY: the data starts at data_offset, within the block (validated).
+        let data = unsafe { handle.block.add(ARRAY_HEADER_SIZE as usize) };
+        Ok(RawArray {
+            len: header.len,
+            elem_size: header.elem_size as usize,
+            handle,
+            data,
+        })
+    }
+
+    /// Number of elements.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether the array has no elements.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Size of one element in bytes.
+    pub fn elem_size(&self) -> usize {
+        self.elem_size
+    }
+
+    /// The entry name.
+    pub fn name(&self) -> &str {
+        self.handle.name()
+    }
+
+    /// The element type descriptor.
+    pub fn type_descriptor(&self) -> &str {
+        &self.handle.info.elem_type
+    }
+
+    /// The name of the segment the array lives in.
+    pub fn segment_name(&self) -> &str {
+        self.handle.seg.name()
+    }
+
+    /// `Err(Stale)` once the array has been erased.
+    pub fn check(&self) -> Result<()> {
+        self.handle.check()
+    }
+
+    /// The first byte of element 0: `len * elem_size` bytes of shared memory,
+    /// valid while this handle (or a clone of its segment) lives. Other
+    /// processes may write them at any time.
+    pub fn as_ptr(&self) -> *mut u8 {
+        self.data
+    }
+
+    /// Copy `out.len()` bytes starting at element `start`'s first byte;
+    /// `out.len()` must be a multiple of the element size.
+    pub fn read_bytes(&self, start: u64, out: &mut [u8]) -> Result<()> {
+        let at = self.byte_range(start, out.len())?;
+        // SAFETY: byte_range proved [at, at + out.len()) lies in the data.
+        unsafe { std::ptr::copy_nonoverlapping(self.data.add(at), out.as_mut_ptr(), out.len()) };
+        Ok(())
+    }
+
+    /// Copy `bytes` in, starting at element `start`'s first byte;
+    /// `bytes.len()` must be a multiple of the element size.
+    pub fn write_bytes(&self, start: u64, bytes: &[u8]) -> Result<()> {
+        let at = self.byte_range(start, bytes.len())?;
+        // SAFETY: byte_range proved [at, at + bytes.len()) lies in the data.
+        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.data.add(at), bytes.len()) };
+        Ok(())
+    }
+
+    fn byte_range(&self, start: u64, bytes: usize) -> Result<usize> {
+        self.handle.check()?;
+        if bytes % self.elem_size != 0 {
+            return Err(Error::InvalidArgument(format!(
+                "{bytes} bytes are not a whole number of {}-byte elements",
+                self.elem_size
+            )));
+        }
+        let count = (bytes / self.elem_size) as u64;
+        if start.checked_add(count).is_none_or(|end| end > self.len) {
+            return Err(Error::IndexOutOfBounds {
+                index: start.saturating_add(count),
+                len: self.len,
+            });
+        }
+        Ok(start as usize * self.elem_size)
+    }
 }
 
 /// Per-kind validation of an array block (for `Segment::check`).

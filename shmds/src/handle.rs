@@ -156,6 +156,28 @@ impl Typed {
         }
     }
 
+    /// A structure whose element type is given by a descriptor at run time.
+    pub(crate) fn described(kind: u32, descriptor: &str) -> Result<Typed> {
+        let parsed = crate::element::TypeDescriptor::parse(descriptor)?;
+        let elem_size = u32::try_from(parsed.size()).map_err(|_| {
+            Error::InvalidArgument(format!(
+                "elements of {} bytes are too large (at most 2^32 - 1)",
+                parsed.size()
+            ))
+        })?;
+        Ok(Typed {
+            kind,
+            descriptor: parsed.as_str().to_owned(),
+            elem_size,
+            key_descriptor: String::new(),
+            key_size: 0,
+        })
+    }
+
+    pub(crate) fn elem_size(&self) -> u32 {
+        self.elem_size
+    }
+
     /// A map from `K` to `V`.
     pub(crate) fn map<K: crate::element::Element, V: crate::element::Element>() -> Typed {
         Typed {

@@ -43,13 +43,14 @@ mod sync;
 mod table;
 mod wait;
 
-pub use array::Array;
+pub use array::{Array, RawArray};
 pub use element::{AtomicElement, Element, FixedStr, TypeDescriptor};
 pub use error::{Error, Result};
 pub use map::{map_key_hash, Iter as MapIter, Map, MAX_KEY_SIZE, MAX_MAP_CAPACITY};
 pub use queue::{Queue, MAX_QUEUE_CAPACITY};
 pub use segment::{
-    validate_segment_name, Segment, SegmentOptions, DEFAULT_TABLE_CAPACITY, MAX_TABLE_CAPACITY,
+    is_shmds_segment, list_segments, validate_segment_name, Segment, SegmentOptions,
+    DEFAULT_TABLE_CAPACITY, MAX_TABLE_CAPACITY,
 };
 pub use stack::{Stack, MAX_STACK_CAPACITY};
 pub use table::EntryInfo;

@@ -549,6 +549,30 @@ fn reserve(fd: &rustix::fd::OwnedFd, size: u64) -> std::result::Result<(), Errno
     }
 }
 
+/// Names of the shmds segments in `/dev/shm` (files that start with the
+/// shmds magic), sorted.
+pub fn list_segments() -> Result<Vec<String>> {
+    let dir = std::fs::read_dir("/dev/shm").map_err(|e| Error::io("reading /dev/shm", e))?;
+    let mut names: Vec<String> = dir
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().map(|t| t.is_file()).unwrap_or(false))
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| validate_segment_name(n).is_ok() && is_shmds_segment(n))
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
+/// Whether the file `/dev/shm/<name>` starts with the shmds magic.
+pub fn is_shmds_segment(name: &str) -> bool {
+    use std::io::Read;
+    let mut magic = [0u8; 8];
+    std::fs::File::open(format!("/dev/shm/{}", name.trim_start_matches('/')))
+        .and_then(|mut f| f.read_exact(&mut magic))
+        .is_ok()
+        && magic == crate::layout::MAGIC
+}
+
 pub(crate) fn random_seed() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();

@@ -1,0 +1,405 @@
+//! `shmds._shmds`: the native half of the Python package. It is a thin
+//! layer over the `shmds` crate; Python idioms (numpy dtypes, `queue`
+//! exceptions, `MutableMapping`) live in the pure-Python package beside it.
+
+use pyo3::exceptions::{
+    PyBufferError, PyException, PyFileExistsError, PyFileNotFoundError, PyIndexError, PyKeyError,
+    PyOSError, PyPermissionError, PyTypeError, PyValueError,
+};
+use pyo3::prelude::*;
+use pyo3::types::PyTuple;
+use std::ffi::CString;
+use std::os::raw::{c_char, c_int, c_void};
+
+pyo3::create_exception!(
+    _shmds,
+    ShmdsError,
+    PyException,
+    "Base class of shmds errors."
+);
+pyo3::create_exception!(
+    _shmds,
+    CorruptError,
+    ShmdsError,
+    "The segment's bytes do not make sense: damaged, or not a shmds segment."
+);
+pyo3::create_exception!(
+    _shmds,
+    IncompatibleError,
+    ShmdsError,
+    "The segment was written by an incompatible shmds format or machine."
+);
+pyo3::create_exception!(
+    _shmds,
+    StaleError,
+    ShmdsError,
+    "The structure behind this handle was erased."
+);
+pyo3::create_exception!(
+    _shmds,
+    BusyError,
+    ShmdsError,
+    "A live process held a lock for longer than the lock timeout."
+);
+pyo3::create_exception!(
+    _shmds,
+    NotReadyError,
+    ShmdsError,
+    "The segment's creator has not finished (or died) initialising it."
+);
+pyo3::create_exception!(
+    _shmds,
+    NoSpaceError,
+    ShmdsError,
+    "No room: /dev/shm, the segment's heap or its name table is full."
+);
+
+/// The Python exception for a shmds error.
+fn to_py(e: shmds::Error) -> PyErr {
+    use shmds::Error as E;
+    let msg = e.to_string();
+    match e {
+        E::SegmentNotFound { .. } => PyFileNotFoundError::new_err(msg),
+        E::EntryNotFound { .. } => PyKeyError::new_err(msg),
+        E::SegmentExists { .. } | E::EntryExists { .. } => PyFileExistsError::new_err(msg),
+        E::PermissionDenied { .. } => PyPermissionError::new_err(msg),
+        E::TypeMismatch { .. } | E::KindMismatch { .. } => PyTypeError::new_err(msg),
+        E::InvalidName { .. } | E::InvalidType { .. } | E::InvalidArgument(_) => {
+            PyValueError::new_err(msg)
+        }
+        E::IndexOutOfBounds { .. } => PyIndexError::new_err(msg),
+        E::Corrupt { .. } => CorruptError::new_err(msg),
+        E::Incompatible { .. } => IncompatibleError::new_err(msg),
+        E::Stale { .. } => StaleError::new_err(msg),
+        E::LockBusy { .. } | E::Busy { .. } => BusyError::new_err(msg),
+        E::NotReady { .. } => NotReadyError::new_err(msg),
+        E::NoSpace { .. } | E::OutOfSpace { .. } | E::TableFull { .. } => {
+            NoSpaceError::new_err(msg)
+        }
+        E::Io { .. } => PyOSError::new_err(msg),
+        _ => ShmdsError::new_err(msg),
+    }
+}
+
+fn closed() -> PyErr {
+    PyValueError::new_err("operation on a closed shmds handle")
+}
+
+/// A segment: a named POSIX shared memory region holding named structures.
+#[pyclass(module = "shmds._shmds", name = "Segment", subclass)]
+struct Segment {
+    seg: Option<shmds::Segment>,
+}
+
+impl Segment {
+    fn get(&self) -> PyResult<&shmds::Segment> {
+        self.seg.as_ref().ok_or_else(closed)
+    }
+}
+
+#[pymethods]
+impl Segment {
+    /// Attach to the segment `name`. With `create=None`, open it if it
+    /// exists, else create it with `size` bytes (and no `size` means open
+    /// only); `create=True` always creates, `create=False` only opens.
+    #[new]
+    #[pyo3(signature = (name, size=None, *, create=None, mode=0o600, table_capacity=None))]
+    fn new(
+        name: &str,
+        size: Option<u64>,
+        create: Option<bool>,
+        mode: u32,
+        table_capacity: Option<u32>,
+    ) -> PyResult<Self> {
+        let mut opts = shmds::Segment::options().mode(mode);
+        if let Some(n) = table_capacity {
+            opts = opts.table_capacity(n);
+        }
+        let need_size = || {
+            size.ok_or_else(|| PyValueError::new_err("creating a segment needs a size in bytes"))
+        };
+        let seg = match (create, size) {
+            (Some(false), _) | (None, None) => opts.open(name),
+            (Some(true), _) => opts.size(need_size()?).create(name),
+            (None, Some(bytes)) => opts.size(bytes).open_or_create(name),
+        }
+        .map_err(to_py)?;
+        Ok(Segment { seg: Some(seg) })
+    }
+
+    /// The segment name.
+    #[getter]
+    fn name(&self) -> PyResult<String> {
+        Ok(self.get()?.name().to_owned())
+    }
+
+    /// Total size in bytes.
+    #[getter]
+    fn size(&self) -> PyResult<u64> {
+        Ok(self.get()?.size())
+    }
+
+    /// Bytes handed out so far (header, table and structures).
+    #[getter]
+    fn used(&self) -> PyResult<u64> {
+        Ok(self.get()?.used())
+    }
+
+    /// Whether `close()` was called.
+    #[getter]
+    fn closed(&self) -> bool {
+        self.seg.is_none()
+    }
+
+    /// The table: one tuple per structure, `(name, kind, type, key_type,
+    /// capacity, bytes, fill)`; `fill` is None where it does not apply.
+    fn _entries<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyTuple>>> {
+        let seg = self.get()?;
+        let mut out = Vec::new();
+        for e in seg.entries().map_err(to_py)? {
+            let fill = seg.inspect(&e).ok().flatten();
+            out.push(PyTuple::new(
+                py,
+                [
+                    e.name.clone().into_pyobject(py)?.into_any(),
+                    e.kind_name().into_pyobject(py)?.into_any(),
+                    e.elem_type.clone().into_pyobject(py)?.into_any(),
+                    e.key_type.clone().into_pyobject(py)?.into_any(),
+                    e.capacity.into_pyobject(py)?.into_any(),
+                    e.size.into_pyobject(py)?.into_any(),
+                    fill.into_pyobject(py)?.into_any(),
+                ],
+            )?);
+        }
+        Ok(out)
+    }
+
+    /// Erase the structure `name` (handles to it raise StaleError).
+    fn erase(&self, name: &str) -> PyResult<()> {
+        self.get()?.erase(name).map_err(to_py)
+    }
+
+    /// A deep check: a list of problems, empty when the segment is sound.
+    fn check(&self) -> PyResult<Vec<String>> {
+        Ok(self.get()?.check().problems)
+    }
+
+    /// Remove the segment's name from /dev/shm (attached processes keep
+    /// their mapping until they close it).
+    fn unlink(&self) -> PyResult<()> {
+        self.get()?.unlink().map_err(to_py)
+    }
+
+    /// Drop this handle (idempotent). Structures opened from it stay usable.
+    fn close(&mut self) {
+        self.seg = None;
+    }
+}
+
+/// A fixed-length array in a segment, exposing its bytes through the
+/// buffer protocol (zero-copy `numpy.asarray`).
+#[pyclass(module = "shmds._shmds", name = "Array", subclass)]
+struct Array {
+    raw: Option<shmds::RawArray>,
+    format: CString,
+    shape: [isize; 1],
+    strides: [isize; 1],
+    /// Buffers handed out and not yet released.
+    exports: usize,
+}
+
+impl Array {
+    fn new(raw: shmds::RawArray) -> PyResult<Array> {
+        let format = CString::new(raw.type_descriptor())
+            .map_err(|_| PyValueError::new_err("type descriptor contains a NUL byte"))?;
+        let len = isize::try_from(raw.len())
+            .map_err(|_| PyValueError::new_err("array too long for this machine"))?;
+        let strides = [raw.elem_size() as isize];
+        Ok(Array {
+            raw: Some(raw),
+            format,
+            shape: [len],
+            strides,
+            exports: 0,
+        })
+    }
+
+    fn get(&self) -> PyResult<&shmds::RawArray> {
+        self.raw.as_ref().ok_or_else(closed)
+    }
+}
+
+#[pymethods]
+impl Array {
+    /// Open the array `name` of `segment`. With a `descriptor` (a PEP 3118
+    /// format) and `length`, create it first if it does not exist; without,
+    /// open it whatever its type.
+    #[new]
+    #[pyo3(signature = (segment, name, descriptor=None, length=None))]
+    fn py_new(
+        segment: PyRef<'_, Segment>,
+        name: &str,
+        descriptor: Option<&str>,
+        length: Option<u64>,
+    ) -> PyResult<Array> {
+        let seg = segment.get()?;
+        let raw = match (descriptor, length) {
+            (None, _) => seg.open_array_raw(name),
+            (Some(d), Some(n)) => seg.open_or_create_array_raw(name, d, n),
+            (Some(_), None) => {
+                return Err(PyValueError::new_err("creating an array needs its length"))
+            }
+        }
+        .map_err(to_py)?;
+        Array::new(raw)
+    }
+
+    fn __len__(&self) -> PyResult<usize> {
+        Ok(self.get()?.len() as usize)
+    }
+
+    /// The entry name.
+    #[getter]
+    fn name(&self) -> PyResult<String> {
+        Ok(self.get()?.name().to_owned())
+    }
+
+    /// The name of the segment holding the array.
+    #[getter]
+    fn segment_name(&self) -> PyResult<String> {
+        Ok(self.get()?.segment_name().to_owned())
+    }
+
+    /// The element type descriptor (PEP 3118 format).
+    #[getter]
+    fn descriptor(&self) -> PyResult<String> {
+        Ok(self.get()?.type_descriptor().to_owned())
+    }
+
+    /// Size of one element in bytes.
+    #[getter]
+    fn itemsize(&self) -> PyResult<usize> {
+        Ok(self.get()?.elem_size())
+    }
+
+    /// Whether `close()` was called.
+    #[getter]
+    fn closed(&self) -> bool {
+        self.raw.is_none()
+    }
+
+    /// Drop this handle (idempotent). Raises BufferError while views of its
+    /// memory (numpy arrays, memoryviews) exist.
+    fn close(&mut self) -> PyResult<()> {
+        if self.exports > 0 {
+            return Err(PyBufferError::new_err(format!(
+                "{} view(s) of this array's memory still exist; delete them first",
+                self.exports
+            )));
+        }
+        self.raw = None;
+        Ok(())
+    }
+
+    /// # Safety
+    /// Called by the interpreter with a valid `view` to fill.
+    unsafe fn __getbuffer__(
+        mut slf: PyRefMut<'_, Self>,
+        view: *mut pyo3::ffi::Py_buffer,
+        flags: c_int,
+    ) -> PyResult<()> {
+        use pyo3::ffi;
+        if view.is_null() {
+            return Err(PyBufferError::new_err("no view to fill"));
+        }
+        let (buf, len, itemsize) = {
+            let raw = slf.get()?;
+            raw.check().map_err(to_py)?;
+            (
+                raw.as_ptr(),
+                raw.len() as isize * raw.elem_size() as isize,
+                raw.elem_size() as isize,
+            )
+        };
+        let format = if flags & ffi::PyBUF_FORMAT != 0 {
+            slf.format.as_ptr() as *mut c_char
+        } else {
+            std::ptr::null_mut()
+        };
+        let shape = if flags & ffi::PyBUF_ND != 0 {
+            slf.shape.as_mut_ptr()
+        } else {
+            std::ptr::null_mut()
+        };
+        let strides = if flags & ffi::PyBUF_STRIDES == ffi::PyBUF_STRIDES {
+            slf.strides.as_mut_ptr()
+        } else {
+            std::ptr::null_mut()
+        };
+        slf.exports += 1;
+        let obj = slf.as_ptr();
+        // SAFETY: `view` is non-null and ours to fill (buffer protocol). The
+        // pointers stay valid while the view holds its reference to `obj`:
+        // the data lives in the mapping this object keeps alive (close()
+        // refuses while exports > 0), and format/shape/strides live in the
+        // object itself.
+        unsafe {
+            (*view).buf = buf as *mut c_void;
+            (*view).len = len;
+            (*view).itemsize = itemsize;
+            (*view).readonly = 0;
+            (*view).ndim = 1;
+            (*view).format = format;
+            (*view).shape = shape;
+            (*view).strides = strides;
+            (*view).suboffsets = std::ptr::null_mut();
+            (*view).internal = std::ptr::null_mut();
+            ffi::Py_INCREF(obj);
+            (*view).obj = obj;
+        }
+        Ok(())
+    }
+
+    /// # Safety
+    /// Called by the interpreter when a view from `__getbuffer__` is released.
+    unsafe fn __releasebuffer__(mut slf: PyRefMut<'_, Self>, _view: *mut pyo3::ffi::Py_buffer) {
+        slf.exports = slf.exports.saturating_sub(1);
+    }
+}
+
+/// Names of the shmds segments in /dev/shm.
+#[pyfunction]
+fn list_segments() -> PyResult<Vec<String>> {
+    shmds::list_segments().map_err(to_py)
+}
+
+/// Remove the segment `name` from /dev/shm.
+#[pyfunction]
+fn remove(name: &str) -> PyResult<()> {
+    shmds::Segment::remove(name).map_err(to_py)
+}
+
+/// Parse a PEP 3118 type descriptor: `(canonical form, size in bytes)`.
+#[pyfunction]
+fn parse_descriptor(descriptor: &str) -> PyResult<(String, u64)> {
+    let d = shmds::TypeDescriptor::parse(descriptor).map_err(to_py)?;
+    Ok((d.as_str().to_owned(), d.size()))
+}
+
+#[pymodule]
+fn _shmds(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    m.add_class::<Segment>()?;
+    m.add_class::<Array>()?;
+    m.add_function(wrap_pyfunction!(list_segments, m)?)?;
+    m.add_function(wrap_pyfunction!(remove, m)?)?;
+    m.add_function(wrap_pyfunction!(parse_descriptor, m)?)?;
+    m.add("ShmdsError", py.get_type::<ShmdsError>())?;
+    m.add("CorruptError", py.get_type::<CorruptError>())?;
+    m.add("IncompatibleError", py.get_type::<IncompatibleError>())?;
+    m.add("StaleError", py.get_type::<StaleError>())?;
+    m.add("BusyError", py.get_type::<BusyError>())?;
+    m.add("NotReadyError", py.get_type::<NotReadyError>())?;
+    m.add("NoSpaceError", py.get_type::<NoSpaceError>())?;
+    Ok(())
+}
