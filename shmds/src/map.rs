@@ -422,20 +422,28 @@ impl<'a> MapCore<'a> {
                 LIVE => {}
                 _ => return self.read_if_match_slow(slot, key, out),
             }
-            if self.word(slot, HASH).load(Ordering::Relaxed) != key.hash {
-                return Ok(false);
-            }
-            let same = self.key_matches(slot, key);
-            if same {
-                if let Some(o) = out.as_deref_mut() {
-                    self.read_bytes(slot, self.value_at(), o);
-                }
-            }
-            fence(Ordering::Acquire);
-            if state.load(Ordering::Relaxed) == s {
+            if let Some(same) = self.compare(slot, s, key, out.as_deref_mut()) {
                 return Ok(same);
             }
         }
+    }
+
+    /// Compare `slot`, seen in state `s`, with `key`, copying its value into
+    /// `out` on a match. `None` when a writer changed the slot meanwhile
+    /// (read it again); else whether it holds `key`.
+    #[inline(always)]
+    fn compare(&self, slot: u64, s: u64, key: &Key<'_>, out: Option<&mut [u8]>) -> Option<bool> {
+        if self.word(slot, HASH).load(Ordering::Relaxed) != key.hash {
+            return Some(false);
+        }
+        let same = self.key_matches(slot, key);
+        if same {
+            if let Some(o) = out {
+                self.read_bytes(slot, self.value_at(), o);
+            }
+        }
+        fence(Ordering::Acquire);
+        (self.word(slot, STATE).load(Ordering::Relaxed) == s).then_some(same)
     }
 
     /// `read_if_match` for a slot that is not simply free or live.
@@ -459,24 +467,13 @@ impl<'a> MapCore<'a> {
                 BUSY => false,
                 _ => return Err(self.bad_state(slot, s)),
             };
-            if self.word(slot, HASH).load(Ordering::Relaxed) != key.hash {
-                return Ok(false);
-            }
-            let same = self.key_matches(slot, key);
-            if same && is_live {
-                if let Some(o) = out.as_deref_mut() {
-                    self.read_bytes(slot, self.value_at(), o);
-                }
-            }
-            fence(Ordering::Acquire);
-            if state.load(Ordering::Relaxed) != s {
-                continue;
-            }
-            if !same {
-                return Ok(false);
-            }
-            if is_live {
-                return Ok(true);
+            // A long value being rewritten is not copied (it may be torn).
+            let copy_to = if is_live { out.as_deref_mut() } else { None };
+            match self.compare(slot, s, key, copy_to) {
+                None => continue,
+                Some(false) => return Ok(false),
+                Some(true) if is_live => return Ok(true),
+                Some(true) => {}
             }
             // Our key, its long value being rewritten: wait for the writer.
             let (patience, deadline) = waiting
@@ -967,9 +964,11 @@ struct Canon {
 impl Canon {
     fn of<T: Element>() -> Canon {
         let size = std::mem::size_of::<T>();
+        // Element descriptors always parse; were one not to, copying every
+        // byte (as the queue does) is the safe reading.
         let ranges = TypeDescriptor::parse(&T::descriptor())
             .map(|d| d.data_ranges())
-            .unwrap_or_default();
+            .unwrap_or_else(|_| vec![(0, size as u64)]);
         let plain = ranges.len() == 1 && ranges[0] == (0, size as u64);
         Canon {
             size,

@@ -2,7 +2,7 @@
 //! and damaged map state.
 
 mod common;
-use common::ShmName;
+use common::{Rng, ShmName};
 use shmds::{Error, FixedStr, Map, Segment};
 use std::collections::HashMap;
 use std::fs::OpenOptions;
@@ -23,18 +23,6 @@ fn segment(tag: &str) -> (ShmName, Segment) {
     let name = ShmName::new(tag);
     let seg = Segment::create(name.as_str(), 4 << 20).unwrap();
     (name, seg)
-}
-
-/// A small deterministic random number generator (xorshift).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
 }
 
 #[test]

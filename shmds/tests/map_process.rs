@@ -20,18 +20,6 @@ fn sound(key: u64, v: &[u64; 4]) -> bool {
     *v == value_of(key, v[1])
 }
 
-/// A small deterministic random number generator (xorshift).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
-
 fn env(role: &str, seg: &ShmName, extra: &[(&'static str, String)]) -> Vec<(&'static str, String)> {
     let mut v = vec![(ROLE, role.to_owned()), ("SHMDS_SEGMENT", seg.0.clone())];
     v.extend_from_slice(extra);

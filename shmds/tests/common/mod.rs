@@ -92,3 +92,15 @@ pub fn kill_and_reap(child: &mut Child) {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+/// A small deterministic random number generator (xorshift).
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
