@@ -351,12 +351,7 @@ impl Segment {
 
     /// Open the array `name` whatever its element type.
     pub fn open_array_raw(&self, name: &str) -> Result<RawArray> {
-        let info = self.entry(name)?.ok_or_else(|| Error::EntryNotFound {
-            segment: self.name().to_owned(),
-            name: name.to_owned(),
-        })?;
-        let typed = Typed::described(kind::ARRAY, &info.elem_type)?;
-        RawArray::from_handle(typed.open(self, name)?)
+        RawArray::from_handle(Typed::stored(self, kind::ARRAY, name)?.open(self, name)?)
     }
 }
 

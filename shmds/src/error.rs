@@ -180,6 +180,13 @@ pub enum Error {
         /// The entry name.
         name: String,
     },
+    /// A blocking operation was abandoned because its interrupt check (see
+    /// [`RawQueue::push_slice`](crate::RawQueue::push_slice)) asked it to stop.
+    #[error("waiting on {name:?} was interrupted")]
+    Interrupted {
+        /// The entry name.
+        name: String,
+    },
     /// An argument is out of range.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),

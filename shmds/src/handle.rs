@@ -127,6 +127,27 @@ impl Handle {
         &self.info.name
     }
 
+    /// [`Error::Full`] for this entry.
+    pub(crate) fn full(&self) -> Error {
+        Error::Full {
+            name: self.info.name.clone(),
+        }
+    }
+
+    /// [`Error::Empty`] for this entry.
+    pub(crate) fn empty(&self) -> Error {
+        Error::Empty {
+            name: self.info.name.clone(),
+        }
+    }
+
+    /// [`Error::Timeout`] for this entry.
+    pub(crate) fn timeout(&self) -> Error {
+        Error::Timeout {
+            name: self.info.name.clone(),
+        }
+    }
+
     pub(crate) fn corrupt(&self, detail: impl Into<String>) -> Error {
         Error::Corrupt {
             name: self.seg.name().to_owned(),
@@ -174,8 +195,39 @@ impl Typed {
         })
     }
 
+    /// The types stored in the table for the entry `name`, to open it
+    /// whatever it holds (run-time typed handles). The descriptors are
+    /// re-parsed: the table is shared memory, so they are untrusted.
+    pub(crate) fn stored(seg: &Segment, kind: u32, name: &str) -> Result<Typed> {
+        let info = seg.entry(name)?.ok_or_else(|| Error::EntryNotFound {
+            segment: seg.name().to_owned(),
+            name: name.to_owned(),
+        })?;
+        let mut typed = Typed::described(kind, &info.elem_type)?;
+        if kind == crate::layout::kind::MAP && info.kind == kind {
+            let key = Typed::described(kind, &info.key_type)?;
+            typed.key_descriptor = key.descriptor;
+            typed.key_size = key.elem_size;
+        }
+        Ok(typed)
+    }
+
+    /// A map whose key and value types are given by descriptors at run time.
+    pub(crate) fn described_map(key: &str, value: &str) -> Result<Typed> {
+        let key = Typed::described(crate::layout::kind::MAP, key)?;
+        Ok(Typed {
+            key_descriptor: key.descriptor,
+            key_size: key.elem_size,
+            ..Typed::described(crate::layout::kind::MAP, value)?
+        })
+    }
+
     pub(crate) fn elem_size(&self) -> u32 {
         self.elem_size
+    }
+
+    pub(crate) fn key_size(&self) -> u32 {
+        self.key_size
     }
 
     /// A map from `K` to `V`.

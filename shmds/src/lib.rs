@@ -35,6 +35,7 @@ mod error;
 mod fault;
 mod handle;
 mod map;
+mod payload;
 mod process;
 mod queue;
 mod segment;
@@ -46,13 +47,13 @@ mod wait;
 pub use array::{Array, RawArray};
 pub use element::{AtomicElement, Element, FixedStr, TypeDescriptor};
 pub use error::{Error, Result};
-pub use map::{map_key_hash, Iter as MapIter, Map, MAX_KEY_SIZE, MAX_MAP_CAPACITY};
-pub use queue::{Queue, MAX_QUEUE_CAPACITY};
+pub use map::{map_key_hash, Iter as MapIter, Map, RawMap, MAX_KEY_SIZE, MAX_MAP_CAPACITY};
+pub use queue::{Queue, RawQueue, MAX_QUEUE_CAPACITY};
 pub use segment::{
     is_shmds_segment, list_segments, validate_segment_name, Segment, SegmentOptions,
     DEFAULT_TABLE_CAPACITY, MAX_TABLE_CAPACITY,
 };
-pub use stack::{Stack, MAX_STACK_CAPACITY};
+pub use stack::{RawStack, Stack, MAX_STACK_CAPACITY};
 pub use table::EntryInfo;
 
 /// The outcome of [`Segment::check`].

@@ -962,11 +962,11 @@ struct Canon {
 }
 
 impl Canon {
-    fn of<T: Element>() -> Canon {
-        let size = std::mem::size_of::<T>();
-        // Element descriptors always parse; were one not to, copying every
-        // byte (as the queue does) is the safe reading.
-        let ranges = TypeDescriptor::parse(&T::descriptor())
+    /// For values of `size` bytes described by `descriptor`.
+    fn described(descriptor: &str, size: usize) -> Canon {
+        // Descriptors were parsed at open; were one not to parse, copying
+        // every byte (as the queue does) is the safe reading.
+        let ranges = TypeDescriptor::parse(descriptor)
             .map(|d| d.data_ranges())
             .unwrap_or_else(|_| vec![(0, size as u64)]);
         let plain = ranges.len() == 1 && ranges[0] == (0, size as u64);
@@ -976,8 +976,25 @@ impl Canon {
                 ranges
                     .into_iter()
                     .map(|(o, l)| (o as usize, l as usize))
+                    .filter(|&(o, l)| o + l <= size)
                     .collect()
             }),
+        }
+    }
+
+    /// Call `f` with the canonical form of `bytes` (`size` bytes).
+    #[inline]
+    fn with_bytes<R>(&self, bytes: &[u8], f: impl FnOnce(&[u8]) -> R) -> R {
+        debug_assert_eq!(bytes.len(), self.size);
+        match &self.ranges {
+            None => f(bytes),
+            Some(ranges) => {
+                let mut buf = vec![0u8; self.size];
+                for &(off, len) in ranges {
+                    buf[off..off + len].copy_from_slice(&bytes[off..off + len]);
+                }
+                f(&buf)
+            }
         }
     }
 
@@ -1025,20 +1042,6 @@ fn read_typed<T: Element, E>(
     }
 }
 
-fn word_to<T: Element>(word: u64) -> T {
-    read_typed::<T, ()>(|b| {
-        b.copy_from_slice(&word.to_ne_bytes()[..b.len()]);
-        Ok(true)
-    })
-    .ok()
-    .flatten()
-    .expect("filled")
-}
-
-fn zero<T: Element>() -> T {
-    word_to(0)
-}
-
 /// A fixed-capacity concurrent hash map from `K` to `V` in shared memory.
 ///
 /// Keys are compared by their bytes (with padding zeroed); string keys use
@@ -1069,21 +1072,49 @@ fn zero<T: Element>() -> T {
 /// See the [module documentation](self) for the algorithm, the progress
 /// guarantee of each operation and what a crashed process leaves behind.
 pub struct Map<K: Element, V: Element> {
+    raw: RawMap,
+    _t: PhantomData<(K, V)>,
+}
+
+impl<K: Element, V: Element> std::fmt::Debug for Map<K, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.raw.fmt(f)
+    }
+}
+
+/// A map whose key and value types are known at run time only, by their
+/// type descriptors: keys and values go in and out as byte slices of
+/// [`key_size`](RawMap::key_size) and [`value_size`](RawMap::value_size)
+/// bytes. Python and C use this; [`Map<K, V>`] is the same map with Rust
+/// types. Padding bytes of record keys are zeroed before use, so keys
+/// compare by their data.
+///
+/// ```
+/// use shmds::Segment;
+/// # let name = format!("doc-rawmap-{}", std::process::id());
+/// let seg = Segment::create(&name, 1 << 20)?;
+/// let raw = seg.create_map_raw("hits", "<Q", "<q", 100)?;
+/// raw.insert(&7u64.to_ne_bytes(), &(-3i64).to_ne_bytes(), None)?;
+/// let hits = seg.open_map::<u64, i64>("hits")?;
+/// assert_eq!(hits.get(&7)?, Some(-3));
+/// # Segment::remove(&name)?;
+/// # Ok::<(), shmds::Error>(())
+/// ```
+pub struct RawMap {
     handle: Handle,
     header: *const MapHeader,
     shape: MapShape,
     key: Canon,
     value: Canon,
-    _t: PhantomData<(K, V)>,
 }
 
 // SAFETY: all shared state is reached through atomics and the slot protocol;
-// K and V are Send + Sync (Element).
-unsafe impl<K: Element, V: Element> Send for Map<K, V> {}
+// key and value bytes carry no Rust invariants.
+unsafe impl Send for RawMap {}
 // SAFETY: as above; every method takes &self and is safe to call concurrently.
-unsafe impl<K: Element, V: Element> Sync for Map<K, V> {}
+unsafe impl Sync for RawMap {}
 
-impl<K: Element, V: Element> std::fmt::Debug for Map<K, V> {
+impl std::fmt::Debug for RawMap {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Map")
             .field("name", &self.handle.name())
@@ -1102,12 +1133,12 @@ impl Segment {
         name: &str,
         capacity: u64,
     ) -> Result<Map<K, V>> {
-        Map::create(self, name, capacity, false)
+        RawMap::create(self, Typed::map::<K, V>(), name, capacity, false).map(Map::new)
     }
 
     /// Open the existing map `name`, checking its key and value types.
     pub fn open_map<K: Element, V: Element>(&self, name: &str) -> Result<Map<K, V>> {
-        Map::from_handle(Typed::map::<K, V>().open(self, name)?)
+        RawMap::from_handle(Typed::map::<K, V>().open(self, name)?).map(Map::new)
     }
 
     /// Open the map `name`, creating it with `capacity` if it does not exist.
@@ -1116,14 +1147,60 @@ impl Segment {
         name: &str,
         capacity: u64,
     ) -> Result<Map<K, V>> {
-        Map::create(self, name, capacity, true)
+        RawMap::create(self, Typed::map::<K, V>(), name, capacity, true).map(Map::new)
+    }
+
+    /// Create the map `name` from keys of type `key` to values of type
+    /// `value` (type descriptors, see [`TypeDescriptor`]).
+    pub fn create_map_raw(
+        &self,
+        name: &str,
+        key: &str,
+        value: &str,
+        capacity: u64,
+    ) -> Result<RawMap> {
+        RawMap::create(
+            self,
+            Typed::described_map(key, value)?,
+            name,
+            capacity,
+            false,
+        )
+    }
+
+    /// Open the map `name`, creating it if it does not exist. An existing
+    /// map must have these key and value types.
+    pub fn open_or_create_map_raw(
+        &self,
+        name: &str,
+        key: &str,
+        value: &str,
+        capacity: u64,
+    ) -> Result<RawMap> {
+        RawMap::create(
+            self,
+            Typed::described_map(key, value)?,
+            name,
+            capacity,
+            true,
+        )
+    }
+
+    /// Open the map `name` whatever its key and value types.
+    pub fn open_map_raw(&self, name: &str) -> Result<RawMap> {
+        RawMap::from_handle(Typed::stored(self, kind::MAP, name)?.open(self, name)?)
     }
 }
 
-impl<K: Element, V: Element> Map<K, V> {
-    fn create(seg: &Segment, name: &str, capacity: u64, existing_ok: bool) -> Result<Map<K, V>> {
-        let key_size = std::mem::size_of::<K>() as u64;
-        let value_size = std::mem::size_of::<V>() as u64;
+impl RawMap {
+    fn create(
+        seg: &Segment,
+        typed: Typed,
+        name: &str,
+        capacity: u64,
+        existing_ok: bool,
+    ) -> Result<RawMap> {
+        let (key_size, value_size) = (typed.key_size() as u64, typed.elem_size() as u64);
         if capacity == 0 || capacity > MAX_MAP_CAPACITY {
             return Err(Error::InvalidArgument(format!(
                 "map capacity must be 1..={MAX_MAP_CAPACITY}, not {capacity}"
@@ -1137,50 +1214,45 @@ impl<K: Element, V: Element> Map<K, V> {
         let stride = slot_stride(key_size, value_size);
         let size = block_size(MAP_HEADER_SIZE, capacity, stride)?;
         let seed = crate::segment::random_seed() ^ seg.seed().rotate_left(17);
-        let handle =
-            Typed::map::<K, V>().create(seg, name, capacity, size, existing_ok, |block| {
-                // SAFETY: the fresh block has `size` bytes, is 64-aligned and unpublished.
-                unsafe { init(block, capacity, key_size, value_size, seed) };
-                Ok(())
-            })?;
-        Map::from_handle(handle)
+        let handle = typed.create(seg, name, capacity, size, existing_ok, |block| {
+            // SAFETY: the fresh block has `size` bytes, is 64-aligned and unpublished.
+            unsafe { init(block, capacity, key_size, value_size, seed) };
+            Ok(())
+        })?;
+        RawMap::from_handle(handle)
     }
 
-    fn from_handle(handle: Handle) -> Result<Map<K, V>> {
+    fn from_handle(handle: Handle) -> Result<RawMap> {
         let (header, shape) = validate(&handle)?;
         let header: *const MapHeader = header;
-        Ok(Map {
+        let key = Canon::described(&handle.info.key_type, shape.key_size);
+        let value = Canon::described(&handle.info.elem_type, shape.value_size);
+        Ok(RawMap {
             handle,
             header,
             shape,
-            key: Canon::of::<K>(),
-            value: Canon::of::<V>(),
-            _t: PhantomData,
+            key,
+            value,
         })
     }
 
+    /// The algorithm over this map, with the sizes of `shape`.
     #[inline]
-    fn core(&self) -> MapCore<'_> {
-        // The sizes are those of K and V (the open checked the entry
-        // against them); spelling them as constants lets the compiler
-        // specialise the algorithm for this key and value type.
-        let shape = MapShape {
-            capacity: self.shape.capacity,
-            seed: self.shape.seed,
-            ..MapShape::new(0, std::mem::size_of::<K>(), std::mem::size_of::<V>(), 0)
-        };
-        debug_assert_eq!(shape.stride, self.shape.stride);
+    fn core_with(&self, shape: MapShape) -> MapCore<'_> {
         // SAFETY: the header was validated at open and lives as long as the
         // mapping, which self.handle keeps alive.
         core_of(&self.handle, unsafe { &*self.header }, shape)
     }
 
+    #[inline]
+    fn core(&self) -> MapCore<'_> {
+        self.core_with(self.shape)
+    }
+
     fn fault(&self, fault: Fault) -> Error {
         match fault {
             Fault::Corrupt(detail) => self.handle.corrupt(detail),
-            Fault::Full => Error::Full {
-                name: self.handle.name().to_owned(),
-            },
+            Fault::Full => self.handle.full(),
             Fault::Busy(pid) => Error::Busy {
                 name: self.handle.name().to_owned(),
                 pid,
@@ -1189,95 +1261,249 @@ impl<K: Element, V: Element> Map<K, V> {
         }
     }
 
-    /// The value of `key`, if present. Never blocks writers (see the module
-    /// docs).
-    #[inline]
-    pub fn get(&self, key: &K) -> Result<Option<V>> {
-        self.handle.check()?;
-        let core = self.core();
-        self.key
-            .with(key, |k| {
-                read_typed::<V, Fault>(|out| core.get(&core.key(k), Some(out)))
-            })
-            .map_err(|f| self.fault(f))
-    }
-
-    /// Whether `key` is present.
-    pub fn contains_key(&self, key: &K) -> Result<bool> {
-        self.handle.check()?;
-        let core = self.core();
-        self.key
-            .with(key, |k| core.get(&core.key(k), None))
-            .map_err(|f| self.fault(f))
-    }
-
-    /// Run `op` holding the lock of `key`'s home slot.
+    /// Run `op` holding the lock of the home slot of `key` (canonical bytes).
     #[inline]
     fn locked<R>(
         &self,
-        key: &K,
+        core: &MapCore<'_>,
+        key: &[u8],
         op: impl FnOnce(&mut Locked<'_, '_>) -> std::result::Result<R, Fault>,
     ) -> Result<R> {
         self.handle.check()?;
-        let core = self.core();
-        self.key
-            .with(key, |k| {
-                let key = core.key(k);
-                let mut guard = core.lock(&key)?;
-                op(&mut guard)
-            })
+        let key = core.key(key);
+        let result = core.lock(&key).and_then(|mut guard| op(&mut guard));
+        result.map_err(|f| self.fault(f))
+    }
+
+    // The operations below take canonical key and value bytes and a core;
+    // the typed Map passes a core specialised to its sizes.
+
+    #[inline]
+    fn get_in(&self, core: &MapCore<'_>, key: &[u8], out: Option<&mut [u8]>) -> Result<bool> {
+        self.handle.check()?;
+        core.get(&core.key(key), out).map_err(|f| self.fault(f))
+    }
+
+    fn insert_in(
+        &self,
+        core: &MapCore<'_>,
+        key: &[u8],
+        value: &[u8],
+        old: Option<&mut [u8]>,
+    ) -> Result<bool> {
+        self.locked(core, key, |g| match g.find(old)? {
+            Some((slot, _)) => {
+                g.set_value(slot, value);
+                Ok(true)
+            }
+            None => g.insert_new(value).map(|()| false),
+        })
+    }
+
+    fn get_or_insert_in(
+        &self,
+        core: &MapCore<'_>,
+        key: &[u8],
+        value: &[u8],
+        out: &mut [u8],
+    ) -> Result<bool> {
+        self.locked(core, key, |g| match g.find(Some(&mut *out))? {
+            Some(_) => Ok(true),
+            None => {
+                g.insert_new(value)?;
+                out.copy_from_slice(value);
+                Ok(false)
+            }
+        })
+    }
+
+    fn remove_in(&self, core: &MapCore<'_>, key: &[u8], old: Option<&mut [u8]>) -> Result<bool> {
+        self.locked(core, key, |g| match g.find(old)? {
+            Some((slot, d)) => {
+                g.remove_at(slot, d);
+                Ok(true)
+            }
+            None => Ok(false),
+        })
+    }
+
+    /// Values of at most 8 bytes, as the unsigned integer of their bytes.
+    fn require_word_value(&self) -> Result<()> {
+        if self.shape.value_size > 8 {
+            return Err(Error::InvalidArgument(format!(
+                "map {:?} has {}-byte values; atomic integer operations need at most 8",
+                self.handle.name(),
+                self.shape.value_size
+            )));
+        }
+        Ok(())
+    }
+
+    fn fetch_add_in(&self, core: &MapCore<'_>, key: &[u8], delta: u64) -> Result<u64> {
+        let size = self.shape.value_size;
+        self.locked(core, key, |g| match g.find(None)? {
+            Some((slot, _)) => {
+                let old = int_of(&g.value_word(slot).to_ne_bytes()[..size]);
+                g.set_value(slot, int_bytes(old.wrapping_add(delta), size).as_slice());
+                Ok(old)
+            }
+            None => {
+                g.insert_new(int_bytes(delta, size).as_slice())?;
+                Ok(0)
+            }
+        })
+    }
+
+    fn compare_exchange_in(
+        &self,
+        core: &MapCore<'_>,
+        key: &[u8],
+        current: u64,
+        new: u64,
+    ) -> Result<std::result::Result<u64, Option<u64>>> {
+        let size = self.shape.value_size;
+        self.locked(core, key, |g| match g.find(None)? {
+            Some((slot, _)) => {
+                let old = int_of(&g.value_word(slot).to_ne_bytes()[..size]);
+                if old == truncate(current, size) {
+                    g.set_value(slot, int_bytes(new, size).as_slice());
+                    Ok(Ok(old))
+                } else {
+                    Ok(Err(Some(old)))
+                }
+            }
+            None => Ok(Err(None)),
+        })
+    }
+
+    /// Check the length of a key and run `f` with its canonical bytes.
+    fn with_key<R>(&self, key: &[u8], f: impl FnOnce(&[u8]) -> Result<R>) -> Result<R> {
+        crate::payload::one(key.len(), self.shape.key_size, self.name()).map_err(|_| {
+            Error::InvalidArgument(format!(
+                "keys of map {:?} have {} bytes, not {}",
+                self.name(),
+                self.shape.key_size,
+                key.len()
+            ))
+        })?;
+        self.key.with_bytes(key, f)
+    }
+
+    /// Check the length of a value and run `f` with its canonical bytes.
+    fn with_value<R>(&self, value: &[u8], f: impl FnOnce(&[u8]) -> Result<R>) -> Result<R> {
+        crate::payload::one(value.len(), self.shape.value_size, self.name())?;
+        self.value.with_bytes(value, f)
+    }
+
+    /// The value of `key` into `out` (`value_size` bytes); `false` when the
+    /// key is absent. Never blocks writers.
+    pub fn get(&self, key: &[u8], out: &mut [u8]) -> Result<bool> {
+        crate::payload::one(out.len(), self.shape.value_size, self.name())?;
+        self.with_key(key, |k| self.get_in(&self.core(), k, Some(out)))
+    }
+
+    /// Whether `key` is present.
+    pub fn contains_key(&self, key: &[u8]) -> Result<bool> {
+        self.with_key(key, |k| self.get_in(&self.core(), k, None))
+    }
+
+    /// Set `key` to `value`. Returns whether the key was present, and then
+    /// copies its previous value into `old` if given. [`Error::Full`] when
+    /// the key is new and every slot is taken.
+    pub fn insert(&self, key: &[u8], value: &[u8], old: Option<&mut [u8]>) -> Result<bool> {
+        if let Some(old) = &old {
+            crate::payload::one(old.len(), self.shape.value_size, self.name())?;
+        }
+        self.with_key(key, |k| {
+            self.with_value(value, |v| self.insert_in(&self.core(), k, v, old))
+        })
+    }
+
+    /// Copy `key`'s value into `out`, inserting `value` first if the key is
+    /// absent. Returns whether the key was already present.
+    pub fn get_or_insert(&self, key: &[u8], value: &[u8], out: &mut [u8]) -> Result<bool> {
+        crate::payload::one(out.len(), self.shape.value_size, self.name())?;
+        self.with_key(key, |k| {
+            self.with_value(value, |v| self.get_or_insert_in(&self.core(), k, v, out))
+        })
+    }
+
+    /// Remove `key`; returns whether it was present, and then copies its
+    /// value into `old` if given.
+    pub fn remove(&self, key: &[u8], old: Option<&mut [u8]>) -> Result<bool> {
+        if let Some(old) = &old {
+            crate::payload::one(old.len(), self.shape.value_size, self.name())?;
+        }
+        self.with_key(key, |k| self.remove_in(&self.core(), k, old))
+    }
+
+    /// For integer values (at most 8 bytes): add `delta` to the value of
+    /// `key`, wrapping at the value's width, and return the previous value
+    /// zero-extended to 64 bits (sign-extend it yourself for signed types;
+    /// a negative `delta` is its two's complement). An absent key counts as
+    /// zero and is inserted with `delta`.
+    pub fn fetch_add(&self, key: &[u8], delta: u64) -> Result<u64> {
+        self.require_word_value()?;
+        self.with_key(key, |k| self.fetch_add_in(&self.core(), k, delta))
+    }
+
+    /// For integer values (at most 8 bytes): if `key`'s value is `current`
+    /// (truncated to the value's width), set it to `new`. `Ok(previous)` on
+    /// success, `Err(Some(actual))` when the value differs, `Err(None)` when
+    /// the key is absent.
+    pub fn compare_exchange(
+        &self,
+        key: &[u8],
+        current: u64,
+        new: u64,
+    ) -> Result<std::result::Result<u64, Option<u64>>> {
+        self.require_word_value()?;
+        self.with_key(key, |k| {
+            self.compare_exchange_in(&self.core(), k, current, new)
+        })
+    }
+
+    /// Copy slot `slot`'s key and value out if it holds a live key
+    /// (`Ok(false)` for a free slot or `slot >= capacity`). Iterating slots
+    /// `0..capacity` visits every key present throughout exactly once (keys
+    /// never move); this is what [`RawMap::iter`] does, for cursors that
+    /// cannot hold a borrow.
+    pub fn read_slot(&self, slot: u64, key: &mut [u8], value: &mut [u8]) -> Result<bool> {
+        crate::payload::one(value.len(), self.shape.value_size, self.name())?;
+        if key.len() != self.shape.key_size {
+            return Err(Error::InvalidArgument(format!(
+                "keys of map {:?} have {} bytes, not {}",
+                self.name(),
+                self.shape.key_size,
+                key.len()
+            )));
+        }
+        self.handle.check()?;
+        if slot >= self.shape.capacity {
+            return Ok(false);
+        }
+        self.core()
+            .read_slot(slot, key, value)
             .map_err(|f| self.fault(f))
     }
 
-    /// Set `key` to `value`; returns the previous value. [`Error::Full`]
-    /// when the key is new and every slot is taken.
-    pub fn insert(&self, key: K, value: V) -> Result<Option<V>> {
-        self.value.with(&value, |v| {
-            self.locked(&key, |g| {
-                let mut at = None;
-                let old = read_typed::<V, Fault>(|out| {
-                    at = g.find(Some(out))?;
-                    Ok(at.is_some())
-                })?;
-                match at {
-                    Some((slot, _)) => g.set_value(slot, v),
-                    None => g.insert_new(v)?,
-                }
-                Ok(old)
-            })
+    /// A weakly consistent iterator over `(key, value)` byte pairs; see
+    /// [`Map::iter`]. Unreadable (damaged) slots are skipped.
+    pub fn iter(&self) -> impl Iterator<Item = (Vec<u8>, Vec<u8>)> + '_ {
+        (0..self.shape.capacity).filter_map(move |slot| {
+            let mut key = vec![0; self.shape.key_size];
+            let mut value = vec![0; self.shape.value_size];
+            matches!(self.read_slot(slot, &mut key, &mut value), Ok(true)).then_some((key, value))
         })
     }
 
-    /// The value of `key`, inserting `value` first if the key is absent
-    /// (Python's `setdefault`).
-    pub fn get_or_insert(&self, key: K, value: V) -> Result<V> {
-        self.value.with(&value, |v| {
-            self.locked(&key, |g| {
-                match read_typed::<V, Fault>(|out| Ok(g.find(Some(out))?.is_some()))? {
-                    Some(existing) => Ok(existing),
-                    None => {
-                        g.insert_new(v)?;
-                        Ok(value)
-                    }
-                }
-            })
-        })
-    }
-
-    /// Remove `key`; returns its value if it was present. The slot is free
-    /// for any key at once.
-    pub fn remove(&self, key: &K) -> Result<Option<V>> {
-        self.locked(key, |g| {
-            let mut at = None;
-            let old = read_typed::<V, Fault>(|out| {
-                at = g.find(Some(out))?;
-                Ok(at.is_some())
-            })?;
-            if let Some((slot, d)) = at {
-                g.remove_at(slot, d);
-            }
-            Ok(old)
-        })
+    /// Remove every key (keys inserted concurrently may survive).
+    pub fn clear(&self) -> Result<()> {
+        self.handle.check()?;
+        for (k, _) in self.iter() {
+            self.remove(&k, None)?;
+        }
+        Ok(())
     }
 
     /// Number of keys. Exact when no writer runs (and none died mid-write).
@@ -1295,16 +1521,19 @@ impl<K: Element, V: Element> Map<K, V> {
         self.shape.capacity
     }
 
+    /// Size of a key in bytes.
+    pub fn key_size(&self) -> usize {
+        self.shape.key_size
+    }
+
+    /// Size of a value in bytes.
+    pub fn value_size(&self) -> usize {
+        self.shape.value_size
+    }
+
     /// The entry name.
     pub fn name(&self) -> &str {
         self.handle.name()
-    }
-
-    /// The home slot of `key` (FORMAT.md), for tests and byte-level tools.
-    #[doc(hidden)]
-    pub fn home_slot(&self, key: &K) -> u64 {
-        let core = self.core();
-        self.key.with(key, |k| core.home_of(core.key(k).hash))
     }
 
     /// The key type descriptor.
@@ -1315,6 +1544,154 @@ impl<K: Element, V: Element> Map<K, V> {
     /// The value type descriptor.
     pub fn value_type(&self) -> &str {
         &self.handle.info.elem_type
+    }
+
+    /// The name of the segment the map lives in.
+    pub fn segment_name(&self) -> &str {
+        self.handle.seg.name()
+    }
+}
+
+/// The unsigned integer whose native-order bytes are `bytes` (at most 8).
+fn int_of(bytes: &[u8]) -> u64 {
+    let mut b = [0u8; 8];
+    if cfg!(target_endian = "little") {
+        b[..bytes.len()].copy_from_slice(bytes);
+    } else {
+        b[8 - bytes.len()..].copy_from_slice(bytes);
+    }
+    u64::from_ne_bytes(b)
+}
+
+/// The low `size` bytes of `v`, in native order.
+fn int_bytes(v: u64, size: usize) -> Vec<u8> {
+    let b = v.to_ne_bytes();
+    if cfg!(target_endian = "little") {
+        b[..size].to_vec()
+    } else {
+        b[8 - size..].to_vec()
+    }
+}
+
+/// `v` truncated to `size` bytes.
+fn truncate(v: u64, size: usize) -> u64 {
+    if size >= 8 {
+        v
+    } else {
+        v & ((1u64 << (size * 8)) - 1)
+    }
+}
+
+impl<K: Element, V: Element> Map<K, V> {
+    fn new(raw: RawMap) -> Map<K, V> {
+        debug_assert_eq!(raw.shape.key_size, std::mem::size_of::<K>());
+        debug_assert_eq!(raw.shape.value_size, std::mem::size_of::<V>());
+        Map {
+            raw,
+            _t: PhantomData,
+        }
+    }
+
+    #[inline]
+    fn core(&self) -> MapCore<'_> {
+        // The sizes are those of K and V (the open checked the entry
+        // against them); spelling them as constants lets the compiler
+        // specialise the algorithm for this key and value type.
+        let shape = MapShape {
+            capacity: self.raw.shape.capacity,
+            seed: self.raw.shape.seed,
+            ..MapShape::new(0, std::mem::size_of::<K>(), std::mem::size_of::<V>(), 0)
+        };
+        debug_assert_eq!(shape.stride, self.raw.shape.stride);
+        self.raw.core_with(shape)
+    }
+
+    /// The value of `key`, if present. Never blocks writers (see the module
+    /// docs).
+    #[inline]
+    pub fn get(&self, key: &K) -> Result<Option<V>> {
+        let core = self.core();
+        self.raw.key.with(key, |k| {
+            read_typed::<V, Error>(|out| self.raw.get_in(&core, k, Some(out)))
+        })
+    }
+
+    /// Whether `key` is present.
+    pub fn contains_key(&self, key: &K) -> Result<bool> {
+        let core = self.core();
+        self.raw.key.with(key, |k| self.raw.get_in(&core, k, None))
+    }
+
+    /// Set `key` to `value`; returns the previous value. [`Error::Full`]
+    /// when the key is new and every slot is taken.
+    pub fn insert(&self, key: K, value: V) -> Result<Option<V>> {
+        let core = self.core();
+        self.raw.key.with(&key, |k| {
+            self.raw.value.with(&value, |v| {
+                read_typed::<V, Error>(|old| self.raw.insert_in(&core, k, v, Some(old)))
+            })
+        })
+    }
+
+    /// The value of `key`, inserting `value` first if the key is absent
+    /// (Python's `setdefault`).
+    pub fn get_or_insert(&self, key: K, value: V) -> Result<V> {
+        let core = self.core();
+        let found = self.raw.key.with(&key, |k| {
+            self.raw.value.with(&value, |v| {
+                read_typed::<V, Error>(|out| {
+                    self.raw.get_or_insert_in(&core, k, v, out)?;
+                    Ok(true)
+                })
+            })
+        })?;
+        Ok(found.unwrap_or(value))
+    }
+
+    /// Remove `key`; returns its value if it was present. The slot is free
+    /// for any key at once.
+    pub fn remove(&self, key: &K) -> Result<Option<V>> {
+        let core = self.core();
+        self.raw.key.with(key, |k| {
+            read_typed::<V, Error>(|old| self.raw.remove_in(&core, k, Some(old)))
+        })
+    }
+
+    /// Number of keys. Exact when no writer runs (and none died mid-write).
+    pub fn len(&self) -> usize {
+        self.raw.len()
+    }
+
+    /// Whether the map holds no key.
+    pub fn is_empty(&self) -> bool {
+        self.raw.is_empty()
+    }
+
+    /// The most keys the map holds.
+    pub fn capacity(&self) -> u64 {
+        self.raw.capacity()
+    }
+
+    /// The entry name.
+    pub fn name(&self) -> &str {
+        self.raw.name()
+    }
+
+    /// The home slot of `key` (FORMAT.md), for tests and byte-level tools.
+    #[doc(hidden)]
+    pub fn home_slot(&self, key: &K) -> u64 {
+        let core = self.core();
+        self.raw.key.with(key, |k| core.home_of(core.key(k).hash))
+    }
+
+    /// The key type descriptor.
+    pub fn key_type(&self) -> &str {
+        self.raw.key_type()
+    }
+
+    /// The value type descriptor.
+    pub fn value_type(&self) -> &str {
+        self.raw.value_type()
     }
 
     /// A weakly consistent iterator over `(key, value)` pairs: every key
@@ -1329,11 +1706,7 @@ impl<K: Element, V: Element> Map<K, V> {
     /// Remove every key (each removal as by [`Map::remove`]; keys inserted
     /// concurrently may survive).
     pub fn clear(&self) -> Result<()> {
-        self.handle.check()?;
-        for (k, _) in self.iter() {
-            self.remove(&k)?;
-        }
-        Ok(())
+        self.raw.clear()
     }
 
     fn read_slot(&self, slot: u64) -> std::result::Result<Option<(K, V)>, Fault> {
@@ -1352,18 +1725,12 @@ impl<K: Element, V: AtomicElement> Map<K, V> {
     /// value; an absent key counts as zero and is inserted with `delta`.
     /// Atomic: concurrent `fetch_add`s from any processes all count.
     pub fn fetch_add(&self, key: &K, delta: V) -> Result<V> {
-        self.locked(key, |g| match g.find(None)? {
-            Some((slot, _)) => {
-                let old: V = word_to(g.value_word(slot));
-                let new = old.wrapping_add(delta);
-                self.value.with(&new, |v| g.set_value(slot, v));
-                Ok(old)
-            }
-            None => {
-                self.value.with(&delta, |v| g.insert_new(v))?;
-                Ok(zero())
-            }
-        })
+        let core = self.core();
+        let old = self
+            .raw
+            .key
+            .with(key, |k| self.raw.fetch_add_in(&core, k, bits_of(delta)))?;
+        Ok(from_bits(old))
     }
 
     /// If `key`'s value is `current`, set it to `new`. Returns `Ok(previous)`
@@ -1375,19 +1742,33 @@ impl<K: Element, V: AtomicElement> Map<K, V> {
         current: V,
         new: V,
     ) -> Result<std::result::Result<V, Option<V>>> {
-        self.locked(key, |g| match g.find(None)? {
-            Some((slot, _)) => {
-                let old: V = word_to(g.value_word(slot));
-                if old == current {
-                    self.value.with(&new, |v| g.set_value(slot, v));
-                    Ok(Ok(old))
-                } else {
-                    Ok(Err(Some(old)))
-                }
-            }
-            None => Ok(Err(None)),
-        })
+        let core = self.core();
+        let result = self.raw.key.with(key, |k| {
+            self.raw
+                .compare_exchange_in(&core, k, bits_of(current), bits_of(new))
+        })?;
+        Ok(result.map(from_bits).map_err(|e| e.map(from_bits)))
     }
+}
+
+/// An integer element as the unsigned integer of its bytes.
+fn bits_of<V: AtomicElement>(v: V) -> u64 {
+    // SAFETY: integer AtomicElements have no padding; the slice covers v.
+    let bytes = unsafe {
+        std::slice::from_raw_parts((&v as *const V).cast::<u8>(), std::mem::size_of::<V>())
+    };
+    int_of(bytes)
+}
+
+/// The integer element whose bytes are the low bytes of `bits`.
+fn from_bits<V: AtomicElement>(bits: u64) -> V {
+    read_typed::<V, ()>(|b| {
+        b.copy_from_slice(&int_bytes(bits, b.len()));
+        Ok(true)
+    })
+    .ok()
+    .flatten()
+    .expect("filled")
 }
 
 /// Iterator over a [`Map`]'s pairs; see [`Map::iter`].
@@ -1400,7 +1781,7 @@ impl<K: Element, V: Element> Iterator for Iter<'_, K, V> {
     type Item = (K, V);
 
     fn next(&mut self) -> Option<(K, V)> {
-        while self.next < self.map.shape.capacity {
+        while self.next < self.map.raw.shape.capacity {
             let slot = self.next;
             self.next += 1;
             if let Ok(Some(pair)) = self.map.read_slot(slot) {

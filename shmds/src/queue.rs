@@ -68,10 +68,11 @@ use crate::element::Element;
 use crate::error::{Error, Result};
 use crate::handle::{block_size, Handle, Typed};
 use crate::layout::{kind, QueueHeader, QueueSlot, QUEUE_HEADER_SIZE};
+use crate::payload;
 use crate::process::{current_pid, is_alive};
 use crate::segment::Segment;
 use crate::sync::Ordering;
-use crate::wait::{futex_wait_low, futex_wake_low, Deadline, PeerWait};
+use crate::wait::{futex_wait_low, futex_wake_low, Deadline, PeerWait, Wait};
 use std::marker::PhantomData;
 use std::time::Duration;
 
@@ -658,43 +659,39 @@ pub(crate) fn check(handle: &Handle, _deep: bool) -> Result<Option<u64>> {
     Ok(Some(core.len()))
 }
 
-/// A bounded multi-producer multi-consumer FIFO queue of `T` in shared memory.
+/// A queue whose element type is known at run time only, by its type
+/// descriptor: elements go in and out as byte slices of
+/// [`elem_size`](RawQueue::elem_size) bytes each. This is what the Python and
+/// C bindings use; [`Queue<T>`] is the same queue with a Rust type, and both
+/// can be open on one queue at once.
 ///
 /// ```
 /// use shmds::Segment;
-/// use std::time::Duration;
-/// # let name = format!("doc-queue-{}", std::process::id());
+/// # let name = format!("doc-rawqueue-{}", std::process::id());
 /// let seg = Segment::create(&name, 1 << 20)?;
-/// let jobs = seg.create_queue::<u64>("jobs", 3)?;
-/// jobs.try_push(1)?;
-/// jobs.push_slice(&[2, 3], None)?;
-/// assert!(matches!(jobs.try_push(4), Err(shmds::Error::Full { .. })));
-/// assert_eq!(jobs.try_pop()?, 1);
-/// let mut out = [0; 8];
-/// assert_eq!(jobs.try_pop_into(&mut out)?, 2);
-/// assert_eq!(&out[..2], &[2, 3]);
-/// assert!(matches!(jobs.pop(Some(Duration::from_millis(1))), Err(shmds::Error::Timeout { .. })));
+/// let raw = seg.create_queue_raw("ticks", "<Q", 8)?;
+/// raw.try_push(&7u64.to_ne_bytes())?;
+/// // The same queue, typed:
+/// let ticks = seg.open_queue::<u64>("ticks")?;
+/// assert_eq!(ticks.try_pop()?, 7);
 /// # Segment::remove(&name)?;
 /// # Ok::<(), shmds::Error>(())
 /// ```
-///
-/// See the [module documentation](self) for the algorithm, the progress
-/// guarantee and what a crashed process leaves behind.
-pub struct Queue<T: Element> {
+pub struct RawQueue {
     handle: Handle,
     header: *const QueueHeader,
     slots: *mut u8,
     shape: QueueShape,
-    _t: PhantomData<T>,
+    elem_size: usize,
 }
 
 // SAFETY: the queue's shared state is only touched through atomics and the
-// claim protocol; T is Send (Element).
-unsafe impl<T: Element> Send for Queue<T> {}
+// claim protocol; payload bytes carry no Rust invariants.
+unsafe impl Send for RawQueue {}
 // SAFETY: as above; all methods take &self and are safe to call concurrently.
-unsafe impl<T: Element> Sync for Queue<T> {}
+unsafe impl Sync for RawQueue {}
 
-impl<T: Element> std::fmt::Debug for Queue<T> {
+impl std::fmt::Debug for RawQueue {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Queue")
             .field("name", &self.handle.name())
@@ -707,55 +704,93 @@ impl<T: Element> std::fmt::Debug for Queue<T> {
 impl Segment {
     /// Create a queue of `capacity` elements (exactly; not rounded).
     pub fn create_queue<T: Element>(&self, name: &str, capacity: u64) -> Result<Queue<T>> {
-        Queue::create(self, name, capacity, false)
+        RawQueue::create(self, Typed::of::<T>(kind::QUEUE), name, capacity, false).map(Queue::new)
     }
 
     /// Open the queue `name`; fails with [`Error::TypeMismatch`] if it holds another type.
     pub fn open_queue<T: Element>(&self, name: &str) -> Result<Queue<T>> {
-        Queue::from_handle(Typed::of::<T>(kind::QUEUE).open(self, name)?)
+        RawQueue::from_handle(Typed::of::<T>(kind::QUEUE).open(self, name)?).map(Queue::new)
     }
 
     /// Open the queue `name`, creating it with `capacity` if it does not exist.
     pub fn open_or_create_queue<T: Element>(&self, name: &str, capacity: u64) -> Result<Queue<T>> {
-        Queue::create(self, name, capacity, true)
+        RawQueue::create(self, Typed::of::<T>(kind::QUEUE), name, capacity, true).map(Queue::new)
+    }
+
+    /// Create a queue of `capacity` elements of the type `descriptor`
+    /// describes (see [`TypeDescriptor`](crate::TypeDescriptor)).
+    pub fn create_queue_raw(
+        &self,
+        name: &str,
+        descriptor: &str,
+        capacity: u64,
+    ) -> Result<RawQueue> {
+        RawQueue::create(
+            self,
+            Typed::described(kind::QUEUE, descriptor)?,
+            name,
+            capacity,
+            false,
+        )
+    }
+
+    /// Open the queue `name`, creating it with `capacity` elements of type
+    /// `descriptor` if it does not exist. An existing queue must hold that type.
+    pub fn open_or_create_queue_raw(
+        &self,
+        name: &str,
+        descriptor: &str,
+        capacity: u64,
+    ) -> Result<RawQueue> {
+        RawQueue::create(
+            self,
+            Typed::described(kind::QUEUE, descriptor)?,
+            name,
+            capacity,
+            true,
+        )
+    }
+
+    /// Open the queue `name` whatever its element type.
+    pub fn open_queue_raw(&self, name: &str) -> Result<RawQueue> {
+        RawQueue::from_handle(Typed::stored(self, kind::QUEUE, name)?.open(self, name)?)
     }
 }
 
-impl<T: Element> Queue<T> {
-    fn create(seg: &Segment, name: &str, capacity: u64, existing_ok: bool) -> Result<Queue<T>> {
+impl RawQueue {
+    fn create(
+        seg: &Segment,
+        typed: Typed,
+        name: &str,
+        capacity: u64,
+        existing_ok: bool,
+    ) -> Result<RawQueue> {
         if capacity == 0 || capacity > MAX_QUEUE_CAPACITY {
             return Err(Error::InvalidArgument(format!(
                 "queue capacity must be 1..={MAX_QUEUE_CAPACITY}, not {capacity}"
             )));
         }
-        let elem_size = std::mem::size_of::<T>() as u64;
+        let elem_size = typed.elem_size() as u64;
         let size = block_size(QUEUE_HEADER_SIZE, capacity, slot_stride(elem_size))?;
-        let handle = Typed::of::<T>(kind::QUEUE).create(
-            seg,
-            name,
-            capacity,
-            size,
-            existing_ok,
-            |block| {
-                // SAFETY: the fresh block has `size` bytes, is 64-aligned and unpublished.
-                unsafe { init(block, capacity, elem_size) };
-                Ok(())
-            },
-        )?;
-        Queue::from_handle(handle)
+        let handle = typed.create(seg, name, capacity, size, existing_ok, |block| {
+            // SAFETY: the fresh block has `size` bytes, is 64-aligned and unpublished.
+            unsafe { init(block, capacity, elem_size) };
+            Ok(())
+        })?;
+        RawQueue::from_handle(handle)
     }
 
-    fn from_handle(handle: Handle) -> Result<Queue<T>> {
+    fn from_handle(handle: Handle) -> Result<RawQueue> {
         let (header, shape) = validate(&handle)?;
         let header: *const QueueHeader = header;
         // SAFETY: validate proved the slot array lies inside the block.
         let slots = unsafe { handle.block.add(QUEUE_HEADER_SIZE as usize) };
-        Ok(Queue {
+        Ok(RawQueue {
+            elem_size: handle.info.elem_size as usize,
             handle,
             header,
             slots,
             shape,
-            _t: PhantomData,
         })
     }
 
@@ -769,7 +804,7 @@ impl<T: Element> Queue<T> {
     fn stop(&self, stop: Stop) -> Error {
         match stop {
             Stop::Corrupt(detail) => self.handle.corrupt(detail),
-            Stop::TimedOut => self.timeout(),
+            Stop::TimedOut => self.handle.timeout(),
             Stop::Busy(pid) => Error::Busy {
                 name: self.handle.name().to_owned(),
                 pid,
@@ -778,127 +813,33 @@ impl<T: Element> Queue<T> {
         }
     }
 
-    fn timeout(&self) -> Error {
-        Error::Timeout {
-            name: self.handle.name().to_owned(),
-        }
-    }
-
-    fn writer(value: &T) -> impl FnMut(*mut u8) + '_ {
-        move |p| {
-            // SAFETY: the payload has size_of::<T>() bytes and is ours while
-            // the slot is claimed; unaligned because payloads are 8-aligned only.
-            unsafe { p.cast::<T>().write_unaligned(*value) }
-        }
-    }
-
-    /// Push `value` if there is room; [`Error::Full`] otherwise. Never sleeps.
-    pub fn try_push(&self, value: T) -> Result<()> {
+    /// Push up to `n` elements, the `i`-th written into its payload by
+    /// `write(i, payload)`. Without `wait` it stops at the first full slot;
+    /// with it, it waits for room until the deadline passes. Returns how
+    /// many were pushed (a prefix).
+    #[inline(always)]
+    pub(crate) fn push_n(
+        &self,
+        n: usize,
+        write: &mut impl FnMut(usize, *mut u8),
+        mut wait: Option<&mut Wait<'_>>,
+    ) -> Result<usize> {
         self.handle.check()?;
-        match self.core().push(&mut Self::writer(&value), None) {
-            Ok(None) => Ok(()),
-            Ok(Some(_)) => Err(Error::Full {
-                name: self.handle.name().to_owned(),
-            }),
-            Err(stop) => Err(self.stop(stop)),
-        }
-    }
-
-    /// Take the oldest element; [`Error::Empty`] if there is none. Never sleeps.
-    pub fn try_pop(&self) -> Result<T> {
-        self.handle.check()?;
-        let mut out = std::mem::MaybeUninit::<T>::uninit();
-        let mut reader = |p: *const u8| {
-            // SAFETY: the payload holds a T written by a push (any bit pattern
-            // is a valid T); out has room for one T.
-            unsafe { out.as_mut_ptr().write(p.cast::<T>().read_unaligned()) }
-        };
-        match self.core().pop(&mut reader, None) {
-            // SAFETY: a completed pop called the reader, which initialised out.
-            Ok(None) => Ok(unsafe { out.assume_init() }),
-            Ok(Some(_)) => Err(Error::Empty {
-                name: self.handle.name().to_owned(),
-            }),
-            Err(stop) => Err(self.stop(stop)),
-        }
-    }
-
-    /// Push `value`, waiting while the queue is full: forever when `timeout`
-    /// is `None`, else at most `timeout` ([`Error::Timeout`]).
-    pub fn push(&self, value: T, timeout: Option<Duration>) -> Result<()> {
-        self.handle.check()?;
-        let deadline = Deadline::after(timeout);
-        let core = self.core();
-        let mut patience = PeerWait::new();
-        let mut spins = 0;
-        loop {
-            match core.push(&mut Self::writer(&value), Some(&deadline)) {
-                Ok(None) => return Ok(()),
-                Ok(Some(blocked)) => {
-                    if deadline.expired() {
-                        return Err(self.timeout());
-                    }
-                    if spins < SPINS_BEFORE_SLEEP {
-                        spins += 1;
-                        crate::sync::spin_hint();
-                    } else {
-                        core.wait(blocked, &deadline, &mut patience);
-                        self.handle.check()?;
-                    }
-                }
-                Err(stop) => return Err(self.stop(stop)),
-            }
-        }
-    }
-
-    /// Take the oldest element, waiting while the queue is empty: forever
-    /// when `timeout` is `None`, else at most `timeout` ([`Error::Timeout`]).
-    pub fn pop(&self, timeout: Option<Duration>) -> Result<T> {
-        let mut out = [std::mem::MaybeUninit::<T>::uninit()];
-        self.pop_blocking(&mut out, timeout)?;
-        // SAFETY: pop_blocking returned Ok, so it filled out[0].
-        Ok(unsafe { out[0].assume_init() })
-    }
-
-    /// Push as many of `values` as fit now; returns how many (a prefix).
-    pub fn try_push_slice(&self, values: &[T]) -> Result<usize> {
-        self.handle.check()?;
-        let core = self.core();
-        for (i, value) in values.iter().enumerate() {
-            match core.push(&mut Self::writer(value), None) {
-                Ok(None) => {}
-                Ok(Some(_)) => return Ok(i),
-                Err(stop) => return Err(self.stop(stop)),
-            }
-        }
-        Ok(values.len())
-    }
-
-    /// Push all of `values` in order, waiting for room as needed. Returns
-    /// how many were pushed: all, unless `timeout` passed first.
-    pub fn push_slice(&self, values: &[T], timeout: Option<Duration>) -> Result<usize> {
-        self.handle.check()?;
-        let deadline = Deadline::after(timeout);
         let core = self.core();
         let mut patience = PeerWait::new();
         let mut done = 0;
         let mut spins = 0;
-        while done < values.len() {
-            match core.push(&mut Self::writer(&values[done]), Some(&deadline)) {
+        while done < n {
+            let deadline = wait.as_ref().map(|w| &w.deadline);
+            match core.push(&mut |p| write(done, p), deadline) {
                 Ok(None) => {
                     done += 1;
                     spins = 0;
                 }
                 Ok(Some(blocked)) => {
-                    if deadline.expired() {
+                    let Some(w) = wait.as_deref_mut() else { break };
+                    if !self.nap(&core, blocked, w, &mut spins, &mut patience)? {
                         break;
-                    }
-                    if spins < SPINS_BEFORE_SLEEP {
-                        spins += 1;
-                        crate::sync::spin_hint();
-                    } else {
-                        core.wait(blocked, &deadline, &mut patience);
-                        self.handle.check()?;
                     }
                 }
                 Err(Stop::TimedOut) => break,
@@ -908,75 +849,148 @@ impl<T: Element> Queue<T> {
         Ok(done)
     }
 
-    /// Pop up to `out.len()` elements that are there now; returns how many.
-    pub fn try_pop_into(&self, out: &mut [T]) -> Result<usize> {
-        self.handle.check()?;
-        self.pop_available(out, 0)
-    }
-
-    /// Pop up to `out.len()` elements, waiting for at least one (forever when
-    /// `timeout` is `None`); returns how many. [`Error::Timeout`] if none came.
-    pub fn pop_into(&self, out: &mut [T], timeout: Option<Duration>) -> Result<usize> {
-        if out.is_empty() {
-            return Ok(0);
-        }
-        // SAFETY: T is Copy with every bit pattern valid, so viewing
-        // initialised Ts as MaybeUninit<T> is sound.
-        let first = unsafe { &mut *(out[..1].as_mut_ptr() as *mut [std::mem::MaybeUninit<T>; 1]) };
-        self.pop_blocking(first, timeout)?;
-        self.pop_available(out, 1)
-    }
-
-    /// Pop elements into `out[from..]` while there are some.
-    fn pop_available(&self, out: &mut [T], from: usize) -> Result<usize> {
-        let core = self.core();
-        let mut n = from;
-        while n < out.len() {
-            let dst = &mut out[n];
-            let mut reader = |p: *const u8| {
-                // SAFETY: the payload holds a T; dst is a valid &mut T.
-                *dst = unsafe { p.cast::<T>().read_unaligned() };
-            };
-            match core.pop(&mut reader, None) {
-                Ok(None) => n += 1,
-                Ok(Some(_)) => break,
-                Err(stop) => return Err(self.stop(stop)),
-            }
-        }
-        Ok(n)
-    }
-
-    fn pop_blocking(
+    /// Pop up to `n` elements, handing the `i`-th payload to `read(i, payload)`.
+    /// With `wait` it waits (until the deadline) for the first element only;
+    /// it then takes what is there. Returns how many were popped.
+    #[inline(always)]
+    pub(crate) fn pop_n(
         &self,
-        out: &mut [std::mem::MaybeUninit<T>; 1],
-        timeout: Option<Duration>,
-    ) -> Result<()> {
+        n: usize,
+        read: &mut impl FnMut(usize, *const u8),
+        mut wait: Option<&mut Wait<'_>>,
+    ) -> Result<usize> {
         self.handle.check()?;
-        let deadline = Deadline::after(timeout);
         let core = self.core();
         let mut patience = PeerWait::new();
+        let mut done = 0;
         let mut spins = 0;
-        loop {
-            let mut reader = |p: *const u8| {
-                // SAFETY: the payload holds a T; out[0] has room for one.
-                unsafe { out[0].as_mut_ptr().write(p.cast::<T>().read_unaligned()) }
-            };
-            match core.pop(&mut reader, Some(&deadline)) {
-                Ok(None) => return Ok(()),
+        while done < n {
+            let deadline = wait.as_ref().map(|w| &w.deadline);
+            match core.pop(&mut |p| read(done, p), deadline) {
+                Ok(None) => done += 1,
                 Ok(Some(blocked)) => {
-                    if deadline.expired() {
-                        return Err(self.timeout());
-                    }
-                    if spins < SPINS_BEFORE_SLEEP {
-                        spins += 1;
-                        crate::sync::spin_hint();
-                    } else {
-                        core.wait(blocked, &deadline, &mut patience);
-                        self.handle.check()?;
+                    let Some(w) = wait.as_deref_mut().filter(|_| done == 0) else {
+                        break;
+                    };
+                    if !self.nap(&core, blocked, w, &mut spins, &mut patience)? {
+                        break;
                     }
                 }
+                Err(Stop::TimedOut) => break,
                 Err(stop) => return Err(self.stop(stop)),
             }
+        }
+        Ok(done)
+    }
+
+    /// One step of waiting on a blocked slot: spin a while, then sleep.
+    /// `Ok(false)` when the deadline has passed.
+    #[inline]
+    fn nap(
+        &self,
+        core: &QueueCore<'_>,
+        blocked: Blocked,
+        wait: &mut Wait<'_>,
+        spins: &mut u32,
+        patience: &mut PeerWait,
+    ) -> Result<bool> {
+        if wait.deadline.expired() {
+            return Ok(false);
+        }
+        if *spins < SPINS_BEFORE_SLEEP {
+            *spins += 1;
+            crate::sync::spin_hint();
+        } else {
+            core.wait(blocked, &wait.deadline, patience);
+            self.handle.check()?;
+            if wait.interrupted() {
+                return Err(Error::Interrupted {
+                    name: self.handle.name().to_owned(),
+                });
+            }
+        }
+        Ok(true)
+    }
+
+    /// Push one element (`elem_size` bytes) if there is room; [`Error::Full`]
+    /// otherwise. Never sleeps.
+    pub fn try_push(&self, elem: &[u8]) -> Result<()> {
+        payload::one(elem.len(), self.elem_size, self.name())?;
+        match self.push_n(1, &mut payload::copy_in(elem, self.elem_size), None)? {
+            1 => Ok(()),
+            _ => Err(self.handle.full()),
+        }
+    }
+
+    /// Pop the oldest element into `out` (`elem_size` bytes); [`Error::Empty`]
+    /// if there is none. Never sleeps.
+    pub fn try_pop(&self, out: &mut [u8]) -> Result<()> {
+        payload::one(out.len(), self.elem_size, self.name())?;
+        match self.pop_n(1, &mut payload::copy_out(out, self.elem_size), None)? {
+            1 => Ok(()),
+            _ => Err(self.handle.empty()),
+        }
+    }
+
+    /// Push as many of the elements packed in `elems` as fit now; returns
+    /// how many (a prefix).
+    pub fn try_push_slice(&self, elems: &[u8]) -> Result<usize> {
+        let n = payload::count(elems.len(), self.elem_size, self.name())?;
+        self.push_n(n, &mut payload::copy_in(elems, self.elem_size), None)
+    }
+
+    /// Pop as many elements as are there, up to what fits in `out`; returns
+    /// how many.
+    pub fn try_pop_into(&self, out: &mut [u8]) -> Result<usize> {
+        let n = payload::count(out.len(), self.elem_size, self.name())?;
+        self.pop_n(n, &mut payload::copy_out(out, self.elem_size), None)
+    }
+
+    /// Push all the elements packed in `elems`, in order, waiting for room
+    /// as needed: forever when `timeout` is `None`. Returns how many were
+    /// pushed: all, unless `timeout` passed first.
+    ///
+    /// While it sleeps, `interrupt` (if given) is called at least every
+    /// 100 ms and after each signal the thread receives; when it returns
+    /// `true` the call stops with [`Error::Interrupted`] (elements pushed so
+    /// far stay pushed). Bindings use it to honour Ctrl-C.
+    pub fn push_slice(
+        &self,
+        elems: &[u8],
+        timeout: Option<Duration>,
+        interrupt: Option<&mut dyn FnMut() -> bool>,
+    ) -> Result<usize> {
+        let n = payload::count(elems.len(), self.elem_size, self.name())?;
+        let mut wait = Wait::new(timeout, interrupt);
+        self.push_n(
+            n,
+            &mut payload::copy_in(elems, self.elem_size),
+            Some(&mut wait),
+        )
+    }
+
+    /// Pop up to `out.len() / elem_size` elements, waiting for the first
+    /// (forever when `timeout` is `None`); returns how many.
+    /// [`Error::Timeout`] if none came. `interrupt` as for
+    /// [`push_slice`](RawQueue::push_slice).
+    pub fn pop_into(
+        &self,
+        out: &mut [u8],
+        timeout: Option<Duration>,
+        interrupt: Option<&mut dyn FnMut() -> bool>,
+    ) -> Result<usize> {
+        let n = payload::count(out.len(), self.elem_size, self.name())?;
+        if n == 0 {
+            return Ok(0);
+        }
+        let mut wait = Wait::new(timeout, interrupt);
+        match self.pop_n(
+            n,
+            &mut payload::copy_out(out, self.elem_size),
+            Some(&mut wait),
+        )? {
+            0 => Err(self.handle.timeout()),
+            got => Ok(got),
         }
     }
 
@@ -1000,6 +1014,11 @@ impl<T: Element> Queue<T> {
         self.shape.capacity
     }
 
+    /// Size of one element in bytes.
+    pub fn elem_size(&self) -> usize {
+        self.elem_size
+    }
+
     /// The entry name.
     pub fn name(&self) -> &str {
         self.handle.name()
@@ -1008,6 +1027,165 @@ impl<T: Element> Queue<T> {
     /// The element type descriptor.
     pub fn type_descriptor(&self) -> &str {
         &self.handle.info.elem_type
+    }
+
+    /// The name of the segment the queue lives in.
+    pub fn segment_name(&self) -> &str {
+        self.handle.seg.name()
+    }
+}
+
+/// A bounded multi-producer multi-consumer FIFO queue of `T` in shared memory.
+///
+/// ```
+/// use shmds::Segment;
+/// use std::time::Duration;
+/// # let name = format!("doc-queue-{}", std::process::id());
+/// let seg = Segment::create(&name, 1 << 20)?;
+/// let jobs = seg.create_queue::<u64>("jobs", 3)?;
+/// jobs.try_push(1)?;
+/// jobs.push_slice(&[2, 3], None)?;
+/// assert!(matches!(jobs.try_push(4), Err(shmds::Error::Full { .. })));
+/// assert_eq!(jobs.try_pop()?, 1);
+/// let mut out = [0; 8];
+/// assert_eq!(jobs.try_pop_into(&mut out)?, 2);
+/// assert_eq!(&out[..2], &[2, 3]);
+/// assert!(matches!(jobs.pop(Some(Duration::from_millis(1))), Err(shmds::Error::Timeout { .. })));
+/// # Segment::remove(&name)?;
+/// # Ok::<(), shmds::Error>(())
+/// ```
+///
+/// See the [module documentation](self) for the algorithm, the progress
+/// guarantee and what a crashed process leaves behind.
+pub struct Queue<T: Element> {
+    raw: RawQueue,
+    _t: PhantomData<T>,
+}
+
+impl<T: Element> std::fmt::Debug for Queue<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.raw.fmt(f)
+    }
+}
+
+impl<T: Element> Queue<T> {
+    fn new(raw: RawQueue) -> Queue<T> {
+        debug_assert_eq!(raw.elem_size, std::mem::size_of::<T>());
+        Queue {
+            raw,
+            _t: PhantomData,
+        }
+    }
+
+    /// Push `value` if there is room; [`Error::Full`] otherwise. Never sleeps.
+    #[inline]
+    pub fn try_push(&self, value: T) -> Result<()> {
+        match self
+            .raw
+            .push_n(1, &mut payload::write_typed(&[value]), None)?
+        {
+            1 => Ok(()),
+            _ => Err(self.raw.handle.full()),
+        }
+    }
+
+    /// Take the oldest element; [`Error::Empty`] if there is none. Never sleeps.
+    #[inline]
+    pub fn try_pop(&self) -> Result<T> {
+        let mut out = [payload::zeroed::<T>()];
+        let got = self
+            .raw
+            .pop_n(1, &mut payload::read_typed(&mut out), None)?;
+        match got {
+            1 => Ok(out[0]),
+            _ => Err(self.raw.handle.empty()),
+        }
+    }
+
+    /// Push `value`, waiting while the queue is full: forever when `timeout`
+    /// is `None`, else at most `timeout` ([`Error::Timeout`]).
+    pub fn push(&self, value: T, timeout: Option<Duration>) -> Result<()> {
+        match self.push_slice(&[value], timeout)? {
+            1 => Ok(()),
+            _ => Err(self.raw.handle.timeout()),
+        }
+    }
+
+    /// Take the oldest element, waiting while the queue is empty: forever
+    /// when `timeout` is `None`, else at most `timeout` ([`Error::Timeout`]).
+    pub fn pop(&self, timeout: Option<Duration>) -> Result<T> {
+        let mut out = [payload::zeroed::<T>()];
+        self.pop_into(&mut out, timeout)?;
+        Ok(out[0])
+    }
+
+    /// Push as many of `values` as fit now; returns how many (a prefix).
+    pub fn try_push_slice(&self, values: &[T]) -> Result<usize> {
+        self.raw
+            .push_n(values.len(), &mut payload::write_typed(values), None)
+    }
+
+    /// Push all of `values` in order, waiting for room as needed. Returns
+    /// how many were pushed: all, unless `timeout` passed first.
+    pub fn push_slice(&self, values: &[T], timeout: Option<Duration>) -> Result<usize> {
+        let mut wait = Wait::new(timeout, None);
+        self.raw.push_n(
+            values.len(),
+            &mut payload::write_typed(values),
+            Some(&mut wait),
+        )
+    }
+
+    /// Pop up to `out.len()` elements that are there now; returns how many.
+    pub fn try_pop_into(&self, out: &mut [T]) -> Result<usize> {
+        self.raw
+            .pop_n(out.len(), &mut payload::read_typed(out), None)
+    }
+
+    /// Pop up to `out.len()` elements, waiting for at least one (forever when
+    /// `timeout` is `None`); returns how many. [`Error::Timeout`] if none came.
+    pub fn pop_into(&self, out: &mut [T], timeout: Option<Duration>) -> Result<usize> {
+        if out.is_empty() {
+            return Ok(0);
+        }
+        let mut wait = Wait::new(timeout, None);
+        match self
+            .raw
+            .pop_n(out.len(), &mut payload::read_typed(out), Some(&mut wait))?
+        {
+            0 => Err(self.raw.handle.timeout()),
+            got => Ok(got),
+        }
+    }
+
+    /// Number of elements (approximate while other processes push and pop).
+    pub fn len(&self) -> usize {
+        self.raw.len()
+    }
+
+    /// Whether the queue holds no elements (approximate under concurrency).
+    pub fn is_empty(&self) -> bool {
+        self.raw.is_empty()
+    }
+
+    /// Whether the queue is full (approximate under concurrency).
+    pub fn is_full(&self) -> bool {
+        self.raw.is_full()
+    }
+
+    /// The capacity (exactly as created).
+    pub fn capacity(&self) -> u64 {
+        self.raw.capacity()
+    }
+
+    /// The entry name.
+    pub fn name(&self) -> &str {
+        self.raw.name()
+    }
+
+    /// The element type descriptor.
+    pub fn type_descriptor(&self) -> &str {
+        self.raw.type_descriptor()
     }
 }
 

@@ -44,9 +44,10 @@ use crate::element::Element;
 use crate::error::{Error, Result};
 use crate::handle::{block_size, Handle, Typed};
 use crate::layout::{kind, StackHeader, StackNode, STACK_HEADER_SIZE};
+use crate::payload;
 use crate::segment::Segment;
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
-use crate::wait::{futex_wait, futex_wake, Deadline};
+use crate::wait::{futex_wait, futex_wake, Deadline, Wait};
 use std::marker::PhantomData;
 use std::time::Duration;
 
@@ -367,22 +368,49 @@ pub(crate) fn check(handle: &Handle, deep: bool) -> Result<Option<u64>> {
 /// See the [module documentation](self) for the algorithm and what a crashed
 /// process leaves behind.
 pub struct Stack<T: Element> {
+    raw: RawStack,
+    _t: PhantomData<T>,
+}
+
+impl<T: Element> std::fmt::Debug for Stack<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.raw.fmt(f)
+    }
+}
+
+/// A stack whose element type is known at run time only, by its type
+/// descriptor: elements go in and out as byte slices of
+/// [`elem_size`](RawStack::elem_size) bytes. Python and C use this;
+/// [`Stack<T>`] is the same stack with a Rust type.
+///
+/// ```
+/// use shmds::Segment;
+/// # let name = format!("doc-rawstack-{}", std::process::id());
+/// let seg = Segment::create(&name, 1 << 20)?;
+/// let raw = seg.create_stack_raw("undo", "<i", 4)?;
+/// raw.try_push_slice(&[1i32.to_ne_bytes(), 2i32.to_ne_bytes()].concat())?;
+/// let undo = seg.open_stack::<i32>("undo")?;
+/// assert_eq!(undo.try_pop()?, 2);
+/// # Segment::remove(&name)?;
+/// # Ok::<(), shmds::Error>(())
+/// ```
+pub struct RawStack {
     handle: Handle,
     header: *const StackHeader,
     nodes: *mut u8,
     /// Node stride and capacity as validated at open.
     stride: usize,
     capacity: u64,
-    _t: PhantomData<T>,
+    elem_size: usize,
 }
 
 // SAFETY: shared state is only touched through atomics and the node
-// ownership protocol; T is Send (Element).
-unsafe impl<T: Element> Send for Stack<T> {}
+// ownership protocol; payload bytes carry no Rust invariants.
+unsafe impl Send for RawStack {}
 // SAFETY: as above.
-unsafe impl<T: Element> Sync for Stack<T> {}
+unsafe impl Sync for RawStack {}
 
-impl<T: Element> std::fmt::Debug for Stack<T> {
+impl std::fmt::Debug for RawStack {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Stack")
             .field("name", &self.handle.name())
@@ -395,114 +423,175 @@ impl<T: Element> std::fmt::Debug for Stack<T> {
 impl Segment {
     /// Create a stack of `capacity` elements.
     pub fn create_stack<T: Element>(&self, name: &str, capacity: u64) -> Result<Stack<T>> {
-        Stack::create(self, name, capacity, false)
+        RawStack::create(self, Typed::of::<T>(kind::STACK), name, capacity, false).map(Stack::new)
     }
 
     /// Open the stack `name`; fails with [`Error::TypeMismatch`] if it holds another type.
     pub fn open_stack<T: Element>(&self, name: &str) -> Result<Stack<T>> {
-        Stack::from_handle(Typed::of::<T>(kind::STACK).open(self, name)?)
+        RawStack::from_handle(Typed::of::<T>(kind::STACK).open(self, name)?).map(Stack::new)
     }
 
     /// Open the stack `name`, creating it with `capacity` if it does not exist.
     pub fn open_or_create_stack<T: Element>(&self, name: &str, capacity: u64) -> Result<Stack<T>> {
-        Stack::create(self, name, capacity, true)
+        RawStack::create(self, Typed::of::<T>(kind::STACK), name, capacity, true).map(Stack::new)
+    }
+
+    /// Create a stack of `capacity` elements of the type `descriptor`
+    /// describes (see [`TypeDescriptor`](crate::TypeDescriptor)).
+    pub fn create_stack_raw(
+        &self,
+        name: &str,
+        descriptor: &str,
+        capacity: u64,
+    ) -> Result<RawStack> {
+        RawStack::create(
+            self,
+            Typed::described(kind::STACK, descriptor)?,
+            name,
+            capacity,
+            false,
+        )
+    }
+
+    /// Open the stack `name`, creating it with `capacity` elements of type
+    /// `descriptor` if it does not exist. An existing stack must hold that type.
+    pub fn open_or_create_stack_raw(
+        &self,
+        name: &str,
+        descriptor: &str,
+        capacity: u64,
+    ) -> Result<RawStack> {
+        RawStack::create(
+            self,
+            Typed::described(kind::STACK, descriptor)?,
+            name,
+            capacity,
+            true,
+        )
+    }
+
+    /// Open the stack `name` whatever its element type.
+    pub fn open_stack_raw(&self, name: &str) -> Result<RawStack> {
+        RawStack::from_handle(Typed::stored(self, kind::STACK, name)?.open(self, name)?)
     }
 }
 
-impl<T: Element> Stack<T> {
-    fn create(seg: &Segment, name: &str, capacity: u64, existing_ok: bool) -> Result<Stack<T>> {
+impl RawStack {
+    fn create(
+        seg: &Segment,
+        typed: Typed,
+        name: &str,
+        capacity: u64,
+        existing_ok: bool,
+    ) -> Result<RawStack> {
         if capacity == 0 || capacity > MAX_STACK_CAPACITY {
             return Err(Error::InvalidArgument(format!(
                 "stack capacity must be 1..={MAX_STACK_CAPACITY}, not {capacity}"
             )));
         }
-        let elem_size = std::mem::size_of::<T>() as u64;
+        let elem_size = typed.elem_size() as u64;
         let size = block_size(STACK_HEADER_SIZE, capacity, node_stride(elem_size))?;
-        let handle = Typed::of::<T>(kind::STACK).create(
-            seg,
-            name,
-            capacity,
-            size,
-            existing_ok,
-            |block| {
-                // SAFETY: the fresh block has `size` bytes, is 64-aligned and unpublished.
-                unsafe { init(block, capacity, elem_size) };
-                Ok(())
-            },
-        )?;
-        Stack::from_handle(handle)
+        let handle = typed.create(seg, name, capacity, size, existing_ok, |block| {
+            // SAFETY: the fresh block has `size` bytes, is 64-aligned and unpublished.
+            unsafe { init(block, capacity, elem_size) };
+            Ok(())
+        })?;
+        RawStack::from_handle(handle)
     }
 
-    fn from_handle(handle: Handle) -> Result<Stack<T>> {
+    fn from_handle(handle: Handle) -> Result<RawStack> {
         let (header, stride, capacity) = validate(&handle)?;
         let header: *const StackHeader = header;
         // SAFETY: validate proved the node array lies inside the block.
         let nodes = unsafe { handle.block.add(STACK_HEADER_SIZE as usize) };
-        Ok(Stack {
+        Ok(RawStack {
+            elem_size: handle.info.elem_size as usize,
             handle,
             header,
             nodes,
             stride,
             capacity,
-            _t: PhantomData,
         })
     }
 
+    #[inline]
     fn core(&self) -> StackCore<'_> {
         // SAFETY: validated at open; the handle keeps the mapping alive.
         unsafe { StackCore::new(&*self.header, self.nodes, self.stride, self.capacity) }
+    }
+
+    #[inline]
+    fn header(&self) -> &StackHeader {
+        // SAFETY: validated at open; the handle keeps the mapping alive.
+        unsafe { &*self.header }
     }
 
     fn corrupt(&self, detail: String) -> Error {
         self.handle.corrupt(detail)
     }
 
-    fn push_once(&self, value: &T) -> Result<bool> {
-        let mut write = |p: *mut u8| {
-            // SAFETY: the payload has room for a T and is ours (the node is on
-            // neither list); unaligned because payloads are only 8-aligned.
-            unsafe { p.cast::<T>().write_unaligned(*value) }
-        };
-        self.core().push(&mut write).map_err(|d| self.corrupt(d))
-    }
-
-    fn pop_once(&self, out: &mut T) -> Result<bool> {
-        // SAFETY: the payload holds a T written by a push.
-        let mut read = |p: *const u8| *out = unsafe { p.cast::<T>().read_unaligned() };
-        self.core().pop(&mut read).map_err(|d| self.corrupt(d))
-    }
-
-    /// Push `value` if there is room; [`Error::Full`] otherwise. Never sleeps.
-    pub fn try_push(&self, value: T) -> Result<()> {
+    /// Push up to `n` elements, the `i`-th written into its payload by
+    /// `write(i, payload)`. Without `wait` it stops when the stack is full;
+    /// with it, each element waits for room until the deadline. Returns how
+    /// many were pushed (a prefix).
+    #[inline(always)]
+    pub(crate) fn push_n(
+        &self,
+        n: usize,
+        write: &mut impl FnMut(usize, *mut u8),
+        mut wait: Option<&mut Wait<'_>>,
+    ) -> Result<usize> {
         self.handle.check()?;
-        if self.push_once(&value)? {
-            Ok(())
-        } else {
-            Err(Error::Full {
-                name: self.handle.name().to_owned(),
-            })
+        let core = self.core();
+        for i in 0..n {
+            let mut once = || core.push(&mut |p| write(i, p)).map_err(|d| self.corrupt(d));
+            let pushed = match wait.as_deref_mut() {
+                None => once()?,
+                Some(w) => {
+                    let h = self.header();
+                    self.block_on(w, &h.push_waiters, &h.not_full, &mut once)?
+                }
+            };
+            if !pushed {
+                return Ok(i);
+            }
         }
+        Ok(n)
     }
 
-    /// Pop the top element; [`Error::Empty`] if there is none. Never sleeps.
-    pub fn try_pop(&self) -> Result<T> {
+    /// Pop up to `n` elements, handing the `i`-th payload to `read(i, payload)`.
+    /// With `wait` it waits (until the deadline) for the first element only.
+    /// Returns how many were popped (top first).
+    #[inline(always)]
+    pub(crate) fn pop_n(
+        &self,
+        n: usize,
+        read: &mut impl FnMut(usize, *const u8),
+        mut wait: Option<&mut Wait<'_>>,
+    ) -> Result<usize> {
         self.handle.check()?;
-        // SAFETY: every bit pattern is a valid T (Element); zero is a placeholder.
-        let mut out: T = unsafe { std::mem::zeroed() };
-        if self.pop_once(&mut out)? {
-            Ok(out)
-        } else {
-            Err(Error::Empty {
-                name: self.handle.name().to_owned(),
-            })
+        let core = self.core();
+        for i in 0..n {
+            let mut once = || core.pop(&mut |p| read(i, p)).map_err(|d| self.corrupt(d));
+            let popped = match wait.as_deref_mut().filter(|_| i == 0) {
+                None => once()?,
+                Some(w) => {
+                    let h = self.header();
+                    self.block_on(w, &h.pop_waiters, &h.not_empty, &mut once)?
+                }
+            };
+            if !popped {
+                return Ok(i);
+            }
         }
+        Ok(n)
     }
 
     /// Run `attempt` until it succeeds, sleeping on (`waiters`, `event`)
     /// in between; `Ok(false)` when the deadline passes first.
     fn block_on(
         &self,
-        deadline: &Deadline,
+        wait: &mut Wait<'_>,
         waiters: &AtomicU32,
         event: &AtomicU32,
         attempt: &mut dyn FnMut() -> Result<bool>,
@@ -515,7 +604,7 @@ impl<T: Element> Stack<T> {
         }
         let mut failure = None;
         loop {
-            if deadline.expired() {
+            if wait.deadline.expired() {
                 return Ok(false);
             }
             let mut retry = || match attempt() {
@@ -525,8 +614,8 @@ impl<T: Element> Stack<T> {
                     Ok(true)
                 }
             };
-            let done =
-                sleep_until(waiters, event, deadline, &mut retry).map_err(|d| self.corrupt(d))?;
+            let done = sleep_until(waiters, event, &wait.deadline, &mut retry)
+                .map_err(|d| self.corrupt(d))?;
             if let Some(e) = failure.take() {
                 return Err(e);
             }
@@ -537,103 +626,90 @@ impl<T: Element> Stack<T> {
             if attempt()? {
                 return Ok(true);
             }
-        }
-    }
-
-    /// Push `value`, waiting while the stack is full: forever when `timeout`
-    /// is `None`, else at most `timeout` ([`Error::Timeout`]).
-    pub fn push(&self, value: T, timeout: Option<Duration>) -> Result<()> {
-        self.handle.check()?;
-        let deadline = Deadline::after(timeout);
-        // SAFETY: validated at open.
-        let header = unsafe { &*self.header };
-        if self.block_on(
-            &deadline,
-            &header.push_waiters,
-            &header.not_full,
-            &mut || self.push_once(&value),
-        )? {
-            Ok(())
-        } else {
-            Err(Error::Timeout {
-                name: self.handle.name().to_owned(),
-            })
-        }
-    }
-
-    /// Pop the top element, waiting while the stack is empty: forever when
-    /// `timeout` is `None`, else at most `timeout` ([`Error::Timeout`]).
-    pub fn pop(&self, timeout: Option<Duration>) -> Result<T> {
-        self.handle.check()?;
-        let deadline = Deadline::after(timeout);
-        // SAFETY: validated at open.
-        let header = unsafe { &*self.header };
-        // SAFETY: every bit pattern is a valid T; zero is a placeholder.
-        let mut out: T = unsafe { std::mem::zeroed() };
-        if self.block_on(
-            &deadline,
-            &header.pop_waiters,
-            &header.not_empty,
-            &mut || self.pop_once(&mut out),
-        )? {
-            Ok(out)
-        } else {
-            Err(Error::Timeout {
-                name: self.handle.name().to_owned(),
-            })
-        }
-    }
-
-    /// Push as many of `values` as fit now, in order; returns how many.
-    pub fn try_push_slice(&self, values: &[T]) -> Result<usize> {
-        self.handle.check()?;
-        for (i, v) in values.iter().enumerate() {
-            if !self.push_once(v)? {
-                return Ok(i);
+            if wait.interrupted() {
+                return Err(Error::Interrupted {
+                    name: self.handle.name().to_owned(),
+                });
             }
         }
-        Ok(values.len())
     }
 
-    /// Push all of `values` in order, waiting for room as needed. Returns how
-    /// many were pushed: all, unless `timeout` passed first.
-    pub fn push_slice(&self, values: &[T], timeout: Option<Duration>) -> Result<usize> {
-        self.handle.check()?;
-        let deadline = Deadline::after(timeout);
-        // SAFETY: validated at open.
-        let header = unsafe { &*self.header };
-        for (i, v) in values.iter().enumerate() {
-            if !self.block_on(
-                &deadline,
-                &header.push_waiters,
-                &header.not_full,
-                &mut || self.push_once(v),
-            )? {
-                return Ok(i);
-            }
+    /// Push one element (`elem_size` bytes) if there is room; [`Error::Full`]
+    /// otherwise. Never sleeps.
+    pub fn try_push(&self, elem: &[u8]) -> Result<()> {
+        payload::one(elem.len(), self.elem_size, self.name())?;
+        match self.push_n(1, &mut payload::copy_in(elem, self.elem_size), None)? {
+            1 => Ok(()),
+            _ => Err(self.handle.full()),
         }
-        Ok(values.len())
     }
 
-    /// Pop up to `out.len()` elements that are there now (top first); returns how many.
-    pub fn try_pop_into(&self, out: &mut [T]) -> Result<usize> {
-        self.handle.check()?;
-        for (i, slot) in out.iter_mut().enumerate() {
-            if !self.pop_once(slot)? {
-                return Ok(i);
-            }
+    /// Pop the top element into `out` (`elem_size` bytes); [`Error::Empty`]
+    /// if there is none. Never sleeps.
+    pub fn try_pop(&self, out: &mut [u8]) -> Result<()> {
+        payload::one(out.len(), self.elem_size, self.name())?;
+        match self.pop_n(1, &mut payload::copy_out(out, self.elem_size), None)? {
+            1 => Ok(()),
+            _ => Err(self.handle.empty()),
         }
-        Ok(out.len())
     }
 
-    /// Pop up to `out.len()` elements, waiting for at least one (forever when
-    /// `timeout` is `None`); returns how many. [`Error::Timeout`] if none came.
-    pub fn pop_into(&self, out: &mut [T], timeout: Option<Duration>) -> Result<usize> {
-        let Some((first, rest)) = out.split_first_mut() else {
+    /// Push as many of the elements packed in `elems` as fit now, in order;
+    /// returns how many.
+    pub fn try_push_slice(&self, elems: &[u8]) -> Result<usize> {
+        let n = payload::count(elems.len(), self.elem_size, self.name())?;
+        self.push_n(n, &mut payload::copy_in(elems, self.elem_size), None)
+    }
+
+    /// Pop as many elements as are there (top first), up to what fits in
+    /// `out`; returns how many.
+    pub fn try_pop_into(&self, out: &mut [u8]) -> Result<usize> {
+        let n = payload::count(out.len(), self.elem_size, self.name())?;
+        self.pop_n(n, &mut payload::copy_out(out, self.elem_size), None)
+    }
+
+    /// Push all the elements packed in `elems`, in order, waiting for room
+    /// as needed (forever when `timeout` is `None`). Returns how many were
+    /// pushed: all, unless `timeout` passed first. `interrupt` as for
+    /// [`RawQueue::push_slice`](crate::RawQueue::push_slice).
+    pub fn push_slice(
+        &self,
+        elems: &[u8],
+        timeout: Option<Duration>,
+        interrupt: Option<&mut dyn FnMut() -> bool>,
+    ) -> Result<usize> {
+        let n = payload::count(elems.len(), self.elem_size, self.name())?;
+        let mut wait = Wait::new(timeout, interrupt);
+        self.push_n(
+            n,
+            &mut payload::copy_in(elems, self.elem_size),
+            Some(&mut wait),
+        )
+    }
+
+    /// Pop up to `out.len() / elem_size` elements (top first), waiting for
+    /// the first (forever when `timeout` is `None`); returns how many.
+    /// [`Error::Timeout`] if none came. `interrupt` as for
+    /// [`RawQueue::push_slice`](crate::RawQueue::push_slice).
+    pub fn pop_into(
+        &self,
+        out: &mut [u8],
+        timeout: Option<Duration>,
+        interrupt: Option<&mut dyn FnMut() -> bool>,
+    ) -> Result<usize> {
+        let n = payload::count(out.len(), self.elem_size, self.name())?;
+        if n == 0 {
             return Ok(0);
-        };
-        *first = self.pop(timeout)?;
-        Ok(1 + self.try_pop_into(rest)?)
+        }
+        let mut wait = Wait::new(timeout, interrupt);
+        match self.pop_n(
+            n,
+            &mut payload::copy_out(out, self.elem_size),
+            Some(&mut wait),
+        )? {
+            0 => Err(self.handle.timeout()),
+            got => Ok(got),
+        }
     }
 
     /// Number of elements (approximate while other processes push and pop).
@@ -643,13 +719,22 @@ impl<T: Element> Stack<T> {
 
     /// Whether the stack is empty (approximate under concurrency).
     pub fn is_empty(&self) -> bool {
-        // SAFETY: validated at open.
-        unsafe { (*self.header).top.load(Ordering::Acquire) & LINK_MASK == 0 }
+        self.header().top.load(Ordering::Acquire) & LINK_MASK == 0
+    }
+
+    /// Whether the stack is full (approximate under concurrency).
+    pub fn is_full(&self) -> bool {
+        self.header().free.load(Ordering::Acquire) & LINK_MASK == 0
     }
 
     /// The capacity.
     pub fn capacity(&self) -> u64 {
         self.capacity
+    }
+
+    /// Size of one element in bytes.
+    pub fn elem_size(&self) -> usize {
+        self.elem_size
     }
 
     /// The entry name.
@@ -660,6 +745,127 @@ impl<T: Element> Stack<T> {
     /// The element type descriptor.
     pub fn type_descriptor(&self) -> &str {
         &self.handle.info.elem_type
+    }
+
+    /// The name of the segment the stack lives in.
+    pub fn segment_name(&self) -> &str {
+        self.handle.seg.name()
+    }
+}
+
+impl<T: Element> Stack<T> {
+    fn new(raw: RawStack) -> Stack<T> {
+        debug_assert_eq!(raw.elem_size, std::mem::size_of::<T>());
+        Stack {
+            raw,
+            _t: PhantomData,
+        }
+    }
+
+    /// Push `value` if there is room; [`Error::Full`] otherwise. Never sleeps.
+    #[inline]
+    pub fn try_push(&self, value: T) -> Result<()> {
+        match self
+            .raw
+            .push_n(1, &mut payload::write_typed(&[value]), None)?
+        {
+            1 => Ok(()),
+            _ => Err(self.raw.handle.full()),
+        }
+    }
+
+    /// Pop the top element; [`Error::Empty`] if there is none. Never sleeps.
+    #[inline]
+    pub fn try_pop(&self) -> Result<T> {
+        let mut out = [payload::zeroed::<T>()];
+        let got = self
+            .raw
+            .pop_n(1, &mut payload::read_typed(&mut out), None)?;
+        match got {
+            1 => Ok(out[0]),
+            _ => Err(self.raw.handle.empty()),
+        }
+    }
+
+    /// Push `value`, waiting while the stack is full: forever when `timeout`
+    /// is `None`, else at most `timeout` ([`Error::Timeout`]).
+    pub fn push(&self, value: T, timeout: Option<Duration>) -> Result<()> {
+        match self.push_slice(&[value], timeout)? {
+            1 => Ok(()),
+            _ => Err(self.raw.handle.timeout()),
+        }
+    }
+
+    /// Pop the top element, waiting while the stack is empty: forever when
+    /// `timeout` is `None`, else at most `timeout` ([`Error::Timeout`]).
+    pub fn pop(&self, timeout: Option<Duration>) -> Result<T> {
+        let mut out = [payload::zeroed::<T>()];
+        self.pop_into(&mut out, timeout)?;
+        Ok(out[0])
+    }
+
+    /// Push as many of `values` as fit now, in order; returns how many.
+    pub fn try_push_slice(&self, values: &[T]) -> Result<usize> {
+        self.raw
+            .push_n(values.len(), &mut payload::write_typed(values), None)
+    }
+
+    /// Push all of `values` in order, waiting for room as needed. Returns how
+    /// many were pushed: all, unless `timeout` passed first.
+    pub fn push_slice(&self, values: &[T], timeout: Option<Duration>) -> Result<usize> {
+        let mut wait = Wait::new(timeout, None);
+        self.raw.push_n(
+            values.len(),
+            &mut payload::write_typed(values),
+            Some(&mut wait),
+        )
+    }
+
+    /// Pop up to `out.len()` elements that are there now (top first); returns how many.
+    pub fn try_pop_into(&self, out: &mut [T]) -> Result<usize> {
+        self.raw
+            .pop_n(out.len(), &mut payload::read_typed(out), None)
+    }
+
+    /// Pop up to `out.len()` elements, waiting for at least one (forever when
+    /// `timeout` is `None`); returns how many. [`Error::Timeout`] if none came.
+    pub fn pop_into(&self, out: &mut [T], timeout: Option<Duration>) -> Result<usize> {
+        if out.is_empty() {
+            return Ok(0);
+        }
+        let mut wait = Wait::new(timeout, None);
+        match self
+            .raw
+            .pop_n(out.len(), &mut payload::read_typed(out), Some(&mut wait))?
+        {
+            0 => Err(self.raw.handle.timeout()),
+            got => Ok(got),
+        }
+    }
+
+    /// Number of elements (approximate while other processes push and pop).
+    pub fn len(&self) -> usize {
+        self.raw.len()
+    }
+
+    /// Whether the stack is empty (approximate under concurrency).
+    pub fn is_empty(&self) -> bool {
+        self.raw.is_empty()
+    }
+
+    /// The capacity.
+    pub fn capacity(&self) -> u64 {
+        self.raw.capacity()
+    }
+
+    /// The entry name.
+    pub fn name(&self) -> &str {
+        self.raw.name()
+    }
+
+    /// The element type descriptor.
+    pub fn type_descriptor(&self) -> &str {
+        self.raw.type_descriptor()
     }
 }
 

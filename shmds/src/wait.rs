@@ -108,6 +108,31 @@ impl Deadline {
     }
 }
 
+/// How a blocking call waits: until a deadline, and while an optional
+/// interrupt check (run between sleeps, at least every
+/// [`RECHECK_INTERVAL`] and after every signal) says to go on.
+pub(crate) struct Wait<'w> {
+    pub(crate) deadline: Deadline,
+    interrupt: Option<&'w mut dyn FnMut() -> bool>,
+}
+
+impl<'w> Wait<'w> {
+    pub(crate) fn new(
+        timeout: Option<Duration>,
+        interrupt: Option<&'w mut dyn FnMut() -> bool>,
+    ) -> Wait<'w> {
+        Wait {
+            deadline: Deadline::after(timeout),
+            interrupt,
+        }
+    }
+
+    /// Whether the caller asked to stop waiting.
+    pub(crate) fn interrupted(&mut self) -> bool {
+        self.interrupt.as_mut().is_some_and(|check| check())
+    }
+}
+
 /// Back-off for waiting on a peer that is in the middle of an operation:
 /// spin, then yield, then sleep in growing naps (never burning a core for
 /// long). [`PeerWait::snooze`] says when it is time to ask whether the peer is
