@@ -311,6 +311,8 @@ pub struct RawArray {
     data: *mut u8,
     len: u64,
     elem_size: usize,
+    /// The width of an integer element type (`None` for other types).
+    int_size: Option<usize>,
 }
 
 // SAFETY: the data lives in the shared mapping kept alive by the handle; the
@@ -360,7 +362,15 @@ impl RawArray {
         let header = validate_header(&handle)?;
         // SAFETY: the data starts at data_offset, within the block (validated).
         let data = unsafe { handle.block.add(ARRAY_HEADER_SIZE as usize) };
+        let int_size = match crate::element::TypeDescriptor::parse(&handle.info.elem_type)
+            .ok()
+            .and_then(|d| d.scalar())
+        {
+            Some(crate::element::Scalar::Int { size, .. }) => Some(size),
+            _ => None,
+        };
         Ok(RawArray {
+            int_size,
             len: header.len,
             elem_size: header.elem_size as usize,
             handle,
@@ -426,6 +436,78 @@ impl RawArray {
         // SAFETY: byte_range proved [at, at + bytes.len()) lies in the data.
         unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.data.add(at), bytes.len()) };
         Ok(())
+    }
+
+    /// The integer element at `index` as an atomic word, with its width.
+    fn integer(&self, index: u64) -> Result<(*mut u8, usize)> {
+        let Some(size) = self.int_size else {
+            return Err(Error::InvalidArgument(format!(
+                "array {:?} holds {:?}, not integers: atomic operations need an integer type",
+                self.name(),
+                self.type_descriptor()
+            )));
+        };
+        let at = self.byte_range(index, size)?;
+        // SAFETY: byte_range proved the element lies in the data; elements
+        // of 1, 2, 4 or 8 bytes at a 64-aligned base are naturally aligned.
+        Ok((unsafe { self.data.add(at) }, size))
+    }
+
+    /// For integer arrays: add `delta` to element `index`, wrapping at the
+    /// element's width, atomically (across processes); returns the previous
+    /// value zero-extended to 64 bits (sign-extend it yourself for signed
+    /// types; pass a negative delta as its two's complement).
+    pub fn fetch_add(&self, index: u64, delta: u64) -> Result<u64> {
+        use std::sync::atomic::{AtomicU16, AtomicU32, AtomicU64, AtomicU8, Ordering::SeqCst};
+        let (p, size) = self.integer(index)?;
+        // In each arm: `integer` returned a pointer to `size` bytes of the
+        // mapping, naturally aligned, that live as long as self; every
+        // process accesses them atomically or as plain racy data, never
+        // through a Rust reference other than these atomics.
+        Ok(match size {
+            // SAFETY: see above.
+            1 => unsafe { AtomicU8::from_ptr(p) }.fetch_add(delta as u8, SeqCst) as u64,
+            // SAFETY: see above.
+            2 => unsafe { AtomicU16::from_ptr(p.cast()) }.fetch_add(delta as u16, SeqCst) as u64,
+            // SAFETY: see above.
+            4 => unsafe { AtomicU32::from_ptr(p.cast()) }.fetch_add(delta as u32, SeqCst) as u64,
+            // SAFETY: see above.
+            _ => unsafe { AtomicU64::from_ptr(p.cast()) }.fetch_add(delta, SeqCst),
+        })
+    }
+
+    /// For integer arrays: if element `index` is `current` (truncated to the
+    /// element's width), set it to `new`, atomically. `Ok(previous)` on
+    /// success, `Err(actual)` otherwise (zero-extended).
+    pub fn compare_exchange(
+        &self,
+        index: u64,
+        current: u64,
+        new: u64,
+    ) -> Result<std::result::Result<u64, u64>> {
+        use std::sync::atomic::{AtomicU16, AtomicU32, AtomicU64, AtomicU8, Ordering::SeqCst};
+        let (p, size) = self.integer(index)?;
+        // Each arm as in fetch_add.
+        Ok(match size {
+            // SAFETY: see fetch_add.
+            1 => unsafe { AtomicU8::from_ptr(p) }
+                .compare_exchange(current as u8, new as u8, SeqCst, SeqCst)
+                .map(u64::from)
+                .map_err(u64::from),
+            // SAFETY: see fetch_add.
+            2 => unsafe { AtomicU16::from_ptr(p.cast()) }
+                .compare_exchange(current as u16, new as u16, SeqCst, SeqCst)
+                .map(u64::from)
+                .map_err(u64::from),
+            // SAFETY: see fetch_add.
+            4 => unsafe { AtomicU32::from_ptr(p.cast()) }
+                .compare_exchange(current as u32, new as u32, SeqCst, SeqCst)
+                .map(u64::from)
+                .map_err(u64::from),
+            // SAFETY: see fetch_add.
+            _ => unsafe { AtomicU64::from_ptr(p.cast()) }
+                .compare_exchange(current, new, SeqCst, SeqCst),
+        })
     }
 
     fn byte_range(&self, start: u64, bytes: usize) -> Result<usize> {

@@ -304,6 +304,25 @@ pub fn record_descriptor(fields: &[(&str, usize, usize, String)], total: usize) 
     out
 }
 
+/// A single number in native byte order: the element types that bindings
+/// convert to and from their own numbers directly (see
+/// [`TypeDescriptor::scalar`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scalar {
+    /// An integer of `size` bytes (1, 2, 4 or 8).
+    Int {
+        /// Width in bytes.
+        size: usize,
+        /// Whether it is two's-complement signed.
+        signed: bool,
+    },
+    /// An IEEE 754 float of `size` bytes (4 or 8).
+    Float {
+        /// Width in bytes.
+        size: usize,
+    },
+}
+
 /// A parsed, canonicalised type descriptor.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TypeDescriptor {
@@ -373,6 +392,37 @@ impl TypeDescriptor {
     /// Size of one element in bytes.
     pub fn size(&self) -> u64 {
         self.size
+    }
+
+    /// The number type, if the descriptor is one native-order number.
+    ///
+    /// ```
+    /// use shmds::{element::Scalar, TypeDescriptor};
+    /// let t = TypeDescriptor::parse("i").unwrap(); // native order
+    /// assert_eq!(t.scalar(), Some(Scalar::Int { size: 4, signed: true }));
+    /// assert_eq!(TypeDescriptor::parse("T{<d:x:}").unwrap().scalar(), None);
+    /// ```
+    pub fn scalar(&self) -> Option<Scalar> {
+        let s = self.canonical.as_str();
+        let code = match s.len() {
+            1 => s.chars().next()?,
+            2 if s.starts_with(NATIVE_ORDER) => s.chars().nth(1)?,
+            _ => return None,
+        };
+        let int = |size, signed| Some(Scalar::Int { size, signed });
+        match code {
+            'b' => int(1, true),
+            'B' => int(1, false),
+            'h' => int(2, true),
+            'H' => int(2, false),
+            'i' => int(4, true),
+            'I' => int(4, false),
+            'q' => int(8, true),
+            'Q' => int(8, false),
+            'f' => Some(Scalar::Float { size: 4 }),
+            'd' => Some(Scalar::Float { size: 8 }),
+            _ => None,
+        }
     }
 
     /// The byte ranges `(offset, len)` of an element that hold data (all but

@@ -45,7 +45,7 @@ mod table;
 mod wait;
 
 pub use array::{Array, RawArray};
-pub use element::{AtomicElement, Element, FixedStr, TypeDescriptor};
+pub use element::{AtomicElement, Element, FixedStr, Scalar, TypeDescriptor};
 pub use error::{Error, Result};
 pub use map::{map_key_hash, Iter as MapIter, Map, RawMap, MAX_KEY_SIZE, MAX_MAP_CAPACITY};
 pub use queue::{Queue, RawQueue, MAX_QUEUE_CAPACITY};

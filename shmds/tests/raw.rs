@@ -293,3 +293,35 @@ fn raw_map_integer_atomics_wrap_at_the_value_width() {
         Err(Error::InvalidArgument(_))
     ));
 }
+
+#[test]
+fn raw_array_integer_atomics() {
+    let (_n, seg) = segment("raw-array-int");
+    let a = seg.create_array_raw("counts", "<h", 4).unwrap();
+    assert_eq!(a.fetch_add(1, 5).unwrap(), 0);
+    assert_eq!(a.fetch_add(1, u64::MAX).unwrap(), 5); // -1
+    let typed = seg.open_array::<i16>("counts").unwrap();
+    assert_eq!(typed.get(1).unwrap(), 4);
+    assert_eq!(a.fetch_add(2, 0x1_0000 - 1).unwrap(), 0); // wraps at 16 bits
+    assert_eq!(typed.get(2).unwrap(), -1);
+    assert_eq!(a.compare_exchange(2, 0xffff, 7).unwrap(), Ok(0xffff));
+    assert_eq!(a.compare_exchange(2, 0, 8).unwrap(), Err(7));
+    assert!(matches!(
+        a.fetch_add(4, 1),
+        Err(Error::IndexOutOfBounds { .. })
+    ));
+    let f = seg.create_array_raw("floats", "<d", 4).unwrap();
+    assert!(matches!(f.fetch_add(0, 1), Err(Error::InvalidArgument(_))));
+    // Threads adding at once: no increment is lost.
+    let wide = seg.create_array_raw("wide", "<Q", 1).unwrap();
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| {
+                for _ in 0..10_000 {
+                    wide.fetch_add(0, 1).unwrap();
+                }
+            });
+        }
+    });
+    assert_eq!(wide.fetch_add(0, 0).unwrap(), 40_000);
+}
