@@ -43,6 +43,7 @@ python: $(VENV)/.tools
 ## Python tests (run from tests/python so the source tree's shmds/ crate
 ## directory cannot shadow the installed package).
 test-python: python
+	$(CARGO) build -p shmds --example interop
 	cd tests/python && ../../$(VENV)/bin/pytest -q -p no:cacheprovider .
 
 ## Loom model checks of the lock-free algorithms (same code as in shared memory).

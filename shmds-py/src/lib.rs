@@ -9,6 +9,10 @@ use pyo3::exceptions::{
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 use std::ffi::CString;
+
+mod codec;
+mod map;
+mod queue;
 use std::os::raw::{c_char, c_int, c_void};
 
 pyo3::create_exception!(
@@ -55,7 +59,7 @@ pyo3::create_exception!(
 );
 
 /// The Python exception for a shmds error.
-fn to_py(e: shmds::Error) -> PyErr {
+pub(crate) fn to_py(e: shmds::Error) -> PyErr {
     use shmds::Error as E;
     let msg = e.to_string();
     match e {
@@ -73,26 +77,28 @@ fn to_py(e: shmds::Error) -> PyErr {
         E::Stale { .. } => StaleError::new_err(msg),
         E::LockBusy { .. } | E::Busy { .. } => BusyError::new_err(msg),
         E::NotReady { .. } => NotReadyError::new_err(msg),
-        E::NoSpace { .. } | E::OutOfSpace { .. } | E::TableFull { .. } => {
+        E::NoSpace { .. } | E::OutOfSpace { .. } | E::TableFull { .. } | E::Full { .. } => {
             NoSpaceError::new_err(msg)
         }
+        E::Timeout { .. } => pyo3::exceptions::PyTimeoutError::new_err(msg),
+        E::Interrupted { .. } => pyo3::exceptions::PyKeyboardInterrupt::new_err(msg),
         E::Io { .. } => PyOSError::new_err(msg),
         _ => ShmdsError::new_err(msg),
     }
 }
 
-fn closed() -> PyErr {
+pub(crate) fn closed() -> PyErr {
     PyValueError::new_err("operation on a closed shmds handle")
 }
 
 /// A segment: a named POSIX shared memory region holding named structures.
 #[pyclass(module = "shmds._shmds", name = "Segment", subclass)]
-struct Segment {
+pub(crate) struct Segment {
     seg: Option<shmds::Segment>,
 }
 
 impl Segment {
-    fn get(&self) -> PyResult<&shmds::Segment> {
+    pub(crate) fn get(&self) -> PyResult<&shmds::Segment> {
         self.seg.as_ref().ok_or_else(closed)
     }
 }
@@ -227,6 +233,35 @@ impl Array {
     fn get(&self) -> PyResult<&shmds::RawArray> {
         self.raw.as_ref().ok_or_else(closed)
     }
+
+    /// A Python index (negative counts from the end), checked.
+    fn index(&self, index: i64) -> PyResult<u64> {
+        let len = self.get()?.len();
+        let at = if index < 0 {
+            (len as i64).checked_add(index)
+        } else {
+            Some(index)
+        };
+        match at {
+            Some(i) if i >= 0 && (i as u64) < len => Ok(i as u64),
+            _ => Err(PyIndexError::new_err(format!(
+                "index {index} out of range for length {len}"
+            ))),
+        }
+    }
+
+    /// The integer codec of the elements; TypeError for other types.
+    fn ints(&self) -> PyResult<codec::Codec> {
+        let raw = self.get()?;
+        let c = codec::Codec::new(raw.type_descriptor(), raw.elem_size(), None, None);
+        match c {
+            Ok(c) if c.is_int() => Ok(c),
+            _ => Err(PyTypeError::new_err(format!(
+                "atomic arithmetic needs an integer array, not {:?}",
+                raw.type_descriptor()
+            ))),
+        }
+    }
 }
 
 #[pymethods]
@@ -280,6 +315,44 @@ impl Array {
     #[getter]
     fn itemsize(&self) -> PyResult<usize> {
         Ok(self.get()?.elem_size())
+    }
+
+    /// For integer arrays: add `delta` (wrapping at the element's width)
+    /// to element `index`, atomically across processes. Returns the
+    /// previous value.
+    #[pyo3(signature = (index, delta=None))]
+    fn fetch_add<'py>(
+        &self,
+        py: Python<'py>,
+        index: i64,
+        delta: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let raw = self.get()?;
+        let at = self.index(index)?;
+        let delta = delta
+            .map(codec::Codec::delta_bits)
+            .transpose()?
+            .unwrap_or(1);
+        let old = raw.fetch_add(at, delta).map_err(to_py)?;
+        self.ints()?.int_object(py, old)
+    }
+
+    /// For integer arrays: if element `index` is `current`, set it to
+    /// `new`, atomically. Returns the value before the call (the swap
+    /// happened if it equals `current`).
+    fn compare_exchange<'py>(
+        &self,
+        py: Python<'py>,
+        index: i64,
+        current: &Bound<'py, PyAny>,
+        new: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let raw = self.get()?;
+        let at = self.index(index)?;
+        let ints = self.ints()?;
+        let (current, new) = (ints.int_bits(current)?, ints.int_bits(new)?);
+        let (Ok(old) | Err(old)) = raw.compare_exchange(at, current, new).map_err(to_py)?;
+        ints.int_object(py, old)
     }
 
     /// Whether `close()` was called.
@@ -391,6 +464,8 @@ fn _shmds(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
     m.add_class::<Segment>()?;
     m.add_class::<Array>()?;
+    m.add_class::<queue::Queue>()?;
+    m.add_class::<map::Map>()?;
     m.add_function(wrap_pyfunction!(list_segments, m)?)?;
     m.add_function(wrap_pyfunction!(remove, m)?)?;
     m.add_function(wrap_pyfunction!(parse_descriptor, m)?)?;

@@ -19,3 +19,16 @@ def segname():
         shmds.remove(name)
     except FileNotFoundError:
         pass
+
+
+@pytest.fixture(scope="session")
+def interop():
+    """Path of the Rust peer of the cross-language tests (built by `make`)."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    path = os.environ.get(
+        "SHMDS_INTEROP",
+        os.path.join(here, "..", "..", "target", "debug", "examples", "interop"),
+    )
+    if not os.access(path, os.X_OK):
+        pytest.fail(f"build the Rust peer first: cargo build -p shmds --example interop ({path})")
+    return path
