@@ -8,14 +8,14 @@ PYTHON ?= python3
 VENV := .venv
 VPY := $(VENV)/bin/python
 
-.PHONY: all demo test lint test-rust test-python python loom bench clean
+.PHONY: all demo test lint test-rust test-python python loom bench bench-python clean
 
 all: test
 
 ## The main job: processes sharing structures in one segment.
-demo:
+demo: python
 	$(CARGO) build --release -p shmds-cli -p shmds --example demo --bin shmds
-	SHMDS_CLI=target/release/shmds ./target/release/examples/demo
+	SHMDS_CLI=target/release/shmds SHMDS_PYTHON=$(CURDIR)/$(VPY) ./target/release/examples/demo
 
 ## Everything there is to test.
 test: lint test-rust test-python loom
@@ -53,6 +53,12 @@ loom:
 ## Benchmarks (not tests): see BENCHMARKS.md.
 bench:
 	$(CARGO) bench -p shmds
+
+## Python benchmarks beside multiprocessing.Queue, faster-fifo,
+## shared-memory-dict and iceoryx2 (installed here, not needed by tests).
+bench-python: python
+	$(VPY) -m pip install -q faster-fifo shared-memory-dict iceoryx2
+	cd /tmp && $(CURDIR)/$(VPY) $(CURDIR)/benches/python/bench.py
 
 clean:
 	$(CARGO) clean

@@ -1,37 +1,18 @@
-//! The shmds demo: two processes share arrays in one named segment.
+//! The shmds demo: a Rust producer and a Python consumer share one segment
+//! (an array, a queue and a map) at the same time; then `shmds info` prints
+//! the segment's table with fill levels.
 //!
-//! The parent creates the segment and two arrays, starts a second process
-//! (this same program, with `child`), both write and read, and at the end
-//! `shmds info` prints the segment's table.
-//!
-//! Run with `make demo` (or `cargo run --example demo`).
+//! Run with `make demo`. By hand: `cargo run --example demo` with
+//! `SHMDS_PYTHON` naming a Python that has the `shmds` package installed.
 
-use shmds::Segment;
-use std::process::Command;
+use shmds::{FixedStr, Segment};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
-const ROUNDS: u64 = 100_000;
+const JOBS: u64 = 1_000_000;
 
-fn child(name: &str) -> shmds::Result<()> {
-    let seg = Segment::open(name)?;
-    let readings = seg.open_array::<f64>("readings")?;
-    let counters = seg.open_array::<u64>("counters")?;
-    println!(
-        "[child  {}] attached to {name:?}; readings = {:?}",
-        std::process::id(),
-        readings.to_vec()?
-    );
-    // Typed entries: asking for the wrong element type is refused.
-    if let Err(e) = seg.open_array::<u32>("readings") {
-        println!("[child  {}] as expected, {e}", std::process::id());
-    }
-    for i in 0..readings.len() {
-        readings.set(i, readings.get(i)? * 10.0)?;
-    }
-    for _ in 0..ROUNDS {
-        counters.fetch_add(0, 1)?;
-    }
-    counters.store(1, std::process::id() as u64)?;
-    Ok(())
+fn pid() -> u32 {
+    std::process::id()
 }
 
 /// Find the `shmds` command: $SHMDS_CLI, next to this example, or on PATH.
@@ -59,41 +40,54 @@ impl Drop for RemoveOnDrop {
     }
 }
 
-fn parent() -> Result<(), Box<dyn std::error::Error>> {
-    let name = format!("shmds-demo-{}", std::process::id());
-    let seg = Segment::create(&name, 1 << 20)?;
+fn run() -> Result<(), Box<dyn std::error::Error>> {
+    let name = format!("shmds-demo-{}", pid());
+    let seg = Segment::create(&name, 4 << 20)?;
     let _cleanup = RemoveOnDrop(name.clone());
     let readings = seg.create_array::<f64>("readings", 5)?;
     readings.write(0, &[20.5, 21.0, 19.75, 22.25, 20.0])?;
-    let counters = seg.create_array::<u64>("counters", 2)?;
-    println!(
-        "[parent {}] created {name:?} with arrays 'readings' (f64 x5) and 'counters' (u64 x2)",
-        std::process::id()
-    );
+    let jobs = seg.create_queue::<u64>("jobs", 4096)?;
+    let tally = seg.create_map::<FixedStr<16>, u64>("tally", 64)?;
+    println!("[rust   {}] created segment {name:?}: array 'readings' (f64 x5), queue 'jobs' (u64, 4096), map 'tally' (str -> u64)", pid());
 
-    let mut child = Command::new(std::env::current_exe()?)
-        .args(["child", &name])
-        .spawn()?;
-    for _ in 0..ROUNDS {
-        counters.fetch_add(0, 1)?;
-    }
-    let status = child.wait()?;
-    if !status.success() {
-        return Err(format!("child failed: {status}").into());
+    let python = std::env::var("SHMDS_PYTHON").unwrap_or_else(|_| "python3".into());
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/demo_consumer.py");
+    let mut consumer = Command::new(&python)
+        .args([script, &name, &JOBS.to_string()])
+        .current_dir(std::env::temp_dir())
+        .stdin(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot start {python}: {e} (set SHMDS_PYTHON)"))?;
+
+    // Produce while the Python process consumes.
+    let start = Instant::now();
+    let batch: Vec<u64> = (0..1024).collect();
+    let mut sent = 0;
+    while sent < JOBS {
+        let n = (JOBS - sent).min(1024) as usize;
+        let chunk: Vec<u64> = batch[..n].iter().map(|i| sent + i).collect();
+        sent += jobs.push_slice(&chunk, Some(Duration::from_secs(30)))? as u64;
+        tally.fetch_add(&FixedStr::new("rust pushed")?, n as u64)?;
     }
     println!(
-        "[parent {}] child {} is done; readings now {:?}",
-        std::process::id(),
-        counters.load(1)?,
+        "[rust   {}] pushed {JOBS} jobs in {:.2?}; the consumer takes them as they come",
+        pid(),
+        start.elapsed()
+    );
+    let status = consumer.wait()?;
+    if !status.success() {
+        return Err(format!("the Python consumer failed: {status}").into());
+    }
+    let popped = tally.get(&FixedStr::new("python popped")?)?.unwrap_or(0);
+    let sum = tally.get(&FixedStr::new("python sum")?)?.unwrap_or(0);
+    let expected = JOBS * (JOBS - 1) / 2;
+    println!(
+        "[rust   {}] the map says Python popped {popped} jobs summing to {sum} (expected {expected}); readings now {:?}",
+        pid(),
         readings.to_vec()?
     );
-    let total = counters.load(0)?;
-    println!(
-        "[parent {}] counter = {total} (2 processes x {ROUNDS} atomic increments)",
-        std::process::id()
-    );
-    if total != 2 * ROUNDS {
-        return Err("lost increments".into());
+    if popped != JOBS || sum != expected {
+        return Err("the consumer's tally does not match what was pushed".into());
     }
     println!("\n$ shmds info {name}");
     let status = shmds_command().args(["info", &name]).status()?;
@@ -104,13 +98,7 @@ fn parent() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let result = if args.get(1).map(String::as_str) == Some("child") {
-        child(&args[2]).map_err(|e| e.into())
-    } else {
-        parent()
-    };
-    if let Err(e) = result {
+    if let Err(e) = run() {
         eprintln!("demo failed: {e}");
         std::process::exit(1);
     }

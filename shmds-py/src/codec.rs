@@ -24,6 +24,11 @@ pub(crate) enum Codec {
     Str {
         n: usize,
     },
+    /// `Ns`, numpy's `S<N>`: N bytes, zero-padded; read back without the
+    /// trailing zeros (as numpy does).
+    Bytes {
+        n: usize,
+    },
     /// Anything else: `encode(obj) -> bytes`, `decode(bytes) -> obj`.
     Other {
         size: usize,
@@ -54,6 +59,13 @@ impl Codec {
         let parsed = shmds::TypeDescriptor::parse(descriptor).map_err(crate::to_py)?;
         if let Some(n) = fixed_str_len(parsed.as_str()) {
             return Ok(Codec::Str { n });
+        }
+        if let Some(n) = parsed
+            .as_str()
+            .strip_suffix('s')
+            .and_then(|n| n.parse::<usize>().ok())
+        {
+            return Ok(Codec::Bytes { n });
         }
         match parsed.scalar() {
             Some(Scalar::Int { size, signed }) => Ok(Codec::Int { size, signed }),
@@ -171,6 +183,23 @@ impl Codec {
                 out[0] = bytes.len() as u8;
                 out[1..1 + bytes.len()].copy_from_slice(bytes);
             }
+            Codec::Bytes { n } => {
+                let bytes = obj.cast::<PyBytes>().map_err(|_| {
+                    PyTypeError::new_err(format!(
+                        "expected bytes, not {}",
+                        obj.get_type().name().map(|n| n.to_string()).unwrap_or_default()
+                    ))
+                })?;
+                let bytes = bytes.as_bytes();
+                if bytes.len() > *n {
+                    return Err(PyValueError::new_err(format!(
+                        "{} bytes do not fit in {n}",
+                        bytes.len()
+                    )));
+                }
+                out.fill(0);
+                out[..bytes.len()].copy_from_slice(bytes);
+            }
             Codec::Other { size, encode, .. } => {
                 let encoded = encode.bind(obj.py()).call1((obj,))?;
                 let bytes = encoded.cast::<PyBytes>()?.as_bytes();
@@ -211,6 +240,10 @@ impl Codec {
                     Ok(s) => Ok(PyString::new(py, s).into_any()),
                     Err(_) => Ok(PyBytes::new(py, text).into_any()),
                 }
+            }
+            Codec::Bytes { .. } => {
+                let end = bytes.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+                Ok(PyBytes::new(py, &bytes[..end]).into_any())
             }
             Codec::Other { decode, .. } => decode.bind(py).call1((PyBytes::new(py, bytes),)),
         }

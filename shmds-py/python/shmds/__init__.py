@@ -243,7 +243,7 @@ def _attach(segment: str, name: str) -> Any:
 
 def _native(desc: str) -> bool:
     """Whether the native layer converts elements of ``desc`` itself."""
-    if _FIXED_STR.fullmatch(desc):
+    if _FIXED_STR.fullmatch(desc) or re.fullmatch(r"\d+s", desc):
         return True
     try:
         dt = dtype_of(desc)
