@@ -3,10 +3,13 @@
 Publisher runs in a spawned child process, subscriber in the caller. Payload is
 one ctypes.c_uint64 (8 bytes) per message, values 0..n-1.
 
-No-loss strategy: the service is created with enable_safe_overflow(False) and
-the publisher uses BackpressureStrategy.RetryUntilDelivered, so when the
-subscriber's buffer is full, send() spins inside iceoryx2 until there is room
-instead of overwriting/discarding. The subscriber checks every value in order.
+No-loss strategy: the service is created with enable_safe_overflow(False) (a full
+subscriber queue never overwrites old samples) and the publisher asks for
+BackpressureStrategy.RetryUntilDelivered. In the iceoryx2 0.10 Python package that
+alone is NOT enough: when the queue is full, send() returns 0 (delivered to no
+subscriber) instead of blocking, and the message is silently gone. So the publisher
+also checks send()'s return value and re-loans/re-sends the same value until it was
+delivered to the one subscriber. The subscriber checks every value in order.
 """
 
 import ctypes
@@ -53,9 +56,16 @@ def _publisher(name, n, done):
     send = iox2.SampleMut.send
     from_addr = ctypes.c_uint64.from_address
     for i in range(n):
-        s = loan()
-        from_addr(s.payload_ptr).value = i  # write payload in place (zero-copy)
-        send(assume(s))  # blocks (retries) while the subscriber queue is full
+        while True:
+            try:
+                s = loan()
+            except iox2.LoanError:  # sample pool exhausted (should not happen): wait
+                os.sched_yield()
+                continue
+            from_addr(s.payload_ptr).value = i  # write payload in place (zero-copy)
+            if send(assume(s)):  # number of subscribers reached; 0 = queue full, dropped
+                break
+            os.sched_yield()  # let the subscriber drain, then resend the same value
     # keep the publisher (and its data segment) alive until everything was received
     done.wait()
     pub.delete()
@@ -118,12 +128,10 @@ def _remove_leftovers():
     dirs = [os.path.join(IOX_ROOT, d) for d in ("nodes", "services")]
     if any(os.path.isdir(d) and os.listdir(d) for d in dirs):
         return
-    for f in glob.glob("/dev/shm/iox2_*.global_mgmt"):
-        os.unlink(f)
-    for d in dirs + [IOX_ROOT]:
+    for path in glob.glob("/dev/shm/iox2_*.global_mgmt") + dirs + [IOX_ROOT]:
         try:
-            os.rmdir(d)
-        except OSError:
+            os.rmdir(path) if os.path.isdir(path) else os.unlink(path)
+        except OSError:  # already gone, or not empty (someone else is using it)
             pass
 
 
