@@ -187,7 +187,10 @@ impl Codec {
                 let bytes = obj.cast::<PyBytes>().map_err(|_| {
                     PyTypeError::new_err(format!(
                         "expected bytes, not {}",
-                        obj.get_type().name().map(|n| n.to_string()).unwrap_or_default()
+                        obj.get_type()
+                            .name()
+                            .map(|n| n.to_string())
+                            .unwrap_or_default()
                     ))
                 })?;
                 let bytes = bytes.as_bytes();

@@ -328,13 +328,14 @@ impl Array {
         delta: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let raw = self.get()?;
+        let ints = self.ints()?;
         let at = self.index(index)?;
         let delta = delta
             .map(codec::Codec::delta_bits)
             .transpose()?
             .unwrap_or(1);
         let old = raw.fetch_add(at, delta).map_err(to_py)?;
-        self.ints()?.int_object(py, old)
+        ints.int_object(py, old)
     }
 
     /// For integer arrays: if element `index` is `current`, set it to

@@ -172,7 +172,10 @@ def test_ctrl_c_interrupts_a_blocking_get(segname):
     seg.queue("never", "<u8", capacity=4)
     script = textwrap.dedent(
         f"""
-        import shmds, sys
+        import shmds, signal, sys
+        # A shell's background job may start us with SIGINT ignored;
+        # install Python's usual Ctrl-C handler explicitly.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         q = shmds.Segment({segname!r}, create=False).open("never")
         print("waiting", flush=True)
         try:

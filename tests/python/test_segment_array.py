@@ -120,3 +120,36 @@ def test_corrupt_segment_raises_shmds_error(segname):
         f.write(b"not a shmds segment at all" * 10)
     with pytest.raises(shmds.CorruptError):
         shmds.Segment(segname, create=False)
+
+
+def _add(arr, n):
+    for _ in range(n):
+        arr.fetch_add(0)
+
+
+def test_integer_arrays_have_atomic_arithmetic(segname):
+    seg = shmds.Segment(segname, size=1 << 20)
+    a = seg.array("counts", "<i2", 4)
+    assert a.fetch_add(1, 5) == 0
+    assert a.fetch_add(-3, -6) == 5  # negative index and delta
+    assert int(a[1]) == -1
+    assert a.compare_exchange(1, -1, 7) == -1 and int(a[1]) == 7
+    assert a.compare_exchange(1, 0, 8) == 7 and int(a[1]) == 7
+    a.fetch_add(2, 0x7FFF)
+    assert a.fetch_add(2) == 0x7FFF and int(a[2]) == -0x8000  # wraps at 16 bits
+    with pytest.raises(IndexError):
+        a.fetch_add(4)
+    with pytest.raises(OverflowError):
+        a.compare_exchange(0, 0, 1 << 20)
+    with pytest.raises(TypeError):
+        seg.array("floats", "<f8", 2).fetch_add(0)
+    wide = seg.array("wide", "<u8", 1)
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_add, args=(wide, 3000)) for _ in range(2)]
+    for p in procs:
+        p.start()
+    _add(wide, 3000)
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    assert int(wide[0]) == 9000
