@@ -8,14 +8,17 @@ PYTHON ?= python3
 VENV := .venv
 VPY := $(VENV)/bin/python
 
-.PHONY: all demo test lint test-rust test-python python loom bench bench-python clean
+.PHONY: all demo test lint test-rust test-python python c header loom bench bench-python clean
 
 all: test
 
 ## The main job: processes sharing structures in one segment.
 demo: python
 	$(CARGO) build --release -p shmds-cli -p shmds --example demo --bin shmds
-	SHMDS_CLI=target/release/shmds SHMDS_PYTHON=$(CURDIR)/$(VPY) ./target/release/examples/demo
+	$(CARGO) build --release -p shmds-c
+	mkdir -p target/c
+	$(CC) $(CFLAGS) -Iinclude examples/c/demo_reader.c target/release/libshmds.a $(C_LIBS) -o target/c/demo_reader
+	SHMDS_CLI=target/release/shmds SHMDS_PYTHON=$(CURDIR)/$(VPY) SHMDS_C_READER=target/c/demo_reader ./target/release/examples/demo
 
 ## Everything there is to test.
 test: lint test-rust test-python loom
@@ -29,7 +32,7 @@ test-rust:
 	$(CARGO) test --workspace --all-features
 
 ## A virtualenv with the build and test tools (made once).
-$(VENV)/.tools: Makefile
+$(VENV)/.tools:
 	$(PYTHON) -m venv $(VENV)
 	$(VPY) -m pip install -q --upgrade pip
 	$(VPY) -m pip install -q "maturin>=1.7,<2" "numpy>=1.24" pytest
@@ -42,9 +45,24 @@ python: $(VENV)/.tools
 
 ## Python tests (run from tests/python so the source tree's shmds/ crate
 ## directory cannot shadow the installed package).
-test-python: python
+test-python: python c
 	$(CARGO) build -p shmds --example interop
 	cd tests/python && ../../$(VENV)/bin/pytest -q -p no:cacheprovider .
+
+## The C library (libshmds.so, libshmds.a) and the C programs, compiled with
+## the system C compiler against include/shmds.h (whose _Static_asserts
+## check the layout). The tests link them statically.
+CC ?= cc
+CFLAGS ?= -std=c11 -O2 -Wall -Wextra -Werror -pedantic
+C_LIBS := -lpthread -ldl -lm -lrt
+c:
+	$(CARGO) build -p shmds-c
+	mkdir -p target/c
+	$(CC) $(CFLAGS) -Iinclude examples/c/interop.c target/debug/libshmds.a $(C_LIBS) -o target/c/interop
+
+## Regenerate include/shmds.h (a test fails when the checked-in one is stale).
+header:
+	SHMDS_UPDATE_HEADER=1 $(CARGO) test -p shmds-c --lib header
 
 ## Loom model checks of the lock-free algorithms (same code as in shared memory).
 loom:

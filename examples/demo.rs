@@ -1,9 +1,11 @@
-//! The shmds demo: a Rust producer and a Python consumer share one segment
-//! (an array, a queue and a map) at the same time; then `shmds info` prints
-//! the segment's table with fill levels.
+//! The shmds demo: a Rust producer, a Python consumer and a C reader share
+//! one segment (an array, a queue and a map) at the same time; then
+//! `shmds info` prints the segment's table with fill levels.
 //!
 //! Run with `make demo`. By hand: `cargo run --example demo` with
-//! `SHMDS_PYTHON` naming a Python that has the `shmds` package installed.
+//! `SHMDS_PYTHON` naming a Python that has the `shmds` package installed and
+//! `SHMDS_C_READER` naming the compiled examples/c/demo_reader.c (without
+//! it, the demo runs without the C reader).
 
 use shmds::{FixedStr, Segment};
 use std::process::{Command, Stdio};
@@ -59,6 +61,19 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         .spawn()
         .map_err(|e| format!("cannot start {python}: {e} (set SHMDS_PYTHON)"))?;
 
+    let mut reader = match std::env::var("SHMDS_C_READER") {
+        Ok(path) => Some(
+            Command::new(&path)
+                .arg(&name)
+                .stdin(Stdio::null())
+                .spawn()
+                .map_err(|e| format!("cannot start {path}: {e}"))?,
+        ),
+        Err(_) => None,
+    };
+    // Give both a moment to attach, so the C reader sees the work happen.
+    std::thread::sleep(Duration::from_millis(300));
+
     // Produce while the Python process consumes.
     let start = Instant::now();
     let batch: Vec<u64> = (0..1024).collect();
@@ -77,6 +92,12 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let status = consumer.wait()?;
     if !status.success() {
         return Err(format!("the Python consumer failed: {status}").into());
+    }
+    if let Some(reader) = reader.as_mut() {
+        let status = reader.wait()?;
+        if !status.success() {
+            return Err(format!("the C reader failed: {status}").into());
+        }
     }
     let popped = tally.get(&FixedStr::new("python popped")?)?.unwrap_or(0);
     let sum = tally.get(&FixedStr::new("python sum")?)?.unwrap_or(0);

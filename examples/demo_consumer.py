@@ -16,9 +16,10 @@ seg = shmds.Segment(name, create=False)
 readings, jobs, tally = seg.open("readings"), seg.open("jobs"), seg.open("tally")
 print(f"{me} attached to {name!r}; readings = {readings.numpy().tolist()}", flush=True)
 
-start, total, count = time.perf_counter(), 0, 0
+start, total, count = None, 0, 0
 while count < jobs_expected:
     batch = jobs.get_many(4096, timeout=30)  # numpy out, waits without the GIL
+    start = start or time.perf_counter()  # timed from the first batch
     total += int(batch.sum(dtype=np.uint64))
     count += len(batch)
 took = time.perf_counter() - start

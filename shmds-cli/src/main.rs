@@ -177,28 +177,51 @@ fn info(name: &str, as_json: bool) -> ExitCode {
         seg.table_capacity(),
         seg.creator_pid()
     );
-    println!(
-        "{:<24} {:<6} {:<24} {:>10} {:>10} {:>10}",
-        "NAME", "KIND", "TYPE", "CAPACITY", "BYTES", "FILL"
-    );
-    for row in rows {
-        let ty = match row["key_type"].as_str() {
-            Some(k) => format!("{k} -> {}", row["type"].as_str().unwrap_or_default()),
-            None => row["type"].as_str().unwrap_or_default().to_owned(),
-        };
-        let fill = match (row["fill"].as_u64(), row["error"].as_str()) {
-            (_, Some(err)) => format!("error: {err}"),
-            (Some(n), None) => n.to_string(),
-            (None, None) => "-".into(),
-        };
+    let table: Vec<[String; 6]> = rows
+        .iter()
+        .map(|row| {
+            let ty = match row["key_type"].as_str() {
+                Some(k) => format!("{k} -> {}", row["type"].as_str().unwrap_or_default()),
+                None => row["type"].as_str().unwrap_or_default().to_owned(),
+            };
+            let capacity = row["capacity"].as_u64().unwrap_or(0);
+            let fill = match (row["fill"].as_u64(), row["error"].as_str()) {
+                (_, Some(err)) => format!("error: {err}"),
+                (Some(n), None) => format!("{n}/{capacity}"),
+                (None, None) => "-".into(),
+            };
+            [
+                row["name"].as_str().unwrap_or_default().to_owned(),
+                row["kind"].as_str().unwrap_or_default().to_owned(),
+                ty,
+                capacity.to_string(),
+                human(row["bytes"].as_u64().unwrap_or(0)),
+                fill,
+            ]
+        })
+        .collect();
+    let header = ["NAME", "KIND", "TYPE", "CAPACITY", "BYTES", "FILL"].map(String::from);
+    let mut width = header.clone().map(|h| h.len());
+    for r in &table {
+        for (w, cell) in width.iter_mut().zip(r) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    for r in std::iter::once(&header).chain(&table) {
         println!(
-            "{:<24} {:<6} {:<24} {:>10} {:>10} {:>10}",
-            row["name"].as_str().unwrap_or_default(),
-            row["kind"].as_str().unwrap_or_default(),
-            ty,
-            row["capacity"],
-            human(row["bytes"].as_u64().unwrap_or(0)),
-            fill
+            "{:<w0$}  {:<w1$}  {:<w2$}  {:>w3$}  {:>w4$}  {:>w5$}",
+            r[0],
+            r[1],
+            r[2],
+            r[3],
+            r[4],
+            r[5],
+            w0 = width[0],
+            w1 = width[1],
+            w2 = width[2],
+            w3 = width[3],
+            w4 = width[4],
+            w5 = width[5]
         );
     }
     ExitCode::SUCCESS

@@ -499,3 +499,121 @@ mod asserts {
     at!(MapSlot, home, 8);
     at!(MapSlot, hash, 16);
 }
+
+/// A field of a layout struct, as C declares it (for the generated C
+/// header and the FORMAT.md check).
+#[doc(hidden)]
+#[derive(Debug, Clone)]
+pub struct FieldInfo {
+    /// The field name (as in Rust, C and FORMAT.md).
+    pub name: &'static str,
+    /// The C type of the field, or of one element of an array field.
+    pub c_type: &'static str,
+    /// The array length, or 0 for a scalar.
+    pub len: usize,
+    /// Whether processes change it concurrently (atomic in Rust).
+    pub atomic: bool,
+    /// Offset from the start of the struct.
+    pub offset: usize,
+    /// Size in bytes.
+    pub size: usize,
+}
+
+/// A layout struct: its Rust and C names, size and fields.
+#[doc(hidden)]
+#[derive(Debug, Clone)]
+pub struct StructInfo {
+    /// The Rust name (and FORMAT.md's).
+    pub name: &'static str,
+    /// The C name in `include/shmds.h`.
+    pub c_name: &'static str,
+    /// Size in bytes.
+    pub size: usize,
+    /// The fields, in order.
+    pub fields: Vec<FieldInfo>,
+}
+
+/// The C spelling of a field type.
+#[cfg(not(loom))]
+trait CType {
+    const C: &'static str;
+    const LEN: usize = 0;
+    const ATOMIC: bool = false;
+}
+
+#[cfg(not(loom))]
+macro_rules! c_type {
+    ($($t:ty => $c:literal, $atomic:literal;)*) => {$(
+        impl CType for $t {
+            const C: &'static str = $c;
+            const ATOMIC: bool = $atomic;
+        }
+    )*};
+}
+
+#[cfg(not(loom))]
+c_type! {
+    u8 => "uint8_t", false;
+    u32 => "uint32_t", false;
+    u64 => "uint64_t", false;
+    AtomicU32 => "uint32_t", true;
+    AtomicU64 => "uint64_t", true;
+}
+
+#[cfg(not(loom))]
+impl<T: CType, const N: usize> CType for [T; N] {
+    const C: &'static str = T::C;
+    const LEN: usize = N;
+    const ATOMIC: bool = T::ATOMIC;
+}
+
+#[cfg(not(loom))]
+macro_rules! describe {
+    ($t:ident as $c:literal: $($f:ident),* $(,)?) => {{
+        fn info<T: CType>(
+            name: &'static str,
+            offset: usize,
+            _field: fn(&$t) -> &T,
+        ) -> FieldInfo {
+            FieldInfo {
+                name,
+                c_type: T::C,
+                len: T::LEN,
+                atomic: T::ATOMIC,
+                offset,
+                size: core::mem::size_of::<T>(),
+            }
+        }
+        StructInfo {
+            name: stringify!($t),
+            c_name: $c,
+            size: core::mem::size_of::<$t>(),
+            fields: vec![$(info(stringify!($f), core::mem::offset_of!($t, $f), |s: &$t| &s.$f)),*],
+        }
+    }};
+}
+
+/// Every layout struct with its fields: the single list that FORMAT.md
+/// (by test) and `include/shmds.h` (generated) follow.
+#[doc(hidden)]
+#[cfg(not(loom))]
+pub fn describe() -> Vec<StructInfo> {
+    vec![
+        describe!(SegmentHeader as "shmds_segment_header": magic, format_version, header_size,
+            fingerprint, total_size, table_offset, table_capacity, entry_size, heap_offset, seed,
+            state, creator_pid, lock, lock_waiters, bump, created_unix_ns, reserved),
+        describe!(Entry as "shmds_entry": generation, state, kind, elem_size, key_size, capacity,
+            offset, size, creator_pid, reserved, name, key_type, elem_type),
+        describe!(ArrayHeader as "shmds_array_header": kind, elem_size, len, data_offset, reserved),
+        describe!(QueueHeader as "shmds_queue_header": kind, elem_size, capacity, one_lap,
+            slot_stride, slots_offset, reserved0, tail, reserved1, head, reserved2),
+        describe!(QueueSlot as "shmds_queue_slot": state),
+        describe!(StackHeader as "shmds_stack_header": kind, elem_size, capacity, node_stride,
+            nodes_offset, reserved0, top, not_empty, pop_waiters, reserved1, free, not_full,
+            push_waiters, reserved2),
+        describe!(StackNode as "shmds_stack_node": next, depth),
+        describe!(MapHeader as "shmds_map_header": kind, value_size, capacity, key_size, reserved0,
+            slot_stride, slots_offset, hash_seed, reserved1, len, reserved2),
+        describe!(MapSlot as "shmds_map_slot": state, home, hash),
+    ]
+}

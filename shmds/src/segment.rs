@@ -317,6 +317,14 @@ impl Segment {
         &self.map.name
     }
 
+    /// The first byte of the mapping (a [`SegmentHeader`](crate::layout::SegmentHeader)),
+    /// [`size`](Segment::size) bytes long, valid while this handle or a
+    /// structure opened from it lives. For tools that read the layout
+    /// directly; other processes change these bytes at any time.
+    pub fn as_ptr(&self) -> *const u8 {
+        self.map.base()
+    }
+
     /// Total size in bytes.
     pub fn size(&self) -> u64 {
         self.map.header().total_size

@@ -3,7 +3,6 @@
 
 use shmds::layout::*;
 use std::collections::BTreeMap;
-use std::mem::{offset_of, size_of};
 
 type Fields = Vec<(String, usize, usize)>;
 
@@ -43,54 +42,26 @@ fn format_tables() -> BTreeMap<String, (usize, Fields)> {
     tables
 }
 
-macro_rules! fields {
-    ($t:ty: $($f:ident),* $(,)?) => {{
-        fn size_of_field<T>(_: fn(&$t) -> &T) -> usize { size_of::<T>() }
-        let v: Fields = vec![$((stringify!($f).to_owned(), offset_of!($t, $f), size_of_field(|s: &$t| &s.$f))),*];
-        (size_of::<$t>(), v)
-    }};
-}
-
 #[test]
 fn format_md_matches_layout_rs() {
     let tables = format_tables();
-    let expected: BTreeMap<&str, (usize, Fields)> = [
-        (
-            "SegmentHeader",
-            fields!(SegmentHeader: magic, format_version, header_size, fingerprint, total_size,
-                table_offset, table_capacity, entry_size, heap_offset, seed, state, creator_pid,
-                lock, lock_waiters, bump, created_unix_ns, reserved),
-        ),
-        (
-            "Entry",
-            fields!(Entry: generation, state, kind, elem_size, key_size, capacity, offset, size,
-                creator_pid, reserved, name, key_type, elem_type),
-        ),
-        (
-            "ArrayHeader",
-            fields!(ArrayHeader: kind, elem_size, len, data_offset, reserved),
-        ),
-        (
-            "QueueHeader",
-            fields!(QueueHeader: kind, elem_size, capacity, one_lap, slot_stride, slots_offset,
-                reserved0, tail, reserved1, head, reserved2),
-        ),
-        ("QueueSlot", fields!(QueueSlot: state)),
-        (
-            "StackHeader",
-            fields!(StackHeader: kind, elem_size, capacity, node_stride, nodes_offset, reserved0,
-                top, not_empty, pop_waiters, reserved1, free, not_full, push_waiters, reserved2),
-        ),
-        ("StackNode", fields!(StackNode: next, depth)),
-        (
-            "MapHeader",
-            fields!(MapHeader: kind, value_size, capacity, key_size, reserved0, slot_stride,
-                slots_offset, hash_seed, reserved1, len, reserved2),
-        ),
-        ("MapSlot", fields!(MapSlot: state, home, hash)),
-    ]
-    .into_iter()
-    .collect();
+    // layout::describe() is the list the C header is generated from too.
+    let expected: BTreeMap<&str, (usize, Fields)> = describe()
+        .into_iter()
+        .map(|s| {
+            let fields = s
+                .fields
+                .iter()
+                .map(|f| (f.name.to_owned(), f.offset, f.size))
+                .collect();
+            (s.name, (s.size, fields))
+        })
+        .collect();
+    assert_eq!(
+        expected.len(),
+        9,
+        "a layout struct is missing from describe()"
+    );
     for (name, (size, fields)) in &expected {
         let (doc_size, doc_fields) = tables
             .get(*name)

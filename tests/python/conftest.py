@@ -32,3 +32,15 @@ def interop():
     if not os.access(path, os.X_OK):
         pytest.fail(f"build the Rust peer first: cargo build -p shmds --example interop ({path})")
     return path
+
+
+@pytest.fixture(scope="session")
+def c_interop():
+    """Path of the C peer of the cross-language tests (built by `make c`)."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    path = os.environ.get(
+        "SHMDS_C_INTEROP", os.path.join(here, "..", "..", "target", "c", "interop")
+    )
+    if not os.access(path, os.X_OK):
+        pytest.fail(f"build the C peer first: make c ({path})")
+    return path

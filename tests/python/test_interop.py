@@ -1,8 +1,10 @@
-"""Cross-language: Rust writes and Python checks, Python writes and Rust
-checks (array with a record type, queue, stack, maps), and a Rust process
-streams through a queue with a Python process at the same time.
+"""Cross-language conformance: a known set of structures (an array of a
+record type, a queue, a stack, two maps) written by Rust, Python or C and
+checked by each of the others; and a Rust process streaming through a
+queue with a Python process at the same time.
 
-The Rust peer is tests/interop/main.rs; its docs list the known structures.
+The Rust peer is tests/interop/main.rs (its docs list the known
+structures); the C peer is examples/c/interop.c.
 """
 
 import subprocess
@@ -24,9 +26,22 @@ def run(interop, *args, timeout=120):
     return done
 
 
-def test_rust_writes_python_reads(segname, interop):
-    seg = shmds.Segment(segname, size=4 << 20)
-    run(interop, "write", segname)
+def py_write(seg):
+    quotes = seg.array("quotes", QUOTE, 3)
+    for i in range(3):
+        quotes[i] = (i, 100.5 + i, 10 * i)
+    seg.queue("jobs", "<u8", capacity=128).put_many(np.arange(1, 101))
+    undo = seg.stack("undo", "<i4", capacity=8)
+    for v in (-1, -2, -3):
+        undo.put(v)
+    prices = seg.map("prices", key="S16", value="<f8", capacity=64)
+    prices.update(PRICES)
+    hits = seg.map("hits", key="<u8", value="<i8", capacity=32)
+    for k in range(1, 21):
+        hits.fetch_add(k, -k)
+
+
+def py_check(seg):
     quotes = seg.open("quotes")
     assert quotes.dtype == QUOTE  # the record descriptor maps to the aligned dtype
     arr = quotes.numpy()
@@ -44,21 +59,25 @@ def test_rust_writes_python_reads(segname, interop):
     assert seg.check() == []
 
 
-def test_python_writes_rust_reads(segname, interop):
+LANGUAGES = ["rust", "python", "c"]
+
+
+@pytest.mark.parametrize(
+    "writer,reader",
+    [(w, r) for w in LANGUAGES for r in LANGUAGES if w != r],
+)
+def test_conformance(segname, interop, c_interop, writer, reader):
+    """The known structures, written by one language and checked by another."""
     seg = shmds.Segment(segname, size=4 << 20)
-    quotes = seg.array("quotes", QUOTE, 3)
-    for i in range(3):
-        quotes[i] = (i, 100.5 + i, 10 * i)
-    seg.queue("jobs", "<u8", capacity=128).put_many(np.arange(1, 101))
-    undo = seg.stack("undo", "<i4", capacity=8)
-    for v in (-1, -2, -3):
-        undo.put(v)
-    prices = seg.map("prices", key="S16", value="<f8", capacity=64)
-    prices.update(PRICES)
-    hits = seg.map("hits", key="<u8", value="<i8", capacity=32)
-    for k in range(1, 21):
-        hits.fetch_add(k, -k)
-    run(interop, "check", segname)
+    peers = {"rust": interop, "c": c_interop}
+    if writer == "python":
+        py_write(seg)
+    else:
+        run(peers[writer], "write", segname)
+    if reader == "python":
+        py_check(seg)
+    else:
+        run(peers[reader], "check", segname)
 
 
 def test_python_types_match_what_rust_expects(segname, interop):

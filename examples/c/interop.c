@@ -1,0 +1,208 @@
+/*
+ * The C side of the cross-language tests: write the known structures into
+ * a segment, or check the ones another language (Rust, Python) wrote.
+ *
+ *   interop write SEGMENT    create the known structures
+ *   interop check SEGMENT    check them; exit status 1 on a mismatch
+ *
+ * The known structures are listed in tests/interop/main.rs. `check` also
+ * reads the segment header and the name table directly, through the
+ * layout structs of shmds.h, the way a tool without the library would.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "shmds.h"
+#include "str16.h"
+
+/* A Rust `Quote` record: {venue: u8, price: f64, size: u32}, C layout. */
+struct quote {
+    uint8_t venue;
+    double price;
+    uint32_t size;
+};
+#define QUOTE_TYPE "T{B:venue:7x<d:price:<I:size:4x}"
+
+static const char *price_names[] = {"AAPL", "MSFT", "Z\xc3\xbcrich"};
+static const double price_values[] = {189.5, 410.25, 7.0};
+
+static int failures = 0;
+
+#define CHECK(cond, ...)                                     \
+    do {                                                     \
+        if (!(cond)) {                                       \
+            fprintf(stderr, "interop check: " __VA_ARGS__);  \
+            fprintf(stderr, "\n");                           \
+            failures++;                                      \
+        }                                                    \
+    } while (0)
+
+/* Stop on a failed call, printing the library's message. */
+static void ok(int rc, const char *what) {
+    if (rc < 0) {
+        fprintf(stderr, "interop: %s: %s (%s)\n", what, shmds_strerror(rc), shmds_last_error());
+        exit(2);
+    }
+}
+
+static void write_all(ShmdsSegment *seg) {
+    ShmdsArray *quotes;
+    ok(shmds_array_create(seg, "quotes", QUOTE_TYPE, 3, false, &quotes), "create quotes");
+    for (uint64_t i = 0; i < 3; i++) {
+        struct quote q;
+        memset(&q, 0, sizeof q);
+        q.venue = (uint8_t)i;
+        q.price = 100.5 + (double)i;
+        q.size = (uint32_t)(10 * i);
+        ok(shmds_array_set(quotes, i, &q), "set quote");
+    }
+    shmds_array_close(quotes);
+
+    ShmdsQueue *jobs;
+    ok(shmds_queue_create(seg, "jobs", "<Q", 128, false, &jobs), "create jobs");
+    for (uint64_t v = 1; v <= 100; v++)
+        ok(shmds_queue_try_push(jobs, &v), "push job");
+    shmds_queue_close(jobs);
+
+    ShmdsStack *undo;
+    ok(shmds_stack_create(seg, "undo", "<i", 8, false, &undo), "create undo");
+    for (int32_t v = -1; v >= -3; v--)
+        ok(shmds_stack_push(undo, &v, -1), "push undo");
+    shmds_stack_close(undo);
+
+    ShmdsMap *prices;
+    ok(shmds_map_create(seg, "prices", STR16_TYPE, "<d", 64, false, &prices), "create prices");
+    for (int i = 0; i < 3; i++) {
+        struct str16 k = str16(price_names[i]);
+        ok(shmds_map_insert(prices, &k, &price_values[i]), "insert price");
+    }
+    shmds_map_close(prices);
+
+    ShmdsMap *hits;
+    ok(shmds_map_create(seg, "hits", "<Q", "<q", 32, false, &hits), "create hits");
+    for (uint64_t k = 1; k <= 20; k++) {
+        int64_t v = -(int64_t)k;
+        ok(shmds_map_insert(hits, &k, &v), "insert hit");
+    }
+    shmds_map_close(hits);
+}
+
+/* The header and table, read through the layout structs. */
+static void check_layout(ShmdsSegment *seg) {
+    static const uint8_t magic[8] = SHMDS_MAGIC_BYTES;
+    const shmds_segment_header *h = shmds_segment_base(seg);
+    CHECK(memcmp(h->magic, magic, 8) == 0, "bad magic");
+    CHECK(h->format_version == SHMDS_FORMAT_VERSION, "format version %u", h->format_version);
+    CHECK(h->total_size == shmds_segment_size(seg), "total size");
+    CHECK(h->entry_size == sizeof(shmds_entry), "entry size %u", h->entry_size);
+    int found = 0;
+    const shmds_entry *table = (const shmds_entry *)((const char *)h + h->table_offset);
+    for (uint32_t i = 0; i < h->table_capacity; i++) {
+        uint32_t state = __atomic_load_n(&table[i].state, __ATOMIC_ACQUIRE);
+        const char *name = (const char *)table[i].name;
+        if (state == 1 && strncmp(name, "quotes", sizeof table[i].name) == 0) {
+            found = 1;
+            CHECK(table[i].kind == SHMDS_KIND_ARRAY, "quotes kind %u", table[i].kind);
+            CHECK(table[i].elem_size == sizeof(struct quote), "quotes elem size");
+            CHECK(strcmp((const char *)table[i].elem_type, QUOTE_TYPE) == 0, "quotes type %s",
+                  (const char *)table[i].elem_type);
+            const shmds_array_header *a =
+                (const shmds_array_header *)((const char *)h + table[i].offset);
+            CHECK(a->kind == SHMDS_KIND_ARRAY && a->len == 3, "quotes header");
+        }
+    }
+    CHECK(found, "no live table entry named quotes");
+}
+
+static void check_all(ShmdsSegment *seg) {
+    check_layout(seg);
+
+    size_t count = 0;
+    ShmdsEntryInfo infos[16];
+    ok(shmds_segment_entries(seg, infos, 16, &count), "entries");
+    CHECK(count == 5, "%zu entries, expected 5", count);
+
+    ShmdsArray *quotes;
+    ok(shmds_array_open(seg, "quotes", &quotes), "open quotes");
+    CHECK(shmds_array_len(quotes) == 3, "quotes length");
+    CHECK(shmds_array_elem_size(quotes) == sizeof(struct quote), "quote size");
+    const struct quote *q = shmds_array_data(quotes);
+    for (uint64_t i = 0; i < 3 && shmds_array_len(quotes) == 3; i++) {
+        CHECK(q[i].venue == i && q[i].price == 100.5 + (double)i && q[i].size == 10 * i,
+              "quotes[%" PRIu64 "] = (%u, %g, %u)", i, q[i].venue, q[i].price, q[i].size);
+    }
+    shmds_array_close(quotes);
+
+    ShmdsQueue *jobs;
+    ok(shmds_queue_open(seg, "jobs", &jobs), "open jobs");
+    CHECK(shmds_queue_elem_size(jobs) == 8, "jobs element size");
+    for (uint64_t want = 1; want <= 100; want++) {
+        uint64_t v = 0;
+        int rc = shmds_queue_try_pop(jobs, &v);
+        CHECK(rc == SHMDS_OK && v == want, "job %" PRIu64 ": rc %d value %" PRIu64, want, rc, v);
+    }
+    uint64_t extra;
+    CHECK(shmds_queue_try_pop(jobs, &extra) == SHMDS_E_EMPTY, "jobs not empty");
+    CHECK(shmds_queue_pop(jobs, &extra, 1000000) == SHMDS_E_TIMEOUT, "pop did not time out");
+    shmds_queue_close(jobs);
+
+    ShmdsStack *undo;
+    ok(shmds_stack_open(seg, "undo", &undo), "open undo");
+    for (int32_t want = -3; want <= -1; want++) {
+        int32_t v = 0;
+        int rc = shmds_stack_pop(undo, &v, 0);
+        CHECK(rc == SHMDS_OK && v == want, "undo: rc %d value %d, expected %d", rc, v, want);
+    }
+    shmds_stack_close(undo);
+
+    ShmdsMap *prices;
+    ok(shmds_map_open(seg, "prices", &prices), "open prices");
+    CHECK(shmds_map_len(prices) == 3, "prices has %zu keys", shmds_map_len(prices));
+    CHECK(shmds_map_key_size(prices) == sizeof(struct str16), "price key size");
+    for (int i = 0; i < 3; i++) {
+        struct str16 k = str16(price_names[i]);
+        double v = 0;
+        int rc = shmds_map_get(prices, &k, &v);
+        CHECK(rc == 1 && v == price_values[i], "prices[%s]: rc %d value %g", price_names[i], rc, v);
+    }
+    struct str16 absent = str16("IBM");
+    double v;
+    CHECK(shmds_map_get(prices, &absent, &v) == 0, "IBM should be absent");
+    shmds_map_close(prices);
+
+    ShmdsMap *hits;
+    ok(shmds_map_open(seg, "hits", &hits), "open hits");
+    for (uint64_t k = 1; k <= 20; k++) {
+        int64_t h = 0;
+        int rc = shmds_map_get(hits, &k, &h);
+        CHECK(rc == 1 && h == -(int64_t)k, "hits[%" PRIu64 "]: rc %d value %" PRId64, k, rc, h);
+    }
+    shmds_map_close(hits);
+
+    /* Wrong kinds and missing names are refused with the right codes. */
+    ShmdsQueue *wrong;
+    CHECK(shmds_queue_open(seg, "prices", &wrong) == SHMDS_E_TYPE, "prices opened as a queue");
+    CHECK(shmds_queue_open(seg, "nope", &wrong) == SHMDS_E_NOT_FOUND, "missing name");
+    CHECK(shmds_queue_open(NULL, "nope", &wrong) == SHMDS_E_INVALID, "NULL segment");
+}
+
+int main(int argc, char **argv) {
+    if (argc != 3) {
+        fprintf(stderr, "usage: %s write|check SEGMENT\n", argv[0]);
+        return 2;
+    }
+    ShmdsSegment *seg;
+    ok(shmds_segment_open(argv[2], &seg), "open segment");
+    if (strcmp(argv[1], "write") == 0)
+        write_all(seg);
+    else if (strcmp(argv[1], "check") == 0)
+        check_all(seg);
+    else {
+        fprintf(stderr, "unknown command %s\n", argv[1]);
+        return 2;
+    }
+    shmds_segment_close(seg);
+    return failures ? 1 : 0;
+}
