@@ -6,9 +6,20 @@
  * layout section from shmds/src/layout.rs). Do not edit: a test fails
  * when this file is stale.
  *
- * Pointer rules: strings are NUL-terminated UTF-8; handles come from this
- * library and are used until their *_close; element, key and value
- * pointers point to exactly elem_size (key_size, value_size) bytes.
+ * Conventions:
+ * - Functions return SHMDS_OK (0) or a negative SHMDS_E_* code;
+ *   shmds_strerror(code) names it and shmds_last_error() gives the calling
+ *   thread's last failure message. shmds_map_get/insert/remove return 1 or
+ *   0 (found or not) on success.
+ * - Strings are NUL-terminated UTF-8. Handles are opaque, come from this
+ *   library, may be used from several threads at once, and are released
+ *   with their *_close (NULL is ignored). Structure handles keep the
+ *   segment mapped, so the segment handle may be closed first.
+ * - Element, key and value pointers point to exactly elem_size (key_size,
+ *   value_size) bytes. Timeouts are in nanoseconds; negative waits forever.
+ * - try_* calls never sleep: a slot held by a live process mid-operation
+ *   makes them report full or empty.
+ * - No Rust panic crosses this boundary; one would be SHMDS_E_PANIC.
  */
 
 #ifndef SHMDS_H

@@ -116,7 +116,7 @@ static void check_layout(ShmdsSegment *seg) {
     CHECK(found, "no live table entry named quotes");
 }
 
-static void check_all(ShmdsSegment *seg) {
+static void check_all(ShmdsSegment *seg, const char *seg_name) {
     check_layout(seg);
 
     size_t count = 0;
@@ -186,6 +186,22 @@ static void check_all(ShmdsSegment *seg) {
     CHECK(shmds_queue_open(seg, "prices", &wrong) == SHMDS_E_TYPE, "prices opened as a queue");
     CHECK(shmds_queue_open(seg, "nope", &wrong) == SHMDS_E_NOT_FOUND, "missing name");
     CHECK(shmds_queue_open(NULL, "nope", &wrong) == SHMDS_E_INVALID, "NULL segment");
+
+    /* A NULL output pointer is refused before anything is created. */
+    char other[300];
+    snprintf(other, sizeof other, "%s-null-out", seg_name);
+    CHECK(shmds_segment_create(other, 1 << 20, NULL) == SHMDS_E_INVALID, "NULL out accepted");
+    ShmdsSegment *none;
+    CHECK(shmds_segment_open(other, &none) == SHMDS_E_NOT_FOUND, "NULL out left a segment");
+    CHECK(shmds_map_create(seg, "never", "<Q", "<Q", 4, false, NULL) == SHMDS_E_INVALID,
+          "NULL map out accepted");
+    CHECK(shmds_map_open(seg, "never", &hits) == SHMDS_E_NOT_FOUND, "NULL out left a map");
+    /* Atomic arithmetic needs integer values. */
+    ok(shmds_map_open(seg, "prices", &prices), "reopen prices");
+    struct str16 k = str16("AAPL");
+    CHECK(shmds_map_fetch_add(prices, &k, 1, NULL) == SHMDS_E_INVALID, "fetch_add on doubles");
+    CHECK(strlen(shmds_last_error()) > 0, "no message for the last error");
+    shmds_map_close(prices);
 }
 
 int main(int argc, char **argv) {
@@ -198,7 +214,7 @@ int main(int argc, char **argv) {
     if (strcmp(argv[1], "write") == 0)
         write_all(seg);
     else if (strcmp(argv[1], "check") == 0)
-        check_all(seg);
+        check_all(seg, argv[2]);
     else {
         fprintf(stderr, "unknown command %s\n", argv[1]);
         return 2;

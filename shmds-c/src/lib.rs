@@ -131,7 +131,8 @@ fn code_of(e: &core_lib::Error) -> c_int {
 
 fn remember(msg: String) {
     let msg = CString::new(msg.replace('\0', "?")).unwrap_or_default();
-    LAST_ERROR.with(|e| *e.borrow_mut() = msg);
+    // try_with: during thread teardown the slot may be gone; drop the message.
+    let _ = LAST_ERROR.try_with(|e| *e.borrow_mut() = msg);
 }
 
 /// A failure: its code and message.
@@ -199,11 +200,18 @@ unsafe fn bytes_mut<'a>(p: *mut c_void, len: usize) -> Result<&'a mut [u8], Fail
     Ok(unsafe { std::slice::from_raw_parts_mut(p.cast::<u8>(), len) })
 }
 
-/// Store a new handle in `*out`.
-unsafe fn give<T>(out: *mut *mut T, value: T) -> Result<c_int, Fail> {
+/// `Err` for a NULL output handle pointer: checked before anything is
+/// created, so that a failed call leaves nothing behind.
+fn need_out<T>(out: *mut *mut T) -> Result<(), Fail> {
     if out.is_null() {
         return Err(invalid("output handle pointer is NULL"));
     }
+    Ok(())
+}
+
+/// Store a new handle in `*out`.
+unsafe fn give<T>(out: *mut *mut T, value: T) -> Result<c_int, Fail> {
+    need_out(out)?;
     // SAFETY: `out` is non-NULL and points to writable storage for a pointer.
     unsafe { *out = Box::into_raw(Box::new(value)) };
     Ok(SHMDS_OK)
@@ -243,6 +251,7 @@ unsafe fn create_with<T>(
 ) -> c_int {
     // SAFETY: pointer rules of the header.
     call(|| unsafe {
+        need_out(out)?;
         let seg = &handle(seg)?.0;
         let (name, desc) = (text(name, "name")?, text(descriptor, "descriptor")?);
         give(out, make(seg, name, desc, open_existing)?)
@@ -294,7 +303,9 @@ pub extern "C" fn shmds_strerror(code: c_int) -> *const c_char {
 /// valid until the thread's next failing call.
 #[no_mangle]
 pub extern "C" fn shmds_last_error() -> *const c_char {
-    LAST_ERROR.with(|e| e.borrow().as_ptr())
+    LAST_ERROR
+        .try_with(|e| e.borrow().as_ptr())
+        .unwrap_or(c"".as_ptr())
 }
 
 // ------------------------------------------------------------- segments
@@ -308,6 +319,7 @@ pub unsafe extern "C" fn shmds_segment_create(
 ) -> c_int {
     // SAFETY: pointer rules of the header.
     call(|| unsafe {
+        need_out(out)?;
         give(
             out,
             ShmdsSegment(core_lib::Segment::create(text(name, "name")?, size)?),
@@ -871,6 +883,17 @@ pub unsafe extern "C" fn shmds_stack_elem_size(stack: *const ShmdsStack) -> usiz
 
 // ------------------------------------------------------------- maps
 
+/// A full map is "no space" (`SHMDS_E_FULL` is for queues and stacks).
+fn map_full(e: core_lib::Error) -> Fail {
+    match e {
+        core_lib::Error::Full { name } => Fail(
+            SHMDS_E_NO_SPACE,
+            format!("map {name:?} is full (create it with a larger capacity)"),
+        ),
+        e => e.into(),
+    }
+}
+
 /// Open the map `name` whatever its key and value types.
 #[no_mangle]
 pub unsafe extern "C" fn shmds_map_open(
@@ -901,6 +924,7 @@ pub unsafe extern "C" fn shmds_map_create(
 ) -> c_int {
     // SAFETY: pointer rules of the header.
     call(|| unsafe {
+        need_out(out)?;
         let seg = &handle(seg)?.0;
         let name = text(name, "name")?;
         let (k, v) = (
@@ -933,10 +957,12 @@ pub unsafe extern "C" fn shmds_map_get(
     // SAFETY: pointer rules of the header.
     call(|| unsafe {
         let m = &handle(map)?.0;
-        let found = m.get(
-            bytes(key, m.key_size())?,
-            bytes_mut(value_out, m.value_size())?,
-        )?;
+        // Copy the key first: the caller may pass overlapping key and
+        // output buffers.
+        let mut k = [0u8; core_lib::MAX_KEY_SIZE];
+        let k = &mut k[..m.key_size()];
+        k.copy_from_slice(bytes(key, m.key_size())?);
+        let found = m.get(k, bytes_mut(value_out, m.value_size())?)?;
         Ok(found as c_int)
     })
 }
@@ -989,7 +1015,9 @@ pub unsafe extern "C" fn shmds_map_fetch_add(
     // SAFETY: pointer rules of the header.
     call(|| unsafe {
         let m = &handle(map)?.0;
-        let prev = m.fetch_add(bytes(key, m.key_size())?, delta)?;
+        let prev = m
+            .fetch_add(bytes(key, m.key_size())?, delta)
+            .map_err(map_full)?;
         put(old, prev);
         Ok(SHMDS_OK)
     })

@@ -91,11 +91,19 @@ impl Codec {
     /// The bits of a Python int as a wrapping delta: any int from -2^63 to
     /// 2^64 - 1, two's complement.
     pub(crate) fn delta_bits(obj: &Bound<'_, PyAny>) -> PyResult<u64> {
-        if let Ok(v) = obj.extract::<i64>() {
-            return Ok(v as u64);
+        match obj.extract::<i64>() {
+            Ok(v) => Ok(v as u64),
+            Err(e) if e.is_instance_of::<PyOverflowError>(obj.py()) => obj
+                .extract::<u64>()
+                .map_err(|_| PyOverflowError::new_err(format!("{obj} does not fit in 64 bits"))),
+            Err(_) => Err(PyTypeError::new_err(format!(
+                "expected an integer, not {}",
+                obj.get_type()
+                    .name()
+                    .map(|n| n.to_string())
+                    .unwrap_or_default()
+            ))),
         }
-        obj.extract::<u64>()
-            .map_err(|_| PyOverflowError::new_err(format!("{obj} does not fit in 64 bits")))
     }
 
     /// The integer value of `obj`, checked against the element's range, as

@@ -172,26 +172,34 @@ impl Queue {
         self.ring.as_ref().ok_or_else(closed)
     }
 
+    // The blocking paths below hold no borrow of the object while they
+    // wait (they wait on their own reference to the queue), so another
+    // thread may close() the handle meanwhile.
+
     fn put_impl(
-        &self,
-        py: Python<'_>,
+        slf: &Bound<'_, Self>,
         item: &Bound<'_, PyAny>,
         block: bool,
         timeout: Option<f64>,
     ) -> PyResult<()> {
-        let ring = self.ring()?;
-        let mut elem = Scratch::new(ring.elem_size());
-        self.codec.encode(item, elem.bytes())?;
-        if ring.try_push_slice(elem.bytes()).map_err(to_py)? == 1 {
-            return Ok(());
-        }
-        if !block {
-            return Err(Full::new_err(format!("{} is full", ring.name())));
-        }
+        let (ring, mut elem) = {
+            let this = slf.borrow();
+            let ring = this.ring()?;
+            let mut elem = Scratch::new(ring.elem_size());
+            this.codec.encode(item, elem.bytes())?;
+            if ring.try_push_slice(elem.bytes()).map_err(to_py)? == 1 {
+                return Ok(());
+            }
+            if !block {
+                return Err(Full::new_err(format!("{} is full", ring.name())));
+            }
+            (ring.clone(), elem)
+        };
         let timeout = wait_time(timeout)?;
-        let ring = ring.clone();
         let bytes = elem.bytes();
-        match blocking(py, |interrupt| ring.push_slice(bytes, timeout, interrupt))? {
+        match blocking(slf.py(), |interrupt| {
+            ring.push_slice(bytes, timeout, interrupt)
+        })? {
             Ok(1) => Ok(()),
             Ok(_) | Err(shmds::Error::Timeout { .. }) => {
                 Err(Full::new_err(format!("{} stayed full", ring.name())))
@@ -201,24 +209,28 @@ impl Queue {
     }
 
     fn get_impl<'py>(
-        &self,
-        py: Python<'py>,
+        slf: &Bound<'py, Self>,
         block: bool,
         timeout: Option<f64>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let ring = self.ring()?;
-        let mut elem = Scratch::new(ring.elem_size());
-        if ring.try_pop_into(elem.bytes()).map_err(to_py)? == 1 {
-            return self.codec.decode(py, elem.bytes());
-        }
-        if !block {
-            return Err(Empty::new_err(format!("{} is empty", ring.name())));
-        }
+        let py = slf.py();
+        let (ring, mut elem) = {
+            let this = slf.borrow();
+            let ring = this.ring()?;
+            let mut elem = Scratch::new(ring.elem_size());
+            if ring.try_pop_into(elem.bytes()).map_err(to_py)? == 1 {
+                return this.codec.decode(py, elem.bytes());
+            }
+            if !block {
+                return Err(Empty::new_err(format!("{} is empty", ring.name())));
+            }
+            (ring.clone(), elem)
+        };
         let timeout = wait_time(timeout)?;
-        let ring = ring.clone();
         let bytes = elem.bytes();
         match blocking(py, |interrupt| ring.pop_into(bytes, timeout, interrupt))? {
-            Ok(_) => self.codec.decode(py, elem.bytes()),
+            // The codec outlives close(), which only drops the queue handle.
+            Ok(_) => slf.borrow().codec.decode(py, elem.bytes()),
             Err(shmds::Error::Timeout { .. }) => {
                 Err(Empty::new_err(format!("{} stayed empty", ring.name())))
             }
@@ -277,18 +289,17 @@ impl Queue {
     /// unless `block` is false. Raises `queue.Full` when there is no room.
     #[pyo3(signature = (item, block=true, timeout=None))]
     fn put(
-        &self,
-        py: Python<'_>,
+        slf: &Bound<'_, Self>,
         item: &Bound<'_, PyAny>,
         block: bool,
         timeout: Option<f64>,
     ) -> PyResult<()> {
-        self.put_impl(py, item, block, timeout)
+        Queue::put_impl(slf, item, block, timeout)
     }
 
     /// `put(item, block=False)`.
-    fn put_nowait(&self, py: Python<'_>, item: &Bound<'_, PyAny>) -> PyResult<()> {
-        self.put_impl(py, item, false, None)
+    fn put_nowait(slf: &Bound<'_, Self>, item: &Bound<'_, PyAny>) -> PyResult<()> {
+        Queue::put_impl(slf, item, false, None)
     }
 
     /// Take an element (the oldest for a queue, the newest for a stack); if
@@ -296,17 +307,16 @@ impl Queue {
     /// is false. Raises `queue.Empty` when there is none.
     #[pyo3(signature = (block=true, timeout=None))]
     fn get<'py>(
-        &self,
-        py: Python<'py>,
+        slf: &Bound<'py, Self>,
         block: bool,
         timeout: Option<f64>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        self.get_impl(py, block, timeout)
+        Queue::get_impl(slf, block, timeout)
     }
 
     /// `get(block=False)`.
-    fn get_nowait<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        self.get_impl(py, false, None)
+    fn get_nowait<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        Queue::get_impl(slf, false, None)
     }
 
     /// Push the packed elements in `data` (a C-contiguous buffer whose
@@ -314,13 +324,13 @@ impl Queue {
     /// pushed. Blocking, waits for room for all (until `timeout`).
     #[pyo3(signature = (data, block=true, timeout=None))]
     fn _put_bytes(
-        &self,
-        py: Python<'_>,
+        slf: &Bound<'_, Self>,
         data: &Bound<'_, PyAny>,
         block: bool,
         timeout: Option<f64>,
     ) -> PyResult<usize> {
-        let ring = self.ring()?.clone();
+        let py = slf.py();
+        let ring = slf.borrow().ring()?.clone();
         let bytes = Bytes::get(data, false)?;
         if !block {
             return ring.try_push_slice(bytes.slice()).map_err(to_py);
@@ -337,13 +347,13 @@ impl Queue {
     /// first (until `timeout`).
     #[pyo3(signature = (out, block=true, timeout=None))]
     fn _get_into(
-        &self,
-        py: Python<'_>,
+        slf: &Bound<'_, Self>,
         out: &Bound<'_, PyAny>,
         block: bool,
         timeout: Option<f64>,
     ) -> PyResult<usize> {
-        let ring = self.ring()?.clone();
+        let py = slf.py();
+        let ring = slf.borrow().ring()?.clone();
         let mut bytes = Bytes::get(out, true)?;
         let got = ring.try_pop_into(bytes.slice_mut()).map_err(to_py)?;
         if got > 0 || !block || bytes.len == 0 {

@@ -1327,13 +1327,17 @@ impl RawMap {
         })
     }
 
-    /// Values of at most 8 bytes, as the unsigned integer of their bytes.
+    /// Atomic arithmetic needs native-order integer values.
     fn require_word_value(&self) -> Result<()> {
-        if self.shape.value_size > 8 {
+        let integer = TypeDescriptor::parse(self.value_type())
+            .ok()
+            .and_then(|d| d.scalar())
+            .is_some_and(|s| matches!(s, crate::element::Scalar::Int { .. }));
+        if !integer {
             return Err(Error::InvalidArgument(format!(
-                "map {:?} has {}-byte values; atomic integer operations need at most 8",
+                "map {:?} has values of type {:?}; atomic arithmetic needs integer values",
                 self.handle.name(),
-                self.shape.value_size
+                self.value_type()
             )));
         }
         Ok(())

@@ -310,14 +310,24 @@ impl<'a> QueueCore<'a> {
                 SlotState::Writing { tag: st, .. } | SlotState::Reading { tag: st, .. }
                     if st == prev_tag(tag) =>
                 {
-                    if self.header.tail.load(Ordering::Acquire) == t {
-                        self.wait_on_claim(idx, word, &mut patience, deadline)?;
+                    if self.header.tail.load(Ordering::Acquire) == t
+                        && !self.wait_on_claim(idx, word, &mut patience, deadline)?
+                    {
+                        return Ok(Some(Blocked {
+                            idx,
+                            observed: word,
+                        }));
                     }
                 }
                 // Another pusher claimed position t and is about to move tail.
                 SlotState::Writing { tag: st, .. } if st == tag => {
-                    if self.header.tail.load(Ordering::Acquire) == t {
-                        self.wait_on_claim(idx, word, &mut patience, deadline)?;
+                    if self.header.tail.load(Ordering::Acquire) == t
+                        && !self.wait_on_claim(idx, word, &mut patience, deadline)?
+                    {
+                        return Ok(Some(Blocked {
+                            idx,
+                            observed: word,
+                        }));
                     }
                 }
                 _ => {
@@ -405,12 +415,22 @@ impl<'a> QueueCore<'a> {
                 // A pusher is writing position h: wait for it (like crossbeam),
                 // so that FIFO order holds for elements already published after it.
                 SlotState::Writing { tag: st, .. } if st == tag => {
-                    self.wait_on_claim(idx, word, &mut patience, deadline)?;
+                    if !self.wait_on_claim(idx, word, &mut patience, deadline)? {
+                        return Ok(Some(Blocked {
+                            idx,
+                            observed: word,
+                        }));
+                    }
                 }
                 // Another popper claimed h and is about to move head.
                 SlotState::Reading { tag: st, .. } if st == tag => {
-                    if self.header.head.load(Ordering::Acquire) == h {
-                        self.wait_on_claim(idx, word, &mut patience, deadline)?;
+                    if self.header.head.load(Ordering::Acquire) == h
+                        && !self.wait_on_claim(idx, word, &mut patience, deadline)?
+                    {
+                        return Ok(Some(Blocked {
+                            idx,
+                            observed: word,
+                        }));
                     }
                 }
                 _ => {
@@ -425,14 +445,17 @@ impl<'a> QueueCore<'a> {
     }
 
     /// Wait a little for the claimant of slot `idx` (state `word`); take the
-    /// claim over if the claimant is dead.
+    /// claim over if the claimant is dead. Without a deadline (a `try_`
+    /// call, which must not sleep) this gives up with `Ok(false)` after a
+    /// brief spin and one liveness check, so the caller reports full or
+    /// empty rather than waiting for a stalled process.
     fn wait_on_claim(
         &self,
         idx: u64,
         word: u64,
         patience: &mut PeerWait,
         deadline: Option<&Deadline>,
-    ) -> std::result::Result<(), Stop> {
+    ) -> std::result::Result<bool, Stop> {
         if let Some(d) = deadline {
             if d.expired() {
                 return Err(Stop::TimedOut);
@@ -440,6 +463,9 @@ impl<'a> QueueCore<'a> {
         }
         if patience.snooze() {
             self.recover(idx, word);
+            if deadline.is_none() {
+                return Ok(self.slot(idx).state.load(Ordering::Acquire) != word);
+            }
             if patience.waited() > self.patience {
                 if let SlotState::Writing { pid, .. } | SlotState::Reading { pid, .. } =
                     SlotState::decode(word)
@@ -450,7 +476,7 @@ impl<'a> QueueCore<'a> {
                 }
             }
         }
-        Ok(())
+        Ok(true)
     }
 
     /// If slot `idx` still holds `word`, a claim by a dead process, take it

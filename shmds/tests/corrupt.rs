@@ -355,8 +355,13 @@ fn queue_claim_held_by_a_live_process_times_out() {
     let qo = seg.entry("q").unwrap().unwrap().offset;
     // Slot 0 claimed for writing (phase 1) by pid 1, which never finishes.
     poke(&name, qo + 192, &(1u64 | (1 << 2)).to_ne_bytes());
+    // A try_ call never waits for a claimant: the position is taken, so
+    // the queue reports full (and a consumer, empty).
     let err = q.try_push(1).unwrap_err();
-    assert!(matches!(err, Error::Busy { pid: 1, .. }), "{err}");
+    assert!(matches!(err, Error::Full { .. }), "{err}");
+    let err = q.try_pop().unwrap_err();
+    assert!(matches!(err, Error::Empty { .. }), "{err}");
+    // A blocking call waits for it up to the lock timeout.
     let err = q.push(1, None).unwrap_err();
     assert!(matches!(err, Error::Busy { pid: 1, .. }), "{err}");
 }

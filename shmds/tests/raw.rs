@@ -287,11 +287,17 @@ fn raw_map_integer_atomics_wrap_at_the_value_width() {
     assert_eq!(typed.compare_exchange(&5, 10, -7).unwrap(), Ok(10));
     assert_eq!(typed.get(&5).unwrap(), Some(-7));
 
-    let long = seg.create_map_raw("long", "<Q", "16s", 8).unwrap();
-    assert!(matches!(
-        long.fetch_add(&k, 1),
-        Err(Error::InvalidArgument(_))
-    ));
+    for (name, value_type) in [("long", "16s"), ("float", "<d"), ("bytes", "4s")] {
+        let m = seg.create_map_raw(name, "<Q", value_type, 8).unwrap();
+        assert!(
+            matches!(m.fetch_add(&k, 1), Err(Error::InvalidArgument(_))),
+            "{value_type}"
+        );
+        assert!(matches!(
+            m.compare_exchange(&k, 0, 1),
+            Err(Error::InvalidArgument(_))
+        ));
+    }
 }
 
 #[test]

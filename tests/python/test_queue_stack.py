@@ -228,3 +228,17 @@ def test_open_by_name_takes_the_type_from_the_table(seg):
     kinds = {e.name: (e.kind, e.type, e.capacity) for e in seg.entries()}
     assert kinds["typed"] == ("queue", "<i", 4)
     assert kinds["typed_stack"] == ("stack", "<d", 4)
+
+
+def test_close_while_another_thread_waits(seg):
+    q = seg.queue("closing", "<u8", capacity=2)
+    got = []
+    t = threading.Thread(target=lambda: got.append(q.get(timeout=5)))
+    t.start()
+    time.sleep(0.1)
+    q.close()  # the waiting thread keeps its own reference
+    seg.open("closing").put(5)
+    t.join(10)
+    assert got == [5]
+    with pytest.raises(ValueError):
+        q.get_nowait()

@@ -143,6 +143,8 @@ def test_integer_arrays_have_atomic_arithmetic(segname):
         a.compare_exchange(0, 0, 1 << 20)
     with pytest.raises(TypeError):
         seg.array("floats", "<f8", 2).fetch_add(0)
+    with pytest.raises(TypeError):
+        a.fetch_add(0, 1.5)
     wide = seg.array("wide", "<u8", 1)
     ctx = mp.get_context("spawn")
     procs = [ctx.Process(target=_add, args=(wide, 3000)) for _ in range(2)]
