@@ -77,3 +77,217 @@ pub(crate) fn zeroed<T: Element>() -> T {
     // SAFETY: Element types accept every bit pattern, zero included.
     unsafe { std::mem::zeroed() }
 }
+
+/// The byte-level element methods of [`RawQueue`](crate::RawQueue) and
+/// [`RawStack`](crate::RawStack), written once. The type needs `handle`,
+/// `elem_size`, `push_n` and `pop_n`; `$take` names the element a pop
+/// takes ("oldest", "top").
+macro_rules! raw_ring_methods {
+    ($raw:ident, $take:literal) => {
+        /// Push one element (`elem_size` bytes) if there is room;
+        /// [`Error::Full`](crate::Error::Full) otherwise. Never sleeps.
+        pub fn try_push(&self, elem: &[u8]) -> $crate::Result<()> {
+            $crate::payload::one(elem.len(), self.elem_size, self.name())?;
+            let mut write = $crate::payload::copy_in(elem, self.elem_size);
+            match self.push_n(1, &mut write, None)? {
+                1 => Ok(()),
+                _ => Err(self.handle.full()),
+            }
+        }
+
+        #[doc = concat!("Pop the ", $take, " element into `out` (`elem_size` bytes);")]
+        /// [`Error::Empty`](crate::Error::Empty) if there is none. Never sleeps.
+        pub fn try_pop(&self, out: &mut [u8]) -> $crate::Result<()> {
+            $crate::payload::one(out.len(), self.elem_size, self.name())?;
+            let size = self.elem_size;
+            match self.pop_n(1, &mut $crate::payload::copy_out(out, size), None)? {
+                1 => Ok(()),
+                _ => Err(self.handle.empty()),
+            }
+        }
+
+        /// Push as many of the elements packed in `elems` as fit now, in
+        /// order; returns how many (a prefix).
+        pub fn try_push_slice(&self, elems: &[u8]) -> $crate::Result<usize> {
+            let n = $crate::payload::count(elems.len(), self.elem_size, self.name())?;
+            self.push_n(n, &mut $crate::payload::copy_in(elems, self.elem_size), None)
+        }
+
+        #[doc = concat!("Pop as many elements as are there (", $take, " first), up to what")]
+        /// fits in `out`; returns how many.
+        pub fn try_pop_into(&self, out: &mut [u8]) -> $crate::Result<usize> {
+            let n = $crate::payload::count(out.len(), self.elem_size, self.name())?;
+            let size = self.elem_size;
+            self.pop_n(n, &mut $crate::payload::copy_out(out, size), None)
+        }
+
+        /// Push all the elements packed in `elems`, in order, waiting for
+        /// room as needed: forever when `timeout` is `None`. Returns how
+        /// many were pushed: all, unless `timeout` passed first.
+        ///
+        /// While it sleeps, `interrupt` (if given) is called at least every
+        /// 100 ms and after each signal the thread receives; when it returns
+        /// `true` the call stops with
+        /// [`Error::Interrupted`](crate::Error::Interrupted) (elements
+        /// pushed so far stay pushed). Bindings use it to honour Ctrl-C.
+        pub fn push_slice(
+            &self,
+            elems: &[u8],
+            timeout: Option<std::time::Duration>,
+            interrupt: Option<&mut dyn FnMut() -> bool>,
+        ) -> $crate::Result<usize> {
+            let n = $crate::payload::count(elems.len(), self.elem_size, self.name())?;
+            let mut wait = $crate::wait::Wait::new(timeout, interrupt);
+            let mut write = $crate::payload::copy_in(elems, self.elem_size);
+            self.push_n(n, &mut write, Some(&mut wait))
+        }
+
+        #[doc = concat!("Pop up to `out.len() / elem_size` elements (", $take, " first),")]
+        /// waiting for the first (forever when `timeout` is `None`);
+        /// returns how many. [`Error::Timeout`](crate::Error::Timeout) if
+        #[doc = concat!("none came. `interrupt` as for [`push_slice`](", stringify!($raw), "::push_slice).")]
+        pub fn pop_into(
+            &self,
+            out: &mut [u8],
+            timeout: Option<std::time::Duration>,
+            interrupt: Option<&mut dyn FnMut() -> bool>,
+        ) -> $crate::Result<usize> {
+            let n = $crate::payload::count(out.len(), self.elem_size, self.name())?;
+            if n == 0 {
+                return Ok(0);
+            }
+            let mut wait = $crate::wait::Wait::new(timeout, interrupt);
+            let size = self.elem_size;
+            let mut read = $crate::payload::copy_out(out, size);
+            match self.pop_n(n, &mut read, Some(&mut wait))? {
+                0 => Err(self.handle.timeout()),
+                got => Ok(got),
+            }
+        }
+    };
+}
+
+/// The typed methods of [`Queue<T>`](crate::Queue) and
+/// [`Stack<T>`](crate::Stack), written once over their `raw` structure;
+/// `$what` names the structure, `$take` the element a pop takes.
+macro_rules! typed_ring_methods {
+    ($what:literal, $take:literal) => {
+        /// Push `value` if there is room; [`Error::Full`](crate::Error::Full)
+        /// otherwise. Never sleeps.
+        #[inline]
+        pub fn try_push(&self, value: T) -> $crate::Result<()> {
+            match self.raw.push_n(1, &mut $crate::payload::write_typed(&[value]), None)? {
+                1 => Ok(()),
+                _ => Err(self.raw.handle.full()),
+            }
+        }
+
+        #[doc = concat!("Take the ", $take, " element; [`Error::Empty`](crate::Error::Empty) if there is none.")]
+        /// Never sleeps.
+        #[inline]
+        pub fn try_pop(&self) -> $crate::Result<T> {
+            let mut out = [$crate::payload::zeroed::<T>()];
+            let got = self.raw.pop_n(1, &mut $crate::payload::read_typed(&mut out), None)?;
+            match got {
+                1 => Ok(out[0]),
+                _ => Err(self.raw.handle.empty()),
+            }
+        }
+
+        #[doc = concat!("Push `value`, waiting while the ", $what, " is full: forever when")]
+        /// `timeout` is `None`, else at most `timeout`
+        /// ([`Error::Timeout`](crate::Error::Timeout)).
+        pub fn push(&self, value: T, timeout: Option<std::time::Duration>) -> $crate::Result<()> {
+            match self.push_slice(&[value], timeout)? {
+                1 => Ok(()),
+                _ => Err(self.raw.handle.timeout()),
+            }
+        }
+
+        #[doc = concat!("Take the ", $take, " element, waiting while the ", $what, " is empty:")]
+        /// forever when `timeout` is `None`, else at most `timeout`
+        /// ([`Error::Timeout`](crate::Error::Timeout)).
+        pub fn pop(&self, timeout: Option<std::time::Duration>) -> $crate::Result<T> {
+            let mut out = [$crate::payload::zeroed::<T>()];
+            self.pop_into(&mut out, timeout)?;
+            Ok(out[0])
+        }
+
+        /// Push as many of `values` as fit now, in order; returns how many
+        /// (a prefix).
+        pub fn try_push_slice(&self, values: &[T]) -> $crate::Result<usize> {
+            let mut write = $crate::payload::write_typed(values);
+            self.raw.push_n(values.len(), &mut write, None)
+        }
+
+        /// Push all of `values` in order, waiting for room as needed.
+        /// Returns how many were pushed: all, unless `timeout` passed first.
+        pub fn push_slice(
+            &self,
+            values: &[T],
+            timeout: Option<std::time::Duration>,
+        ) -> $crate::Result<usize> {
+            let mut wait = $crate::wait::Wait::new(timeout, None);
+            let mut write = $crate::payload::write_typed(values);
+            self.raw.push_n(values.len(), &mut write, Some(&mut wait))
+        }
+
+        #[doc = concat!("Pop up to `out.len()` elements that are there now (", $take, " first);")]
+        /// returns how many.
+        pub fn try_pop_into(&self, out: &mut [T]) -> $crate::Result<usize> {
+            let n = out.len();
+            self.raw.pop_n(n, &mut $crate::payload::read_typed(out), None)
+        }
+
+        /// Pop up to `out.len()` elements, waiting for at least one (forever
+        /// when `timeout` is `None`); returns how many.
+        /// [`Error::Timeout`](crate::Error::Timeout) if none came.
+        pub fn pop_into(
+            &self,
+            out: &mut [T],
+            timeout: Option<std::time::Duration>,
+        ) -> $crate::Result<usize> {
+            if out.is_empty() {
+                return Ok(0);
+            }
+            let n = out.len();
+            let mut wait = $crate::wait::Wait::new(timeout, None);
+            match self.raw.pop_n(n, &mut $crate::payload::read_typed(out), Some(&mut wait))? {
+                0 => Err(self.raw.handle.timeout()),
+                got => Ok(got),
+            }
+        }
+
+        /// Number of elements (approximate while other processes push and pop).
+        pub fn len(&self) -> usize {
+            self.raw.len()
+        }
+
+        #[doc = concat!("Whether the ", $what, " holds no elements (approximate under concurrency).")]
+        pub fn is_empty(&self) -> bool {
+            self.raw.is_empty()
+        }
+
+        #[doc = concat!("Whether the ", $what, " is full (approximate under concurrency).")]
+        pub fn is_full(&self) -> bool {
+            self.raw.is_full()
+        }
+
+        /// The capacity (exactly as created).
+        pub fn capacity(&self) -> u64 {
+            self.raw.capacity()
+        }
+
+        /// The entry name.
+        pub fn name(&self) -> &str {
+            self.raw.name()
+        }
+
+        /// The element type descriptor.
+        pub fn type_descriptor(&self) -> &str {
+            self.raw.type_descriptor()
+        }
+    };
+}
+
+pub(crate) use {raw_ring_methods, typed_ring_methods};

@@ -938,87 +938,7 @@ impl RawQueue {
         Ok(true)
     }
 
-    /// Push one element (`elem_size` bytes) if there is room; [`Error::Full`]
-    /// otherwise. Never sleeps.
-    pub fn try_push(&self, elem: &[u8]) -> Result<()> {
-        payload::one(elem.len(), self.elem_size, self.name())?;
-        match self.push_n(1, &mut payload::copy_in(elem, self.elem_size), None)? {
-            1 => Ok(()),
-            _ => Err(self.handle.full()),
-        }
-    }
-
-    /// Pop the oldest element into `out` (`elem_size` bytes); [`Error::Empty`]
-    /// if there is none. Never sleeps.
-    pub fn try_pop(&self, out: &mut [u8]) -> Result<()> {
-        payload::one(out.len(), self.elem_size, self.name())?;
-        match self.pop_n(1, &mut payload::copy_out(out, self.elem_size), None)? {
-            1 => Ok(()),
-            _ => Err(self.handle.empty()),
-        }
-    }
-
-    /// Push as many of the elements packed in `elems` as fit now; returns
-    /// how many (a prefix).
-    pub fn try_push_slice(&self, elems: &[u8]) -> Result<usize> {
-        let n = payload::count(elems.len(), self.elem_size, self.name())?;
-        self.push_n(n, &mut payload::copy_in(elems, self.elem_size), None)
-    }
-
-    /// Pop as many elements as are there, up to what fits in `out`; returns
-    /// how many.
-    pub fn try_pop_into(&self, out: &mut [u8]) -> Result<usize> {
-        let n = payload::count(out.len(), self.elem_size, self.name())?;
-        self.pop_n(n, &mut payload::copy_out(out, self.elem_size), None)
-    }
-
-    /// Push all the elements packed in `elems`, in order, waiting for room
-    /// as needed: forever when `timeout` is `None`. Returns how many were
-    /// pushed: all, unless `timeout` passed first.
-    ///
-    /// While it sleeps, `interrupt` (if given) is called at least every
-    /// 100 ms and after each signal the thread receives; when it returns
-    /// `true` the call stops with [`Error::Interrupted`] (elements pushed so
-    /// far stay pushed). Bindings use it to honour Ctrl-C.
-    pub fn push_slice(
-        &self,
-        elems: &[u8],
-        timeout: Option<Duration>,
-        interrupt: Option<&mut dyn FnMut() -> bool>,
-    ) -> Result<usize> {
-        let n = payload::count(elems.len(), self.elem_size, self.name())?;
-        let mut wait = Wait::new(timeout, interrupt);
-        self.push_n(
-            n,
-            &mut payload::copy_in(elems, self.elem_size),
-            Some(&mut wait),
-        )
-    }
-
-    /// Pop up to `out.len() / elem_size` elements, waiting for the first
-    /// (forever when `timeout` is `None`); returns how many.
-    /// [`Error::Timeout`] if none came. `interrupt` as for
-    /// [`push_slice`](RawQueue::push_slice).
-    pub fn pop_into(
-        &self,
-        out: &mut [u8],
-        timeout: Option<Duration>,
-        interrupt: Option<&mut dyn FnMut() -> bool>,
-    ) -> Result<usize> {
-        let n = payload::count(out.len(), self.elem_size, self.name())?;
-        if n == 0 {
-            return Ok(0);
-        }
-        let mut wait = Wait::new(timeout, interrupt);
-        match self.pop_n(
-            n,
-            &mut payload::copy_out(out, self.elem_size),
-            Some(&mut wait),
-        )? {
-            0 => Err(self.handle.timeout()),
-            got => Ok(got),
-        }
-    }
+    payload::raw_ring_methods!(RawQueue, "oldest");
 
     /// Number of elements (approximate while other processes push and pop).
     pub fn len(&self) -> usize {
@@ -1081,7 +1001,7 @@ impl RawQueue {
 /// # Ok::<(), shmds::Error>(())
 /// ```
 ///
-/// See the [module documentation](self) for the algorithm, the progress
+/// See the documentation of `src/queue.rs` and FORMAT.md for the algorithm, the progress
 /// guarantee and what a crashed process leaves behind.
 pub struct Queue<T: Element> {
     raw: RawQueue,
@@ -1103,116 +1023,7 @@ impl<T: Element> Queue<T> {
         }
     }
 
-    /// Push `value` if there is room; [`Error::Full`] otherwise. Never sleeps.
-    #[inline]
-    pub fn try_push(&self, value: T) -> Result<()> {
-        match self
-            .raw
-            .push_n(1, &mut payload::write_typed(&[value]), None)?
-        {
-            1 => Ok(()),
-            _ => Err(self.raw.handle.full()),
-        }
-    }
-
-    /// Take the oldest element; [`Error::Empty`] if there is none. Never sleeps.
-    #[inline]
-    pub fn try_pop(&self) -> Result<T> {
-        let mut out = [payload::zeroed::<T>()];
-        let got = self
-            .raw
-            .pop_n(1, &mut payload::read_typed(&mut out), None)?;
-        match got {
-            1 => Ok(out[0]),
-            _ => Err(self.raw.handle.empty()),
-        }
-    }
-
-    /// Push `value`, waiting while the queue is full: forever when `timeout`
-    /// is `None`, else at most `timeout` ([`Error::Timeout`]).
-    pub fn push(&self, value: T, timeout: Option<Duration>) -> Result<()> {
-        match self.push_slice(&[value], timeout)? {
-            1 => Ok(()),
-            _ => Err(self.raw.handle.timeout()),
-        }
-    }
-
-    /// Take the oldest element, waiting while the queue is empty: forever
-    /// when `timeout` is `None`, else at most `timeout` ([`Error::Timeout`]).
-    pub fn pop(&self, timeout: Option<Duration>) -> Result<T> {
-        let mut out = [payload::zeroed::<T>()];
-        self.pop_into(&mut out, timeout)?;
-        Ok(out[0])
-    }
-
-    /// Push as many of `values` as fit now; returns how many (a prefix).
-    pub fn try_push_slice(&self, values: &[T]) -> Result<usize> {
-        self.raw
-            .push_n(values.len(), &mut payload::write_typed(values), None)
-    }
-
-    /// Push all of `values` in order, waiting for room as needed. Returns
-    /// how many were pushed: all, unless `timeout` passed first.
-    pub fn push_slice(&self, values: &[T], timeout: Option<Duration>) -> Result<usize> {
-        let mut wait = Wait::new(timeout, None);
-        self.raw.push_n(
-            values.len(),
-            &mut payload::write_typed(values),
-            Some(&mut wait),
-        )
-    }
-
-    /// Pop up to `out.len()` elements that are there now; returns how many.
-    pub fn try_pop_into(&self, out: &mut [T]) -> Result<usize> {
-        self.raw
-            .pop_n(out.len(), &mut payload::read_typed(out), None)
-    }
-
-    /// Pop up to `out.len()` elements, waiting for at least one (forever when
-    /// `timeout` is `None`); returns how many. [`Error::Timeout`] if none came.
-    pub fn pop_into(&self, out: &mut [T], timeout: Option<Duration>) -> Result<usize> {
-        if out.is_empty() {
-            return Ok(0);
-        }
-        let mut wait = Wait::new(timeout, None);
-        match self
-            .raw
-            .pop_n(out.len(), &mut payload::read_typed(out), Some(&mut wait))?
-        {
-            0 => Err(self.raw.handle.timeout()),
-            got => Ok(got),
-        }
-    }
-
-    /// Number of elements (approximate while other processes push and pop).
-    pub fn len(&self) -> usize {
-        self.raw.len()
-    }
-
-    /// Whether the queue holds no elements (approximate under concurrency).
-    pub fn is_empty(&self) -> bool {
-        self.raw.is_empty()
-    }
-
-    /// Whether the queue is full (approximate under concurrency).
-    pub fn is_full(&self) -> bool {
-        self.raw.is_full()
-    }
-
-    /// The capacity (exactly as created).
-    pub fn capacity(&self) -> u64 {
-        self.raw.capacity()
-    }
-
-    /// The entry name.
-    pub fn name(&self) -> &str {
-        self.raw.name()
-    }
-
-    /// The element type descriptor.
-    pub fn type_descriptor(&self) -> &str {
-        self.raw.type_descriptor()
-    }
+    payload::typed_ring_methods!("queue", "oldest");
 }
 
 /// How many times a blocking call retries with a spin hint before sleeping.
