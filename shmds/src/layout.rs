@@ -7,7 +7,7 @@
 //! width or cache-line size refuse the segment instead of misreading it.
 //!
 //! Fields that other processes may change while we look are atomics from the
-//! [`sync`](crate::sync) shim. Fields that are written once, before the
+//! `sync` shim. Fields that are written once, before the
 //! structure is published, are plain.
 
 use crate::sync::{AtomicU32, AtomicU64};

@@ -1069,7 +1069,7 @@ fn read_typed<T: Element, E>(
 /// # Ok::<(), shmds::Error>(())
 /// ```
 ///
-/// See the [module documentation](self) for the algorithm, the progress
+/// See the documentation of `src/map.rs` and FORMAT.md for the algorithm, the progress
 /// guarantee of each operation and what a crashed process leaves behind.
 pub struct Map<K: Element, V: Element> {
     raw: RawMap,
