@@ -212,6 +212,8 @@ struct Array {
     strides: [isize; 1],
     /// Buffers handed out and not yet released.
     exports: usize,
+    /// The element codec for integer arrays (atomics); None otherwise.
+    ints: Option<codec::Codec>,
 }
 
 impl Array {
@@ -221,12 +223,16 @@ impl Array {
         let len = isize::try_from(raw.len())
             .map_err(|_| PyValueError::new_err("array too long for this machine"))?;
         let strides = [raw.elem_size() as isize];
+        let ints = codec::Codec::new(raw.type_descriptor(), raw.elem_size(), None, None)
+            .ok()
+            .filter(codec::Codec::is_int);
         Ok(Array {
             raw: Some(raw),
             format,
             shape: [len],
             strides,
             exports: 0,
+            ints,
         })
     }
 
@@ -251,16 +257,14 @@ impl Array {
     }
 
     /// The integer codec of the elements; TypeError for other types.
-    fn ints(&self) -> PyResult<codec::Codec> {
+    fn ints(&self) -> PyResult<&codec::Codec> {
         let raw = self.get()?;
-        let c = codec::Codec::new(raw.type_descriptor(), raw.elem_size(), None, None);
-        match c {
-            Ok(c) if c.is_int() => Ok(c),
-            _ => Err(PyTypeError::new_err(format!(
+        self.ints.as_ref().ok_or_else(|| {
+            PyTypeError::new_err(format!(
                 "atomic arithmetic needs an integer array, not {:?}",
                 raw.type_descriptor()
-            ))),
-        }
+            ))
+        })
     }
 }
 
