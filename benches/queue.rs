@@ -4,7 +4,8 @@
 //! - 1 producer -> 1 consumer throughput of u64: threads (shmds, crossbeam)
 //!   and separate processes (shmds)
 //! - round trip between two processes: shmds queues vs a raw shared
-//!   cache-line ping-pong (the physical floor)
+//!   cache-line ping-pong (the physical floor); the same between two threads
+//!   for crossbeam, to show where a peer of the same family lands
 //! - blocking wake-up latency across processes (futex), median and p99
 //!
 //! Run with `make bench`; the ratios printed at the end go to BENCHMARKS.md.
@@ -245,6 +246,64 @@ fn round_trip(c: &mut Criterion) {
             elapsed
         })
     });
+    // The same two measures between two threads, with crossbeam's queue as
+    // the peer: how far above the floor a queue of this family lands.
+    g.bench_function("raw cache-line ping-pong, 2 threads", |b| {
+        b.iter_custom(|n| {
+            let cell = std::sync::Arc::new(AtomicU64::new(0));
+            let peer = cell.clone();
+            let pong = std::thread::spawn(move || {
+                for i in 0..n {
+                    while peer.load(Ordering::Acquire) != 2 * i + 1 {
+                        std::hint::spin_loop();
+                    }
+                    peer.store(2 * i + 2, Ordering::Release);
+                }
+            });
+            let start = Instant::now();
+            for i in 0..n {
+                cell.store(2 * i + 1, Ordering::Release);
+                while cell.load(Ordering::Acquire) != 2 * i + 2 {
+                    std::hint::spin_loop();
+                }
+            }
+            let elapsed = start.elapsed();
+            pong.join().unwrap();
+            elapsed
+        })
+    });
+    g.bench_function("crossbeam ArrayQueue ping-pong, 2 threads", |b| {
+        b.iter_custom(|n| {
+            let ping = std::sync::Arc::new(ArrayQueue::<u64>::new(1));
+            let pong = std::sync::Arc::new(ArrayQueue::<u64>::new(1));
+            let (ping2, pong2) = (ping.clone(), pong.clone());
+            let peer = std::thread::spawn(move || {
+                for _ in 0..n {
+                    let v = loop {
+                        match ping2.pop() {
+                            Some(v) => break v,
+                            None => std::hint::spin_loop(),
+                        }
+                    };
+                    while pong2.push(v).is_err() {
+                        std::hint::spin_loop();
+                    }
+                }
+            });
+            let start = Instant::now();
+            for i in 0..n {
+                while ping.push(i).is_err() {
+                    std::hint::spin_loop();
+                }
+                while pong.pop().is_none() {
+                    std::hint::spin_loop();
+                }
+            }
+            let elapsed = start.elapsed();
+            peer.join().unwrap();
+            elapsed
+        })
+    });
     g.bench_function("shmds Queue ping-pong, 2 processes", |b| {
         b.iter_custom(|n| {
             let (shm, seg) = Shm::new("pp");
@@ -342,5 +401,10 @@ fn main() {
         "round trip: shmds / raw cache line",
         ("roundtrip", "shmds Queue ping-pong, 2 processes"),
         ("roundtrip", "raw cache-line ping-pong, 2 processes"),
+    );
+    ratio(
+        "round trip, threads: crossbeam / raw cache line",
+        ("roundtrip", "crossbeam ArrayQueue ping-pong, 2 threads"),
+        ("roundtrip", "raw cache-line ping-pong, 2 threads"),
     );
 }

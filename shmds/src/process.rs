@@ -15,6 +15,7 @@
 /// a raw `clone` system call that skips the fork handlers would inherit the
 /// parent's pid; use `fork`, `posix_spawn` or threads.)
 #[cfg(not(loom))]
+#[inline]
 pub(crate) fn current_pid() -> u32 {
     match CACHED_PID.load(std::sync::atomic::Ordering::Relaxed) {
         0 => read_pid(),

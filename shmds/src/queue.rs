@@ -35,6 +35,10 @@
 //! - Because a claim is exclusive per position and positions are taken in
 //!   order, a CAS from `EMPTY(lap)` can only succeed while `tail` is exactly
 //!   that position (likewise `FULL`/`head`): no second check is needed.
+//! - The claim is tried first without loading the slot word, expecting the
+//!   common state (`EMPTY` or `FULL` without flags): one exclusive fetch of
+//!   the cache line rather than a shared fetch and an upgrade. A failed CAS
+//!   hands back the word, which is then read like a load would have been.
 //!
 //! *Sleeping.* A popper that finds its slot `EMPTY` sets the slot's
 //! "waited" flag (bit 2) by CAS and sleeps on the slot word with a shared
@@ -162,10 +166,7 @@ pub(crate) struct Blocked {
 pub(crate) struct QueueCore<'a> {
     header: &'a QueueHeader,
     slots: *mut u8,
-    stride: usize,
-    capacity: u64,
-    shift: u32,
-    patience: Duration,
+    shape: &'a QueueShape,
 }
 
 const SLOT_HEADER: usize = std::mem::size_of::<QueueSlot>();
@@ -175,23 +176,12 @@ const SLOT_HEADER: usize = std::mem::size_of::<QueueSlot>();
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct QueueShape {
     capacity: u64,
-    one_lap: u64,
+    /// log2 of `one_lap`: a position's lap is `pos >> shift`.
+    shift: u32,
     stride: usize,
     /// How long to wait for a live claimant before giving up (the
     /// segment's lock timeout).
     patience: Duration,
-}
-
-impl QueueShape {
-    #[cfg(all(test, loom))]
-    fn of(header: &QueueHeader) -> QueueShape {
-        QueueShape {
-            capacity: header.capacity,
-            one_lap: header.one_lap,
-            stride: header.slot_stride as usize,
-            patience: Duration::from_secs(3600),
-        }
-    }
 }
 
 impl<'a> QueueCore<'a> {
@@ -199,29 +189,29 @@ impl<'a> QueueCore<'a> {
     /// `slots` must point to `shape.capacity` initialised slots,
     /// `shape.stride` bytes apart, each followed by its element's bytes,
     /// valid for `'a`.
-    unsafe fn new(header: &'a QueueHeader, slots: *mut u8, shape: QueueShape) -> Self {
+    unsafe fn new(header: &'a QueueHeader, slots: *mut u8, shape: &'a QueueShape) -> Self {
         QueueCore {
             header,
             slots,
-            stride: shape.stride,
-            capacity: shape.capacity,
-            shift: shape.one_lap.trailing_zeros(),
-            patience: shape.patience,
+            shape,
         }
     }
 
     #[inline]
     fn split(&self, pos: u64) -> (u64, u64) {
-        (pos >> self.shift, pos & ((1u64 << self.shift) - 1))
+        (
+            pos >> self.shape.shift,
+            pos & ((1u64 << self.shape.shift) - 1),
+        )
     }
 
     #[inline]
     fn next(&self, pos: u64) -> u64 {
         let (lap, idx) = self.split(pos);
-        if idx + 1 < self.capacity {
+        if idx + 1 < self.shape.capacity {
             pos + 1
         } else {
-            lap.wrapping_add(1) << self.shift
+            lap.wrapping_add(1) << self.shape.shift
         }
     }
 
@@ -239,7 +229,7 @@ impl<'a> QueueCore<'a> {
         unsafe {
             &*self
                 .slots
-                .add(idx as usize * self.stride)
+                .add(idx as usize * self.shape.stride)
                 .cast::<QueueSlot>()
         }
     }
@@ -247,7 +237,10 @@ impl<'a> QueueCore<'a> {
     #[inline]
     fn payload(&self, idx: u64) -> *mut u8 {
         // SAFETY: as in `slot`; the payload follows the state word.
-        unsafe { self.slots.add(idx as usize * self.stride + SLOT_HEADER) }
+        unsafe {
+            self.slots
+                .add(idx as usize * self.shape.stride + SLOT_HEADER)
+        }
     }
 
     /// Push one element written by `write` into the payload.
@@ -262,38 +255,41 @@ impl<'a> QueueCore<'a> {
         loop {
             let t = self.header.tail.load(Ordering::Acquire);
             let (lap, idx) = self.split(t);
-            if idx >= self.capacity {
+            if idx >= self.shape.capacity {
                 return Err(Stop::Corrupt(format!(
                     "tail position {t} is outside the ring"
                 )));
             }
             let tag = lap & TAG_MASK;
             let slot = self.slot(idx);
-            let word = slot.state.load(Ordering::Acquire);
+            let claim = SlotState::Writing { tag, pid: me }.encode();
+            // The common case, an empty slot nobody waits on, is claimed
+            // without loading the word first: one exclusive fetch of the
+            // cache line instead of a shared one and then an upgrade. A
+            // failed CAS returns the word, decoded below as a load would be.
+            let fresh = SlotState::Empty { tag, waited: false }.encode();
+            let word =
+                match slot
+                    .state
+                    .compare_exchange(fresh, claim, Ordering::AcqRel, Ordering::Acquire)
+                {
+                    Ok(_) => {
+                        self.complete_push(t, idx, tag, write, false);
+                        return Ok(None);
+                    }
+                    Err(word) => word,
+                };
             match SlotState::decode(word) {
+                // Empty, and a popper sleeps on it: claim with the flag.
                 SlotState::Empty { tag: st, waited } if st == tag => {
-                    let claim = SlotState::Writing { tag, pid: me }.encode();
                     if slot
                         .state
                         .compare_exchange(word, claim, Ordering::AcqRel, Ordering::Relaxed)
-                        .is_err()
+                        .is_ok()
                     {
-                        continue;
+                        self.complete_push(t, idx, tag, write, waited);
+                        return Ok(None);
                     }
-                    crate::fault::pause_point("queue.push.slot_claimed");
-                    self.header.tail.store(self.next(t), Ordering::Release);
-                    crate::fault::pause_point("queue.push.tail_moved");
-                    write(self.payload(idx));
-                    let full = SlotState::Full {
-                        tag,
-                        waited: false,
-                        skip: false,
-                    };
-                    slot.state.store(full.encode(), Ordering::Release);
-                    if waited {
-                        futex_wake_low(&slot.state);
-                    }
-                    return Ok(None);
                 }
                 // The previous lap's element is still there: the queue is full.
                 SlotState::Full { tag: st, .. } if st == prev_tag(tag) => {
@@ -353,46 +349,50 @@ impl<'a> QueueCore<'a> {
         loop {
             let h = self.header.head.load(Ordering::Acquire);
             let (lap, idx) = self.split(h);
-            if idx >= self.capacity {
+            if idx >= self.shape.capacity {
                 return Err(Stop::Corrupt(format!(
                     "head position {h} is outside the ring"
                 )));
             }
             let tag = lap & TAG_MASK;
             let slot = self.slot(idx);
-            let word = slot.state.load(Ordering::Acquire);
+            let claim = SlotState::Reading { tag, pid: me }.encode();
+            // As in push: claim a plain full slot without loading it first.
+            let plain = SlotState::Full {
+                tag,
+                waited: false,
+                skip: false,
+            }
+            .encode();
+            let word =
+                match slot
+                    .state
+                    .compare_exchange(plain, claim, Ordering::AcqRel, Ordering::Acquire)
+                {
+                    Ok(_) => {
+                        self.complete_pop(h, idx, tag, read, false, false);
+                        return Ok(None);
+                    }
+                    Err(word) => word,
+                };
             match SlotState::decode(word) {
+                // Full, with a pusher asleep on it or a skip mark: claim it
+                // as it is. A skipped position is freed and passed over.
                 SlotState::Full {
                     tag: st,
                     waited,
                     skip,
                 } if st == tag => {
-                    let claim = SlotState::Reading { tag, pid: me }.encode();
                     if slot
                         .state
                         .compare_exchange(word, claim, Ordering::AcqRel, Ordering::Relaxed)
-                        .is_err()
+                        .is_ok()
                     {
-                        continue;
+                        self.complete_pop(h, idx, tag, read, waited, skip);
+                        if !skip {
+                            return Ok(None);
+                        }
                     }
-                    crate::fault::pause_point("queue.pop.slot_claimed");
-                    self.header.head.store(self.next(h), Ordering::Release);
-                    crate::fault::pause_point("queue.pop.head_moved");
-                    if !skip {
-                        read(self.payload(idx));
-                    }
-                    let empty = SlotState::Empty {
-                        tag: next_tag(tag),
-                        waited: false,
-                    };
-                    slot.state.store(empty.encode(), Ordering::Release);
-                    if waited {
-                        futex_wake_low(&slot.state);
-                    }
-                    if skip {
-                        continue;
-                    }
-                    return Ok(None);
                 }
                 // Nothing pushed at h yet (or the previous lap's popper has
                 // not freed the slot): empty.
@@ -444,6 +444,63 @@ impl<'a> QueueCore<'a> {
         }
     }
 
+    /// The rest of a push once position `t` (slot `idx`, lap tag `tag`) is
+    /// claimed: move `tail`, write the element, publish it, wake sleepers.
+    #[inline(always)]
+    fn complete_push(
+        &self,
+        t: u64,
+        idx: u64,
+        tag: u64,
+        write: &mut impl FnMut(*mut u8),
+        waited: bool,
+    ) {
+        crate::fault::pause_point("queue.push.slot_claimed");
+        self.header.tail.store(self.next(t), Ordering::Release);
+        crate::fault::pause_point("queue.push.tail_moved");
+        write(self.payload(idx));
+        let full = SlotState::Full {
+            tag,
+            waited: false,
+            skip: false,
+        };
+        let slot = self.slot(idx);
+        slot.state.store(full.encode(), Ordering::Release);
+        if waited {
+            futex_wake_low(&slot.state);
+        }
+    }
+
+    /// The rest of a pop once position `h` is claimed: move `head`, read
+    /// the element (unless the position is a skip mark), free the slot for
+    /// the next lap, wake sleepers.
+    #[inline(always)]
+    fn complete_pop(
+        &self,
+        h: u64,
+        idx: u64,
+        tag: u64,
+        read: &mut impl FnMut(*const u8),
+        waited: bool,
+        skip: bool,
+    ) {
+        crate::fault::pause_point("queue.pop.slot_claimed");
+        self.header.head.store(self.next(h), Ordering::Release);
+        crate::fault::pause_point("queue.pop.head_moved");
+        if !skip {
+            read(self.payload(idx));
+        }
+        let empty = SlotState::Empty {
+            tag: next_tag(tag),
+            waited: false,
+        };
+        let slot = self.slot(idx);
+        slot.state.store(empty.encode(), Ordering::Release);
+        if waited {
+            futex_wake_low(&slot.state);
+        }
+    }
+
     /// Wait a little for the claimant of slot `idx` (state `word`); take the
     /// claim over if the claimant is dead. Without a deadline (a `try_`
     /// call, which must not sleep) this gives up with `Ok(false)` after a
@@ -466,7 +523,7 @@ impl<'a> QueueCore<'a> {
             if deadline.is_none() {
                 return Ok(self.slot(idx).state.load(Ordering::Acquire) != word);
             }
-            if patience.waited() > self.patience {
+            if patience.waited() > self.shape.patience {
                 if let SlotState::Writing { pid, .. } | SlotState::Reading { pid, .. } =
                     SlotState::decode(word)
                 {
@@ -583,10 +640,10 @@ impl<'a> QueueCore<'a> {
             let (hl, hi) = self.split(h);
             let laps = tl.wrapping_sub(hl);
             let n = laps
-                .wrapping_mul(self.capacity)
+                .wrapping_mul(self.shape.capacity)
                 .wrapping_add(ti)
                 .wrapping_sub(hi);
-            return if n > self.capacity { 0 } else { n };
+            return if n > self.shape.capacity { 0 } else { n };
         }
     }
 }
@@ -669,7 +726,7 @@ fn validate(handle: &Handle) -> Result<(&QueueHeader, QueueShape)> {
     }
     let shape = QueueShape {
         capacity,
-        one_lap: capacity.next_power_of_two(),
+        shift: capacity.next_power_of_two().trailing_zeros(),
         stride: stride as usize,
         patience: handle.seg.map.lock_timeout(),
     };
@@ -681,7 +738,7 @@ pub(crate) fn check(handle: &Handle, _deep: bool) -> Result<Option<u64>> {
     let (header, shape) = validate(handle)?;
     // SAFETY: validate proved the slots fit in the block.
     let core =
-        unsafe { QueueCore::new(header, handle.block.add(QUEUE_HEADER_SIZE as usize), shape) };
+        unsafe { QueueCore::new(header, handle.block.add(QUEUE_HEADER_SIZE as usize), &shape) };
     Ok(Some(core.len()))
 }
 
@@ -824,7 +881,7 @@ impl RawQueue {
     fn core(&self) -> QueueCore<'_> {
         // SAFETY: header and slots were validated at open and live as long as
         // the mapping, which self.handle keeps alive.
-        unsafe { QueueCore::new(&*self.header, self.slots, self.shape) }
+        unsafe { QueueCore::new(&*self.header, self.slots, &self.shape) }
     }
 
     fn stop(&self, stop: Stop) -> Error {
@@ -1037,6 +1094,7 @@ pub(crate) mod model {
     pub(crate) struct Model {
         buf: Vec<u64>,
         capacity: u64,
+        shape: QueueShape,
     }
 
     impl Model {
@@ -1074,7 +1132,17 @@ pub(crate) mod model {
                         });
                 }
             }
-            Model { buf, capacity }
+            let shape = QueueShape {
+                capacity,
+                shift: capacity.next_power_of_two().trailing_zeros(),
+                stride: slot_stride(elem) as usize,
+                patience: Duration::from_secs(3600),
+            };
+            Model {
+                buf,
+                capacity,
+                shape,
+            }
         }
 
         fn slots_offset() -> usize {
@@ -1088,7 +1156,7 @@ pub(crate) mod model {
                 QueueCore::new(
                     &*block.cast::<QueueHeader>(),
                     block.add(Self::slots_offset()),
-                    QueueShape::of(&*block.cast::<QueueHeader>()),
+                    &self.shape,
                 )
             }
         }
