@@ -117,9 +117,14 @@ impl Handle {
         if generation.load(Ordering::Acquire) == self.info.generation {
             Ok(())
         } else {
-            Err(Error::Stale {
-                name: self.info.name.clone(),
-            })
+            Err(self.stale())
+        }
+    }
+
+    #[cold]
+    fn stale(&self) -> Error {
+        Error::Stale {
+            name: self.info.name.clone(),
         }
     }
 
@@ -128,6 +133,7 @@ impl Handle {
     }
 
     /// [`Error::Full`] for this entry.
+    #[cold]
     pub(crate) fn full(&self) -> Error {
         Error::Full {
             name: self.info.name.clone(),
@@ -135,6 +141,7 @@ impl Handle {
     }
 
     /// [`Error::Empty`] for this entry.
+    #[cold]
     pub(crate) fn empty(&self) -> Error {
         Error::Empty {
             name: self.info.name.clone(),
@@ -142,6 +149,7 @@ impl Handle {
     }
 
     /// [`Error::Timeout`] for this entry.
+    #[cold]
     pub(crate) fn timeout(&self) -> Error {
         Error::Timeout {
             name: self.info.name.clone(),

@@ -174,7 +174,7 @@ macro_rules! typed_ring_methods {
     ($what:literal, $take:literal) => {
         /// Push `value` if there is room; [`Error::Full`](crate::Error::Full)
         /// otherwise. Never sleeps.
-        #[inline]
+        #[inline(always)]
         pub fn try_push(&self, value: T) -> $crate::Result<()> {
             match self.raw.push_n(1, &mut $crate::payload::write_typed(&[value]), None)? {
                 1 => Ok(()),
@@ -184,7 +184,7 @@ macro_rules! typed_ring_methods {
 
         #[doc = concat!("Take the ", $take, " element; [`Error::Empty`](crate::Error::Empty) if there is none.")]
         /// Never sleeps.
-        #[inline]
+        #[inline(always)]
         pub fn try_pop(&self) -> $crate::Result<T> {
             let mut out = [$crate::payload::zeroed::<T>()];
             let got = self.raw.pop_n(1, &mut $crate::payload::read_typed(&mut out), None)?;

@@ -38,7 +38,9 @@
 //! - The claim is tried first without loading the slot word, expecting the
 //!   common state (`EMPTY` or `FULL` without flags): one exclusive fetch of
 //!   the cache line rather than a shared fetch and an upgrade. A failed CAS
-//!   hands back the word, which is then read like a load would have been.
+//!   hands back the word, which is then read like a load would have been;
+//!   retries load the word first, so a process polling a full or empty
+//!   queue does not keep taking the line away from the one it waits for.
 //!
 //! *Sleeping.* A popper that finds its slot `EMPTY` sets the slot's
 //! "waited" flag (bit 2) by CAS and sleeps on the slot word with a shared
@@ -244,16 +246,56 @@ impl<'a> QueueCore<'a> {
     }
 
     /// Push one element written by `write` into the payload.
-    #[inline]
+    ///
+    /// The first attempt (an empty slot, claimed at once) is inlined into
+    /// the caller; everything else runs out of line in `push_contended`.
+    #[inline(always)]
     pub(crate) fn push(
         &self,
         write: &mut impl FnMut(*mut u8),
         deadline: Option<&Deadline>,
     ) -> std::result::Result<Option<Blocked>, Stop> {
+        let t = self.header.tail.load(Ordering::Acquire);
+        let (lap, idx) = self.split(t);
+        if idx < self.shape.capacity {
+            let tag = lap & TAG_MASK;
+            let fresh = SlotState::Empty { tag, waited: false }.encode();
+            let claim = SlotState::Writing {
+                tag,
+                pid: current_pid(),
+            }
+            .encode();
+            let state = &self.slot(idx).state;
+            match state.compare_exchange(fresh, claim, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => {
+                    self.complete_push(t, idx, tag, write, false);
+                    return Ok(None);
+                }
+                Err(word) => return self.push_contended(write, deadline, Some((t, word))),
+            }
+        }
+        self.push_contended(write, deadline, None)
+    }
+
+    /// The whole push protocol: every state a slot can be found in.
+    /// `seen` is the tail position and slot word the fast path saw, if it
+    /// got that far. From here on the word is loaded before any CAS, so a
+    /// process polling a full queue reads the line instead of taking it
+    /// away from the popper.
+    #[inline(never)]
+    fn push_contended(
+        &self,
+        write: &mut impl FnMut(*mut u8),
+        deadline: Option<&Deadline>,
+        mut seen: Option<(u64, u64)>,
+    ) -> std::result::Result<Option<Blocked>, Stop> {
         let me = current_pid();
         let mut patience = PeerWait::new();
         loop {
-            let t = self.header.tail.load(Ordering::Acquire);
+            let (t, seen_word) = match seen.take() {
+                Some((t, word)) => (t, Some(word)),
+                None => (self.header.tail.load(Ordering::Acquire), None),
+            };
             let (lap, idx) = self.split(t);
             if idx >= self.shape.capacity {
                 return Err(Stop::Corrupt(format!(
@@ -263,24 +305,8 @@ impl<'a> QueueCore<'a> {
             let tag = lap & TAG_MASK;
             let slot = self.slot(idx);
             let claim = SlotState::Writing { tag, pid: me }.encode();
-            // The common case, an empty slot nobody waits on, is claimed
-            // without loading the word first: one exclusive fetch of the
-            // cache line instead of a shared one and then an upgrade. A
-            // failed CAS returns the word, decoded below as a load would be.
-            let fresh = SlotState::Empty { tag, waited: false }.encode();
-            let word =
-                match slot
-                    .state
-                    .compare_exchange(fresh, claim, Ordering::AcqRel, Ordering::Acquire)
-                {
-                    Ok(_) => {
-                        self.complete_push(t, idx, tag, write, false);
-                        return Ok(None);
-                    }
-                    Err(word) => word,
-                };
+            let word = seen_word.unwrap_or_else(|| slot.state.load(Ordering::Acquire));
             match SlotState::decode(word) {
-                // Empty, and a popper sleeps on it: claim with the flag.
                 SlotState::Empty { tag: st, waited } if st == tag => {
                     if slot
                         .state
@@ -337,17 +363,58 @@ impl<'a> QueueCore<'a> {
         }
     }
 
-    /// Pop one element, handing its payload to `read`.
-    #[inline]
+    /// Pop one element, handing its payload to `read`. As with `push`, the
+    /// first attempt (a full slot, claimed at once) is inlined.
+    #[inline(always)]
     pub(crate) fn pop(
         &self,
         read: &mut impl FnMut(*const u8),
         deadline: Option<&Deadline>,
     ) -> std::result::Result<Option<Blocked>, Stop> {
+        let h = self.header.head.load(Ordering::Acquire);
+        let (lap, idx) = self.split(h);
+        if idx < self.shape.capacity {
+            let tag = lap & TAG_MASK;
+            let plain = SlotState::Full {
+                tag,
+                waited: false,
+                skip: false,
+            }
+            .encode();
+            let claim = SlotState::Reading {
+                tag,
+                pid: current_pid(),
+            }
+            .encode();
+            let state = &self.slot(idx).state;
+            match state.compare_exchange(plain, claim, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => {
+                    self.complete_pop(h, idx, tag, read, false, false);
+                    return Ok(None);
+                }
+                Err(word) => return self.pop_contended(read, deadline, Some((h, word))),
+            }
+        }
+        self.pop_contended(read, deadline, None)
+    }
+
+    /// The whole pop protocol: every state a slot can be found in. As in
+    /// `push_contended`, `seen` is what the fast path saw, and the word is
+    /// loaded before any CAS from here on.
+    #[inline(never)]
+    fn pop_contended(
+        &self,
+        read: &mut impl FnMut(*const u8),
+        deadline: Option<&Deadline>,
+        mut seen: Option<(u64, u64)>,
+    ) -> std::result::Result<Option<Blocked>, Stop> {
         let me = current_pid();
         let mut patience = PeerWait::new();
         loop {
-            let h = self.header.head.load(Ordering::Acquire);
+            let (h, seen_word) = match seen.take() {
+                Some((h, word)) => (h, Some(word)),
+                None => (self.header.head.load(Ordering::Acquire), None),
+            };
             let (lap, idx) = self.split(h);
             if idx >= self.shape.capacity {
                 return Err(Stop::Corrupt(format!(
@@ -357,27 +424,10 @@ impl<'a> QueueCore<'a> {
             let tag = lap & TAG_MASK;
             let slot = self.slot(idx);
             let claim = SlotState::Reading { tag, pid: me }.encode();
-            // As in push: claim a plain full slot without loading it first.
-            let plain = SlotState::Full {
-                tag,
-                waited: false,
-                skip: false,
-            }
-            .encode();
-            let word =
-                match slot
-                    .state
-                    .compare_exchange(plain, claim, Ordering::AcqRel, Ordering::Acquire)
-                {
-                    Ok(_) => {
-                        self.complete_pop(h, idx, tag, read, false, false);
-                        return Ok(None);
-                    }
-                    Err(word) => word,
-                };
+            let word = seen_word.unwrap_or_else(|| slot.state.load(Ordering::Acquire));
             match SlotState::decode(word) {
-                // Full, with a pusher asleep on it or a skip mark: claim it
-                // as it is. A skipped position is freed and passed over.
+                // Full (perhaps with a pusher asleep on it, or a skip mark):
+                // claim it as it is. A skipped position is freed and passed over.
                 SlotState::Full {
                     tag: st,
                     waited,

@@ -87,9 +87,10 @@ impl<'a> StackCore<'a> {
     }
 
     /// The node behind `link`, or a corruption report.
+    #[inline]
     fn node(&self, link: u64) -> std::result::Result<&'a StackNode, String> {
         if link == 0 || link > self.capacity {
-            return Err(format!("node link {link} is outside 1..={}", self.capacity));
+            return Err(self.bad_link(link));
         }
         // SAFETY: 1 <= link <= capacity, so the node lies in the array.
         Ok(unsafe {
@@ -100,6 +101,12 @@ impl<'a> StackCore<'a> {
         })
     }
 
+    #[cold]
+    fn bad_link(&self, link: u64) -> String {
+        format!("node link {link} is outside 1..={}", self.capacity)
+    }
+
+    #[inline]
     fn payload(&self, link: u64) -> *mut u8 {
         // SAFETY: callers pass links that `node` accepted.
         unsafe {
@@ -109,6 +116,7 @@ impl<'a> StackCore<'a> {
     }
 
     /// Take the first node off `list`; `Ok(None)` if it is empty.
+    #[inline(always)]
     fn take(&self, list: &AtomicU64) -> std::result::Result<Option<u64>, String> {
         let mut current = list.load(Ordering::Acquire);
         loop {
@@ -128,6 +136,7 @@ impl<'a> StackCore<'a> {
 
     /// Put node `link` (which we own) on top of `list`. With `count`, record
     /// the stack depth in the node.
+    #[inline(always)]
     fn put(&self, list: &AtomicU64, link: u64, count: bool) -> std::result::Result<(), String> {
         let node = self.node(link)?;
         let mut current = list.load(Ordering::Relaxed);
@@ -220,6 +229,7 @@ impl<'a> StackCore<'a> {
 }
 
 /// After a push (pop): wake one sleeping popper (pusher) if any is registered.
+#[inline]
 fn notify(waiters: &AtomicU32, event: &AtomicU32) {
     // SeqCst: pairs with the waiter's SeqCst registration before its re-check.
     if waiters.load(Ordering::SeqCst) > 0 {
