@@ -77,7 +77,7 @@ use crate::layout::{kind, QueueHeader, QueueSlot, QUEUE_HEADER_SIZE};
 use crate::payload;
 use crate::process::{current_pid, is_alive};
 use crate::segment::Segment;
-use crate::sync::Ordering;
+use crate::sync::{AtomicU64, Ordering};
 use crate::wait::{futex_wait_low, futex_wake_low, Deadline, PeerWait, Wait};
 use std::marker::PhantomData;
 use std::time::Duration;
@@ -161,6 +161,15 @@ pub(crate) enum Stop {
 pub(crate) struct Blocked {
     idx: u64,
     observed: u64,
+}
+
+/// How the first attempt of a push or pop ended.
+enum FirstClaim {
+    /// Position `pos` (slot `idx`, lap tag `tag`) is ours.
+    Claimed { pos: u64, idx: u64, tag: u64 },
+    /// Not claimed: the position and slot word seen, if the position was
+    /// inside the ring (the full protocol reports it otherwise).
+    Seen(Option<(u64, u64)>),
 }
 
 /// The queue algorithm over a header and a slot array. The same code runs on
@@ -255,26 +264,18 @@ impl<'a> QueueCore<'a> {
         write: &mut impl FnMut(*mut u8),
         deadline: Option<&Deadline>,
     ) -> std::result::Result<Option<Blocked>, Stop> {
-        let t = self.header.tail.load(Ordering::Acquire);
-        let (lap, idx) = self.split(t);
-        if idx < self.shape.capacity {
-            let tag = lap & TAG_MASK;
-            let fresh = SlotState::Empty { tag, waited: false }.encode();
-            let claim = SlotState::Writing {
-                tag,
-                pid: current_pid(),
+        let first = self.first_claim(
+            &self.header.tail,
+            |tag| SlotState::Empty { tag, waited: false },
+            |tag, pid| SlotState::Writing { tag, pid },
+        );
+        match first {
+            FirstClaim::Claimed { pos, idx, tag } => {
+                self.complete_push(pos, idx, tag, write, false);
+                Ok(None)
             }
-            .encode();
-            let state = &self.slot(idx).state;
-            match state.compare_exchange(fresh, claim, Ordering::AcqRel, Ordering::Acquire) {
-                Ok(_) => {
-                    self.complete_push(t, idx, tag, write, false);
-                    return Ok(None);
-                }
-                Err(word) => return self.push_contended(write, deadline, Some((t, word))),
-            }
+            FirstClaim::Seen(seen) => self.push_contended(write, deadline, seen),
         }
-        self.push_contended(write, deadline, None)
     }
 
     /// The whole push protocol: every state a slot can be found in.
@@ -292,20 +293,9 @@ impl<'a> QueueCore<'a> {
         let me = current_pid();
         let mut patience = PeerWait::new();
         loop {
-            let (t, seen_word) = match seen.take() {
-                Some((t, word)) => (t, Some(word)),
-                None => (self.header.tail.load(Ordering::Acquire), None),
-            };
-            let (lap, idx) = self.split(t);
-            if idx >= self.shape.capacity {
-                return Err(Stop::Corrupt(format!(
-                    "tail position {t} is outside the ring"
-                )));
-            }
-            let tag = lap & TAG_MASK;
+            let (t, idx, tag, word) = self.locate(&self.header.tail, seen.take(), "tail")?;
             let slot = self.slot(idx);
             let claim = SlotState::Writing { tag, pid: me }.encode();
-            let word = seen_word.unwrap_or_else(|| slot.state.load(Ordering::Acquire));
             match SlotState::decode(word) {
                 SlotState::Empty { tag: st, waited } if st == tag => {
                     if slot
@@ -371,31 +361,22 @@ impl<'a> QueueCore<'a> {
         read: &mut impl FnMut(*const u8),
         deadline: Option<&Deadline>,
     ) -> std::result::Result<Option<Blocked>, Stop> {
-        let h = self.header.head.load(Ordering::Acquire);
-        let (lap, idx) = self.split(h);
-        if idx < self.shape.capacity {
-            let tag = lap & TAG_MASK;
-            let plain = SlotState::Full {
+        let first = self.first_claim(
+            &self.header.head,
+            |tag| SlotState::Full {
                 tag,
                 waited: false,
                 skip: false,
+            },
+            |tag, pid| SlotState::Reading { tag, pid },
+        );
+        match first {
+            FirstClaim::Claimed { pos, idx, tag } => {
+                self.complete_pop(pos, idx, tag, read, false, false);
+                Ok(None)
             }
-            .encode();
-            let claim = SlotState::Reading {
-                tag,
-                pid: current_pid(),
-            }
-            .encode();
-            let state = &self.slot(idx).state;
-            match state.compare_exchange(plain, claim, Ordering::AcqRel, Ordering::Acquire) {
-                Ok(_) => {
-                    self.complete_pop(h, idx, tag, read, false, false);
-                    return Ok(None);
-                }
-                Err(word) => return self.pop_contended(read, deadline, Some((h, word))),
-            }
+            FirstClaim::Seen(seen) => self.pop_contended(read, deadline, seen),
         }
-        self.pop_contended(read, deadline, None)
     }
 
     /// The whole pop protocol: every state a slot can be found in. As in
@@ -411,20 +392,9 @@ impl<'a> QueueCore<'a> {
         let me = current_pid();
         let mut patience = PeerWait::new();
         loop {
-            let (h, seen_word) = match seen.take() {
-                Some((h, word)) => (h, Some(word)),
-                None => (self.header.head.load(Ordering::Acquire), None),
-            };
-            let (lap, idx) = self.split(h);
-            if idx >= self.shape.capacity {
-                return Err(Stop::Corrupt(format!(
-                    "head position {h} is outside the ring"
-                )));
-            }
-            let tag = lap & TAG_MASK;
+            let (h, idx, tag, word) = self.locate(&self.header.head, seen.take(), "head")?;
             let slot = self.slot(idx);
             let claim = SlotState::Reading { tag, pid: me }.encode();
-            let word = seen_word.unwrap_or_else(|| slot.state.load(Ordering::Acquire));
             match SlotState::decode(word) {
                 // Full (perhaps with a pusher asleep on it, or a skip mark):
                 // claim it as it is. A skipped position is freed and passed over.
@@ -492,6 +462,55 @@ impl<'a> QueueCore<'a> {
                 }
             }
         }
+    }
+
+    /// The first attempt of a push or pop on `end` (`tail` or `head`): a
+    /// CAS of the slot at that position from `from(tag)` to `to(tag, pid)`,
+    /// without loading the slot word first. On failure, hands back the
+    /// position and the word it found, for the full protocol to go on from.
+    #[inline(always)]
+    fn first_claim(
+        &self,
+        end: &AtomicU64,
+        from: impl Fn(u64) -> SlotState,
+        to: impl Fn(u64, u32) -> SlotState,
+    ) -> FirstClaim {
+        let pos = end.load(Ordering::Acquire);
+        let (lap, idx) = self.split(pos);
+        if idx >= self.shape.capacity {
+            return FirstClaim::Seen(None);
+        }
+        let tag = lap & TAG_MASK;
+        let (from, to) = (from(tag).encode(), to(tag, current_pid()).encode());
+        match self
+            .slot(idx)
+            .state
+            .compare_exchange(from, to, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => FirstClaim::Claimed { pos, idx, tag },
+            Err(word) => FirstClaim::Seen(Some((pos, word))),
+        }
+    }
+
+    /// Where a retry of the full protocol stands: the position in `end`
+    /// (named `what` in a corruption report), its slot index and lap tag,
+    /// and the slot word, `seen` by the first attempt or loaded now.
+    #[inline]
+    fn locate(
+        &self,
+        end: &AtomicU64,
+        seen: Option<(u64, u64)>,
+        what: &str,
+    ) -> std::result::Result<(u64, u64, u64, u64), Stop> {
+        let pos = seen.map_or_else(|| end.load(Ordering::Acquire), |(pos, _)| pos);
+        let (lap, idx) = self.split(pos);
+        if idx >= self.shape.capacity {
+            return Err(Stop::Corrupt(format!(
+                "{what} position {pos} is outside the ring"
+            )));
+        }
+        let word = seen.map_or_else(|| self.slot(idx).state.load(Ordering::Acquire), |(_, w)| w);
+        Ok((pos, idx, lap & TAG_MASK, word))
     }
 
     /// The rest of a push once position `t` (slot `idx`, lap tag `tag`) is
