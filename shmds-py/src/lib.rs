@@ -68,9 +68,10 @@ pub(crate) fn to_py(e: shmds::Error) -> PyErr {
         E::SegmentExists { .. } | E::EntryExists { .. } => PyFileExistsError::new_err(msg),
         E::PermissionDenied { .. } => PyPermissionError::new_err(msg),
         E::TypeMismatch { .. } | E::KindMismatch { .. } => PyTypeError::new_err(msg),
-        E::InvalidName { .. } | E::InvalidType { .. } | E::InvalidArgument(_) => {
-            PyValueError::new_err(msg)
-        }
+        E::InvalidName { .. }
+        | E::InvalidType { .. }
+        | E::InvalidArgument(_)
+        | E::ShapeMismatch { .. } => PyValueError::new_err(msg),
         E::IndexOutOfBounds { .. } => PyIndexError::new_err(msg),
         E::Corrupt { .. } => CorruptError::new_err(msg),
         E::Incompatible { .. } => IncompatibleError::new_err(msg),

@@ -94,6 +94,19 @@ pub enum Error {
         /// The type descriptor stored in the table.
         found: String,
     },
+    /// The entry (or segment) exists with another shape than the caller
+    /// stated: another array length, capacity or segment size.
+    #[error("{name:?} exists with {what} {found}, not the {expected} asked for (open it without stating a {what}, or erase and re-create it)")]
+    ShapeMismatch {
+        /// The entry or segment name.
+        name: String,
+        /// What differs, in the caller's words: "length", "capacity", "size".
+        what: &'static str,
+        /// The value the caller asked for.
+        expected: u64,
+        /// The value it has.
+        found: u64,
+    },
     /// A type descriptor could not be parsed or is too long.
     #[error("invalid type descriptor {descriptor:?}: {reason}")]
     InvalidType {
