@@ -7,25 +7,35 @@
 //! an erased entry stays unused (FORMAT.md, "Allocation").
 
 use crate::error::{Error, Result};
-use crate::layout::{SegmentHeader, CACHE_LINE};
-use crate::sync::Ordering;
+use crate::layout::CACHE_LINE;
+use crate::sync::{AtomicU64, Ordering};
 
 /// Round `n` up to a multiple of [`CACHE_LINE`]; `None` on overflow.
 pub(crate) fn align_up(n: u64) -> Option<u64> {
     n.checked_add(CACHE_LINE - 1).map(|v| v & !(CACHE_LINE - 1))
 }
 
-/// Allocate `size` bytes (rounded up to a cache line). Returns the offset of
-/// the block from the start of the segment.
-pub(crate) fn allocate(header: &SegmentHeader, segment: &str, size: u64) -> Result<u64> {
-    let total = header.total_size;
+/// Allocate `size` bytes (rounded up to a cache line) from the heap
+/// `[heap.0, heap.1)` by moving the segment's `bump` pointer. Returns the
+/// offset of the block from the start of the segment.
+///
+/// The heap bounds are the opener's validated copies (never re-read from the
+/// segment); `bump` is shared and untrusted, so it is checked against them at
+/// every step.
+pub(crate) fn allocate(
+    bump: &AtomicU64,
+    heap: (u64, u64),
+    segment: &str,
+    size: u64,
+) -> Result<u64> {
+    let (heap_offset, total) = heap;
     let requested = align_up(size.max(1)).ok_or(Error::OutOfSpace {
         requested: size,
         available: 0,
     })?;
-    let mut current = header.bump.load(Ordering::Acquire);
+    let mut current = bump.load(Ordering::Acquire);
     loop {
-        if current < header.heap_offset || current > total || current % CACHE_LINE != 0 {
+        if current < heap_offset || current > total || current % CACHE_LINE != 0 {
             return Err(Error::Corrupt {
                 name: segment.to_owned(),
                 detail: format!("allocation pointer {current} is outside the heap"),
@@ -38,7 +48,7 @@ pub(crate) fn allocate(header: &SegmentHeader, segment: &str, size: u64) -> Resu
                 available,
             });
         }
-        match header.bump.compare_exchange_weak(
+        match bump.compare_exchange_weak(
             current,
             current + requested,
             Ordering::AcqRel,

@@ -61,10 +61,20 @@ impl Handle {
     /// A handle on `info` after checking its block (no kind or type checks).
     pub(crate) fn at(seg: &Segment, info: EntryInfo) -> Result<Handle> {
         check_block(&seg.map, &info)?;
+        // `info` may come from a caller (`Segment::inspect`): bound its index
+        // by our own copy of the table size.
+        let generation = match seg.map.table().entries.get(info.index as usize) {
+            Some(entry) => &entry.generation as *const AtomicU64,
+            None => {
+                return Err(Error::InvalidArgument(format!(
+                    "entry index {} is past the end of the {}-entry table",
+                    info.index,
+                    seg.table_capacity()
+                )))
+            }
+        };
         // SAFETY: check_block proved offset + size lies inside the mapping.
         let block = unsafe { seg.map.base().add(info.offset as usize) };
-        let generation =
-            &seg.map.table().entries[info.index as usize].generation as *const AtomicU64;
         Ok(Handle {
             seg: seg.clone(),
             info,

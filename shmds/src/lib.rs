@@ -78,6 +78,7 @@ impl Segment {
     /// structure's own header. Never panics on a damaged segment.
     pub fn check(&self) -> CheckReport {
         let mut report = CheckReport::default();
+        report.problems.extend(self.map.header_drift());
         let entries = match self.entries() {
             Ok(e) => e,
             Err(e) => {

@@ -177,10 +177,37 @@ impl SegmentOptions {
     }
 }
 
+/// The header fields that never change after creation, copied out of the
+/// segment once (when it is created or opened) and validated there.
+///
+/// Only these copies are used afterwards: another process may rewrite the
+/// header's bytes at any moment, so a field read again later could point the
+/// table or the heap anywhere (even into another mapping).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Geometry {
+    /// Size of the mapping (= the file size, = the header's `total_size`).
+    pub(crate) total_size: u64,
+    /// Entries in the table, which starts at `SEGMENT_HEADER_SIZE`.
+    pub(crate) table_capacity: u32,
+    /// First heap byte; cache-line aligned, after the table, `<= total_size`.
+    pub(crate) heap_offset: u64,
+    /// The segment's random seed.
+    pub(crate) seed: u64,
+}
+
+impl Geometry {
+    /// `bump` if it is a valid allocation pointer (aligned, inside the heap).
+    pub(crate) fn valid_bump(&self, bump: u64) -> Option<u64> {
+        (bump >= self.heap_offset && bump <= self.total_size && bump % CACHE_LINE == 0)
+            .then_some(bump)
+    }
+}
+
 /// The mapping shared by a segment and all handles opened from it.
 pub(crate) struct Mapping {
     name: String,
     map: memmap2::MmapRaw,
+    geometry: Geometry,
     writable: bool,
     lock_timeout: Duration,
 }
@@ -209,24 +236,33 @@ impl Mapping {
     }
 
     pub(crate) fn table(&self) -> Table<'_> {
-        let header = self.header();
-        // SAFETY: `validate` checked that table_offset + table_capacity *
-        // ENTRY_SIZE lies inside the mapping and that table_offset is 8-aligned;
-        // both fields are immutable after creation, and Entry is repr(C) of atomics.
+        let geometry = self.geometry;
+        // SAFETY: the table starts at SEGMENT_HEADER_SIZE (a multiple of 64)
+        // and `geometry` is our private copy, validated when the segment was
+        // created or opened: SEGMENT_HEADER_SIZE + table_capacity * ENTRY_SIZE
+        // <= heap_offset <= total_size = the mapping's length. Nothing in the
+        // segment is re-read to find the table. Entry is repr(C) of atomics,
+        // so concurrent writes by other processes are not data races.
         let entries = unsafe {
             std::slice::from_raw_parts(
                 self.base()
-                    .add(header.table_offset as usize)
+                    .add(SEGMENT_HEADER_SIZE as usize)
                     .cast::<Entry>(),
-                header.table_capacity as usize,
+                geometry.table_capacity as usize,
             )
         };
         Table {
-            header,
+            header: self.header(),
             entries,
+            heap: (geometry.heap_offset, geometry.total_size),
             segment: &self.name,
             lock_timeout: self.lock_timeout,
         }
+    }
+
+    /// The validated copy of the header's fixed fields.
+    pub(crate) fn geometry(&self) -> &Geometry {
+        &self.geometry
     }
 
     pub(crate) fn name(&self) -> &str {
@@ -327,7 +363,7 @@ impl Segment {
 
     /// Total size in bytes.
     pub fn size(&self) -> u64 {
-        self.map.header().total_size
+        self.map.geometry.total_size
     }
 
     /// Bytes in use: header, table and allocated blocks.
@@ -336,7 +372,7 @@ impl Segment {
             .header()
             .bump
             .load(Ordering::Relaxed)
-            .min(self.size())
+            .clamp(self.map.geometry.heap_offset, self.size())
     }
 
     /// Bytes still free for new structures.
@@ -346,7 +382,7 @@ impl Segment {
 
     /// Number of entries the table can hold.
     pub fn table_capacity(&self) -> u32 {
-        self.map.header().table_capacity
+        self.map.geometry.table_capacity
     }
 
     /// Pid of the process that created the segment.
@@ -361,7 +397,7 @@ impl Segment {
 
     /// The segment's random seed (map hash seeds derive from it).
     pub fn seed(&self) -> u64 {
-        self.map.header().seed
+        self.map.geometry.seed
     }
 
     /// Every live entry.
@@ -452,13 +488,20 @@ impl Segment {
             .len(size as usize)
             .map_raw(&file)
             .map_err(|e| undo(Error::io("mmap", e)))?;
+        let geometry = Geometry {
+            total_size: size,
+            table_capacity: opts.table_capacity,
+            heap_offset,
+            seed: random_seed(),
+        };
         let mapping = Mapping {
             name: bare,
             map,
+            geometry,
             writable: true,
             lock_timeout: opts.lock_timeout,
         };
-        init_header(&mapping, size, opts.table_capacity, heap_offset);
+        init_header(&mapping);
         Ok(Segment {
             map: Arc::new(mapping),
         })
@@ -518,14 +561,15 @@ impl Segment {
             mmap_opts.map_raw(&file)
         }
         .map_err(|e| Error::io("mmap", e))?;
+        wait_ready(&bare, map.as_ptr(), deadline)?;
+        let geometry = validate_header(&bare, map.as_ptr(), file_size)?;
         let mapping = Mapping {
             name: bare,
             map,
+            geometry,
             writable: !opts.read_only,
             lock_timeout: opts.lock_timeout,
         };
-        wait_ready(&mapping, deadline)?;
-        validate_header(&mapping)?;
         Ok(Segment {
             map: Arc::new(mapping),
         })
@@ -594,7 +638,8 @@ pub(crate) fn random_seed() -> u64 {
     h.finish()
 }
 
-fn init_header(mapping: &Mapping, size: u64, table_capacity: u32, heap_offset: u64) {
+fn init_header(mapping: &Mapping) {
+    let g = *mapping.geometry();
     let header = mapping.header();
     header
         .creator_pid
@@ -605,23 +650,24 @@ fn init_header(mapping: &Mapping, size: u64, table_capacity: u32, heap_offset: u
     crate::fault::pause_point("segment.create.initializing");
     let h = mapping.base().cast::<SegmentHeader>();
     // SAFETY: `h` points to the start of our fresh, writable, page-aligned
-    // mapping of `size >= heap_offset` bytes. The fields written here are the
-    // plain (non-atomic) ones, which openers read only after `state` is READY
-    // (Release below, Acquire in `wait_ready`); `magic` is read early with a
-    // volatile read, which only ever decides "foreign file or not yet".
+    // mapping of `total_size >= heap_offset` bytes. The fields written here
+    // are the plain (non-atomic) ones, which openers read (as atomic words,
+    // see `read_fixed`) only after `state` is READY (Release below, Acquire
+    // in `wait_ready`); `magic` is read early, which only ever decides
+    // "foreign file or not yet".
     unsafe {
         std::ptr::addr_of_mut!((*h).format_version).write(FORMAT_VERSION);
         std::ptr::addr_of_mut!((*h).header_size).write(SEGMENT_HEADER_SIZE as u32);
         std::ptr::addr_of_mut!((*h).fingerprint).write(crate::layout::fingerprint());
-        std::ptr::addr_of_mut!((*h).total_size).write(size);
+        std::ptr::addr_of_mut!((*h).total_size).write(g.total_size);
         std::ptr::addr_of_mut!((*h).table_offset).write(SEGMENT_HEADER_SIZE);
-        std::ptr::addr_of_mut!((*h).table_capacity).write(table_capacity);
+        std::ptr::addr_of_mut!((*h).table_capacity).write(g.table_capacity);
         std::ptr::addr_of_mut!((*h).entry_size).write(ENTRY_SIZE as u32);
-        std::ptr::addr_of_mut!((*h).heap_offset).write(heap_offset);
-        std::ptr::addr_of_mut!((*h).seed).write(random_seed());
+        std::ptr::addr_of_mut!((*h).heap_offset).write(g.heap_offset);
+        std::ptr::addr_of_mut!((*h).seed).write(g.seed);
         std::ptr::write_volatile(std::ptr::addr_of_mut!((*h).magic), MAGIC);
     }
-    header.bump.store(heap_offset, Ordering::Relaxed);
+    header.bump.store(g.heap_offset, Ordering::Relaxed);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)
@@ -631,21 +677,118 @@ fn init_header(mapping: &Mapping, size: u64, table_capacity: u32, heap_offset: u
     header.state.store(segment_state::READY, Ordering::Release);
 }
 
-fn read_magic(mapping: &Mapping) -> [u8; 8] {
-    // SAFETY: the first 8 bytes are inside the mapping; a volatile read of a
-    // byte array is fine even while the creator writes it (it only decides
-    // "not ours" vs "not yet").
-    unsafe { std::ptr::read_volatile(mapping.base().cast::<[u8; 8]>()) }
+/// The header's first cache line: the fields fixed at creation, as read once.
+struct FixedFields {
+    magic: [u8; 8],
+    format_version: u32,
+    header_size: u32,
+    fingerprint: u64,
+    total_size: u64,
+    table_offset: u64,
+    table_capacity: u32,
+    entry_size: u32,
+    heap_offset: u64,
+    seed: u64,
 }
 
-fn wait_ready(mapping: &Mapping, deadline: Instant) -> Result<()> {
-    let header = mapping.header();
-    let name = || mapping.name().to_owned();
+/// Copy the header's first line out of the segment with eight 64-bit atomic
+/// loads (another process may be writing it: atomics make that a race on
+/// values, never undefined behaviour). Every use of these fields after open
+/// goes through the validated [`Geometry`] made from this copy.
+///
+/// `base` must point to a live mapping of at least `SEGMENT_HEADER_SIZE`
+/// bytes, aligned to a page.
+fn read_fixed(base: *const u8) -> FixedFields {
+    use core::sync::atomic::AtomicU64 as Word;
+    // SAFETY: (caller) `base` is page-aligned and the mapping holds at least
+    // SEGMENT_HEADER_SIZE = 128 >= 64 bytes; AtomicU64 has the size and
+    // alignment of u64 and any bit pattern is a valid u64.
+    let words = unsafe { &*base.cast::<[Word; 8]>() };
+    let w = |i: usize| words[i].load(Ordering::Relaxed).to_ne_bytes();
+    let halves = |i: usize| {
+        let b = w(i);
+        (
+            u32::from_ne_bytes([b[0], b[1], b[2], b[3]]),
+            u32::from_ne_bytes([b[4], b[5], b[6], b[7]]),
+        )
+    };
+    let (format_version, header_size) = halves(1);
+    let (table_capacity, entry_size) = halves(5);
+    FixedFields {
+        magic: w(0),
+        format_version,
+        header_size,
+        fingerprint: u64::from_ne_bytes(w(2)),
+        total_size: u64::from_ne_bytes(w(3)),
+        table_offset: u64::from_ne_bytes(w(4)),
+        table_capacity,
+        entry_size,
+        heap_offset: u64::from_ne_bytes(w(6)),
+        seed: u64::from_ne_bytes(w(7)),
+    }
+}
+
+impl Mapping {
+    /// The header's fixed fields that no longer hold what they held when
+    /// this process opened the segment (someone rewrote them), in words.
+    pub(crate) fn header_drift(&self) -> Vec<String> {
+        let now = read_fixed(self.base());
+        let g = &self.geometry;
+        let mut out = Vec::new();
+        let mut differs = |field: &str, found: u64, expected: u64| {
+            if found != expected {
+                out.push(format!(
+                    "header field {field} is {found}, not {expected} as when the segment was opened \
+                     (something overwrote the header; this process keeps using the values it \
+                     validated)"
+                ));
+            }
+        };
+        differs(
+            "magic",
+            u64::from_ne_bytes(now.magic),
+            u64::from_ne_bytes(MAGIC),
+        );
+        differs(
+            "format version",
+            now.format_version.into(),
+            FORMAT_VERSION.into(),
+        );
+        differs("header size", now.header_size.into(), SEGMENT_HEADER_SIZE);
+        differs("fingerprint", now.fingerprint, crate::layout::fingerprint());
+        differs("total size", now.total_size, g.total_size);
+        differs("table offset", now.table_offset, SEGMENT_HEADER_SIZE);
+        differs(
+            "table capacity",
+            now.table_capacity.into(),
+            g.table_capacity.into(),
+        );
+        differs("entry size", now.entry_size.into(), ENTRY_SIZE);
+        differs("heap offset", now.heap_offset, g.heap_offset);
+        differs("seed", now.seed, g.seed);
+        let bump = self.header().bump.load(Ordering::Acquire);
+        if g.valid_bump(bump).is_none() {
+            out.push(format!("allocation pointer {bump} is outside the heap"));
+        }
+        out
+    }
+}
+
+/// The header's atomics at `base` (see [`read_fixed`] for the requirement).
+fn header_at<'a>(base: *const u8) -> &'a SegmentHeader {
+    // SAFETY: (caller) a live page-aligned mapping of at least
+    // SEGMENT_HEADER_SIZE bytes; only the header's atomic fields are used
+    // through this reference (the plain ones are read by `read_fixed`).
+    unsafe { &*base.cast::<SegmentHeader>() }
+}
+
+fn wait_ready(name: &str, base: *const u8, deadline: Instant) -> Result<()> {
+    let header = header_at(base);
     loop {
-        let magic = read_magic(mapping);
+        let magic = read_fixed(base).magic;
         if magic != [0; 8] && magic != MAGIC {
             return Err(Error::Corrupt {
-                name: name(),
+                name: name.to_owned(),
                 detail: "not a shmds segment (bad magic)".into(),
             });
         }
@@ -655,7 +798,7 @@ fn wait_ready(mapping: &Mapping, deadline: Instant) -> Result<()> {
             segment_state::UNINIT | segment_state::INITIALIZING => {}
             other => {
                 return Err(Error::Corrupt {
-                    name: name(),
+                    name: name.to_owned(),
                     detail: format!("unknown segment state {other}"),
                 })
             }
@@ -663,16 +806,15 @@ fn wait_ready(mapping: &Mapping, deadline: Instant) -> Result<()> {
         let creator = header.creator_pid.load(Ordering::Relaxed);
         if creator != 0 && !crate::process::is_alive(creator) {
             return Err(Error::NotReady {
-                name: name(),
+                name: name.to_owned(),
                 detail: format!(
-                    "its creator (pid {creator}) died during initialisation; remove it with `shmds rm {}`",
-                    mapping.name()
+                    "its creator (pid {creator}) died during initialisation; remove it with `shmds rm {name}`"
                 ),
             });
         }
         if Instant::now() >= deadline {
             return Err(Error::NotReady {
-                name: name(),
+                name: name.to_owned(),
                 detail: if creator == 0 {
                     "it was never initialised (not a shmds segment, or its creator died at once)"
                         .into()
@@ -685,15 +827,17 @@ fn wait_ready(mapping: &Mapping, deadline: Instant) -> Result<()> {
     }
 }
 
-/// Check every header field against the file and this build.
-fn validate_header(mapping: &Mapping) -> Result<()> {
-    let h = mapping.header();
+/// Copy the header's fixed fields once, check them against the file
+/// (`file_size` bytes, all mapped) and this build, and return the copy that
+/// is used from then on.
+fn validate_header(name: &str, base: *const u8, file_size: u64) -> Result<Geometry> {
+    let h = read_fixed(base);
     let corrupt = |detail: String| Error::Corrupt {
-        name: mapping.name().to_owned(),
+        name: name.to_owned(),
         detail,
     };
     let incompatible = |detail: String| Error::Incompatible {
-        name: mapping.name().to_owned(),
+        name: name.to_owned(),
         detail,
     };
     if h.magic != MAGIC {
@@ -724,10 +868,9 @@ fn validate_header(mapping: &Mapping) -> Result<()> {
             h.header_size, h.entry_size
         )));
     }
-    let file = mapping.len();
-    if h.total_size != file {
+    if h.total_size != file_size {
         return Err(corrupt(format!(
-            "header says {} bytes but the file has {file} (truncated or resized)",
+            "header says {} bytes but the file has {file_size} (truncated or resized)",
             h.total_size
         )));
     }
@@ -743,31 +886,41 @@ fn validate_header(mapping: &Mapping) -> Result<()> {
             h.table_capacity
         )));
     }
-    let table_end = h.table_offset + h.table_capacity as u64 * ENTRY_SIZE;
-    if h.heap_offset < table_end || h.heap_offset % CACHE_LINE != 0 || h.heap_offset > h.total_size
-    {
+    let table_end = SEGMENT_HEADER_SIZE + h.table_capacity as u64 * ENTRY_SIZE;
+    if h.heap_offset < table_end || h.heap_offset % CACHE_LINE != 0 || h.heap_offset > file_size {
         return Err(corrupt(format!(
             "heap offset {} is not an aligned offset between the table end {table_end} and the \
-             segment end {}",
-            h.heap_offset, h.total_size
+             segment end {file_size}",
+            h.heap_offset
         )));
     }
-    let bump = h.bump.load(Ordering::Acquire);
-    if bump < h.heap_offset || bump > h.total_size || bump % CACHE_LINE != 0 {
+    let geometry = Geometry {
+        total_size: file_size,
+        table_capacity: h.table_capacity,
+        heap_offset: h.heap_offset,
+        seed: h.seed,
+    };
+    let bump = header_at(base).bump.load(Ordering::Acquire);
+    if geometry.valid_bump(bump).is_none() {
         return Err(corrupt(format!(
             "allocation pointer {bump} is outside the heap"
         )));
     }
-    Ok(())
+    Ok(geometry)
 }
 
 /// Validation of an entry's block against the segment; shared by every
 /// structure's `open` and by [`Segment::check`](crate::Segment::check).
 pub(crate) fn check_block(mapping: &Mapping, info: &EntryInfo) -> Result<()> {
-    let h = mapping.header();
-    let bump = h.bump.load(Ordering::Acquire).min(h.total_size);
+    let g = mapping.geometry();
+    // The bump pointer changes; only the copied bounds are trusted.
+    let bump = mapping
+        .header()
+        .bump
+        .load(Ordering::Acquire)
+        .clamp(g.heap_offset, g.total_size);
     let end = info.offset.checked_add(info.size);
-    if info.offset < h.heap_offset
+    if info.offset < g.heap_offset
         || info.offset % CACHE_LINE != 0
         || info.size == 0
         || end.is_none_or(|end| end > bump)
@@ -777,7 +930,7 @@ pub(crate) fn check_block(mapping: &Mapping, info: &EntryInfo) -> Result<()> {
             detail: format!(
                 "entry {:?}: block at {} of {} bytes is not an allocated, aligned part of the heap \
                  [{}, {bump})",
-                info.name, info.offset, info.size, h.heap_offset
+                info.name, info.offset, info.size, g.heap_offset
             ),
         });
     }

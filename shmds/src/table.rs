@@ -86,8 +86,12 @@ pub(crate) fn validate_entry_name(name: &str) -> Result<()> {
 
 /// A view of a segment's header and table.
 pub(crate) struct Table<'a> {
+    /// The segment header; only its atomic words are used.
     pub header: &'a SegmentHeader,
     pub entries: &'a [Entry],
+    /// The heap, `[start, end)`: the opener's validated copies of the
+    /// header's `heap_offset` and `total_size`.
+    pub heap: (u64, u64),
     pub segment: &'a str,
     /// How long to wait for a live holder of the registration lock.
     pub lock_timeout: Duration,
@@ -368,7 +372,8 @@ impl<'a> Table<'a> {
             .ok_or(Error::TableFull {
                 capacity: self.entries.len() as u32,
             })?;
-        let offset = crate::alloc::allocate(self.header, self.segment, new.block_size)?;
+        let offset =
+            crate::alloc::allocate(&self.header.bump, self.heap, self.segment, new.block_size)?;
         crate::fault::pause_point("table.create.allocated");
         init(offset)?;
 
@@ -475,6 +480,7 @@ pub(crate) mod model {
             Table {
                 header: &self.header,
                 entries: &self.entries,
+                heap: (self.header.heap_offset, self.header.total_size),
                 segment: "model",
                 lock_timeout: Duration::MAX,
             }
