@@ -38,7 +38,7 @@
  * operations, e.g. __atomic_load_n(&h->bump, __ATOMIC_ACQUIRE).
  */
 
-#define SHMDS_FORMAT_VERSION 1
+#define SHMDS_FORMAT_VERSION 2
 #define SHMDS_MAGIC_BYTES { 0x53, 0x48, 0x4d, 0x44, 0x53, 0x00, 0x01, 0x00 }
 #define SHMDS_CACHE_LINE 64
 

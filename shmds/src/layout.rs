@@ -20,7 +20,7 @@ pub const MAGIC: [u8; 8] = *b"SHMDS\0\x01\x00";
 
 /// Format version written by this build. Opening a segment with another
 /// version fails with `Incompatible`.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
 /// `SegmentHeader::state` values.
 pub mod segment_state {

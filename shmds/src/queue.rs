@@ -12,7 +12,8 @@
 //! `capacity` slots exist). They never wrap in practice.
 //!
 //! *Slot states.* Each slot has one 64-bit state word: a phase, the lap it
-//! belongs to (mod 2^40), and either the claimant's pid or two flags:
+//! belongs to (mod 2^39), and either the claimant's pid (and, for a read, a
+//! skip bit) or two flags:
 //!
 //! ```text
 //!  EMPTY(lap) --producer claims--> WRITING(lap, pid) --publish--> FULL(lap)
@@ -56,7 +57,10 @@
 //!   (`FULL` with bit 3): the consumer that reaches it frees it and moves on.
 //!   The dead process's element is lost; its `push` never returned.
 //! - `READING` before `head` moved: the slot goes back to `FULL`, and the
-//!   element is delivered to the next popper (nothing lost).
+//!   element is delivered to the next popper (nothing lost). A popper that
+//!   claims a skip mark records it in its claim (`READING` with the skip
+//!   bit), so taking over from it puts the skip mark back: a position whose
+//!   element was lost is never delivered as if it held one.
 //! - `READING` after `head` moved: the slot is freed; the element is lost
 //!   (the dead process's `pop` never returned it).
 //!
@@ -92,18 +96,36 @@ const FULL: u64 = 2;
 const READING: u64 = 3;
 const WAITED: u64 = 1 << 2;
 const SKIP: u64 = 1 << 3;
+/// READING only: the position being read is a skip mark (no element).
+const READ_SKIP: u64 = 1 << 24;
 const PID_SHIFT: u32 = 2;
 const PID_MASK: u64 = (1 << 22) - 1;
-const TAG_SHIFT: u32 = 24;
-const TAG_MASK: u64 = (1 << 40) - 1;
+const TAG_SHIFT: u32 = 25;
+const TAG_MASK: u64 = (1 << 39) - 1;
 
 /// A decoded slot state word.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum SlotState {
-    Empty { tag: u64, waited: bool },
-    Writing { tag: u64, pid: u32 },
-    Full { tag: u64, waited: bool, skip: bool },
-    Reading { tag: u64, pid: u32 },
+    Empty {
+        tag: u64,
+        waited: bool,
+    },
+    Writing {
+        tag: u64,
+        pid: u32,
+    },
+    Full {
+        tag: u64,
+        waited: bool,
+        skip: bool,
+    },
+    /// `skip`: the claimed position is a skip mark, so taking the claim
+    /// over from a dead popper must put back a skip mark, not an element.
+    Reading {
+        tag: u64,
+        pid: u32,
+        skip: bool,
+    },
 }
 
 impl SlotState {
@@ -119,7 +141,11 @@ impl SlotState {
                 waited,
                 skip: word & SKIP != 0,
             },
-            _ => SlotState::Reading { tag, pid },
+            _ => SlotState::Reading {
+                tag,
+                pid,
+                skip: word & READ_SKIP != 0,
+            },
         }
     }
 
@@ -132,7 +158,9 @@ impl SlotState {
             SlotState::Full { tag, waited, skip } => {
                 (tag << TAG_SHIFT) | FULL | flag(waited, WAITED) | flag(skip, SKIP)
             }
-            SlotState::Reading { tag, pid } => (tag << TAG_SHIFT) | READING | pid_bits(pid),
+            SlotState::Reading { tag, pid, skip } => {
+                (tag << TAG_SHIFT) | READING | pid_bits(pid) | flag(skip, READ_SKIP)
+            }
         }
     }
 }
@@ -368,7 +396,11 @@ impl<'a> QueueCore<'a> {
                 waited: false,
                 skip: false,
             },
-            |tag, pid| SlotState::Reading { tag, pid },
+            |tag, pid| SlotState::Reading {
+                tag,
+                pid,
+                skip: false,
+            },
         );
         match first {
             FirstClaim::Claimed { pos, idx, tag } => {
@@ -394,15 +426,16 @@ impl<'a> QueueCore<'a> {
         loop {
             let (h, idx, tag, word) = self.locate(&self.header.head, seen.take(), "head")?;
             let slot = self.slot(idx);
-            let claim = SlotState::Reading { tag, pid: me }.encode();
             match SlotState::decode(word) {
                 // Full (perhaps with a pusher asleep on it, or a skip mark):
-                // claim it as it is. A skipped position is freed and passed over.
+                // claim it as it is. A skipped position is freed and passed
+                // over; the claim says so, in case we die holding it.
                 SlotState::Full {
                     tag: st,
                     waited,
                     skip,
                 } if st == tag => {
+                    let claim = SlotState::Reading { tag, pid: me, skip }.encode();
                     if slot
                         .state
                         .compare_exchange(word, claim, Ordering::AcqRel, Ordering::Relaxed)
@@ -633,8 +666,8 @@ impl<'a> QueueCore<'a> {
                 slot.state.store(skip.encode(), Ordering::Release);
                 futex_wake_low(&slot.state);
             }
-            SlotState::Reading { tag, pid } if !is_alive(pid) => {
-                let ours = SlotState::Reading { tag, pid: me }.encode();
+            SlotState::Reading { tag, pid, skip } if !is_alive(pid) => {
+                let ours = SlotState::Reading { tag, pid: me, skip }.encode();
                 if slot
                     .state
                     .compare_exchange(word, ours, Ordering::AcqRel, Ordering::Relaxed)
@@ -644,11 +677,12 @@ impl<'a> QueueCore<'a> {
                 }
                 let h = self.header.head.load(Ordering::Acquire);
                 let next = if self.is_position(h, tag, idx) {
-                    // It died before taking the element: give it back.
+                    // It died before taking the element: give it back (or,
+                    // for a skip mark, put the mark back).
                     SlotState::Full {
                         tag,
                         waited: false,
-                        skip: false,
+                        skip,
                     }
                 } else {
                     SlotState::Empty {
@@ -1286,7 +1320,7 @@ mod tests {
                 pid: 4_194_303,
             },
             SlotState::Full {
-                tag: 1 << 39,
+                tag: 1 << 38,
                 waited: true,
                 skip: true,
             },
@@ -1295,7 +1329,16 @@ mod tests {
                 waited: false,
                 skip: false,
             },
-            SlotState::Reading { tag: 9, pid: 1 },
+            SlotState::Reading {
+                tag: 9,
+                pid: 1,
+                skip: false,
+            },
+            SlotState::Reading {
+                tag: TAG_MASK,
+                pid: 4_194_303,
+                skip: true,
+            },
         ];
         for s in states {
             assert_eq!(SlotState::decode(s.encode()), s);

@@ -844,15 +844,19 @@ fn validate_header(name: &str, base: *const u8, file_size: u64) -> Result<Geomet
         return Err(corrupt("not a shmds segment (bad magic)".into()));
     }
     if h.format_version != FORMAT_VERSION {
-        return Err(incompatible(format!(
-            "format version {} (this build reads version {FORMAT_VERSION}{})",
-            h.format_version,
-            if h.format_version > FORMAT_VERSION {
-                "; upgrade shmds"
-            } else {
-                ""
-            }
-        )));
+        return Err(incompatible(if h.format_version > FORMAT_VERSION {
+            format!(
+                "it has format version {}, newer than this build's {FORMAT_VERSION}: upgrade shmds",
+                h.format_version
+            )
+        } else {
+            format!(
+                "it has format version {}, made by an older shmds; this build reads only version \
+                 {FORMAT_VERSION}: remove it (`shmds rm`) and create it again, or use the shmds \
+                 that made it",
+                h.format_version
+            )
+        }));
     }
     if h.fingerprint != crate::layout::fingerprint() {
         return Err(incompatible(format!(

@@ -70,6 +70,19 @@ fn empty_file_is_not_ready() {
 }
 
 #[test]
+fn older_format_version_is_refused_clearly() {
+    let name = sample("oldversion");
+    poke(&name, 8, &1u32.to_ne_bytes());
+    let err = open_err(&name);
+    assert!(matches!(err, Error::Incompatible { .. }), "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains("format version 1") && text.contains("older"),
+        "{text}"
+    );
+}
+
+#[test]
 fn newer_format_version() {
     let name = sample("version");
     poke(&name, 8, &99u32.to_ne_bytes());
