@@ -3,7 +3,9 @@
 //! Crash recovery in this crate rests on one question: "is the process that
 //! holds this claim still running?". We answer it with `kill(pid, 0)` and, for
 //! a process that exists, a look at `/proc/<pid>/stat` so that an unreaped
-//! zombie counts as dead. Limits, also stated in FORMAT.md: all processes that
+//! zombie counts as dead; a zombie *leader* thread is not enough to call it
+//! dead, since a process is alive while any of its threads is (its other
+//! threads are read in `/proc/<pid>/task`). Limits, also stated in FORMAT.md: all processes that
 //! share a segment must share a PID namespace, and a PID reused by an unrelated
 //! process is taken as alive (recovery then waits until that process ends).
 
@@ -52,7 +54,13 @@ pub(crate) fn current_pid() -> u32 {
     digits.parse::<u32>().map_or(1, |n| n + 1)
 }
 
-/// Whether process `pid` is running (not gone, not a zombie).
+/// Whether process `pid` is running: it exists and at least one of its
+/// threads is not a zombie.
+///
+/// The leader thread's state alone is not enough: a program whose `main`
+/// called `pthread_exit` (or whose leader thread otherwise exited) shows
+/// the leader as a zombie while its other threads run on, and such a
+/// process still holds its claims and locks.
 #[cfg(not(loom))]
 pub(crate) fn is_alive(pid: u32) -> bool {
     let Some(raw) = i32::try_from(pid)
@@ -65,18 +73,35 @@ pub(crate) fn is_alive(pid: u32) -> bool {
     if let Err(rustix::io::Errno::SRCH) = rustix::process::test_kill_process(raw) {
         return false;
     }
-    // A killed child stays a zombie until its parent reaps it: count it dead.
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => {
-            // The state follows the last ')' (the command name may contain ')').
-            let state = stat
-                .rsplit(')')
-                .next()
-                .and_then(|s| s.trim_start().chars().next());
-            !matches!(state, Some('Z') | Some('X'))
+    match task_state(&format!("/proc/{pid}/stat")) {
+        // A live leader: alive. No /proc to ask: take kill's word for it.
+        Some(state) if !is_zombie(state) => true,
+        None => true,
+        // A zombie leader: a killed child not yet reaped (dead), or a
+        // leader that exited before its other threads (alive while any is).
+        Some(_) => {
+            let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+                return false;
+            };
+            tasks.filter_map(|t| t.ok()).any(|t| {
+                let stat = t.path().join("stat");
+                task_state(&stat.to_string_lossy()).is_some_and(|s| !is_zombie(s))
+            })
         }
-        Err(_) => true,
     }
+}
+
+/// The state letter of a `/proc/.../stat` file, if it can be read.
+#[cfg(not(loom))]
+fn task_state(path: &str) -> Option<char> {
+    let stat = std::fs::read_to_string(path).ok()?;
+    // The state follows the last ')' (the command name may contain ')').
+    stat.rsplit(')').next()?.trim_start().chars().next()
+}
+
+#[cfg(not(loom))]
+fn is_zombie(state: char) -> bool {
+    matches!(state, 'Z' | 'X' | 'x')
 }
 
 #[cfg(loom)]
@@ -121,6 +146,69 @@ mod tests {
         unsafe { libc::waitpid(child, &mut status, 0) };
         assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
         assert_eq!(current_pid(), parent);
+    }
+
+    /// A process whose leader thread exited (`pthread_exit` in main) while
+    /// another thread runs is alive; once that thread ends too, it is dead.
+    #[test]
+    fn process_with_exited_leader_is_alive() {
+        extern "C" fn worker(_: *mut libc::c_void) -> *mut libc::c_void {
+            let nap = libc::timespec {
+                tv_sec: 1,
+                tv_nsec: 0,
+            };
+            // SAFETY: nanosleep and _exit are async-signal-safe; _exit from
+            // this thread ends the whole forked child.
+            unsafe {
+                libc::nanosleep(&nap, std::ptr::null_mut());
+                libc::_exit(0)
+            }
+        }
+        // SAFETY: the child only calls pthread_create (glibc supports it
+        // after fork), the exit system call, nanosleep and _exit.
+        let child = unsafe { libc::fork() };
+        if child == 0 {
+            // SAFETY: see above; `worker` matches the start routine type.
+            unsafe {
+                let mut t: libc::pthread_t = std::mem::zeroed();
+                if libc::pthread_create(&mut t, std::ptr::null(), worker, std::ptr::null_mut()) != 0
+                {
+                    libc::_exit(2);
+                }
+                // End only this (the leader) thread, as pthread_exit in a C
+                // main does; the raw system call does not unwind through
+                // Rust frames as pthread_exit would.
+                libc::syscall(libc::SYS_exit, 0);
+                libc::_exit(3);
+            }
+        }
+        assert!(child > 0);
+        let pid = child as u32;
+        // Wait until the leader is a zombie.
+        let mut leader_gone = false;
+        for _ in 0..400 {
+            if task_state(&format!("/proc/{pid}/stat")).is_some_and(is_zombie) {
+                leader_gone = true;
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        assert!(leader_gone, "the child's leader thread did not exit");
+        assert!(is_alive(pid), "its worker thread still runs");
+        let mut status = 0;
+        let mut reaped = 0;
+        for _ in 0..3000 {
+            if !is_alive(pid) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        assert!(!is_alive(pid), "all its threads ended");
+        while reaped == 0 {
+            // SAFETY: waiting for the child we forked.
+            reaped = unsafe { libc::waitpid(child, &mut status, 0) };
+        }
+        assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
     }
 
     #[test]
