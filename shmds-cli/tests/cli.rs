@@ -112,3 +112,59 @@ fn foreign_files_are_ignored_and_protected() {
     let out = shmds(&["check", &name.0]);
     assert_eq!(out.status.code(), Some(1));
 }
+
+/// A FIFO planted under a segment's name (anyone can write /dev/shm) makes
+/// no command hang: each says it is not a segment, and `rm` wants --force.
+#[test]
+fn fifo_named_like_a_segment_hangs_nothing() {
+    let name = Name::new("fifo");
+    let path = format!("/dev/shm/{}", name.0);
+    assert!(Command::new("mkfifo")
+        .arg(&path)
+        .status()
+        .unwrap()
+        .success());
+    for args in [
+        vec!["info", name.0.as_str()],
+        vec!["check", name.0.as_str()],
+        vec!["rm", name.0.as_str()],
+        vec!["ls"],
+    ] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_shmds"))
+            .args(&args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let start = std::time::Instant::now();
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if start.elapsed() > std::time::Duration::from_secs(10) {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("`shmds {}` hangs on a FIFO", args.join(" "));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        };
+        let out = child.wait_with_output().unwrap();
+        if args[0] == "ls" {
+            assert!(status.success());
+            assert!(!stdout(&out).contains(&name.0), "a FIFO is not listed");
+        } else {
+            assert!(!status.success(), "`shmds {}` succeeded", args.join(" "));
+            let err = format!("{}{}", String::from_utf8_lossy(&out.stderr), stdout(&out));
+            assert!(
+                err.contains("FIFO") || err.contains("not a shmds segment"),
+                "{err}"
+            );
+        }
+    }
+    assert!(
+        std::path::Path::new(&path).exists(),
+        "rm without --force keeps it"
+    );
+    assert!(shmds(&["rm", "--force", &name.0]).status.success());
+    assert!(!std::path::Path::new(&path).exists());
+}

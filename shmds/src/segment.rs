@@ -509,13 +509,7 @@ impl Segment {
 
     fn open_with(name: &str, opts: &SegmentOptions) -> Result<Segment> {
         let bare = validate_segment_name(name)?.to_owned();
-        let flags = if opts.read_only {
-            shm::OFlags::RDONLY
-        } else {
-            shm::OFlags::RDWR
-        };
-        let fd = shm::open(format!("/{bare}"), flags, Mode::empty())
-            .map_err(|e| os_error("shm_open", &bare, e))?;
+        let fd = open_existing(&bare, opts.read_only)?;
         let deadline = Instant::now() + opts.open_timeout;
         // The creator sizes the file right after creating it: wait for that.
         let file_size = loop {
@@ -576,6 +570,58 @@ impl Segment {
     }
 }
 
+/// The directory where Linux keeps POSIX shared memory objects (what
+/// `shm_open` opens).
+const SHM_DIR: &str = "/dev/shm";
+
+/// Open the existing segment file `/dev/shm/<bare>` as `shm_open` would,
+/// but refusing anything that is not a regular file.
+///
+/// `/dev/shm` is writable by every user, so anyone can plant a FIFO, a
+/// device node or a symbolic link under a segment's name. The file is
+/// opened with `O_NONBLOCK` (opening a FIFO for reading would otherwise
+/// wait for a writer, for ever) and `O_NOFOLLOW`, then checked with
+/// `fstat` before anything is read from it.
+fn open_existing(bare: &str, read_only: bool) -> Result<rustix::fd::OwnedFd> {
+    use rustix::fs::{FileType, OFlags};
+    let access = if read_only {
+        OFlags::RDONLY
+    } else {
+        OFlags::RDWR
+    };
+    let path = format!("{SHM_DIR}/{bare}");
+    let fd = rustix::fs::open(
+        &path,
+        access | OFlags::NONBLOCK | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NOCTTY,
+        Mode::empty(),
+    )
+    .map_err(|e| match e {
+        // O_NOFOLLOW on a symbolic link.
+        Errno::LOOP => not_a_file(bare, "a symbolic link"),
+        Errno::ISDIR => not_a_file(bare, "a directory"),
+        other => os_error("open", bare, other),
+    })?;
+    let stat = rustix::fs::fstat(&fd).map_err(|e| Error::io("fstat", e))?;
+    match FileType::from_raw_mode(stat.st_mode) {
+        FileType::RegularFile => Ok(fd),
+        FileType::Fifo => Err(not_a_file(bare, "a FIFO")),
+        FileType::Socket => Err(not_a_file(bare, "a socket")),
+        FileType::CharacterDevice | FileType::BlockDevice => Err(not_a_file(bare, "a device node")),
+        FileType::Directory => Err(not_a_file(bare, "a directory")),
+        _ => Err(not_a_file(bare, "not a regular file")),
+    }
+}
+
+fn not_a_file(bare: &str, what: &str) -> Error {
+    Error::Corrupt {
+        name: bare.to_owned(),
+        detail: format!(
+            "{SHM_DIR}/{bare} is {what}, not a shmds segment (someone else made it; remove it \
+             with `shmds rm --force {bare}` if it is yours to remove)"
+        ),
+    }
+}
+
 /// Reserve `size` bytes of memory for the file, so that touching any page
 /// later cannot SIGBUS on a full /dev/shm.
 fn reserve(fd: &rustix::fd::OwnedFd, size: u64) -> std::result::Result<(), Errno> {
@@ -604,7 +650,7 @@ fn reserve(fd: &rustix::fd::OwnedFd, size: u64) -> std::result::Result<(), Errno
 /// Names of the shmds segments in `/dev/shm` (files that start with the
 /// shmds magic), sorted.
 pub fn list_segments() -> Result<Vec<String>> {
-    let dir = std::fs::read_dir("/dev/shm").map_err(|e| Error::io("reading /dev/shm", e))?;
+    let dir = std::fs::read_dir(SHM_DIR).map_err(|e| Error::io("reading /dev/shm", e))?;
     let mut names: Vec<String> = dir
         .filter_map(|e| e.ok())
         .filter(|e| e.file_type().map(|t| t.is_file()).unwrap_or(false))
@@ -615,14 +661,18 @@ pub fn list_segments() -> Result<Vec<String>> {
     Ok(names)
 }
 
-/// Whether the file `/dev/shm/<name>` starts with the shmds magic.
+/// Whether the file `/dev/shm/<name>` is a regular file that starts with
+/// the shmds magic. Never blocks (a FIFO or device under that name is
+/// simply not a segment).
 pub fn is_shmds_segment(name: &str) -> bool {
-    use std::io::Read;
+    let Ok(bare) = validate_segment_name(name) else {
+        return false;
+    };
+    let Ok(fd) = open_existing(bare, true) else {
+        return false;
+    };
     let mut magic = [0u8; 8];
-    std::fs::File::open(format!("/dev/shm/{}", name.trim_start_matches('/')))
-        .and_then(|mut f| f.read_exact(&mut magic))
-        .is_ok()
-        && magic == crate::layout::MAGIC
+    matches!(rustix::io::pread(&fd, &mut magic, 0), Ok(8)) && magic == crate::layout::MAGIC
 }
 
 pub(crate) fn random_seed() -> u64 {

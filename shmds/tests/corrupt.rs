@@ -395,3 +395,51 @@ fn lock_held_by_a_live_process_times_out() {
     assert_eq!(seg.entries().unwrap().len(), 2);
     assert!(seg.open_array::<u64>("a").is_ok());
 }
+
+/// Run `f` on a thread; fail (instead of hanging the test run) if it takes
+/// longer than a few seconds.
+fn within_seconds<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(Duration::from_secs(5))
+        .unwrap_or_else(|_| panic!("{what} hangs"))
+}
+
+/// /dev/shm is world-writable: a FIFO, a symbolic link or a directory under
+/// a segment's name is refused at once, never waited on.
+#[test]
+fn special_files_named_like_segments() {
+    let fifo = ShmName::new("fifo");
+    assert!(std::process::Command::new("mkfifo")
+        .arg(fifo.path())
+        .status()
+        .unwrap()
+        .success());
+    let target = sample("linktarget");
+    let link = ShmName::new("symlink");
+    std::os::unix::fs::symlink(target.path(), link.path()).unwrap();
+    let dir = ShmName::new("dir");
+    std::fs::create_dir(dir.path()).unwrap();
+    for (name, what) in [(&fifo, "a FIFO"), (&link, "a symbolic link"), (&dir, "")] {
+        let n = name.0.clone();
+        for read_only in [false, true] {
+            let n2 = n.clone();
+            let err = within_seconds("open", move || {
+                quick().read_only(read_only).open(&n2).unwrap_err()
+            });
+            assert!(matches!(err, Error::Corrupt { .. }), "{err}");
+            assert!(err.to_string().contains(what), "{err}");
+        }
+        let n2 = n.clone();
+        assert!(!within_seconds("is_shmds_segment", move || {
+            shmds::is_shmds_segment(&n2)
+        }));
+        let listed = within_seconds("list_segments", shmds::list_segments).unwrap();
+        assert!(!listed.contains(&n), "{n} listed");
+    }
+    let _ = std::fs::remove_dir(dir.path());
+    let _ = std::fs::remove_file(link.path());
+    assert!(shmds::is_shmds_segment(&target.0));
+}
