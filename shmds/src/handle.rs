@@ -293,7 +293,22 @@ impl Typed {
             capacity,
             block_size,
         };
-        Ok(Handle::create(seg, &new, &self.expect(), existing_ok, init)?.0)
+        let (handle, created) = Handle::create(seg, &new, &self.expect(), existing_ok, init)?;
+        // Opening an existing entry while stating a shape: it must be that
+        // shape (a silently different length or capacity hides bugs).
+        if !created && handle.info.capacity != capacity {
+            return Err(Error::ShapeMismatch {
+                name: name.to_owned(),
+                what: if self.kind == crate::layout::kind::ARRAY {
+                    "length"
+                } else {
+                    "capacity"
+                },
+                expected: capacity,
+                found: handle.info.capacity,
+            });
+        }
+        Ok(handle)
     }
 }
 

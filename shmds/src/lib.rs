@@ -51,7 +51,7 @@ pub use map::{map_key_hash, Iter as MapIter, Map, RawMap, MAX_KEY_SIZE, MAX_MAP_
 pub use queue::{Queue, RawQueue, MAX_QUEUE_CAPACITY};
 pub use segment::{
     is_shmds_segment, list_segments, validate_segment_name, Segment, SegmentOptions,
-    DEFAULT_TABLE_CAPACITY, MAX_TABLE_CAPACITY,
+    DEFAULT_SEGMENT_SIZE, DEFAULT_TABLE_CAPACITY, MAX_TABLE_CAPACITY,
 };
 pub use stack::{RawStack, Stack, MAX_STACK_CAPACITY};
 pub use table::EntryInfo;

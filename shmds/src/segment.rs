@@ -15,6 +15,8 @@ use std::fs::File;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// Size of a new segment when none is stated (1 MiB).
+pub const DEFAULT_SEGMENT_SIZE: u64 = 1 << 20;
 /// Default number of entries in a new segment's table.
 pub const DEFAULT_TABLE_CAPACITY: u32 = 64;
 /// Most entries a table may have.
@@ -90,9 +92,12 @@ fn os_error(op: &'static str, name: &str, err: Errno) -> Error {
 /// ```
 #[derive(Clone, Debug)]
 pub struct SegmentOptions {
-    size: u64,
+    /// `None`: not stated (creating uses [`DEFAULT_SEGMENT_SIZE`]; opening
+    /// an existing segment accepts any size).
+    size: Option<u64>,
     mode: u32,
-    table_capacity: u32,
+    /// `None`: not stated, as for `size`.
+    table_capacity: Option<u32>,
     open_timeout: Duration,
     lock_timeout: Duration,
     read_only: bool,
@@ -101,9 +106,9 @@ pub struct SegmentOptions {
 impl Default for SegmentOptions {
     fn default() -> Self {
         SegmentOptions {
-            size: 1 << 20,
+            size: None,
             mode: 0o600,
-            table_capacity: DEFAULT_TABLE_CAPACITY,
+            table_capacity: None,
             open_timeout: DEFAULT_OPEN_TIMEOUT,
             lock_timeout: DEFAULT_LOCK_TIMEOUT,
             read_only: false,
@@ -113,8 +118,12 @@ impl Default for SegmentOptions {
 
 impl SegmentOptions {
     /// Total size in bytes (rounded up to a page) when creating. Default 1 MiB.
+    ///
+    /// With [`open_or_create`](SegmentOptions::open_or_create), an existing
+    /// segment of another size is refused ([`Error::ShapeMismatch`]); leave
+    /// the size unstated to open whatever size it has.
     pub fn size(mut self, bytes: u64) -> Self {
-        self.size = bytes;
+        self.size = Some(bytes);
         self
     }
 
@@ -124,9 +133,11 @@ impl SegmentOptions {
         self
     }
 
-    /// Number of entries in a new segment's table. Default 64.
+    /// Number of entries in a new segment's table. Default 64. Like
+    /// [`size`](SegmentOptions::size), checked against an existing segment
+    /// by `open_or_create` when stated.
     pub fn table_capacity(mut self, entries: u32) -> Self {
-        self.table_capacity = entries;
+        self.table_capacity = Some(entries);
         self
     }
 
@@ -171,6 +182,7 @@ impl SegmentOptions {
             match Segment::open_with(name, self) {
                 // Removed between our create and open: try again.
                 Err(Error::SegmentNotFound { .. }) => continue,
+                Ok(seg) => return self.check_shape(seg),
                 other => return other,
             }
         }
@@ -201,6 +213,42 @@ impl Geometry {
         (bump >= self.heap_offset && bump <= self.total_size && bump % CACHE_LINE == 0)
             .then_some(bump)
     }
+}
+
+impl SegmentOptions {
+    /// An opened segment, if it has the size and table capacity stated.
+    fn check_shape(&self, seg: Segment) -> Result<Segment> {
+        let mismatch = |what, expected, found| Error::ShapeMismatch {
+            name: seg.name().to_owned(),
+            what,
+            expected,
+            found,
+        };
+        if let Some(size) = self.size {
+            let rounded = page_round(size).unwrap_or(size);
+            if rounded != seg.size() {
+                return Err(mismatch("size", rounded, seg.size()));
+            }
+        }
+        if let Some(entries) = self.table_capacity {
+            if entries != seg.table_capacity() {
+                return Err(mismatch(
+                    "table capacity",
+                    entries.into(),
+                    seg.table_capacity().into(),
+                ));
+            }
+        }
+        Ok(seg)
+    }
+}
+
+/// `bytes` rounded up to a whole page, if that fits the size limit.
+fn page_round(bytes: u64) -> Option<u64> {
+    bytes
+        .checked_add(PAGE - 1)
+        .map(|s| s & !(PAGE - 1))
+        .filter(|&s| s <= MAX_SEGMENT_SIZE)
 }
 
 /// The mapping shared by a segment and all handles opened from it.
@@ -434,27 +482,22 @@ impl Segment {
                 "a segment cannot be created read-only".into(),
             ));
         }
-        if opts.table_capacity == 0 || opts.table_capacity > MAX_TABLE_CAPACITY {
+        let table_capacity = opts.table_capacity.unwrap_or(DEFAULT_TABLE_CAPACITY);
+        let requested = opts.size.unwrap_or(DEFAULT_SEGMENT_SIZE);
+        if table_capacity == 0 || table_capacity > MAX_TABLE_CAPACITY {
             return Err(Error::InvalidArgument(format!(
-                "table capacity must be 1..={MAX_TABLE_CAPACITY}, not {}",
-                opts.table_capacity
+                "table capacity must be 1..={MAX_TABLE_CAPACITY}, not {table_capacity}"
             )));
         }
-        let table_end = SEGMENT_HEADER_SIZE + opts.table_capacity as u64 * ENTRY_SIZE;
+        let table_end = SEGMENT_HEADER_SIZE + table_capacity as u64 * ENTRY_SIZE;
         let heap_offset = crate::alloc::align_up(table_end).expect("small");
-        let size = opts
-            .size
-            .checked_add(PAGE - 1)
-            .map(|s| s & !(PAGE - 1))
-            .filter(|&s| s <= MAX_SEGMENT_SIZE)
-            .ok_or_else(|| {
-                Error::InvalidArgument(format!("segment size {} is too large", opts.size))
-            })?;
+        let size = page_round(requested).ok_or_else(|| {
+            Error::InvalidArgument(format!("segment size {requested} is too large"))
+        })?;
         if size < heap_offset + CACHE_LINE {
             return Err(Error::InvalidArgument(format!(
-                "segment size {} is too small: the header and a {}-entry table need {} bytes",
-                opts.size,
-                opts.table_capacity,
+                "segment size {requested} is too small: the header and a {table_capacity}-entry \
+                 table need {} bytes",
                 heap_offset + CACHE_LINE
             )));
         }
@@ -490,7 +533,7 @@ impl Segment {
             .map_err(|e| undo(Error::io("mmap", e)))?;
         let geometry = Geometry {
             total_size: size,
-            table_capacity: opts.table_capacity,
+            table_capacity,
             heap_offset,
             seed: random_seed(),
         };

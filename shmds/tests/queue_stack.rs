@@ -85,7 +85,11 @@ fn queue_capacity_and_types() {
         seg.open_array::<f64>("prices"),
         Err(Error::KindMismatch { .. })
     ));
-    let q = seg.open_or_create_queue::<f64>("prices", 99).unwrap();
+    assert!(matches!(
+        seg.open_or_create_queue::<f64>("prices", 99),
+        Err(Error::ShapeMismatch { .. })
+    ));
+    let q = seg.open_or_create_queue::<f64>("prices", 4).unwrap();
     assert_eq!(q.capacity(), 4);
     assert_eq!(q.type_descriptor(), "<d");
     let report = seg.check();

@@ -19,12 +19,13 @@ fn create_open_remove() {
     let again = Segment::open(&format!("/{}", name.as_str())).unwrap();
     assert_eq!(again.size(), seg.size());
     assert_eq!(again.seed(), seg.seed());
-    let oc = Segment::open_or_create(name.as_str(), 1 << 20).unwrap();
-    assert_eq!(
-        oc.size(),
-        seg.size(),
-        "open_or_create keeps the existing size"
-    );
+    // open_or_create with another size is refused; without one it opens.
+    assert!(matches!(
+        Segment::open_or_create(name.as_str(), 1 << 20),
+        Err(Error::ShapeMismatch { what: "size", .. })
+    ));
+    let oc = Segment::options().open_or_create(name.as_str()).unwrap();
+    assert_eq!(oc.size(), seg.size());
     Segment::remove(name.as_str()).unwrap();
     assert!(matches!(
         Segment::open(name.as_str()),
@@ -171,8 +172,10 @@ fn table_entries_and_types() {
     assert_eq!(entries[1].offset % 64, 0);
     assert!(entries[0].offset + entries[0].size <= entries[1].offset);
     assert_eq!(entries[0].creator_pid, std::process::id());
-    // open_or_create returns the existing array with its own length.
-    let again = seg.open_or_create_array::<f64>("prices", 99).unwrap();
+    // open_or_create with another length is refused (see
+    // open_or_create_with_another_shape_is_refused); with its own, it opens.
+    assert!(seg.open_or_create_array::<f64>("prices", 99).is_err());
+    let again = seg.open_or_create_array::<f64>("prices", 10).unwrap();
     assert_eq!(again.len(), 10);
     assert!(seg.check().is_ok());
 }
@@ -324,4 +327,78 @@ fn array_operations() {
         }
     });
     assert_eq!(counter.load(0).unwrap(), 40_000);
+}
+
+/// Opening an existing structure while stating another shape is an error
+/// naming both shapes; opening without stating one stays lenient.
+#[test]
+fn open_or_create_with_another_shape_is_refused() {
+    use shmds::Error;
+    let name = ShmName::new("shape");
+    let seg = Segment::create(name.as_str(), 1 << 20).unwrap();
+    seg.create_array::<u32>("a", 4).unwrap();
+    seg.create_queue::<u64>("q", 4).unwrap();
+    seg.create_stack::<u64>("s", 4).unwrap();
+    seg.create_map::<u64, u64>("m", 4).unwrap();
+    let shape = |e: Error| match e {
+        Error::ShapeMismatch {
+            what,
+            expected,
+            found,
+            ..
+        } => (what, expected, found),
+        other => panic!("expected a shape mismatch, got {other}"),
+    };
+    let err = seg.open_or_create_array::<u32>("a", 400).unwrap_err();
+    assert!(
+        err.to_string().contains("400") && err.to_string().contains('4'),
+        "{err}"
+    );
+    assert_eq!(shape(err), ("length", 400, 4));
+    assert_eq!(
+        shape(seg.open_or_create_array_raw("a", "<I", 2).unwrap_err()),
+        ("length", 2, 4)
+    );
+    assert_eq!(
+        shape(seg.open_or_create_queue::<u64>("q", 8).unwrap_err()),
+        ("capacity", 8, 4)
+    );
+    assert_eq!(
+        shape(seg.open_or_create_queue_raw("q", "<Q", 8).unwrap_err()),
+        ("capacity", 8, 4)
+    );
+    assert_eq!(
+        shape(seg.open_or_create_stack::<u64>("s", 2).unwrap_err()),
+        ("capacity", 2, 4)
+    );
+    assert_eq!(
+        shape(seg.open_or_create_map::<u64, u64>("m", 99).unwrap_err()),
+        ("capacity", 99, 4)
+    );
+    // The same shape opens; no stated shape opens whatever is there.
+    assert_eq!(seg.open_or_create_array::<u32>("a", 4).unwrap().len(), 4);
+    assert_eq!(
+        seg.open_or_create_queue::<u64>("q", 4).unwrap().capacity(),
+        4
+    );
+    assert_eq!(seg.open_array::<u32>("a").unwrap().len(), 4);
+    assert_eq!(seg.open_queue::<u64>("q").unwrap().capacity(), 4);
+
+    // Segments: a stated size (rounded to a page) or table capacity must match.
+    assert_eq!(
+        shape(Segment::open_or_create(name.as_str(), 2 << 20).unwrap_err()),
+        ("size", 2 << 20, 1 << 20)
+    );
+    assert!(Segment::open_or_create(name.as_str(), (1 << 20) - 100).is_ok());
+    assert_eq!(
+        shape(
+            Segment::options()
+                .table_capacity(8)
+                .open_or_create(name.as_str())
+                .unwrap_err()
+        ),
+        ("table capacity", 8, 64)
+    );
+    assert!(Segment::options().open_or_create(name.as_str()).is_ok());
+    assert!(Segment::open(name.as_str()).is_ok());
 }
