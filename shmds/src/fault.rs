@@ -7,7 +7,7 @@
 //! process with SIGKILL: a crash at a known instruction. Without the feature,
 //! pause points compile to nothing.
 
-#[cfg(feature = "fault-injection")]
+#[cfg(all(feature = "fault-injection", not(loom)))]
 pub(crate) fn pause_point(point: &str) {
     use std::sync::OnceLock;
     static TARGET: OnceLock<Option<String>> = OnceLock::new();
@@ -29,6 +29,84 @@ pub(crate) fn pause_point(point: &str) {
     }
 }
 
-#[cfg(not(feature = "fault-injection"))]
+#[cfg(not(any(feature = "fault-injection", loom)))]
 #[inline(always)]
 pub(crate) fn pause_point(_point: &str) {}
+
+/// Under loom, a pause point is where a model thread may be made to die.
+#[cfg(loom)]
+pub(crate) fn pause_point(point: &str) {
+    crash::reached(point)
+}
+
+/// Crashes in loom models.
+///
+/// Each model thread plays a process (its pid is `process::current_pid`).
+/// [`crash::die_at`] runs an operation as a process that dies when it
+/// reaches a given pause point: from that instruction on it does nothing
+/// more, and `process::is_alive` reports its pid dead, so the survivors'
+/// recovery code runs against exactly the state a SIGKILL there leaves.
+/// Loom explores every interleaving of the dying process's steps with the
+/// survivors', the death included.
+#[cfg(loom)]
+pub(crate) mod crash {
+    use std::cell::RefCell;
+
+    // Loom runs a model's threads as coroutines on one OS thread, so these
+    // thread-locals are shared by all of a model's threads; `reset` clears
+    // them at the start of each interleaving.
+    std::thread_local! {
+        static DEAD: RefCell<Vec<u32>> = const { RefCell::new(Vec::new()) };
+        static DOOMED: RefCell<Vec<(u32, &'static str)>> = const { RefCell::new(Vec::new()) };
+    }
+
+    /// The unwind payload of a model process's death.
+    struct Died;
+
+    /// Start of an interleaving: nobody is dead or doomed.
+    #[cfg(test)]
+    pub(crate) fn reset() {
+        static HOOK: std::sync::Once = std::sync::Once::new();
+        HOOK.call_once(|| {
+            let previous = std::panic::take_hook();
+            std::panic::set_hook(Box::new(move |info| {
+                if info.payload().downcast_ref::<Died>().is_none() {
+                    previous(info)
+                }
+            }));
+        });
+        DEAD.with(|d| d.borrow_mut().clear());
+        DOOMED.with(|d| d.borrow_mut().clear());
+    }
+
+    /// Whether the model process `pid` has died.
+    pub(crate) fn is_dead(pid: u32) -> bool {
+        DEAD.with(|d| d.borrow().contains(&pid))
+    }
+
+    pub(super) fn reached(point: &str) {
+        let me = crate::process::current_pid();
+        let doomed = DOOMED.with(|d| d.borrow().iter().any(|&(p, at)| p == me && at == point));
+        if doomed {
+            DEAD.with(|d| d.borrow_mut().push(me));
+            std::panic::panic_any(Died);
+        }
+    }
+
+    /// Run `op` as this model thread's process, which dies at pause point
+    /// `point` if it gets there: `None` then, else `Some` of what `op`
+    /// returned.
+    #[cfg(test)]
+    pub(crate) fn die_at<R>(point: &'static str, op: impl FnOnce() -> R) -> Option<R> {
+        let me = crate::process::current_pid();
+        DOOMED.with(|d| d.borrow_mut().push((me, point)));
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(op)) {
+            Ok(r) => {
+                DOOMED.with(|d| d.borrow_mut().retain(|&(p, _)| p != me));
+                Some(r)
+            }
+            Err(payload) if payload.downcast_ref::<Died>().is_some() => None,
+            Err(payload) => std::panic::resume_unwind(payload),
+        }
+    }
+}

@@ -104,9 +104,10 @@ fn is_zombie(state: char) -> bool {
     matches!(state, 'Z' | 'X' | 'x')
 }
 
+/// Under loom, a model process is alive until `fault::crash` kills it.
 #[cfg(loom)]
-pub(crate) fn is_alive(_pid: u32) -> bool {
-    true
+pub(crate) fn is_alive(pid: u32) -> bool {
+    !crate::fault::crash::is_dead(pid)
 }
 
 #[cfg(all(test, not(loom)))]

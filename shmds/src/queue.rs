@@ -1460,6 +1460,61 @@ mod loom_tests {
         });
     }
 
+    /// A pusher and a popper die at every pair of their pause points, on a
+    /// capacity-1 queue whose slot holds the previous lap's (consumed)
+    /// element; loom interleaves each death with the other process's steps.
+    /// Whatever happens: no stale or duplicated element is ever delivered, a
+    /// completed push is delivered unless a popper died after taking it, and
+    /// the queue works afterwards. (With the skip bit left out of a popper's
+    /// claim, the popper that dies holding a skip mark makes the survivor
+    /// deliver the stale 0xA1.)
+    #[test]
+    fn killed_pusher_and_popper() {
+        use crate::fault::crash;
+        const PUSH: [&str; 2] = ["queue.push.slot_claimed", "queue.push.tail_moved"];
+        const POP: [&str; 2] = ["queue.pop.slot_claimed", "queue.pop.head_moved"];
+        for push_point in PUSH {
+            for pop_point in POP {
+                crate::sync::model(move || {
+                    crash::reset();
+                    let q = Arc::new(Model::new(1));
+                    assert!(q.try_push(0xA1));
+                    assert_eq!(q.try_pop(), Some(0xA1));
+                    let q2 = q.clone();
+                    let pusher = loom::thread::spawn(move || {
+                        crash::die_at(push_point, || q2.try_push(0xB2))
+                    });
+                    let q3 = q.clone();
+                    let popper =
+                        loom::thread::spawn(move || crash::die_at(pop_point, || q3.try_pop()));
+                    // A survivor pops while they work (and die).
+                    let mut got: Vec<u64> = q.try_pop().into_iter().collect();
+                    let pushed = pusher.join().unwrap();
+                    let popped = popper.join().unwrap();
+                    for _ in 0..3 {
+                        got.extend(q.try_pop());
+                    }
+                    got.extend(popped.flatten());
+                    let case =
+                        format!("{push_point} / {pop_point}: {pushed:?} {popped:?} {got:x?}");
+                    assert!(
+                        got.iter().all(|&v| v == 0xB2),
+                        "stale or foreign element: {case}"
+                    );
+                    assert!(got.len() <= 1, "duplicated: {case}");
+                    if pushed != Some(true) {
+                        assert!(got.is_empty(), "a dead push delivered: {case}");
+                    } else if popped.is_some() || pop_point != "queue.pop.head_moved" {
+                        // The push completed and no popper died holding it.
+                        assert_eq!(got, [0xB2], "lost: {case}");
+                    }
+                    assert!(q.try_push(7), "{case}");
+                    assert_eq!(q.try_pop(), Some(7), "{case}");
+                });
+            }
+        }
+    }
+
     /// Full and empty are reported, never a lost or duplicated element.
     #[test]
     fn full_and_empty() {
