@@ -987,3 +987,25 @@ pub unsafe extern "C" fn shmds_map_value_size(map: *const ShmdsMap) -> usize {
 
 #[cfg(test)]
 mod header;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shape_mismatch_is_its_own_code() {
+        let e = core_lib::Error::ShapeMismatch {
+            name: "jobs".into(),
+            what: "capacity",
+            expected: 8,
+            found: 4,
+        };
+        let Fail(code, msg) = Fail::from(e);
+        assert_eq!(code, SHMDS_E_SHAPE);
+        assert!(msg.contains("capacity 4, not the 8"), "{msg}");
+        // SAFETY: shmds_strerror returns static NUL-terminated strings.
+        let text = |c| unsafe { CStr::from_ptr(shmds_strerror(c)) };
+        assert_ne!(text(SHMDS_E_SHAPE), text(SHMDS_E_IO));
+        assert_ne!(text(SHMDS_E_SHAPE), text(-1000));
+    }
+}
