@@ -8,7 +8,7 @@ PYTHON ?= python3
 VENV := .venv
 VPY := $(VENV)/bin/python
 
-.PHONY: all demo test lint test-rust test-python python c header loom bench bench-python clean
+.PHONY: all demo test lint test-rust test-c test-header test-python python c header loom bench bench-python clean
 
 all: test
 
@@ -21,7 +21,7 @@ demo: python
 	SHMDS_CLI=target/release/shmds SHMDS_PYTHON=$(CURDIR)/$(VPY) SHMDS_C_READER=target/c/demo_reader ./target/release/examples/demo
 
 ## Everything there is to test.
-test: lint test-rust test-python loom
+test: lint test-rust test-c test-header test-python loom
 	@echo "make test: all checks passed"
 
 lint:
@@ -59,6 +59,31 @@ c:
 	$(CARGO) build -p shmds-c
 	mkdir -p target/c
 	$(CC) $(CFLAGS) -Iinclude examples/c/interop.c target/debug/libshmds.a $(C_LIBS) -o target/c/interop
+
+## The C API's safety promises under AddressSanitizer: tests/c/safety.c calls
+## every function with right and wrong sizes, types and NULLs; the README's C
+## program (extracted from README.md, so it is tested as written) runs on a
+## queue of its type and on one of 64-byte records. Unique segment names,
+## removed also on failure (tests/c/run.sh).
+ASAN_CFLAGS := -std=c11 -g -O1 -Wall -Wextra -Werror -pedantic -fsanitize=address -fno-omit-frame-pointer
+test-c: c
+	$(CC) $(ASAN_CFLAGS) -Iinclude tests/c/safety.c target/debug/libshmds.a $(C_LIBS) -o target/c/safety
+	sed -n '/^## C$$/,/^## /p' README.md | awk '/^```c$$/ {on = 1; next} /^```$$/ {on = 0} on' > target/c/readme.c
+	$(CC) $(ASAN_CFLAGS) -Iinclude target/c/readme.c target/debug/libshmds.a $(C_LIBS) -o target/c/readme
+	tests/c/run.sh target/c/safety target/c/readme
+
+## include/shmds.h compiles warning-free as C11, C17, C++17 and C++20; the
+## C++ program links with the library (extern "C") and runs.
+CXX ?= c++
+HEADER_WARN := -Wall -Wextra -Werror -pedantic
+test-header: c
+	for std in c11 c17; do \
+	    echo '#include "shmds.h"' | $(CC) -std=$$std $(HEADER_WARN) -Iinclude -x c -c - -o /dev/null || exit 1; \
+	done
+	for std in c++17 c++20; do \
+	    $(CXX) -std=$$std $(HEADER_WARN) -Iinclude tests/c/cxx.cpp target/debug/libshmds.a $(C_LIBS) -o target/c/cxx-$$std && \
+	    ./target/c/cxx-$$std || exit 1; \
+	done
 
 ## Regenerate include/shmds.h (a test fails when the checked-in one is stale).
 header:

@@ -16,7 +16,7 @@
 static uint64_t lookup(ShmdsMap *tally, const char *name) {
     struct str16 k = str16(name);
     uint64_t v = 0;
-    return shmds_map_get(tally, &k, &v) == 1 ? v : 0;
+    return shmds_map_get(tally, &k, sizeof k, &v, sizeof v) == 1 ? v : 0;
 }
 
 int main(int argc, char **argv) {
@@ -29,8 +29,8 @@ int main(int argc, char **argv) {
     ShmdsQueue *jobs;
     ShmdsMap *tally;
     int rc = shmds_segment_open(argv[1], &seg);
-    if (rc == 0) rc = shmds_queue_open(seg, "jobs", &jobs);
-    if (rc == 0) rc = shmds_map_open(seg, "tally", &tally);
+    if (rc == 0) rc = shmds_queue_open(seg, "jobs", sizeof(uint64_t), "<Q", &jobs);
+    if (rc == 0) rc = shmds_map_open(seg, "tally", sizeof(struct str16), STR16_TYPE, sizeof(uint64_t), "<Q", &tally);
     if (rc != 0) {
         fprintf(stderr, "[c      %d] %s: %s\n", pid, shmds_strerror(rc), shmds_last_error());
         return 1;

@@ -49,42 +49,46 @@ static void ok(int rc, const char *what) {
 
 static void write_all(ShmdsSegment *seg) {
     ShmdsArray *quotes;
-    ok(shmds_array_create(seg, "quotes", QUOTE_TYPE, 3, false, &quotes), "create quotes");
+    ok(shmds_array_create(seg, "quotes", sizeof(struct quote), QUOTE_TYPE, 3, false, &quotes),
+       "create quotes");
     for (uint64_t i = 0; i < 3; i++) {
         struct quote q;
         memset(&q, 0, sizeof q);
         q.venue = (uint8_t)i;
         q.price = 100.5 + (double)i;
         q.size = (uint32_t)(10 * i);
-        ok(shmds_array_set(quotes, i, &q), "set quote");
+        ok(shmds_array_set(quotes, i, &q, sizeof q), "set quote");
     }
     shmds_array_close(quotes);
 
     ShmdsQueue *jobs;
-    ok(shmds_queue_create(seg, "jobs", "<Q", 128, false, &jobs), "create jobs");
+    ok(shmds_queue_create(seg, "jobs", sizeof(uint64_t), "<Q", 128, false, &jobs), "create jobs");
     for (uint64_t v = 1; v <= 100; v++)
-        ok(shmds_queue_try_push(jobs, &v), "push job");
+        ok(shmds_queue_try_push(jobs, &v, sizeof v), "push job");
     shmds_queue_close(jobs);
 
     ShmdsStack *undo;
-    ok(shmds_stack_create(seg, "undo", "<i", 8, false, &undo), "create undo");
+    ok(shmds_stack_create(seg, "undo", sizeof(int32_t), "<i", 8, false, &undo), "create undo");
     for (int32_t v = -1; v >= -3; v--)
-        ok(shmds_stack_push(undo, &v, -1), "push undo");
+        ok(shmds_stack_push(undo, &v, sizeof v, -1), "push undo");
     shmds_stack_close(undo);
 
     ShmdsMap *prices;
-    ok(shmds_map_create(seg, "prices", STR16_TYPE, "<d", 64, false, &prices), "create prices");
+    ok(shmds_map_create(seg, "prices", sizeof(struct str16), STR16_TYPE, sizeof(double), "<d", 64,
+                        false, &prices),
+       "create prices");
     for (int i = 0; i < 3; i++) {
         struct str16 k = str16(price_names[i]);
-        ok(shmds_map_insert(prices, &k, &price_values[i]), "insert price");
+        ok(shmds_map_insert(prices, &k, sizeof k, &price_values[i], sizeof(double)), "insert price");
     }
     shmds_map_close(prices);
 
     ShmdsMap *hits;
-    ok(shmds_map_create(seg, "hits", "<Q", "<q", 32, false, &hits), "create hits");
+    ok(shmds_map_create(seg, "hits", sizeof(uint64_t), "<Q", sizeof(int64_t), "<q", 32, false, &hits),
+       "create hits");
     for (uint64_t k = 1; k <= 20; k++) {
         int64_t v = -(int64_t)k;
-        ok(shmds_map_insert(hits, &k, &v), "insert hit");
+        ok(shmds_map_insert(hits, &k, sizeof k, &v, sizeof v), "insert hit");
     }
     shmds_map_close(hits);
 }
@@ -121,11 +125,11 @@ static void check_all(ShmdsSegment *seg, const char *seg_name) {
 
     size_t count = 0;
     ShmdsEntryInfo infos[16];
-    ok(shmds_segment_entries(seg, infos, 16, &count), "entries");
+    ok(shmds_segment_entries(seg, infos, sizeof infos, &count), "entries");
     CHECK(count == 5, "%zu entries, expected 5", count);
 
     ShmdsArray *quotes;
-    ok(shmds_array_open(seg, "quotes", &quotes), "open quotes");
+    ok(shmds_array_open(seg, "quotes", sizeof(struct quote), QUOTE_TYPE, &quotes), "open quotes");
     CHECK(shmds_array_len(quotes) == 3, "quotes length");
     CHECK(shmds_array_elem_size(quotes) == sizeof(struct quote), "quote size");
     const struct quote *q = shmds_array_data(quotes);
@@ -136,56 +140,61 @@ static void check_all(ShmdsSegment *seg, const char *seg_name) {
     shmds_array_close(quotes);
 
     ShmdsQueue *jobs;
-    ok(shmds_queue_open(seg, "jobs", &jobs), "open jobs");
+    ok(shmds_queue_open(seg, "jobs", sizeof(uint64_t), "<Q", &jobs), "open jobs");
     CHECK(shmds_queue_elem_size(jobs) == 8, "jobs element size");
     for (uint64_t want = 1; want <= 100; want++) {
         uint64_t v = 0;
-        int rc = shmds_queue_try_pop(jobs, &v);
+        int rc = shmds_queue_try_pop(jobs, &v, sizeof v);
         CHECK(rc == SHMDS_OK && v == want, "job %" PRIu64 ": rc %d value %" PRIu64, want, rc, v);
     }
     uint64_t extra;
-    CHECK(shmds_queue_try_pop(jobs, &extra) == SHMDS_E_EMPTY, "jobs not empty");
-    CHECK(shmds_queue_pop(jobs, &extra, 1000000) == SHMDS_E_TIMEOUT, "pop did not time out");
+    CHECK(shmds_queue_try_pop(jobs, &extra, sizeof extra) == SHMDS_E_EMPTY, "jobs not empty");
+    CHECK(shmds_queue_pop(jobs, &extra, sizeof extra, 1000000) == SHMDS_E_TIMEOUT,
+          "pop did not time out");
     shmds_queue_close(jobs);
 
     ShmdsStack *undo;
-    ok(shmds_stack_open(seg, "undo", &undo), "open undo");
+    ok(shmds_stack_open(seg, "undo", sizeof(int32_t), "<i", &undo), "open undo");
     for (int32_t want = -3; want <= -1; want++) {
         int32_t v = 0;
-        int rc = shmds_stack_pop(undo, &v, 0);
+        int rc = shmds_stack_pop(undo, &v, sizeof v, 0);
         CHECK(rc == SHMDS_OK && v == want, "undo: rc %d value %d, expected %d", rc, v, want);
     }
     shmds_stack_close(undo);
 
     ShmdsMap *prices;
-    ok(shmds_map_open(seg, "prices", &prices), "open prices");
+    ok(shmds_map_open(seg, "prices", sizeof(struct str16), STR16_TYPE, sizeof(double), "<d", &prices),
+       "open prices");
     CHECK(shmds_map_len(prices) == 3, "prices has %zu keys", shmds_map_len(prices));
     CHECK(shmds_map_key_size(prices) == sizeof(struct str16), "price key size");
     for (int i = 0; i < 3; i++) {
         struct str16 k = str16(price_names[i]);
         double v = 0;
-        int rc = shmds_map_get(prices, &k, &v);
+        int rc = shmds_map_get(prices, &k, sizeof k, &v, sizeof v);
         CHECK(rc == 1 && v == price_values[i], "prices[%s]: rc %d value %g", price_names[i], rc, v);
     }
     struct str16 absent = str16("IBM");
     double v;
-    CHECK(shmds_map_get(prices, &absent, &v) == 0, "IBM should be absent");
+    CHECK(shmds_map_get(prices, &absent, sizeof absent, &v, sizeof v) == 0, "IBM should be absent");
     shmds_map_close(prices);
 
     ShmdsMap *hits;
-    ok(shmds_map_open(seg, "hits", &hits), "open hits");
+    ok(shmds_map_open(seg, "hits", sizeof(uint64_t), "<Q", sizeof(int64_t), "<q", &hits), "open hits");
     for (uint64_t k = 1; k <= 20; k++) {
         int64_t h = 0;
-        int rc = shmds_map_get(hits, &k, &h);
+        int rc = shmds_map_get(hits, &k, sizeof k, &h, sizeof h);
         CHECK(rc == 1 && h == -(int64_t)k, "hits[%" PRIu64 "]: rc %d value %" PRId64, k, rc, h);
     }
     shmds_map_close(hits);
 
     /* Wrong kinds and missing names are refused with the right codes. */
     ShmdsQueue *wrong;
-    CHECK(shmds_queue_open(seg, "prices", &wrong) == SHMDS_E_TYPE, "prices opened as a queue");
-    CHECK(shmds_queue_open(seg, "nope", &wrong) == SHMDS_E_NOT_FOUND, "missing name");
-    CHECK(shmds_queue_open(NULL, "nope", &wrong) == SHMDS_E_INVALID, "NULL segment");
+    CHECK(shmds_queue_open(seg, "prices", 8, NULL, &wrong) == SHMDS_E_TYPE, "prices opened as a queue");
+    CHECK(shmds_queue_open(seg, "nope", 8, NULL, &wrong) == SHMDS_E_NOT_FOUND, "missing name");
+    CHECK(shmds_queue_open(NULL, "nope", 8, NULL, &wrong) == SHMDS_E_INVALID, "NULL segment");
+    /* Another element size or type than the structure holds is refused. */
+    CHECK(shmds_queue_open(seg, "jobs", 4, NULL, &wrong) == SHMDS_E_TYPE, "jobs opened as 4 bytes");
+    CHECK(shmds_queue_open(seg, "jobs", 8, "<d", &wrong) == SHMDS_E_TYPE, "jobs opened as doubles");
 
     /* A NULL output pointer is refused before anything is created. */
     char other[300];
@@ -193,13 +202,15 @@ static void check_all(ShmdsSegment *seg, const char *seg_name) {
     CHECK(shmds_segment_create(other, 1 << 20, NULL) == SHMDS_E_INVALID, "NULL out accepted");
     ShmdsSegment *none;
     CHECK(shmds_segment_open(other, &none) == SHMDS_E_NOT_FOUND, "NULL out left a segment");
-    CHECK(shmds_map_create(seg, "never", "<Q", "<Q", 4, false, NULL) == SHMDS_E_INVALID,
+    CHECK(shmds_map_create(seg, "never", 8, "<Q", 8, "<Q", 4, false, NULL) == SHMDS_E_INVALID,
           "NULL map out accepted");
-    CHECK(shmds_map_open(seg, "never", &hits) == SHMDS_E_NOT_FOUND, "NULL out left a map");
+    CHECK(shmds_map_open(seg, "never", 8, NULL, 8, NULL, &hits) == SHMDS_E_NOT_FOUND,
+          "NULL out left a map");
     /* Atomic arithmetic needs integer values. */
-    ok(shmds_map_open(seg, "prices", &prices), "reopen prices");
+    ok(shmds_map_open(seg, "prices", sizeof(struct str16), NULL, sizeof(double), NULL, &prices),
+       "reopen prices");
     struct str16 k = str16("AAPL");
-    CHECK(shmds_map_fetch_add(prices, &k, 1, NULL) == SHMDS_E_INVALID, "fetch_add on doubles");
+    CHECK(shmds_map_fetch_add(prices, &k, sizeof k, 1, NULL) == SHMDS_E_INVALID, "fetch_add on doubles");
     CHECK(strlen(shmds_last_error()) > 0, "no message for the last error");
     shmds_map_close(prices);
 }

@@ -1,6 +1,6 @@
 //! The C ABI of shmds (`libshmds.so`, `libshmds.a`), declared in
-//! `include/shmds.h` (generated from this file and `layout.rs`; a test
-//! fails when the checked-in header is stale).
+//! `include/shmds.h` (generated from this file, `ring.rs` and `layout.rs`;
+//! a test fails when the checked-in header is stale).
 //!
 //! Conventions:
 //! - Functions return `SHMDS_OK` (0) or a negative `SHMDS_E_*` code;
@@ -9,8 +9,13 @@
 //! - Handles are opaque pointers, released with their `*_close` function
 //!   (`NULL` is accepted and ignored). Structure handles keep their
 //!   segment mapped: closing the segment handle first is allowed.
-//! - Elements, keys and values are passed as pointers to exactly
-//!   `elem_size` (`key_size`, `value_size`) bytes.
+//! - Every open states what the caller expects: the element size (a map's
+//!   key and value sizes) and optionally a type descriptor (`NULL`: any
+//!   type of that size). Another size or type is `SHMDS_E_TYPE`.
+//! - Every buffer is passed with its size in bytes, which must be exactly
+//!   what the call moves: one element (key, value), or for the entries
+//!   listing a whole number of `ShmdsEntryInfo`. Another size is
+//!   `SHMDS_E_INVALID` and nothing is read or written.
 //! - Timeouts are in nanoseconds; a negative timeout waits forever.
 //! - No Rust panic crosses the boundary: one would become `SHMDS_E_PANIC`.
 //! - Every handle may be used from several threads at once.
@@ -23,9 +28,12 @@ use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Duration;
 
+mod ring;
+
 /// Success.
 pub const SHMDS_OK: c_int = 0;
-/// An argument is invalid (a NULL pointer, a bad name, size or type descriptor).
+/// An argument is invalid (a NULL pointer, a bad name, a buffer of the
+/// wrong size, a bad type descriptor).
 pub const SHMDS_E_INVALID: c_int = -1;
 /// No such segment or entry.
 pub const SHMDS_E_NOT_FOUND: c_int = -2;
@@ -33,7 +41,8 @@ pub const SHMDS_E_NOT_FOUND: c_int = -2;
 pub const SHMDS_E_EXISTS: c_int = -3;
 /// The operating system refused access.
 pub const SHMDS_E_PERMISSION: c_int = -4;
-/// The entry is another kind of structure or holds another type.
+/// The entry is another kind of structure, or holds elements (keys,
+/// values) of another size or type than the caller stated.
 pub const SHMDS_E_TYPE: c_int = -5;
 /// No room: /dev/shm, the segment's heap, its name table, or a full map.
 pub const SHMDS_E_NO_SPACE: c_int = -6;
@@ -59,6 +68,9 @@ pub const SHMDS_E_IO: c_int = -15;
 pub const SHMDS_E_INDEX: c_int = -16;
 /// A bug in shmds (a Rust panic), caught at the boundary.
 pub const SHMDS_E_PANIC: c_int = -17;
+/// The structure or segment exists with another shape than the caller
+/// asked for: another array length, capacity or segment size.
+pub const SHMDS_E_SHAPE: c_int = -18;
 
 /// Kinds of structure, as in `shmds_entry_info.kind` and FORMAT.md.
 pub const SHMDS_KIND_ARRAY: u32 = 1;
@@ -115,6 +127,7 @@ fn code_of(e: &core_lib::Error) -> c_int {
         E::SegmentExists { .. } | E::EntryExists { .. } => SHMDS_E_EXISTS,
         E::PermissionDenied { .. } => SHMDS_E_PERMISSION,
         E::KindMismatch { .. } | E::TypeMismatch { .. } => SHMDS_E_TYPE,
+        E::ShapeMismatch { .. } => SHMDS_E_SHAPE,
         E::NoSpace { .. } | E::OutOfSpace { .. } | E::TableFull { .. } => SHMDS_E_NO_SPACE,
         E::Full { .. } => SHMDS_E_FULL,
         E::Empty { .. } => SHMDS_E_EMPTY,
@@ -175,6 +188,15 @@ unsafe fn text<'a>(p: *const c_char, what: &str) -> Result<&'a str, Fail> {
         .map_err(|_| invalid(&format!("{what} is not UTF-8")))
 }
 
+/// An optional C string argument (`NULL` is `None`).
+unsafe fn optional_text<'a>(p: *const c_char, what: &str) -> Result<Option<&'a str>, Fail> {
+    if p.is_null() {
+        return Ok(None);
+    }
+    // SAFETY: non-NULL, so a NUL-terminated string (header contract).
+    unsafe { text(p, what) }.map(Some)
+}
+
 /// A handle argument.
 unsafe fn handle<'a, T>(p: *const T) -> Result<&'a T, Fail> {
     // SAFETY: a non-NULL handle was returned by this library and not yet
@@ -182,22 +204,131 @@ unsafe fn handle<'a, T>(p: *const T) -> Result<&'a T, Fail> {
     unsafe { p.as_ref() }.ok_or_else(|| invalid("handle is NULL"))
 }
 
-/// `len` bytes at `p` (an element, key or value).
-unsafe fn bytes<'a>(p: *const c_void, len: usize) -> Result<&'a [u8], Fail> {
-    if p.is_null() {
-        return Err(invalid("data pointer is NULL"));
-    }
-    // SAFETY: the caller passes `len` readable bytes (header contract).
-    Ok(unsafe { std::slice::from_raw_parts(p.cast::<u8>(), len) })
+/// What a caller's buffer must hold, for the size check and its message:
+/// `want` bytes, the size of one of the `unit` of `owner` (e.g. one of the
+/// elements of queue "jobs").
+struct Need<'a> {
+    /// "elements", "keys", "values".
+    unit: &'a str,
+    /// The structure, e.g. `queue "jobs"`.
+    owner: &'a dyn std::fmt::Display,
+    want: usize,
 }
 
-/// `len` writable bytes at `p`.
-unsafe fn bytes_mut<'a>(p: *mut c_void, len: usize) -> Result<&'a mut [u8], Fail> {
-    if p.is_null() {
-        return Err(invalid("output pointer is NULL"));
+impl Need<'_> {
+    fn check(&self, p: *const c_void, size: usize, role: &str) -> Result<(), Fail> {
+        if p.is_null() {
+            return Err(invalid(&format!("{role} buffer is NULL")));
+        }
+        if size != self.want {
+            return Err(invalid(&format!(
+                "{role} buffer is {size} bytes, but {owner} has {unit} of {want} bytes \
+                 (pass a buffer of exactly that size, and its size)",
+                unit = self.unit,
+                owner = self.owner,
+                want = self.want
+            )));
+        }
+        Ok(())
     }
-    // SAFETY: the caller passes `len` writable bytes (header contract).
-    Ok(unsafe { std::slice::from_raw_parts_mut(p.cast::<u8>(), len) })
+
+    /// The caller's `size` bytes at `p`, to read (an element, key or value).
+    unsafe fn input<'b>(&self, p: *const c_void, size: usize) -> Result<&'b [u8], Fail> {
+        self.check(p, size, "input")?;
+        // SAFETY: the caller passes `size` readable bytes (header contract),
+        // and `size` is what the call reads.
+        Ok(unsafe { std::slice::from_raw_parts(p.cast::<u8>(), size) })
+    }
+
+    /// The caller's `size` writable bytes at `p`.
+    unsafe fn output<'b>(&self, p: *mut c_void, size: usize) -> Result<&'b mut [u8], Fail> {
+        self.check(p, size, "output")?;
+        // SAFETY: the caller passes `size` writable bytes (header contract),
+        // and `size` is what the call writes.
+        Ok(unsafe { std::slice::from_raw_parts_mut(p.cast::<u8>(), size) })
+    }
+}
+
+/// A structure as messages name it: `queue "jobs"`.
+struct Named<'a>(&'a str, &'a str);
+
+impl std::fmt::Display for Named<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {:?}", self.0, self.1)
+    }
+}
+
+/// The elements (keys, values) a caller states: a size and maybe a type.
+#[derive(Clone, Copy)]
+struct Stated<'a> {
+    /// "elements", "keys", "values".
+    what: &'a str,
+    size: usize,
+    descriptor: Option<&'a str>,
+}
+
+impl<'a> Stated<'a> {
+    /// What the caller stated, read from the C arguments (`descriptor` may
+    /// be NULL). A descriptor must describe elements of `size` bytes.
+    unsafe fn new(what: &'a str, size: usize, descriptor: *const c_char) -> Result<Self, Fail> {
+        // SAFETY: NULL or a NUL-terminated string (header contract).
+        let descriptor = unsafe { optional_text(descriptor, "type descriptor")? };
+        if let Some(d) = descriptor {
+            let parsed = core_lib::TypeDescriptor::parse(d)?;
+            if parsed.size() != size as u64 {
+                return Err(invalid(&format!(
+                    "type {d:?} describes {what} of {} bytes, but the size given is {size} \
+                     (make the size and the type agree)",
+                    parsed.size()
+                )));
+            }
+        }
+        Ok(Stated {
+            what,
+            size,
+            descriptor,
+        })
+    }
+
+    /// The stated descriptor, required (to create a structure).
+    fn required(&self) -> Result<&'a str, Fail> {
+        self.descriptor.ok_or_else(|| {
+            invalid(&format!(
+                "the type descriptor of the {} is NULL: a new structure needs one",
+                self.what
+            ))
+        })
+    }
+
+    /// `Err(SHMDS_E_TYPE)` unless `owner` holds what was stated: elements
+    /// of `size` bytes with type `found` (a canonical descriptor).
+    fn matches(&self, owner: &Named<'_>, size: usize, found: &str) -> Result<(), Fail> {
+        let what = self.what;
+        if size != self.size {
+            return Err(Fail(
+                SHMDS_E_TYPE,
+                format!(
+                    "{owner} holds {what} of {size} bytes (type {found}), not {} \
+                     (state the size and type it holds, or open another name)",
+                    self.size
+                ),
+            ));
+        }
+        if let Some(d) = self.descriptor {
+            let canonical = core_lib::TypeDescriptor::parse(d)?;
+            let stored = core_lib::TypeDescriptor::parse(found)?;
+            if canonical.as_str() != stored.as_str() {
+                return Err(Fail(
+                    SHMDS_E_TYPE,
+                    format!(
+                        "{owner} holds {what} of type {found}, not {d} (both {size} bytes; \
+                         state the type it holds, or NULL for any type of {size} bytes)"
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// `Err` for a NULL output handle pointer: checked before anything is
@@ -225,36 +356,21 @@ unsafe fn put<T>(out: *mut T, value: T) {
     }
 }
 
-/// Open a structure by name with `open` and hand out its handle.
-unsafe fn open_with<T>(
+/// The shared part of every open and create: check the output pointer,
+/// read the segment handle and the name, let `make` produce the structure
+/// (it checks what the caller stated), and hand out its handle.
+unsafe fn make_handle<T>(
     seg: *const ShmdsSegment,
     name: *const c_char,
     out: *mut *mut T,
-    open: impl FnOnce(&core_lib::Segment, &str) -> core_lib::Result<T>,
-) -> c_int {
-    // SAFETY: pointer rules of the header.
-    call(|| unsafe {
-        let seg = &handle(seg)?.0;
-        give(out, open(seg, text(name, "name")?)?)
-    })
-}
-
-/// Create (or with `open_existing`, open or create) a structure of type
-/// `descriptor` with `make(segment, name, descriptor, open_existing)`.
-unsafe fn create_with<T>(
-    seg: *const ShmdsSegment,
-    name: *const c_char,
-    descriptor: *const c_char,
-    open_existing: bool,
-    out: *mut *mut T,
-    make: impl FnOnce(&core_lib::Segment, &str, &str, bool) -> core_lib::Result<T>,
+    make: impl FnOnce(&core_lib::Segment, &str) -> Result<T, Fail>,
 ) -> c_int {
     // SAFETY: pointer rules of the header.
     call(|| unsafe {
         need_out(out)?;
         let seg = &handle(seg)?.0;
-        let (name, desc) = (text(name, "name")?, text(descriptor, "descriptor")?);
-        give(out, make(seg, name, desc, open_existing)?)
+        let name = text(name, "name")?;
+        give(out, make(seg, name)?)
     })
 }
 
@@ -262,12 +378,21 @@ fn timeout(ns: i64) -> Option<Duration> {
     u64::try_from(ns).ok().map(Duration::from_nanos)
 }
 
-/// Release a handle made by `give`.
+/// Release a handle made by `give`, catching any panic of its drop.
 unsafe fn release<T>(p: *mut T) {
     if !p.is_null() {
-        // SAFETY: p came from Box::into_raw in `give` and is closed once.
-        drop(unsafe { Box::from_raw(p) });
+        let _ = catch_unwind(AssertUnwindSafe(|| {
+            // SAFETY: p came from Box::into_raw in `give` and is closed once.
+            drop(unsafe { Box::from_raw(p) })
+        }));
     }
+}
+
+/// A structure's attribute for the `*_len`-style getters: `get(handle)`,
+/// or `0` for a NULL handle.
+unsafe fn attribute<T, R: Default>(p: *const T, get: impl FnOnce(&T) -> R) -> R {
+    // SAFETY: NULL or a live handle (header contract).
+    unsafe { p.as_ref() }.map_or_else(R::default, get)
 }
 
 // ------------------------------------------------------------- errors
@@ -281,7 +406,7 @@ pub extern "C" fn shmds_strerror(code: c_int) -> *const c_char {
         SHMDS_E_NOT_FOUND => c"not found",
         SHMDS_E_EXISTS => c"already exists",
         SHMDS_E_PERMISSION => c"permission denied",
-        SHMDS_E_TYPE => c"wrong kind or element type",
+        SHMDS_E_TYPE => c"wrong kind, element size or element type",
         SHMDS_E_NO_SPACE => c"no space",
         SHMDS_E_FULL => c"full",
         SHMDS_E_EMPTY => c"empty",
@@ -294,6 +419,7 @@ pub extern "C" fn shmds_strerror(code: c_int) -> *const c_char {
         SHMDS_E_IO => c"system call failed",
         SHMDS_E_INDEX => c"index out of bounds",
         SHMDS_E_PANIC => c"internal error",
+        SHMDS_E_SHAPE => c"exists with another length, capacity or size",
         _ => c"unknown error code",
     };
     s.as_ptr()
@@ -335,6 +461,7 @@ pub unsafe extern "C" fn shmds_segment_open(
 ) -> c_int {
     // SAFETY: pointer rules of the header.
     call(|| unsafe {
+        need_out(out)?;
         give(
             out,
             ShmdsSegment(core_lib::Segment::open(text(name, "name")?)?),
@@ -342,7 +469,8 @@ pub unsafe extern "C" fn shmds_segment_open(
     })
 }
 
-/// Open the segment `name`, creating it with `size` bytes if it does not exist.
+/// Open the segment `name`, creating it with `size` bytes if it does not
+/// exist (`SHMDS_E_SHAPE` if it exists with another size).
 #[no_mangle]
 pub unsafe extern "C" fn shmds_segment_open_or_create(
     name: *const c_char,
@@ -351,6 +479,7 @@ pub unsafe extern "C" fn shmds_segment_open_or_create(
 ) -> c_int {
     // SAFETY: pointer rules of the header.
     call(|| unsafe {
+        need_out(out)?;
         give(
             out,
             ShmdsSegment(core_lib::Segment::open_or_create(
@@ -365,7 +494,7 @@ pub unsafe extern "C" fn shmds_segment_open_or_create(
 #[no_mangle]
 pub unsafe extern "C" fn shmds_segment_close(seg: *mut ShmdsSegment) {
     // SAFETY: a handle from this library, closed once (header contract).
-    let _ = catch_unwind(AssertUnwindSafe(|| unsafe { release(seg) }));
+    unsafe { release(seg) }
 }
 
 /// Remove the segment `name` from /dev/shm (attached processes keep their mapping).
@@ -394,26 +523,35 @@ pub unsafe extern "C" fn shmds_segment_base(seg: *const ShmdsSegment) -> *const 
 #[no_mangle]
 pub unsafe extern "C" fn shmds_segment_size(seg: *const ShmdsSegment) -> u64 {
     // SAFETY: pointer rules of the header.
-    unsafe { seg.as_ref() }.map_or(0, |s| s.0.size())
+    unsafe { attribute(seg, |s| s.0.size()) }
 }
 
-/// Copy up to `cap` table entries into `out` and the number of entries into
-/// `*count` (which may exceed `cap`: call again with more room).
+/// Copy table entries into `out`, a buffer of `out_size` bytes holding
+/// `out_size / sizeof(ShmdsEntryInfo)` entries (`out_size` must be a whole
+/// multiple; `out` may be NULL when it is 0), and the number of entries
+/// into `*count` (which may exceed what fits: call again with more room).
 #[no_mangle]
 pub unsafe extern "C" fn shmds_segment_entries(
     seg: *const ShmdsSegment,
     out: *mut ShmdsEntryInfo,
-    cap: usize,
+    out_size: usize,
     count: *mut usize,
 ) -> c_int {
     call(|| {
         // SAFETY: pointer rules of the header.
         let seg = unsafe { handle(seg)? };
-        let entries = seg.0.entries()?;
-        if cap > 0 && out.is_null() {
-            return Err(invalid("entries output is NULL"));
+        let one = std::mem::size_of::<ShmdsEntryInfo>();
+        if out_size % one != 0 {
+            return Err(invalid(&format!(
+                "entries buffer is {out_size} bytes, not a whole number of \
+                 ShmdsEntryInfo ({one} bytes each; pass sizeof your array)"
+            )));
         }
-        for (i, e) in entries.iter().take(cap).enumerate() {
+        if out_size > 0 && out.is_null() {
+            return Err(invalid("entries buffer is NULL but its size is not 0"));
+        }
+        let entries = seg.0.entries()?;
+        for (i, e) in entries.iter().take(out_size / one).enumerate() {
             let mut info = ShmdsEntryInfo {
                 name: [0; 64],
                 kind: e.kind,
@@ -428,8 +566,9 @@ pub unsafe extern "C" fn shmds_segment_entries(
             copy_text(&mut info.name, &e.name);
             copy_text(&mut info.elem_type, &e.elem_type);
             copy_text(&mut info.key_type, &e.key_type);
-            // SAFETY: out has room for cap entries (header contract), i < cap.
-            unsafe { out.add(i).write(info) };
+            // SAFETY: out has room for out_size / one entries (header
+            // contract), and i is below that.
+            unsafe { out.add(i).write_unaligned(info) };
         }
         // SAFETY: pointer rules of the header.
         unsafe { put(count, entries.len()) };
@@ -446,27 +585,43 @@ fn copy_text(dst: &mut [c_char], src: &str) {
 
 // ------------------------------------------------------------- arrays
 
-/// Open the array `name` whatever its element type.
+/// `Err` unless `array` holds what the caller stated.
+fn check_array(array: &core_lib::RawArray, stated: &Stated<'_>) -> Result<(), Fail> {
+    let owner = Named("array", array.name());
+    stated.matches(&owner, array.elem_size(), array.type_descriptor())
+}
+
+/// Open the existing array `name`, which must hold elements of `elem_size`
+/// bytes and, unless `descriptor` is NULL, of that type (else
+/// `SHMDS_E_TYPE`).
 #[no_mangle]
 pub unsafe extern "C" fn shmds_array_open(
     seg: *const ShmdsSegment,
     name: *const c_char,
+    elem_size: usize,
+    descriptor: *const c_char,
     out: *mut *mut ShmdsArray,
 ) -> c_int {
     // SAFETY: pointer rules of the header.
     unsafe {
-        open_with(seg, name, out, |seg, name| {
-            Ok(ShmdsArray(seg.open_array_raw(name)?))
+        make_handle(seg, name, out, |seg, name| {
+            let stated = Stated::new("elements", elem_size, descriptor)?;
+            let array = seg.open_array_raw(name)?;
+            check_array(&array, &stated)?;
+            Ok(ShmdsArray(array))
         })
     }
 }
 
-/// Create the array `name` of `len` elements of type `descriptor`; with
-/// `open_existing`, open it instead if it exists (it must hold that type).
+/// Create the array `name` of `len` elements of type `descriptor`, each
+/// `elem_size` bytes (the size the descriptor describes); with
+/// `open_existing`, open it instead if it exists (same type required,
+/// `SHMDS_E_SHAPE` for another length).
 #[no_mangle]
 pub unsafe extern "C" fn shmds_array_create(
     seg: *const ShmdsSegment,
     name: *const c_char,
+    elem_size: usize,
     descriptor: *const c_char,
     len: u64,
     open_existing: bool,
@@ -474,20 +629,17 @@ pub unsafe extern "C" fn shmds_array_create(
 ) -> c_int {
     // SAFETY: pointer rules of the header.
     unsafe {
-        create_with(
-            seg,
-            name,
-            descriptor,
-            open_existing,
-            out,
-            |seg, name, desc, existing| {
-                Ok(ShmdsArray(if existing {
-                    seg.open_or_create_array_raw(name, desc, len)?
-                } else {
-                    seg.create_array_raw(name, desc, len)?
-                }))
-            },
-        )
+        make_handle(seg, name, out, |seg, name| {
+            let stated = Stated::new("elements", elem_size, descriptor)?;
+            let desc = stated.required()?;
+            let array = if open_existing {
+                seg.open_or_create_array_raw(name, desc, len)?
+            } else {
+                seg.create_array_raw(name, desc, len)?
+            };
+            check_array(&array, &stated)?;
+            Ok(ShmdsArray(array))
+        })
     }
 }
 
@@ -495,21 +647,21 @@ pub unsafe extern "C" fn shmds_array_create(
 #[no_mangle]
 pub unsafe extern "C" fn shmds_array_close(array: *mut ShmdsArray) {
     // SAFETY: a handle from this library, closed once (header contract).
-    let _ = catch_unwind(AssertUnwindSafe(|| unsafe { release(array) }));
+    unsafe { release(array) }
 }
 
 /// Number of elements (0 for a NULL handle).
 #[no_mangle]
 pub unsafe extern "C" fn shmds_array_len(array: *const ShmdsArray) -> u64 {
     // SAFETY: pointer rules of the header.
-    unsafe { array.as_ref() }.map_or(0, |a| a.0.len())
+    unsafe { attribute(array, |a| a.0.len()) }
 }
 
 /// Size of one element in bytes (0 for a NULL handle).
 #[no_mangle]
 pub unsafe extern "C" fn shmds_array_elem_size(array: *const ShmdsArray) -> usize {
     // SAFETY: pointer rules of the header.
-    unsafe { array.as_ref() }.map_or(0, |a| a.0.elem_size())
+    unsafe { attribute(array, |a| a.0.elem_size()) }
 }
 
 /// The first element: `len * elem_size` bytes of shared memory, valid while
@@ -520,39 +672,86 @@ pub unsafe extern "C" fn shmds_array_data(array: *const ShmdsArray) -> *mut c_vo
     unsafe { array.as_ref() }.map_or(std::ptr::null_mut(), |a| a.0.as_ptr().cast())
 }
 
-/// Copy element `index` into `out` (`elem_size` bytes).
+/// The element size check for array calls, and a refusal of a caller's
+/// buffer that overlaps element `index` itself (a copy onto itself).
+fn array_need<'a>(
+    a: &core_lib::RawArray,
+    owner: &'a Named<'a>,
+    index: u64,
+    buf: *const c_void,
+) -> Result<Need<'a>, Fail> {
+    let size = a.elem_size();
+    if index < a.len() {
+        let elem = (a.as_ptr() as usize).wrapping_add(index as usize * size);
+        let (start, end) = (buf as usize, (buf as usize).wrapping_add(size));
+        if start < elem.wrapping_add(size) && elem < end {
+            return Err(invalid(&format!(
+                "the buffer overlaps element {index} of {owner} (copy through another buffer)"
+            )));
+        }
+    }
+    Ok(Need {
+        unit: "elements",
+        owner,
+        want: size,
+    })
+}
+
+/// Run `body` on the array behind `array` and the size check of a buffer
+/// `buf` for element `index`.
+unsafe fn with_array(
+    array: *const ShmdsArray,
+    index: u64,
+    buf: *const c_void,
+    body: impl FnOnce(&core_lib::RawArray, &Need<'_>) -> Result<(), Fail>,
+) -> c_int {
+    call(|| {
+        // SAFETY: pointer rules of the header.
+        let a = unsafe { &handle(array)?.0 };
+        let owner = Named("array", a.name());
+        body(a, &array_need(a, &owner, index, buf)?)?;
+        Ok(SHMDS_OK)
+    })
+}
+
+/// Copy element `index` into `out`, a buffer of `out_size` bytes (exactly
+/// the element size).
 #[no_mangle]
 pub unsafe extern "C" fn shmds_array_get(
     array: *const ShmdsArray,
     index: u64,
     out: *mut c_void,
+    out_size: usize,
 ) -> c_int {
     // SAFETY: pointer rules of the header.
-    call(|| unsafe {
-        let a = &handle(array)?.0;
-        a.read_bytes(index, bytes_mut(out, a.elem_size())?)?;
-        Ok(SHMDS_OK)
-    })
+    unsafe {
+        with_array(array, index, out, |a, need| {
+            Ok(a.read_bytes(index, need.output(out, out_size)?)?)
+        })
+    }
 }
 
-/// Copy `value` (`elem_size` bytes) into element `index`.
+/// Copy `value`, a buffer of `value_size` bytes (exactly the element size),
+/// into element `index`.
 #[no_mangle]
 pub unsafe extern "C" fn shmds_array_set(
     array: *const ShmdsArray,
     index: u64,
     value: *const c_void,
+    value_size: usize,
 ) -> c_int {
     // SAFETY: pointer rules of the header.
-    call(|| unsafe {
-        let a = &handle(array)?.0;
-        a.write_bytes(index, bytes(value, a.elem_size())?)?;
-        Ok(SHMDS_OK)
-    })
+    unsafe {
+        with_array(array, index, value, |a, need| {
+            Ok(a.write_bytes(index, need.input(value, value_size)?)?)
+        })
+    }
 }
 
 /// Integer arrays: add `delta` (wrapping at the element's width; a negative
 /// delta as its two's complement) to element `index` atomically; the
-/// previous value (zero-extended) goes to `*old` if not NULL.
+/// previous value (zero-extended to 64 bits, whatever the element's width)
+/// goes to `*old` if not NULL.
 #[no_mangle]
 pub unsafe extern "C" fn shmds_array_fetch_add(
     array: *const ShmdsArray,
@@ -568,319 +767,6 @@ pub unsafe extern "C" fn shmds_array_fetch_add(
     })
 }
 
-// ------------------------------------------------------------- queues and stacks
-
-/// What queues and stacks share, for the functions below.
-trait Ring {
-    fn elem_size(&self) -> usize;
-    fn name(&self) -> &str;
-    fn try_push(&self, elem: &[u8]) -> core_lib::Result<()>;
-    fn try_pop(&self, out: &mut [u8]) -> core_lib::Result<()>;
-    fn push_slice(&self, elems: &[u8], t: Option<Duration>) -> core_lib::Result<usize>;
-    fn pop_into(&self, out: &mut [u8], t: Option<Duration>) -> core_lib::Result<usize>;
-}
-
-macro_rules! impl_ring {
-    ($t:ty) => {
-        impl Ring for $t {
-            fn elem_size(&self) -> usize {
-                self.elem_size()
-            }
-            fn name(&self) -> &str {
-                self.name()
-            }
-            fn try_push(&self, elem: &[u8]) -> core_lib::Result<()> {
-                self.try_push(elem)
-            }
-            fn try_pop(&self, out: &mut [u8]) -> core_lib::Result<()> {
-                self.try_pop(out)
-            }
-            fn push_slice(&self, elems: &[u8], t: Option<Duration>) -> core_lib::Result<usize> {
-                self.push_slice(elems, t, None)
-            }
-            fn pop_into(&self, out: &mut [u8], t: Option<Duration>) -> core_lib::Result<usize> {
-                self.pop_into(out, t, None)
-            }
-        }
-    };
-}
-
-impl_ring!(core_lib::RawQueue);
-impl_ring!(core_lib::RawStack);
-
-unsafe fn ring_try_push(r: Option<&dyn Ring>, elem: *const c_void) -> c_int {
-    // SAFETY: pointer rules of the header.
-    call(|| unsafe {
-        let r = r.ok_or_else(|| invalid("handle is NULL"))?;
-        r.try_push(bytes(elem, r.elem_size())?)?;
-        Ok(SHMDS_OK)
-    })
-}
-
-unsafe fn ring_push(r: Option<&dyn Ring>, elem: *const c_void, timeout_ns: i64) -> c_int {
-    // SAFETY: pointer rules of the header.
-    call(|| unsafe {
-        let r = r.ok_or_else(|| invalid("handle is NULL"))?;
-        match r.push_slice(bytes(elem, r.elem_size())?, timeout(timeout_ns))? {
-            1 => Ok(SHMDS_OK),
-            _ => Err(Fail(
-                SHMDS_E_TIMEOUT,
-                format!("timed out waiting for room in {:?}", r.name()),
-            )),
-        }
-    })
-}
-
-unsafe fn ring_try_pop(r: Option<&dyn Ring>, out: *mut c_void) -> c_int {
-    // SAFETY: pointer rules of the header.
-    call(|| unsafe {
-        let r = r.ok_or_else(|| invalid("handle is NULL"))?;
-        r.try_pop(bytes_mut(out, r.elem_size())?)?;
-        Ok(SHMDS_OK)
-    })
-}
-
-unsafe fn ring_pop(r: Option<&dyn Ring>, out: *mut c_void, timeout_ns: i64) -> c_int {
-    // SAFETY: pointer rules of the header.
-    call(|| unsafe {
-        let r = r.ok_or_else(|| invalid("handle is NULL"))?;
-        r.pop_into(bytes_mut(out, r.elem_size())?, timeout(timeout_ns))?;
-        Ok(SHMDS_OK)
-    })
-}
-
-/// Open the queue `name` whatever its element type.
-#[no_mangle]
-pub unsafe extern "C" fn shmds_queue_open(
-    seg: *const ShmdsSegment,
-    name: *const c_char,
-    out: *mut *mut ShmdsQueue,
-) -> c_int {
-    // SAFETY: pointer rules of the header.
-    unsafe {
-        open_with(seg, name, out, |seg, name| {
-            Ok(ShmdsQueue(seg.open_queue_raw(name)?))
-        })
-    }
-}
-
-/// Create the queue `name` of `capacity` elements of type `descriptor`;
-/// with `open_existing`, open it instead if it exists (same type required).
-#[no_mangle]
-pub unsafe extern "C" fn shmds_queue_create(
-    seg: *const ShmdsSegment,
-    name: *const c_char,
-    descriptor: *const c_char,
-    capacity: u64,
-    open_existing: bool,
-    out: *mut *mut ShmdsQueue,
-) -> c_int {
-    // SAFETY: pointer rules of the header.
-    unsafe {
-        create_with(
-            seg,
-            name,
-            descriptor,
-            open_existing,
-            out,
-            |seg, name, desc, existing| {
-                Ok(ShmdsQueue(if existing {
-                    seg.open_or_create_queue_raw(name, desc, capacity)?
-                } else {
-                    seg.create_queue_raw(name, desc, capacity)?
-                }))
-            },
-        )
-    }
-}
-
-/// Release a queue handle.
-#[no_mangle]
-pub unsafe extern "C" fn shmds_queue_close(queue: *mut ShmdsQueue) {
-    // SAFETY: a handle from this library, closed once (header contract).
-    let _ = catch_unwind(AssertUnwindSafe(|| unsafe { release(queue) }));
-}
-
-/// Push one element (`elem_size` bytes) if there is room, else
-/// `SHMDS_E_FULL`. Never sleeps.
-#[no_mangle]
-pub unsafe extern "C" fn shmds_queue_try_push(
-    queue: *const ShmdsQueue,
-    elem: *const c_void,
-) -> c_int {
-    // SAFETY: pointer rules of the header.
-    unsafe { ring_try_push(queue.as_ref().map(|q| &q.0 as &dyn Ring), elem) }
-}
-
-/// Push one element, waiting for room up to `timeout_ns` (negative:
-/// forever); `SHMDS_E_TIMEOUT` when it passes.
-#[no_mangle]
-pub unsafe extern "C" fn shmds_queue_push(
-    queue: *const ShmdsQueue,
-    elem: *const c_void,
-    timeout_ns: i64,
-) -> c_int {
-    // SAFETY: pointer rules of the header.
-    unsafe { ring_push(queue.as_ref().map(|q| &q.0 as &dyn Ring), elem, timeout_ns) }
-}
-
-/// Pop the oldest element into `out` (`elem_size` bytes), else
-/// `SHMDS_E_EMPTY`. Never sleeps.
-#[no_mangle]
-pub unsafe extern "C" fn shmds_queue_try_pop(queue: *const ShmdsQueue, out: *mut c_void) -> c_int {
-    // SAFETY: pointer rules of the header.
-    unsafe { ring_try_pop(queue.as_ref().map(|q| &q.0 as &dyn Ring), out) }
-}
-
-/// Pop the oldest element into `out`, waiting up to `timeout_ns`
-/// (negative: forever); `SHMDS_E_TIMEOUT` when it passes.
-#[no_mangle]
-pub unsafe extern "C" fn shmds_queue_pop(
-    queue: *const ShmdsQueue,
-    out: *mut c_void,
-    timeout_ns: i64,
-) -> c_int {
-    // SAFETY: pointer rules of the header.
-    unsafe { ring_pop(queue.as_ref().map(|q| &q.0 as &dyn Ring), out, timeout_ns) }
-}
-
-/// Number of elements (approximate under concurrency; 0 for NULL).
-#[no_mangle]
-pub unsafe extern "C" fn shmds_queue_len(queue: *const ShmdsQueue) -> usize {
-    // SAFETY: pointer rules of the header.
-    unsafe { queue.as_ref() }.map_or(0, |q| q.0.len())
-}
-
-/// The capacity (0 for NULL).
-#[no_mangle]
-pub unsafe extern "C" fn shmds_queue_capacity(queue: *const ShmdsQueue) -> u64 {
-    // SAFETY: pointer rules of the header.
-    unsafe { queue.as_ref() }.map_or(0, |q| q.0.capacity())
-}
-
-/// Size of one element in bytes (0 for NULL).
-#[no_mangle]
-pub unsafe extern "C" fn shmds_queue_elem_size(queue: *const ShmdsQueue) -> usize {
-    // SAFETY: pointer rules of the header.
-    unsafe { queue.as_ref() }.map_or(0, |q| q.0.elem_size())
-}
-
-/// Open the stack `name` whatever its element type.
-#[no_mangle]
-pub unsafe extern "C" fn shmds_stack_open(
-    seg: *const ShmdsSegment,
-    name: *const c_char,
-    out: *mut *mut ShmdsStack,
-) -> c_int {
-    // SAFETY: pointer rules of the header.
-    unsafe {
-        open_with(seg, name, out, |seg, name| {
-            Ok(ShmdsStack(seg.open_stack_raw(name)?))
-        })
-    }
-}
-
-/// Create the stack `name` of `capacity` elements of type `descriptor`;
-/// with `open_existing`, open it instead if it exists (same type required).
-#[no_mangle]
-pub unsafe extern "C" fn shmds_stack_create(
-    seg: *const ShmdsSegment,
-    name: *const c_char,
-    descriptor: *const c_char,
-    capacity: u64,
-    open_existing: bool,
-    out: *mut *mut ShmdsStack,
-) -> c_int {
-    // SAFETY: pointer rules of the header.
-    unsafe {
-        create_with(
-            seg,
-            name,
-            descriptor,
-            open_existing,
-            out,
-            |seg, name, desc, existing| {
-                Ok(ShmdsStack(if existing {
-                    seg.open_or_create_stack_raw(name, desc, capacity)?
-                } else {
-                    seg.create_stack_raw(name, desc, capacity)?
-                }))
-            },
-        )
-    }
-}
-
-/// Release a stack handle.
-#[no_mangle]
-pub unsafe extern "C" fn shmds_stack_close(stack: *mut ShmdsStack) {
-    // SAFETY: a handle from this library, closed once (header contract).
-    let _ = catch_unwind(AssertUnwindSafe(|| unsafe { release(stack) }));
-}
-
-/// Push one element (`elem_size` bytes) if there is room, else
-/// `SHMDS_E_FULL`. Never sleeps.
-#[no_mangle]
-pub unsafe extern "C" fn shmds_stack_try_push(
-    stack: *const ShmdsStack,
-    elem: *const c_void,
-) -> c_int {
-    // SAFETY: pointer rules of the header.
-    unsafe { ring_try_push(stack.as_ref().map(|s| &s.0 as &dyn Ring), elem) }
-}
-
-/// Push one element, waiting for room up to `timeout_ns` (negative:
-/// forever); `SHMDS_E_TIMEOUT` when it passes.
-#[no_mangle]
-pub unsafe extern "C" fn shmds_stack_push(
-    stack: *const ShmdsStack,
-    elem: *const c_void,
-    timeout_ns: i64,
-) -> c_int {
-    // SAFETY: pointer rules of the header.
-    unsafe { ring_push(stack.as_ref().map(|s| &s.0 as &dyn Ring), elem, timeout_ns) }
-}
-
-/// Pop the top element into `out` (`elem_size` bytes), else
-/// `SHMDS_E_EMPTY`. Never sleeps.
-#[no_mangle]
-pub unsafe extern "C" fn shmds_stack_try_pop(stack: *const ShmdsStack, out: *mut c_void) -> c_int {
-    // SAFETY: pointer rules of the header.
-    unsafe { ring_try_pop(stack.as_ref().map(|s| &s.0 as &dyn Ring), out) }
-}
-
-/// Pop the top element into `out`, waiting up to `timeout_ns` (negative:
-/// forever); `SHMDS_E_TIMEOUT` when it passes.
-#[no_mangle]
-pub unsafe extern "C" fn shmds_stack_pop(
-    stack: *const ShmdsStack,
-    out: *mut c_void,
-    timeout_ns: i64,
-) -> c_int {
-    // SAFETY: pointer rules of the header.
-    unsafe { ring_pop(stack.as_ref().map(|s| &s.0 as &dyn Ring), out, timeout_ns) }
-}
-
-/// Number of elements (approximate under concurrency; 0 for NULL).
-#[no_mangle]
-pub unsafe extern "C" fn shmds_stack_len(stack: *const ShmdsStack) -> usize {
-    // SAFETY: pointer rules of the header.
-    unsafe { stack.as_ref() }.map_or(0, |s| s.0.len())
-}
-
-/// The capacity (0 for NULL).
-#[no_mangle]
-pub unsafe extern "C" fn shmds_stack_capacity(stack: *const ShmdsStack) -> u64 {
-    // SAFETY: pointer rules of the header.
-    unsafe { stack.as_ref() }.map_or(0, |s| s.0.capacity())
-}
-
-/// Size of one element in bytes (0 for NULL).
-#[no_mangle]
-pub unsafe extern "C" fn shmds_stack_elem_size(stack: *const ShmdsStack) -> usize {
-    // SAFETY: pointer rules of the header.
-    unsafe { stack.as_ref() }.map_or(0, |s| s.0.elem_size())
-}
-
 // ------------------------------------------------------------- maps
 
 /// A full map is "no space" (`SHMDS_E_FULL` is for queues and stacks).
@@ -894,162 +780,232 @@ fn map_full(e: core_lib::Error) -> Fail {
     }
 }
 
-/// Open the map `name` whatever its key and value types.
+/// `Err` unless `map` has the keys and values the caller stated.
+fn check_map(map: &core_lib::RawMap, keys: &Stated<'_>, values: &Stated<'_>) -> Result<(), Fail> {
+    let owner = Named("map", map.name());
+    keys.matches(&owner, map.key_size(), map.key_type())?;
+    values.matches(&owner, map.value_size(), map.value_type())
+}
+
+/// Run `body` on the map behind `map` and the size checks of its keys and
+/// values.
+unsafe fn with_map(
+    map: *const ShmdsMap,
+    body: impl FnOnce(&core_lib::RawMap, &Need<'_>, &Need<'_>) -> Result<c_int, Fail>,
+) -> c_int {
+    call(|| {
+        // SAFETY: pointer rules of the header.
+        let m = unsafe { &handle(map)?.0 };
+        let owner = Named("map", m.name());
+        let need = |unit, want| Need {
+            unit,
+            owner: &owner,
+            want,
+        };
+        body(
+            m,
+            &need("keys", m.key_size()),
+            &need("values", m.value_size()),
+        )
+    })
+}
+
+/// Open the existing map `name`, which must have keys of `key_size` bytes
+/// and values of `value_size` bytes and, unless the descriptor is NULL, of
+/// those types (else `SHMDS_E_TYPE`).
 #[no_mangle]
 pub unsafe extern "C" fn shmds_map_open(
     seg: *const ShmdsSegment,
     name: *const c_char,
+    key_size: usize,
+    key_descriptor: *const c_char,
+    value_size: usize,
+    value_descriptor: *const c_char,
     out: *mut *mut ShmdsMap,
 ) -> c_int {
     // SAFETY: pointer rules of the header.
     unsafe {
-        open_with(seg, name, out, |seg, name| {
-            Ok(ShmdsMap(seg.open_map_raw(name)?))
+        make_handle(seg, name, out, |seg, name| {
+            let keys = Stated::new("keys", key_size, key_descriptor)?;
+            let values = Stated::new("values", value_size, value_descriptor)?;
+            let map = seg.open_map_raw(name)?;
+            check_map(&map, &keys, &values)?;
+            Ok(ShmdsMap(map))
         })
     }
 }
 
-/// Create the map `name` from `key_descriptor` to `value_descriptor` keys
+/// Create the map `name` from keys of type `key_descriptor` (`key_size`
+/// bytes) to values of type `value_descriptor` (`value_size` bytes),
 /// holding at most `capacity` keys; with `open_existing`, open it instead
-/// if it exists (it must have those types).
+/// if it exists (same types required, `SHMDS_E_SHAPE` for another capacity).
 #[no_mangle]
 pub unsafe extern "C" fn shmds_map_create(
     seg: *const ShmdsSegment,
     name: *const c_char,
+    key_size: usize,
     key_descriptor: *const c_char,
+    value_size: usize,
     value_descriptor: *const c_char,
     capacity: u64,
     open_existing: bool,
     out: *mut *mut ShmdsMap,
 ) -> c_int {
     // SAFETY: pointer rules of the header.
-    call(|| unsafe {
-        need_out(out)?;
-        let seg = &handle(seg)?.0;
-        let name = text(name, "name")?;
-        let (k, v) = (
-            text(key_descriptor, "key descriptor")?,
-            text(value_descriptor, "value descriptor")?,
-        );
-        let raw = if open_existing {
-            seg.open_or_create_map_raw(name, k, v, capacity)?
-        } else {
-            seg.create_map_raw(name, k, v, capacity)?
-        };
-        give(out, ShmdsMap(raw))
-    })
+    unsafe {
+        make_handle(seg, name, out, |seg, name| {
+            let keys = Stated::new("keys", key_size, key_descriptor)?;
+            let values = Stated::new("values", value_size, value_descriptor)?;
+            let (k, v) = (keys.required()?, values.required()?);
+            let map = if open_existing {
+                seg.open_or_create_map_raw(name, k, v, capacity)?
+            } else {
+                seg.create_map_raw(name, k, v, capacity)?
+            };
+            check_map(&map, &keys, &values)?;
+            Ok(ShmdsMap(map))
+        })
+    }
 }
 
 /// Release a map handle.
 #[no_mangle]
 pub unsafe extern "C" fn shmds_map_close(map: *mut ShmdsMap) {
     // SAFETY: a handle from this library, closed once (header contract).
-    let _ = catch_unwind(AssertUnwindSafe(|| unsafe { release(map) }));
+    unsafe { release(map) }
 }
 
 /// Copy the value of `key` into `value_out`: 1 if found, 0 if absent.
+/// `key_size` and `value_size` are the buffers' sizes (exactly the map's
+/// key and value sizes); the buffers may overlap.
 #[no_mangle]
 pub unsafe extern "C" fn shmds_map_get(
     map: *const ShmdsMap,
     key: *const c_void,
+    key_size: usize,
     value_out: *mut c_void,
+    value_size: usize,
 ) -> c_int {
     // SAFETY: pointer rules of the header.
-    call(|| unsafe {
-        let m = &handle(map)?.0;
-        // Copy the key first: the caller may pass overlapping key and
-        // output buffers.
-        let mut k = [0u8; core_lib::MAX_KEY_SIZE];
-        let k = &mut k[..m.key_size()];
-        k.copy_from_slice(bytes(key, m.key_size())?);
-        let found = m.get(k, bytes_mut(value_out, m.value_size())?)?;
-        Ok(found as c_int)
-    })
+    unsafe {
+        with_map(map, |m, keys, values| {
+            // Copy the key first: the caller may pass overlapping key and
+            // output buffers.
+            let mut k = [0u8; core_lib::MAX_KEY_SIZE];
+            let k = &mut k[..m.key_size()];
+            k.copy_from_slice(keys.input(key, key_size)?);
+            Ok(m.get(k, values.output(value_out, value_size)?)? as c_int)
+        })
+    }
 }
 
-/// Set `key` to `value`: 1 if the key was present (replaced), 0 if new;
-/// `SHMDS_E_NO_SPACE` when the key is new and the map is full.
+/// Set `key` to `value` (buffers of `key_size` and `value_size` bytes,
+/// exactly the map's sizes): 1 if the key was present (replaced), 0 if
+/// new; `SHMDS_E_NO_SPACE` when the key is new and the map is full.
 #[no_mangle]
 pub unsafe extern "C" fn shmds_map_insert(
     map: *const ShmdsMap,
     key: *const c_void,
+    key_size: usize,
     value: *const c_void,
+    value_size: usize,
 ) -> c_int {
     // SAFETY: pointer rules of the header.
-    call(|| unsafe {
-        let m = &handle(map)?.0;
-        match m.insert(
-            bytes(key, m.key_size())?,
-            bytes(value, m.value_size())?,
-            None,
-        ) {
-            Ok(replaced) => Ok(replaced as c_int),
-            Err(core_lib::Error::Full { name }) => {
-                Err(Fail(SHMDS_E_NO_SPACE, format!("map {name:?} is full")))
-            }
-            Err(e) => Err(e.into()),
-        }
-    })
+    unsafe {
+        with_map(map, |m, keys, values| {
+            let (k, v) = (keys.input(key, key_size)?, values.input(value, value_size)?);
+            Ok(m.insert(k, v, None).map_err(map_full)? as c_int)
+        })
+    }
 }
 
-/// Remove `key`: 1 if it was present, 0 if not.
+/// Remove `key` (a buffer of `key_size` bytes, exactly the map's key
+/// size): 1 if it was present, 0 if not.
 #[no_mangle]
-pub unsafe extern "C" fn shmds_map_remove(map: *const ShmdsMap, key: *const c_void) -> c_int {
+pub unsafe extern "C" fn shmds_map_remove(
+    map: *const ShmdsMap,
+    key: *const c_void,
+    key_size: usize,
+) -> c_int {
     // SAFETY: pointer rules of the header.
-    call(|| unsafe {
-        let m = &handle(map)?.0;
-        Ok(m.remove(bytes(key, m.key_size())?, None)? as c_int)
-    })
+    unsafe {
+        with_map(map, |m, keys, _| {
+            Ok(m.remove(keys.input(key, key_size)?, None)? as c_int)
+        })
+    }
 }
 
 /// Integer values: add `delta` (wrapping at the value's width) to the value
-/// of `key` atomically (an absent key counts as 0); the previous value
-/// (zero-extended) goes to `*old` if not NULL.
+/// of `key` (a buffer of `key_size` bytes) atomically; an absent key counts
+/// as 0. The previous value (zero-extended to 64 bits, whatever the value's
+/// width) goes to `*old` if not NULL.
 #[no_mangle]
 pub unsafe extern "C" fn shmds_map_fetch_add(
     map: *const ShmdsMap,
     key: *const c_void,
+    key_size: usize,
     delta: u64,
     old: *mut u64,
 ) -> c_int {
     // SAFETY: pointer rules of the header.
-    call(|| unsafe {
-        let m = &handle(map)?.0;
-        let prev = m
-            .fetch_add(bytes(key, m.key_size())?, delta)
-            .map_err(map_full)?;
-        put(old, prev);
-        Ok(SHMDS_OK)
-    })
+    unsafe {
+        with_map(map, |m, keys, _| {
+            let prev = m.fetch_add(keys.input(key, key_size)?, delta);
+            put(old, prev.map_err(map_full)?);
+            Ok(SHMDS_OK)
+        })
+    }
 }
 
 /// Number of keys (0 for NULL).
 #[no_mangle]
 pub unsafe extern "C" fn shmds_map_len(map: *const ShmdsMap) -> usize {
     // SAFETY: pointer rules of the header.
-    unsafe { map.as_ref() }.map_or(0, |m| m.0.len())
+    unsafe { attribute(map, |m| m.0.len()) }
 }
 
 /// The most keys the map holds (0 for NULL).
 #[no_mangle]
 pub unsafe extern "C" fn shmds_map_capacity(map: *const ShmdsMap) -> u64 {
     // SAFETY: pointer rules of the header.
-    unsafe { map.as_ref() }.map_or(0, |m| m.0.capacity())
+    unsafe { attribute(map, |m| m.0.capacity()) }
 }
 
 /// Size of a key in bytes (0 for NULL).
 #[no_mangle]
 pub unsafe extern "C" fn shmds_map_key_size(map: *const ShmdsMap) -> usize {
     // SAFETY: pointer rules of the header.
-    unsafe { map.as_ref() }.map_or(0, |m| m.0.key_size())
+    unsafe { attribute(map, |m| m.0.key_size()) }
 }
 
 /// Size of a value in bytes (0 for NULL).
 #[no_mangle]
 pub unsafe extern "C" fn shmds_map_value_size(map: *const ShmdsMap) -> usize {
     // SAFETY: pointer rules of the header.
-    unsafe { map.as_ref() }.map_or(0, |m| m.0.value_size())
+    unsafe { attribute(map, |m| m.0.value_size()) }
 }
 
 #[cfg(test)]
 mod header;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shape_mismatch_is_its_own_code() {
+        let e = core_lib::Error::ShapeMismatch {
+            name: "jobs".into(),
+            what: "capacity",
+            expected: 8,
+            found: 4,
+        };
+        let Fail(code, msg) = Fail::from(e);
+        assert_eq!(code, SHMDS_E_SHAPE);
+        assert!(msg.contains("capacity 4, not the 8"), "{msg}");
+        // SAFETY: shmds_strerror returns static NUL-terminated strings.
+        let text = |c| unsafe { CStr::from_ptr(shmds_strerror(c)) };
+        assert_ne!(text(SHMDS_E_SHAPE), text(SHMDS_E_IO));
+        assert_ne!(text(SHMDS_E_SHAPE), text(-1000));
+    }
+}

@@ -1,0 +1,357 @@
+//! Queues and stacks: the same C functions for both kinds, written once.
+//!
+//! `ring_api!` writes the `shmds_queue_*` or `shmds_stack_*` functions
+//! over the generic helpers below, and also keeps their text in a constant
+//! (`QUEUE_DECLS`, `STACK_DECLS`, test builds only): cbindgen does not
+//! expand macros, so the header generator hands it that text as a source
+//! file of its own, and the header declares exactly what is compiled.
+
+use super::{
+    call, handle, make_handle, release, timeout, Fail, Named, Need, ShmdsQueue, ShmdsSegment,
+    ShmdsStack, Stated, SHMDS_E_TIMEOUT, SHMDS_OK,
+};
+use crate::core_lib;
+use std::ffi::{c_char, c_int, c_void};
+use std::time::Duration;
+
+/// What the C functions need of a queue or a stack, and of its handle type.
+trait Ring: Sized {
+    /// The structure in shared memory (`RawQueue`, `RawStack`).
+    type Raw;
+    /// "queue" or "stack", for messages.
+    const KIND: &'static str;
+    fn wrap(raw: Self::Raw) -> Self;
+    fn open(seg: &core_lib::Segment, name: &str) -> core_lib::Result<Self::Raw>;
+    fn create(
+        seg: &core_lib::Segment,
+        name: &str,
+        descriptor: &str,
+        capacity: u64,
+        open_existing: bool,
+    ) -> core_lib::Result<Self::Raw>;
+    fn elem_size(&self) -> usize;
+    fn type_descriptor(&self) -> &str;
+    fn name(&self) -> &str;
+    fn len(&self) -> usize;
+    fn capacity(&self) -> u64;
+    fn try_push(&self, elem: &[u8]) -> core_lib::Result<()>;
+    fn try_pop(&self, out: &mut [u8]) -> core_lib::Result<()>;
+    fn push_slice(&self, elems: &[u8], t: Option<Duration>) -> core_lib::Result<usize>;
+    fn pop_into(&self, out: &mut [u8], t: Option<Duration>) -> core_lib::Result<usize>;
+}
+
+macro_rules! impl_ring {
+    ($handle:ident($raw:ty), $kind:literal, $open:ident, $create:ident, $open_or_create:ident) => {
+        impl Ring for $handle {
+            type Raw = $raw;
+            const KIND: &'static str = $kind;
+            fn wrap(raw: $raw) -> Self {
+                $handle(raw)
+            }
+            fn open(seg: &core_lib::Segment, name: &str) -> core_lib::Result<$raw> {
+                seg.$open(name)
+            }
+            fn create(
+                seg: &core_lib::Segment,
+                name: &str,
+                descriptor: &str,
+                capacity: u64,
+                open_existing: bool,
+            ) -> core_lib::Result<$raw> {
+                if open_existing {
+                    seg.$open_or_create(name, descriptor, capacity)
+                } else {
+                    seg.$create(name, descriptor, capacity)
+                }
+            }
+            fn elem_size(&self) -> usize {
+                self.0.elem_size()
+            }
+            fn type_descriptor(&self) -> &str {
+                self.0.type_descriptor()
+            }
+            fn name(&self) -> &str {
+                self.0.name()
+            }
+            fn len(&self) -> usize {
+                self.0.len()
+            }
+            fn capacity(&self) -> u64 {
+                self.0.capacity()
+            }
+            fn try_push(&self, elem: &[u8]) -> core_lib::Result<()> {
+                self.0.try_push(elem)
+            }
+            fn try_pop(&self, out: &mut [u8]) -> core_lib::Result<()> {
+                self.0.try_pop(out)
+            }
+            fn push_slice(&self, elems: &[u8], t: Option<Duration>) -> core_lib::Result<usize> {
+                self.0.push_slice(elems, t, None)
+            }
+            fn pop_into(&self, out: &mut [u8], t: Option<Duration>) -> core_lib::Result<usize> {
+                self.0.pop_into(out, t, None)
+            }
+        }
+    };
+}
+
+impl_ring!(
+    ShmdsQueue(core_lib::RawQueue),
+    "queue",
+    open_queue_raw,
+    create_queue_raw,
+    open_or_create_queue_raw
+);
+impl_ring!(
+    ShmdsStack(core_lib::RawStack),
+    "stack",
+    open_stack_raw,
+    create_stack_raw,
+    open_or_create_stack_raw
+);
+
+/// `Err` unless `ring` holds what the caller stated.
+fn check<R: Ring>(ring: R, stated: &Stated<'_>) -> Result<R, Fail> {
+    let owner = Named(R::KIND, ring.name());
+    stated.matches(&owner, ring.elem_size(), ring.type_descriptor())?;
+    Ok(ring)
+}
+
+unsafe fn open<R: Ring>(
+    seg: *const ShmdsSegment,
+    name: *const c_char,
+    elem_size: usize,
+    descriptor: *const c_char,
+    out: *mut *mut R,
+) -> c_int {
+    // SAFETY: pointer rules of the header.
+    unsafe {
+        make_handle(seg, name, out, |seg, name| {
+            let stated = Stated::new("elements", elem_size, descriptor)?;
+            check(R::wrap(R::open(seg, name)?), &stated)
+        })
+    }
+}
+
+unsafe fn create<R: Ring>(
+    seg: *const ShmdsSegment,
+    name: *const c_char,
+    elem_size: usize,
+    descriptor: *const c_char,
+    capacity: u64,
+    open_existing: bool,
+    out: *mut *mut R,
+) -> c_int {
+    // SAFETY: pointer rules of the header.
+    unsafe {
+        make_handle(seg, name, out, |seg, name| {
+            let stated = Stated::new("elements", elem_size, descriptor)?;
+            let raw = R::create(seg, name, stated.required()?, capacity, open_existing)?;
+            check(R::wrap(raw), &stated)
+        })
+    }
+}
+
+/// Run `body` on the ring behind `ring` and the size check of its elements.
+unsafe fn with_ring<R: Ring>(
+    ring: *const R,
+    body: impl FnOnce(&R, &Need<'_>) -> Result<c_int, Fail>,
+) -> c_int {
+    call(|| {
+        // SAFETY: pointer rules of the header.
+        let r = unsafe { handle(ring)? };
+        let owner = Named(R::KIND, r.name());
+        let need = Need {
+            unit: "elements",
+            owner: &owner,
+            want: r.elem_size(),
+        };
+        body(r, &need)
+    })
+}
+
+unsafe fn push<R: Ring>(
+    ring: *const R,
+    elem: *const c_void,
+    size: usize,
+    wait: Option<i64>,
+) -> c_int {
+    // SAFETY: pointer rules of the header.
+    unsafe {
+        with_ring(ring, |r, need| {
+            let elem = need.input(elem, size)?;
+            let Some(ns) = wait else {
+                r.try_push(elem)?;
+                return Ok(SHMDS_OK);
+            };
+            match r.push_slice(elem, timeout(ns))? {
+                1 => Ok(SHMDS_OK),
+                _ => Err(Fail(
+                    SHMDS_E_TIMEOUT,
+                    format!("timed out waiting for room in {} {:?}", R::KIND, r.name()),
+                )),
+            }
+        })
+    }
+}
+
+unsafe fn pop<R: Ring>(ring: *const R, out: *mut c_void, size: usize, wait: Option<i64>) -> c_int {
+    // SAFETY: pointer rules of the header.
+    unsafe {
+        with_ring(ring, |r, need| {
+            let out = need.output(out, size)?;
+            match wait {
+                None => r.try_pop(out)?,
+                Some(ns) => {
+                    r.pop_into(out, timeout(ns))?;
+                }
+            }
+            Ok(SHMDS_OK)
+        })
+    }
+}
+
+/// A getter: `get(ring)`, or 0 for a NULL handle.
+unsafe fn attribute<R: Ring, T: Default>(ring: *const R, get: impl FnOnce(&R) -> T) -> T {
+    // SAFETY: pointer rules of the header.
+    unsafe { super::attribute(ring, get) }
+}
+
+/// Write `items` and, in test builds, keep their text in `$decls` (for the
+/// header generator, see the module docs).
+macro_rules! c_items_with_text {
+    ($decls:ident; $($items:tt)*) => {
+        $($items)*
+        #[cfg(test)]
+        pub(crate) const $decls: &str = stringify!($($items)*);
+    };
+}
+
+/// The C functions of one kind (`H`: its handle type), named by the caller.
+macro_rules! ring_api {
+    ($decls:ident, $H:ident: $open:ident, $create:ident, $close:ident, $try_push:ident,
+     $push:ident, $try_pop:ident, $pop:ident, $len:ident, $capacity:ident, $elem_size:ident) => {
+        c_items_with_text! { $decls;
+            /// Open the existing structure `name`, which must hold elements
+            /// of `elem_size` bytes and, unless `descriptor` is NULL, of that
+            /// type (else SHMDS_E_TYPE).
+            #[no_mangle]
+            pub unsafe extern "C" fn $open(
+                seg: *const ShmdsSegment,
+                name: *const c_char,
+                elem_size: usize,
+                descriptor: *const c_char,
+                out: *mut *mut $H,
+            ) -> c_int {
+                // SAFETY: the header's pointer rules, passed on.
+                unsafe { open(seg, name, elem_size, descriptor, out) }
+            }
+
+            /// Create the structure `name` of `capacity` elements of type
+            /// `descriptor`, each `elem_size` bytes (the size the descriptor
+            /// describes); with `open_existing`, open it instead if it exists
+            /// (same type required, SHMDS_E_SHAPE for another capacity).
+            #[no_mangle]
+            pub unsafe extern "C" fn $create(
+                seg: *const ShmdsSegment,
+                name: *const c_char,
+                elem_size: usize,
+                descriptor: *const c_char,
+                capacity: u64,
+                open_existing: bool,
+                out: *mut *mut $H,
+            ) -> c_int {
+                // SAFETY: the header's pointer rules, passed on.
+                unsafe { create(seg, name, elem_size, descriptor, capacity, open_existing, out) }
+            }
+
+            /// Release the handle.
+            #[no_mangle]
+            pub unsafe extern "C" fn $close(handle: *mut $H) {
+                // SAFETY: a handle from this library, closed once (header contract).
+                unsafe { release(handle) }
+            }
+
+            /// Push one element, `elem` of `elem_size` bytes (exactly the
+            /// element size), if there is room, else SHMDS_E_FULL. Never
+            /// sleeps.
+            #[no_mangle]
+            pub unsafe extern "C" fn $try_push(
+                handle: *const $H,
+                elem: *const c_void,
+                elem_size: usize,
+            ) -> c_int {
+                // SAFETY: the header's pointer rules, passed on.
+                unsafe { push(handle, elem, elem_size, None) }
+            }
+
+            /// Push one element, waiting for room up to `timeout_ns`
+            /// (negative: forever); SHMDS_E_TIMEOUT when it passes.
+            #[no_mangle]
+            pub unsafe extern "C" fn $push(
+                handle: *const $H,
+                elem: *const c_void,
+                elem_size: usize,
+                timeout_ns: i64,
+            ) -> c_int {
+                // SAFETY: the header's pointer rules, passed on.
+                unsafe { push(handle, elem, elem_size, Some(timeout_ns)) }
+            }
+
+            /// Pop one element (a queue's oldest, a stack's top) into `out`,
+            /// a buffer of `out_size` bytes (exactly the element size), else
+            /// SHMDS_E_EMPTY. Never sleeps.
+            #[no_mangle]
+            pub unsafe extern "C" fn $try_pop(
+                handle: *const $H,
+                out: *mut c_void,
+                out_size: usize,
+            ) -> c_int {
+                // SAFETY: the header's pointer rules, passed on.
+                unsafe { pop(handle, out, out_size, None) }
+            }
+
+            /// Pop one element into `out` (`out_size` bytes, exactly the
+            /// element size), waiting up to `timeout_ns` (negative: forever);
+            /// SHMDS_E_TIMEOUT when it passes.
+            #[no_mangle]
+            pub unsafe extern "C" fn $pop(
+                handle: *const $H,
+                out: *mut c_void,
+                out_size: usize,
+                timeout_ns: i64,
+            ) -> c_int {
+                // SAFETY: the header's pointer rules, passed on.
+                unsafe { pop(handle, out, out_size, Some(timeout_ns)) }
+            }
+
+            /// Number of elements (approximate under concurrency; 0 for NULL).
+            #[no_mangle]
+            pub unsafe extern "C" fn $len(handle: *const $H) -> usize {
+                // SAFETY: the header's pointer rules, passed on.
+                unsafe { attribute(handle, Ring::len) }
+            }
+
+            /// The capacity (0 for NULL).
+            #[no_mangle]
+            pub unsafe extern "C" fn $capacity(handle: *const $H) -> u64 {
+                // SAFETY: the header's pointer rules, passed on.
+                unsafe { attribute(handle, Ring::capacity) }
+            }
+
+            /// Size of one element in bytes (0 for NULL).
+            #[no_mangle]
+            pub unsafe extern "C" fn $elem_size(handle: *const $H) -> usize {
+                // SAFETY: the header's pointer rules, passed on.
+                unsafe { attribute(handle, Ring::elem_size) }
+            }
+        }
+    };
+}
+
+ring_api!(QUEUE_DECLS, ShmdsQueue: shmds_queue_open, shmds_queue_create, shmds_queue_close,
+    shmds_queue_try_push, shmds_queue_push, shmds_queue_try_pop, shmds_queue_pop,
+    shmds_queue_len, shmds_queue_capacity, shmds_queue_elem_size);
+ring_api!(STACK_DECLS, ShmdsStack: shmds_stack_open, shmds_stack_create, shmds_stack_close,
+    shmds_stack_try_push, shmds_stack_push, shmds_stack_try_pop, shmds_stack_pop,
+    shmds_stack_len, shmds_stack_capacity, shmds_stack_elem_size);
