@@ -10,9 +10,12 @@
 //! | `u32` `i32` `u64` `i64` | `<I` `<i` `<Q` `<q` | `<u4` `<i4` `<u8` `<i8` |
 //! | `f32` `f64` | `<f` `<d` | `<f4` `<f8` |
 //! | `[u8; 16]` | `16s` | `V16` (raw bytes, every byte kept) |
-//! | [`FixedStr<16>`] | `T{B:len:16s:bytes:}` | `[('len', 'u1'), ('bytes', 'V16')]` (Python spelling `"S16"`, a str) |
+//! | [`FixedStr<16>`](FixedStr) | `T{B:len:16s:bytes:}` | `[('len', 'u1'), ('bytes', 'V16')]` (Python spelling `"S16"`, a str) |
 //! | `[f64; 3]` | `(3)<d` | `('<f8', (3,))` |
 //! | a [`record!`](crate::record) struct | `T{<Q:ts:<d:price:}` | structured dtype |
+//!
+//! How Python and C see strings and raw bytes is set out once, in the
+//! README section "Strings and bytes".
 //!
 //! (`<` is `>` on a big-endian machine.) Descriptors are stored in a
 //! *canonical* form ([`TypeDescriptor::parse`]): explicit byte order on every

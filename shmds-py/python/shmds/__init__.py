@@ -12,9 +12,13 @@ the structures inside it, zero-copy::
         jobs.put(7); jobs.get(timeout=1.0)
         prices = seg.map("prices", key="S32", value="<f8", capacity=10_000)
         prices["AAPL"] = 189.5                              # a MutableMapping
+        raw = seg.queue("raw", "V8", capacity=16)           # 8 raw bytes each
 
     other = shmds.Segment("sensors", create=False)           # attach by name
     t = other.open("temps")                                  # type from the table
+
+``"S<n>"`` is a string (Rust's ``FixedStr<n>``) and ``"V<n>"`` exactly n raw
+bytes in every structure (README, "Strings and bytes").
 """
 
 from __future__ import annotations
@@ -414,10 +418,15 @@ def _attach_array(segment: str, name: str) -> Array:
 class Array(_shmds.Array):
     """A fixed-length array in shared memory.
 
-    It supports the buffer protocol: ``numpy.asarray(arr)`` is a zero-copy
-    view of the shared bytes (a structured array for record types).
-    Indexing and slicing go through such a view. ``close()`` raises
-    ``BufferError`` while views exist.
+    It supports the buffer protocol: :meth:`numpy` (and
+    ``numpy.asarray(arr)``) is a zero-copy view of the shared bytes (a
+    structured array for record types and strings, ``V<n>`` for raw bytes:
+    README, "Strings and bytes"). ``arr[i]`` of a string or raw-bytes array
+    is a ``str`` or ``bytes``; other indexing and slicing go through the
+    view. Writes convert as a queue ``put`` does, element by element for a
+    slice (a float into an integer array is a ``TypeError``, an integer out
+    of range an ``OverflowError``). ``close()`` raises ``BufferError`` while
+    views exist.
     """
 
     def numpy(self) -> np.ndarray:
