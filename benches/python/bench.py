@@ -81,7 +81,7 @@ def _ff_batch_producer(q, n, go):
 
 def shmds_cross(kind: str, n: int) -> float:
     name = f"shmds-bench-{os.getpid()}"
-    dtype = "S8" if kind == "bytes" else "<u8"
+    dtype = "V8" if kind == "bytes" else "<u8"  # exactly 8 raw bytes
     seg = shmds.Segment(name, size=16 << 20)
     try:
         q = seg.queue("q", dtype, capacity=65536 if kind == "batch" else 4096)

@@ -1,14 +1,17 @@
 //! Converting Python objects to element bytes and back.
 //!
-//! Numbers (native-order integers and floats) and strings
-//! (`FixedStr<N>`, `T{B:len:Ns:bytes:}`) are converted here, in Rust, so a
-//! queue `put` or a map lookup makes no detour through numpy. Every other
-//! type (records, byte strings) is converted by two Python callables the
-//! package passes in (numpy-based).
+//! Numbers (native-order integers and floats), strings (`FixedStr<N>`,
+//! `T{B:len:Ns:bytes:}`, the `"S<n>"` of the Python API) and raw bytes
+//! (`Ns`, Rust `[u8; N]`, numpy `V<n>`) are converted here, in Rust, so a
+//! queue `put` or a map lookup makes no detour through numpy, and a batch
+//! converts each element exactly as a single call does. Every other type
+//! (records, sub-arrays, other byte orders) is converted by two Python
+//! callables the package passes in (numpy-based). README, "Strings and
+//! bytes", is the model these follow.
 
 use pyo3::exceptions::{PyOverflowError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyString};
+use pyo3::types::{PyByteArray, PyBytes, PyMemoryView, PyString};
 use shmds::Scalar;
 
 /// How the elements of one structure are converted.
@@ -24,8 +27,8 @@ pub(crate) enum Codec {
     Str {
         n: usize,
     },
-    /// `Ns`, numpy's `S<N>`: N bytes, zero-padded; read back without the
-    /// trailing zeros (as numpy does).
+    /// `Ns` (Rust `[u8; N]`, numpy `V<N>`): exactly N raw bytes in, the
+    /// same N bytes out, NULs included.
     Bytes {
         n: usize,
     },
@@ -173,11 +176,12 @@ impl Codec {
                 let bytes: &[u8] = if let Ok(s) = obj.cast::<PyString>() {
                     s.to_str()?.as_bytes()
                 } else if let Ok(b) = obj.cast::<PyBytes>() {
+                    // The raw content: what a non-UTF-8 string reads back as.
                     b.as_bytes()
                 } else {
                     return Err(PyTypeError::new_err(format!(
-                        "expected a str (or bytes), not {}",
-                        obj.get_type().name()?
+                        "expected a str, not {}",
+                        type_name(obj)
                     )));
                 };
                 if bytes.len() > *n {
@@ -192,24 +196,31 @@ impl Codec {
                 out[1..1 + bytes.len()].copy_from_slice(bytes);
             }
             Codec::Bytes { n } => {
-                let bytes = obj.cast::<PyBytes>().map_err(|_| {
-                    PyTypeError::new_err(format!(
-                        "expected bytes, not {}",
-                        obj.get_type()
-                            .name()
-                            .map(|n| n.to_string())
-                            .unwrap_or_default()
-                    ))
-                })?;
-                let bytes = bytes.as_bytes();
-                if bytes.len() > *n {
+                let owned;
+                let bytes: &[u8] = if let Ok(b) = obj.cast::<PyBytes>() {
+                    b.as_bytes()
+                } else if obj.is_instance_of::<PyString>()
+                    || !(obj.is_instance_of::<PyByteArray>() || has_buffer(obj))
+                {
+                    // Not bytes(obj): bytes(16) would be 16 zeros.
+                    return Err(PyTypeError::new_err(format!(
+                        "expected {n} bytes (bytes, bytearray or a buffer), not {}",
+                        type_name(obj)
+                    )));
+                } else {
+                    owned = PyMemoryView::from(obj)?
+                        .call_method0("tobytes")?
+                        .cast_into::<PyBytes>()?;
+                    owned.as_bytes()
+                };
+                if bytes.len() != *n {
                     return Err(PyValueError::new_err(format!(
-                        "{} bytes do not fit in {n}",
+                        "elements of this type are exactly {n} bytes, not {} \
+                         (pad or cut the value yourself, e.g. value.ljust({n}, b\"\\0\"))",
                         bytes.len()
                     )));
                 }
-                out.fill(0);
-                out[..bytes.len()].copy_from_slice(bytes);
+                out.copy_from_slice(bytes);
             }
             Codec::Other { size, encode, .. } => {
                 let encoded = encode.bind(obj.py()).call1((obj,))?;
@@ -252,13 +263,43 @@ impl Codec {
                     Err(_) => Ok(PyBytes::new(py, text).into_any()),
                 }
             }
-            Codec::Bytes { .. } => {
-                let end = bytes.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
-                Ok(PyBytes::new(py, &bytes[..end]).into_any())
-            }
+            Codec::Bytes { .. } => Ok(PyBytes::new(py, bytes).into_any()),
             Codec::Other { decode, .. } => decode.bind(py).call1((PyBytes::new(py, bytes),)),
         }
     }
+
+    /// Whether the native layer converts these elements itself (numbers,
+    /// strings and raw bytes).
+    pub(crate) fn is_native(&self) -> bool {
+        !matches!(self, Codec::Other { .. })
+    }
+
+    /// Every element of the iterable `items`, converted by [`Codec::encode`]
+    /// (the rules of a single element), packed into `size`-byte elements.
+    pub(crate) fn encode_many(&self, items: &Bound<'_, PyAny>, size: usize) -> PyResult<Vec<u8>> {
+        let mut out = Vec::new();
+        for item in items.try_iter()? {
+            let at = out.len();
+            out.resize(at + size, 0);
+            self.encode(&item?, &mut out[at..])?;
+        }
+        Ok(out)
+    }
+}
+
+/// The name of `obj`'s type, for messages.
+fn type_name(obj: &Bound<'_, PyAny>) -> String {
+    obj.get_type()
+        .name()
+        .map(|n| n.to_string())
+        .unwrap_or_default()
+}
+
+/// Whether `obj` exports the buffer protocol.
+fn has_buffer(obj: &Bound<'_, PyAny>) -> bool {
+    // SAFETY: PyObject_CheckBuffer only reads the type of a live object,
+    // which `obj` (a bound reference, GIL held) is.
+    unsafe { pyo3::ffi::PyObject_CheckBuffer(obj.as_ptr()) == 1 }
 }
 
 /// A TypeError for non-integers, an OverflowError for integers too big.

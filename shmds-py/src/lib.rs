@@ -213,8 +213,9 @@ struct Array {
     strides: [isize; 1],
     /// Buffers handed out and not yet released.
     exports: usize,
-    /// The element codec for integer arrays (atomics); None otherwise.
-    ints: Option<codec::Codec>,
+    /// The element codec when the native layer converts the elements
+    /// (numbers, strings, raw bytes); None for records and sub-arrays.
+    codec: Option<codec::Codec>,
 }
 
 impl Array {
@@ -224,16 +225,16 @@ impl Array {
         let len = isize::try_from(raw.len())
             .map_err(|_| PyValueError::new_err("array too long for this machine"))?;
         let strides = [raw.elem_size() as isize];
-        let ints = codec::Codec::new(raw.type_descriptor(), raw.elem_size(), None, None)
+        let codec = codec::Codec::new(raw.type_descriptor(), raw.elem_size(), None, None)
             .ok()
-            .filter(codec::Codec::is_int);
+            .filter(codec::Codec::is_native);
         Ok(Array {
             raw: Some(raw),
             format,
             shape: [len],
             strides,
             exports: 0,
-            ints,
+            codec,
         })
     }
 
@@ -257,10 +258,22 @@ impl Array {
         }
     }
 
+    /// The native codec of the elements; TypeError for records and
+    /// sub-arrays.
+    fn native(&self) -> PyResult<&codec::Codec> {
+        let raw = self.get()?;
+        self.codec.as_ref().ok_or_else(|| {
+            PyTypeError::new_err(format!(
+                "elements of type {:?} are converted by numpy",
+                raw.type_descriptor()
+            ))
+        })
+    }
+
     /// The integer codec of the elements; TypeError for other types.
     fn ints(&self) -> PyResult<&codec::Codec> {
         let raw = self.get()?;
-        self.ints.as_ref().ok_or_else(|| {
+        self.codec.as_ref().filter(|c| c.is_int()).ok_or_else(|| {
             PyTypeError::new_err(format!(
                 "atomic arithmetic needs an integer array, not {:?}",
                 raw.type_descriptor()
@@ -295,7 +308,9 @@ impl Array {
     }
 
     fn __len__(&self) -> PyResult<usize> {
-        Ok(self.get()?.len() as usize)
+        let raw = self.get()?;
+        raw.check().map_err(to_py)?;
+        Ok(raw.len() as usize)
     }
 
     /// The entry name.
@@ -359,6 +374,27 @@ impl Array {
         let (current, new) = (ints.int_bits(current)?, ints.int_bits(new)?);
         let (Ok(old) | Err(old)) = raw.compare_exchange(at, current, new).map_err(to_py)?;
         ints.int_object(py, old)
+    }
+
+    /// Element `index` as a Python object (str for strings, bytes for raw
+    /// bytes, int or float), for element types the native layer converts.
+    fn _get<'py>(&self, py: Python<'py>, index: i64) -> PyResult<Bound<'py, PyAny>> {
+        let raw = self.get()?;
+        let codec = self.native()?;
+        let at = self.index(index)?;
+        let mut elem = codec::Scratch::new(raw.elem_size());
+        raw.read_bytes(at, elem.bytes()).map_err(to_py)?;
+        codec.decode(py, elem.bytes())
+    }
+
+    /// Set element `index` to `value`, converted as a queue `put` does.
+    fn _set(&self, index: i64, value: &Bound<'_, PyAny>) -> PyResult<()> {
+        let raw = self.get()?;
+        let codec = self.native()?;
+        let at = self.index(index)?;
+        let mut elem = codec::Scratch::new(raw.elem_size());
+        codec.encode(value, elem.bytes())?;
+        raw.write_bytes(at, elem.bytes()).map_err(to_py)
     }
 
     /// Whether `close()` was called.
@@ -458,6 +494,21 @@ fn remove(name: &str) -> PyResult<()> {
     shmds::Segment::remove(name).map_err(to_py)
 }
 
+/// The elements of the iterable `items` converted to `descriptor` (a
+/// number, string or raw-bytes type) by the rules of a single element,
+/// packed: what a batch write stores.
+#[pyfunction]
+fn _pack<'py>(
+    py: Python<'py>,
+    descriptor: &str,
+    items: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, pyo3::types::PyBytes>> {
+    let parsed = shmds::TypeDescriptor::parse(descriptor).map_err(to_py)?;
+    let codec = codec::Codec::new(parsed.as_str(), parsed.size() as usize, None, None)?;
+    let packed = codec.encode_many(items, parsed.size() as usize)?;
+    Ok(pyo3::types::PyBytes::new(py, &packed))
+}
+
 /// Parse a PEP 3118 type descriptor: `(canonical form, size in bytes)`.
 #[pyfunction]
 fn parse_descriptor(descriptor: &str) -> PyResult<(String, u64)> {
@@ -475,6 +526,7 @@ fn _shmds(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(list_segments, m)?)?;
     m.add_function(wrap_pyfunction!(remove, m)?)?;
     m.add_function(wrap_pyfunction!(parse_descriptor, m)?)?;
+    m.add_function(wrap_pyfunction!(_pack, m)?)?;
     m.add("ShmdsError", py.get_type::<ShmdsError>())?;
     m.add("CorruptError", py.get_type::<CorruptError>())?;
     m.add("IncompatibleError", py.get_type::<IncompatibleError>())?;

@@ -141,7 +141,9 @@ impl Map {
     }
 
     fn __len__(&self) -> PyResult<usize> {
-        Ok(self.raw()?.len())
+        let raw = self.raw()?;
+        raw.check().map_err(to_py)?;
+        Ok(raw.len())
     }
 
     /// The value of `key`, or `default` when absent.

@@ -57,11 +57,12 @@ impl Ring {
     ) -> shmds::Result<usize> {
         each!(self, r => r.pop_into(out, t, i))
     }
-    fn len(&self) -> usize {
-        each!(self, r => r.len())
+    /// The length, after checking the structure was not erased.
+    fn len(&self) -> shmds::Result<usize> {
+        each!(self, r => r.check().map(|()| r.len()))
     }
-    fn is_full(&self) -> bool {
-        each!(self, r => r.is_full())
+    fn is_full(&self) -> shmds::Result<bool> {
+        each!(self, r => r.check().map(|()| r.is_full()))
     }
     fn capacity(&self) -> u64 {
         each!(self, r => r.capacity())
@@ -370,18 +371,19 @@ impl Queue {
     }
 
     /// Number of elements (approximate while others put and get).
+    /// StaleError once the structure was erased.
     fn qsize(&self) -> PyResult<usize> {
-        Ok(self.ring()?.len())
+        self.ring()?.len().map_err(to_py)
     }
 
     /// Whether there are no elements (approximate).
     fn empty(&self) -> PyResult<bool> {
-        Ok(self.ring()?.len() == 0)
+        Ok(self.qsize()? == 0)
     }
 
     /// Whether there is no room (approximate).
     fn full(&self) -> PyResult<bool> {
-        Ok(self.ring()?.is_full())
+        self.ring()?.is_full().map_err(to_py)
     }
 
     fn __len__(&self) -> PyResult<usize> {

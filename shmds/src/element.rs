@@ -9,9 +9,13 @@
 //! | `u8` `i8` `u16` `i16` | `B` `b` `<H` `<h` | `u1` `i1` `<u2` `<i2` |
 //! | `u32` `i32` `u64` `i64` | `<I` `<i` `<Q` `<q` | `<u4` `<i4` `<u8` `<i8` |
 //! | `f32` `f64` | `<f` `<d` | `<f4` `<f8` |
-//! | `[u8; 16]` | `16s` | `S16` |
+//! | `[u8; 16]` | `16s` | `V16` (raw bytes, every byte kept) |
+//! | [`FixedStr<16>`](FixedStr) | `T{B:len:16s:bytes:}` | `[('len', 'u1'), ('bytes', 'V16')]` (Python spelling `"S16"`, a str) |
 //! | `[f64; 3]` | `(3)<d` | `('<f8', (3,))` |
 //! | a [`record!`](crate::record) struct | `T{<Q:ts:<d:price:}` | structured dtype |
+//!
+//! How Python and C see strings and raw bytes is set out once, in the
+//! README section "Strings and bytes".
 //!
 //! (`<` is `>` on a big-endian machine.) Descriptors are stored in a
 //! *canonical* form ([`TypeDescriptor::parse`]): explicit byte order on every
@@ -336,7 +340,9 @@ pub struct TypeDescriptor {
 const MAX_DEPTH: usize = 8;
 
 impl TypeDescriptor {
-    /// Parse and canonicalise a descriptor.
+    /// Parse and canonicalise a descriptor. [`Error::InvalidType`] when it
+    /// is not one, including a record with two fields of the same name
+    /// (no language could address them).
     ///
     /// ```
     /// use shmds::TypeDescriptor;
@@ -572,6 +578,11 @@ impl Parser<'_> {
                 self.pos += 1;
                 if name.is_empty() {
                     return Err("empty field name".into());
+                }
+                if out.iter().any(|(_, seen): &(Item, String)| *seen == name) {
+                    return Err(format!(
+                        "field name {name:?} appears twice in one record (every field needs its own name)"
+                    ));
                 }
             } else if in_record && !matches!(item, Item::Pad(_)) {
                 return Err("every record field needs a name (:name:)".into());
@@ -825,6 +836,24 @@ mod tests {
                 "{input}"
             );
         }
+    }
+
+    #[test]
+    fn rejects_duplicate_field_names() {
+        for (bad, field) in [
+            ("T{<I:a:<I:a:}", "a"),
+            ("T{<I:a:<d:b:B:a:}", "a"),
+            ("T{<I:x:T{B:b:B:b:}:c:}", "b"),
+        ] {
+            match TypeDescriptor::parse(bad) {
+                Err(Error::InvalidType { reason, .. }) => {
+                    assert!(reason.contains(&format!("{field:?}")), "{bad}: {reason}")
+                }
+                other => panic!("{bad:?} gave {other:?}"),
+            }
+        }
+        // One name in two different records is fine.
+        assert!(TypeDescriptor::parse("T{<I:a:T{<I:a:}:b:}").is_ok());
     }
 
     #[test]

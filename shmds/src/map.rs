@@ -1511,6 +1511,7 @@ impl RawMap {
     }
 
     /// Number of keys. Exact when no writer runs (and none died mid-write).
+    /// It does not check that the map still exists: see [`RawMap::check`].
     pub fn len(&self) -> usize {
         self.core().len() as usize
     }
@@ -1518,6 +1519,14 @@ impl RawMap {
     /// Whether the map holds no key.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// `Ok(())` while the map behind this handle exists; [`Error::Stale`]
+    /// once it was erased. Every key operation checks this itself; `len` and
+    /// `is_empty` do not (they stay infallible), so call this first where a
+    /// stale handle must not read as a count.
+    pub fn check(&self) -> Result<()> {
+        self.handle.check()
     }
 
     /// The most keys the map holds.
@@ -1669,6 +1678,12 @@ impl<K: Element, V: Element> Map<K, V> {
     /// Whether the map holds no key.
     pub fn is_empty(&self) -> bool {
         self.raw.is_empty()
+    }
+
+    /// `Ok(())` while the map exists, [`Error::Stale`] once it was erased
+    /// (see [`RawMap::check`]; `len` and `is_empty` do not check).
+    pub fn check(&self) -> Result<()> {
+        self.raw.check()
     }
 
     /// The most keys the map holds.

@@ -84,6 +84,15 @@ pub(crate) fn zeroed<T: Element>() -> T {
 /// takes ("oldest", "top").
 macro_rules! raw_ring_methods {
     ($raw:ident, $take:literal) => {
+        /// `Ok(())` while the entry behind this handle exists;
+        /// [`Error::Stale`](crate::Error::Stale) once it was erased. Every
+        /// element method checks this itself; the approximate `len`,
+        /// `is_empty` and `is_full` do not (they stay infallible and cheap),
+        /// so call this first where a stale handle must not read as a count.
+        pub fn check(&self) -> $crate::Result<()> {
+            self.handle.check()
+        }
+
         /// Push one element (`elem_size` bytes) if there is room;
         /// [`Error::Full`](crate::Error::Full) otherwise. Never sleeps.
         pub fn try_push(&self, elem: &[u8]) -> $crate::Result<()> {
@@ -271,6 +280,12 @@ macro_rules! typed_ring_methods {
         #[doc = concat!("Whether the ", $what, " is full (approximate under concurrency).")]
         pub fn is_full(&self) -> bool {
             self.raw.is_full()
+        }
+
+        #[doc = concat!("`Ok(())` while the ", $what, " exists, [`Error::Stale`](crate::Error::Stale)")]
+        /// once it was erased (`len`, `is_empty` and `is_full` do not check).
+        pub fn check(&self) -> $crate::Result<()> {
+            self.raw.check()
         }
 
         /// The capacity (exactly as created).

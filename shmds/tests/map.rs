@@ -296,7 +296,9 @@ fn wrong_types_kinds_and_erased_maps() {
         seg.create_map::<u8, u8>("zero", 0),
         Err(Error::InvalidArgument(_))
     ));
+    assert!(m.check().is_ok());
     seg.erase("m").unwrap();
+    assert!(matches!(m.check(), Err(Error::Stale { .. })));
     assert!(matches!(m.get(&1), Err(Error::Stale { .. })));
     assert!(matches!(m.insert(1, 2.0), Err(Error::Stale { .. })));
 }

@@ -233,8 +233,14 @@ fn stale_handles() {
     let s = seg.create_stack::<u64>("s", 4).unwrap();
     q.try_push(1).unwrap();
     s.try_push(1).unwrap();
+    assert!(q.check().is_ok() && s.check().is_ok());
     seg.erase("q").unwrap();
     seg.erase("s").unwrap();
+    assert!(matches!(q.check(), Err(Error::Stale { .. })));
+    assert!(matches!(s.check(), Err(Error::Stale { .. })));
+    let raw = seg.create_queue_raw("rq", "<Q", 4).unwrap();
+    seg.erase("rq").unwrap();
+    assert!(matches!(raw.check(), Err(Error::Stale { .. })));
     assert!(matches!(q.try_push(2), Err(Error::Stale { .. })));
     assert!(matches!(q.try_pop(), Err(Error::Stale { .. })));
     assert!(matches!(q.pop(None), Err(Error::Stale { .. })));

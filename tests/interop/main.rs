@@ -8,6 +8,8 @@
 //! interop check   SEGMENT          check the known structures, exit 1 on a mismatch
 //! interop produce SEGMENT QUEUE N  push 0..N into queue QUEUE of u64 (blocking)
 //! interop consume SEGMENT QUEUE N  pop N u64 from QUEUE, check they are 0..N in order
+//! interop write-strings SEGMENT  create the string/bytes structures below
+//! interop check-strings SEGMENT  pop what the other language put into them, exit 1 on a mismatch
 //! ```
 //!
 //! The known structures (every language writes and checks the same):
@@ -18,6 +20,13 @@
 //! - map `prices` from `FixedStr<16>` to f64: AAPL 189.5, MSFT 410.25,
 //!   "Zürich" 7.0 (capacity 64);
 //! - map `hits` from u64 to i64: k -> -k for k in 1..=20 (capacity 32).
+//!
+//! The string/bytes structures (README, "Strings and bytes"):
+//! - queue `names` of `FixedStr<64>` (capacity 8) holding "alpha", "Zürich",
+//!   "nul\0\0"; the other language pops them and puts "from python\0";
+//! - queue `raw` of `[u8; 8]` (capacity 8) holding `b"abc\0\0\0\0\0"`; the
+//!   other language puts `b"xyz\0\0\0\0\0"`;
+//! - array `raw8` of 2 `[u8; 8]`, element 1 `b"abc\0\0\0\0\0"`.
 
 use shmds::{FixedStr, Segment};
 use std::process::ExitCode;
@@ -107,6 +116,35 @@ fn check(seg: &Segment) -> Result<(), String> {
     Ok(())
 }
 
+const NAMES: [&str; 3] = ["alpha", "Zürich", "nul\0\0"];
+const RAW: [u8; 8] = *b"abc\0\0\0\0\0";
+
+fn write_strings(seg: &Segment) -> shmds::Result<()> {
+    let names = seg.create_queue::<FixedStr<64>>("names", 8)?;
+    for s in NAMES {
+        names.try_push(FixedStr::new(s)?)?;
+    }
+    let raw = seg.create_queue::<[u8; 8]>("raw", 8)?;
+    raw.try_push(RAW)?;
+    seg.create_array::<[u8; 8]>("raw8", 2)?.set(1, RAW)?;
+    Ok(())
+}
+
+fn check_strings(seg: &Segment) -> Result<(), String> {
+    let e = |e: shmds::Error| e.to_string();
+    let names = seg.open_queue::<FixedStr<64>>("names").map_err(e)?;
+    let got = names.try_pop().map_err(e)?;
+    if got.as_bytes() != b"from python\0" {
+        return Err(format!("names held {got:?}"));
+    }
+    let raw = seg.open_queue::<[u8; 8]>("raw").map_err(e)?;
+    let got = raw.try_pop().map_err(e)?;
+    if &got != b"xyz\0\0\0\0\0" {
+        return Err(format!("raw held {got:?}"));
+    }
+    Ok(())
+}
+
 fn produce(seg: &Segment, queue: &str, n: u64) -> Result<(), String> {
     let q = seg
         .open_or_create_queue::<u64>(queue, 64)
@@ -142,6 +180,8 @@ fn main() -> ExitCode {
         .and_then(|seg| match arg(0) {
             "write" => write(&seg).map_err(|e| e.to_string()),
             "check" => check(&seg),
+            "write-strings" => write_strings(&seg).map_err(|e| e.to_string()),
+            "check-strings" => check_strings(&seg),
             "produce" => number(3).and_then(|n| produce(&seg, arg(2), n)),
             "consume" => number(3).and_then(|n| consume(&seg, arg(2), n)),
             other => Err(format!("unknown command {other:?}")),

@@ -89,9 +89,13 @@ def test_records_and_byte_strings_go_through_numpy(seg):
     assert q.put_many(batch) == 2
     out = q.get_many(8)
     assert out.dtype == rec and out["ts"].tolist() == [2, 3, 4]
+    # "S<n>" is a string and "V<n>" raw bytes (README, "Strings and bytes").
     b = seg.queue("tags", "S8", capacity=2)
-    b.put(b"abc")
-    assert b.get() == b"abc"
+    b.put("abc")
+    assert b.get() == "abc"
+    raw = seg.queue("raw", "V8", capacity=2)
+    raw.put(b"abc\0\0\0\0\0")
+    assert raw.get() == b"abc\0\0\0\0\0"
 
 
 def test_batches_are_numpy_in_numpy_out(seg):

@@ -12,13 +12,18 @@ the structures inside it, zero-copy::
         jobs.put(7); jobs.get(timeout=1.0)
         prices = seg.map("prices", key="S32", value="<f8", capacity=10_000)
         prices["AAPL"] = 189.5                              # a MutableMapping
+        raw = seg.queue("raw", "V8", capacity=16)           # 8 raw bytes each
 
     other = shmds.Segment("sensors", create=False)           # attach by name
     t = other.open("temps")                                  # type from the table
+
+``"S<n>"`` is a string (Rust's ``FixedStr<n>``) and ``"V<n>"`` exactly n raw
+bytes in every structure (README, "Strings and bytes").
 """
 
 from __future__ import annotations
 
+import functools
 import re
 import sys
 from collections.abc import MutableMapping
@@ -75,16 +80,37 @@ _CODES = {
 
 def descriptor(dtype: Any) -> str:
     """The shmds type descriptor (a PEP 3118 format, as Rust and C write it)
-    of a numpy dtype: ``"<f4"`` gives ``"<f"``, ``"S16"`` gives ``"16s"``,
+    of an element type: ``"<f4"`` gives ``"<f"``, ``"S16"`` gives
+    ``"T{B:len:16s:bytes:}"`` (a string, Rust's ``FixedStr<16>``), ``"V16"``
+    gives ``"16s"`` (16 raw bytes, Rust's ``[u8; 16]``),
     ``[("ts", "<u8"), ("price", "<f8")]`` gives ``"T{<Q:ts:<d:price:}"``.
+    See README, "Strings and bytes".
 
-    Raises ``ValueError`` for dtypes shmds cannot share (objects, strings of
+    Raises ``ValueError`` for types shmds cannot share (objects, strings of
     code points, datetimes, booleans, complex numbers).
     """
+    if isinstance(dtype, str):
+        m = re.fullmatch(r"\|?S(\d+)", dtype)
+        if m:
+            return _fixed_str(int(m.group(1)))
     dt = np.dtype(dtype)
+    if dt.kind == "S" and dt.names is None and dt.subdtype is None:
+        return _fixed_str(dt.itemsize)  # np.dtype("S8") is spelled "S8" too
+    return _pep3118(dt)
+
+
+def _fixed_str(n: int) -> str:
+    if not 1 <= n <= 255:
+        raise ValueError(f'strings ("S<n>") hold 1 to 255 bytes, not {n}')
+    return f"T{{B:len:{n}s:bytes:}}"
+
+
+def _pep3118(dt: np.dtype) -> str:
+    """The descriptor of a numpy dtype, laid out as numpy lays it out
+    (inside records an ``S<n>`` field is n raw bytes, ``<n>s``)."""
     if dt.subdtype is not None:
         base, shape = dt.subdtype
-        return "(" + ",".join(str(n) for n in shape) + ")" + descriptor(base)
+        return "(" + ",".join(str(n) for n in shape) + ")" + _pep3118(base)
     if dt.names is not None:
         fields = sorted(
             ((info[1], name, info[0]) for name, info in dt.fields.items()),
@@ -94,7 +120,7 @@ def descriptor(dtype: Any) -> str:
         for offset, name, fdt in fields:
             if offset > cursor:
                 out.append(f"{offset - cursor}x")
-            out.append(f"{descriptor(fdt)}:{name}:")
+            out.append(f"{_pep3118(fdt)}:{name}:")
             cursor = offset + fdt.itemsize
         if dt.itemsize > cursor:
             out.append(f"{dt.itemsize - cursor}x")
@@ -113,39 +139,159 @@ def descriptor(dtype: Any) -> str:
 _FIXED_STR = re.compile(r"T\{B:len:(\d+)s:bytes:\}")
 
 
-def _map_descriptor(spec: Any) -> str:
-    """A map key or value type: ``"S<n>"`` is a string of up to n UTF-8
-    bytes (Rust's ``FixedStr<n>``); anything else is a numpy dtype."""
-    if isinstance(spec, str):
-        m = re.fullmatch(r"S(\d+)", spec)
-        if m:
-            n = int(m.group(1))
-            if not 1 <= n <= 255:
-                raise ValueError(f"string keys and values hold 1 to 255 bytes, not {n}")
-            return f"T{{B:len:{n}s:bytes:}}"
-    return descriptor(spec)
-
-
 def dtype_of(desc: str) -> np.dtype:
     """The numpy dtype for a shmds type descriptor (the inverse of
-    :func:`descriptor`). Strings (``FixedStr``) come out as their record of
-    a length byte and the bytes."""
+    :func:`descriptor`). Raw bytes (``<n>s``) are ``V<n>``, which keeps every
+    byte (numpy's ``S<n>`` would drop trailing NULs); strings
+    (``FixedStr<n>``) are their record ``[("len", "u1"), ("bytes", "V<n>")]``."""
+    return _dtype_of(desc)
+
+
+@functools.lru_cache(maxsize=256)
+def _dtype_of(desc: str) -> np.dtype:
     try:
         from numpy._core._internal import _dtype_from_pep3118  # numpy >= 2
     except ImportError:  # pragma: no cover - numpy 1.x
         from numpy.core._internal import _dtype_from_pep3118
-    return _dtype_from_pep3118(desc)
+    return _raw_bytes_as_void(_dtype_from_pep3118(desc))
+
+
+def _raw_bytes_as_void(dt: np.dtype) -> np.dtype:
+    """``dt`` with every ``S<n>`` (numpy's reading of ``<n>s``) made ``V<n>``."""
+    if dt.subdtype is not None:
+        base, shape = dt.subdtype
+        new = _raw_bytes_as_void(base)
+        return dt if new == base else np.dtype((new, shape))
+    if dt.names is not None:
+        formats = [_raw_bytes_as_void(dt.fields[n][0]) for n in dt.names]
+        if all(f == dt.fields[n][0] for f, n in zip(formats, dt.names)):
+            return dt
+        return np.dtype({"names": list(dt.names), "formats": formats,
+                         "offsets": [dt.fields[n][1] for n in dt.names],
+                         "itemsize": dt.itemsize}, align=dt.isalignedstruct)
+    if dt.kind == "S":
+        return np.dtype(f"V{dt.itemsize}")
+    return dt
+
+
+@functools.lru_cache(maxsize=256)
+def _kind(desc: str) -> str:
+    """How elements of ``desc`` are converted: "number" (a native-order
+    int or float), "str" (FixedStr), "bytes" (raw bytes) natively;
+    "subarray" or "record" through numpy."""
+    if _FIXED_STR.fullmatch(desc):
+        return "str"
+    if re.fullmatch(r"\d+s", desc):
+        return "bytes"
+    dt = dtype_of(desc)
+    if dt.subdtype is not None:
+        return "subarray"
+    if _is_number(dt):
+        return "number"
+    return "record"
+
+
+def _is_number(dt: np.dtype) -> bool:
+    return dt.names is None and dt.subdtype is None and dt.kind in "iuf" and dt.isnative
+
+
+def _convert(value: Any, dt: np.dtype) -> np.ndarray:
+    """``value`` (a number, a nested sequence, an ndarray) as an ndarray of
+    the native number dtype ``dt``, every element converted by the rules of
+    a single ``put``: a float for an integer type is a TypeError, an integer
+    out of range an OverflowError."""
+    if isinstance(value, (np.ndarray, np.generic)):
+        a = np.asarray(value)
+        if a.dtype == dt:
+            return a
+        src = a.dtype.kind
+        if dt.kind in "iu" and src in "iu":
+            if a.size:
+                info = np.iinfo(dt)
+                for v in (int(a.min()), int(a.max())):
+                    if v < info.min or v > info.max:
+                        sign = " signed" if dt.kind == "i" else "n unsigned"
+                        raise OverflowError(
+                            f"{v} is out of range for a{sign} {8 * dt.itemsize}-bit integer")
+            return a.astype(dt)
+        if dt.kind == "f" and src in "iuf":
+            return a.astype(dt)
+        if src != "O":
+            what = "an integer" if dt.kind in "iu" else "a number"
+            raise TypeError(f"expected {what}, not numpy {a.dtype} values")
+        value = a.tolist()
+    elif not isinstance(value, (str, bytes, list, tuple)) and hasattr(value, "__iter__"):
+        value = list(value)
+    a = np.array(value, dtype=object)
+    packed = _shmds._pack(_pep3118(dt), a.reshape(-1).tolist())
+    return np.frombuffer(packed, dtype=dt).reshape(a.shape)
+
+
+def _sub_array(value: Any, base: np.dtype) -> np.ndarray:
+    """The values of one or more sub-arrays as an ndarray of ``base``."""
+    if _is_number(base):
+        return _convert(value, base)
+    return np.asarray(value, dtype=base)
+
+
+def _pack_elements(desc: str, items: Any) -> Any:
+    """The elements ``items`` of type ``desc`` as a C-contiguous buffer,
+    each converted as a single element would be."""
+    dt = dtype_of(desc)
+    kind = _kind(desc)
+    if isinstance(items, np.ndarray) and items.dtype == dt:
+        return np.ascontiguousarray(items).reshape(-1)
+    if kind == "number":
+        return np.ascontiguousarray(_convert(items, dt)).reshape(-1)
+    if kind in ("str", "bytes"):
+        if isinstance(items, (str, bytes)):
+            items = [items]  # one element, not its characters
+        elif isinstance(items, np.ndarray):
+            items = items.reshape(-1).tolist()
+        return _shmds._pack(desc, items)
+    if kind == "subarray":
+        base, shape = dt.subdtype
+        a = _sub_array(items, base)
+        if a.shape[a.ndim - len(shape):] != shape:
+            raise ValueError(f"elements of type {desc} have shape {shape}; "
+                             f"got values of shape {a.shape}")
+        return np.ascontiguousarray(a).reshape(-1)
+    if isinstance(items, list):
+        items = [tuple(v) if isinstance(v, list) else v for v in items]
+    return np.ascontiguousarray(items, dtype=dt).reshape(-1)
 
 
 def _codec(desc: str) -> tuple[Any, Any]:
     """Encode/decode functions for elements the native layer does not
-    convert itself (records, byte strings): through numpy."""
+    convert itself (records, sub-arrays, other byte orders): through numpy.
+    A sub-array takes any sequence or ndarray of its shape; a record a
+    tuple, a list or a value read back."""
     dt = dtype_of(desc)
+    if dt.subdtype is not None:
+        base, shape = dt.subdtype
 
-    def encode(value: Any) -> bytes:
-        return np.asarray(value, dtype=dt).tobytes()
+        def encode(value: Any) -> bytes:
+            a = _sub_array(value, base)
+            if a.shape != shape:
+                raise ValueError(f"a value of type {desc} must have shape {shape}, "
+                                 f"not {a.shape}")
+            return np.ascontiguousarray(a).tobytes()
 
-    def decode(data: bytes) -> Any:
+        def decode(data: bytes) -> Any:
+            return np.frombuffer(data, dtype=base).reshape(shape).copy()
+
+        return encode, decode
+
+    def encode(value: Any) -> bytes:  # noqa: F811 - one of two shapes
+        if isinstance(value, list):
+            value = tuple(value)
+        a = np.asarray(value, dtype=dt)
+        if a.shape != ():
+            raise ValueError(f"one element of type {desc} is one record, "
+                             f"not an array of shape {a.shape}")
+        return a.tobytes()
+
+    def decode(data: bytes) -> Any:  # noqa: F811
         return np.frombuffer(data, dtype=dt)[0]
 
     return encode, decode
@@ -192,13 +338,17 @@ class Segment(_shmds.Segment):
     def array(self, name: str, dtype: Any, length: int) -> Array:
         """The array ``name`` of ``length`` elements of ``dtype``, created if
         it does not exist. An existing array must hold ``dtype``
-        (``TypeError`` otherwise)."""
+        (``TypeError`` otherwise) and ``length`` elements (``ValueError``;
+        :meth:`open` takes it whatever its length). Element types are
+        numpy dtypes, with ``"S<n>"`` a string and ``"V<n>"`` raw bytes
+        (README, "Strings and bytes")."""
         return Array(self, name, descriptor(dtype), length)
 
     def queue(self, name: str, dtype: Any, capacity: int) -> Queue:
         """The FIFO queue ``name`` of ``capacity`` elements of ``dtype``,
         created if it does not exist (``TypeError`` if it holds another
-        type)."""
+        type, ``ValueError`` if it has another capacity). Types as for
+        :meth:`array`."""
         return Queue(self, name, "queue", descriptor(dtype), capacity)
 
     def stack(self, name: str, dtype: Any, capacity: int) -> Stack:
@@ -207,10 +357,11 @@ class Segment(_shmds.Segment):
 
     def map(self, name: str, key: Any, value: Any, capacity: int) -> Map:
         """The map ``name`` from ``key`` to ``value`` holding at most
-        ``capacity`` keys, created if it does not exist. ``"S<n>"`` as a
-        key or value type means strings of up to n UTF-8 bytes (Rust's
-        ``FixedStr<n>``); other types are numpy dtypes."""
-        k, v = _map_descriptor(key), _map_descriptor(value)
+        ``capacity`` keys, created if it does not exist. Key and value
+        types as for :meth:`array`: ``"S<n>"`` means strings of up to n
+        UTF-8 bytes (Rust's ``FixedStr<n>``), ``"V<n>"`` exactly n raw
+        bytes; other types are numpy dtypes."""
+        k, v = descriptor(key), descriptor(value)
         return Map(self, name, k, v, capacity, _map_codecs(k, v))
 
     def open(self, name: str) -> Array | Queue | Stack | Map:
@@ -243,19 +394,21 @@ def _attach(segment: str, name: str) -> Any:
 
 def _native(desc: str) -> bool:
     """Whether the native layer converts elements of ``desc`` itself."""
-    if _FIXED_STR.fullmatch(desc) or re.fullmatch(r"\d+s", desc):
-        return True
     try:
-        dt = dtype_of(desc)
+        return _kind(desc) in ("number", "str", "bytes")
     except Exception:
         return False
-    return dt.names is None and dt.subdtype is None and dt.kind in "iuf" and dt.isnative
 
 
 def _map_codecs(key: str, value: str) -> tuple[Any, Any, Any, Any]:
     ke, kd = (None, None) if _native(key) else _codec(key)
     ve, vd = (None, None) if _native(value) else _codec(value)
     return ke, kd, ve, vd
+
+
+def _is_index(index: Any) -> bool:
+    """Whether ``index`` picks one element (an int, not a slice)."""
+    return isinstance(index, (int, np.integer)) and not isinstance(index, bool)
 
 
 def _attach_array(segment: str, name: str) -> Array:
@@ -265,17 +418,28 @@ def _attach_array(segment: str, name: str) -> Array:
 class Array(_shmds.Array):
     """A fixed-length array in shared memory.
 
-    It supports the buffer protocol: ``numpy.asarray(arr)`` is a zero-copy
-    view of the shared bytes (a structured array for record types).
-    Indexing and slicing go through such a view. ``close()`` raises
-    ``BufferError`` while views exist.
+    It supports the buffer protocol: :meth:`numpy` (and
+    ``numpy.asarray(arr)``) is a zero-copy view of the shared bytes (a
+    structured array for record types and strings, ``V<n>`` for raw bytes:
+    README, "Strings and bytes"). ``arr[i]`` of a string or raw-bytes array
+    is a ``str`` or ``bytes``; other indexing and slicing go through the
+    view. Writes convert as a queue ``put`` does, element by element for a
+    slice (a float into an integer array is a ``TypeError``, an integer out
+    of range an ``OverflowError``). ``close()`` raises ``BufferError`` while
+    views exist.
     """
 
     def numpy(self) -> np.ndarray:
-        """A zero-copy numpy view of the whole array."""
+        """A zero-copy numpy view of the whole array, of :attr:`dtype`."""
         # Through memoryview, so that a failure (a stale or closed handle)
         # raises its own error instead of numpy falling back to iteration.
-        return np.asarray(memoryview(self))
+        view = np.asarray(memoryview(self))
+        dt = dtype_of(self.descriptor)
+        if dt.subdtype is not None:
+            dt = dt.subdtype[0]  # numpy makes sub-arrays extra dimensions
+        # The buffer's format says "<n>s" (bytes), which numpy reads as S<n>
+        # and would strip of trailing NULs: view it as V<n>, every byte kept.
+        return view if view.dtype == dt else view.view(dt)
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
         view = self.numpy()
@@ -283,22 +447,44 @@ class Array(_shmds.Array):
 
     @property
     def dtype(self) -> np.dtype:
-        """The numpy dtype of the elements."""
+        """The numpy dtype of :meth:`numpy` (for sub-array elements, their
+        base type: numpy makes the shape extra dimensions)."""
         return self.numpy().dtype
 
     def __getitem__(self, index: Any) -> Any:
+        if _kind(self.descriptor) in ("str", "bytes") and _is_index(index):
+            return self._get(index)  # str, or exactly itemsize bytes
         return self.numpy()[index]
 
     def __setitem__(self, index: Any, value: Any) -> None:
-        self.numpy()[index] = value
+        # Converted by the rules of a queue put, one element or many.
+        desc = self.descriptor
+        kind = _kind(desc)
+        if kind in ("number", "str", "bytes") and _is_index(index):
+            self._set(index, value)
+            return
+        view = self.numpy()
+        if kind == "record":
+            view[index] = value
+            return
+        if kind == "subarray":
+            view[index] = _sub_array(value, view.dtype)  # numpy checks the shape
+            return
+        view[index] = np.frombuffer(_pack_elements(desc, value), dtype=view.dtype)
 
     def __iter__(self):
+        if _kind(self.descriptor) in ("str", "bytes"):
+            return (self._get(i) for i in range(len(self)))
         return iter(self.numpy())
 
     def __repr__(self) -> str:
         if self.closed:
             return "<shmds.Array (closed)>"
-        return f"<shmds.Array {self.name!r} type={self.descriptor!r} len={len(self)}>"
+        try:
+            size = len(self)
+        except StaleError:
+            return f"<shmds.Array {self.name!r} (erased)>"
+        return f"<shmds.Array {self.name!r} type={self.descriptor!r} len={size}>"
 
     def __reduce__(self) -> tuple:
         return (_attach_array, (self.segment_name, self.name))
@@ -338,10 +524,11 @@ class Queue(_shmds.Queue):
         return dtype_of(self.descriptor)
 
     def put_many(self, items: Any, block: bool = True, timeout: float | None = None) -> int:
-        """Put every element of ``items`` (an array-like, converted to this
-        queue's dtype) in order; returns how many were put: all, unless the
-        wait timed out or ``block`` is false and the queue filled up."""
-        data = np.ascontiguousarray(items, dtype=self.dtype).reshape(-1)
+        """Put every element of ``items`` (a sequence or ndarray) in order,
+        each converted as :meth:`put` converts one (nothing is put when one
+        fails); returns how many were put: all, unless the wait timed out
+        or ``block`` is false and the queue filled up."""
+        data = _pack_elements(self.descriptor, items)
         return self._put_bytes(memoryview(data).cast("B"), block, timeout)
 
     def get_many(self, n: int, block: bool = True, timeout: float | None = None) -> np.ndarray:
@@ -361,8 +548,12 @@ class Queue(_shmds.Queue):
     def __repr__(self) -> str:
         if self.closed:
             return f"<shmds.{type(self).__name__} (closed)>"
+        try:
+            size = self.qsize()
+        except StaleError:
+            return f"<shmds.{type(self).__name__} {self.name!r} (erased)>"
         return (f"<shmds.{type(self).__name__} {self.name!r} type={self.descriptor!r} "
-                f"size={self.qsize()}/{self.maxsize}>")
+                f"size={size}/{self.maxsize}>")
 
     def __reduce__(self) -> tuple:
         return (_attach, (self.segment_name, self.name))
@@ -407,8 +598,12 @@ class Map(_shmds.Map, MutableMapping):
     def __repr__(self) -> str:
         if self.closed:
             return "<shmds.Map (closed)>"
+        try:
+            size = len(self)
+        except StaleError:
+            return f"<shmds.Map {self.name!r} (erased)>"
         return (f"<shmds.Map {self.name!r} key={self.key_descriptor!r} "
-                f"value={self.value_descriptor!r} len={len(self)}/{self.capacity}>")
+                f"value={self.value_descriptor!r} len={size}/{self.capacity}>")
 
     def __reduce__(self) -> tuple:
         return (_attach, (self.segment_name, self.name))
