@@ -75,7 +75,7 @@ pub enum Error {
         name: String,
     },
     /// The entry exists but is a different kind of structure.
-    #[error("entry {name:?} is a {found}, not a {expected}")]
+    #[error("entry {name:?} is a structure of kind {found}, not {expected} (open it with the {found} functions, or use another name)")]
     KindMismatch {
         /// The entry name.
         name: String,

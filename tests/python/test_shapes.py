@@ -1,21 +1,11 @@
 """Opening an existing structure or segment while stating another shape
 (length, capacity, size) is a ValueError naming both; opening without a
 stated shape stays lenient.
-
-The strict tests need the core crate to return Error::ShapeMismatch from
-open_or_create (developed on another branch). Until that change is merged
-they are expected failures (marked NEEDS_CORE below); once it is merged,
-remove the marks.
 """
 
 import pytest
 
 import shmds
-
-NEEDS_CORE = pytest.mark.xfail(
-    reason="needs the core's ShapeMismatch check in open_or_create (other branch)",
-    raises=AssertionError, strict=False,
-)
 
 
 def raises_value_error_naming(call, *numbers):
@@ -28,7 +18,6 @@ def raises_value_error_naming(call, *numbers):
     raise AssertionError("no ValueError raised")
 
 
-@NEEDS_CORE
 def test_array_of_another_length(segname):
     with shmds.Segment(segname, size=1 << 20) as seg:
         seg.array("a", "<u4", 4)
@@ -36,7 +25,6 @@ def test_array_of_another_length(segname):
         assert len(seg.array("a", "<u4", 4)) == 4
 
 
-@NEEDS_CORE
 @pytest.mark.parametrize("make", ["queue", "stack"])
 def test_queue_and_stack_of_another_capacity(segname, make):
     with shmds.Segment(segname, size=1 << 20) as seg:
@@ -45,7 +33,6 @@ def test_queue_and_stack_of_another_capacity(segname, make):
         assert getattr(seg, make)("q", "<u8", capacity=4).maxsize == 4
 
 
-@NEEDS_CORE
 def test_map_of_another_capacity(segname):
     with shmds.Segment(segname, size=1 << 20) as seg:
         seg.map("m", key="<u8", value="<u8", capacity=4)
@@ -53,7 +40,6 @@ def test_map_of_another_capacity(segname):
             lambda: seg.map("m", key="<u8", value="<u8", capacity=64), 64)
 
 
-@NEEDS_CORE
 def test_segment_of_another_size(segname):
     with shmds.Segment(segname, size=1 << 20):
         raises_value_error_naming(lambda: shmds.Segment(segname, size=2 << 20),
