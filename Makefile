@@ -8,7 +8,7 @@ PYTHON ?= python3
 VENV := .venv
 VPY := $(VENV)/bin/python
 
-.PHONY: all demo test lint test-rust test-c test-header test-python python c header loom bench bench-python clean
+.PHONY: all demo test lint test-rust test-c test-header test-python python c header loom fuzz bench bench-python clean
 
 all: test
 
@@ -92,6 +92,14 @@ header:
 ## Loom model checks of the lock-free algorithms (same code as in shared memory).
 loom:
 	RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=$(LOOM_TARGET) $(CARGO) test -p shmds --lib --release loom
+
+## A long live-mutation campaign (make test runs 2,000 cases of the same
+## fuzzer): a process rewrites random header, table and structure words
+## while a child runs every operation; crashes, panics and hangs must be 0.
+FUZZ_CASES ?= 50000
+FUZZ_SEED ?= 1
+fuzz:
+	SHMDS_FUZZ_CASES=$(FUZZ_CASES) SHMDS_FUZZ_SEED=$(FUZZ_SEED) $(CARGO) test -p shmds --all-features --test live_mutation live_mutation_fuzz -- --nocapture
 
 ## Benchmarks (not tests): see BENCHMARKS.md.
 bench:

@@ -75,7 +75,7 @@ pub enum Error {
         name: String,
     },
     /// The entry exists but is a different kind of structure.
-    #[error("entry {name:?} is a structure of kind {found}, not {expected} (open it with the {found} functions, or use another name)")]
+    #[error("entry {name:?} is {}, not {} (open it as {}, or use another name)", with_article(.found), with_article(.expected), with_article(.found))]
     KindMismatch {
         /// The entry name.
         name: String,
@@ -221,6 +221,16 @@ impl Error {
             source: err.into(),
         }
     }
+}
+
+/// "an array", "a queue": a kind name with its article.
+fn with_article(kind: &str) -> String {
+    let article = if kind.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        "an"
+    } else {
+        "a"
+    };
+    format!("{article} {kind}")
 }
 
 /// `Result` with [`Error`].
