@@ -17,7 +17,7 @@ fn layout_section() -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "/*\n * Layout: the bytes in shared memory, as specified in FORMAT.md and\n * declared in shmds/src/layout.rs. Fields that Rust declares atomic\n * (every field another process may change) must be accessed with atomic\n * operations, e.g. __atomic_load_n(&h->bump, __ATOMIC_ACQUIRE).\n */\n"
+        "/*\n * Layout: the bytes in shared memory, as specified in FORMAT.md and\n * declared in shmds/src/layout.rs. Fields that Rust declares atomic\n * (every field another process may change) must be accessed with atomic\n * operations, e.g. __atomic_load_n(&h->bump, __ATOMIC_ACQUIRE). Every\n * other field is fixed at creation, yet any process that maps the segment\n * can rewrite it at any moment: copy it once, validate the copy and use\n * only the copy (FORMAT.md, \"Opening a segment\"); bound every offset\n * and size read from the segment before using it.\n */\n"
     );
     let _ = writeln!(
         out,

@@ -388,6 +388,16 @@ unsafe fn release<T>(p: *mut T) {
     }
 }
 
+/// `check` on the handle `p`: SHMDS_OK, or the error (SHMDS_E_STALE for
+/// an erased structure; SHMDS_E_INVALID for NULL).
+unsafe fn liveness<T>(p: *const T, check: impl FnOnce(&T) -> core_lib::Result<()>) -> c_int {
+    call(|| {
+        // SAFETY: pointer rules of the header.
+        check(unsafe { handle(p)? })?;
+        Ok(SHMDS_OK)
+    })
+}
+
 /// A structure's attribute for the `*_len`-style getters: `get(handle)`,
 /// or `0` for a NULL handle.
 unsafe fn attribute<T, R: Default>(p: *const T, get: impl FnOnce(&T) -> R) -> R {
@@ -504,6 +514,19 @@ pub unsafe extern "C" fn shmds_segment_remove(name: *const c_char) -> c_int {
         // SAFETY: pointer rules of the header.
         let name = unsafe { text(name, "name")? };
         core_lib::Segment::remove(name)?;
+        Ok(SHMDS_OK)
+    })
+}
+
+/// Erase the structure `name` from the segment's table (SHMDS_E_NOT_FOUND if
+/// there is none). Open handles to it get SHMDS_E_STALE from then on
+/// (`shmds_*_check`); the name can be created again.
+#[no_mangle]
+pub unsafe extern "C" fn shmds_segment_erase(seg: *const ShmdsSegment, name: *const c_char) -> c_int {
+    call(|| {
+        // SAFETY: pointer rules of the header.
+        let (seg, name) = unsafe { (&handle(seg)?.0, text(name, "name")?) };
+        seg.erase(name)?;
         Ok(SHMDS_OK)
     })
 }
@@ -655,6 +678,14 @@ pub unsafe extern "C" fn shmds_array_close(array: *mut ShmdsArray) {
 pub unsafe extern "C" fn shmds_array_len(array: *const ShmdsArray) -> u64 {
     // SAFETY: pointer rules of the header.
     unsafe { attribute(array, |a| a.0.len()) }
+}
+
+/// SHMDS_OK while the array exists; SHMDS_E_STALE once it was erased (its
+/// length and data pointer then describe the old block).
+#[no_mangle]
+pub unsafe extern "C" fn shmds_array_check(array: *const ShmdsArray) -> c_int {
+    // SAFETY: pointer rules of the header.
+    unsafe { liveness(array, |a| a.0.check()) }
 }
 
 /// Size of one element in bytes (0 for a NULL handle).
@@ -962,6 +993,14 @@ pub unsafe extern "C" fn shmds_map_fetch_add(
 pub unsafe extern "C" fn shmds_map_len(map: *const ShmdsMap) -> usize {
     // SAFETY: pointer rules of the header.
     unsafe { attribute(map, |m| m.0.len()) }
+}
+
+/// SHMDS_OK while the map exists; SHMDS_E_STALE once it was erased (its
+/// length then describes the old block).
+#[no_mangle]
+pub unsafe extern "C" fn shmds_map_check(map: *const ShmdsMap) -> c_int {
+    // SAFETY: pointer rules of the header.
+    unsafe { liveness(map, |m| m.0.check()) }
 }
 
 /// The most keys the map holds (0 for NULL).

@@ -34,6 +34,7 @@ trait Ring: Sized {
     fn name(&self) -> &str;
     fn len(&self) -> usize;
     fn capacity(&self) -> u64;
+    fn check(&self) -> core_lib::Result<()>;
     fn try_push(&self, elem: &[u8]) -> core_lib::Result<()>;
     fn try_pop(&self, out: &mut [u8]) -> core_lib::Result<()>;
     fn push_slice(&self, elems: &[u8], t: Option<Duration>) -> core_lib::Result<usize>;
@@ -78,6 +79,9 @@ macro_rules! impl_ring {
             }
             fn capacity(&self) -> u64 {
                 self.0.capacity()
+            }
+            fn check(&self) -> core_lib::Result<()> {
+                self.0.check()
             }
             fn try_push(&self, elem: &[u8]) -> core_lib::Result<()> {
                 self.0.try_push(elem)
@@ -230,7 +234,8 @@ macro_rules! c_items_with_text {
 /// The C functions of one kind (`H`: its handle type), named by the caller.
 macro_rules! ring_api {
     ($decls:ident, $H:ident: $open:ident, $create:ident, $close:ident, $try_push:ident,
-     $push:ident, $try_pop:ident, $pop:ident, $len:ident, $capacity:ident, $elem_size:ident) => {
+     $push:ident, $try_pop:ident, $pop:ident, $len:ident, $capacity:ident, $elem_size:ident,
+     $check:ident) => {
         c_items_with_text! { $decls;
             /// Open the existing structure `name`, which must hold elements
             /// of `elem_size` bytes and, unless `descriptor` is NULL, of that
@@ -345,13 +350,22 @@ macro_rules! ring_api {
                 // SAFETY: the header's pointer rules, passed on.
                 unsafe { attribute(handle, Ring::elem_size) }
             }
+
+            /// SHMDS_OK while the structure exists; SHMDS_E_STALE once it was
+            /// erased (the length and capacity getters of an erased
+            /// structure describe its old block: check before trusting them).
+            #[no_mangle]
+            pub unsafe extern "C" fn $check(handle: *const $H) -> c_int {
+                // SAFETY: the header's pointer rules, passed on.
+                unsafe { super::liveness(handle, Ring::check) }
+            }
         }
     };
 }
 
 ring_api!(QUEUE_DECLS, ShmdsQueue: shmds_queue_open, shmds_queue_create, shmds_queue_close,
     shmds_queue_try_push, shmds_queue_push, shmds_queue_try_pop, shmds_queue_pop,
-    shmds_queue_len, shmds_queue_capacity, shmds_queue_elem_size);
+    shmds_queue_len, shmds_queue_capacity, shmds_queue_elem_size, shmds_queue_check);
 ring_api!(STACK_DECLS, ShmdsStack: shmds_stack_open, shmds_stack_create, shmds_stack_close,
     shmds_stack_try_push, shmds_stack_push, shmds_stack_try_pop, shmds_stack_pop,
-    shmds_stack_len, shmds_stack_capacity, shmds_stack_elem_size);
+    shmds_stack_len, shmds_stack_capacity, shmds_stack_elem_size, shmds_stack_check);

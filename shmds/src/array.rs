@@ -21,6 +21,7 @@ use crate::handle::{block_size, Handle, Typed};
 use crate::layout::{kind, ArrayHeader, ARRAY_HEADER_SIZE};
 use crate::segment::Segment;
 use std::marker::PhantomData;
+use std::mem::offset_of;
 
 /// A fixed-length array of `T` in shared memory, addressed by name.
 ///
@@ -71,7 +72,9 @@ impl Segment {
     }
 
     /// Open the array `name`, creating it with `len` elements if it does not
-    /// exist. An existing array keeps its own length.
+    /// exist. An existing array of another length is
+    /// [`Error::ShapeMismatch`] (use [`open_array`](Segment::open_array) to
+    /// open whatever length it has).
     pub fn open_or_create_array<T: Element>(&self, name: &str, len: u64) -> Result<Array<T>> {
         Array::create(self, name, len, true)
     }
@@ -237,10 +240,18 @@ impl<T: AtomicElement> Array<T> {
 }
 
 /// Read an array's block header and check it against its table entry.
+/// Returns the header's fields as copied once (the shape to use from now on).
 fn validate_header(handle: &Handle) -> Result<ArrayHeader> {
-    // SAFETY: check_block proved the block is inside the mapping and at least
-    // a cache line; the header is immutable once the entry is published.
-    let header = unsafe { handle.block.cast::<ArrayHeader>().read() };
+    // A private copy of the header, which fills the block's first line
+    // (Handle::at checked the block holds one).
+    let line = handle.first_line();
+    let header = ArrayHeader {
+        kind: line.u32_at(offset_of!(ArrayHeader, kind)),
+        elem_size: line.u32_at(offset_of!(ArrayHeader, elem_size)),
+        len: line.u64_at(offset_of!(ArrayHeader, len)),
+        data_offset: line.u64_at(offset_of!(ArrayHeader, data_offset)),
+        reserved: [0; 5],
+    };
     let info = &handle.info;
     let needed = block_size(ARRAY_HEADER_SIZE, header.len, header.elem_size as u64);
     if header.kind != kind::ARRAY

@@ -96,7 +96,7 @@ pub enum Error {
     },
     /// The entry (or segment) exists with another shape than the caller
     /// stated: another array length, capacity or segment size.
-    #[error("{name:?} exists with {what} {found}, not the {expected} asked for (open it without stating a {what}, or erase and re-create it)")]
+    #[error("{name:?} exists with {what} {found}, not the {expected} asked for ({})", shape_remedy(.what))]
     ShapeMismatch {
         /// The entry or segment name.
         name: String,
@@ -220,6 +220,16 @@ impl Error {
             op,
             source: err.into(),
         }
+    }
+}
+
+/// What to do about a [`Error::ShapeMismatch`] of `what`.
+fn shape_remedy(what: &str) -> String {
+    match what {
+        "size" | "table capacity" => format!(
+            "open it without stating a {what}, or remove the segment (`shmds rm`) and create it again"
+        ),
+        _ => format!("open it without stating a {what}, or erase the entry and create it again"),
     }
 }
 

@@ -61,6 +61,15 @@ impl Handle {
     /// A handle on `info` after checking its block (no kind or type checks).
     pub(crate) fn at(seg: &Segment, info: EntryInfo) -> Result<Handle> {
         check_block(&seg.map, &info)?;
+        if info.size < crate::layout::CACHE_LINE {
+            return Err(Error::Corrupt {
+                name: seg.name().to_owned(),
+                detail: format!(
+                    "entry {:?}: its {}-byte block is smaller than any structure's header",
+                    info.name, info.size
+                ),
+            });
+        }
         // `info` may come from a caller (`Segment::inspect`): bound its index
         // by our own copy of the table size.
         let generation = match seg.map.table().entries.get(info.index as usize) {
@@ -117,6 +126,15 @@ impl Handle {
             init(block)
         })?;
         Ok((Handle::from_info(seg, info, expect)?, created))
+    }
+
+    /// The first cache line of the block, where every kind keeps the fields
+    /// fixed at creation: a private copy (see [`Line`](crate::layout::Line)),
+    /// to validate and use instead of the shared bytes.
+    pub(crate) fn first_line(&self) -> crate::layout::Line {
+        // SAFETY: `at` checked that the block lies in the mapping, is
+        // 64-aligned and holds at least CACHE_LINE bytes.
+        unsafe { crate::layout::Line::read(self.block) }
     }
 
     /// `Err(Stale)` once the entry was erased after we opened it.

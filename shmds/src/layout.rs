@@ -15,6 +15,47 @@ use crate::sync::{AtomicU32, AtomicU64};
 /// Cache-line size assumed by the layout. Every block is aligned to it.
 pub const CACHE_LINE: u64 = 64;
 
+/// A private copy of one cache line of a segment (the fields of a header
+/// that are fixed at creation), read with eight 64-bit atomic loads.
+///
+/// Those fields are plain in the layout, but another process may rewrite
+/// any byte at any moment: reading them as atomic words makes that a race
+/// on values, never undefined behaviour, and the copy is then validated and
+/// used instead of the bytes. Fields are picked out by their offset
+/// (`offset_of!`), in this machine's byte order.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Line([u64; 8]);
+
+impl Line {
+    /// Read the line at `at`.
+    ///
+    /// # Safety
+    /// `at` must be 8-aligned and point to 64 bytes of a live mapping.
+    pub(crate) unsafe fn read(at: *const u8) -> Line {
+        use core::sync::atomic::{AtomicU64 as Word, Ordering};
+        // SAFETY: (caller) 64 mapped, 8-aligned bytes; AtomicU64 has the size
+        // and alignment of u64 and every bit pattern is a valid u64.
+        let words = unsafe { &*at.cast::<[Word; 8]>() };
+        Line(std::array::from_fn(|i| words[i].load(Ordering::Relaxed)))
+    }
+
+    fn bytes<const N: usize>(&self, offset: usize) -> [u8; N] {
+        let word = self.0[offset / 8].to_ne_bytes();
+        let start = offset % 8;
+        std::array::from_fn(|i| word[start + i])
+    }
+
+    /// The `u32` at byte `offset` (4-aligned, < 64).
+    pub(crate) fn u32_at(&self, offset: usize) -> u32 {
+        u32::from_ne_bytes(self.bytes(offset))
+    }
+
+    /// The `u64` at byte `offset` (8-aligned, < 64).
+    pub(crate) fn u64_at(&self, offset: usize) -> u64 {
+        u64::from_ne_bytes(self.bytes(offset))
+    }
+}
+
 /// First 8 bytes of every segment.
 pub const MAGIC: [u8; 8] = *b"SHMDS\0\x01\x00";
 
@@ -220,7 +261,8 @@ pub struct QueueHeader {
 /// Bits 0-1 phase (0 empty, 1 writing, 2 full, 3 reading). For empty and
 /// full: bit 2 "a process sleeps on this word", bit 3 (full only) "skip: the
 /// producer died, no element". For writing and reading: bits 2-23 the pid of
-/// the claimant. Bits 24-63: the lap (mod 2^40) the state belongs to.
+/// the claimant; bit 24 (reading only) "the claimed position is a skip
+/// mark". Bits 25-63: the lap (mod 2^39) the state belongs to.
 #[repr(C)]
 pub struct QueueSlot {
     /// The slot state (see above).

@@ -85,7 +85,7 @@ use crate::segment::Segment;
 use crate::sync::{fence, AtomicU64, Ordering};
 use crate::wait::{Deadline, PeerWait};
 use std::marker::PhantomData;
-use std::mem::MaybeUninit;
+use std::mem::{offset_of, MaybeUninit};
 use std::time::Duration;
 
 /// Largest map capacity (slots).
@@ -849,22 +849,26 @@ fn validate(handle: &Handle) -> Result<(&MapHeader, MapShape)> {
     // SAFETY: the block holds at least MAP_HEADER_SIZE bytes (just checked),
     // is 64-aligned (check_block), and MapHeader's mutable field is atomic.
     let header = unsafe { &*handle.block.cast::<MapHeader>() };
-    // The shape comes from the entry snapshot, not from the header, which a
-    // peer could rewrite after we looked.
+    // The shape comes from the entry snapshot and the header's fixed fields
+    // from one private copy (`first_line`), not from the header itself,
+    // which a peer could rewrite after we looked.
+    let line = handle.first_line();
+    let field32 = |offset| line.u32_at(offset);
+    let field = |offset| line.u64_at(offset);
     let (capacity, key_size, value_size) = (info.capacity, info.key_size, info.elem_size);
     let stride = slot_stride(key_size as u64, value_size as u64);
     let needed = block_size(MAP_HEADER_SIZE, capacity, stride);
-    if header.kind != kind::MAP
-        || header.value_size != value_size
-        || header.key_size != key_size
+    if field32(offset_of!(MapHeader, kind)) != kind::MAP
+        || field32(offset_of!(MapHeader, value_size)) != value_size
+        || field32(offset_of!(MapHeader, key_size)) != key_size
         || key_size == 0
         || key_size as usize > MAX_KEY_SIZE
         || value_size == 0
-        || header.capacity != capacity
+        || field(offset_of!(MapHeader, capacity)) != capacity
         || capacity == 0
         || capacity > MAX_MAP_CAPACITY
-        || header.slot_stride != stride
-        || header.slots_offset != MAP_HEADER_SIZE
+        || field(offset_of!(MapHeader, slot_stride)) != stride
+        || field(offset_of!(MapHeader, slots_offset)) != MAP_HEADER_SIZE
         || needed.map_or(true, |n| n > info.size)
     {
         return Err(
@@ -875,7 +879,7 @@ fn validate(handle: &Handle) -> Result<(&MapHeader, MapShape)> {
         capacity,
         key_size as usize,
         value_size as usize,
-        header.hash_seed,
+        field(offset_of!(MapHeader, hash_seed)),
     );
     Ok((header, shape))
 }

@@ -7,7 +7,9 @@
 //! dead, since a process is alive while any of its threads is (its other
 //! threads are read in `/proc/<pid>/task`). Limits, also stated in FORMAT.md: all processes that
 //! share a segment must share a PID namespace, and a PID reused by an unrelated
-//! process is taken as alive (recovery then waits until that process ends).
+//! process (or thread: `kill` accepts thread ids) is taken as alive (recovery
+//! then waits until it ends). A `/proc` read that fails for another reason
+//! than "gone" counts as alive too.
 
 /// The calling process's id, as stored in claim words.
 ///
@@ -73,30 +75,48 @@ pub(crate) fn is_alive(pid: u32) -> bool {
     if let Err(rustix::io::Errno::SRCH) = rustix::process::test_kill_process(raw) {
         return false;
     }
+    // A /proc read that fails for any reason but "gone" leaves the answer
+    // open; it is then "alive": waiting for a dead process only delays,
+    // taking over a live one's claim loses data.
+    use std::io::ErrorKind::NotFound;
     match task_state(&format!("/proc/{pid}/stat")) {
-        // A live leader: alive. No /proc to ask: take kill's word for it.
-        Some(state) if !is_zombie(state) => true,
-        None => true,
+        // A live leader (or a stat line we cannot parse): alive.
+        Ok(state) if !state.is_some_and(is_zombie) => true,
+        // Gone between kill and the read: dead. Other errors: alive.
+        Err(e) => e.kind() != NotFound,
         // A zombie leader: a killed child not yet reaped (dead), or a
         // leader that exited before its other threads (alive while any is).
-        Some(_) => {
-            let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-                return false;
+        Ok(_) => {
+            let tasks = match std::fs::read_dir(format!("/proc/{pid}/task")) {
+                Ok(tasks) => tasks,
+                Err(e) => return e.kind() != NotFound,
             };
-            tasks.filter_map(|t| t.ok()).any(|t| {
-                let stat = t.path().join("stat");
-                task_state(&stat.to_string_lossy()).is_some_and(|s| !is_zombie(s))
-            })
+            for task in tasks {
+                let Ok(task) = task else {
+                    return true;
+                };
+                match task_state(&task.path().join("stat").to_string_lossy()) {
+                    Ok(Some(state)) if is_zombie(state) => {}
+                    // That thread ended since the listing.
+                    Err(e) if e.kind() == NotFound => {}
+                    _ => return true,
+                }
+            }
+            false
         }
     }
 }
 
-/// The state letter of a `/proc/.../stat` file, if it can be read.
+/// The state letter of a `/proc/.../stat` file (`None` if the line cannot
+/// be parsed).
 #[cfg(not(loom))]
-fn task_state(path: &str) -> Option<char> {
-    let stat = std::fs::read_to_string(path).ok()?;
+fn task_state(path: &str) -> std::io::Result<Option<char>> {
+    let stat = std::fs::read_to_string(path)?;
     // The state follows the last ')' (the command name may contain ')').
-    stat.rsplit(')').next()?.trim_start().chars().next()
+    Ok(stat
+        .rsplit(')')
+        .next()
+        .and_then(|s| s.trim_start().chars().next()))
 }
 
 #[cfg(not(loom))]
@@ -153,26 +173,33 @@ mod tests {
     /// another thread runs is alive; once that thread ends too, it is dead.
     #[test]
     fn process_with_exited_leader_is_alive() {
+        /// The worker blocks reading this pipe until the parent closes it.
+        static READ_END: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(-1);
         extern "C" fn worker(_: *mut libc::c_void) -> *mut libc::c_void {
-            let nap = libc::timespec {
-                tv_sec: 1,
-                tv_nsec: 0,
-            };
-            // SAFETY: nanosleep and _exit are async-signal-safe; _exit from
-            // this thread ends the whole forked child.
+            let mut byte = 0u8;
+            let fd = READ_END.load(std::sync::atomic::Ordering::Relaxed);
+            // SAFETY: read into a local byte, then _exit (async-signal-safe),
+            // which ends the whole forked child from this thread.
             unsafe {
-                libc::nanosleep(&nap, std::ptr::null_mut());
+                libc::read(fd, (&mut byte as *mut u8).cast(), 1);
                 libc::_exit(0)
             }
         }
-        // SAFETY: the child only calls pthread_create (glibc supports it
-        // after fork), the exit system call, nanosleep and _exit.
+        let mut fds = [0i32; 2];
+        // SAFETY: pipe2 writes two descriptors into the array (close-on-exec,
+        // so programs other tests spawn meanwhile do not keep the pipe open).
+        assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+        READ_END.store(fds[0], std::sync::atomic::Ordering::Relaxed);
+        // SAFETY: the child only calls close, pthread_create (glibc supports
+        // it after fork), the exit system call, read and _exit.
         let child = unsafe { libc::fork() };
         if child == 0 {
             // SAFETY: see above; `worker` matches the start routine type.
             unsafe {
+                libc::close(fds[1]);
                 let mut t: libc::pthread_t = std::mem::zeroed();
-                if libc::pthread_create(&mut t, std::ptr::null(), worker, std::ptr::null_mut()) != 0
+                if libc::pthread_create(&mut t, std::ptr::null(), worker, std::ptr::null_mut())
+                    != 0
                 {
                     libc::_exit(2);
                 }
@@ -184,11 +211,15 @@ mod tests {
             }
         }
         assert!(child > 0);
+        // SAFETY: our copy of the read end is not needed.
+        unsafe { libc::close(fds[0]) };
         let pid = child as u32;
-        // Wait until the leader is a zombie.
+        let leader_is_zombie = || {
+            task_state(&format!("/proc/{pid}/stat")).is_ok_and(|s| s.is_some_and(is_zombie))
+        };
         let mut leader_gone = false;
-        for _ in 0..400 {
-            if task_state(&format!("/proc/{pid}/stat")).is_some_and(is_zombie) {
+        for _ in 0..5000 {
+            if leader_is_zombie() {
                 leader_gone = true;
                 break;
             }
@@ -196,19 +227,19 @@ mod tests {
         }
         assert!(leader_gone, "the child's leader thread did not exit");
         assert!(is_alive(pid), "its worker thread still runs");
-        let mut status = 0;
-        let mut reaped = 0;
-        for _ in 0..3000 {
+        // Let the worker go: it ends the process.
+        // SAFETY: closing our write end of the pipe.
+        unsafe { libc::close(fds[1]) };
+        for _ in 0..5000 {
             if !is_alive(pid) {
                 break;
             }
             std::thread::sleep(std::time::Duration::from_millis(1));
         }
         assert!(!is_alive(pid), "all its threads ended");
-        while reaped == 0 {
-            // SAFETY: waiting for the child we forked.
-            reaped = unsafe { libc::waitpid(child, &mut status, 0) };
-        }
+        let mut status = 0;
+        // SAFETY: waiting for the child we forked.
+        while unsafe { libc::waitpid(child, &mut status, 0) } != child {}
         assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
     }
 

@@ -84,6 +84,7 @@ use crate::segment::Segment;
 use crate::sync::{AtomicU64, Ordering};
 use crate::wait::{futex_wait_low, futex_wake_low, Deadline, PeerWait, Wait};
 use std::marker::PhantomData;
+use std::mem::offset_of;
 use std::time::Duration;
 
 /// Largest queue capacity.
@@ -807,20 +808,24 @@ fn validate(handle: &Handle) -> Result<(&QueueHeader, QueueShape)> {
         return Err(handle.corrupt("queue block is smaller than its header"));
     }
     // SAFETY: check_block proved the block lies in the mapping, 64-aligned,
-    // and it holds at least QUEUE_HEADER_SIZE bytes (just checked);
-    // QueueHeader's mutable fields are atomics.
+    // and it holds at least QUEUE_HEADER_SIZE bytes (just checked). Only
+    // the atomics (`tail`, `head`) are used through this reference; the
+    // fixed fields are read once, as a copy (`first_line`).
     let header = unsafe { &*handle.block.cast::<QueueHeader>() };
+    let line = handle.first_line();
+    let field32 = |offset| line.u32_at(offset);
+    let field = |offset| line.u64_at(offset);
     let capacity = info.capacity;
     let stride = slot_stride(info.elem_size as u64);
     let needed = block_size(QUEUE_HEADER_SIZE, capacity, stride);
-    if header.kind != kind::QUEUE
-        || header.elem_size != info.elem_size
-        || header.capacity != capacity
+    if field32(offset_of!(QueueHeader, kind)) != kind::QUEUE
+        || field32(offset_of!(QueueHeader, elem_size)) != info.elem_size
+        || field(offset_of!(QueueHeader, capacity)) != capacity
         || capacity == 0
         || capacity > MAX_QUEUE_CAPACITY
-        || header.one_lap != capacity.next_power_of_two()
-        || header.slot_stride != stride
-        || header.slots_offset != QUEUE_HEADER_SIZE
+        || field(offset_of!(QueueHeader, one_lap)) != capacity.next_power_of_two()
+        || field(offset_of!(QueueHeader, slot_stride)) != stride
+        || field(offset_of!(QueueHeader, slots_offset)) != QUEUE_HEADER_SIZE
         || needed.map_or(true, |n| n > info.size)
     {
         return Err(

@@ -3,7 +3,7 @@
 
 use crate::error::{Error, Result};
 use crate::layout::{
-    segment_state, Entry, SegmentHeader, CACHE_LINE, ENTRY_SIZE, FORMAT_VERSION, MAGIC,
+    segment_state, Entry, Line, SegmentHeader, CACHE_LINE, ENTRY_SIZE, FORMAT_VERSION, MAGIC,
     SEGMENT_HEADER_SIZE,
 };
 use crate::sync::Ordering;
@@ -167,9 +167,11 @@ impl SegmentOptions {
         Segment::create_with(name, self)
     }
 
-    /// Open an existing segment.
+    /// Open an existing segment. A [`size`](SegmentOptions::size) or
+    /// [`table_capacity`](SegmentOptions::table_capacity) stated in these
+    /// options must match it ([`Error::ShapeMismatch`]).
     pub fn open(&self, name: &str) -> Result<Segment> {
-        Segment::open_with(name, self)
+        self.check_shape(Segment::open_with(name, self)?)
     }
 
     /// Open the segment, creating it if it does not exist.
@@ -179,10 +181,9 @@ impl SegmentOptions {
                 Err(Error::SegmentExists { .. }) => {}
                 other => return other,
             }
-            match Segment::open_with(name, self) {
+            match self.open(name) {
                 // Removed between our create and open: try again.
                 Err(Error::SegmentNotFound { .. }) => continue,
-                Ok(seg) => return self.check_shape(seg),
                 other => return other,
             }
         }
@@ -225,9 +226,9 @@ impl SegmentOptions {
             found,
         };
         if let Some(size) = self.size {
-            let rounded = page_round(size).unwrap_or(size);
-            if rounded != seg.size() {
-                return Err(mismatch("size", rounded, seg.size()));
+            // Sizes are whole pages: 1,000,000 asked for is 1,003,520 made.
+            if page_round(size) != Some(seg.size()) {
+                return Err(mismatch("size", size, seg.size()));
             }
         }
         if let Some(entries) = self.table_capacity {
@@ -642,6 +643,8 @@ fn open_existing(bare: &str, read_only: bool) -> Result<rustix::fd::OwnedFd> {
         // O_NOFOLLOW on a symbolic link.
         Errno::LOOP => not_a_file(bare, "a symbolic link"),
         Errno::ISDIR => not_a_file(bare, "a directory"),
+        // open(2) of a UNIX socket; of a device without a driver.
+        Errno::NXIO | Errno::NODEV => not_a_file(bare, "a socket or device node"),
         other => os_error("open", bare, other),
     })?;
     let stat = rustix::fs::fstat(&fd).map_err(|e| Error::io("fstat", e))?;
@@ -656,11 +659,16 @@ fn open_existing(bare: &str, read_only: bool) -> Result<rustix::fd::OwnedFd> {
 }
 
 fn not_a_file(bare: &str, what: &str) -> Error {
+    let remedy = if what == "a directory" {
+        format!("remove it with `rmdir {SHM_DIR}/{bare}`")
+    } else {
+        format!("remove it with `shmds rm --force {bare}`")
+    };
     Error::Corrupt {
         name: bare.to_owned(),
         detail: format!(
-            "{SHM_DIR}/{bare} is {what}, not a shmds segment (someone else made it; remove it \
-             with `shmds rm --force {bare}` if it is yours to remove)"
+            "{SHM_DIR}/{bare} is {what}, not a shmds segment (someone else made it; {remedy} if \
+             it is yours to remove, or use another name)"
         ),
     }
 }
@@ -741,24 +749,28 @@ fn init_header(mapping: &Mapping) {
         .state
         .store(segment_state::INITIALIZING, Ordering::Relaxed);
     crate::fault::pause_point("segment.create.initializing");
-    let h = mapping.base().cast::<SegmentHeader>();
-    // SAFETY: `h` points to the start of our fresh, writable, page-aligned
-    // mapping of `total_size >= heap_offset` bytes. The fields written here
-    // are the plain (non-atomic) ones, which openers read (as atomic words,
-    // see `read_fixed`) only after `state` is READY (Release below, Acquire
-    // in `wait_ready`); `magic` is read early, which only ever decides
-    // "foreign file or not yet".
-    unsafe {
-        std::ptr::addr_of_mut!((*h).format_version).write(FORMAT_VERSION);
-        std::ptr::addr_of_mut!((*h).header_size).write(SEGMENT_HEADER_SIZE as u32);
-        std::ptr::addr_of_mut!((*h).fingerprint).write(crate::layout::fingerprint());
-        std::ptr::addr_of_mut!((*h).total_size).write(g.total_size);
-        std::ptr::addr_of_mut!((*h).table_offset).write(SEGMENT_HEADER_SIZE);
-        std::ptr::addr_of_mut!((*h).table_capacity).write(g.table_capacity);
-        std::ptr::addr_of_mut!((*h).entry_size).write(ENTRY_SIZE as u32);
-        std::ptr::addr_of_mut!((*h).heap_offset).write(g.heap_offset);
-        std::ptr::addr_of_mut!((*h).seed).write(g.seed);
-        std::ptr::write_volatile(std::ptr::addr_of_mut!((*h).magic), MAGIC);
+    // The fixed line, written as eight atomic words (openers read it so, see
+    // `read_fixed`), `magic` last. Openers look at anything but `magic`
+    // only after `state` is READY (Release below, Acquire in `wait_ready`).
+    let halves = |lo: u32, hi: u32| {
+        let (lo, hi) = (lo.to_ne_bytes(), hi.to_ne_bytes());
+        u64::from_ne_bytes([lo[0], lo[1], lo[2], lo[3], hi[0], hi[1], hi[2], hi[3]])
+    };
+    let words: [u64; 8] = [
+        u64::from_ne_bytes(MAGIC),
+        halves(FORMAT_VERSION, SEGMENT_HEADER_SIZE as u32),
+        crate::layout::fingerprint(),
+        g.total_size,
+        SEGMENT_HEADER_SIZE,
+        halves(g.table_capacity, ENTRY_SIZE as u32),
+        g.heap_offset,
+        g.seed,
+    ];
+    // SAFETY: the mapping is ours, page-aligned and larger than the header;
+    // AtomicU64 has the size and alignment of u64.
+    let line = unsafe { &*mapping.base().cast::<[core::sync::atomic::AtomicU64; 8]>() };
+    for i in (1..8).chain([0]) {
+        line[i].store(words[i], Ordering::Relaxed);
     }
     header.bump.store(g.heap_offset, Ordering::Relaxed);
     let now = std::time::SystemTime::now()
@@ -784,41 +796,40 @@ struct FixedFields {
     seed: u64,
 }
 
-/// Copy the header's first line out of the segment with eight 64-bit atomic
-/// loads (another process may be writing it: atomics make that a race on
-/// values, never undefined behaviour). Every use of these fields after open
-/// goes through the validated [`Geometry`] made from this copy.
+/// Copy the header's first line out of the segment (see
+/// [`Line`](crate::layout::Line)). Every use of these fields after open goes
+/// through the validated [`Geometry`] made from this copy.
 ///
 /// `base` must point to a live mapping of at least `SEGMENT_HEADER_SIZE`
 /// bytes, aligned to a page.
 fn read_fixed(base: *const u8) -> FixedFields {
-    use core::sync::atomic::AtomicU64 as Word;
-    // SAFETY: (caller) `base` is page-aligned and the mapping holds at least
-    // SEGMENT_HEADER_SIZE = 128 >= 64 bytes; AtomicU64 has the size and
-    // alignment of u64 and any bit pattern is a valid u64.
-    let words = unsafe { &*base.cast::<[Word; 8]>() };
-    let w = |i: usize| words[i].load(Ordering::Relaxed).to_ne_bytes();
-    let halves = |i: usize| {
-        let b = w(i);
-        (
-            u32::from_ne_bytes([b[0], b[1], b[2], b[3]]),
-            u32::from_ne_bytes([b[4], b[5], b[6], b[7]]),
-        )
-    };
-    let (format_version, header_size) = halves(1);
-    let (table_capacity, entry_size) = halves(5);
+    use core::mem::offset_of;
+    // SAFETY: (caller) page-aligned, and SEGMENT_HEADER_SIZE >= 64 bytes.
+    let line = unsafe { Line::read(base) };
+    let u32_at = |offset| line.u32_at(offset);
+    let u64_at = |offset| line.u64_at(offset);
     FixedFields {
-        magic: w(0),
-        format_version,
-        header_size,
-        fingerprint: u64::from_ne_bytes(w(2)),
-        total_size: u64::from_ne_bytes(w(3)),
-        table_offset: u64::from_ne_bytes(w(4)),
-        table_capacity,
-        entry_size,
-        heap_offset: u64::from_ne_bytes(w(6)),
-        seed: u64::from_ne_bytes(w(7)),
+        magic: u64_at(offset_of!(SegmentHeader, magic)).to_ne_bytes(),
+        format_version: u32_at(offset_of!(SegmentHeader, format_version)),
+        header_size: u32_at(offset_of!(SegmentHeader, header_size)),
+        fingerprint: u64_at(offset_of!(SegmentHeader, fingerprint)),
+        total_size: u64_at(offset_of!(SegmentHeader, total_size)),
+        table_offset: u64_at(offset_of!(SegmentHeader, table_offset)),
+        table_capacity: u32_at(offset_of!(SegmentHeader, table_capacity)),
+        entry_size: u32_at(offset_of!(SegmentHeader, entry_size)),
+        heap_offset: u64_at(offset_of!(SegmentHeader, heap_offset)),
+        seed: u64_at(offset_of!(SegmentHeader, seed)),
     }
+}
+
+/// The first 8 bytes of the mapping at `base` (see [`read_fixed`]), read
+/// with one atomic load: while the creator initialises the header, only
+/// this word is looked at.
+fn read_magic(base: *const u8) -> [u8; 8] {
+    // SAFETY: (caller of wait_ready) a live, page-aligned mapping of at
+    // least SEGMENT_HEADER_SIZE bytes.
+    let word = unsafe { &*base.cast::<core::sync::atomic::AtomicU64>() };
+    word.load(Ordering::Relaxed).to_ne_bytes()
 }
 
 impl Mapping {
@@ -837,18 +848,25 @@ impl Mapping {
                 ));
             }
         };
-        differs(
-            "magic",
-            u64::from_ne_bytes(now.magic),
-            u64::from_ne_bytes(MAGIC),
-        );
+        if now.magic != MAGIC {
+            out.push(format!(
+                "header magic is {:02x?}, not the shmds magic (something overwrote the header)",
+                now.magic
+            ));
+        }
         differs(
             "format version",
             now.format_version.into(),
             FORMAT_VERSION.into(),
         );
         differs("header size", now.header_size.into(), SEGMENT_HEADER_SIZE);
-        differs("fingerprint", now.fingerprint, crate::layout::fingerprint());
+        if now.fingerprint != crate::layout::fingerprint() {
+            out.push(format!(
+                "header fingerprint is {:#018x}, not {:#018x} (something overwrote the header)",
+                now.fingerprint,
+                crate::layout::fingerprint()
+            ));
+        }
         differs("total size", now.total_size, g.total_size);
         differs("table offset", now.table_offset, SEGMENT_HEADER_SIZE);
         differs(
@@ -859,6 +877,13 @@ impl Mapping {
         differs("entry size", now.entry_size.into(), ENTRY_SIZE);
         differs("heap offset", now.heap_offset, g.heap_offset);
         differs("seed", now.seed, g.seed);
+        let state = self.header().state.load(Ordering::Acquire);
+        if state != segment_state::READY {
+            out.push(format!(
+                "header state is {state}, not {} (ready) as when the segment was opened",
+                segment_state::READY
+            ));
+        }
         let bump = self.header().bump.load(Ordering::Acquire);
         if g.valid_bump(bump).is_none() {
             out.push(format!("allocation pointer {bump} is outside the heap"));
@@ -878,7 +903,7 @@ fn header_at<'a>(base: *const u8) -> &'a SegmentHeader {
 fn wait_ready(name: &str, base: *const u8, deadline: Instant) -> Result<()> {
     let header = header_at(base);
     loop {
-        let magic = read_fixed(base).magic;
+        let magic = read_magic(base);
         if magic != [0; 8] && magic != MAGIC {
             return Err(Error::Corrupt {
                 name: name.to_owned(),
@@ -965,9 +990,10 @@ fn validate_header(name: &str, base: *const u8, file_size: u64) -> Result<Geomet
             h.header_size, h.entry_size
         )));
     }
-    if h.total_size != file_size {
+    if h.total_size != file_size || file_size % PAGE != 0 {
         return Err(corrupt(format!(
-            "header says {} bytes but the file has {file_size} (truncated or resized)",
+            "header says {} bytes but the file has {file_size} (truncated or resized; segments \
+             are whole pages)",
             h.total_size
         )));
     }

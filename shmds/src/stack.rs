@@ -49,6 +49,7 @@ use crate::segment::Segment;
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 use crate::wait::{futex_wait, futex_wake, Deadline, Wait};
 use std::marker::PhantomData;
+use std::mem::offset_of;
 use std::time::Duration;
 
 /// Largest stack capacity (indices use 24 bits of the list words).
@@ -310,18 +311,22 @@ fn validate(handle: &Handle) -> Result<(&StackHeader, usize, u64)> {
         return Err(handle.corrupt("stack block is smaller than its header"));
     }
     // SAFETY: the block holds at least STACK_HEADER_SIZE bytes (just checked)
-    // inside the mapping (check_block).
+    // inside the mapping (check_block). Only the atomics are used through
+    // this reference; the fixed fields are read once, as a copy.
     let header = unsafe { &*handle.block.cast::<StackHeader>() };
+    let line = handle.first_line();
+    let field32 = |offset| line.u32_at(offset);
+    let field = |offset| line.u64_at(offset);
     let capacity = info.capacity;
     let stride = node_stride(info.elem_size as u64);
     let needed = block_size(STACK_HEADER_SIZE, capacity, stride);
-    if header.kind != kind::STACK
-        || header.elem_size != info.elem_size
-        || header.capacity != capacity
+    if field32(offset_of!(StackHeader, kind)) != kind::STACK
+        || field32(offset_of!(StackHeader, elem_size)) != info.elem_size
+        || field(offset_of!(StackHeader, capacity)) != capacity
         || capacity == 0
         || capacity > MAX_STACK_CAPACITY
-        || header.node_stride != stride
-        || header.nodes_offset != STACK_HEADER_SIZE
+        || field(offset_of!(StackHeader, node_stride)) != stride
+        || field(offset_of!(StackHeader, nodes_offset)) != STACK_HEADER_SIZE
         || needed.map_or(true, |n| n > info.size)
     {
         return Err(

@@ -432,6 +432,39 @@ static int fixture(const char *name, const char *what) {
     return 0;
 }
 
+/* Erased structures: every handle says so (SHMDS_E_STALE), whatever its kind. */
+static void test_stale(ShmdsSegment *seg) {
+    ShmdsQueue *q = NULL;
+    ShmdsStack *s = NULL;
+    ShmdsArray *a = NULL;
+    ShmdsMap *m = NULL;
+    EXPECT(shmds_queue_create(seg, "gone-q", 8, "<Q", 4, false, &q), SHMDS_OK, no_text);
+    EXPECT(shmds_stack_create(seg, "gone-s", 8, "<Q", 4, false, &s), SHMDS_OK, no_text);
+    EXPECT(shmds_array_create(seg, "gone-a", 8, "<Q", 4, false, &a), SHMDS_OK, no_text);
+    EXPECT(shmds_map_create(seg, "gone-m", 8, "<Q", 8, "<Q", 4, false, &m), SHMDS_OK, no_text);
+    EXPECT(shmds_queue_check(q), SHMDS_OK, no_text);
+    EXPECT(shmds_stack_check(s), SHMDS_OK, no_text);
+    EXPECT(shmds_array_check(a), SHMDS_OK, no_text);
+    EXPECT(shmds_map_check(m), SHMDS_OK, no_text);
+    EXPECT(shmds_queue_check(NULL), SHMDS_E_INVALID, "NULL");
+    EXPECT(shmds_segment_erase(seg, "gone-nothing"), SHMDS_E_NOT_FOUND, "gone-nothing");
+    EXPECT(shmds_segment_erase(NULL, "gone-q"), SHMDS_E_INVALID, "NULL");
+    EXPECT(shmds_segment_erase(seg, NULL), SHMDS_E_INVALID, no_text);
+    const char *names[] = {"gone-q", "gone-s", "gone-a", "gone-m"};
+    for (size_t i = 0; i < 4; i++)
+        EXPECT(shmds_segment_erase(seg, names[i]), SHMDS_OK, no_text);
+    EXPECT(shmds_queue_check(q), SHMDS_E_STALE, "gone-q");
+    EXPECT(shmds_stack_check(s), SHMDS_E_STALE, "gone-s");
+    EXPECT(shmds_array_check(a), SHMDS_E_STALE, "gone-a");
+    EXPECT(shmds_map_check(m), SHMDS_E_STALE, "gone-m");
+    uint64_t v = 1;
+    EXPECT(shmds_queue_try_push(q, &v, sizeof v), SHMDS_E_STALE, no_text);
+    shmds_queue_close(q);
+    shmds_stack_close(s);
+    shmds_array_close(a);
+    shmds_map_close(m);
+}
+
 int main(int argc, char **argv) {
     if (argc == 4 && strcmp(argv[1], "fixture") == 0)
         return fixture(argv[2], argv[3]);
@@ -453,6 +486,7 @@ int main(int argc, char **argv) {
     test_queue(seg);
     test_stack(seg);
     test_maps(seg);
+    test_stale(seg);
     test_entries(seg);
     shmds_segment_close(seg);
     must(shmds_segment_remove(name), "remove segment");
