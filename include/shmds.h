@@ -41,7 +41,11 @@
  * Layout: the bytes in shared memory, as specified in FORMAT.md and
  * declared in shmds/src/layout.rs. Fields that Rust declares atomic
  * (every field another process may change) must be accessed with atomic
- * operations, e.g. __atomic_load_n(&h->bump, __ATOMIC_ACQUIRE).
+ * operations, e.g. __atomic_load_n(&h->bump, __ATOMIC_ACQUIRE). Every
+ * other field is fixed at creation, yet any process that maps the segment
+ * can rewrite it at any moment: copy it once, validate the copy and use
+ * only the copy (FORMAT.md, "Opening a segment"); bound every offset
+ * and size read from the segment before using it.
  */
 
 #ifdef __cplusplus
@@ -482,6 +486,13 @@ void shmds_segment_close(struct ShmdsSegment *seg);
 int shmds_segment_remove(const char *name);
 
 /**
+ * Erase the structure `name` from the segment's table (SHMDS_E_NOT_FOUND if
+ * there is none). Open handles to it get SHMDS_E_STALE from then on
+ * (`shmds_*_check`); the name can be created again.
+ */
+int shmds_segment_erase(const struct ShmdsSegment *seg, const char *name);
+
+/**
  * The first byte of the mapping (a `shmds_segment_header`, see the layout
  * section); `size` bytes long, valid while the handle is open.
  */
@@ -537,6 +548,12 @@ void shmds_array_close(struct ShmdsArray *array);
  * Number of elements (0 for a NULL handle).
  */
 uint64_t shmds_array_len(const struct ShmdsArray *array);
+
+/**
+ * SHMDS_OK while the array exists; SHMDS_E_STALE once it was erased (its
+ * length and data pointer then describe the old block).
+ */
+int shmds_array_check(const struct ShmdsArray *array);
 
 /**
  * Size of one element in bytes (0 for a NULL handle).
@@ -655,6 +672,12 @@ int shmds_map_fetch_add(const struct ShmdsMap *map,
 size_t shmds_map_len(const struct ShmdsMap *map);
 
 /**
+ * SHMDS_OK while the map exists; SHMDS_E_STALE once it was erased (its
+ * length then describes the old block).
+ */
+int shmds_map_check(const struct ShmdsMap *map);
+
+/**
  * The most keys the map holds (0 for NULL).
  */
 uint64_t shmds_map_capacity(const struct ShmdsMap *map);
@@ -748,6 +771,13 @@ uint64_t shmds_queue_capacity(const struct ShmdsQueue *handle);
 size_t shmds_queue_elem_size(const struct ShmdsQueue *handle);
 
 /**
+ * SHMDS_OK while the structure exists; SHMDS_E_STALE once it was
+ * erased (the length and capacity getters of an erased
+ * structure describe its old block: check before trusting them).
+ */
+int shmds_queue_check(const struct ShmdsQueue *handle);
+
+/**
  * Open the existing structure `name`, which must hold elements
  * of `elem_size` bytes and, unless `descriptor` is NULL, of that
  * type (else SHMDS_E_TYPE).
@@ -824,6 +854,13 @@ uint64_t shmds_stack_capacity(const struct ShmdsStack *handle);
  * Size of one element in bytes (0 for NULL).
  */
 size_t shmds_stack_elem_size(const struct ShmdsStack *handle);
+
+/**
+ * SHMDS_OK while the structure exists; SHMDS_E_STALE once it was
+ * erased (the length and capacity getters of an erased
+ * structure describe its old block: check before trusting them).
+ */
+int shmds_stack_check(const struct ShmdsStack *handle);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -522,7 +522,10 @@ pub unsafe extern "C" fn shmds_segment_remove(name: *const c_char) -> c_int {
 /// there is none). Open handles to it get SHMDS_E_STALE from then on
 /// (`shmds_*_check`); the name can be created again.
 #[no_mangle]
-pub unsafe extern "C" fn shmds_segment_erase(seg: *const ShmdsSegment, name: *const c_char) -> c_int {
+pub unsafe extern "C" fn shmds_segment_erase(
+    seg: *const ShmdsSegment,
+    name: *const c_char,
+) -> c_int {
     call(|| {
         // SAFETY: pointer rules of the header.
         let (seg, name) = unsafe { (&handle(seg)?.0, text(name, "name")?) };

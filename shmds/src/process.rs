@@ -198,8 +198,7 @@ mod tests {
             unsafe {
                 libc::close(fds[1]);
                 let mut t: libc::pthread_t = std::mem::zeroed();
-                if libc::pthread_create(&mut t, std::ptr::null(), worker, std::ptr::null_mut())
-                    != 0
+                if libc::pthread_create(&mut t, std::ptr::null(), worker, std::ptr::null_mut()) != 0
                 {
                     libc::_exit(2);
                 }
@@ -214,9 +213,8 @@ mod tests {
         // SAFETY: our copy of the read end is not needed.
         unsafe { libc::close(fds[0]) };
         let pid = child as u32;
-        let leader_is_zombie = || {
-            task_state(&format!("/proc/{pid}/stat")).is_ok_and(|s| s.is_some_and(is_zombie))
-        };
+        let leader_is_zombie =
+            || task_state(&format!("/proc/{pid}/stat")).is_ok_and(|s| s.is_some_and(is_zombie));
         let mut leader_gone = false;
         for _ in 0..5000 {
             if leader_is_zombie() {

@@ -839,44 +839,47 @@ impl Mapping {
         let now = read_fixed(self.base());
         let g = &self.geometry;
         let mut out = Vec::new();
-        let mut differs = |field: &str, found: u64, expected: u64| {
-            if found != expected {
-                out.push(format!(
-                    "header field {field} is {found}, not {expected} as when the segment was opened \
-                     (something overwrote the header; this process keeps using the values it \
-                     validated)"
-                ));
-            }
-        };
+        const OVERWRITTEN: &str = "something overwrote the header; this process keeps using \
+                                   the values it validated";
         if now.magic != MAGIC {
             out.push(format!(
-                "header magic is {:02x?}, not the shmds magic (something overwrote the header)",
+                "header magic is {:02x?}, not the shmds magic ({OVERWRITTEN})",
                 now.magic
             ));
         }
-        differs(
-            "format version",
-            now.format_version.into(),
-            FORMAT_VERSION.into(),
-        );
-        differs("header size", now.header_size.into(), SEGMENT_HEADER_SIZE);
         if now.fingerprint != crate::layout::fingerprint() {
             out.push(format!(
-                "header fingerprint is {:#018x}, not {:#018x} (something overwrote the header)",
+                "header fingerprint is {:#018x}, not {:#018x} ({OVERWRITTEN})",
                 now.fingerprint,
                 crate::layout::fingerprint()
             ));
         }
-        differs("total size", now.total_size, g.total_size);
-        differs("table offset", now.table_offset, SEGMENT_HEADER_SIZE);
-        differs(
-            "table capacity",
-            now.table_capacity.into(),
-            g.table_capacity.into(),
-        );
-        differs("entry size", now.entry_size.into(), ENTRY_SIZE);
-        differs("heap offset", now.heap_offset, g.heap_offset);
-        differs("seed", now.seed, g.seed);
+        let fields: [(&str, u64, u64); 8] = [
+            (
+                "format version",
+                now.format_version.into(),
+                FORMAT_VERSION.into(),
+            ),
+            ("header size", now.header_size.into(), SEGMENT_HEADER_SIZE),
+            ("total size", now.total_size, g.total_size),
+            ("table offset", now.table_offset, SEGMENT_HEADER_SIZE),
+            (
+                "table capacity",
+                now.table_capacity.into(),
+                g.table_capacity.into(),
+            ),
+            ("entry size", now.entry_size.into(), ENTRY_SIZE),
+            ("heap offset", now.heap_offset, g.heap_offset),
+            ("seed", now.seed, g.seed),
+        ];
+        for (field, found, expected) in fields {
+            if found != expected {
+                out.push(format!(
+                    "header field {field} is {found}, not {expected} as when the segment was \
+                     opened ({OVERWRITTEN})"
+                ));
+            }
+        }
         let state = self.header().state.load(Ordering::Acquire);
         if state != segment_state::READY {
             out.push(format!(
