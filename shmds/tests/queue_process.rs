@@ -175,24 +175,10 @@ fn blocked_pop_wakes_on_push_from_another_process() {
 /// Start a child that pauses at `point` doing `role`, then kill it there.
 #[cfg(feature = "fault-injection")]
 fn kill_at(name: &ShmName, role: &str, point: &str, value: u64) {
-    let pause = TempPath::new("qkill");
-    let mut child = KillOnDrop(spawn_self(
-        "child_role",
-        &env(
-            role,
-            name,
-            &[
-                ("SHMDS_VALUE", value.to_string()),
-                ("SHMDS_PAUSE_AT", point.into()),
-                ("SHMDS_PAUSE_FILE", pause.0.display().to_string()),
-            ],
-        ),
-    ));
     assert!(
-        wait_for_file(&pause.0, Duration::from_secs(20)),
-        "child never reached {point}"
+        kill_at_or_finish(name, role, point, value),
+        "{role} child finished without reaching {point}"
     );
-    kill_and_reap(&mut child.0);
 }
 
 #[cfg(feature = "fault-injection")]
