@@ -398,3 +398,68 @@ fn every_pair_of_kills_leaves_a_working_queue() {
     }
     assert_eq!(cases, 64);
 }
+
+/// A producer process whose leader thread exited (as after `pthread_exit`
+/// in a C `main`) while a worker thread pushes is alive: the consumer
+/// must never take over its claims, so every item arrives, in order. (When
+/// liveness looked at the leader only, consumers waiting on the worker's
+/// claims took them over and items were lost.)
+#[test]
+fn producer_whose_leader_thread_exited_loses_nothing() {
+    const ITEMS: u64 = 50_000;
+    let name = ShmName::new("qleader");
+    let seg = Segment::create(name.as_str(), 1 << 20).unwrap();
+    let q = seg.create_queue::<u64>("q", 4).unwrap();
+    let segment = name.0.clone();
+    // SAFETY: the child runs Rust code on a new thread right after fork;
+    // glibc keeps malloc usable in a forked child, and the child never
+    // returns into the test harness (it ends with _exit).
+    let child = unsafe { libc::fork() };
+    if child == 0 {
+        std::thread::spawn(move || {
+            let pushed = (|| -> shmds::Result<()> {
+                let seg = Segment::open(&segment)?;
+                let q = seg.open_queue::<u64>("q")?;
+                for i in 0..ITEMS {
+                    q.push(i, Some(Duration::from_secs(30)))?;
+                }
+                Ok(())
+            })();
+            // SAFETY: ends the whole child process from this thread.
+            unsafe { libc::_exit(if pushed.is_ok() { 0 } else { 1 }) }
+        });
+        // SAFETY: the exit system call ends only the leader thread (as
+        // pthread_exit does, without unwinding through Rust frames).
+        unsafe {
+            libc::syscall(libc::SYS_exit, 0);
+            libc::_exit(3)
+        }
+    }
+    assert!(child > 0, "fork failed");
+    /// Kills the forked producer if the test fails before reaping it.
+    struct Reap(i32);
+    impl Drop for Reap {
+        fn drop(&mut self) {
+            if self.0 > 0 {
+                // SAFETY: signalling and reaping our own child.
+                unsafe {
+                    libc::kill(self.0, libc::SIGKILL);
+                    libc::waitpid(self.0, std::ptr::null_mut(), 0);
+                }
+            }
+        }
+    }
+    let mut reap = Reap(child);
+    for expected in 0..ITEMS {
+        let got = q
+            .pop(Some(Duration::from_secs(30)))
+            .unwrap_or_else(|e| panic!("item {expected}: {e}"));
+        assert_eq!(got, expected, "lost or reordered items");
+    }
+    let mut status = 0;
+    // SAFETY: reaping the child we forked.
+    while unsafe { libc::waitpid(child, &mut status, 0) } != child {}
+    reap.0 = 0;
+    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
+    assert!(q.is_empty());
+}
