@@ -330,7 +330,7 @@ impl<'a> Table<'a> {
             let g = e.generation.load(Ordering::Acquire);
             if g % 2 == 1 {
                 e.state.store(entry_state::FREE, Ordering::Relaxed);
-                e.generation.store(g + 1, Ordering::Release);
+                e.generation.store(g.wrapping_add(1), Ordering::Release);
             }
         }
     }
@@ -379,7 +379,7 @@ impl<'a> Table<'a> {
 
         let e = &self.entries[index];
         let g = e.generation.load(Ordering::Relaxed);
-        e.generation.store(g + 1, Ordering::Relaxed);
+        e.generation.store(g.wrapping_add(1), Ordering::Relaxed);
         fence(Ordering::Release);
         e.kind.store(new.kind, Ordering::Relaxed);
         e.elem_size.store(new.elem_size, Ordering::Relaxed);
@@ -396,7 +396,7 @@ impl<'a> Table<'a> {
         store_text(&e.elem_type, new.elem_type);
         crate::fault::pause_point("table.create.half_written");
         e.state.store(entry_state::LIVE, Ordering::Relaxed);
-        e.generation.store(g + 2, Ordering::Release);
+        e.generation.store(g.wrapping_add(2), Ordering::Release);
         let info = self.snapshot(index)?.ok_or_else(|| {
             self.corrupt(format!("entry {index} vanished while the lock was held"))
         })?;
@@ -413,10 +413,10 @@ impl<'a> Table<'a> {
         })?;
         let e = &self.entries[info.index as usize];
         let g = e.generation.load(Ordering::Relaxed);
-        e.generation.store(g + 1, Ordering::Relaxed);
+        e.generation.store(g.wrapping_add(1), Ordering::Relaxed);
         fence(Ordering::Release);
         e.state.store(entry_state::FREE, Ordering::Relaxed);
-        e.generation.store(g + 2, Ordering::Release);
+        e.generation.store(g.wrapping_add(2), Ordering::Release);
         Ok(())
     }
 }

@@ -249,6 +249,31 @@ fn entry_stuck_mid_write_is_skipped() {
     seg.create_array::<u8>("c", 1).unwrap();
 }
 
+/// Generation words near the top of the u64 range (a peer can write any
+/// value) wrap instead of overflowing: registering, erasing and repairing
+/// never panic (debug builds check arithmetic overflow).
+#[test]
+fn generations_near_the_top_wrap() {
+    const ENTRY_SIZE: u64 = 320;
+    let name = sample("gen-wrap");
+    let seg = quick().lock_timeout(Duration::from_millis(20)).open(name.as_str()).unwrap();
+    // Entry 0 ("a") is live: an even generation 2^64 - 2, then erase it.
+    poke(&name, ENTRY0, &(u64::MAX - 1).to_ne_bytes());
+    assert!(seg.entry("a").unwrap().is_some());
+    seg.erase("a").unwrap();
+    assert!(seg.entry("a").unwrap().is_none());
+    // Entry 2 is free with generation 2^64 - 2: the next create uses it.
+    poke(&name, ENTRY0 + 2 * ENTRY_SIZE, &(u64::MAX - 1).to_ne_bytes());
+    seg.create_array::<u8>("c", 1).unwrap();
+    assert!(seg.entry("c").unwrap().is_some());
+    // A half-written entry (odd generation 2^64 - 1) left by a dead lock
+    // holder is repaired when the lock is taken over.
+    poke(&name, ENTRY0 + 3 * ENTRY_SIZE, &u64::MAX.to_ne_bytes());
+    poke(&name, 72, &0x7fff_fff0u32.to_ne_bytes()); // lock held by a dead pid
+    seg.create_array::<u8>("d", 1).unwrap();
+    assert!(seg.check().is_ok(), "{:?}", seg.check().problems);
+}
+
 fn pristine() -> &'static (Vec<u8>, u64) {
     static BYTES: std::sync::OnceLock<(Vec<u8>, u64)> = std::sync::OnceLock::new();
     BYTES.get_or_init(|| {

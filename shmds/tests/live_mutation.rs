@@ -326,6 +326,14 @@ fn live_mutation_fuzz() {
                 })
                 .collect()
         });
+        let done = seed - first;
+        if cases >= 10_000 && done % 5_000 < 2 {
+            eprintln!(
+                "live mutation fuzz: {done} of {cases} cases, {:.0} s, {} failures so far",
+                started.elapsed().as_secs_f64(),
+                signals + panics + hangs
+            );
+        }
         for (case, outcome, err) in results {
             let what = match outcome {
                 Outcome::Ok => continue,
@@ -343,7 +351,24 @@ fn live_mutation_fuzz() {
                 }
             };
             if failures.len() < 10 {
-                let tail: String = err.lines().rev().take(12).collect::<Vec<_>>().join(" | ");
+                // The panic message and the innermost frames.
+                let lines: Vec<&str> = err.lines().collect();
+                let at = lines.iter().position(|l| l.contains("panicked at"));
+                let tail: String = match at {
+                    Some(i) => lines[i..]
+                        .iter()
+                        .take(30)
+                        .copied()
+                        .collect::<Vec<_>>()
+                        .join(" | "),
+                    None => lines
+                        .iter()
+                        .rev()
+                        .take(12)
+                        .copied()
+                        .collect::<Vec<_>>()
+                        .join(" | "),
+                };
                 failures.push(format!("seed {case}: {what}: {tail}"));
             }
         }
