@@ -256,14 +256,21 @@ fn entry_stuck_mid_write_is_skipped() {
 fn generations_near_the_top_wrap() {
     const ENTRY_SIZE: u64 = 320;
     let name = sample("gen-wrap");
-    let seg = quick().lock_timeout(Duration::from_millis(20)).open(name.as_str()).unwrap();
+    let seg = quick()
+        .lock_timeout(Duration::from_millis(20))
+        .open(name.as_str())
+        .unwrap();
     // Entry 0 ("a") is live: an even generation 2^64 - 2, then erase it.
     poke(&name, ENTRY0, &(u64::MAX - 1).to_ne_bytes());
     assert!(seg.entry("a").unwrap().is_some());
     seg.erase("a").unwrap();
     assert!(seg.entry("a").unwrap().is_none());
     // Entry 2 is free with generation 2^64 - 2: the next create uses it.
-    poke(&name, ENTRY0 + 2 * ENTRY_SIZE, &(u64::MAX - 1).to_ne_bytes());
+    poke(
+        &name,
+        ENTRY0 + 2 * ENTRY_SIZE,
+        &(u64::MAX - 1).to_ne_bytes(),
+    );
     seg.create_array::<u8>("c", 1).unwrap();
     assert!(seg.entry("c").unwrap().is_some());
     // A half-written entry (odd generation 2^64 - 1) left by a dead lock
