@@ -54,7 +54,7 @@
 #define SHMDS_STATIC_ASSERT(cond, msg) _Static_assert(cond, msg)
 #endif
 
-#define SHMDS_FORMAT_VERSION 2
+#define SHMDS_FORMAT_VERSION 3
 #define SHMDS_MAGIC_BYTES { 0x53, 0x48, 0x4d, 0x44, 0x53, 0x00, 0x01, 0x00 }
 #define SHMDS_CACHE_LINE 64
 
@@ -256,6 +256,120 @@ SHMDS_STATIC_ASSERT(sizeof(shmds_map_slot) == 24, "shmds_map_slot: size");
 SHMDS_STATIC_ASSERT(offsetof(shmds_map_slot, state) == 0, "shmds_map_slot.state: offset");
 SHMDS_STATIC_ASSERT(offsetof(shmds_map_slot, home) == 8, "shmds_map_slot.home: offset");
 SHMDS_STATIC_ASSERT(offsetof(shmds_map_slot, hash) == 16, "shmds_map_slot.hash: offset");
+
+/* ChannelHeader (512 bytes) */
+typedef struct shmds_channel_header {
+    uint32_t kind;
+    uint32_t flags;
+    uint64_t capacity;
+    uint64_t cells;
+    uint64_t one_lap;
+    uint64_t max_message;
+    uint64_t cells_offset;
+    uint64_t data_offset;
+    uint64_t reserved0;
+    uint64_t tail; /* atomic */
+    uint32_t space; /* atomic */
+    uint32_t send_waiters; /* atomic */
+    uint64_t reserved1[6];
+    uint64_t head; /* atomic */
+    uint32_t recv_waiters; /* atomic */
+    uint32_t reserved2;
+    uint64_t reserved3[6];
+    uint32_t shutdown; /* atomic */
+    uint32_t ever_attached; /* atomic */
+    uint64_t reserved4[7];
+    uint64_t attached[32]; /* atomic */
+} shmds_channel_header;
+SHMDS_STATIC_ASSERT(sizeof(shmds_channel_header) == 512, "shmds_channel_header: size");
+SHMDS_STATIC_ASSERT(offsetof(shmds_channel_header, kind) == 0, "shmds_channel_header.kind: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_channel_header, flags) == 4, "shmds_channel_header.flags: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_channel_header, capacity) == 8, "shmds_channel_header.capacity: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_channel_header, cells) == 16, "shmds_channel_header.cells: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_channel_header, one_lap) == 24, "shmds_channel_header.one_lap: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_channel_header, max_message) == 32, "shmds_channel_header.max_message: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_channel_header, cells_offset) == 40, "shmds_channel_header.cells_offset: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_channel_header, data_offset) == 48, "shmds_channel_header.data_offset: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_channel_header, reserved0) == 56, "shmds_channel_header.reserved0: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_channel_header, tail) == 64, "shmds_channel_header.tail: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_channel_header, space) == 72, "shmds_channel_header.space: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_channel_header, send_waiters) == 76, "shmds_channel_header.send_waiters: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_channel_header, reserved1) == 80, "shmds_channel_header.reserved1: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_channel_header, head) == 128, "shmds_channel_header.head: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_channel_header, recv_waiters) == 136, "shmds_channel_header.recv_waiters: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_channel_header, reserved2) == 140, "shmds_channel_header.reserved2: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_channel_header, reserved3) == 144, "shmds_channel_header.reserved3: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_channel_header, shutdown) == 192, "shmds_channel_header.shutdown: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_channel_header, ever_attached) == 196, "shmds_channel_header.ever_attached: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_channel_header, reserved4) == 200, "shmds_channel_header.reserved4: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_channel_header, attached) == 256, "shmds_channel_header.attached: offset");
+
+/* ChannelCell (16 bytes) */
+typedef struct shmds_channel_cell {
+    uint64_t state; /* atomic */
+    uint32_t len; /* atomic */
+    uint32_t checksum; /* atomic */
+} shmds_channel_cell;
+SHMDS_STATIC_ASSERT(sizeof(shmds_channel_cell) == 16, "shmds_channel_cell: size");
+SHMDS_STATIC_ASSERT(offsetof(shmds_channel_cell, state) == 0, "shmds_channel_cell.state: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_channel_cell, len) == 8, "shmds_channel_cell.len: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_channel_cell, checksum) == 12, "shmds_channel_cell.checksum: offset");
+
+/* TopicHeader (256 bytes) */
+typedef struct shmds_topic_header {
+    uint32_t kind;
+    uint32_t flags;
+    uint64_t capacity;
+    uint64_t cells;
+    uint64_t one_lap;
+    uint64_t max_message;
+    uint64_t cells_offset;
+    uint64_t data_offset;
+    uint64_t reserved0;
+    uint64_t tail; /* atomic */
+    uint64_t newest; /* atomic */
+    uint64_t next_seq; /* atomic */
+    uint32_t sub_waiters; /* atomic */
+    uint32_t reserved1;
+    uint64_t reserved2[4];
+    uint64_t oldest; /* atomic */
+    uint64_t reserved3[7];
+    uint32_t lock; /* atomic */
+    uint32_t lock_waiters; /* atomic */
+    uint64_t reserved4[7];
+} shmds_topic_header;
+SHMDS_STATIC_ASSERT(sizeof(shmds_topic_header) == 256, "shmds_topic_header: size");
+SHMDS_STATIC_ASSERT(offsetof(shmds_topic_header, kind) == 0, "shmds_topic_header.kind: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_topic_header, flags) == 4, "shmds_topic_header.flags: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_topic_header, capacity) == 8, "shmds_topic_header.capacity: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_topic_header, cells) == 16, "shmds_topic_header.cells: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_topic_header, one_lap) == 24, "shmds_topic_header.one_lap: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_topic_header, max_message) == 32, "shmds_topic_header.max_message: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_topic_header, cells_offset) == 40, "shmds_topic_header.cells_offset: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_topic_header, data_offset) == 48, "shmds_topic_header.data_offset: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_topic_header, reserved0) == 56, "shmds_topic_header.reserved0: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_topic_header, tail) == 64, "shmds_topic_header.tail: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_topic_header, newest) == 72, "shmds_topic_header.newest: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_topic_header, next_seq) == 80, "shmds_topic_header.next_seq: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_topic_header, sub_waiters) == 88, "shmds_topic_header.sub_waiters: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_topic_header, reserved1) == 92, "shmds_topic_header.reserved1: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_topic_header, reserved2) == 96, "shmds_topic_header.reserved2: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_topic_header, oldest) == 128, "shmds_topic_header.oldest: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_topic_header, reserved3) == 136, "shmds_topic_header.reserved3: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_topic_header, lock) == 192, "shmds_topic_header.lock: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_topic_header, lock_waiters) == 196, "shmds_topic_header.lock_waiters: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_topic_header, reserved4) == 200, "shmds_topic_header.reserved4: offset");
+
+/* TopicCell (16 bytes) */
+typedef struct shmds_topic_cell {
+    uint64_t seq; /* atomic */
+    uint32_t len; /* atomic */
+    uint32_t checksum; /* atomic */
+} shmds_topic_cell;
+SHMDS_STATIC_ASSERT(sizeof(shmds_topic_cell) == 16, "shmds_topic_cell: size");
+SHMDS_STATIC_ASSERT(offsetof(shmds_topic_cell, seq) == 0, "shmds_topic_cell.seq: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_topic_cell, len) == 8, "shmds_topic_cell.len: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_topic_cell, checksum) == 12, "shmds_topic_cell.checksum: offset");
 
 
 

@@ -200,6 +200,61 @@ pub enum Error {
         /// The entry name.
         name: String,
     },
+    /// A message is larger than the channel's or topic's limit.
+    #[error("a message of {len} bytes is larger than {name:?} allows ({max} bytes; send less, or create it with a larger max_message)")]
+    MessageTooLarge {
+        /// The entry name.
+        name: String,
+        /// The message length.
+        len: u64,
+        /// The limit fixed at creation.
+        max: u64,
+    },
+    /// The other side of a channel is gone: every sender (for a receiver
+    /// that found it empty) or every receiver (for a sender that found it
+    /// full) detached or died.
+    #[error("{name:?} is disconnected: no {peer} is attached any more (its messages were all delivered)")]
+    Disconnected {
+        /// The entry name.
+        name: String,
+        /// The side that is gone: "sender" or "receiver".
+        peer: &'static str,
+    },
+    /// The structure was shut down: no more items go in; what was in it
+    /// has been taken.
+    #[error("{name:?} was shut down (no more items go in, and none are left)")]
+    ShutDown {
+        /// The entry name.
+        name: String,
+    },
+    /// A subscriber fell behind by more than a topic holds: `missed`
+    /// messages were overwritten before it read them. It goes on from the
+    /// oldest message still held.
+    #[error("{name:?}: this subscriber fell behind and missed {missed} messages (they were overwritten; it continues with the oldest one held)")]
+    Lagged {
+        /// The entry name.
+        name: String,
+        /// Messages lost to this subscriber.
+        missed: u64,
+    },
+    /// An SPSC channel already has a live sender or receiver.
+    #[error("{name:?} is a single-producer single-consumer channel and process {pid} is attached as its {role} (detach it first, or create the channel without spsc)")]
+    AlreadyAttached {
+        /// The entry name.
+        name: String,
+        /// "sender" or "receiver".
+        role: &'static str,
+        /// The attached process.
+        pid: u32,
+    },
+    /// Every attachment word of a channel is held by a live process.
+    #[error("{name:?}: {slots} processes are attached, the most a channel records (detach some)")]
+    TooManyAttached {
+        /// The entry name.
+        name: String,
+        /// The number of attachment words.
+        slots: usize,
+    },
     /// An argument is out of range.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),

@@ -102,11 +102,11 @@ const READ_SKIP: u64 = 1 << 24;
 const PID_SHIFT: u32 = 2;
 const PID_MASK: u64 = (1 << 22) - 1;
 const TAG_SHIFT: u32 = 25;
-const TAG_MASK: u64 = (1 << 39) - 1;
+pub(crate) const TAG_MASK: u64 = (1 << 39) - 1;
 
 /// A decoded slot state word.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum SlotState {
+pub(crate) enum SlotState {
     Empty {
         tag: u64,
         waited: bool,
@@ -130,7 +130,7 @@ enum SlotState {
 }
 
 impl SlotState {
-    fn decode(word: u64) -> SlotState {
+    pub(crate) fn decode(word: u64) -> SlotState {
         let tag = word >> TAG_SHIFT;
         let pid = ((word >> PID_SHIFT) & PID_MASK) as u32;
         let waited = word & WAITED != 0;
@@ -150,7 +150,7 @@ impl SlotState {
         }
     }
 
-    fn encode(self) -> u64 {
+    pub(crate) fn encode(self) -> u64 {
         let flag = |b: bool, bit: u64| if b { bit } else { 0 };
         let pid_bits = |pid: u32| (pid as u64 & PID_MASK) << PID_SHIFT;
         match self {
@@ -166,11 +166,11 @@ impl SlotState {
     }
 }
 
-fn prev_tag(tag: u64) -> u64 {
+pub(crate) fn prev_tag(tag: u64) -> u64 {
     tag.wrapping_sub(1) & TAG_MASK
 }
 
-fn next_tag(tag: u64) -> u64 {
+pub(crate) fn next_tag(tag: u64) -> u64 {
     tag.wrapping_add(1) & TAG_MASK
 }
 

@@ -59,7 +59,7 @@ fn format_md_matches_layout_rs() {
         .collect();
     assert_eq!(
         expected.len(),
-        9,
+        13,
         "a layout struct is missing from describe()"
     );
     for (name, (size, fields)) in &expected {
@@ -107,6 +107,10 @@ fn magic_and_fingerprint_as_documented() {
         8,
         128,
         24,
+        512,
+        16,
+        256,
+        16,
     ] {
         for b in v.to_le_bytes() {
             h ^= b as u64;
