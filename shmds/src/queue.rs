@@ -654,10 +654,17 @@ impl<'a> QueueCore<'a> {
                 {
                     return;
                 }
-                // If it died before moving tail, move it for it.
+                // If it died before moving tail, move it for it: by CAS, as
+                // a load may return an older value than the dead pusher's
+                // store, and a plain store would then move tail back.
                 let t = self.header.tail.load(Ordering::Acquire);
                 if self.is_position(t, tag, idx) {
-                    self.header.tail.store(self.next(t), Ordering::Release);
+                    let _ = self.header.tail.compare_exchange(
+                        t,
+                        self.next(t),
+                        Ordering::AcqRel,
+                        Ordering::Relaxed,
+                    );
                 }
                 let skip = SlotState::Full {
                     tag,
@@ -676,8 +683,17 @@ impl<'a> QueueCore<'a> {
                 {
                     return;
                 }
+                // Confirm with a CAS (which reads the latest value) that
+                // head is still at the claim's position before giving the
+                // element back; a load may return an older value.
                 let h = self.header.head.load(Ordering::Acquire);
-                let next = if self.is_position(h, tag, idx) {
+                let next = if self.is_position(h, tag, idx)
+                    && self
+                        .header
+                        .head
+                        .compare_exchange(h, h, Ordering::AcqRel, Ordering::Acquire)
+                        .is_ok()
+                {
                     // It died before taking the element: give it back (or,
                     // for a skip mark, put the mark back).
                     SlotState::Full {

@@ -489,9 +489,21 @@ impl<'a> ChannelCore<'a> {
                         return Ok(Err(Blocked::Claim { idx, word }));
                     }
                 }
-                // Another consumer took h and is about to move head.
+                // Another consumer took h and is about to move head: give
+                // it a moment, then treat it as a claim to wait on (it may
+                // have died before moving head).
                 SlotState::Reading { tag: st, .. } if st == tag => {
-                    crate::sync::spin_hint();
+                    let mut moved = false;
+                    for _ in 0..32 {
+                        crate::sync::spin_hint();
+                        if self.header.head.load(Ordering::Acquire) != h {
+                            moved = true;
+                            break;
+                        }
+                    }
+                    if !moved {
+                        return Ok(Err(Blocked::Claim { idx, word }));
+                    }
                 }
                 _ => {
                     if self.header.head.load(Ordering::Acquire) == h {
@@ -614,9 +626,19 @@ impl<'a> ChannelCore<'a> {
                 {
                     return false;
                 }
+                // Only the claimant moves `tail` past its position, so if
+                // `tail` is still there (confirmed by a CAS, which reads the
+                // latest value, where a load could return an older one) it
+                // stays there, and the claim can be undone.
                 let t = self.header.tail.load(Ordering::Acquire);
                 let (lap, i) = self.ring().split(t);
-                let undo = i == idx && lap & TAG_MASK == tag;
+                let undo = i == idx
+                    && lap & TAG_MASK == tag
+                    && self
+                        .header
+                        .tail
+                        .compare_exchange(t, t, Ordering::AcqRel, Ordering::Acquire)
+                        .is_ok();
                 let next = if undo {
                     // It died before moving tail: nothing was visible.
                     SlotState::Empty { tag, waited: false }
@@ -641,9 +663,18 @@ impl<'a> ChannelCore<'a> {
                 {
                     return false;
                 }
+                // As for `tail` above: confirm with a CAS that `head` is
+                // still at the claim's position before giving it back.
                 let h = self.header.head.load(Ordering::Acquire);
                 let (lap, i) = self.ring().split(h);
-                if i == idx && lap & TAG_MASK == tag {
+                if i == idx
+                    && lap & TAG_MASK == tag
+                    && self
+                        .header
+                        .head
+                        .compare_exchange(h, h, Ordering::AcqRel, Ordering::Acquire)
+                        .is_ok()
+                {
                     // It died before moving head: the message goes to the
                     // next consumer.
                     let full = SlotState::Full {
