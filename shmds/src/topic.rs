@@ -346,7 +346,10 @@ impl<'a> TopicCore<'a> {
                 .ok_or_else(|| format!("cursor {c} outside the ring"))?;
             let Some(avail) = ring.distance(c, t) else {
                 if !self.intact(c) {
-                    return Ok(Read::Lagged(self.jump(cursor)));
+                    match self.jump(cursor) {
+                        0 => continue,
+                        missed => return Ok(Read::Lagged(missed)),
+                    }
                 }
                 // Behind `oldest` is handled above; ahead of `tail` means
                 // the topic was damaged (or re-created under us): resync.
@@ -362,7 +365,10 @@ impl<'a> TopicCore<'a> {
                 .filter(|&r| r <= avail && (len == PAD_LEN || len as u64 <= ring.max_message));
             let Some(run) = run else {
                 if !self.intact(c) {
-                    return Ok(Read::Lagged(self.jump(cursor)));
+                    match self.jump(cursor) {
+                        0 => continue,
+                        missed => return Ok(Read::Lagged(missed)),
+                    }
                 }
                 return Err(format!(
                     "the frame at position {c} says {len} bytes, which does not fit the ring"
@@ -372,7 +378,11 @@ impl<'a> TopicCore<'a> {
                 copy(self.payload(idx), len as usize);
             }
             if !self.intact(c) {
-                return Ok(Read::Lagged(self.jump(cursor)));
+                // Only padding was retired under us: nothing was missed.
+                match self.jump(cursor) {
+                    0 => continue,
+                    missed => return Ok(Read::Lagged(missed)),
+                }
             }
             cursor.next = ring.advance(c, idx, run);
             if len == PAD_LEN {
@@ -400,7 +410,7 @@ impl<'a> TopicCore<'a> {
                     .map_or(0, |e| seq.wrapping_sub(e).min(1 << 62));
                 cursor.next = o;
                 cursor.expect = Some(seq);
-                return missed.max(1);
+                return missed;
             }
         }
     }
@@ -482,9 +492,25 @@ impl<'a> TopicCore<'a> {
     }
 
     pub(crate) fn cursor_at_oldest(&self) -> Cursor {
-        Cursor {
-            next: self.header.oldest.load(Ordering::Acquire),
-            expect: None,
+        loop {
+            let next = self.header.oldest.load(Ordering::Acquire);
+            let seq = self.header.next_seq.load(Ordering::Acquire);
+            if next == self.header.tail.load(Ordering::Acquire) {
+                return Cursor {
+                    next,
+                    expect: Some(seq),
+                };
+            }
+            let Some(idx) = self.ring.index(next) else {
+                return Cursor { next, expect: None };
+            };
+            let seq = self.cell(idx).seq.load(Ordering::Relaxed);
+            if self.intact(next) {
+                return Cursor {
+                    next,
+                    expect: Some(seq),
+                };
+            }
         }
     }
 
