@@ -52,7 +52,7 @@ fn parse(buf: &[u8], max: usize) -> u64 {
 }
 
 const MAX: usize = 700;
-const STRESS_PER_PRODUCER: u64 = 250_000;
+const STRESS_PER_PRODUCER: u64 = 500_000;
 const SEQ_LIMIT: u64 = 1 << 20;
 
 /// The body of every child process; does nothing when run as a normal test.
@@ -191,7 +191,7 @@ fn child_role() {
     }
 }
 
-/// Two producer and two consumer processes move 500,000 messages of random
+/// Two producer and two consumer processes move 1,000,000 messages of random
 /// sizes (0..700 bytes, CRC32C on): each arrives exactly once, whole, in
 /// per-producer order.
 #[test]
