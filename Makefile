@@ -30,6 +30,7 @@ lint:
 
 test-rust:
 	$(CARGO) test --workspace --all-features
+	$(CARGO) run -q -p shmds --example readme_check
 
 ## A virtualenv with the build and test tools (made once).
 $(VENV)/.tools:
