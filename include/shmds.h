@@ -269,16 +269,16 @@ typedef struct shmds_channel_header {
     uint64_t data_offset;
     uint64_t reserved0;
     uint64_t tail; /* atomic */
-    uint32_t space; /* atomic */
-    uint32_t send_waiters; /* atomic */
-    uint64_t reserved1[6];
+    uint64_t reserved1[7];
     uint64_t head; /* atomic */
-    uint32_t recv_waiters; /* atomic */
-    uint32_t reserved2;
-    uint64_t reserved3[6];
+    uint64_t reserved2[7];
     uint32_t shutdown; /* atomic */
     uint32_t ever_attached; /* atomic */
-    uint64_t reserved4[7];
+    uint32_t send_waiters; /* atomic */
+    uint32_t recv_waiters; /* atomic */
+    uint32_t space; /* atomic */
+    uint32_t reserved3;
+    uint64_t reserved4[5];
     uint64_t attached[32]; /* atomic */
 } shmds_channel_header;
 SHMDS_STATIC_ASSERT(sizeof(shmds_channel_header) == 512, "shmds_channel_header: size");
@@ -292,16 +292,16 @@ SHMDS_STATIC_ASSERT(offsetof(shmds_channel_header, cells_offset) == 40, "shmds_c
 SHMDS_STATIC_ASSERT(offsetof(shmds_channel_header, data_offset) == 48, "shmds_channel_header.data_offset: offset");
 SHMDS_STATIC_ASSERT(offsetof(shmds_channel_header, reserved0) == 56, "shmds_channel_header.reserved0: offset");
 SHMDS_STATIC_ASSERT(offsetof(shmds_channel_header, tail) == 64, "shmds_channel_header.tail: offset");
-SHMDS_STATIC_ASSERT(offsetof(shmds_channel_header, space) == 72, "shmds_channel_header.space: offset");
-SHMDS_STATIC_ASSERT(offsetof(shmds_channel_header, send_waiters) == 76, "shmds_channel_header.send_waiters: offset");
-SHMDS_STATIC_ASSERT(offsetof(shmds_channel_header, reserved1) == 80, "shmds_channel_header.reserved1: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_channel_header, reserved1) == 72, "shmds_channel_header.reserved1: offset");
 SHMDS_STATIC_ASSERT(offsetof(shmds_channel_header, head) == 128, "shmds_channel_header.head: offset");
-SHMDS_STATIC_ASSERT(offsetof(shmds_channel_header, recv_waiters) == 136, "shmds_channel_header.recv_waiters: offset");
-SHMDS_STATIC_ASSERT(offsetof(shmds_channel_header, reserved2) == 140, "shmds_channel_header.reserved2: offset");
-SHMDS_STATIC_ASSERT(offsetof(shmds_channel_header, reserved3) == 144, "shmds_channel_header.reserved3: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_channel_header, reserved2) == 136, "shmds_channel_header.reserved2: offset");
 SHMDS_STATIC_ASSERT(offsetof(shmds_channel_header, shutdown) == 192, "shmds_channel_header.shutdown: offset");
 SHMDS_STATIC_ASSERT(offsetof(shmds_channel_header, ever_attached) == 196, "shmds_channel_header.ever_attached: offset");
-SHMDS_STATIC_ASSERT(offsetof(shmds_channel_header, reserved4) == 200, "shmds_channel_header.reserved4: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_channel_header, send_waiters) == 200, "shmds_channel_header.send_waiters: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_channel_header, recv_waiters) == 204, "shmds_channel_header.recv_waiters: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_channel_header, space) == 208, "shmds_channel_header.space: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_channel_header, reserved3) == 212, "shmds_channel_header.reserved3: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_channel_header, reserved4) == 216, "shmds_channel_header.reserved4: offset");
 SHMDS_STATIC_ASSERT(offsetof(shmds_channel_header, attached) == 256, "shmds_channel_header.attached: offset");
 
 /* ChannelCell (16 bytes) */

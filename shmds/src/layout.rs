@@ -422,27 +422,29 @@ pub struct ChannelHeader {
     pub reserved0: u64,
     /// Position after the last claimed frame (producers).
     pub tail: AtomicU64,
-    /// MPMC: bumped (and futex-woken) when space is freed while
-    /// `send_waiters > 0`.
-    pub space: AtomicU32,
-    /// Producers sleeping for space (on `space`, or SPSC on `head`).
-    pub send_waiters: AtomicU32,
     /// Reserved (keeps `tail` alone on its cache line).
-    pub reserved1: [u64; 6],
+    pub reserved1: [u64; 7],
     /// Position of the next frame to take (consumers).
     pub head: AtomicU64,
-    /// SPSC: consumers sleeping on `tail`.
-    pub recv_waiters: AtomicU32,
-    /// Reserved, zero.
-    pub reserved2: u32,
     /// Reserved (keeps `head` alone on its cache line).
-    pub reserved3: [u64; 6],
+    pub reserved2: [u64; 7],
     /// 1 once the channel was shut down (no more sends; receivers drain).
     pub shutdown: AtomicU32,
     /// Bit 0: a sender attached at some time; bit 1: a receiver did.
     pub ever_attached: AtomicU32,
+    /// Senders sleeping for room (MPMC on `space`, SPSC on `head`). On a
+    /// line of its own, written only by sleepers, so that checking it after
+    /// every message costs no cache miss.
+    pub send_waiters: AtomicU32,
+    /// Receivers sleeping (SPSC, on `tail`).
+    pub recv_waiters: AtomicU32,
+    /// MPMC: bumped (and futex-woken) when room is freed while
+    /// `send_waiters > 0`.
+    pub space: AtomicU32,
     /// Reserved, zero.
-    pub reserved4: [u64; 7],
+    pub reserved3: u32,
+    /// Reserved, zero.
+    pub reserved4: [u64; 5],
     /// Who is attached: 0 for a free word, else `pid | role << 32 |
     /// count << 34` (role 1 sender, 2 receiver; count: that process's
     /// handles of that role). SPSC channels use word 0 (sender) and 1
@@ -723,16 +725,16 @@ mod asserts {
     at!(ChannelHeader, data_offset, 48);
     at!(ChannelHeader, reserved0, 56);
     at!(ChannelHeader, tail, 64);
-    at!(ChannelHeader, space, 72);
-    at!(ChannelHeader, send_waiters, 76);
-    at!(ChannelHeader, reserved1, 80);
+    at!(ChannelHeader, reserved1, 72);
     at!(ChannelHeader, head, 128);
-    at!(ChannelHeader, recv_waiters, 136);
-    at!(ChannelHeader, reserved2, 140);
-    at!(ChannelHeader, reserved3, 144);
+    at!(ChannelHeader, reserved2, 136);
     at!(ChannelHeader, shutdown, 192);
     at!(ChannelHeader, ever_attached, 196);
-    at!(ChannelHeader, reserved4, 200);
+    at!(ChannelHeader, send_waiters, 200);
+    at!(ChannelHeader, recv_waiters, 204);
+    at!(ChannelHeader, space, 208);
+    at!(ChannelHeader, reserved3, 212);
+    at!(ChannelHeader, reserved4, 216);
     at!(ChannelHeader, attached, 256);
 
     const _: () = assert!(size_of::<ChannelCell>() as u64 == CHANNEL_CELL_SIZE);
@@ -884,9 +886,9 @@ pub fn describe() -> Vec<StructInfo> {
             slot_stride, slots_offset, hash_seed, reserved1, len, reserved2),
         describe!(MapSlot as "shmds_map_slot": state, home, hash),
         describe!(ChannelHeader as "shmds_channel_header": kind, flags, capacity, cells, one_lap,
-            max_message, cells_offset, data_offset, reserved0, tail, space, send_waiters,
-            reserved1, head, recv_waiters, reserved2, reserved3, shutdown, ever_attached,
-            reserved4, attached),
+            max_message, cells_offset, data_offset, reserved0, tail, reserved1, head, reserved2,
+            shutdown, ever_attached, send_waiters, recv_waiters, space, reserved3, reserved4,
+            attached),
         describe!(ChannelCell as "shmds_channel_cell": state, len, checksum),
         describe!(TopicHeader as "shmds_topic_header": kind, flags, capacity, cells, one_lap,
             max_message, cells_offset, data_offset, reserved0, tail, newest, next_seq,
