@@ -183,11 +183,19 @@ impl<'a> TopicCore<'a> {
 
     // ------------------------------------------------------------ the lock
 
-    /// Take the publish lock, taking it over from a dead holder.
-    pub(crate) fn lock(&self, wait: &mut Wait<'_>) -> std::result::Result<(), LockStop> {
+    /// Take the publish lock, taking it over from a dead holder. A live
+    /// holder that keeps it for longer than `patience` is reported
+    /// (`LockStop::Busy`): a stopped process, or a damaged lock word naming
+    /// a process that never publishes.
+    pub(crate) fn lock(
+        &self,
+        wait: &mut Wait<'_>,
+        patience: Duration,
+    ) -> std::result::Result<(), LockStop> {
         let me = current_pid();
         let lock = &self.header.lock;
         let mut spins = 0u32;
+        let mut since: Option<std::time::Instant> = None;
         loop {
             let holder = match lock.compare_exchange(0, me, Ordering::AcqRel, Ordering::Acquire) {
                 Ok(_) => return Ok(()),
@@ -208,6 +216,10 @@ impl<'a> TopicCore<'a> {
             let Some(nap) = wait.deadline.next_sleep() else {
                 return Err(LockStop::TimedOut);
             };
+            let started = *since.get_or_insert_with(std::time::Instant::now);
+            if started.elapsed() > patience {
+                return Err(LockStop::Busy(holder));
+            }
             self.header.lock_waiters.fetch_add(1, Ordering::SeqCst);
             futex_wait(lock, holder, Some(nap));
             self.header.lock_waiters.fetch_sub(1, Ordering::SeqCst);
@@ -524,6 +536,8 @@ impl<'a> TopicCore<'a> {
 pub(crate) enum LockStop {
     TimedOut,
     Interrupted,
+    /// A live process (this pid) held the lock for longer than the patience.
+    Busy(u32),
 }
 
 struct Inner {
@@ -749,12 +763,21 @@ impl Topic {
     fn lock(&self, wait: &mut Wait<'_>) -> Result<()> {
         self.inner.handle.check()?;
         self.inner.handle.seg.require_writable()?;
-        self.inner.core().lock(wait).map_err(|stop| match stop {
-            LockStop::TimedOut => self.inner.handle.timeout(),
-            LockStop::Interrupted => Error::Interrupted {
-                name: self.name().to_owned(),
-            },
-        })
+        let patience = self.inner.handle.seg.map.lock_timeout();
+        self.inner
+            .core()
+            .lock(wait, patience)
+            .map_err(|stop| match stop {
+                LockStop::TimedOut => self.inner.handle.timeout(),
+                LockStop::Interrupted => Error::Interrupted {
+                    name: self.name().to_owned(),
+                },
+                LockStop::Busy(pid) => Error::Busy {
+                    name: self.name().to_owned(),
+                    pid,
+                    seconds: patience.as_secs(),
+                },
+            })
     }
 
     fn reserve_wait(&self, len: usize, wait: &mut Wait<'_>) -> Result<TopicReservation<'_>> {
