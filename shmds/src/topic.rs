@@ -1016,7 +1016,7 @@ impl std::fmt::Debug for Subscriber {
 
 impl Subscriber {
     fn recv_wait(&mut self, buf: &mut Vec<u8>, mut wait: Option<&mut Wait<'_>>) -> Result<u64> {
-        let mut spins = 0u32;
+        let mut backoff = crate::wait::Backoff::default();
         loop {
             self.inner.handle.check()?;
             let core = self.inner.core();
@@ -1038,9 +1038,7 @@ impl Subscriber {
                             name: self.inner.handle.name().to_owned(),
                         });
                     };
-                    if spins < 100 {
-                        spins += 1;
-                        crate::sync::spin_hint();
+                    if backoff.snooze() {
                         continue;
                     }
                     let Some(nap) = w.deadline.next_sleep() else {

@@ -191,3 +191,42 @@ impl PeerWait {
         }
     }
 }
+
+/// Back-off before a blocking call goes to sleep: spin in growing bursts,
+/// then yield the CPU a few times, and only then sleep on a futex. Staying
+/// awake for a few microseconds means a peer that is about to deliver
+/// does not have to make a wake-up system call (and we none to sleep),
+/// which is what keeps a steady stream of messages out of a mode where
+/// each one costs two system calls.
+#[derive(Debug, Default)]
+pub(crate) struct Backoff {
+    step: u32,
+}
+
+impl Backoff {
+    const SPIN_STEPS: u32 = 8;
+    const YIELD_STEPS: u32 = 16;
+
+    /// Wait a little; `false` once it is time to sleep instead.
+    pub(crate) fn snooze(&mut self) -> bool {
+        if self.step < Self::SPIN_STEPS {
+            for _ in 0..(1u32 << self.step) {
+                crate::sync::spin_hint();
+            }
+        } else if self.step < Self::YIELD_STEPS {
+            #[cfg(not(loom))]
+            std::thread::yield_now();
+            #[cfg(loom)]
+            loom::thread::yield_now();
+        } else {
+            return false;
+        }
+        self.step += 1;
+        true
+    }
+
+    /// Whether the spinning and yielding are over.
+    pub(crate) fn done(&self) -> bool {
+        self.step >= Self::YIELD_STEPS
+    }
+}

@@ -484,9 +484,6 @@ impl Checked {
     }
 }
 
-/// How many times a blocking call retries with a spin hint before sleeping.
-const SPINS_BEFORE_SLEEP: u32 = 100;
-
 /// The one loop behind every send and receive: try, and while blocked,
 /// report or wait (spin, then sleep), noticing shutdown, disconnection,
 /// dead claimants, the deadline and interrupts.
@@ -504,7 +501,7 @@ fn run<T>(
         Role::Sender => Role::Receiver,
         Role::Receiver => Role::Sender,
     };
-    let mut spins = 0;
+    let mut backoff = crate::wait::Backoff::default();
     loop {
         inner.handle.check()?;
         if role == Role::Sender && core.is_shut_down() {
@@ -522,7 +519,7 @@ fn run<T>(
                 name: inner.name().to_owned(),
             });
         }
-        let waiting = wait.is_some() && spins >= SPINS_BEFORE_SLEEP;
+        let waiting = wait.is_some() && backoff.done();
         let scan = waiting || checked.due();
         if scan && core.gone(peer, true) {
             return Err(Error::Disconnected {
@@ -548,9 +545,7 @@ fn run<T>(
         if w.deadline.expired() {
             return Err(inner.handle.timeout());
         }
-        if spins < SPINS_BEFORE_SLEEP {
-            spins += 1;
-            crate::sync::spin_hint();
+        if backoff.snooze() {
             continue;
         }
         if let Blocked::Claim { idx, word } = blocked {
