@@ -502,6 +502,7 @@ fn run<T>(
         Role::Receiver => Role::Sender,
     };
     let mut backoff = crate::wait::Backoff::default();
+    let mut first = true;
     loop {
         inner.handle.check()?;
         if role == Role::Sender && core.is_shut_down() {
@@ -519,8 +520,12 @@ fn run<T>(
                 name: inner.name().to_owned(),
             });
         }
+        // Liveness (a /proc read per peer) is looked at before sleeping, and
+        // by the first miss of a call at most every `Checked::EVERY`; the
+        // clock is not read while spinning.
         let waiting = wait.is_some() && backoff.done();
-        let scan = waiting || checked.due();
+        let scan = waiting || (first && checked.due());
+        first = false;
         if scan && core.gone(peer, true) {
             return Err(Error::Disconnected {
                 name: inner.name().to_owned(),
@@ -542,11 +547,11 @@ fn run<T>(
                 },
             });
         };
-        if w.deadline.expired() {
-            return Err(inner.handle.timeout());
-        }
         if backoff.snooze() {
             continue;
+        }
+        if w.deadline.expired() {
+            return Err(inner.handle.timeout());
         }
         if let Blocked::Claim { idx, word } = blocked {
             if !core.recover(idx, word) {
