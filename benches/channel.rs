@@ -68,11 +68,18 @@ fn main() {
     let seg = Segment::create(&name, 96 << 20).unwrap();
     println!("| figure | shmds |\n|---|---:|");
 
+    // SHMDS_BENCH_ONLY=spsc (or mpmc) runs the 1->1 throughput rows only.
+    let only = std::env::var("SHMDS_BENCH_ONLY").ok();
     for (label, spsc, producers, consumers) in [
         ("SPSC 1→1, 64 B, processes", true, 1u64, 1u64),
         ("MPMC 1→1, 64 B, processes", false, 1, 1),
         ("MPMC 2→2, 64 B, processes", false, 2, 2),
     ] {
+        match only.as_deref() {
+            Some("spsc") if !spsc || producers > 1 => continue,
+            Some("mpmc") if spsc || producers > 1 => continue,
+            _ => {}
+        }
         let _ = seg.erase("c");
         let ch = seg
             .create_channel("c", ChannelOptions::new(1 << 20).spsc(spsc))
@@ -80,38 +87,34 @@ fn main() {
         let per = N / producers;
         // Receivers: this process (1) or this process plus threads.
         let start = Instant::now();
-        let kids: Vec<_> = (0..producers)
+        let mut kids: Vec<_> = (0..producers)
             .map(|_| child("send64", &name, per))
             .collect();
         let total = per * producers;
-        let got = std::sync::atomic::AtomicU64::new(0);
+        // Each consumer stops at an empty message, sent once the producers
+        // are done.
         std::thread::scope(|s| {
             for _ in 0..consumers {
                 let mut rx = ch.receiver().unwrap();
-                let got = &got;
-                s.spawn(move || {
-                    let mut n = 0;
-                    loop {
-                        if got.load(std::sync::atomic::Ordering::Relaxed) >= total {
-                            break;
-                        }
-                        match rx.recv_ref_timeout(Duration::from_millis(50)) {
-                            Ok(m) => {
-                                std::hint::black_box(m.len());
-                                n += 1;
-                                got.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                            }
-                            Err(_) => continue,
-                        }
+                s.spawn(move || loop {
+                    let m = rx.recv_ref().unwrap();
+                    if m.is_empty() {
+                        break;
                     }
-                    n
+                    std::hint::black_box(m[0]);
                 });
             }
+            s.spawn(|| {
+                for k in &mut kids {
+                    k.wait().unwrap();
+                }
+                let mut tx = ch.sender().unwrap();
+                for _ in 0..consumers {
+                    tx.send(&[]).unwrap();
+                }
+            });
         });
         let secs = start.elapsed().as_secs_f64();
-        for mut k in kids {
-            k.wait().unwrap();
-        }
         println!(
             "| {label} (consumers: {}) | {:.1} M msg/s |",
             if consumers == 1 {
@@ -123,6 +126,11 @@ fn main() {
         );
     }
 
+    if only.is_some() {
+        drop(seg);
+        Segment::remove(&name).unwrap();
+        return;
+    }
     // Ping-pong latency.
     let ping = seg
         .create_channel("ping", ChannelOptions::new(4096).spsc(true))
