@@ -1,0 +1,231 @@
+//! Separate-process plumbing shared by every benchmark in this binary.
+//!
+//! The binary re-executes itself as `channel-peers --child <role> <args...>`.
+//! The parent is only an orchestrator: it never takes part in the measured
+//! traffic, and while the children run it sleeps in a blocking pipe read, so
+//! the two cores are left to the two (or four) processes being measured.
+//!
+//! Protocol, one line each, on the child's stdin/stdout (lines that do not
+//! start with `@@ ` are the child's own output and are passed to stderr):
+//!
+//! 1. the child does all of its set-up (opening shared memory, creating its
+//!    ports, waiting until its peer's ports are connected), then prints
+//!    `@@ READY`;
+//! 2. once every child of the run is ready, the parent reads the monotonic
+//!    clock (`t0`) and writes `GO` to each child: **timing starts here, after
+//!    all set-up**;
+//! 3. the child does the measured work and prints `@@ DONE k=v k=v ...`, where
+//!    end times are `CLOCK_MONOTONIC` nanoseconds (the same clock in every
+//!    process), then exits 0.
+//!
+//! A throughput is `messages received / (latest consumer end - t0)`.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+
+/// `CLOCK_MONOTONIC` in nanoseconds; comparable across processes.
+pub fn now_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    assert_eq!(rc, 0, "clock_gettime(CLOCK_MONOTONIC) failed");
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// The `k=v` pairs a child reported in its `DONE` line.
+#[derive(Debug, Default)]
+pub struct Report(pub HashMap<String, String>);
+
+impl Report {
+    pub fn u64(&self, key: &str) -> u64 {
+        self.0
+            .get(key)
+            .unwrap_or_else(|| panic!("child report has no {key}: {:?}", self.0))
+            .parse()
+            .unwrap_or_else(|e| panic!("child report {key}: {e}"))
+    }
+
+    pub fn f64(&self, key: &str) -> f64 {
+        self.0
+            .get(key)
+            .unwrap_or_else(|| panic!("child report has no {key}: {:?}", self.0))
+            .parse()
+            .unwrap_or_else(|e| panic!("child report {key}: {e}"))
+    }
+}
+
+/// One child process of a run.
+pub struct Proc {
+    role: String,
+    child: Child,
+    stdin: Option<ChildStdin>,
+    stdout: BufReader<ChildStdout>,
+    ready: bool,
+}
+
+impl Proc {
+    /// Start `<this binary> --child <role> <args...>`; stderr is inherited.
+    pub fn spawn(role: &str, args: &[String]) -> Proc {
+        let exe = std::env::current_exe().expect("current_exe");
+        let mut child = Command::new(exe)
+            .arg("--child")
+            .arg(role)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn child {role}: {e}"));
+        let stdin = child.stdin.take();
+        let stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
+        Proc {
+            role: role.to_string(),
+            child,
+            stdin,
+            stdout,
+            ready: false,
+        }
+    }
+
+    /// The next protocol line (`@@ ...`, without the marker).
+    fn next_line(&mut self) -> String {
+        loop {
+            let mut line = String::new();
+            let n = self
+                .stdout
+                .read_line(&mut line)
+                .unwrap_or_else(|e| panic!("reading from child {}: {e}", self.role));
+            if n == 0 {
+                let status = self.child.wait().ok();
+                panic!(
+                    "child {} exited before finishing the protocol (status {status:?})",
+                    self.role
+                );
+            }
+            let line = line.trim_end();
+            match line.strip_prefix("@@ ") {
+                Some(msg) => return msg.to_string(),
+                None => eprintln!("[{}] {line}", self.role),
+            }
+        }
+    }
+
+    /// Wait until the child has finished its set-up (once; later calls
+    /// return at once).
+    pub fn wait_ready(&mut self) {
+        if !self.ready {
+            let line = self.next_line();
+            assert_eq!(line, "READY", "child {}: expected READY", self.role);
+            self.ready = true;
+        }
+    }
+
+    pub fn go(&mut self) {
+        let stdin = self.stdin.as_mut().expect("stdin still open");
+        stdin
+            .write_all(b"GO\n")
+            .and_then(|_| stdin.flush())
+            .unwrap_or_else(|e| panic!("writing GO to child {}: {e}", self.role));
+    }
+
+    /// Wait for `DONE`, then for the child to exit successfully.
+    pub fn finish(mut self) -> Report {
+        let line = self.next_line();
+        let rest = line
+            .strip_prefix("DONE")
+            .unwrap_or_else(|| panic!("child {}: expected DONE, got {line:?}", self.role));
+        let mut report = Report::default();
+        for kv in rest.split_whitespace() {
+            let (k, v) = kv.split_once('=').expect("k=v");
+            report.0.insert(k.to_string(), v.to_string());
+        }
+        drop(self.stdin.take());
+        let status = self.child.wait().expect("wait child");
+        assert!(status.success(), "child {} failed: {status}", self.role);
+        report
+    }
+}
+
+impl Drop for Proc {
+    /// A child left behind by a failed run is killed (it is ours: we
+    /// started it and hold its handle).
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Children of one run: wait until all are ready, start them together.
+/// Returns `t0` (monotonic ns), taken just before the first `GO`.
+pub fn start_all(procs: &mut [Proc]) -> u64 {
+    for p in procs.iter_mut() {
+        p.wait_ready();
+    }
+    let t0 = now_ns();
+    for p in procs.iter_mut() {
+        p.go();
+    }
+    t0
+}
+
+// ------------------------------------------------------------ child side
+
+/// Child: set-up is finished.
+pub fn ready() {
+    println!("@@ READY");
+    std::io::stdout().flush().unwrap();
+}
+
+/// Child: block (in a pipe read, not spinning) until the parent says GO.
+pub fn wait_go() {
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line).expect("read GO");
+    assert_eq!(line.trim(), "GO", "expected GO from the parent");
+}
+
+/// Child: report results; `pairs` are `k=v` words.
+pub fn done(pairs: &[(&str, String)]) {
+    let mut line = String::from("@@ DONE");
+    for (k, v) in pairs {
+        line.push(' ');
+        line.push_str(k);
+        line.push('=');
+        line.push_str(v);
+    }
+    println!("{line}");
+    std::io::stdout().flush().unwrap();
+}
+
+// ------------------------------------------------------------ statistics
+
+pub fn median(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let n = s.len();
+    assert!(n > 0);
+    if n % 2 == 1 {
+        s[n / 2]
+    } else {
+        (s[n / 2 - 1] + s[n / 2]) / 2.0
+    }
+}
+
+/// Nearest-rank percentile (0 < p <= 100) of already sorted values.
+pub fn percentile_sorted(sorted: &[u64], p: f64) -> u64 {
+    assert!(!sorted.is_empty());
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+pub fn min_max(v: &[f64]) -> (f64, f64) {
+    v.iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &x| {
+            (lo.min(x), hi.max(x))
+        })
+}
