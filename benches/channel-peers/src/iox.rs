@@ -13,10 +13,13 @@
 //!   the answer (as iceoryx2's own benchmark does), so a loan is never on the
 //!   critical path.
 //!
-//! Waiting: both sides busy-poll (`subscriber.receive()` in a loop with
-//! `core::hint::spin_loop()` between empty polls); a publisher whose
-//! subscriber buffer is full waits in iceoryx2's `RetryUntilDelivered` loop.
-//! Nothing sleeps or makes a syscall on the hot path.
+//! Waiting: both sides poll `subscriber.receive()`, spinning
+//! (`core::hint::spin_loop()`) for the first empty polls in a row (128 in
+//! the throughput loop, 65,536 in the ping-pong loops) and then calling
+//! `sched_yield` per empty poll (`harness::Poll`, which says why). A publisher whose subscriber buffer is full waits in iceoryx2's own
+//! `RetryUntilDelivered` loop (`AdaptiveWait`: `sched_yield` for the first
+//! 10,000 checks, then 100 µs and later 10 ms sleeps). No futex or other
+//! blocking wait is involved.
 //!
 //! Files: every run uses its own iceoryx2 config, root path
 //! `/tmp/shmds-bench-iox2-<pid>/` (instead of `/tmp/iceoryx2/`) and file
@@ -240,9 +243,11 @@ pub fn child(role: &str, args: &[String], files: &IoxFiles) -> Res<()> {
             let (mut received, mut gaps, mut expected, mut check) = (0u64, 0u64, 0u64, 0u8);
             let (mut idle, mut seen) = (0u32, 0u64);
             let mut last_progress = Instant::now();
+            let mut poll = harness::Poll::throughput();
             while expected < n {
                 match sub.receive()? {
                     Some(sample) => {
+                        poll.reset();
                         let m: &Msg64 = &sample; // in place, in shared memory
                         if m.seq != expected {
                             gaps += m.seq.saturating_sub(expected);
@@ -252,7 +257,7 @@ pub fn child(role: &str, args: &[String], files: &IoxFiles) -> Res<()> {
                         received += 1;
                     } // dropping the sample returns it to the publisher
                     None => {
-                        core::hint::spin_loop();
+                        poll.idle();
                         idle = idle.wrapping_add(1);
                         if idle % (1 << 20) == 0 {
                             if received != seen {
@@ -314,11 +319,12 @@ pub fn child(role: &str, args: &[String], files: &IoxFiles) -> Res<()> {
                 })
                 .send()?;
                 next = publisher.loan_uninit()?; // off the critical path
+                let mut poll = harness::Poll::latency();
                 let echoed = loop {
                     if let Some(s) = sub.receive()? {
                         break s.seq;
                     }
-                    core::hint::spin_loop();
+                    poll.idle();
                 };
                 let dt = t.elapsed();
                 if echoed != i {
@@ -346,11 +352,12 @@ pub fn child(role: &str, args: &[String], files: &IoxFiles) -> Res<()> {
             harness::wait_go();
             let mut next = publisher.loan_uninit()?;
             for _ in 0..total {
+                let mut poll = harness::Poll::latency();
                 let seq = loop {
                     if let Some(s) = sub.receive()? {
                         break s.seq;
                     }
-                    core::hint::spin_loop();
+                    poll.idle();
                 };
                 next.write_payload(Msg64 { seq, body: [0; 56] }).send()?;
                 next = publisher.loan_uninit()?;

@@ -18,7 +18,10 @@
 //! `CHANNEL_BENCH_MESSAGES` (64 B messages per throughput run, 5,000,000),
 //! `CHANNEL_BENCH_ROUNDS` (measured round trips per latency run, 200,000;
 //! plus 10,000 untimed), `CHANNEL_BENCH_RUNS` (runs per figure, 5),
-//! `CHANNEL_BENCH_IOX_BUFFER` (iceoryx2 subscriber buffer, samples, 1024).
+//! `CHANNEL_BENCH_IOX_BUFFER` (iceoryx2 subscriber buffer, samples, 1024),
+//! `CHANNEL_BENCH_SPINS` / `CHANNEL_BENCH_LATENCY_SPINS` (empty polls spun
+//! before yielding in throughput / latency loops, 128 / 65,536; see
+//! `harness::Poll`).
 
 mod harness;
 mod iox;
@@ -93,6 +96,7 @@ fn main() {
     if args.first().map(String::as_str) == Some("--child") {
         let role = args.get(1).expect("--child ROLE").clone();
         let rest = &args[2..];
+        iceoryx2::prelude::set_log_level(iceoryx2::prelude::LogLevel::Error);
         let result = if role.starts_with("iox-") {
             // SAFETY: getppid has no preconditions. The orchestrator spawned
             // this child directly, so it is the parent; its pid names the
@@ -128,7 +132,11 @@ fn main() {
     for f in iox::IoxFiles::remove_stale() {
         eprintln!("removed a leftover of an earlier (killed) run: {f}");
     }
-    eprintln!("# channel peers: {s:?}");
+    eprintln!(
+        "# channel peers: {s:?}; spins before yield: throughput {}, latency {}",
+        harness::Poll::throughput_spins(),
+        harness::Poll::latency_spins()
+    );
 
     let mut rows = Vec::new();
     // Each figure alternates the runs of the peer and of its shmds variant
@@ -168,8 +176,9 @@ fn main() {
             &iox_rates,
             format!(
                 "{} msgs per run; dropped (sequence gaps) {dropped}, sends that reached \
-                 no subscriber {undelivered}",
-                s.messages
+                 no subscriber {undelivered}; subscriber polls (spin {}, then yield)",
+                s.messages,
+                harness::Poll::throughput_spins()
             ),
         ));
         rows.push(if shmds_rates.is_empty() {
@@ -252,8 +261,10 @@ fn main() {
             ),
             &iox_lat,
             format!(
-                "{} timed round trips per run (+{} untimed), busy-polling both sides",
-                s.rounds, s.warmup
+                "{} timed round trips per run (+{} untimed); both sides poll (spin {}, then yield)",
+                s.rounds,
+                s.warmup,
+                harness::Poll::latency_spins()
             ),
         ));
         rows.push(if shmds_lat.is_empty() {

@@ -13,9 +13,10 @@
 //! the runs of a peer and of its shmds variant (iceoryx2 run 0, shmds run 0,
 //! iceoryx2 run 1, ...) so that both see the same load on this shared
 //! machine. Use the same conditions as the peers (same message size and
-//! count, busy-polling `try_` calls with `core::hint::spin_loop()` between
-//! empty polls, or state what else), and put each segment in a
-//! [`BenchSegment`] so that it is removed at the end of the run.
+//! count; poll the `try_` calls and wait between empty polls with
+//! `harness::Poll`, as the peers do, or state what else), and put each
+//! segment in a [`BenchSegment`] so that it is removed at the end of the
+//! run.
 
 #![allow(dead_code)] // until the Channel variants below are filled in
 
