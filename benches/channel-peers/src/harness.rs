@@ -161,11 +161,64 @@ impl Drop for Proc {
     }
 }
 
-/// Children of one run: wait until all are ready, start them together.
-/// Returns `t0` (monotonic ns), taken just before the first `GO`.
-pub fn start_all(procs: &mut [Proc]) -> u64 {
+/// Which figures pin their processes, from `CHANNEL_BENCH_PIN`:
+/// `latency` (the default), `all` or `none`. A pinned run puts its i-th
+/// child on CPU i (mod the number of CPUs) before GO, as iceoryx2's own
+/// benchmarks pin their two sides.
+///
+/// Why only latency by default (iceoryx2, 3 runs each, same half hour, load
+/// average ~2 from other work): ping-pong unpinned had runs at a one-way
+/// median of ~350 ns and runs at ~850–1000 ns (both processes put on one
+/// core, taking turns through `sched_yield`), pinned it stayed at 356–400
+/// ns; throughput pinned fell to 0.4–1.9 M msg/s against 1.5–3.3 unpinned,
+/// because a pinned process cannot move away from a core that other work
+/// is using.
+pub fn pin_latency() -> bool {
+    matches!(pin_mode().as_str(), "latency" | "all")
+}
+
+pub fn pin_throughput() -> bool {
+    pin_mode() == "all"
+}
+
+pub fn pin_mode() -> String {
+    let mode = std::env::var("CHANNEL_BENCH_PIN").unwrap_or_else(|_| "latency".into());
+    assert!(
+        matches!(mode.as_str(), "latency" | "all" | "none"),
+        "CHANNEL_BENCH_PIN={mode}: expected latency, all or none"
+    );
+    mode
+}
+
+impl Proc {
+    fn pin(&self, cpu: usize) {
+        // SAFETY: cpu_set_t is plain data; zeroed is the empty set, and
+        // CPU_SET/sched_setaffinity get a valid pointer and its size.
+        unsafe {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_SET(cpu, &mut set);
+            let rc = libc::sched_setaffinity(
+                self.child.id() as libc::pid_t,
+                std::mem::size_of::<libc::cpu_set_t>(),
+                &set,
+            );
+            assert_eq!(rc, 0, "sched_setaffinity({}, cpu {cpu})", self.role);
+        }
+    }
+}
+
+/// Children of one run: wait until all are ready, pin them if `pin`, start
+/// them together. Returns `t0` (monotonic ns), taken just before the first
+/// `GO`.
+pub fn start_all(procs: &mut [Proc], pin: bool) -> u64 {
     for p in procs.iter_mut() {
         p.wait_ready();
+    }
+    if pin {
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        for (i, p) in procs.iter().enumerate() {
+            p.pin(i % cpus);
+        }
     }
     let t0 = now_ns();
     for p in procs.iter_mut() {

@@ -21,7 +21,9 @@
 //! `CHANNEL_BENCH_IOX_BUFFER` (iceoryx2 subscriber buffer, samples, 1024),
 //! `CHANNEL_BENCH_SPINS` / `CHANNEL_BENCH_LATENCY_SPINS` (empty polls spun
 //! before yielding in throughput / latency loops, 128 / 65,536; see
-//! `harness::Poll`).
+//! `harness::Poll`), `CHANNEL_BENCH_PIN` (`latency`, the default: the
+//! ping-pong sides are pinned to CPUs 0 and 1; `all`; `none`; see
+//! `harness::pin_latency`).
 
 mod harness;
 mod iox;
@@ -96,7 +98,7 @@ fn main() {
     if args.first().map(String::as_str) == Some("--child") {
         let role = args.get(1).expect("--child ROLE").clone();
         let rest = &args[2..];
-        iceoryx2::prelude::set_log_level(iceoryx2::prelude::LogLevel::Error);
+        iceoryx2::prelude::set_log_level_from_env_or(iceoryx2::prelude::LogLevel::Error);
         let result = if role.starts_with("iox-") {
             // SAFETY: getppid has no preconditions. The orchestrator spawned
             // this child directly, so it is the parent; its pid names the
@@ -115,7 +117,7 @@ fn main() {
 
     let want = |word: &str| args.is_empty() || args.iter().any(|a| word.contains(a.as_str()));
     let s = Settings::from_env();
-    iceoryx2::prelude::set_log_level(iceoryx2::prelude::LogLevel::Error);
+    iceoryx2::prelude::set_log_level_from_env_or(iceoryx2::prelude::LogLevel::Error);
     let files = iox::IoxFiles {
         owner_pid: std::process::id(),
     };
@@ -133,9 +135,10 @@ fn main() {
         eprintln!("removed a leftover of an earlier (killed) run: {f}");
     }
     eprintln!(
-        "# channel peers: {s:?}; spins before yield: throughput {}, latency {}",
+        "# channel peers: {s:?}; spins before yield: throughput {}, latency {}; pinned: {}",
         harness::Poll::throughput_spins(),
-        harness::Poll::latency_spins()
+        harness::Poll::latency_spins(),
+        harness::pin_mode()
     );
 
     let mut rows = Vec::new();
@@ -156,7 +159,12 @@ fn main() {
             let t = iox::throughput(&files, run, s.messages, s.iox_buffer);
             files.remove();
             let t = t.expect("iceoryx2 throughput");
-            eprintln!("  run {run}: iceoryx2 {:.3} M msg/s", t.rate / 1e6);
+            eprintln!(
+                "  run {run}: iceoryx2 {:.3} M msg/s (lost {}, re-sent {})",
+                t.rate / 1e6,
+                t.dropped,
+                t.undelivered
+            );
             iox_rates.push(t.rate);
             dropped += t.dropped;
             undelivered += t.undelivered;
@@ -175,10 +183,16 @@ fn main() {
             ),
             &iox_rates,
             format!(
-                "{} msgs per run; dropped (sequence gaps) {dropped}, sends that reached \
-                 no subscriber {undelivered}; subscriber polls (spin {}, then yield)",
+                "{} msgs per run; lost (sequence gaps) {dropped}; sends that reached no \
+                 subscriber (re-sent) {undelivered}; subscriber polls (spin {}, then yield); \
+                 {}",
                 s.messages,
-                harness::Poll::throughput_spins()
+                harness::Poll::throughput_spins(),
+                if harness::pin_throughput() {
+                    "pinned to CPUs 0, 1"
+                } else {
+                    "not pinned"
+                }
             ),
         ));
         rows.push(if shmds_rates.is_empty() {
@@ -261,10 +275,16 @@ fn main() {
             ),
             &iox_lat,
             format!(
-                "{} timed round trips per run (+{} untimed); both sides poll (spin {}, then yield)",
+                "{} timed round trips per run (+{} untimed); both sides poll (spin {}, then \
+                 yield); {}",
                 s.rounds,
                 s.warmup,
-                harness::Poll::latency_spins()
+                harness::Poll::latency_spins(),
+                if harness::pin_latency() {
+                    "pinned to CPUs 0, 1"
+                } else {
+                    "not pinned"
+                }
             ),
         ));
         rows.push(if shmds_lat.is_empty() {

@@ -5,9 +5,10 @@
 //! `memcpy.rs`, and returns `None` ("not measured") until it is filled in.
 //! The harness (`harness.rs`) already gives what they need: `Proc::spawn`
 //! re-executes this binary as a child with a role and arguments,
-//! `harness::start_all` starts every child of a run together after all
-//! set-up and returns `t0`, and a child reports `end_ns` etc. with
-//! `harness::done`. Child roles named `shmds-*` are routed to [`child`].
+//! `harness::start_all(&mut procs, harness::pin_throughput())` (or
+//! `pin_latency()` for ping-pong, as the peers do) starts every child of a
+//! run together after all set-up and returns `t0`, and a child reports
+//! `end_ns` etc. with `harness::done`. Child roles named `shmds-*` are routed to [`child`].
 //!
 //! Each function is ONE run (`run` = 0..settings.runs); `main` alternates
 //! the runs of a peer and of its shmds variant (iceoryx2 run 0, shmds run 0,
