@@ -18,7 +18,8 @@
 //! Waiting: both sides poll `subscriber.receive()`, spinning
 //! (`core::hint::spin_loop()`) for the first empty polls in a row (128 in
 //! the throughput loop, 65,536 in the ping-pong loops) and then calling
-//! `sched_yield` per empty poll (`harness::Poll`, which says why). A publisher whose subscriber buffer is full waits in iceoryx2's own
+//! `sched_yield` per empty poll (`harness::Poll`, which says why). A
+//! publisher whose subscriber buffer is full waits in iceoryx2's own
 //! `RetryUntilDelivered` loop (`AdaptiveWait`: `sched_yield` for the first
 //! 10,000 checks, then 100 µs and later 10 ms sleeps). No futex or other
 //! blocking wait is involved.
