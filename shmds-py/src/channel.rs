@@ -25,7 +25,7 @@
 use crate::buffer::RawBuf;
 use crate::pickled;
 use crate::queue::wait_time;
-use crate::wait::{wait, Closing, Fail, Waiting};
+use crate::wait::{fork_generation, wait, Closing, Fail, Waiting};
 use crate::{closed, to_py, AlreadyAttachedError, Segment, MESSAGE_TOO_LARGE};
 use pyo3::exceptions::{PyBufferError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
@@ -60,6 +60,11 @@ struct Pool<T> {
     idle: Vec<Box<T>>,
     lent: usize,
     holder: Holder,
+    /// The fork generation the ends belong to.
+    generation: u64,
+    /// Calls waiting for an end to come back (a notify costs a system
+    /// call, so it is made only when someone waits).
+    sleepers: usize,
 }
 
 /// One side's ends of a handle (see the module docs).
@@ -78,6 +83,8 @@ impl<T> Ends<T> {
                 idle: Vec::new(),
                 lent: 0,
                 holder: Holder::Nobody,
+                generation: fork_generation(),
+                sleepers: 0,
             }),
             returned: Condvar::new(),
             closing,
@@ -99,6 +106,15 @@ impl<T> Ends<T> {
         if self.closing.is_closed() {
             return Err(Fail::Closed);
         }
+        if pool.generation != fork_generation() {
+            // A forked child: the ends are the parent's (dropping them is
+            // harmless, their detach only undoes the parent's pid), and
+            // those lent out were in threads that do not exist here.
+            pool.idle.clear();
+            pool.lent = 0;
+            pool.holder = Holder::Nobody;
+            pool.generation = fork_generation();
+        }
         let end = match pool.idle.pop() {
             Some(end) => end,
             None if !self.one || pool.lent == 0 => Box::new(attach()?),
@@ -119,15 +135,27 @@ impl<T> Ends<T> {
 
     /// Wait (up to a nap) for an SPSC end to come back.
     fn wait_turn(&self, w: &mut Waiting<'_>) -> Result<(), Fail> {
-        let pool = self.lock();
+        let mut pool = self.lock();
         if pool.lent == 0 || self.closing.is_closed() {
             return Ok(());
         }
-        w.nap(&self.returned, pool)
+        pool.sleepers += 1;
+        w.nap(&self.returned, pool, |pool| pool.sleepers -= 1)
+    }
+
+    /// Wake the calls waiting for an end (the lock is held: whoever
+    /// checked the pool before sleeping is asleep by now).
+    fn wake(&self, pool: &Pool<T>) {
+        if pool.sleepers > 0 {
+            self.returned.notify_all();
+        }
     }
 
     fn give_back(&self, end: Box<T>) {
         let mut pool = self.lock();
+        if pool.generation != fork_generation() {
+            return; // lent before a fork (dropped: see try_lend)
+        }
         pool.lent = pool.lent.saturating_sub(1);
         pool.holder = Holder::Nobody;
         // Pushed under the lock: close() sets the flag, then empties the
@@ -138,8 +166,8 @@ impl<T> Ends<T> {
             pool.idle.push(end);
             None
         };
+        self.wake(&pool);
         drop(pool);
-        self.returned.notify_one();
         drop(gone); // detaches, outside the lock
     }
 
@@ -151,8 +179,10 @@ impl<T> Ends<T> {
 
     /// Detach the idle ends and wake the in-process waiters (close).
     fn close(&self) {
-        let idle = std::mem::take(&mut self.lock().idle);
-        self.returned.notify_all();
+        let mut pool = self.lock();
+        let idle = std::mem::take(&mut pool.idle);
+        self.wake(&pool);
+        drop(pool);
         drop(idle);
     }
 }
@@ -192,6 +222,8 @@ pub(crate) struct Held {
     /// From `Box::into_raw`; owned by this value.
     receiver: NonNull<Receiver>,
     home: Arc<Ends<Receiver>>,
+    /// The fork generation it was taken in.
+    generation: u64,
 }
 
 // SAFETY: the message guard and the receiver are Send and Sync (the crate
@@ -210,6 +242,11 @@ impl Held {
 
 impl Drop for Held {
     fn drop(&mut self) {
+        if self.generation != fork_generation() {
+            // Inherited through a fork: the message is the parent's to
+            // release. Leak the guard and the receiver instead.
+            return;
+        }
         // SAFETY: dropped exactly once, here, and nothing uses it after.
         unsafe { ManuallyDrop::drop(&mut self.message) };
         // SAFETY: the pointer came from Box::into_raw (take) and the only
@@ -282,11 +319,13 @@ impl Shared {
     }
 
     fn pop_pending(&self) -> Option<Held> {
-        let held = self
-            .pending
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .pop_front()?;
+        let held = {
+            let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+            // Messages kept before a fork are the parent's (dropping them
+            // leaks them, see Held).
+            pending.retain(|held| held.generation == fork_generation());
+            pending.pop_front()?
+        };
         self.receivers
             .set_holder(Holder::Thread(std::thread::current().id()));
         Some(held)
@@ -299,8 +338,8 @@ impl Shared {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push_front(held);
-        drop(self.receivers.lock());
-        self.receivers.returned.notify_all();
+        let pool = self.receivers.lock();
+        self.receivers.wake(&pool);
     }
 
     /// The next message, left in the ring.
@@ -335,6 +374,7 @@ impl Shared {
                 message: ManuallyDrop::new(message),
                 receiver: NonNull::new(ptr).expect("from a Box"),
                 home: self.receivers.clone(),
+                generation: fork_generation(),
             }),
             Err(e) => {
                 // SAFETY: as above; the reference made from `ptr` is no

@@ -681,6 +681,12 @@ fn _shmds(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(remove, m)?)?;
     m.add_function(wrap_pyfunction!(parse_descriptor, m)?)?;
     m.add_function(wrap_pyfunction!(_pack, m)?)?;
+    let after_fork = wrap_pyfunction!(wait::_after_fork_in_child, m)?;
+    let kwargs = pyo3::types::PyDict::new(py);
+    kwargs.set_item("after_in_child", &after_fork)?;
+    py.import("os")?
+        .getattr("register_at_fork")?
+        .call((), Some(&kwargs))?;
     m.add("ShmdsError", py.get_type::<ShmdsError>())?;
     m.add("CorruptError", py.get_type::<CorruptError>())?;
     m.add("IncompatibleError", py.get_type::<IncompatibleError>())?;

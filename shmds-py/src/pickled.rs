@@ -2,7 +2,7 @@
 //! package pickles them), read back by `get`.
 //!
 //! A message is either a plain pickle (protocol 5; it starts with the
-//! PROTO opcode, byte 0x80) or, when the object carried large buffers
+//! PROTO opcode, byte 0x80) or, when the object carried buffers
 //! (numpy arrays...) out of band, this framing, little-endian:
 //!
 //! | offset      | size   | field                                        |

@@ -9,7 +9,7 @@
 //! wake through [`Closing`]-style flags, without touching the operations.
 
 use pyo3::prelude::*;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// Why a channel or topic call stopped without its result.
@@ -44,6 +44,28 @@ impl From<shmds::Error> for Fail {
         }
     }
 }
+
+/// Bumped in the child after every `os.fork()` (a handler registered at
+/// import): state made before a fork belongs to the parent. The crate's
+/// ends record the parent's pid, and a message a Python object holds is
+/// the parent's to release, so a child must attach ends of its own and
+/// never release what it inherited.
+static FORK_GENERATION: AtomicU64 = AtomicU64::new(0);
+
+/// The current fork generation (see [`FORK_GENERATION`]).
+pub(crate) fn fork_generation() -> u64 {
+    FORK_GENERATION.load(Ordering::Relaxed)
+}
+
+/// `os.register_at_fork(after_in_child=...)` target.
+#[pyfunction]
+pub(crate) fn _after_fork_in_child() {
+    FORK_GENERATION.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Signal handlers run at most this often during one wait (each run takes
+/// the GIL); a wait that sleeps longer runs them after every sleep.
+const SIGNALS_EVERY: Duration = Duration::from_millis(2);
 
 /// How long the in-process waits (for an SPSC end another thread is
 /// using) sleep before they look at the interrupt check again.
@@ -89,21 +111,28 @@ impl Waiting<'_> {
     }
 
     /// Sleep on `condvar` (releasing `guard`) for at most [`RECHECK`] or
-    /// the time left, then run the interrupt check (without the lock).
+    /// the time left, run `woke` on the state (the lock held again), then
+    /// the interrupt check (without the lock).
     pub(crate) fn nap<T>(
         &mut self,
         condvar: &std::sync::Condvar,
         guard: std::sync::MutexGuard<'_, T>,
+        woke: impl FnOnce(&mut T),
     ) -> Result<(), Fail> {
         let nap = match self.left() {
             None => RECHECK,
-            Some(left) if left.is_zero() => return Err(Fail::TimedOut),
+            Some(left) if left.is_zero() => {
+                let mut guard = guard;
+                woke(&mut guard);
+                return Err(Fail::TimedOut);
+            }
             Some(left) => left.min(RECHECK),
         };
-        let guard = match condvar.wait_timeout(guard, nap) {
+        let mut guard = match condvar.wait_timeout(guard, nap) {
             Ok((guard, _)) => guard,
             Err(poisoned) => poisoned.into_inner().0,
         };
+        woke(&mut guard);
         drop(guard);
         if (self.interrupt)() {
             return Err(Fail::Interrupted);
@@ -126,10 +155,16 @@ pub(crate) fn wait<T: Send>(
     let mut raised: Option<PyErr> = None;
     closing.waiting.fetch_add(1, Ordering::SeqCst);
     let result = py.detach(|| {
+        let mut last: Option<Instant> = None;
         let mut check = || {
             if closing.is_closed() {
                 return true;
             }
+            let now = Instant::now();
+            if last.is_some_and(|t| now.duration_since(t) < SIGNALS_EVERY) {
+                return false;
+            }
+            last = Some(now);
             Python::attach(|py| match py.check_signals() {
                 Ok(()) => false,
                 Err(e) => {

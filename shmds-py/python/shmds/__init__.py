@@ -670,44 +670,31 @@ class Map(_shmds.Map, MutableMapping):
 
 
 # Objects in messages (Channel.put, Topic.put): a pickle (protocol 5), or,
-# when the object has large buffers (numpy arrays...), the pickle with those
+# when the object has buffers (numpy arrays...), the pickle with those
 # buffers out of band, each copied once, straight into the ring, and read
 # back by get() into a bytearray of its own (so the arrays are writable and
 # own their memory). The framing (shmds-py/src/pickled.rs reads it):
 # b"\0OOB", u32 buffer count n, u64 pickle length, n u64 buffer lengths,
 # the pickle, then each buffer at the next multiple of 64 bytes.
 _OOB_MAGIC = b"\0OOB"
-_OOB_MIN = 16 << 10  # smaller buffers stay in the pickle
-
-
-class _OutOfBand(list):
-    """A ``buffer_callback`` keeping large buffers (as raw memoryviews)."""
-
-    __slots__ = ()
-
-    def __call__(self, buf: pickle.PickleBuffer) -> bool:
-        try:
-            raw = buf.raw()
-        except BufferError:  # not contiguous: leave it to the pickle
-            return True
-        if raw.nbytes < _OOB_MIN:
-            return True
-        self.append(raw)
-        return False
 
 
 def _pickle_parts(obj: Any) -> tuple[bytes, list[Any] | None]:
     """``obj`` as a message: ``(pickle, None)``, or ``(pickle, parts)``
     whose concatenation is the framed message."""
-    oob = _OutOfBand()
-    data = pickle.dumps(obj, protocol=5, buffer_callback=oob)
+    oob: list[pickle.PickleBuffer] = []
+    data = pickle.dumps(obj, 5, buffer_callback=oob.append)
     if not oob:
         return data, None
-    n = len(oob)
+    try:
+        raws = [buf.raw() for buf in oob]
+    except BufferError:  # a buffer neither C- nor Fortran-contiguous
+        return pickle.dumps(obj, 5), None
+    n = len(raws)
     parts: list[Any] = [struct.pack(f"<4sIQ{n}Q", _OOB_MAGIC, n, len(data),
-                                    *(raw.nbytes for raw in oob)), data]
+                                    *(raw.nbytes for raw in raws)), data]
     at = 16 + 8 * n + len(data)
-    for raw in oob:
+    for raw in raws:
         pad = -at % 64
         if pad:
             parts.append(bytes(pad))
@@ -751,7 +738,7 @@ class Channel(_shmds.Channel):
         pass
 
     def put(self, obj: Any, block: bool = True, timeout: float | None = None) -> None:
-        """Send ``obj`` pickled (protocol 5; large buffers such as numpy
+        """Send ``obj`` pickled (protocol 5; buffers such as numpy
         arrays out of band, copied once into the ring); waits for room like
         :meth:`send`. ``MessageTooLargeError`` (a ``ValueError``) when the
         pickle is larger than :attr:`max_message`."""
