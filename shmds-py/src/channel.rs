@@ -26,7 +26,7 @@ use crate::buffer::RawBuf;
 use crate::pickled;
 use crate::queue::wait_time;
 use crate::wait::{fork_generation, wait, Closing, Fail, Waiting};
-use crate::{closed, to_py, AlreadyAttachedError, Segment, MESSAGE_TOO_LARGE};
+use crate::{closed, to_py, AlreadyAttachedError, Segment, MESSAGE_TOO_LARGE, SHUT_DOWN};
 use pyo3::exceptions::{PyBufferError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList};
@@ -444,6 +444,32 @@ impl Channel {
             )),
             (Fail::TimedOut, Side::Recv) => {
                 Empty::new_err(format!("{name:?} stayed empty until the timeout"))
+            }
+            (Fail::Shmds(shmds::Error::ShutDown { .. }), Side::Send) => SHUT_DOWN.err(
+                format!("{name:?} was shut down (shutdown()): no more messages go in"),
+                &[],
+            ),
+            (Fail::Shmds(shmds::Error::ShutDown { .. }), Side::Recv) => SHUT_DOWN.err(
+                format!("{name:?} was shut down (shutdown()) and every message in it was taken"),
+                &[],
+            ),
+            (Fail::Shmds(shmds::Error::AlreadyAttached { role, pid, .. }), _) => {
+                let (verb, other) = if role == "sender" {
+                    ("sent", "receiver")
+                } else {
+                    ("received", "sender")
+                };
+                let who = if pid == std::process::id() {
+                    format!("this process ({pid})")
+                } else {
+                    format!("process {pid}")
+                };
+                AlreadyAttachedError::new_err(format!(
+                    "{name:?} is a single-producer single-consumer channel, and {who} \
+                     already has its {role}: one handle there {verb} first (an SPSC channel has \
+                     one {role} handle and one {other} handle across all processes; close() that \
+                     handle to hand over, or create the channel without spsc=True)"
+                ))
             }
             (Fail::Closed, _) => closed(),
             (Fail::ViewOpen, _) => AlreadyAttachedError::new_err(format!(
