@@ -378,6 +378,66 @@ def test_close_detaches_and_wakes_this_handles_waiters(seg):
     assert not seg.open("c").has_receivers  # detached
 
 
+def test_an_spsc_end_busy_in_another_thread_is_waited_for(seg):
+    ch = seg.channel("c", 128, spsc=True)
+    got = []
+    t = threading.Thread(target=lambda: got.append(ch.recv(timeout=60)))
+    t.start()
+    for _ in range(30_000):  # until the thread waits, holding the one receiver
+        with pytest.raises(queue.Empty) as e:
+            ch.recv(block=False)
+        if "busy" in str(e.value):
+            break
+        threading.Event().wait(0.001)
+    assert "busy in another thread" in str(e.value)
+    with pytest.raises(queue.Empty):
+        ch.recv(timeout=0.02)  # waited for the receiver, then gave up
+    ch.send(b"1")
+    t.join(60)
+    assert got == [b"1"]
+    ch.send(b"2")
+    ch.send(b"3")  # full: a sending thread waits for room, close() stops it
+    errors = []
+
+    def send_forever():
+        try:
+            ch.send(b"4")
+        except ValueError as e:
+            errors.append(e)
+
+    t = threading.Thread(target=send_forever)
+    t.start()
+    threading.Event().wait(0.05)
+    ch.close()
+    t.join(60)
+    assert not t.is_alive() and len(errors) == 1
+
+
+_REENTERED = {}
+
+
+def _reenter():
+    return _REENTERED["channel"].recv(block=False)
+
+
+class _CallsBack:
+    def __reduce__(self):
+        return (_reenter, ())
+
+
+def test_a_call_from_inside_a_call_on_an_spsc_handle_is_refused(seg):
+    ch = seg.channel("c", 4096, spsc=True)
+    _REENTERED["channel"] = ch
+    try:
+        ch.put(_CallsBack())
+        ch.send(b"after")
+        with pytest.raises(RuntimeError, match="inside"):
+            ch.get()
+        assert ch.recv() == b"after"
+    finally:
+        del _REENTERED["channel"]
+
+
 def test_subscriber_close_wakes_its_waiter(seg):
     t = seg.topic("t", 4096)
     sub = t.subscribe()

@@ -3,7 +3,7 @@
 import queue
 import sys
 from types import TracebackType
-from typing import Any, Callable, Literal, Self
+from typing import Any, Callable, Literal, Self, final
 
 from typing_extensions import Buffer
 
@@ -200,6 +200,7 @@ class Channel:
     def closed(self) -> bool: ...
     def close(self) -> None: ...
 
+@final
 class MessageView:
     def __enter__(self) -> Self: ...
     def __exit__(
@@ -246,6 +247,7 @@ class Topic:
     def closed(self) -> bool: ...
     def close(self) -> None: ...
 
+@final
 class Subscriber:
     def recv(self, block: bool = True, timeout: float | None = None) -> bytes: ...
     def get(self, block: bool = True, timeout: float | None = None) -> Any: ...
