@@ -108,10 +108,12 @@ impl<T> Ends<T> {
         }
         if pool.generation != fork_generation() {
             // A forked child: the ends are the parent's (dropping them is
-            // harmless, their detach only undoes the parent's pid), and
-            // those lent out were in threads that do not exist here.
+            // harmless: detaching matches the parent's pid, so it does
+            // nothing here), and those lent out, and the calls waiting,
+            // were in threads that do not exist here.
             pool.idle.clear();
             pool.lent = 0;
+            pool.sleepers = 0;
             pool.holder = Holder::Nobody;
             pool.generation = fork_generation();
         }
