@@ -83,7 +83,7 @@ impl Ring {
 
 /// A timeout in the `queue.Queue` sense: `None` waits forever; negative
 /// is an error.
-fn wait_time(timeout: Option<f64>) -> PyResult<Option<Duration>> {
+pub(crate) fn wait_time(timeout: Option<f64>) -> PyResult<Option<Duration>> {
     match timeout {
         None => Ok(None),
         Some(t) if t.is_nan() || t < 0.0 => Err(PyValueError::new_err(

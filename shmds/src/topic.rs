@@ -463,6 +463,11 @@ impl<'a> TopicCore<'a> {
         Err("the newest message kept changing while it was read".into())
     }
 
+    /// Wake every sleeping subscriber (they look again).
+    pub(crate) fn wake_subscribers(&self) {
+        futex_wake_low(&self.header.tail);
+    }
+
     /// Sleep until `tail` moves from `seen` (or a nap passes).
     pub(crate) fn sleep(&self, seen: u64, nap: Duration) {
         self.header.sub_waiters.fetch_add(1, Ordering::SeqCst);
@@ -824,6 +829,27 @@ impl Topic {
         self.reserve_wait(len, &mut Wait::new(None, None))
     }
 
+    /// [`reserve`](Self::reserve) with a timeout for the publish lock and an
+    /// interrupt check.
+    #[doc(hidden)]
+    pub fn reserve_interruptible(
+        &self,
+        len: usize,
+        timeout: Option<Duration>,
+        interrupt: Option<&mut dyn FnMut() -> bool>,
+    ) -> Result<TopicReservation<'_>> {
+        self.reserve_wait(len, &mut Wait::new(timeout, interrupt))
+    }
+
+    /// Wake every process's sleeping subscribers of this topic without
+    /// publishing: they look again and sleep again. For bindings whose
+    /// interrupt check depends on something set outside the topic (a
+    /// subscriber closed in another thread).
+    #[doc(hidden)]
+    pub fn wake_subscribers(&self) {
+        self.inner.core().wake_subscribers();
+    }
+
     /// A subscriber that receives the messages published from now on.
     pub fn subscribe(&self) -> Subscriber {
         Subscriber {
@@ -871,6 +897,11 @@ impl Topic {
     /// The largest message in bytes.
     pub fn max_message(&self) -> u64 {
         self.inner.ring.max_message
+    }
+
+    /// Whether messages carry a CRC32C, checked by subscribers.
+    pub fn has_checksum(&self) -> bool {
+        self.inner.ring.checksum
     }
 
     /// The entry name.

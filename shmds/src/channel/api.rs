@@ -394,6 +394,16 @@ impl Channel {
         Ok(())
     }
 
+    /// Wake every process's waiters on this channel without changing its
+    /// state: they look again and, finding nothing new, sleep again. For
+    /// bindings whose interrupt check depends on something set outside
+    /// the channel (a handle closed in another thread), so that it is seen
+    /// at once instead of after the next recheck interval.
+    #[doc(hidden)]
+    pub fn wake_waiters(&self) {
+        self.inner.core().wake_all();
+    }
+
     /// Whether [`shutdown`](Self::shutdown) was called.
     pub fn is_shut_down(&self) -> bool {
         self.inner.core().is_shut_down()
