@@ -775,6 +775,18 @@ impl Topic {
         self.reserve_wait(len, &mut Wait::new(None, None))
     }
 
+    /// [`reserve`](Self::reserve) with a timeout for the publish lock
+    /// (`None`: none) and an interrupt check.
+    #[doc(hidden)]
+    pub fn reserve_interruptible(
+        &self,
+        len: usize,
+        timeout: Option<Duration>,
+        interrupt: Option<&mut dyn FnMut() -> bool>,
+    ) -> Result<TopicReservation<'_>> {
+        self.reserve_wait(len, &mut Wait::new(timeout, interrupt))
+    }
+
     /// A subscriber that receives the messages published from now on.
     pub fn subscribe(&self) -> Subscriber {
         Subscriber {
@@ -822,6 +834,16 @@ impl Topic {
     /// The largest message in bytes.
     pub fn max_message(&self) -> u64 {
         self.inner.ring.max_message
+    }
+
+    /// Whether messages carry a CRC32C.
+    pub fn has_checksum(&self) -> bool {
+        self.inner.ring.checksum
+    }
+
+    /// `Err(Stale)` once the topic has been erased.
+    pub fn check(&self) -> Result<()> {
+        self.inner.handle.check()
     }
 
     /// The entry name.
@@ -1181,6 +1203,22 @@ mod tests {
         assert_eq!(sub.try_recv(&mut buf).unwrap(), 1);
         assert!(buf.is_empty());
         assert!(s.0.check().is_ok());
+        assert!(t.has_checksum());
+        // The publish lock is held by an open reservation: a timed reserve
+        // gives up.
+        let open = t.reserve(4).unwrap();
+        let short = Some(Duration::from_millis(20));
+        assert!(matches!(
+            t.reserve_interruptible(4, short, None),
+            Err(Error::Timeout { .. })
+        ));
+        drop(open);
+        let mut r = t.reserve_interruptible(4, short, None).unwrap();
+        r.copy_from_slice(b"four");
+        assert_eq!(r.commit(), 2);
+        assert!(t.check().is_ok());
+        s.0.erase("t").unwrap();
+        assert!(matches!(t.check(), Err(Error::Stale { .. })));
     }
 
     #[test]
