@@ -396,32 +396,31 @@ static ShmdsChannel *stream(ShmdsSegment *seg, const char *mode) {
     return ch;
 }
 
-static void stream_send(ShmdsSegment *seg, const char *mode, size_t n) {
+/* Send the stream's n messages, or receive and check them. */
+static void stream_run(ShmdsSegment *seg, const char *mode, size_t n, int sending) {
     ShmdsChannel *ch = stream(seg, mode);
-    ShmdsSender *tx;
-    ok(shmds_channel_attach_sender(ch, &tx), "attach stream sender");
+    ShmdsSender *tx = NULL;
+    ShmdsReceiver *rx = NULL;
+    if (sending)
+        ok(shmds_channel_attach_sender(ch, &tx), "attach stream sender");
+    else
+        ok(shmds_channel_attach_receiver(ch, &rx), "attach stream receiver");
     unsigned char m[1000];
     for (size_t k = 0; k < n && failures == 0; k++) {
-        size_t len = 37 * k % 1001;
-        fill_message(m, k, len);
-        int rc = shmds_sender_send(tx, m, len, 60000000000LL);
-        CHECK(rc == SHMDS_OK, "stream send %zu: %d (%s)", k, rc, shmds_last_error());
+        size_t want = 37 * k % 1001, len = want;
+        int rc;
+        if (sending) {
+            fill_message(m, k, want);
+            rc = shmds_sender_send(tx, m, want, 60000000000LL);
+        } else {
+            rc = shmds_receiver_recv(rx, m, sizeof m, &len, 60000000000LL);
+        }
+        CHECK(rc == SHMDS_OK, "stream %s %zu: %d (%s)", sending ? "send" : "receive", k, rc,
+              shmds_last_error());
+        CHECK(sending || rc != SHMDS_OK || is_message(m, len, k, want),
+              "stream message %zu: %zu bytes, not what was sent", k, len);
     }
     shmds_sender_close(tx);
-    shmds_channel_close(ch);
-}
-
-static void stream_recv(ShmdsSegment *seg, const char *mode, size_t n) {
-    ShmdsChannel *ch = stream(seg, mode);
-    ShmdsReceiver *rx;
-    ok(shmds_channel_attach_receiver(ch, &rx), "attach stream receiver");
-    unsigned char m[1000];
-    for (size_t k = 0; k < n && failures == 0; k++) {
-        size_t len = 0;
-        int rc = shmds_receiver_recv(rx, m, sizeof m, &len, 60000000000LL);
-        CHECK(rc == SHMDS_OK && is_message(m, len, k, 37 * k % 1001),
-              "stream receive %zu: rc %d (%s), %zu bytes", k, rc, shmds_last_error(), len);
-    }
     shmds_receiver_close(rx);
     shmds_channel_close(ch);
 }
@@ -445,9 +444,9 @@ int main(int argc, char **argv) {
     else if (strcmp(argv[1], "check-messages") == 0)
         check_messages(seg);
     else if (stream_cmd && strcmp(argv[1], "stream-send") == 0)
-        stream_send(seg, argv[3], (size_t)strtoull(argv[4], NULL, 10));
+        stream_run(seg, argv[3], (size_t)strtoull(argv[4], NULL, 10), 1);
     else if (stream_cmd && strcmp(argv[1], "stream-recv") == 0)
-        stream_recv(seg, argv[3], (size_t)strtoull(argv[4], NULL, 10));
+        stream_run(seg, argv[3], (size_t)strtoull(argv[4], NULL, 10), 0);
     else {
         fprintf(stderr, "unknown command %s\n", argv[1]);
         return 2;

@@ -62,22 +62,29 @@ def py_check(seg):
 LANGUAGES = ["rust", "python", "c"]
 
 
+def write_then_check(segname, peers, writer, reader, python, suffix=""):
+    """Write a set in language `writer` and check it in `reader`: the peers'
+    commands `write{suffix}` and `check{suffix}`, or python's two functions."""
+    seg = shmds.Segment(segname, size=4 << 20)
+    py_write_set, py_check_set = python
+    if writer == "python":
+        py_write_set(seg)
+    else:
+        run(peers[writer], "write" + suffix, segname)
+    if reader == "python":
+        py_check_set(seg)
+    else:
+        run(peers[reader], "check" + suffix, segname)
+
+
 @pytest.mark.parametrize(
     "writer,reader",
     [(w, r) for w in LANGUAGES for r in LANGUAGES if w != r],
 )
 def test_conformance(segname, interop, c_interop, writer, reader):
     """The known structures, written by one language and checked by another."""
-    seg = shmds.Segment(segname, size=4 << 20)
     peers = {"rust": interop, "c": c_interop}
-    if writer == "python":
-        py_write(seg)
-    else:
-        run(peers[writer], "write", segname)
-    if reader == "python":
-        py_check(seg)
-    else:
-        run(peers[reader], "check", segname)
+    write_then_check(segname, peers, writer, reader, (py_write, py_check))
 
 
 def test_python_types_match_what_rust_expects(segname, interop):
@@ -197,16 +204,9 @@ def test_messages_conformance(segname, interop, c_interop, writer, reader):
     """Every kind of message, sent by one language and received by another."""
     if "python" in (writer, reader) and not HAS_MESSAGES:
         pytest.skip(NO_MESSAGES)
-    seg = shmds.Segment(segname, size=4 << 20)
     peers = {"rust": interop, "c": c_interop}
-    if writer == "python":
-        py_write_messages(seg)
-    else:
-        run(peers[writer], "write-messages", segname)
-    if reader == "python":
-        py_check_messages(seg)
-    else:
-        run(peers[reader], "check-messages", segname)
+    python = (py_write_messages, py_check_messages)
+    write_then_check(segname, peers, writer, reader, python, "-messages")
 
 
 def py_stream(seg, mode):  # py-channel API
