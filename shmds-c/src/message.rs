@@ -256,7 +256,7 @@ impl Room {
         Fail(
             SHMDS_E_BUFFER_TOO_SMALL,
             format!(
-                "the next message of {owner} is {needed} bytes, more than the {}-byte buffer; \
+                "the message from {owner} is {needed} bytes, more than the {}-byte buffer; \
                  {kept} (call again with a buffer of at least {needed} bytes, the length now in \
                  *len)",
                 self.size

@@ -490,7 +490,7 @@ static void test_channel(ShmdsSegment *seg) {
     char buf[64];
     size_t n = 99;
     EXPECT(shmds_receiver_try_recv(rx, buf, 4, &n), SHMDS_E_BUFFER_TOO_SMALL,
-           "the next message of channel \"events\" is 5 bytes, more than the 4-byte buffer; "
+           "the message from channel \"events\" is 5 bytes, more than the 4-byte buffer; "
            "it stays first in the channel");
     CHECK(n == 5, "needed %zu", n);
     n = 0;
