@@ -904,6 +904,11 @@ impl Topic {
         self.inner.ring.checksum
     }
 
+    /// `Err(Stale)` once the topic has been erased.
+    pub fn check(&self) -> Result<()> {
+        self.inner.handle.check()
+    }
+
     /// The entry name.
     pub fn name(&self) -> &str {
         self.inner.handle.name()
@@ -1259,6 +1264,22 @@ mod tests {
         assert_eq!(sub.try_recv(&mut buf).unwrap(), 1);
         assert!(buf.is_empty());
         assert!(s.0.check().is_ok());
+        assert!(t.has_checksum());
+        // The publish lock is held by an open reservation: a timed reserve
+        // gives up.
+        let open = t.reserve(4).unwrap();
+        let short = Some(Duration::from_millis(20));
+        assert!(matches!(
+            t.reserve_interruptible(4, short, None),
+            Err(Error::Timeout { .. })
+        ));
+        drop(open);
+        let mut r = t.reserve_interruptible(4, short, None).unwrap();
+        r.copy_from_slice(b"four");
+        assert_eq!(r.commit(), 2);
+        assert!(t.check().is_ok());
+        s.0.erase("t").unwrap();
+        assert!(matches!(t.check(), Err(Error::Stale { .. })));
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! frames), and the `Segment` functions that create and open channels.
 
 use super::{
-    Blocked, ChannelCore, ChannelShape, Claim, Role, SpscEnd, Stop, Taken, MAX_MESSAGE,
+    Blocked, ChannelCore, ChannelShape, Claim, Role, SpscEnd, Stop, Taken, Took, MAX_MESSAGE,
     MAX_RING_CAPACITY,
 };
 use crate::checksum::crc32c;
@@ -402,6 +402,11 @@ impl Channel {
     #[doc(hidden)]
     pub fn wake_waiters(&self) {
         self.inner.core().wake_all();
+    }
+
+    /// `Err(Stale)` once the channel has been erased.
+    pub fn check(&self) -> Result<()> {
+        self.inner.handle.check()
     }
 
     /// Whether [`shutdown`](Self::shutdown) was called.
@@ -832,22 +837,42 @@ impl Drop for Receiver {
 
 impl Receiver {
     fn take(&mut self, wait: Option<&mut Wait<'_>>) -> Result<Message<'_>> {
+        match self.take_within(u32::MAX, wait)? {
+            Ok(message) => Ok(message),
+            // Unreachable: no message is longer than 1 GiB (max_message).
+            Err(len) => Err(Error::InvalidArgument(format!(
+                "a message of {len} bytes is longer than any limit"
+            ))),
+        }
+    }
+
+    /// The next message, or `Ok(Err(len))` when it is longer than `limit`
+    /// bytes (it stays first in line).
+    fn take_within(
+        &mut self,
+        limit: u32,
+        wait: Option<&mut Wait<'_>>,
+    ) -> Result<std::result::Result<Message<'_>, u32>> {
         let me = current_pid();
         let spsc = self.inner.shape.spsc;
         let end = &mut self.end;
-        let taken = run(
+        let took = run(
             &self.inner,
             Role::Receiver,
             &mut self.checked,
             wait,
             |core| {
                 if spsc {
-                    core.spsc_take(end)
+                    core.spsc_take(end, limit)
                 } else {
-                    core.take(me)
+                    core.take(me, limit)
                 }
             },
         )?;
+        let taken = match took {
+            Took::Frame(taken) => taken,
+            Took::TooLong(len) => return Ok(Err(len)),
+        };
         let message = Message {
             receiver: self,
             taken,
@@ -867,7 +892,7 @@ impl Receiver {
                 });
             }
         }
-        Ok(message)
+        Ok(Ok(message))
     }
 
     fn recv_wait(&mut self, buf: &mut Vec<u8>, wait: Option<&mut Wait<'_>>) -> Result<usize> {
@@ -924,6 +949,25 @@ impl Receiver {
         } else {
             self.take(None)
         }
+    }
+
+    /// [`recv_ref_interruptible`](Self::recv_ref_interruptible) for a
+    /// caller with room for at most `limit` bytes (a binding receiving into
+    /// a buffer of fixed size): a longer message is not taken. It stays
+    /// first in line, and `Ok(Err(len))` gives its length.
+    #[doc(hidden)]
+    pub fn recv_ref_within(
+        &mut self,
+        limit: usize,
+        block: bool,
+        timeout: Option<Duration>,
+        interrupt: Option<&mut dyn FnMut() -> bool>,
+    ) -> Result<std::result::Result<Message<'_>, usize>> {
+        let limit = u32::try_from(limit).unwrap_or(u32::MAX);
+        let mut wait = block.then(|| Wait::new(timeout, interrupt));
+        Ok(self
+            .take_within(limit, wait.as_mut())?
+            .map_err(|len| len as usize))
     }
 
     /// The channel this receiver is attached to.

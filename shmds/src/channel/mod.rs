@@ -36,7 +36,10 @@
 //!   It reads `len` (bounded: the frame must end inside the ring and a
 //!   message must be at most `max_message`), stores `head = h + run`, reads
 //!   the payload, and frees the frame: `EMPTY(L + 1)` into every cell of it,
-//!   the first last.
+//!   the first last. A consumer that finds the message longer than it can
+//!   take (a caller's buffer) stores `FULL(L)` back before moving `head`,
+//!   as recovery does for a consumer that died there: the message stays
+//!   first in line.
 //! - A frame marked *skip* (`FULL` with the skip bit) carries no message: a
 //!   padding frame, an aborted reservation, a dead producer's frame.
 //!   Consumers (and producers that need the space) free it and go on.
@@ -171,6 +174,16 @@ pub(crate) struct Claim {
     waited: bool,
     /// SPSC: `tail` after this frame.
     next: u64,
+}
+
+/// What a consumer found at `head`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Took {
+    /// A message, now the consumer's.
+    Frame(Taken),
+    /// A message of this many bytes, longer than the consumer's limit: it
+    /// was left first in line (`head` did not move).
+    TooLong(u32),
 }
 
 /// A frame claimed by a consumer.
@@ -418,18 +431,20 @@ impl<'a> ChannelCore<'a> {
         } = SlotState::decode(word)
         {
             if st == tag {
-                let _ = self.take_claimed(h, idx, tag, word, waited, true);
+                let _ = self.take_claimed(h, idx, tag, word, waited, true, u32::MAX);
                 return true;
             }
         }
         false
     }
 
-    /// Try to take the frame at `head`; skip frames are freed and passed.
+    /// Try to take the frame at `head`; skip frames are freed and passed. A
+    /// message longer than `limit` bytes is left where it is.
     pub(crate) fn take(
         &self,
         me: u32,
-    ) -> std::result::Result<std::result::Result<Taken, Blocked>, Stop> {
+        limit: u32,
+    ) -> std::result::Result<std::result::Result<Took, Blocked>, Stop> {
         loop {
             let h = self.header.head.load(Ordering::Acquire);
             let Some(idx) = self.ring().index(h) else {
@@ -454,7 +469,7 @@ impl<'a> ChannelCore<'a> {
                 Ordering::AcqRel,
                 Ordering::Acquire,
             ) {
-                Ok(_) => match self.after_take(h, idx, tag, false, false)? {
+                Ok(_) => match self.after_take(h, idx, tag, false, false, limit)? {
                     Some(taken) => return Ok(Ok(taken)),
                     None => continue,
                 },
@@ -466,8 +481,8 @@ impl<'a> ChannelCore<'a> {
                     waited,
                     skip,
                 } if st == tag => {
-                    if let Some(taken) = self.take_claimed(h, idx, tag, word, waited, skip)? {
-                        return Ok(Ok(taken));
+                    if let Some(took) = self.take_claimed(h, idx, tag, word, waited, skip, limit)? {
+                        return Ok(Ok(took));
                     }
                 }
                 // Nothing sent at h yet (or the previous lap's frame over
@@ -518,6 +533,7 @@ impl<'a> ChannelCore<'a> {
 
     /// CAS the `FULL` word `word` at `h` to our claim and finish the take.
     /// `Ok(None)`: lost the race or passed a skip frame (look again).
+    #[allow(clippy::too_many_arguments)]
     fn take_claimed(
         &self,
         h: u64,
@@ -526,7 +542,8 @@ impl<'a> ChannelCore<'a> {
         word: u64,
         waited: bool,
         skip: bool,
-    ) -> std::result::Result<Option<Taken>, Stop> {
+        limit: u32,
+    ) -> std::result::Result<Option<Took>, Stop> {
         let me = crate::process::current_pid();
         let claim = SlotState::Reading { tag, pid: me, skip }.encode();
         if self
@@ -537,10 +554,12 @@ impl<'a> ChannelCore<'a> {
         {
             return Ok(None);
         }
-        self.after_take(h, idx, tag, waited, skip)
+        self.after_take(h, idx, tag, waited, skip, limit)
     }
 
     /// The frame at `h` is ours: bound it, move `head`; free a skip frame.
+    /// A message longer than `limit` goes back to `FULL` before `head`
+    /// moves (no one else touches a frame we claimed at `head`).
     fn after_take(
         &self,
         h: u64,
@@ -548,7 +567,8 @@ impl<'a> ChannelCore<'a> {
         tag: u64,
         waited: bool,
         skip: bool,
-    ) -> std::result::Result<Option<Taken>, Stop> {
+        limit: u32,
+    ) -> std::result::Result<Option<Took>, Stop> {
         let cell = self.cell(idx);
         let len = cell.len.load(Ordering::Relaxed);
         let run = self.ring().run_of(len, idx);
@@ -562,6 +582,15 @@ impl<'a> ChannelCore<'a> {
                 )))
             }
         };
+        if !skip && len > limit {
+            let full = SlotState::Full {
+                tag,
+                waited,
+                skip: false,
+            };
+            cell.state.store(full.encode(), Ordering::Release);
+            return Ok(Some(Took::TooLong(len)));
+        }
         crate::fault::pause_point("channel.recv.claimed");
         self.header
             .head
@@ -580,7 +609,7 @@ impl<'a> ChannelCore<'a> {
             self.release(&taken);
             return Ok(None);
         }
-        Ok(Some(taken))
+        Ok(Some(Took::Frame(taken)))
     }
 
     /// Free a taken frame for the next lap and wake whoever waits for room.
@@ -871,11 +900,13 @@ impl<'a> ChannelCore<'a> {
         }
     }
 
-    /// Take the next SPSC message, passing padding frames.
+    /// Take the next SPSC message, passing padding frames; one longer than
+    /// `limit` bytes is left where it is (`head` moves only on release).
     pub(crate) fn spsc_take(
         &self,
         end: &mut SpscEnd,
-    ) -> std::result::Result<std::result::Result<Taken, Blocked>, Stop> {
+        limit: u32,
+    ) -> std::result::Result<std::result::Result<Took, Blocked>, Stop> {
         let ring = *self.ring();
         loop {
             let h = end.pos;
@@ -907,7 +938,10 @@ impl<'a> ChannelCore<'a> {
                 self.spsc_release_to(end, next);
                 continue;
             }
-            return Ok(Ok(Taken {
+            if len > limit {
+                return Ok(Ok(Took::TooLong(len)));
+            }
+            return Ok(Ok(Took::Frame(Taken {
                 pos: h,
                 idx,
                 tag: 0,
@@ -915,7 +949,7 @@ impl<'a> ChannelCore<'a> {
                 len,
                 waited: false,
                 next,
-            }));
+            })));
         }
     }
 

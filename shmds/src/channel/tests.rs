@@ -403,3 +403,95 @@ fn check_counts_messages_and_reports_damage() {
         Err(Error::ShapeMismatch { .. })
     ));
 }
+
+#[test]
+fn a_message_longer_than_the_limit_stays_first_in_line() {
+    both(|spsc| {
+        let s = segment("limit");
+        let options = ChannelOptions::new(4096).spsc(spsc).checksum(true);
+        let ch = s.0.create_channel("c", options).unwrap();
+        let mut tx = ch.sender().unwrap();
+        let mut rx = ch.receiver().unwrap();
+        tx.send(&[7; 100]).unwrap();
+        tx.send(b"short").unwrap();
+        for limit in [0, 64, 99] {
+            match rx.recv_ref_within(limit, false, None, None).unwrap() {
+                Err(len) => assert_eq!(len, 100),
+                Ok(m) => panic!("took {} bytes with limit {limit}", m.len()),
+            }
+            assert_eq!(ch.len(), 2);
+        }
+        // Blocking with a timeout: the same answer at once.
+        let got = rx.recv_ref_within(10, true, Some(Duration::from_secs(5)), None);
+        assert!(matches!(got, Ok(Err(100))));
+        drop(got);
+        let m = rx.recv_ref_within(100, false, None, None).unwrap().unwrap();
+        assert_eq!(&*m, &[7; 100]);
+        drop(m);
+        let m = rx.recv_ref_within(5, false, None, None).unwrap().unwrap();
+        assert_eq!(&*m, b"short");
+        drop(m);
+        assert!(matches!(
+            rx.recv_ref_within(0, false, None, None),
+            Err(Error::Empty { .. })
+        ));
+        tx.send(b"").unwrap();
+        assert!(rx.recv_ref_within(0, false, None, None).unwrap().is_ok());
+        assert!(s.0.check().is_ok());
+    });
+}
+
+#[test]
+fn a_receiver_with_a_small_limit_leaves_long_messages_to_the_others() {
+    let s = segment("limit-threads");
+    let ch = s.0.create_channel("c", ChannelOptions::new(8192)).unwrap();
+    let per = 20_000u64;
+    let mut tx = ch.sender().unwrap();
+    let producer = std::thread::spawn(move || {
+        for i in 0..per {
+            let len = if i % 3 == 0 { 200 } else { 8 };
+            let mut msg = vec![0u8; len];
+            msg[..8].copy_from_slice(&i.to_le_bytes());
+            tx.send(&msg).unwrap();
+        }
+    });
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(vec![0u8; per as usize]));
+    let consumers: Vec<_> = [64usize, usize::MAX]
+        .into_iter()
+        .map(|limit| {
+            let mut rx = ch.receiver().unwrap();
+            let seen = seen.clone();
+            std::thread::spawn(move || {
+                let (mut got, mut left) = (0u64, 0u64);
+                loop {
+                    let wait = Some(Duration::from_secs(2));
+                    match rx.recv_ref_within(limit, true, wait, None) {
+                        Ok(Ok(m)) => {
+                            assert!(m.len() <= limit);
+                            let i = u64::from_le_bytes(m[..8].try_into().unwrap());
+                            assert_eq!(m.len(), if i % 3 == 0 { 200 } else { 8 });
+                            seen.lock().unwrap()[i as usize] += 1;
+                            got += 1;
+                        }
+                        Ok(Err(len)) => {
+                            assert_eq!(len, 200);
+                            left += 1;
+                            std::thread::yield_now();
+                        }
+                        Err(Error::Disconnected { .. }) => return (got, left),
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+            })
+        })
+        .collect();
+    producer.join().unwrap();
+    for c in consumers {
+        let (got, _left) = c.join().unwrap();
+        assert!(got > 0);
+    }
+    assert!(
+        seen.lock().unwrap().iter().all(|&n| n == 1),
+        "a message was lost or duplicated"
+    );
+}
