@@ -116,8 +116,8 @@ bench-python: python
 ## benches/channel-peers, a standalone crate outside the workspace (iceoryx2
 ## publish-subscribe throughput and ping-pong latency between processes,
 ## memcpy of 4 MiB), then benches/python/channel_bench.py (faster-fifo and
-## multiprocessing.Queue between processes). The shmds Channel rows are
-## placeholders until the Channel lands. Sizes: CHANNEL_BENCH_* (Rust) and
+## multiprocessing.Queue between processes), each beside its shmds Channel
+## rows (alternating runs). Sizes: CHANNEL_BENCH_* (Rust) and
 ## BENCH_N / BENCH_FRAMES / BENCH_REPEAT (Python); see the two files.
 CHANNEL_PEERS_TARGET ?= $(CURDIR)/target/channel-peers
 bench-channel: python

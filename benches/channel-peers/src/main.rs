@@ -1,15 +1,18 @@
-//! Peers of issue 13's Channel benchmarks, and the places where the shmds
-//! Channel variants will go, in one binary so both sides run in one run.
+//! Issue 13's Channel benchmarks: the shmds Channel and its peers in one
+//! binary, so both sides are measured in one run.
 //!
-//! Figures (each a Markdown table row; machine and date above the table):
+//! Figures (each a Markdown table row; machine and date above the table);
+//! every shmds figure has two rows, `poll` (the `try_` calls polled with
+//! `harness::Poll`, as the peers poll) and `block` (the blocking calls), see
+//! `shmds_channel.rs`:
 //! - 1 -> 1 throughput of 64-byte messages between two processes:
-//!   iceoryx2 publish-subscribe (`iox.rs`) | shmds Channel SPSC (placeholder)
+//!   iceoryx2 publish-subscribe (`iox.rs`) | shmds Channel SPSC
 //! - 2 producers + 2 consumers, 64 B, four processes: shmds Channel MPMC
-//!   (placeholder; iceoryx2 has no MPMC pattern)
+//!   (no peer: iceoryx2 has no MPMC pattern)
 //! - one-way latency, ping-pong / 2, median and p99: iceoryx2 | shmds
-//!   Channel (placeholder)
+//!   Channel SPSC
 //! - 4 MiB messages: memcpy bandwidth in one process (`memcpy.rs`) | shmds
-//!   Channel reserve/commit (placeholder)
+//!   Channel reserve/commit between two processes
 //!
 //! Run: `make bench-channel`, or
 //! `cargo run --release --manifest-path benches/channel-peers/Cargo.toml -- [FILTER...]`
@@ -18,7 +21,9 @@
 //! `CHANNEL_BENCH_MESSAGES` (64 B messages per throughput run, 5,000,000),
 //! `CHANNEL_BENCH_ROUNDS` (measured round trips per latency run, 200,000;
 //! plus 10,000 untimed), `CHANNEL_BENCH_RUNS` (runs per figure, 5),
-//! `CHANNEL_BENCH_IOX_BUFFER` (iceoryx2 subscriber buffer, samples, 1024),
+//! `CHANNEL_BENCH_IOX_BUFFER` (iceoryx2 subscriber buffer, samples, 1024;
+//! the shmds 64 B rings hold as many messages),
+//! `CHANNEL_BENCH_BIG_MESSAGES` (4 MiB messages per shmds bandwidth run, 400),
 //! `CHANNEL_BENCH_SPINS` / `CHANNEL_BENCH_LATENCY_SPINS` (empty polls spun
 //! before yielding in throughput / latency loops, 128 / 65,536; see
 //! `harness::Poll`), `CHANNEL_BENCH_PIN` (`latency`, the default: the
@@ -31,6 +36,7 @@ mod memcpy;
 mod shmds_channel;
 
 use harness::{median, min_max};
+use shmds_channel::Waiting;
 
 /// Sizes of a run (from the environment, see the top of this file).
 #[derive(Debug, Clone)]
@@ -40,6 +46,7 @@ pub struct Settings {
     pub warmup: u64,
     pub runs: usize,
     pub iox_buffer: usize,
+    pub big_messages: u64,
 }
 
 fn env_or<T: std::str::FromStr>(key: &str, default: T) -> T {
@@ -60,6 +67,7 @@ impl Settings {
             warmup: 10_000,
             runs: env_or("CHANNEL_BENCH_RUNS", 5),
             iox_buffer: env_or("CHANNEL_BENCH_IOX_BUFFER", 1024),
+            big_messages: env_or("CHANNEL_BENCH_BIG_MESSAGES", 400),
         }
     }
 }
@@ -70,16 +78,6 @@ struct Row {
     value: String,
     range: String,
     notes: String,
-}
-
-fn not_measured(figure: &'static str, implementation: &str, goal: &str) -> Row {
-    Row {
-        figure,
-        implementation: implementation.into(),
-        value: "—".into(),
-        range: "".into(),
-        notes: format!("not measured: Channel API not landed (issue 13). Goal: {goal}"),
-    }
 }
 
 fn rate_row(figure: &'static str, implementation: String, rates: &[f64], notes: String) -> Row {
@@ -142,9 +140,17 @@ fn main() {
     );
 
     let mut rows = Vec::new();
-    // Each figure alternates the runs of the peer and of its shmds variant
-    // (peer run 0, shmds run 0, peer run 1, ...), so that both see the same
-    // load on a shared machine; medians and ranges are over the runs.
+    // Each figure alternates the runs of the peer and of its shmds variants
+    // (peer run 0, shmds poll run 0, shmds block run 0, peer run 1, ...), so
+    // that all see the same load on a shared machine; medians and ranges are
+    // over the runs.
+    let pinned = |pin: bool| {
+        if pin {
+            "pinned (child i on CPU i mod CPUs)"
+        } else {
+            "not pinned"
+        }
+    };
 
     // --- 1 -> 1 throughput, 64 B
     if want("throughput spsc") {
@@ -153,7 +159,9 @@ fn main() {
             "1 -> 1 throughput, {} messages x {} runs ...",
             s.messages, s.runs
         );
-        let (mut iox_rates, mut shmds_rates) = (Vec::new(), Vec::new());
+        let mut iox_rates = Vec::new();
+        let mut shmds_rates = [Vec::new(), Vec::new()];
+        let mut shmds_errors = [0u64; 2];
         let (mut dropped, mut undelivered) = (0, 0);
         for run in 0..s.runs {
             let t = iox::throughput(&files, run, s.messages, s.iox_buffer);
@@ -168,9 +176,16 @@ fn main() {
             iox_rates.push(t.rate);
             dropped += t.dropped;
             undelivered += t.undelivered;
-            if let Some(r) = shmds_channel::spsc_throughput(&s, run) {
-                eprintln!("  run {run}: shmds SPSC {:.3} M msg/s", r / 1e6);
-                shmds_rates.push(r);
+            for (k, w) in Waiting::BOTH.into_iter().enumerate() {
+                let t = shmds_channel::spsc_throughput(&s, run, w);
+                eprintln!(
+                    "  run {run}: shmds SPSC {} {:.3} M msg/s (sequence errors {})",
+                    w.arg(),
+                    t.rate / 1e6,
+                    t.errors
+                );
+                shmds_rates[k].push(t.rate);
+                shmds_errors[k] += t.errors;
             }
         }
         rows.push(rate_row(
@@ -188,57 +203,77 @@ fn main() {
                  {}",
                 s.messages,
                 harness::Poll::throughput_spins(),
-                if harness::pin_throughput() {
-                    "pinned to CPUs 0, 1"
-                } else {
-                    "not pinned"
-                }
+                pinned(harness::pin_throughput())
             ),
         ));
-        rows.push(if shmds_rates.is_empty() {
-            not_measured(
+        for (k, w) in Waiting::BOTH.into_iter().enumerate() {
+            let ratio = median(&shmds_rates[k]) / median(&iox_rates);
+            rows.push(rate_row(
                 fig,
-                "shmds Channel SPSC",
-                "≥ 1.5× iceoryx2 and ≥ 30 M msg/s",
-            )
-        } else {
-            let ratio = median(&shmds_rates) / median(&iox_rates);
-            rate_row(
-                fig,
-                "shmds Channel SPSC".into(),
-                &shmds_rates,
-                format!("{ratio:.2}× iceoryx2 (goal ≥ 1.5× and ≥ 30 M msg/s)"),
-            )
-        });
+                format!(
+                    "shmds Channel SPSC, {} (ring {} × 64 B)",
+                    w.describe("send", "recv_ref"),
+                    s.iox_buffer
+                ),
+                &shmds_rates[k],
+                format!(
+                    "**{ratio:.2}× iceoryx2** (goal ≥ 1.5× and ≥ 30 M msg/s); sequence errors {}; {}",
+                    shmds_errors[k],
+                    pinned(harness::pin_throughput())
+                ),
+            ));
+        }
     }
 
     // --- MPMC 2 + 2, 64 B (no peer)
     if want("throughput mpmc") {
         let fig = "2 producers + 2 consumers, 64 B, 4 processes";
-        let rates: Vec<f64> = (0..s.runs)
-            .map_while(|run| shmds_channel::mpmc_throughput(&s, run))
-            .collect();
-        rows.push(if rates.is_empty() {
-            not_measured(
+        eprintln!(
+            "2 -> 2 throughput, {} messages x {} runs ...",
+            s.messages / 2 * 2,
+            s.runs
+        );
+        let mut rates = [Vec::new(), Vec::new()];
+        let mut errors = [0u64; 2];
+        for run in 0..s.runs {
+            for (k, w) in Waiting::BOTH.into_iter().enumerate() {
+                let t = shmds_channel::mpmc_throughput(&s, run, w);
+                eprintln!(
+                    "  run {run}: shmds MPMC {} {:.3} M msg/s (sequence errors {})",
+                    w.arg(),
+                    t.rate / 1e6,
+                    t.errors
+                );
+                rates[k].push(t.rate);
+                errors[k] += t.errors;
+            }
+        }
+        for (k, w) in Waiting::BOTH.into_iter().enumerate() {
+            rows.push(rate_row(
                 fig,
-                "shmds Channel MPMC",
-                "≥ 10 M msg/s (no peer: iceoryx2 pub/sub is broadcast, not MPMC)",
-            )
-        } else {
-            rate_row(
-                fig,
-                "shmds Channel MPMC".into(),
-                &rates,
-                "goal ≥ 10 M msg/s".into(),
-            )
-        });
+                format!(
+                    "shmds Channel MPMC, {} (ring {} × 64 B)",
+                    w.describe("send", "recv_ref"),
+                    s.iox_buffer
+                ),
+                &rates[k],
+                format!(
+                    "goal ≥ 10 M msg/s; no peer (iceoryx2 pub/sub is broadcast, not MPMC); \
+                     {} msgs per run; sequence errors {}; {}",
+                    s.messages / 2 * 2,
+                    errors[k],
+                    pinned(harness::pin_throughput())
+                ),
+            ));
+        }
     }
 
     // --- ping-pong latency
     if want("latency") {
         let fig = "one-way latency (ping-pong / 2), 64 B, 2 processes";
         eprintln!("ping-pong, {} round trips x {} runs ...", s.rounds, s.runs);
-        let (mut iox_lat, mut shmds_lat) = (Vec::new(), Vec::new());
+        let mut iox_lat = Vec::new();
+        let mut shmds_lat = [Vec::new(), Vec::new()];
         for run in 0..s.runs {
             let l = iox::latency(&files, run, s.rounds, s.warmup);
             files.remove();
@@ -248,12 +283,15 @@ fn main() {
                 l.0, l.1
             );
             iox_lat.push(l);
-            if let Some(l) = shmds_channel::latency(&s, run) {
+            for (k, w) in Waiting::BOTH.into_iter().enumerate() {
+                let l = shmds_channel::latency(&s, run, w);
                 eprintln!(
-                    "  run {run}: shmds one-way median {:.0} ns, p99 {:.0} ns",
-                    l.0, l.1
+                    "  run {run}: shmds {} one-way median {:.0} ns, p99 {:.0} ns",
+                    w.arg(),
+                    l.0,
+                    l.1
                 );
-                shmds_lat.push(l);
+                shmds_lat[k].push(l);
             }
         }
         let row = |implementation: String, v: &[(f64, f64)], notes: String| {
@@ -280,36 +318,43 @@ fn main() {
                 s.rounds,
                 s.warmup,
                 harness::Poll::latency_spins(),
-                if harness::pin_latency() {
-                    "pinned to CPUs 0, 1"
-                } else {
-                    "not pinned"
-                }
+                pinned(harness::pin_latency())
             ),
         ));
-        rows.push(if shmds_lat.is_empty() {
-            not_measured(fig, "shmds Channel", "median ≤ iceoryx2's")
-        } else {
-            let m = median(&shmds_lat.iter().map(|l| l.0).collect::<Vec<_>>());
-            row(
-                "shmds Channel SPSC".into(),
-                &shmds_lat,
-                format!("median {:.2}× iceoryx2's (goal ≤ 1.0)", m / iox_median),
-            )
-        });
+        let iox_p99 = median(&iox_lat.iter().map(|l| l.1).collect::<Vec<_>>());
+        for (k, w) in Waiting::BOTH.into_iter().enumerate() {
+            let m = median(&shmds_lat[k].iter().map(|l| l.0).collect::<Vec<_>>());
+            let p = median(&shmds_lat[k].iter().map(|l| l.1).collect::<Vec<_>>());
+            rows.push(row(
+                format!(
+                    "shmds Channel SPSC, two channels, {}",
+                    w.describe("send", "recv_ref")
+                ),
+                &shmds_lat[k],
+                format!(
+                    "**median {:.2}× iceoryx2's** (goal ≤ 1.0), p99 {:.2}×; {}",
+                    m / iox_median,
+                    p / iox_p99,
+                    pinned(harness::pin_latency())
+                ),
+            ));
+        }
     }
 
     // --- 4 MiB: memcpy reference
     if want("memcpy bandwidth 4mib") {
         let fig = "4 MiB messages, bandwidth";
         eprintln!("4 MiB: memcpy and reserve/commit, {} runs ...", s.runs);
-        let (mut warm, mut cold, mut shmds_bw) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut warm, mut cold) = (Vec::new(), Vec::new());
+        let mut shmds_bw = [Vec::new(), Vec::new()];
         for run in 0..s.runs {
             // Two samples of 100 copies (warm) and one of 64 (cold) per run.
             warm.extend(memcpy::bandwidth(1, 100, 2));
             cold.extend(memcpy::bandwidth(32, 64, 1));
-            if let Some(v) = shmds_channel::reserve_commit_bandwidth(&s, run) {
-                shmds_bw.push(v);
+            for (k, w) in Waiting::BOTH.into_iter().enumerate() {
+                let v = shmds_channel::reserve_commit_bandwidth(&s, run, w);
+                eprintln!("  run {run}: shmds reserve/commit {} {v:.2} GB/s", w.arg());
+                shmds_bw[k].push(v);
             }
         }
         eprintln!("  memcpy warm {warm:.2?}\n  memcpy cold {cold:.2?}");
@@ -337,25 +382,27 @@ fn main() {
             range,
             notes: format!("{} samples of 64 copies", cold.len()),
         });
-        rows.push(if shmds_bw.is_empty() {
-            not_measured(
-                fig,
-                "shmds Channel reserve/commit, 2 processes",
-                "≥ 50 % of the warm memcpy figure",
-            )
-        } else {
-            let (value, range) = gb(&shmds_bw);
-            Row {
+        for (k, w) in Waiting::BOTH.into_iter().enumerate() {
+            let (value, range) = gb(&shmds_bw[k]);
+            rows.push(Row {
                 figure: fig,
-                implementation: "shmds Channel reserve/commit, 2 processes".into(),
+                implementation: format!(
+                    "shmds Channel SPSC, 2 processes, ring {} × 4 MiB: reserve + memcpy in + \
+                     commit; recv_ref + memcpy out; {}",
+                    shmds_channel::BIG_SLOTS,
+                    w.describe("reserve", "recv_ref")
+                ),
                 value,
                 range,
                 notes: format!(
-                    "{:.0} % of warm memcpy (goal ≥ 50 %)",
-                    100.0 * median(&shmds_bw) / median(&warm)
+                    "**{:.0} % of warm memcpy** (goal ≥ 50 %); {} msgs per run (+{} untimed); {}",
+                    100.0 * median(&shmds_bw[k]) / median(&warm),
+                    s.big_messages,
+                    shmds_channel::BIG_SLOTS,
+                    pinned(harness::pin_throughput())
                 ),
-            }
-        });
+            });
+        }
     }
 
     let leftovers = files.remove();

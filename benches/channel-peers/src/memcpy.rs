@@ -54,7 +54,7 @@ pub fn bandwidth(pairs: usize, copies_per_sample: usize, samples: usize) -> Vec<
     out
 }
 
-fn copy(dst: &mut [u8], src: &[u8]) {
+pub(crate) fn copy(dst: &mut [u8], src: &[u8]) {
     assert_eq!(dst.len(), src.len());
     // SAFETY: both slices are valid for `len` bytes and do not overlap
     // (distinct allocations).
