@@ -97,7 +97,9 @@ fn main() {
             for _ in 0..consumers {
                 let mut rx = ch.receiver().unwrap();
                 s.spawn(move || loop {
-                    let m = rx.recv_ref().unwrap();
+                    // The producers may all be gone before the stop message
+                    // is sent: Disconnected ends the run too.
+                    let Ok(m) = rx.recv_ref() else { break };
                     if m.is_empty() {
                         break;
                     }

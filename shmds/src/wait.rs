@@ -192,7 +192,7 @@ impl PeerWait {
     }
 }
 
-/// Back-off before a blocking call goes to sleep: spin in growing bursts,
+/// Back-off before a blocking call goes to sleep: spin in short bursts,
 /// then yield the CPU a few times, and only then sleep on a futex. Staying
 /// awake for a few microseconds means a peer that is about to deliver
 /// does not have to make a wake-up system call (and we none to sleep),
@@ -204,13 +204,16 @@ pub(crate) struct Backoff {
 }
 
 impl Backoff {
-    const SPIN_STEPS: u32 = 8;
-    const YIELD_STEPS: u32 = 16;
+    /// Spin steps of a few pause instructions each (short, so a message
+    /// is noticed within a few hundred nanoseconds), then yields.
+    const SPIN_STEPS: u32 = 256;
+    const SPINS_PER_STEP: u32 = 1;
+    const YIELD_STEPS: u32 = Self::SPIN_STEPS + 8;
 
     /// Wait a little; `false` once it is time to sleep instead.
     pub(crate) fn snooze(&mut self) -> bool {
         if self.step < Self::SPIN_STEPS {
-            for _ in 0..(1u32 << self.step) {
+            for _ in 0..Self::SPINS_PER_STEP {
                 crate::sync::spin_hint();
             }
         } else if self.step < Self::YIELD_STEPS {
