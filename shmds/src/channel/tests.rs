@@ -486,10 +486,10 @@ fn a_receiver_with_a_small_limit_leaves_long_messages_to_the_others() {
         })
         .collect();
     producer.join().unwrap();
-    for c in consumers {
-        let (got, _left) = c.join().unwrap();
-        assert!(got > 0);
-    }
+    // How the messages split between the two depends on scheduling; that
+    // each arrives exactly once, whole, does not.
+    let total: u64 = consumers.into_iter().map(|c| c.join().unwrap().0).sum();
+    assert_eq!(total, per);
     assert!(
         seen.lock().unwrap().iter().all(|&n| n == 1),
         "a message was lost or duplicated"
