@@ -133,7 +133,10 @@ pub(crate) struct Slot {
 pub(crate) enum Read {
     /// A whole message: its sequence number and position; the cursor
     /// moved past it.
-    Message { seq: u64, pos: u64 },
+    /// The checksum was read with the rest of the control record, before
+    /// the frame was checked intact (read later, it could be a newer
+    /// message's).
+    Message { seq: u64, pos: u64, checksum: u32 },
     /// Nothing new since `tail` (the value seen).
     Empty(u64),
     /// Overwritten before it was read: `missed` messages lost; the cursor
@@ -372,6 +375,7 @@ impl<'a> TopicCore<'a> {
             let cell = self.cell(idx);
             let seq = cell.seq.load(Ordering::Relaxed);
             let len = cell.len.load(Ordering::Relaxed);
+            let checksum = cell.checksum.load(Ordering::Relaxed);
             let run = ring
                 .run_of(len, idx)
                 .filter(|&r| r <= avail && (len == PAD_LEN || len as u64 <= ring.max_message));
@@ -401,7 +405,11 @@ impl<'a> TopicCore<'a> {
                 continue;
             }
             cursor.expect = Some(seq.wrapping_add(1));
-            return Ok(Read::Message { seq, pos: c });
+            return Ok(Read::Message {
+                seq,
+                pos: c,
+                checksum,
+            });
         }
     }
 
@@ -431,7 +439,7 @@ impl<'a> TopicCore<'a> {
     pub(crate) fn latest(
         &self,
         copy: &mut dyn FnMut(*const u8, usize),
-    ) -> std::result::Result<Option<(u64, u64, u64)>, String> {
+    ) -> std::result::Result<Option<Latest>, String> {
         let ring = *self.ring;
         for _ in 0..1000 {
             let n = self.header.newest.load(Ordering::Acquire);
@@ -446,13 +454,19 @@ impl<'a> TopicCore<'a> {
             let cell = self.cell(idx);
             let seq = cell.seq.load(Ordering::Relaxed);
             let len = cell.len.load(Ordering::Relaxed);
+            let checksum = cell.checksum.load(Ordering::Relaxed);
             let run = ring
                 .run_of(len, idx)
                 .filter(|&r| r <= avail && len != PAD_LEN && len as u64 <= ring.max_message);
             if let Some(run) = run {
                 copy(self.payload(idx), len as usize);
                 if self.intact(n) {
-                    return Ok(Some((seq, n, ring.advance(n, idx, run))));
+                    return Ok(Some(Latest {
+                        seq,
+                        end: ring.advance(n, idx, run),
+                        pos: n,
+                        checksum,
+                    }));
                 }
             } else if self.intact(n) && self.header.newest.load(Ordering::Acquire) == n {
                 return Err(format!(
@@ -534,6 +548,16 @@ impl<'a> TopicCore<'a> {
     pub(crate) fn published(&self) -> u64 {
         self.header.next_seq.load(Ordering::Acquire)
     }
+}
+
+/// The newest message, as [`TopicCore::latest`] read it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Latest {
+    pub(crate) seq: u64,
+    pub(crate) pos: u64,
+    /// The position after it (where a subscriber goes on).
+    pub(crate) end: u64,
+    pub(crate) checksum: u32,
 }
 
 /// Why taking the publish lock stopped.
@@ -871,7 +895,7 @@ impl Topic {
     pub fn latest(&self, buf: &mut Vec<u8>) -> Result<Option<u64>> {
         self.inner.handle.check()?;
         let got = read_latest(&self.inner, buf)?;
-        Ok(got.map(|(seq, _, _)| seq))
+        Ok(got.map(|latest| latest.seq))
     }
 
     /// Messages held (the newest that fit in the ring).
@@ -920,15 +944,14 @@ impl Topic {
     }
 }
 
-fn read_latest(inner: &Inner, buf: &mut Vec<u8>) -> Result<Option<(u64, u64, u64)>> {
+fn read_latest(inner: &Inner, buf: &mut Vec<u8>) -> Result<Option<Latest>> {
     let mut copy = |p: *const u8, len: usize| copy_out(buf, p, len);
     let got = inner
         .core()
         .latest(&mut copy)
         .map_err(|d| inner.corrupt(d))?;
-    if let Some((seq, pos, _)) = got {
-        verify(inner, buf, pos)?;
-        let _ = seq;
+    if let Some(latest) = got {
+        verify(inner, buf, latest.pos, latest.checksum)?;
     }
     Ok(got)
 }
@@ -946,17 +969,12 @@ fn copy_out(buf: &mut Vec<u8>, p: *const u8, len: usize) {
     }
 }
 
-fn verify(inner: &Inner, buf: &[u8], pos: u64) -> Result<()> {
+/// Check a copied message against the checksum read with its control
+/// record (both were checked intact together).
+fn verify(inner: &Inner, buf: &[u8], pos: u64, stored: u32) -> Result<()> {
     if !inner.ring.checksum {
         return Ok(());
     }
-    let Some(idx) = inner.ring.index(pos) else {
-        return Ok(());
-    };
-    // SAFETY: idx < cells.
-    let stored = unsafe { &*inner.cells.add(idx as usize) }
-        .checksum
-        .load(Ordering::Relaxed);
     if crc32c(buf) != stored {
         return Err(inner.corrupt(format!(
             "the message at position {pos} fails its CRC32C check"
@@ -1058,8 +1076,8 @@ impl Subscriber {
             let core = self.inner.core();
             let mut copy = |p: *const u8, len: usize| copy_out(buf, p, len);
             match core.read(&mut self.cursor, &mut copy) {
-                Ok(Read::Message { seq, pos }) => {
-                    verify(&self.inner, buf, pos)?;
+                Ok(Read::Message { seq, pos, checksum }) => {
+                    verify(&self.inner, buf, pos, checksum)?;
                     return Ok(seq);
                 }
                 Ok(Read::Lagged(missed)) => {
@@ -1131,7 +1149,7 @@ impl Subscriber {
     pub fn recv_latest(&mut self, buf: &mut Vec<u8>) -> Result<Option<u64>> {
         self.inner.handle.check()?;
         let got = read_latest(&self.inner, buf)?;
-        Ok(got.map(|(seq, _, end)| {
+        Ok(got.map(|Latest { seq, end, .. }| {
             self.cursor = Cursor {
                 next: end,
                 expect: Some(seq.wrapping_add(1)),
