@@ -71,6 +71,9 @@ pub const SHMDS_E_PANIC: c_int = -17;
 /// The structure or segment exists with another shape than the caller
 /// asked for: another array length, capacity or segment size.
 pub const SHMDS_E_SHAPE: c_int = -18;
+/// The queue or stack was shut down (by another process or language): a
+/// push is refused, a pop found nothing left. Stop using it.
+pub const SHMDS_E_SHUTDOWN: c_int = -19;
 
 /// Kinds of structure, as in `shmds_entry_info.kind` and FORMAT.md.
 pub const SHMDS_KIND_ARRAY: u32 = 1;
@@ -128,6 +131,7 @@ fn code_of(e: &core_lib::Error) -> c_int {
         E::PermissionDenied { .. } => SHMDS_E_PERMISSION,
         E::KindMismatch { .. } | E::TypeMismatch { .. } => SHMDS_E_TYPE,
         E::ShapeMismatch { .. } => SHMDS_E_SHAPE,
+        E::ShutDown { .. } => SHMDS_E_SHUTDOWN,
         E::NoSpace { .. } | E::OutOfSpace { .. } | E::TableFull { .. } => SHMDS_E_NO_SPACE,
         E::Full { .. } => SHMDS_E_FULL,
         E::Empty { .. } => SHMDS_E_EMPTY,
@@ -430,6 +434,7 @@ pub extern "C" fn shmds_strerror(code: c_int) -> *const c_char {
         SHMDS_E_INDEX => c"index out of bounds",
         SHMDS_E_PANIC => c"internal error",
         SHMDS_E_SHAPE => c"exists with another length, capacity or size",
+        SHMDS_E_SHUTDOWN => c"shut down",
         _ => c"unknown error code",
     };
     s.as_ptr()
@@ -1049,5 +1054,19 @@ mod tests {
         let text = |c| unsafe { CStr::from_ptr(shmds_strerror(c)) };
         assert_ne!(text(SHMDS_E_SHAPE), text(SHMDS_E_IO));
         assert_ne!(text(SHMDS_E_SHAPE), text(-1000));
+    }
+
+    #[test]
+    fn shutdown_is_its_own_code() {
+        let e = core_lib::Error::ShutDown {
+            name: "jobs".into(),
+        };
+        let Fail(code, msg) = Fail::from(e);
+        assert_eq!(code, SHMDS_E_SHUTDOWN);
+        assert!(msg.contains("\"jobs\" was shut down"), "{msg}");
+        // SAFETY: shmds_strerror returns static NUL-terminated strings.
+        let text = |c| unsafe { CStr::from_ptr(shmds_strerror(c)) };
+        assert_ne!(text(SHMDS_E_SHUTDOWN), text(SHMDS_E_IO));
+        assert_ne!(text(SHMDS_E_SHUTDOWN), text(-1000));
     }
 }

@@ -200,6 +200,13 @@ pub enum Error {
         /// The entry name.
         name: String,
     },
+    /// The queue or stack was shut down (by this or another process): it
+    /// takes no more elements, and a pop fails like this once it is empty.
+    #[error("{name:?} was shut down: it takes no new elements, and a get fails once it is empty (stop using it, or erase it and create it again)")]
+    ShutDown {
+        /// The entry name.
+        name: String,
+    },
     /// An argument is out of range.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),

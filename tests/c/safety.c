@@ -77,7 +77,7 @@ static void test_errors(void) {
                                 SHMDS_E_TIMEOUT,  SHMDS_E_CORRUPT,   SHMDS_E_INCOMPATIBLE,
                                 SHMDS_E_STALE,    SHMDS_E_BUSY,      SHMDS_E_NOT_READY,
                                 SHMDS_E_IO,       SHMDS_E_INDEX,     SHMDS_E_PANIC,
-                                SHMDS_E_SHAPE};
+                                SHMDS_E_SHAPE,    SHMDS_E_SHUTDOWN};
     const char *unknown = shmds_strerror(-1000);
     for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++) {
         const char *s = shmds_strerror(codes[i]);
