@@ -13,6 +13,7 @@ use std::ffi::CString;
 mod codec;
 mod map;
 mod queue;
+mod wait;
 use std::os::raw::{c_char, c_int, c_void};
 
 pyo3::create_exception!(
@@ -58,6 +59,28 @@ pyo3::create_exception!(
     "No room: /dev/shm, the segment's heap or its name table is full."
 );
 
+/// `shmds.ShutDown`, made at import: a subclass of `queue.ShutDown` where
+/// Python has it (3.13+), else of `Exception`.
+static SHUT_DOWN: pyo3::sync::PyOnceLock<Py<pyo3::types::PyType>> = pyo3::sync::PyOnceLock::new();
+
+fn shut_down_type(py: Python<'_>) -> PyResult<Py<pyo3::types::PyType>> {
+    SHUT_DOWN
+        .get_or_try_init(py, || {
+            let base = match py.import("queue")?.getattr("ShutDown") {
+                Ok(t) => t.cast_into::<pyo3::types::PyType>()?,
+                Err(_) => py.get_type::<PyException>(),
+            };
+            PyErr::new_type(
+                py,
+                c"shmds.ShutDown",
+                Some(c"The queue or stack was shut down (by this or another process): put is refused, and get found nothing left. A subclass of queue.ShutDown on Python 3.13+."),
+                Some(&base),
+                None,
+            )
+        })
+        .map(|t| t.clone_ref(py))
+}
+
 /// The Python exception for a shmds error.
 pub(crate) fn to_py(e: shmds::Error) -> PyErr {
     use shmds::Error as E;
@@ -83,6 +106,10 @@ pub(crate) fn to_py(e: shmds::Error) -> PyErr {
         }
         E::Timeout { .. } => pyo3::exceptions::PyTimeoutError::new_err(msg),
         E::Interrupted { .. } => pyo3::exceptions::PyKeyboardInterrupt::new_err(msg),
+        E::ShutDown { .. } => Python::attach(|py| match shut_down_type(py) {
+            Ok(t) => PyErr::from_type(t.into_bound(py), msg),
+            Err(e) => e,
+        }),
         E::Io { .. } => PyOSError::new_err(msg),
         _ => ShmdsError::new_err(msg),
     }
@@ -523,6 +550,7 @@ fn _shmds(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Array>()?;
     m.add_class::<queue::Queue>()?;
     m.add_class::<map::Map>()?;
+    m.add_class::<wait::CancelToken>()?;
     m.add_function(wrap_pyfunction!(list_segments, m)?)?;
     m.add_function(wrap_pyfunction!(remove, m)?)?;
     m.add_function(wrap_pyfunction!(parse_descriptor, m)?)?;
@@ -534,5 +562,7 @@ fn _shmds(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("BusyError", py.get_type::<BusyError>())?;
     m.add("NotReadyError", py.get_type::<NotReadyError>())?;
     m.add("NoSpaceError", py.get_type::<NoSpaceError>())?;
+    m.add("ShutDown", shut_down_type(py)?)?;
+    m.add("WaitCancelled", py.get_type::<wait::WaitCancelled>())?;
     Ok(())
 }
