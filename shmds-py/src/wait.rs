@@ -12,7 +12,9 @@
 //!   wait in a worker thread with a token; cancelling the awaiting task
 //!   cancels the token and wakes the waiters, and the worker returns at once
 //!   (raising `WaitCancelled`, which the helper discards);
-//! - signals, with the GIL, so Ctrl-C interrupts a wait of the main thread.
+//! - signals, with the GIL, so Ctrl-C interrupts a wait of the main thread
+//!   (only there: Python runs signal handlers in the main thread alone, so
+//!   other threads, the asyncio workers among them, wait without the GIL).
 //!
 //! A kind supports `await` by exposing, per blocking operation, a
 //! non-blocking attempt, a native `_wait_*(timeout, cancel)` that returns
@@ -95,11 +97,15 @@ pub(crate) fn blocking<T: Send>(
     let cancelled = watch.cancel.map(|c| &*c.0);
     let stopped =
         || closed.load(Ordering::SeqCst) || cancelled.is_some_and(|c| c.load(Ordering::SeqCst));
+    let signals = on_main_thread(py);
     let mut raised: Option<PyErr> = None;
     let result = py.detach(|| {
         let mut check = || {
             if stopped() {
                 return true;
+            }
+            if !signals {
+                return false;
             }
             Python::attach(|py| match py.check_signals() {
                 Ok(()) => false,
@@ -119,6 +125,17 @@ pub(crate) fn blocking<T: Send>(
         }),
         other => Ok(other),
     }
+}
+
+/// Whether this is Python's main thread, where signal handlers run (when
+/// that cannot be told, say yes: checking for signals is always safe).
+fn on_main_thread(py: Python<'_>) -> bool {
+    let check = || -> PyResult<bool> {
+        let threading = py.import("threading")?;
+        let main = threading.call_method0("main_thread")?.getattr("ident")?;
+        main.eq(threading.call_method0("get_ident")?)
+    };
+    check().unwrap_or(true)
 }
 
 /// The error of a call woken because its handle was closed.
