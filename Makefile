@@ -8,7 +8,7 @@ PYTHON ?= python3
 VENV := .venv
 VPY := $(VENV)/bin/python
 
-.PHONY: all demo test lint test-rust test-c test-header test-python python c header loom fuzz bench bench-python clean
+.PHONY: all demo test lint test-rust test-c test-header test-python python c header loom fuzz bench bench-python bench-channel clean
 
 all: test
 
@@ -30,6 +30,7 @@ lint:
 
 test-rust:
 	$(CARGO) test --workspace --all-features
+	$(CARGO) run -q -p shmds --example readme_check
 
 ## A virtualenv with the build and test tools (made once).
 $(VENV)/.tools:
@@ -110,6 +111,20 @@ bench:
 bench-python: python
 	$(VPY) -m pip install -q faster-fifo shared-memory-dict iceoryx2
 	cd /tmp && $(CURDIR)/$(VPY) $(CURDIR)/benches/python/bench.py
+
+## Peers of the Channel benchmarks (issue 13), not part of `make test`:
+## benches/channel-peers, a standalone crate outside the workspace (iceoryx2
+## publish-subscribe throughput and ping-pong latency between processes,
+## memcpy of 4 MiB), then benches/python/channel_bench.py (faster-fifo and
+## multiprocessing.Queue between processes), each beside its shmds Channel
+## rows (alternating runs). Sizes: CHANNEL_BENCH_* (Rust) and
+## BENCH_N / BENCH_FRAMES / BENCH_REPEAT (Python); see the two files.
+CHANNEL_PEERS_TARGET ?= $(CURDIR)/target/channel-peers
+bench-channel: python
+	$(VPY) -m pip install -q faster-fifo
+	CARGO_TARGET_DIR=$(CHANNEL_PEERS_TARGET) $(CARGO) build --release --manifest-path benches/channel-peers/Cargo.toml
+	cd /tmp && $(CHANNEL_PEERS_TARGET)/release/shmds-channel-peers
+	cd /tmp && $(CURDIR)/$(VPY) $(CURDIR)/benches/python/channel_bench.py
 
 clean:
 	$(CARGO) clean

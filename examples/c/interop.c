@@ -4,8 +4,12 @@
  *
  *   interop write SEGMENT    create the known structures
  *   interop check SEGMENT    check them; exit status 1 on a mismatch
+ *   interop write-messages SEGMENT   the channels and topic, full of messages
+ *   interop check-messages SEGMENT   receive them all; exit status 1 on a mismatch
+ *   interop stream-send SEGMENT spsc|mpmc N   send N messages into channel stream
+ *   interop stream-recv SEGMENT spsc|mpmc N   receive them, checking each, in order
  *
- * The known structures are listed in tests/interop/main.rs. `check` also
+ * The known structures and messages are listed in tests/interop/main.rs. `check` also
  * reads the segment header and the name table directly, through the
  * layout structs of shmds.h, the way a tool without the library would.
  */
@@ -215,9 +219,218 @@ static void check_all(ShmdsSegment *seg, const char *seg_name) {
     shmds_map_close(prices);
 }
 
+/* ------------------------------------------------------------ messages */
+
+/* The messages of tests/interop/main.rs: message k of len bytes is
+ * byte i = (7k + 31i + len) % 251. */
+static const size_t event_lens[10] = {0, 1, 7, 63, 64, 65, 200, 1000, 4096, 3};
+static const size_t tick_lens[7] = {0, 5, 64, 100, 300, 2048, 1};
+
+static void fill_message(unsigned char *p, size_t k, size_t len) {
+    for (size_t i = 0; i < len; i++)
+        p[i] = (unsigned char)((7 * k + 31 * i + len) % 251);
+}
+
+/* Message k of len bytes, in a heap buffer of exactly that size. */
+static unsigned char *message(size_t k, size_t len) {
+    unsigned char *p = malloc(len ? len : 1);
+    if (p == NULL) {
+        fprintf(stderr, "interop: out of memory\n");
+        exit(2);
+    }
+    fill_message(p, k, len);
+    return p;
+}
+
+/* Whether the len bytes at got are message k of want bytes. */
+static int is_message(const void *got, size_t len, size_t k, size_t want) {
+    if (len != want)
+        return 0;
+    unsigned char *m = message(k, want);
+    int same = memcmp(got, m, want) == 0;
+    free(m);
+    return same;
+}
+
+static void write_messages(ShmdsSegment *seg) {
+    ShmdsChannel *events;
+    ShmdsSender *tx;
+    ok(shmds_channel_create(seg, "events", 64 << 10, 4096, SHMDS_CHECKSUM, false, &events),
+       "create events");
+    ok(shmds_channel_attach_sender(events, &tx), "attach events sender");
+    for (size_t k = 0; k < 10; k++) {
+        size_t len = event_lens[k];
+        if (k % 2 == 0) {
+            unsigned char *m = message(k, len);
+            ok(shmds_sender_try_send(tx, m, len), "send event");
+            free(m);
+        } else {
+            void *slot;
+            ok(shmds_sender_try_reserve(tx, len, &slot), "reserve event");
+            fill_message(slot, k, len);
+            ok(shmds_sender_commit(tx), "commit event");
+        }
+    }
+    shmds_sender_close(tx);
+    shmds_channel_close(events);
+
+    ShmdsChannel *pipe;
+    ok(shmds_channel_create(seg, "pipe", 4096, 0, SHMDS_SPSC, false, &pipe), "create pipe");
+    ok(shmds_channel_attach_sender(pipe, &tx), "attach pipe sender");
+    for (size_t k = 0; k < 10; k++) {
+        unsigned char *m = message(k, 10 * k);
+        ok(shmds_sender_send(tx, m, 10 * k, 0), "send pipe");
+        free(m);
+    }
+    shmds_sender_close(tx);
+    shmds_channel_close(pipe);
+
+    ShmdsTopic *ticks;
+    ok(shmds_topic_create(seg, "ticks", 4096, 0, 0, false, &ticks), "create ticks");
+    for (size_t k = 0; k < 7; k++) {
+        size_t len = tick_lens[k];
+        uint64_t seq;
+        if (k % 2 == 0) {
+            unsigned char *m = message(k, len);
+            ok(shmds_topic_publish(ticks, m, len, &seq, -1), "publish tick");
+            free(m);
+        } else {
+            void *slot;
+            ok(shmds_topic_reserve(ticks, len, &slot, -1), "reserve tick");
+            fill_message(slot, k, len);
+            ok(shmds_topic_commit(ticks, &seq), "commit tick");
+        }
+        CHECK(seq == k, "tick %zu published as %" PRIu64, k, seq);
+    }
+    shmds_topic_close(ticks);
+}
+
+/* A receive found nothing more: empty, or every sender gone. */
+static void nothing_more(int rc, const char *what) {
+    CHECK(rc == SHMDS_E_EMPTY || rc == SHMDS_E_DISCONNECTED, "%s: %d (%s) at the end", what, rc,
+          shmds_last_error());
+}
+
+static void check_messages(ShmdsSegment *seg) {
+    ShmdsChannel *events;
+    ShmdsReceiver *rx;
+    ok(shmds_channel_open(seg, "events", &events), "open events");
+    CHECK(shmds_channel_max_message(events) == 4096 && shmds_channel_flags(events) == SHMDS_CHECKSUM,
+          "events: max_message %" PRIu64 ", flags %u", shmds_channel_max_message(events),
+          shmds_channel_flags(events));
+    ok(shmds_channel_attach_receiver(events, &rx), "attach events receiver");
+    for (size_t k = 0; k < 10; k++) {
+        size_t want = event_lens[k], len = 0;
+        if (k % 2 == 0) {
+            /* Ask the length with an empty buffer, then receive into exactly that. */
+            int rc = shmds_receiver_try_recv(rx, NULL, 0, &len);
+            CHECK(want == 0 ? rc == SHMDS_OK : rc == SHMDS_E_BUFFER_TOO_SMALL,
+                  "events %zu: probe %d", k, rc);
+            CHECK(len == want, "events %zu: %zu bytes, expected %zu", k, len, want);
+            if (want == 0)
+                continue;
+            void *buf = malloc(len);
+            rc = shmds_receiver_try_recv(rx, buf, len, &len);
+            CHECK(rc == SHMDS_OK && is_message(buf, len, k, want), "events %zu: rc %d, %zu bytes",
+                  k, rc, len);
+            free(buf);
+        } else {
+            const void *data;
+            int rc = shmds_receiver_try_recv_ref(rx, &data, &len);
+            CHECK(rc == SHMDS_OK && is_message(data, len, k, want), "events %zu: rc %d, %zu bytes",
+                  k, rc, len);
+            if (rc == SHMDS_OK)
+                ok(shmds_receiver_release(rx), "release event");
+        }
+    }
+    size_t len;
+    char small[8];
+    nothing_more(shmds_receiver_try_recv(rx, small, sizeof small, &len), "events");
+    shmds_receiver_close(rx);
+    shmds_channel_close(events);
+
+    ShmdsChannel *pipe;
+    ok(shmds_channel_open(seg, "pipe", &pipe), "open pipe");
+    CHECK(shmds_channel_flags(pipe) == SHMDS_SPSC, "pipe flags %u", shmds_channel_flags(pipe));
+    ok(shmds_channel_attach_receiver(pipe, &rx), "attach pipe receiver");
+    unsigned char buf[4096];
+    for (size_t k = 0; k < 10; k++) {
+        int rc = shmds_receiver_recv(rx, buf, sizeof buf, &len, 0);
+        CHECK(rc == SHMDS_OK && is_message(buf, len, k, 10 * k), "pipe %zu: rc %d, %zu bytes", k,
+              rc, len);
+    }
+    nothing_more(shmds_receiver_try_recv(rx, buf, sizeof buf, &len), "pipe");
+    shmds_receiver_close(rx);
+    shmds_channel_close(pipe);
+
+    ShmdsTopic *ticks;
+    ShmdsSubscriber *sub;
+    ok(shmds_topic_open(seg, "ticks", &ticks), "open ticks");
+    ok(shmds_topic_subscribe(ticks, true, &sub), "subscribe to ticks");
+    for (size_t k = 0; k < 7; k++) {
+        uint64_t seq = 99, missed = 99;
+        int rc = shmds_subscriber_try_recv(sub, buf, sizeof buf, &len, &seq, &missed);
+        CHECK(rc == SHMDS_OK && seq == k && missed == 0 && is_message(buf, len, k, tick_lens[k]),
+              "ticks %zu: rc %d, seq %" PRIu64 ", %zu bytes", k, rc, seq, len);
+    }
+    nothing_more(shmds_subscriber_try_recv(sub, buf, sizeof buf, &len, NULL, NULL), "ticks");
+    uint64_t seq = 0;
+    int rc = shmds_topic_latest(ticks, buf, sizeof buf, &len, &seq);
+    CHECK(rc == SHMDS_OK && seq == 6 && is_message(buf, len, 6, tick_lens[6]),
+          "ticks latest: rc %d, seq %" PRIu64, rc, seq);
+    shmds_subscriber_close(sub);
+    shmds_topic_close(ticks);
+}
+
+/* The stream's channel, created by whichever side comes first. */
+static ShmdsChannel *stream(ShmdsSegment *seg, const char *mode) {
+    int spsc = strcmp(mode, "spsc") == 0;
+    if (!spsc && strcmp(mode, "mpmc") != 0) {
+        fprintf(stderr, "interop: mode %s is not spsc or mpmc\n", mode);
+        exit(2);
+    }
+    ShmdsChannel *ch;
+    ok(shmds_channel_create(seg, spsc ? "stream-spsc" : "stream", 4096, 1000,
+                            spsc ? SHMDS_SPSC : 0, true, &ch),
+       "open or create the stream");
+    return ch;
+}
+
+/* Send the stream's n messages, or receive and check them. */
+static void stream_run(ShmdsSegment *seg, const char *mode, size_t n, int sending) {
+    ShmdsChannel *ch = stream(seg, mode);
+    ShmdsSender *tx = NULL;
+    ShmdsReceiver *rx = NULL;
+    if (sending)
+        ok(shmds_channel_attach_sender(ch, &tx), "attach stream sender");
+    else
+        ok(shmds_channel_attach_receiver(ch, &rx), "attach stream receiver");
+    unsigned char m[1000];
+    for (size_t k = 0; k < n && failures == 0; k++) {
+        size_t want = 37 * k % 1001, len = want;
+        int rc;
+        if (sending) {
+            fill_message(m, k, want);
+            rc = shmds_sender_send(tx, m, want, 60000000000LL);
+        } else {
+            rc = shmds_receiver_recv(rx, m, sizeof m, &len, 60000000000LL);
+        }
+        CHECK(rc == SHMDS_OK, "stream %s %zu: %d (%s)", sending ? "send" : "receive", k, rc,
+              shmds_last_error());
+        CHECK(sending || rc != SHMDS_OK || is_message(m, len, k, want),
+              "stream message %zu: %zu bytes, not what was sent", k, len);
+    }
+    shmds_sender_close(tx);
+    shmds_receiver_close(rx);
+    shmds_channel_close(ch);
+}
+
 int main(int argc, char **argv) {
-    if (argc != 3) {
-        fprintf(stderr, "usage: %s write|check SEGMENT\n", argv[0]);
+    int stream_cmd = argc == 5 && strncmp(argv[1], "stream-", 7) == 0;
+    if (argc != 3 && !stream_cmd) {
+        fprintf(stderr, "usage: %s write|check|write-messages|check-messages SEGMENT\n"
+                        "       %s stream-send|stream-recv SEGMENT spsc|mpmc N\n",
+                argv[0], argv[0]);
         return 2;
     }
     ShmdsSegment *seg;
@@ -226,6 +439,14 @@ int main(int argc, char **argv) {
         write_all(seg);
     else if (strcmp(argv[1], "check") == 0)
         check_all(seg, argv[2]);
+    else if (strcmp(argv[1], "write-messages") == 0)
+        write_messages(seg);
+    else if (strcmp(argv[1], "check-messages") == 0)
+        check_messages(seg);
+    else if (stream_cmd && strcmp(argv[1], "stream-send") == 0)
+        stream_run(seg, argv[3], (size_t)strtoull(argv[4], NULL, 10), 1);
+    else if (stream_cmd && strcmp(argv[1], "stream-recv") == 0)
+        stream_run(seg, argv[3], (size_t)strtoull(argv[4], NULL, 10), 0);
     else {
         fprintf(stderr, "unknown command %s\n", argv[1]);
         return 2;

@@ -1,6 +1,7 @@
 //! The C ABI of shmds (`libshmds.so`, `libshmds.a`), declared in
-//! `include/shmds.h` (generated from this file, `ring.rs` and `layout.rs`;
-//! a test fails when the checked-in header is stale).
+//! `include/shmds.h` (generated from this file, `ring.rs`, `message.rs`,
+//! `channel.rs`, `topic.rs` and `layout.rs`; a test fails when the
+//! checked-in header is stale).
 //!
 //! Conventions:
 //! - Functions return `SHMDS_OK` (0) or a negative `SHMDS_E_*` code;
@@ -15,10 +16,15 @@
 //! - Every buffer is passed with its size in bytes, which must be exactly
 //!   what the call moves: one element (key, value), or for the entries
 //!   listing a whole number of `ShmdsEntryInfo`. Another size is
-//!   `SHMDS_E_INVALID` and nothing is read or written.
+//!   `SHMDS_E_INVALID` and nothing is read or written. Messages (channels,
+//!   topics) have any length: a receive buffer must be at least as large
+//!   as the message, else `SHMDS_E_BUFFER_TOO_SMALL`, the length needed in
+//!   `*len`, and the message is kept for the next call.
 //! - Timeouts are in nanoseconds; a negative timeout waits forever.
 //! - No Rust panic crosses the boundary: one would become `SHMDS_E_PANIC`.
-//! - Every handle may be used from several threads at once.
+//! - Every handle may be used from several threads at once (the calls on
+//!   one sender, receiver, subscriber or topic's publishing side run one
+//!   at a time).
 
 #![allow(clippy::missing_safety_doc)] // the header documents each pointer rule
 
@@ -28,7 +34,51 @@ use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Duration;
 
+/// Write `items` and, in test builds, keep their text in `$decls`:
+/// cbindgen does not expand macros, so the header generator hands it the
+/// text of macro-written functions as a source file of its own (see
+/// `ring.rs`).
+macro_rules! c_items_with_text {
+    ($decls:ident; $($items:tt)*) => {
+        $($items)*
+        #[cfg(test)]
+        pub(crate) const $decls: &str = stringify!($($items)*);
+    };
+}
+
+/// Each `try $try, wait $wait, (args) => $body;` writes the C function
+/// `$try(args)`, which calls `$body(args, None)` (never sleeps), and its
+/// waiting twin `$wait(args, timeout_ns)`, which calls `$body(args,
+/// Some(timeout_ns))`, from one template; their text goes to `$decls` as
+/// with `c_items_with_text!`.
+macro_rules! try_and_wait {
+    ($decls:ident; $(
+        $(#[$try_doc:meta])* try $try:ident,
+        $(#[$wait_doc:meta])* wait $wait:ident,
+        ($($arg:ident: $T:ty),*) => $body:ident;
+    )*) => {
+        c_items_with_text! { $decls; $(
+            $(#[$try_doc])*
+            #[no_mangle]
+            pub unsafe extern "C" fn $try($($arg: $T),*) -> c_int {
+                // SAFETY: the header's pointer rules, passed on.
+                unsafe { $body($($arg,)* None) }
+            }
+
+            $(#[$wait_doc])*
+            #[no_mangle]
+            pub unsafe extern "C" fn $wait($($arg: $T,)* timeout_ns: i64) -> c_int {
+                // SAFETY: the header's pointer rules, passed on.
+                unsafe { $body($($arg,)* Some(timeout_ns)) }
+            }
+        )* }
+    };
+}
+
+mod channel;
+mod message;
 mod ring;
+mod topic;
 
 /// Success.
 pub const SHMDS_OK: c_int = 0;
@@ -46,9 +96,10 @@ pub const SHMDS_E_PERMISSION: c_int = -4;
 pub const SHMDS_E_TYPE: c_int = -5;
 /// No room: /dev/shm, the segment's heap, its name table, or a full map.
 pub const SHMDS_E_NO_SPACE: c_int = -6;
-/// The queue or stack is full.
+/// The queue, stack or channel is full (a try call).
 pub const SHMDS_E_FULL: c_int = -7;
-/// The queue or stack is empty.
+/// The queue, stack or channel is empty (a try call), a subscriber has no
+/// new message, or a topic had none published yet.
 pub const SHMDS_E_EMPTY: c_int = -8;
 /// A blocking call timed out.
 pub const SHMDS_E_TIMEOUT: c_int = -9;
@@ -71,9 +122,32 @@ pub const SHMDS_E_PANIC: c_int = -17;
 /// The structure or segment exists with another shape than the caller
 /// asked for: another array length, capacity or segment size.
 pub const SHMDS_E_SHAPE: c_int = -18;
-/// The queue or stack was shut down (by another process or language): a
-/// push is refused, a pop found nothing left. Stop using it.
-pub const SHMDS_E_SHUTDOWN: c_int = -19;
+/// The other side of a channel is gone: a receiver found it empty and no
+/// sender is attached any more (all its messages were delivered), or a
+/// sender found it full and no receiver is attached. Stop, or attach anew.
+pub const SHMDS_E_DISCONNECTED: c_int = -19;
+/// The channel, queue or stack was shut down (`shmds_channel_shutdown`,
+/// or another process or language): sends and pushes fail, and receivers
+/// and pops get this once what is left was taken.
+pub const SHMDS_E_SHUT_DOWN: c_int = -20;
+/// A message is longer than the channel's or topic's `max_message`; nothing
+/// was sent.
+pub const SHMDS_E_MESSAGE_TOO_LARGE: c_int = -21;
+/// A topic subscriber fell behind: messages were overwritten before it read
+/// them (the count goes to `*missed`). Nothing was received; the next call
+/// goes on from the oldest message held.
+pub const SHMDS_E_LAGGED: c_int = -22;
+/// An SPSC channel already has a live sender (receiver) attached, in this
+/// process or another: close it first, or create the channel without
+/// `SHMDS_SPSC`.
+pub const SHMDS_E_ALREADY_ATTACHED: c_int = -23;
+/// Every attachment record of a channel is held by a live process (at most
+/// 32 processes attach at once): close some senders or receivers.
+pub const SHMDS_E_TOO_MANY_ATTACHED: c_int = -24;
+/// The receive buffer is smaller than the message: nothing was received,
+/// the length needed is in `*len`, and the message is kept (first in the
+/// channel, or for the subscriber's next call).
+pub const SHMDS_E_BUFFER_TOO_SMALL: c_int = -25;
 
 /// Kinds of structure, as in `shmds_entry_info.kind` and FORMAT.md.
 pub const SHMDS_KIND_ARRAY: u32 = 1;
@@ -83,6 +157,24 @@ pub const SHMDS_KIND_QUEUE: u32 = 2;
 pub const SHMDS_KIND_STACK: u32 = 3;
 /// A hash map.
 pub const SHMDS_KIND_MAP: u32 = 4;
+/// A channel of variable-length messages.
+pub const SHMDS_KIND_CHANNEL: u32 = 5;
+/// A broadcast topic of variable-length messages.
+pub const SHMDS_KIND_TOPIC: u32 = 6;
+
+/// Channel flag: one sender and one receiver (the SPSC protocol, no
+/// compare-and-swap on the hot path); a second live one is refused.
+pub const SHMDS_SPSC: u32 = 1;
+/// Channel and topic flag: every message carries a CRC32C of its bytes,
+/// checked on receipt (a damaged message is `SHMDS_E_CORRUPT`).
+pub const SHMDS_CHECKSUM: u32 = 2;
+
+const _: () = assert!(
+    SHMDS_SPSC == core_lib::layout::message_flags::SPSC
+        && SHMDS_CHECKSUM == core_lib::layout::message_flags::CHECKSUM
+        && SHMDS_KIND_CHANNEL == core_lib::layout::kind::CHANNEL
+        && SHMDS_KIND_TOPIC == core_lib::layout::kind::TOPIC
+);
 
 /// An attached segment.
 pub struct ShmdsSegment(core_lib::Segment);
@@ -131,7 +223,6 @@ fn code_of(e: &core_lib::Error) -> c_int {
         E::PermissionDenied { .. } => SHMDS_E_PERMISSION,
         E::KindMismatch { .. } | E::TypeMismatch { .. } => SHMDS_E_TYPE,
         E::ShapeMismatch { .. } => SHMDS_E_SHAPE,
-        E::ShutDown { .. } => SHMDS_E_SHUTDOWN,
         E::NoSpace { .. } | E::OutOfSpace { .. } | E::TableFull { .. } => SHMDS_E_NO_SPACE,
         E::Full { .. } => SHMDS_E_FULL,
         E::Empty { .. } => SHMDS_E_EMPTY,
@@ -142,6 +233,12 @@ fn code_of(e: &core_lib::Error) -> c_int {
         E::LockBusy { .. } | E::Busy { .. } => SHMDS_E_BUSY,
         E::NotReady { .. } => SHMDS_E_NOT_READY,
         E::IndexOutOfBounds { .. } => SHMDS_E_INDEX,
+        E::Disconnected { .. } => SHMDS_E_DISCONNECTED,
+        E::ShutDown { .. } => SHMDS_E_SHUT_DOWN,
+        E::MessageTooLarge { .. } => SHMDS_E_MESSAGE_TOO_LARGE,
+        E::Lagged { .. } => SHMDS_E_LAGGED,
+        E::AlreadyAttached { .. } => SHMDS_E_ALREADY_ATTACHED,
+        E::TooManyAttached { .. } => SHMDS_E_TOO_MANY_ATTACHED,
         _ => SHMDS_E_IO,
     }
 }
@@ -434,7 +531,13 @@ pub extern "C" fn shmds_strerror(code: c_int) -> *const c_char {
         SHMDS_E_INDEX => c"index out of bounds",
         SHMDS_E_PANIC => c"internal error",
         SHMDS_E_SHAPE => c"exists with another length, capacity or size",
-        SHMDS_E_SHUTDOWN => c"shut down",
+        SHMDS_E_DISCONNECTED => c"the other side of the channel is gone",
+        SHMDS_E_SHUT_DOWN => c"shut down",
+        SHMDS_E_MESSAGE_TOO_LARGE => c"message larger than max_message",
+        SHMDS_E_LAGGED => c"subscriber fell behind and missed messages",
+        SHMDS_E_ALREADY_ATTACHED => c"an SPSC channel's side is already attached",
+        SHMDS_E_TOO_MANY_ATTACHED => c"too many processes attached",
+        SHMDS_E_BUFFER_TOO_SMALL => c"buffer too small for the message",
         _ => c"unknown error code",
     };
     s.as_ptr()
@@ -1062,11 +1165,11 @@ mod tests {
             name: "jobs".into(),
         };
         let Fail(code, msg) = Fail::from(e);
-        assert_eq!(code, SHMDS_E_SHUTDOWN);
+        assert_eq!(code, SHMDS_E_SHUT_DOWN);
         assert!(msg.contains("\"jobs\" was shut down"), "{msg}");
         // SAFETY: shmds_strerror returns static NUL-terminated strings.
         let text = |c| unsafe { CStr::from_ptr(shmds_strerror(c)) };
-        assert_ne!(text(SHMDS_E_SHUTDOWN), text(SHMDS_E_IO));
-        assert_ne!(text(SHMDS_E_SHUTDOWN), text(-1000));
+        assert_ne!(text(SHMDS_E_SHUT_DOWN), text(SHMDS_E_IO));
+        assert_ne!(text(SHMDS_E_SHUT_DOWN), text(-1000));
     }
 }

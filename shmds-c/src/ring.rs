@@ -221,16 +221,6 @@ unsafe fn attribute<R: Ring, T: Default>(ring: *const R, get: impl FnOnce(&R) ->
     unsafe { super::attribute(ring, get) }
 }
 
-/// Write `items` and, in test builds, keep their text in `$decls` (for the
-/// header generator, see the module docs).
-macro_rules! c_items_with_text {
-    ($decls:ident; $($items:tt)*) => {
-        $($items)*
-        #[cfg(test)]
-        pub(crate) const $decls: &str = stringify!($($items)*);
-    };
-}
-
 /// The C functions of one kind (`H`: its handle type), named by the caller.
 macro_rules! ring_api {
     ($decls:ident, $H:ident: $open:ident, $create:ident, $close:ident, $try_push:ident,

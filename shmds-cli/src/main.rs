@@ -187,6 +187,11 @@ fn info(name: &str, as_json: bool) -> ExitCode {
             let capacity = row["capacity"].as_u64().unwrap_or(0);
             let fill = match (row["fill"].as_u64(), row["error"].as_str()) {
                 (_, Some(err)) => format!("error: {err}"),
+                // Channels and topics hold messages of any size in a
+                // capacity given in bytes: a count, not a ratio.
+                (Some(n), None) if matches!(row["kind"].as_str(), Some("channel" | "topic")) => {
+                    format!("{n} msg{}", if n == 1 { "" } else { "s" })
+                }
                 (Some(n), None) => format!("{n}/{capacity}"),
                 (None, None) => "-".into(),
             };

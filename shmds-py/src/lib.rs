@@ -10,9 +10,13 @@ use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 use std::ffi::CString;
 
+mod buffer;
+mod channel;
 mod codec;
 mod map;
+mod pickled;
 mod queue;
+mod topic;
 mod wait;
 use std::os::raw::{c_char, c_int, c_void};
 
@@ -56,36 +60,159 @@ pyo3::create_exception!(
     _shmds,
     NoSpaceError,
     ShmdsError,
-    "No room: /dev/shm, the segment's heap or its name table is full."
+    "No room: /dev/shm, the segment's heap or its name table is full, or \
+     every attachment record of a channel is taken."
 );
 
-/// `shmds.ShutDown`, made at import: a subclass of `queue.ShutDown` where
-/// Python has it (3.13+), else of `Exception`.
-static SHUT_DOWN: pyo3::sync::PyOnceLock<Py<pyo3::types::PyType>> = pyo3::sync::PyOnceLock::new();
+pyo3::create_exception!(
+    _shmds,
+    AlreadyAttachedError,
+    ShmdsError,
+    "A single-producer single-consumer channel already has its sender (or \
+     receiver) attached, in this or another process."
+);
 
-fn shut_down_type(py: Python<'_>) -> PyResult<Py<pyo3::types::PyType>> {
-    SHUT_DOWN
-        .get_or_try_init(py, || {
-            let base = match py.import("queue")?.getattr("ShutDown") {
-                Ok(t) => t.cast_into::<pyo3::types::PyType>()?,
-                Err(_) => py.get_type::<PyException>(),
-            };
-            PyErr::new_type(
-                py,
-                c"shmds.ShutDown",
-                Some(c"The queue or stack was shut down (by this or another process): put is refused, and get found nothing left. A subclass of queue.ShutDown on Python 3.13+."),
-                Some(&base),
-                None,
-            )
-        })
-        .map(|t| t.clone_ref(py))
+/// An exception class with several bases, or with a base known only at
+/// run time, made once per interpreter (`create_exception!` takes one
+/// base fixed at compile time).
+pub(crate) struct DynException {
+    cell: pyo3::sync::PyOnceLock<Py<pyo3::types::PyType>>,
+    name: &'static std::ffi::CStr,
+    doc: &'static std::ffi::CStr,
+    bases: for<'py> fn(Python<'py>) -> PyResult<Vec<Bound<'py, PyAny>>>,
 }
+
+impl DynException {
+    const fn new(
+        name: &'static std::ffi::CStr,
+        doc: &'static std::ffi::CStr,
+        bases: for<'py> fn(Python<'py>) -> PyResult<Vec<Bound<'py, PyAny>>>,
+    ) -> DynException {
+        DynException {
+            cell: pyo3::sync::PyOnceLock::new(),
+            name,
+            doc,
+            bases,
+        }
+    }
+
+    /// The class.
+    pub(crate) fn get<'py>(&self, py: Python<'py>) -> PyResult<&Bound<'py, pyo3::types::PyType>> {
+        self.cell
+            .get_or_try_init(py, || {
+                let bases = PyTuple::new(py, (self.bases)(py)?)?;
+                // SAFETY: name and doc are NUL-terminated static strings
+                // (the name dotted, as PyErr_NewException requires), bases
+                // a live tuple of exception classes; the call returns a
+                // new reference or NULL with an exception set.
+                let ty = unsafe {
+                    pyo3::ffi::PyErr_NewExceptionWithDoc(
+                        self.name.as_ptr(),
+                        self.doc.as_ptr(),
+                        bases.as_ptr(),
+                        std::ptr::null_mut(),
+                    )
+                };
+                if ty.is_null() {
+                    return Err(PyErr::fetch(py));
+                }
+                // SAFETY: a new, non-null reference to a type object.
+                let ty = unsafe { Bound::from_owned_ptr(py, ty) };
+                Ok::<_, PyErr>(ty.cast_into::<pyo3::types::PyType>()?.unbind())
+            })
+            .map(|ty| ty.bind(py))
+    }
+
+    /// An instance with `msg` and the attributes `attrs`.
+    pub(crate) fn err(&self, msg: String, attrs: &[(&str, u64)]) -> PyErr {
+        Python::attach(|py| {
+            let ty = match self.get(py) {
+                Ok(ty) => ty.clone(),
+                Err(e) => return e,
+            };
+            let err = PyErr::from_type(ty, msg);
+            for (name, value) in attrs {
+                if let Err(e) = err.value(py).setattr(*name, *value) {
+                    return e;
+                }
+            }
+            err
+        })
+    }
+}
+
+fn shmds_error_base(py: Python<'_>) -> Bound<'_, PyAny> {
+    py.get_type::<ShmdsError>().into_any()
+}
+
+/// `shmds.Disconnected`: the other side of a channel is gone.
+pub(crate) static DISCONNECTED: DynException = DynException::new(
+    c"shmds._shmds.Disconnected",
+    c"The other side of a channel is gone: every sender (for a receiver that \
+      found the channel empty) or every receiver (for a sender that found it \
+      full) detached or died. An EOFError, as multiprocessing.Connection.recv \
+      raises when the other end is closed.",
+    |py| {
+        Ok(vec![
+            shmds_error_base(py),
+            py.get_type::<pyo3::exceptions::PyEOFError>().into_any(),
+        ])
+    },
+);
+
+/// `shmds.ShutDown`: the structure was shut down. A `queue.ShutDown` on
+/// Python 3.13 and later (where `queue.Queue.shutdown` raises it), else an
+/// `Exception`. The one definition of it in the package.
+pub(crate) static SHUT_DOWN: DynException = DynException::new(
+    c"shmds._shmds.ShutDown",
+    c"The structure was shut down (shutdown()): nothing more goes in, and \
+      what was in it has been taken. queue.ShutDown on Python 3.13+.",
+    |py| {
+        let queue = py.import("queue")?;
+        Ok(vec![match queue.getattr("ShutDown") {
+            Ok(base) => base,
+            Err(_) => py.get_type::<PyException>().into_any(),
+        }])
+    },
+);
+
+/// `shmds.Lagged`: a topic subscriber fell behind (`.missed`).
+pub(crate) static LAGGED: DynException = DynException::new(
+    c"shmds._shmds.Lagged",
+    c"A topic subscriber fell behind by more than the topic holds: `missed` \
+      messages were overwritten before it read them. The next receive goes \
+      on with the oldest message still held.",
+    |py| Ok(vec![shmds_error_base(py)]),
+);
+
+/// `shmds.MessageTooLargeError`: a message larger than the limit (`.size`,
+/// `.limit`): a channel's or topic's max_message, or a receive buffer.
+pub(crate) static MESSAGE_TOO_LARGE: DynException = DynException::new(
+    c"shmds._shmds.MessageTooLargeError",
+    c"A message is larger than allowed: `size` bytes against a `limit` of a \
+      channel's or topic's max_message (on send), or of the buffer given to \
+      recv_into (the message is then kept for the next receive).",
+    |py| {
+        Ok(vec![
+            shmds_error_base(py),
+            py.get_type::<PyValueError>().into_any(),
+        ])
+    },
+);
 
 /// The Python exception for a shmds error.
 pub(crate) fn to_py(e: shmds::Error) -> PyErr {
     use shmds::Error as E;
     let msg = e.to_string();
     match e {
+        E::Disconnected { .. } => DISCONNECTED.err(msg, &[]),
+        E::ShutDown { .. } => SHUT_DOWN.err(msg, &[]),
+        E::Lagged { missed, .. } => LAGGED.err(msg, &[("missed", missed)]),
+        E::MessageTooLarge { len, max, .. } => {
+            MESSAGE_TOO_LARGE.err(msg, &[("size", len), ("limit", max)])
+        }
+        E::AlreadyAttached { .. } => AlreadyAttachedError::new_err(msg),
+        E::TooManyAttached { .. } => NoSpaceError::new_err(msg),
         E::SegmentNotFound { .. } => PyFileNotFoundError::new_err(msg),
         E::EntryNotFound { .. } => PyKeyError::new_err(msg),
         E::SegmentExists { .. } | E::EntryExists { .. } => PyFileExistsError::new_err(msg),
@@ -106,10 +233,6 @@ pub(crate) fn to_py(e: shmds::Error) -> PyErr {
         }
         E::Timeout { .. } => pyo3::exceptions::PyTimeoutError::new_err(msg),
         E::Interrupted { .. } => pyo3::exceptions::PyKeyboardInterrupt::new_err(msg),
-        E::ShutDown { .. } => Python::attach(|py| match shut_down_type(py) {
-            Ok(t) => PyErr::from_type(t.into_bound(py), msg),
-            Err(e) => e,
-        }),
         E::Io { .. } => PyOSError::new_err(msg),
         _ => ShmdsError::new_err(msg),
     }
@@ -551,10 +674,20 @@ fn _shmds(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<queue::Queue>()?;
     m.add_class::<map::Map>()?;
     m.add_class::<wait::CancelToken>()?;
+    m.add_class::<channel::Channel>()?;
+    m.add_class::<channel::MessageView>()?;
+    m.add_class::<topic::Topic>()?;
+    m.add_class::<topic::Subscriber>()?;
     m.add_function(wrap_pyfunction!(list_segments, m)?)?;
     m.add_function(wrap_pyfunction!(remove, m)?)?;
     m.add_function(wrap_pyfunction!(parse_descriptor, m)?)?;
     m.add_function(wrap_pyfunction!(_pack, m)?)?;
+    let after_fork = wrap_pyfunction!(wait::_after_fork_in_child, m)?;
+    let kwargs = pyo3::types::PyDict::new(py);
+    kwargs.set_item("after_in_child", &after_fork)?;
+    py.import("os")?
+        .getattr("register_at_fork")?
+        .call((), Some(&kwargs))?;
     m.add("ShmdsError", py.get_type::<ShmdsError>())?;
     m.add("CorruptError", py.get_type::<CorruptError>())?;
     m.add("IncompatibleError", py.get_type::<IncompatibleError>())?;
@@ -562,7 +695,14 @@ fn _shmds(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("BusyError", py.get_type::<BusyError>())?;
     m.add("NotReadyError", py.get_type::<NotReadyError>())?;
     m.add("NoSpaceError", py.get_type::<NoSpaceError>())?;
-    m.add("ShutDown", shut_down_type(py)?)?;
     m.add("WaitCancelled", py.get_type::<wait::WaitCancelled>())?;
+    m.add(
+        "AlreadyAttachedError",
+        py.get_type::<AlreadyAttachedError>(),
+    )?;
+    m.add("Disconnected", DISCONNECTED.get(py)?)?;
+    m.add("ShutDown", SHUT_DOWN.get(py)?)?;
+    m.add("Lagged", LAGGED.get(py)?)?;
+    m.add("MessageTooLargeError", MESSAGE_TOO_LARGE.get(py)?)?;
     Ok(())
 }

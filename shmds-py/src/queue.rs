@@ -10,7 +10,7 @@
 //! `task_done()` and `join()`, as `queue.Queue` counts every put.
 
 use crate::codec::{Codec, Scratch};
-use crate::wait::{blocking, wait_time, CancelToken, Closing, Interrupt, Watch};
+use crate::wait::{closed_while_waiting, wait_cancellable, CancelToken, Closing, Fail};
 use crate::{closed, to_py, Segment};
 use pyo3::buffer::PyBuffer;
 use pyo3::exceptions::{PyBufferError, PyTypeError, PyValueError};
@@ -20,6 +20,60 @@ use std::time::Duration;
 
 pyo3::import_exception!(queue, Full);
 pyo3::import_exception!(queue, Empty);
+
+/// The interrupt callback of a `shmds` blocking call.
+type Interrupt<'a> = Option<&'a mut dyn FnMut() -> bool>;
+
+/// A timeout in the `queue.Queue` sense: `None` waits forever; negative
+/// is an error.
+pub(crate) fn wait_time(timeout: Option<f64>) -> PyResult<Option<Duration>> {
+    match timeout {
+        None => Ok(None),
+        Some(t) if t.is_nan() || t < 0.0 => Err(PyValueError::new_err(
+            "'timeout' must be a non-negative number",
+        )),
+        Some(t) => Ok(Some(
+            Duration::try_from_secs_f64(t).unwrap_or(Duration::MAX),
+        )),
+    }
+}
+
+/// What a blocking call watches besides its own condition.
+struct Watch<'a> {
+    /// The handle's closed flag.
+    closing: &'a Closing,
+    /// The cancellation token of an asyncio wait, if any.
+    cancel: Option<&'a CancelToken>,
+    /// The structure's name, for messages.
+    name: &'a str,
+}
+
+/// Run a blocking call of the crate (which applies its own timeout)
+/// through [`wait_cancellable`]: its outcome, or the Python exception of a
+/// closed handle (`ValueError`), a cancellation (`WaitCancelled`) or a
+/// signal handler (Ctrl-C).
+fn blocking<T: Send>(
+    py: Python<'_>,
+    watch: Watch<'_>,
+    call: impl FnOnce(Interrupt<'_>) -> shmds::Result<T> + Send,
+) -> PyResult<shmds::Result<T>> {
+    let outcome = wait_cancellable(py, watch.closing, watch.cancel, None, |w| {
+        call(Some(w.check())).map_err(Fail::from)
+    })?;
+    match outcome {
+        Ok(v) => Ok(Ok(v)),
+        Err(Fail::Shmds(e)) => Ok(Err(e)),
+        Err(Fail::TimedOut) => Ok(Err(shmds::Error::Timeout {
+            name: watch.name.to_owned(),
+        })),
+        Err(Fail::Closed) => Err(closed_while_waiting(watch.name)),
+        // Not made by queue or stack calls: stopped without a reason left.
+        Err(other) => Err(pyo3::exceptions::PyKeyboardInterrupt::new_err(format!(
+            "waiting on {:?} was interrupted ({other:?})",
+            watch.name
+        ))),
+    }
+}
 
 /// A queue or a stack: the operations both have.
 #[derive(Clone)]
@@ -162,7 +216,7 @@ pub(crate) struct Queue {
     ring: Option<Ring>,
     codec: Codec,
     /// Set by close(); calls blocked on this handle watch it.
-    closing: Closing,
+    closing: Arc<Closing>,
 }
 
 impl Queue {
@@ -172,7 +226,7 @@ impl Queue {
 
     /// The ring and what a blocking call on it watches, holding no borrow
     /// of the object (so another thread may close() it meanwhile).
-    fn waitable(slf: &Bound<'_, Self>) -> PyResult<(Ring, Closing)> {
+    fn waitable(slf: &Bound<'_, Self>) -> PyResult<(Ring, Arc<Closing>)> {
         let this = slf.borrow();
         Ok((this.ring()?.clone(), this.closing.clone()))
     }
@@ -299,7 +353,7 @@ impl Queue {
         Ok(Queue {
             ring: Some(ring),
             codec,
-            closing: Closing::default(),
+            closing: Arc::default(),
         })
     }
 
@@ -467,8 +521,12 @@ impl Queue {
     /// other processes, are not affected).
     fn close(&mut self) {
         if let Some(ring) = self.ring.take() {
-            self.closing.close();
-            ring.wake_waiters();
+            // Woken only if calls of this handle wait (the flag is stored
+            // before the count is read, and they count themselves before
+            // they first look at it).
+            if self.closing.close() {
+                ring.wake_waiters();
+            }
         }
     }
 

@@ -200,12 +200,62 @@ pub enum Error {
         /// The entry name.
         name: String,
     },
-    /// The queue or stack was shut down (by this or another process): it
-    /// takes no more elements, and a pop fails like this once it is empty.
-    #[error("{name:?} was shut down: it takes no new elements, and a get fails once it is empty (stop using it, or erase it and create it again)")]
+    /// A message is larger than the channel's or topic's limit.
+    #[error("a message of {len} bytes is larger than {name:?} allows ({max} bytes; send less, or create it with a larger max_message)")]
+    MessageTooLarge {
+        /// The entry name.
+        name: String,
+        /// The message length.
+        len: u64,
+        /// The limit fixed at creation.
+        max: u64,
+    },
+    /// The other side of a channel is gone: every sender (for a receiver
+    /// that found it empty) or every receiver (for a sender that found it
+    /// full) detached or died.
+    #[error("{name:?} is disconnected: no {peer} is attached any more (its messages were all delivered)")]
+    Disconnected {
+        /// The entry name.
+        name: String,
+        /// The side that is gone: "sender" or "receiver".
+        peer: &'static str,
+    },
+    /// The structure was shut down (by this or another process): nothing
+    /// more goes in (a put or send fails like this at once), and what was
+    /// in it can still be taken; a get or receive fails like this once
+    /// nothing is left.
+    #[error("{name:?} was shut down (nothing more goes in; a get fails once nothing is left; erase it and create it again to start over)")]
     ShutDown {
         /// The entry name.
         name: String,
+    },
+    /// A subscriber fell behind by more than a topic holds: `missed`
+    /// messages were overwritten before it read them. It goes on from the
+    /// oldest message still held.
+    #[error("{name:?}: this subscriber fell behind and missed {missed} messages (they were overwritten; it continues with the oldest one held)")]
+    Lagged {
+        /// The entry name.
+        name: String,
+        /// Messages lost to this subscriber.
+        missed: u64,
+    },
+    /// An SPSC channel already has a live sender or receiver.
+    #[error("{name:?} is a single-producer single-consumer channel and process {pid} is attached as its {role} (detach it first, or create the channel without spsc)")]
+    AlreadyAttached {
+        /// The entry name.
+        name: String,
+        /// "sender" or "receiver".
+        role: &'static str,
+        /// The attached process.
+        pid: u32,
+    },
+    /// Every attachment word of a channel is held by a live process.
+    #[error("{name:?}: {slots} processes are attached, the most a channel records (detach some)")]
+    TooManyAttached {
+        /// The entry name.
+        name: String,
+        /// The number of attachment words.
+        slots: usize,
     },
     /// An argument is out of range.
     #[error("invalid argument: {0}")]

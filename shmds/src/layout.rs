@@ -61,7 +61,7 @@ pub const MAGIC: [u8; 8] = *b"SHMDS\0\x01\x00";
 
 /// Format version written by this build. Opening a segment with another
 /// version fails with `Incompatible`.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 
 /// `SegmentHeader::state` values.
 pub mod segment_state {
@@ -133,6 +133,10 @@ pub mod kind {
     pub const STACK: u32 = 3;
     /// `Entry::kind` of a hash map.
     pub const MAP: u32 = 4;
+    /// `Entry::kind` of a channel of variable-length messages.
+    pub const CHANNEL: u32 = 5;
+    /// `Entry::kind` of a broadcast topic of variable-length messages.
+    pub const TOPIC: u32 = 6;
 
     /// Human name of a kind code.
     pub fn name(kind: u32) -> &'static str {
@@ -141,6 +145,8 @@ pub mod kind {
             QUEUE => "queue",
             STACK => "stack",
             MAP => "map",
+            CHANNEL => "channel",
+            TOPIC => "topic",
             _ => "unknown",
         }
     }
@@ -388,6 +394,160 @@ pub struct MapSlot {
     pub hash: AtomicU64,
 }
 
+/// Bytes of message data per cell of a channel or topic ring; payloads
+/// start at a cell boundary (64-byte aligned).
+pub const MESSAGE_CELL: u64 = 64;
+
+/// Number of attachment words in a [`ChannelHeader`].
+pub const CHANNEL_ATTACH_SLOTS: usize = 32;
+
+/// `ChannelHeader::flags` and `TopicHeader::flags` bits.
+pub mod message_flags {
+    /// Channel: one producer and one consumer (the SPSC protocol).
+    pub const SPSC: u32 = 1;
+    /// Every message carries a CRC32C of its payload, checked on receipt.
+    pub const CHECKSUM: u32 = 2;
+}
+
+/// `ChannelCell::len` / `TopicCell::len` of a padding frame: the rest of
+/// the lap (up to the end of the ring) holds no message.
+pub const PAD_LEN: u32 = u32::MAX;
+
+/// Header of a channel's block: a ring of `cells` cells of
+/// [`MESSAGE_CELL`] data bytes each, with one [`ChannelCell`] control
+/// record per cell. A message of `len` bytes occupies
+/// `max(1, ceil(len / 64))` consecutive cells, never wrapping (a padding
+/// frame fills the end of the ring instead). See `channel/` for the
+/// protocols (MPMC and SPSC).
+///
+/// Positions (`head`, `tail`) count cells in the queue's encoding:
+/// `lap * one_lap + index`, `index < cells`.
+#[repr(C)]
+pub struct ChannelHeader {
+    /// [`kind::CHANNEL`].
+    pub kind: u32,
+    /// [`message_flags`] bits.
+    pub flags: u32,
+    /// Data bytes in the ring: `cells * MESSAGE_CELL`.
+    pub capacity: u64,
+    /// Number of cells.
+    pub cells: u64,
+    /// `cells.next_power_of_two()`.
+    pub one_lap: u64,
+    /// Largest message in bytes (`<= capacity`, `< PAD_LEN`).
+    pub max_message: u64,
+    /// Offset of the control records from the block start (= header size).
+    pub cells_offset: u64,
+    /// Offset of the data ring: `align64(cells_offset + cells * 16)`.
+    pub data_offset: u64,
+    /// Reserved, zero.
+    pub reserved0: u64,
+    /// Position after the last claimed frame (producers).
+    pub tail: AtomicU64,
+    /// Reserved (keeps `tail` alone on its cache line).
+    pub reserved1: [u64; 7],
+    /// Position of the next frame to take (consumers).
+    pub head: AtomicU64,
+    /// Reserved (keeps `head` alone on its cache line).
+    pub reserved2: [u64; 7],
+    /// 1 once the channel was shut down (no more sends; receivers drain).
+    pub shutdown: AtomicU32,
+    /// Bit 0: a sender attached at some time; bit 1: a receiver did.
+    pub ever_attached: AtomicU32,
+    /// Senders sleeping for room (MPMC on `space`, SPSC on `head`). On a
+    /// line of its own, written only by sleepers, so that checking it after
+    /// every message costs no cache miss.
+    pub send_waiters: AtomicU32,
+    /// Receivers sleeping (SPSC, on `tail`).
+    pub recv_waiters: AtomicU32,
+    /// MPMC: bumped (and futex-woken) when room is freed while
+    /// `send_waiters > 0`.
+    pub space: AtomicU32,
+    /// Reserved, zero.
+    pub reserved3: u32,
+    /// Reserved, zero.
+    pub reserved4: [u64; 5],
+    /// Who is attached: 0 for a free word, else `pid | role << 32 |
+    /// count << 34` (role 1 sender, 2 receiver; count: that process's
+    /// handles of that role). SPSC channels use word 0 (sender) and 1
+    /// (receiver) only.
+    pub attached: [AtomicU64; CHANNEL_ATTACH_SLOTS],
+}
+
+/// The control record of a channel cell (meaningful at a frame's first
+/// cell). `state` is the queue slot word (`QueueSlot`'s bits; "skip" marks
+/// a frame without a message: a padding frame, an aborted reservation or a
+/// dead producer's claim). SPSC channels leave `state` zero.
+#[repr(C)]
+pub struct ChannelCell {
+    /// Phase, lap tag, claimant pid and flags, as in `QueueSlot`.
+    pub state: AtomicU64,
+    /// The message length in bytes, or [`PAD_LEN`].
+    pub len: AtomicU32,
+    /// CRC32C of the payload (with [`message_flags::CHECKSUM`]), else 0.
+    pub checksum: AtomicU32,
+}
+
+/// Header of a topic's block: a broadcast ring laid out like a channel's
+/// (cells of [`MESSAGE_CELL`] bytes and one [`TopicCell`] per cell), written
+/// by one publisher at a time (the `lock`) and read by any number of
+/// subscribers, each with its own cursor. See `topic.rs`.
+#[repr(C)]
+pub struct TopicHeader {
+    /// [`kind::TOPIC`].
+    pub kind: u32,
+    /// [`message_flags`] bits (`CHECKSUM` only).
+    pub flags: u32,
+    /// Data bytes in the ring: `cells * MESSAGE_CELL`.
+    pub capacity: u64,
+    /// Number of cells.
+    pub cells: u64,
+    /// `cells.next_power_of_two()`.
+    pub one_lap: u64,
+    /// Largest message in bytes.
+    pub max_message: u64,
+    /// Offset of the control records (= header size).
+    pub cells_offset: u64,
+    /// Offset of the data ring.
+    pub data_offset: u64,
+    /// Reserved, zero.
+    pub reserved0: u64,
+    /// Position after the newest published message.
+    pub tail: AtomicU64,
+    /// Position of the newest published message (`u64::MAX`: none yet).
+    pub newest: AtomicU64,
+    /// Sequence number the next message gets (messages published so far).
+    pub next_seq: AtomicU64,
+    /// Subscribers sleeping on `tail`.
+    pub sub_waiters: AtomicU32,
+    /// Reserved, zero.
+    pub reserved1: u32,
+    /// Reserved (keeps `tail` off the `oldest` line).
+    pub reserved2: [u64; 4],
+    /// Position of the oldest message still intact. A publisher moves it
+    /// past a frame *before* overwriting any byte of it.
+    pub oldest: AtomicU64,
+    /// Reserved (keeps `oldest` alone on its cache line).
+    pub reserved3: [u64; 7],
+    /// Publish lock: 0 when free, else the holder's pid.
+    pub lock: AtomicU32,
+    /// Publishers sleeping on `lock`.
+    pub lock_waiters: AtomicU32,
+    /// Reserved, zero.
+    pub reserved4: [u64; 7],
+}
+
+/// The control record of a topic cell (meaningful at a frame's first cell).
+#[repr(C)]
+pub struct TopicCell {
+    /// The message's sequence number (0 for the first message).
+    pub seq: AtomicU64,
+    /// The message length in bytes, or [`PAD_LEN`].
+    pub len: AtomicU32,
+    /// CRC32C of the payload (with [`message_flags::CHECKSUM`]), else 0.
+    pub checksum: AtomicU32,
+}
+
 const fn fnv1a(mut hash: u64, bytes: &[u8]) -> u64 {
     let mut i = 0;
     while i < bytes.len() {
@@ -406,7 +566,8 @@ const fn mix(hash: u64, value: u64) -> u64 {
 /// `0xcbf29ce484222325`) over these values, each as 8 little-endian bytes:
 /// pointer width in bits, 1 for little-endian (2 for big), [`CACHE_LINE`],
 /// then the sizes of `SegmentHeader`, `Entry`, `ArrayHeader`, `QueueHeader`,
-/// `QueueSlot`, `StackHeader`, `StackNode`, `MapHeader`, `MapSlot` (see
+/// `QueueSlot`, `StackHeader`, `StackNode`, `MapHeader`, `MapSlot`,
+/// `ChannelHeader`, `ChannelCell`, `TopicHeader`, `TopicCell` (see
 /// FORMAT.md). A segment whose fingerprint differs was written by a build
 /// whose layout differs and is refused.
 pub const fn fingerprint() -> u64 {
@@ -424,7 +585,7 @@ pub const fn fingerprint() -> u64 {
 }
 
 /// The struct sizes that enter the fingerprint, in order.
-const STRUCT_SIZES: [u64; 9] = [
+const STRUCT_SIZES: [u64; 13] = [
     SEGMENT_HEADER_SIZE,
     ENTRY_SIZE,
     ARRAY_HEADER_SIZE,
@@ -434,6 +595,10 @@ const STRUCT_SIZES: [u64; 9] = [
     STACK_NODE_SIZE,
     MAP_HEADER_SIZE,
     MAP_SLOT_SIZE,
+    CHANNEL_HEADER_SIZE,
+    CHANNEL_CELL_SIZE,
+    TOPIC_HEADER_SIZE,
+    TOPIC_CELL_SIZE,
 ];
 
 /// `size_of::<SegmentHeader>()` in this format version.
@@ -454,6 +619,14 @@ pub const STACK_NODE_SIZE: u64 = 8;
 pub const MAP_HEADER_SIZE: u64 = 128;
 /// `size_of::<MapSlot>()` in this format version.
 pub const MAP_SLOT_SIZE: u64 = 24;
+/// `size_of::<ChannelHeader>()` in this format version.
+pub const CHANNEL_HEADER_SIZE: u64 = 512;
+/// `size_of::<ChannelCell>()` in this format version.
+pub const CHANNEL_CELL_SIZE: u64 = 16;
+/// `size_of::<TopicHeader>()` in this format version.
+pub const TOPIC_HEADER_SIZE: u64 = 256;
+/// `size_of::<TopicCell>()` in this format version.
+pub const TOPIC_CELL_SIZE: u64 = 16;
 
 #[cfg(not(loom))]
 mod asserts {
@@ -567,6 +740,61 @@ mod asserts {
     at!(MapSlot, state, 0);
     at!(MapSlot, home, 8);
     at!(MapSlot, hash, 16);
+
+    const _: () = assert!(size_of::<ChannelHeader>() as u64 == CHANNEL_HEADER_SIZE);
+    at!(ChannelHeader, kind, 0);
+    at!(ChannelHeader, flags, 4);
+    at!(ChannelHeader, capacity, 8);
+    at!(ChannelHeader, cells, 16);
+    at!(ChannelHeader, one_lap, 24);
+    at!(ChannelHeader, max_message, 32);
+    at!(ChannelHeader, cells_offset, 40);
+    at!(ChannelHeader, data_offset, 48);
+    at!(ChannelHeader, reserved0, 56);
+    at!(ChannelHeader, tail, 64);
+    at!(ChannelHeader, reserved1, 72);
+    at!(ChannelHeader, head, 128);
+    at!(ChannelHeader, reserved2, 136);
+    at!(ChannelHeader, shutdown, 192);
+    at!(ChannelHeader, ever_attached, 196);
+    at!(ChannelHeader, send_waiters, 200);
+    at!(ChannelHeader, recv_waiters, 204);
+    at!(ChannelHeader, space, 208);
+    at!(ChannelHeader, reserved3, 212);
+    at!(ChannelHeader, reserved4, 216);
+    at!(ChannelHeader, attached, 256);
+
+    const _: () = assert!(size_of::<ChannelCell>() as u64 == CHANNEL_CELL_SIZE);
+    at!(ChannelCell, state, 0);
+    at!(ChannelCell, len, 8);
+    at!(ChannelCell, checksum, 12);
+
+    const _: () = assert!(size_of::<TopicHeader>() as u64 == TOPIC_HEADER_SIZE);
+    at!(TopicHeader, kind, 0);
+    at!(TopicHeader, flags, 4);
+    at!(TopicHeader, capacity, 8);
+    at!(TopicHeader, cells, 16);
+    at!(TopicHeader, one_lap, 24);
+    at!(TopicHeader, max_message, 32);
+    at!(TopicHeader, cells_offset, 40);
+    at!(TopicHeader, data_offset, 48);
+    at!(TopicHeader, reserved0, 56);
+    at!(TopicHeader, tail, 64);
+    at!(TopicHeader, newest, 72);
+    at!(TopicHeader, next_seq, 80);
+    at!(TopicHeader, sub_waiters, 88);
+    at!(TopicHeader, reserved1, 92);
+    at!(TopicHeader, reserved2, 96);
+    at!(TopicHeader, oldest, 128);
+    at!(TopicHeader, reserved3, 136);
+    at!(TopicHeader, lock, 192);
+    at!(TopicHeader, lock_waiters, 196);
+    at!(TopicHeader, reserved4, 200);
+
+    const _: () = assert!(size_of::<TopicCell>() as u64 == TOPIC_CELL_SIZE);
+    at!(TopicCell, seq, 0);
+    at!(TopicCell, len, 8);
+    at!(TopicCell, checksum, 12);
 }
 
 /// A field of a layout struct, as C declares it (for the generated C
@@ -685,5 +913,14 @@ pub fn describe() -> Vec<StructInfo> {
         describe!(MapHeader as "shmds_map_header": kind, value_size, capacity, key_size, reserved0,
             slot_stride, slots_offset, hash_seed, reserved1, len, reserved2),
         describe!(MapSlot as "shmds_map_slot": state, home, hash),
+        describe!(ChannelHeader as "shmds_channel_header": kind, flags, capacity, cells, one_lap,
+            max_message, cells_offset, data_offset, reserved0, tail, reserved1, head, reserved2,
+            shutdown, ever_attached, send_waiters, recv_waiters, space, reserved3, reserved4,
+            attached),
+        describe!(ChannelCell as "shmds_channel_cell": state, len, checksum),
+        describe!(TopicHeader as "shmds_topic_header": kind, flags, capacity, cells, one_lap,
+            max_message, cells_offset, data_offset, reserved0, tail, newest, next_seq,
+            sub_waiters, reserved1, reserved2, oldest, reserved3, lock, lock_waiters, reserved4),
+        describe!(TopicCell as "shmds_topic_cell": seq, len, checksum),
     ]
 }

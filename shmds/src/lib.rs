@@ -1,7 +1,7 @@
 //! # shmds: named, typed data structures in POSIX shared memory
 //!
 //! Several processes (Rust, Python, C) attach to one named segment and share
-//! arrays, queues, stacks and maps inside it: zero-copy, lock-free, no server,
+//! arrays, queues, stacks, maps, channels and topics inside it: zero-copy, lock-free, no server,
 //! no serialisation.
 //!
 //! ```
@@ -31,6 +31,8 @@ pub mod layout;
 
 mod alloc;
 mod array;
+mod channel;
+mod checksum;
 mod error;
 mod fault;
 mod handle;
@@ -38,13 +40,18 @@ mod map;
 mod payload;
 mod process;
 mod queue;
+mod ring;
 mod segment;
 mod stack;
 mod sync;
 mod table;
+mod topic;
 mod wait;
 
 pub use array::{Array, RawArray};
+pub use channel::{
+    Channel, ChannelOptions, Message, Receiver, Reservation, Sender, MAX_MESSAGE, MAX_RING_CAPACITY,
+};
 pub use element::{AtomicElement, Element, FixedStr, Scalar, TypeDescriptor};
 pub use error::{Error, Result};
 pub use map::{map_key_hash, Iter as MapIter, Map, RawMap, MAX_KEY_SIZE, MAX_MAP_CAPACITY};
@@ -55,6 +62,7 @@ pub use segment::{
 };
 pub use stack::{RawStack, Stack, MAX_STACK_CAPACITY};
 pub use table::EntryInfo;
+pub use topic::{Subscriber, Topic, TopicOptions, TopicReservation};
 
 /// The outcome of [`Segment::check`].
 #[derive(Clone, Debug, Default)]
@@ -135,6 +143,8 @@ impl Segment {
             layout::kind::QUEUE => queue::check(&handle, deep),
             layout::kind::STACK => stack::check(&handle, deep),
             layout::kind::MAP => map::check(&handle, deep),
+            layout::kind::CHANNEL => channel::check(&handle, deep),
+            layout::kind::TOPIC => topic::check(&handle, deep),
             other => Err(corrupt(format!("unknown kind {other}"))),
         }
     }

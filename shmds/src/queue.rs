@@ -134,7 +134,7 @@ const READ_SKIP: u64 = 1 << 24;
 const PID_SHIFT: u32 = 2;
 const PID_MASK: u64 = (1 << 22) - 1;
 const TAG_SHIFT: u32 = 25;
-const TAG_MASK: u64 = (1 << 39) - 1;
+pub(crate) const TAG_MASK: u64 = (1 << 39) - 1;
 
 /// `QueueHeader::shutdown` bits: shut down (any set bit counts), and the
 /// shutdown discarded the elements.
@@ -143,7 +143,7 @@ const SHUT_IMMEDIATE: u64 = 1 << 1;
 
 /// A decoded slot state word.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum SlotState {
+pub(crate) enum SlotState {
     Empty {
         tag: u64,
         waited: bool,
@@ -167,7 +167,7 @@ enum SlotState {
 }
 
 impl SlotState {
-    fn decode(word: u64) -> SlotState {
+    pub(crate) fn decode(word: u64) -> SlotState {
         let tag = word >> TAG_SHIFT;
         let pid = ((word >> PID_SHIFT) & PID_MASK) as u32;
         let waited = word & WAITED != 0;
@@ -187,7 +187,7 @@ impl SlotState {
         }
     }
 
-    fn encode(self) -> u64 {
+    pub(crate) fn encode(self) -> u64 {
         let flag = |b: bool, bit: u64| if b { bit } else { 0 };
         let pid_bits = |pid: u32| (pid as u64 & PID_MASK) << PID_SHIFT;
         match self {
@@ -203,11 +203,11 @@ impl SlotState {
     }
 }
 
-fn prev_tag(tag: u64) -> u64 {
+pub(crate) fn prev_tag(tag: u64) -> u64 {
     tag.wrapping_sub(1) & TAG_MASK
 }
 
-fn next_tag(tag: u64) -> u64 {
+pub(crate) fn next_tag(tag: u64) -> u64 {
     tag.wrapping_add(1) & TAG_MASK
 }
 
@@ -727,10 +727,17 @@ impl<'a> QueueCore<'a> {
                 {
                     return;
                 }
-                // If it died before moving tail, move it for it.
+                // If it died before moving tail, move it for it: by CAS, as
+                // a load may return an older value than the dead pusher's
+                // store, and a plain store would then move tail back.
                 let t = self.header.tail.load(Ordering::Acquire);
                 if self.is_position(t, tag, idx) {
-                    self.header.tail.store(self.next(t), Ordering::Release);
+                    let _ = self.header.tail.compare_exchange(
+                        t,
+                        self.next(t),
+                        Ordering::AcqRel,
+                        Ordering::Relaxed,
+                    );
                 }
                 let skip = SlotState::Full {
                     tag,
@@ -749,8 +756,17 @@ impl<'a> QueueCore<'a> {
                 {
                     return;
                 }
+                // Confirm with a CAS (which reads the latest value) that
+                // head is still at the claim's position before giving the
+                // element back; a load may return an older value.
                 let h = self.header.head.load(Ordering::Acquire);
-                let next = if self.is_position(h, tag, idx) {
+                let next = if self.is_position(h, tag, idx)
+                    && self
+                        .header
+                        .head
+                        .compare_exchange(h, h, Ordering::AcqRel, Ordering::Acquire)
+                        .is_ok()
+                {
                     // It died before taking the element: give it back (or,
                     // for a skip mark, put the mark back).
                     SlotState::Full {

@@ -191,3 +191,45 @@ impl PeerWait {
         }
     }
 }
+
+/// Back-off before a blocking call goes to sleep: spin in short bursts,
+/// then yield the CPU a few times, and only then sleep on a futex. Staying
+/// awake for a few microseconds means a peer that is about to deliver
+/// does not have to make a wake-up system call (and we none to sleep),
+/// which is what keeps a steady stream of messages out of a mode where
+/// each one costs two system calls.
+#[derive(Debug, Default)]
+pub(crate) struct Backoff {
+    step: u32,
+}
+
+impl Backoff {
+    /// Spin steps of a few pause instructions each (short, so a message
+    /// is noticed within a few hundred nanoseconds), then yields.
+    const SPIN_STEPS: u32 = 256;
+    const SPINS_PER_STEP: u32 = 1;
+    const YIELD_STEPS: u32 = Self::SPIN_STEPS + 8;
+
+    /// Wait a little; `false` once it is time to sleep instead.
+    pub(crate) fn snooze(&mut self) -> bool {
+        if self.step < Self::SPIN_STEPS {
+            for _ in 0..Self::SPINS_PER_STEP {
+                crate::sync::spin_hint();
+            }
+        } else if self.step < Self::YIELD_STEPS {
+            #[cfg(not(loom))]
+            std::thread::yield_now();
+            #[cfg(loom)]
+            loom::thread::yield_now();
+        } else {
+            return false;
+        }
+        self.step += 1;
+        true
+    }
+
+    /// Whether the spinning and yielding are over.
+    pub(crate) fn done(&self) -> bool {
+        self.step >= Self::YIELD_STEPS
+    }
+}

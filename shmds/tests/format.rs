@@ -59,7 +59,7 @@ fn format_md_matches_layout_rs() {
         .collect();
     assert_eq!(
         expected.len(),
-        9,
+        13,
         "a layout struct is missing from describe()"
     );
     for (name, (size, fields)) in &expected {
@@ -107,6 +107,10 @@ fn magic_and_fingerprint_as_documented() {
         8,
         128,
         24,
+        512,
+        16,
+        256,
+        16,
     ] {
         for b in v.to_le_bytes() {
             h ^= b as u64;
@@ -114,4 +118,30 @@ fn magic_and_fingerprint_as_documented() {
         }
     }
     assert_eq!(h, fingerprint());
+}
+
+/// The README's Rust example as a block (`examples/readme_example.in`),
+/// which `examples/readme_check.rs` includes and `make test` runs, on a
+/// segment name of its own.
+fn readme_block() -> String {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    let start = readme.find("```rust\n").expect("README has a Rust example") + 8;
+    let end = start + readme[start..].find("\n```").unwrap();
+    let body = readme[start..end].replace("\"sensors\"", "\"shmds-readme-check\"");
+    format!("// Generated from README.md (SHMDS_UPDATE_README=1 cargo test -p shmds --test format).\n{{\n{body}\nOk(())\n}}\n")
+}
+
+#[test]
+fn readme_rust_example_is_the_checked_program() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/readme_example.in");
+    let want = readme_block();
+    if std::env::var_os("SHMDS_UPDATE_README").is_some() {
+        std::fs::write(path, &want).unwrap();
+    }
+    let have = std::fs::read_to_string(path).unwrap_or_default();
+    assert!(
+        have == want,
+        "examples/readme_example.in is stale: run SHMDS_UPDATE_README=1 cargo test -p shmds --test format"
+    );
 }

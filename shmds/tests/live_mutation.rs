@@ -156,6 +156,22 @@ fn populate(seg: &Segment) {
     }
     let ms = seg.create_map::<FixedStr<8>, [u32; 2]>("ms", 4).unwrap();
     ms.insert(FixedStr::new("k").unwrap(), [1, 2]).unwrap();
+    let c = seg
+        .create_channel("c", shmds::ChannelOptions::new(1024).checksum(true))
+        .unwrap();
+    let mut tx = c.sender().unwrap();
+    tx.try_send(b"first").unwrap();
+    tx.try_send(&[7; 100]).unwrap();
+    let cs = seg
+        .create_channel("cs", shmds::ChannelOptions::new(512).spsc(true))
+        .unwrap();
+    cs.sender().unwrap().try_send(b"spsc").unwrap();
+    let t = seg
+        .create_topic("t", shmds::TopicOptions::new(1024))
+        .unwrap();
+    for i in 0..3u8 {
+        t.publish(&[i; 70]).unwrap();
+    }
 }
 
 /// Values a mutation writes: edge cases, near misses and noise.
@@ -587,8 +603,57 @@ mod child {
                     let _ = m.len();
                 }
             }
+            20 | 21 => {
+                let name = if r % 2 == 0 { "c" } else { "cs" };
+                if let Ok(c) = seg.open_channel(name) {
+                    let _ = (c.len(), c.is_empty(), c.is_full(), c.used_bytes());
+                    let short = Duration::from_millis(1 + v % 3);
+                    if let Ok(mut tx) = c.sender() {
+                        let msg = vec![v as u8; (rng.next() % 300) as usize];
+                        let _ = tx.try_send(&msg);
+                        let _ = tx.send_timeout(&msg, short);
+                        if let Ok(mut slot) = tx.try_reserve((v % 70) as usize) {
+                            slot.fill(1);
+                            if v % 2 == 0 {
+                                slot.commit();
+                            }
+                        }
+                    }
+                    if let Ok(mut rx) = c.receiver() {
+                        let mut out = Vec::new();
+                        let _ = rx.try_recv(&mut out);
+                        let _ = rx.recv_timeout(&mut out, short);
+                        if let Ok(m) = rx.try_recv_ref() {
+                            let _ = m.iter().map(|&b| b as u64).sum::<u64>();
+                        }
+                    }
+                    if v == 0 {
+                        let _ = c.shutdown();
+                    }
+                }
+            }
+            22 => {
+                if let Ok(t) = seg.open_topic("t") {
+                    let mut sub = if v % 2 == 0 {
+                        t.subscribe()
+                    } else {
+                        t.subscribe_from_oldest()
+                    };
+                    let _ = t.publish(&vec![v as u8; (rng.next() % 600) as usize]);
+                    let mut out = Vec::new();
+                    for _ in 0..4 {
+                        let _ = sub.try_recv(&mut out);
+                    }
+                    let _ = sub.recv_timeout(&mut out, Duration::from_millis(1));
+                    let _ = sub.recv_latest(&mut out);
+                    let _ = t.latest(&mut out);
+                    let _ = (t.len(), t.published(), sub.pending());
+                }
+            }
             19 => {
-                for name in ["a", "q", "q1", "s", "m", "ms"] {
+                for name in ["a", "q", "q1", "s", "m", "ms", "c", "cs", "t"] {
+                    let _ = seg.open_channel(name);
+                    let _ = seg.open_topic(name);
                     let _ = seg.open_queue_raw(name);
                     let _ = seg.open_stack_raw(name);
                     let _ = seg.open_map_raw(name);

@@ -31,6 +31,34 @@ int main() {
     if (shmds_queue_open(seg, "jobs", 4, nullptr, &wrong) != SHMDS_E_TYPE) failures++;
     if (std::strstr(shmds_last_error(), "not 4") == nullptr) failures++;
     if (std::strlen(shmds_strerror(SHMDS_E_SHAPE)) == 0) failures++;
+    // A channel and a topic: send, receive in place, publish, subscribe.
+    ShmdsChannel *ch = nullptr;
+    ShmdsSender *tx = nullptr;
+    ShmdsReceiver *rx = nullptr;
+    const void *data = nullptr;
+    std::size_t len = 0;
+    if (shmds_channel_create(seg, "events", 4096, 0, SHMDS_SPSC, false, &ch) != SHMDS_OK ||
+        shmds_channel_attach_sender(ch, &tx) != SHMDS_OK ||
+        shmds_channel_attach_receiver(ch, &rx) != SHMDS_OK ||
+        shmds_sender_send(tx, "hi", 2, -1) != SHMDS_OK ||
+        shmds_receiver_recv_ref(rx, &data, &len, 0) != SHMDS_OK || len != 2 ||
+        std::memcmp(data, "hi", 2) != 0 || shmds_receiver_release(rx) != SHMDS_OK)
+        failures++;
+    shmds_sender_close(tx);
+    shmds_receiver_close(rx);
+    shmds_channel_close(ch);
+    ShmdsTopic *topic = nullptr;
+    ShmdsSubscriber *sub = nullptr;
+    char buf[8];
+    std::uint64_t seq = 1, missed = 1;
+    if (shmds_topic_create(seg, "ticks", 4096, 0, 0, false, &topic) != SHMDS_OK ||
+        shmds_topic_subscribe(topic, false, &sub) != SHMDS_OK ||
+        shmds_topic_publish(topic, "t", 1, &seq, -1) != SHMDS_OK ||
+        shmds_subscriber_recv(sub, buf, sizeof buf, &len, &seq, &missed, 0) != SHMDS_OK ||
+        len != 1 || seq != 0 || missed != 0)
+        failures++;
+    shmds_subscriber_close(sub);
+    shmds_topic_close(topic);
     shmds_segment_close(seg);
     shmds_segment_remove(name.c_str());
     std::printf("cxx: %d passed, %d failed\n", failures ? 0 : 1, failures ? 1 : 0);

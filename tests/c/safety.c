@@ -6,7 +6,8 @@
  *
  *   safety PREFIX                 every documented call, with right and
  *                                 wrong sizes, types and NULLs, in segments
- *                                 named PREFIX-...
+ *                                 named PREFIX-... (message buffers: heap
+ *                                 copies of exactly the size passed)
  *   safety fixture NAME u64|rec   a segment NAME with a queue "jobs" holding
  *                                 one uint64_t 42, or one 64-byte record
  *                                 (for the README program's run)
@@ -77,7 +78,10 @@ static void test_errors(void) {
                                 SHMDS_E_TIMEOUT,  SHMDS_E_CORRUPT,   SHMDS_E_INCOMPATIBLE,
                                 SHMDS_E_STALE,    SHMDS_E_BUSY,      SHMDS_E_NOT_READY,
                                 SHMDS_E_IO,       SHMDS_E_INDEX,     SHMDS_E_PANIC,
-                                SHMDS_E_SHAPE,    SHMDS_E_SHUTDOWN};
+                                SHMDS_E_SHAPE,    SHMDS_E_DISCONNECTED, SHMDS_E_SHUT_DOWN,
+                                SHMDS_E_MESSAGE_TOO_LARGE, SHMDS_E_LAGGED,
+                                SHMDS_E_ALREADY_ATTACHED,  SHMDS_E_TOO_MANY_ATTACHED,
+                                SHMDS_E_BUFFER_TOO_SMALL};
     const char *unknown = shmds_strerror(-1000);
     for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++) {
         const char *s = shmds_strerror(codes[i]);
@@ -412,6 +416,435 @@ static void test_maps(ShmdsSegment *seg) {
     shmds_map_close(NULL);
 }
 
+/* A heap copy of exactly `size` bytes (ASan reports any access past it). */
+static char *exactly(size_t size) {
+    char *p = malloc(size ? size : 1);
+    if (p == NULL) {
+        fprintf(stderr, "safety: out of memory\n");
+        exit(2);
+    }
+    return p;
+}
+
+/* Channels: create and open, then every send and receive, with right and
+ * wrong sizes and NULLs, on one sender and one receiver. */
+static void test_channel(ShmdsSegment *seg) {
+    ShmdsChannel *ch = NULL, *o = NULL;
+    ShmdsSender *tx = NULL, *tx2 = NULL;
+    ShmdsReceiver *rx = NULL, *rx2 = NULL;
+    ShmdsQueue *q = NULL;
+    EXPECT(shmds_channel_create(NULL, "events", 4096, 0, 0, false, &ch), SHMDS_E_INVALID, "NULL");
+    EXPECT(shmds_channel_create(seg, NULL, 4096, 0, 0, false, &ch), SHMDS_E_INVALID, "NULL");
+    EXPECT(shmds_channel_create(seg, "events", 4096, 0, 0, false, NULL), SHMDS_E_INVALID, "NULL");
+    EXPECT(shmds_channel_create(seg, "events", 4096, 0, 8, false, &ch), SHMDS_E_INVALID,
+           "flags 0x8 include bits a channel does not take");
+    EXPECT(shmds_channel_create(seg, "events", 0, 0, 0, false, &ch), SHMDS_E_INVALID, "capacity");
+    EXPECT(shmds_channel_create(seg, "events", 4096, 8192, 0, false, &ch), SHMDS_E_INVALID,
+           "max_message must be at most the capacity");
+    EXPECT(shmds_channel_open(seg, "events", &ch), SHMDS_E_NOT_FOUND, "events");
+    must(shmds_channel_create(seg, "events", 4000, 1000, SHMDS_CHECKSUM, false, &ch), "events");
+    CHECK(shmds_channel_capacity(ch) == 4032 && shmds_channel_max_message(ch) == 1000 &&
+              shmds_channel_flags(ch) == SHMDS_CHECKSUM,
+          "events shape: %" PRIu64 " %" PRIu64 " %u", shmds_channel_capacity(ch),
+          shmds_channel_max_message(ch), shmds_channel_flags(ch));
+    CHECK(shmds_channel_len(ch) == 0 && shmds_channel_is_empty(ch) && !shmds_channel_is_full(ch) &&
+              !shmds_channel_is_shut_down(ch),
+          "a new channel is empty");
+    EXPECT(shmds_channel_check(ch), SHMDS_OK, no_text);
+    EXPECT(shmds_channel_create(seg, "events", 4032, 0, 0, false, &o), SHMDS_E_EXISTS, no_text);
+    EXPECT(shmds_channel_create(seg, "events", 8192, 0, 0, true, &o), SHMDS_E_SHAPE,
+           "capacity 4032, not the 8192");
+    EXPECT(shmds_channel_create(seg, "events", 4032, 0, 0, true, &o), SHMDS_OK, no_text);
+    CHECK(shmds_channel_max_message(o) == 1000, "open_existing: its own max_message");
+    shmds_channel_close(o);
+    EXPECT(shmds_channel_open(seg, "jobs", &o), SHMDS_E_TYPE, "not a channel");
+    EXPECT(shmds_queue_open(seg, "events", 8, NULL, &q), SHMDS_E_TYPE, "is a channel");
+    EXPECT(shmds_channel_open(seg, "events", NULL), SHMDS_E_INVALID, "NULL");
+    EXPECT(shmds_channel_open(NULL, "events", &o), SHMDS_E_INVALID, "NULL");
+    must(shmds_channel_open(seg, "events", &o), "open events");
+
+    EXPECT(shmds_channel_attach_sender(NULL, &tx), SHMDS_E_INVALID, "NULL");
+    EXPECT(shmds_channel_attach_sender(ch, NULL), SHMDS_E_INVALID, "NULL");
+    EXPECT(shmds_channel_attach_receiver(NULL, &rx), SHMDS_E_INVALID, "NULL");
+    EXPECT(shmds_channel_attach_receiver(o, NULL), SHMDS_E_INVALID, "NULL");
+    must(shmds_channel_attach_sender(ch, &tx), "attach sender");
+    must(shmds_channel_attach_receiver(o, &rx), "attach receiver");
+
+    /* Send: a buffer and its length; NULL only with length 0. */
+    char big[1200];
+    for (size_t i = 0; i < sizeof big; i++)
+        big[i] = (char)(i * 7);
+    EXPECT(shmds_sender_try_send(tx, "hello", 5), SHMDS_OK, no_text);
+    EXPECT(shmds_sender_try_send(tx, NULL, 0), SHMDS_OK, no_text);
+    EXPECT(shmds_sender_try_send(tx, NULL, 5), SHMDS_E_INVALID, "NULL but its length is 5");
+    EXPECT(shmds_sender_try_send(tx, big, 1001), SHMDS_E_MESSAGE_TOO_LARGE,
+           "a message of 1001 bytes is larger than \"events\" allows (1000 bytes");
+    /* A length past the buffer is refused before a byte is read. */
+    EXPECT(shmds_sender_send(tx, big, SIZE_MAX, -1), SHMDS_E_MESSAGE_TOO_LARGE, no_text);
+    EXPECT(shmds_sender_try_send(NULL, "x", 1), SHMDS_E_INVALID, "NULL");
+    EXPECT(shmds_sender_send(NULL, "x", 1, -1), SHMDS_E_INVALID, "NULL");
+    EXPECT(shmds_sender_send(tx, big, 300, 0), SHMDS_OK, no_text);
+    CHECK(shmds_channel_len(ch) == 3, "len %zu", shmds_channel_len(ch));
+
+    /* Receive into a buffer: one too small keeps the message, first in line. */
+    char buf[64];
+    size_t n = 99;
+    EXPECT(shmds_receiver_try_recv(rx, buf, 4, &n), SHMDS_E_BUFFER_TOO_SMALL,
+           "the message from channel \"events\" is 5 bytes, more than the 4-byte buffer; "
+           "it stays first in the channel");
+    CHECK(n == 5, "needed %zu", n);
+    n = 0;
+    EXPECT(shmds_receiver_recv(rx, NULL, 0, &n, -1), SHMDS_E_BUFFER_TOO_SMALL, "5 bytes");
+    CHECK(n == 5, "needed %zu", n);
+    EXPECT(shmds_receiver_try_recv(rx, NULL, 8, &n), SHMDS_E_INVALID, "NULL but its size is 8");
+    EXPECT(shmds_receiver_try_recv(rx, buf, sizeof buf, NULL), SHMDS_E_INVALID,
+           "length output pointer is NULL");
+    EXPECT(shmds_receiver_try_recv(NULL, buf, sizeof buf, &n), SHMDS_E_INVALID, "NULL");
+    EXPECT(shmds_receiver_recv(NULL, buf, sizeof buf, &n, -1), SHMDS_E_INVALID, "NULL");
+    CHECK(shmds_channel_len(ch) == 3, "a refused receive lost a message");
+    char *five = exactly(5);
+    EXPECT(shmds_receiver_recv(rx, five, 5, &n, -1), SHMDS_OK, no_text);
+    CHECK(n == 5 && memcmp(five, "hello", 5) == 0, "hello back");
+    free(five);
+    n = 99;
+    EXPECT(shmds_receiver_try_recv(rx, NULL, 0, &n), SHMDS_OK, no_text);
+    CHECK(n == 0, "empty message: %zu", n);
+    char *exact = exactly(300);
+    EXPECT(shmds_receiver_recv(rx, exact, 299, &n, 0), SHMDS_E_BUFFER_TOO_SMALL, "300 bytes");
+    EXPECT(shmds_receiver_recv(rx, exact, 300, &n, 0), SHMDS_OK, no_text);
+    CHECK(n == 300 && memcmp(exact, big, 300) == 0, "300 bytes back");
+    free(exact);
+    EXPECT(shmds_receiver_try_recv(rx, buf, sizeof buf, &n), SHMDS_E_EMPTY, "empty");
+    EXPECT(shmds_receiver_recv(rx, buf, sizeof buf, &n, 1000000), SHMDS_E_TIMEOUT, "timed out");
+
+    /* Zero copy out: reserve, write in place, commit or abort. */
+    void *w = NULL, *w2 = NULL;
+    EXPECT(shmds_sender_try_reserve(tx, 10, NULL), SHMDS_E_INVALID, "NULL");
+    EXPECT(shmds_sender_reserve(tx, 10, NULL, -1), SHMDS_E_INVALID, "NULL");
+    EXPECT(shmds_sender_try_reserve(NULL, 10, &w), SHMDS_E_INVALID, "NULL");
+    EXPECT(shmds_sender_try_reserve(tx, 1001, &w), SHMDS_E_MESSAGE_TOO_LARGE, "1001 bytes");
+    EXPECT(shmds_sender_reserve(tx, SIZE_MAX, &w, -1), SHMDS_E_MESSAGE_TOO_LARGE, no_text);
+    EXPECT(shmds_sender_commit(tx), SHMDS_E_INVALID, "has no reservation open");
+    EXPECT(shmds_sender_abort(tx), SHMDS_E_INVALID, "has no reservation open");
+    EXPECT(shmds_sender_commit(NULL), SHMDS_E_INVALID, "NULL");
+    EXPECT(shmds_sender_abort(NULL), SHMDS_E_INVALID, "NULL");
+    EXPECT(shmds_sender_try_reserve(tx, 10, &w), SHMDS_OK, no_text);
+    CHECK(w != NULL, "no data pointer");
+    if (w != NULL)
+        memcpy(w, "0123456789", 10);
+    EXPECT(shmds_sender_try_reserve(tx, 10, &w2), SHMDS_E_INVALID, "has a reservation open");
+    EXPECT(shmds_sender_try_send(tx, "x", 1), SHMDS_E_INVALID, "commit or abort it first");
+    EXPECT(shmds_receiver_try_recv(rx, buf, sizeof buf, &n), SHMDS_E_EMPTY, no_text);
+    EXPECT(shmds_sender_commit(tx), SHMDS_OK, no_text);
+    EXPECT(shmds_sender_commit(tx), SHMDS_E_INVALID, "has no reservation open");
+    EXPECT(shmds_sender_reserve(tx, 7, &w, -1), SHMDS_OK, no_text);
+    if (w != NULL)
+        memcpy(w, "aborted", 7);
+    EXPECT(shmds_sender_abort(tx), SHMDS_OK, no_text);
+    EXPECT(shmds_sender_reserve(tx, 0, &w, 0), SHMDS_OK, no_text);
+    EXPECT(shmds_sender_commit(tx), SHMDS_OK, no_text);
+
+    /* Zero copy in: the message in place until released. */
+    const void *r = NULL, *r2 = NULL;
+    EXPECT(shmds_receiver_try_recv_ref(rx, NULL, &n), SHMDS_E_INVALID, "NULL");
+    EXPECT(shmds_receiver_try_recv_ref(rx, &r, NULL), SHMDS_E_INVALID, "NULL");
+    EXPECT(shmds_receiver_recv_ref(rx, NULL, NULL, -1), SHMDS_E_INVALID, "NULL");
+    EXPECT(shmds_receiver_try_recv_ref(NULL, &r, &n), SHMDS_E_INVALID, "NULL");
+    EXPECT(shmds_receiver_release(rx), SHMDS_E_INVALID, "holds no message in place");
+    EXPECT(shmds_receiver_release(NULL), SHMDS_E_INVALID, "NULL");
+    EXPECT(shmds_receiver_try_recv_ref(rx, &r, &n), SHMDS_OK, no_text);
+    CHECK(n == 10 && r != NULL && memcmp(r, "0123456789", 10) == 0, "reserved message back");
+    EXPECT(shmds_receiver_try_recv_ref(rx, &r2, &n), SHMDS_E_INVALID, "holds a message in place");
+    EXPECT(shmds_receiver_try_recv(rx, buf, sizeof buf, &n), SHMDS_E_INVALID, "release it first");
+    EXPECT(shmds_receiver_release(rx), SHMDS_OK, no_text);
+    EXPECT(shmds_receiver_release(rx), SHMDS_E_INVALID, "holds no message");
+    /* The aborted reservation is passed over; then the empty one. */
+    EXPECT(shmds_receiver_recv_ref(rx, &r, &n, -1), SHMDS_OK, no_text);
+    CHECK(n == 0, "empty reserved message: %zu", n);
+    EXPECT(shmds_receiver_release(rx), SHMDS_OK, no_text);
+    EXPECT(shmds_receiver_recv_ref(rx, &r, &n, 1000000), SHMDS_E_TIMEOUT, no_text);
+    EXPECT(shmds_receiver_try_recv_ref(rx, &r, &n), SHMDS_E_EMPTY, no_text);
+
+    /* Full: try and timed sends give up. */
+    int sent = 0;
+    while (shmds_sender_try_send(tx, big, 1000) == SHMDS_OK && sent < 100)
+        sent++;
+    CHECK(sent >= 3 && sent <= 4, "%d messages of 1000 bytes in 4032", sent);
+    EXPECT(shmds_sender_try_send(tx, big, 1000), SHMDS_E_FULL, "full");
+    EXPECT(shmds_sender_send(tx, big, 1000, 1000000), SHMDS_E_TIMEOUT, "timed out");
+    EXPECT(shmds_sender_try_reserve(tx, 1000, &w), SHMDS_E_FULL, no_text);
+
+    /* Shutdown: sends refused; receivers drain, then are told. */
+    EXPECT(shmds_channel_shutdown(NULL), SHMDS_E_INVALID, "NULL");
+    EXPECT(shmds_channel_shutdown(o), SHMDS_OK, no_text);
+    CHECK(shmds_channel_is_shut_down(ch), "shutdown not seen");
+    EXPECT(shmds_sender_try_send(tx, "x", 1), SHMDS_E_SHUT_DOWN, "was shut down");
+    EXPECT(shmds_sender_reserve(tx, 1, &w, -1), SHMDS_E_SHUT_DOWN, no_text);
+    char *msg = exactly(1000);
+    int drained = 0;
+    while (shmds_receiver_try_recv(rx, msg, 1000, &n) == SHMDS_OK)
+        drained++;
+    CHECK(drained == sent, "drained %d of %d", drained, sent);
+    EXPECT(shmds_receiver_recv(rx, msg, 1000, &n, -1), SHMDS_E_SHUT_DOWN, "was shut down");
+    free(msg);
+
+    /* A second sender and receiver of an MPMC channel: fine. */
+    EXPECT(shmds_channel_attach_sender(o, &tx2), SHMDS_OK, no_text);
+    EXPECT(shmds_channel_attach_receiver(ch, &rx2), SHMDS_OK, no_text);
+    shmds_sender_close(tx2);
+    shmds_receiver_close(rx2);
+    shmds_sender_close(tx);
+    shmds_receiver_close(rx);
+    shmds_channel_close(o);
+    shmds_channel_close(ch);
+    CHECK(shmds_channel_len(NULL) == 0 && shmds_channel_capacity(NULL) == 0 &&
+              shmds_channel_max_message(NULL) == 0 && shmds_channel_flags(NULL) == 0 &&
+              !shmds_channel_is_empty(NULL) && !shmds_channel_is_full(NULL) &&
+              !shmds_channel_is_shut_down(NULL),
+          "NULL channel");
+    EXPECT(shmds_channel_check(NULL), SHMDS_E_INVALID, "NULL");
+    shmds_channel_close(NULL);
+    shmds_sender_close(NULL);
+    shmds_receiver_close(NULL);
+}
+
+/* SPSC ends, disconnection, handles closed in any order, guards left open
+ * at close, and erasure. */
+static void test_channel_ends(ShmdsSegment *seg) {
+    ShmdsChannel *ch = NULL;
+    ShmdsSender *tx = NULL, *tx2 = NULL;
+    ShmdsReceiver *rx = NULL, *rx2 = NULL;
+    must(shmds_channel_create(seg, "pipe", 1024, 0, SHMDS_SPSC, false, &ch), "pipe");
+    CHECK(shmds_channel_flags(ch) == SHMDS_SPSC && shmds_channel_max_message(ch) == 1024,
+          "pipe shape");
+    must(shmds_channel_attach_sender(ch, &tx), "pipe sender");
+    EXPECT(shmds_channel_attach_sender(ch, &tx2), SHMDS_E_ALREADY_ATTACHED,
+           "single-producer single-consumer channel and process");
+    CHECK(tx2 == NULL, "a refused attach wrote a handle");
+    must(shmds_channel_attach_receiver(ch, &rx), "pipe receiver");
+    EXPECT(shmds_channel_attach_receiver(ch, &rx2), SHMDS_E_ALREADY_ATTACHED, "as its receiver");
+    /* The channel handle closed first: its senders and receivers go on. */
+    shmds_channel_close(ch);
+    size_t n = 0;
+    char buf[16];
+    EXPECT(shmds_sender_send(tx, "one", 3, -1), SHMDS_OK, no_text);
+    EXPECT(shmds_sender_send(tx, "two", 3, -1), SHMDS_OK, no_text);
+    EXPECT(shmds_receiver_recv(rx, buf, 2, &n, -1), SHMDS_E_BUFFER_TOO_SMALL, "3 bytes");
+    EXPECT(shmds_receiver_recv(rx, buf, sizeof buf, &n, -1), SHMDS_OK, no_text);
+    CHECK(n == 3 && memcmp(buf, "one", 3) == 0, "SPSC: one");
+    /* The last sender gone: the rest is delivered, then disconnection. */
+    void *w = NULL;
+    EXPECT(shmds_sender_try_reserve(tx, 5, &w), SHMDS_OK, no_text);
+    shmds_sender_close(tx); /* with a reservation open: aborted */
+    EXPECT(shmds_receiver_try_recv(rx, buf, sizeof buf, &n), SHMDS_OK, no_text);
+    CHECK(n == 3 && memcmp(buf, "two", 3) == 0, "SPSC: two");
+    EXPECT(shmds_receiver_recv(rx, buf, sizeof buf, &n, -1), SHMDS_E_DISCONNECTED,
+           "no sender is attached any more");
+    /* A new sender may attach now. */
+    must(shmds_channel_open(seg, "pipe", &ch), "reopen pipe");
+    must(shmds_channel_attach_sender(ch, &tx), "second pipe sender");
+    EXPECT(shmds_sender_send(tx, "three", 5, -1), SHMDS_OK, no_text);
+    const void *r = NULL;
+    EXPECT(shmds_receiver_recv_ref(rx, &r, &n, -1), SHMDS_OK, no_text);
+    CHECK(n == 5 && memcmp(r, "three", 5) == 0, "SPSC: three");
+    shmds_receiver_close(rx); /* with a message held: released */
+    /* No receiver left: a sender that finds the channel full is told. */
+    int sent = 0;
+    while (shmds_sender_try_send(tx, "x", 1) == SHMDS_OK && sent < 100)
+        sent++;
+    CHECK(sent == 16, "%d one-cell messages in 16 cells", sent);
+    EXPECT(shmds_sender_send(tx, "x", 1, -1), SHMDS_E_DISCONNECTED, "no receiver is attached");
+
+    /* Erased: every handle says so. */
+    EXPECT(shmds_segment_erase(seg, "pipe"), SHMDS_OK, no_text);
+    EXPECT(shmds_channel_check(ch), SHMDS_E_STALE, "pipe");
+    EXPECT(shmds_sender_try_send(tx, "x", 1), SHMDS_E_STALE, "erased");
+    EXPECT(shmds_channel_attach_receiver(ch, &rx), SHMDS_E_STALE, no_text);
+    shmds_sender_close(tx);
+    shmds_channel_close(ch);
+}
+
+/* Topics: publish (copied and in place), subscribers, lagging, the newest
+ * message. */
+static void test_topic(ShmdsSegment *seg) {
+    ShmdsTopic *t = NULL, *o = NULL;
+    ShmdsSubscriber *sub = NULL, *old = NULL;
+    EXPECT(shmds_topic_create(NULL, "ticks", 1024, 0, 0, false, &t), SHMDS_E_INVALID, "NULL");
+    EXPECT(shmds_topic_create(seg, NULL, 1024, 0, 0, false, &t), SHMDS_E_INVALID, "NULL");
+    EXPECT(shmds_topic_create(seg, "ticks", 1024, 0, 0, false, NULL), SHMDS_E_INVALID, "NULL");
+    EXPECT(shmds_topic_create(seg, "ticks", 1024, 0, SHMDS_SPSC, false, &t), SHMDS_E_INVALID,
+           "a topic does not take (it takes SHMDS_CHECKSUM)");
+    EXPECT(shmds_topic_create(seg, "ticks", 64, 0, 0, false, &t), SHMDS_E_INVALID, "capacity");
+    EXPECT(shmds_topic_create(seg, "ticks", 1024, 600, 0, false, &t), SHMDS_E_INVALID,
+           "at most half its capacity (512 bytes)");
+    must(shmds_topic_create(seg, "ticks", 1024, 0, SHMDS_CHECKSUM, false, &t), "ticks");
+    CHECK(shmds_topic_capacity(t) == 1024 && shmds_topic_max_message(t) == 512 &&
+              shmds_topic_flags(t) == SHMDS_CHECKSUM && shmds_topic_is_empty(t) &&
+              shmds_topic_len(t) == 0 && shmds_topic_published(t) == 0,
+          "ticks shape");
+    EXPECT(shmds_topic_check(t), SHMDS_OK, no_text);
+    EXPECT(shmds_topic_create(seg, "ticks", 2048, 0, 0, true, &o), SHMDS_E_SHAPE, "capacity");
+    EXPECT(shmds_topic_open(seg, "events-gone", &o), SHMDS_E_NOT_FOUND, no_text);
+    EXPECT(shmds_topic_open(seg, "jobs", &o), SHMDS_E_TYPE, "not a topic");
+    EXPECT(shmds_topic_open(seg, "ticks", NULL), SHMDS_E_INVALID, "NULL");
+    must(shmds_topic_open(seg, "ticks", &o), "open ticks");
+
+    char buf[64];
+    size_t n = 0;
+    uint64_t seq = 99, missed = 99;
+    EXPECT(shmds_topic_latest(t, buf, sizeof buf, &n, &seq), SHMDS_E_EMPTY,
+           "nothing was published to topic \"ticks\" yet");
+    EXPECT(shmds_topic_subscribe(NULL, false, &sub), SHMDS_E_INVALID, "NULL");
+    EXPECT(shmds_topic_subscribe(t, false, NULL), SHMDS_E_INVALID, "NULL");
+    must(shmds_topic_subscribe(o, false, &sub), "subscribe");
+    EXPECT(shmds_subscriber_try_recv(sub, buf, sizeof buf, &n, &seq, &missed), SHMDS_E_EMPTY,
+           "empty");
+    EXPECT(shmds_subscriber_recv(sub, buf, sizeof buf, &n, &seq, &missed, 1000000),
+           SHMDS_E_TIMEOUT, no_text);
+
+    /* Publish: a buffer and its length. */
+    EXPECT(shmds_topic_publish(t, NULL, 5, &seq, -1), SHMDS_E_INVALID, "NULL but its length");
+    EXPECT(shmds_topic_publish(t, buf, 513, &seq, -1), SHMDS_E_MESSAGE_TOO_LARGE,
+           "513 bytes is larger than \"ticks\" allows (512 bytes");
+    EXPECT(shmds_topic_publish(t, buf, SIZE_MAX, &seq, -1), SHMDS_E_MESSAGE_TOO_LARGE, no_text);
+    EXPECT(shmds_topic_publish(NULL, "x", 1, &seq, -1), SHMDS_E_INVALID, "NULL");
+    EXPECT(shmds_topic_publish(t, "tick 0", 6, &seq, -1), SHMDS_OK, no_text);
+    CHECK(seq == 0, "seq %" PRIu64, seq);
+
+    /* Receive: too small a buffer keeps the message for the next call. */
+    n = 0;
+    EXPECT(shmds_subscriber_try_recv(sub, buf, 5, &n, &seq, &missed), SHMDS_E_BUFFER_TOO_SMALL,
+           "is 6 bytes, more than the 5-byte buffer; this subscriber keeps it");
+    CHECK(n == 6, "needed %zu", n);
+    CHECK(shmds_subscriber_pending(sub) == 1, "pending %" PRIu64, shmds_subscriber_pending(sub));
+    EXPECT(shmds_subscriber_try_recv(sub, NULL, 8, &n, &seq, &missed), SHMDS_E_INVALID,
+           "NULL but its size is 8");
+    EXPECT(shmds_subscriber_try_recv(sub, buf, sizeof buf, NULL, &seq, &missed), SHMDS_E_INVALID,
+           "length output pointer is NULL");
+    EXPECT(shmds_subscriber_try_recv(NULL, buf, sizeof buf, &n, &seq, &missed), SHMDS_E_INVALID,
+           "NULL");
+    char *six = exactly(6);
+    seq = 99;
+    EXPECT(shmds_subscriber_recv(sub, six, 6, &n, &seq, &missed, -1), SHMDS_OK, no_text);
+    CHECK(n == 6 && seq == 0 && missed == 0 && memcmp(six, "tick 0", 6) == 0, "tick 0 back");
+    free(six);
+    EXPECT(shmds_subscriber_try_recv(sub, buf, sizeof buf, &n, NULL, NULL), SHMDS_E_EMPTY, no_text);
+
+    /* In place: reserve, write, commit or abort. */
+    void *w = NULL;
+    EXPECT(shmds_topic_reserve(t, 4, NULL, -1), SHMDS_E_INVALID, "NULL");
+    EXPECT(shmds_topic_reserve(NULL, 4, &w, -1), SHMDS_E_INVALID, "NULL");
+    EXPECT(shmds_topic_reserve(t, 513, &w, -1), SHMDS_E_MESSAGE_TOO_LARGE, no_text);
+    EXPECT(shmds_topic_commit(t, &seq), SHMDS_E_INVALID, "has no reservation open");
+    EXPECT(shmds_topic_abort(t), SHMDS_E_INVALID, "has no reservation open");
+    EXPECT(shmds_topic_commit(NULL, &seq), SHMDS_E_INVALID, "NULL");
+    EXPECT(shmds_topic_abort(NULL), SHMDS_E_INVALID, "NULL");
+    EXPECT(shmds_topic_reserve(t, 6, &w, -1), SHMDS_OK, no_text);
+    if (w != NULL)
+        memcpy(w, "tick 1", 6);
+    EXPECT(shmds_topic_publish(t, "x", 1, &seq, -1), SHMDS_E_INVALID, "has a reservation open");
+    EXPECT(shmds_topic_reserve(t, 6, &w, -1), SHMDS_E_INVALID, "commit or abort it first");
+    /* Another handle waits for the publish lock, up to its timeout. */
+    EXPECT(shmds_topic_publish(o, "x", 1, &seq, 1000000), SHMDS_E_TIMEOUT, no_text);
+    seq = 99;
+    EXPECT(shmds_topic_commit(t, &seq), SHMDS_OK, no_text);
+    CHECK(seq == 1, "seq %" PRIu64, seq);
+    EXPECT(shmds_topic_reserve(t, 3, &w, 0), SHMDS_OK, no_text);
+    EXPECT(shmds_topic_abort(t), SHMDS_OK, no_text);
+    EXPECT(shmds_topic_commit(t, NULL), SHMDS_E_INVALID, "has no reservation open");
+    EXPECT(shmds_subscriber_try_recv(sub, buf, sizeof buf, &n, &seq, NULL), SHMDS_OK, no_text);
+    CHECK(n == 6 && seq == 1 && memcmp(buf, "tick 1", 6) == 0, "tick 1 back");
+
+    /* Lagging: 100 one-cell messages into 16 cells. */
+    for (uint64_t i = 2; i < 102; i++)
+        EXPECT(shmds_topic_publish(o, &i, sizeof i, NULL, -1), SHMDS_OK, no_text);
+    CHECK(shmds_topic_len(t) == 16 && shmds_topic_published(t) == 102, "held %zu, published %" PRIu64,
+          shmds_topic_len(t), shmds_topic_published(t));
+    missed = 0;
+    EXPECT(shmds_subscriber_try_recv(sub, buf, sizeof buf, &n, &seq, &missed), SHMDS_E_LAGGED,
+           "missed 84 messages");
+    CHECK(missed == 84, "missed %" PRIu64, missed);
+    uint64_t v = 0;
+    EXPECT(shmds_subscriber_recv(sub, &v, sizeof v, &n, &seq, &missed, -1), SHMDS_OK, no_text);
+    CHECK(seq == 86 && v == 86 && missed == 0, "after lagging: seq %" PRIu64 " value %" PRIu64,
+          seq, v);
+    EXPECT(shmds_subscriber_recv_latest(sub, &v, 4, &n, &seq), SHMDS_E_BUFFER_TOO_SMALL, "8 bytes");
+    EXPECT(shmds_subscriber_try_recv(sub, &v, sizeof v, &n, &seq, NULL), SHMDS_OK, no_text);
+    CHECK(seq == 101 && v == 101, "kept latest: seq %" PRIu64, seq);
+    EXPECT(shmds_subscriber_recv_latest(sub, &v, sizeof v, &n, &seq), SHMDS_OK, no_text);
+    CHECK(seq == 101, "latest seq %" PRIu64, seq);
+    EXPECT(shmds_subscriber_try_recv(sub, &v, sizeof v, &n, &seq, NULL), SHMDS_E_EMPTY, no_text);
+    EXPECT(shmds_subscriber_recv_latest(NULL, &v, sizeof v, &n, &seq), SHMDS_E_INVALID, "NULL");
+    EXPECT(shmds_subscriber_recv_latest(sub, &v, sizeof v, NULL, &seq), SHMDS_E_INVALID, "NULL");
+    EXPECT(shmds_topic_latest(t, &v, 7, &n, &seq), SHMDS_E_BUFFER_TOO_SMALL, "8 bytes");
+    CHECK(n == 8, "needed %zu", n);
+    EXPECT(shmds_topic_latest(t, &v, sizeof v, &n, NULL), SHMDS_OK, no_text);
+    CHECK(v == 101, "latest %" PRIu64, v);
+    EXPECT(shmds_topic_latest(t, NULL, 8, &n, &seq), SHMDS_E_INVALID, "NULL");
+    EXPECT(shmds_topic_latest(NULL, &v, sizeof v, &n, &seq), SHMDS_E_INVALID, "NULL");
+    must(shmds_topic_subscribe(t, true, &old), "subscribe from oldest");
+    EXPECT(shmds_subscriber_try_recv(old, &v, sizeof v, &n, &seq, NULL), SHMDS_OK, no_text);
+    CHECK(seq == 86, "oldest seq %" PRIu64, seq);
+
+    /* A handle closed with a reservation open lets go of the publish lock. */
+    EXPECT(shmds_topic_reserve(o, 8, &w, -1), SHMDS_OK, no_text);
+    shmds_topic_close(o);
+    EXPECT(shmds_topic_publish(t, "after", 5, &seq, 1000000000), SHMDS_OK, no_text);
+
+    /* Erased: every handle says so. */
+    EXPECT(shmds_segment_erase(seg, "ticks"), SHMDS_OK, no_text);
+    EXPECT(shmds_topic_check(t), SHMDS_E_STALE, "ticks");
+    EXPECT(shmds_topic_publish(t, "x", 1, &seq, -1), SHMDS_E_STALE, no_text);
+    EXPECT(shmds_subscriber_try_recv(sub, buf, sizeof buf, &n, &seq, NULL), SHMDS_E_STALE,
+           no_text);
+    shmds_subscriber_close(sub);
+    shmds_subscriber_close(old);
+    shmds_topic_close(t);
+    CHECK(shmds_topic_len(NULL) == 0 && shmds_topic_capacity(NULL) == 0 &&
+              shmds_topic_max_message(NULL) == 0 && shmds_topic_flags(NULL) == 0 &&
+              !shmds_topic_is_empty(NULL) && shmds_topic_published(NULL) == 0 &&
+              shmds_subscriber_pending(NULL) == 0,
+          "NULL topic");
+    EXPECT(shmds_topic_check(NULL), SHMDS_E_INVALID, "NULL");
+    shmds_topic_close(NULL);
+    shmds_subscriber_close(NULL);
+}
+
+/* Senders, receivers and subscribers keep the segment mapped: they go on
+ * after the channel, topic and segment handles are closed and the segment
+ * is removed. */
+static void test_closed_parents(const char *prefix) {
+    char name[256];
+    snprintf(name, sizeof name, "%s-parents", prefix);
+    ShmdsSegment *seg = NULL;
+    ShmdsChannel *ch = NULL;
+    ShmdsTopic *t = NULL;
+    ShmdsSender *tx = NULL;
+    ShmdsReceiver *rx = NULL;
+    ShmdsSubscriber *sub = NULL;
+    must(shmds_segment_create(name, 1 << 20, &seg), "parents segment");
+    must(shmds_channel_create(seg, "c", 4096, 0, 0, false, &ch), "parents channel");
+    must(shmds_topic_create(seg, "t", 4096, 0, 0, false, &t), "parents topic");
+    must(shmds_channel_attach_sender(ch, &tx), "parents sender");
+    must(shmds_channel_attach_receiver(ch, &rx), "parents receiver");
+    must(shmds_topic_subscribe(t, false, &sub), "parents subscriber");
+    EXPECT(shmds_topic_publish(t, "last", 4, NULL, -1), SHMDS_OK, no_text);
+    shmds_topic_close(t);
+    shmds_channel_close(ch);
+    shmds_segment_close(seg);
+    must(shmds_segment_remove(name), "remove parents segment");
+    char buf[8];
+    size_t n = 0;
+    EXPECT(shmds_sender_send(tx, "still", 5, -1), SHMDS_OK, no_text);
+    EXPECT(shmds_receiver_recv(rx, buf, sizeof buf, &n, -1), SHMDS_OK, no_text);
+    CHECK(n == 5 && memcmp(buf, "still", 5) == 0, "after the parents closed");
+    EXPECT(shmds_subscriber_recv(sub, buf, sizeof buf, &n, NULL, NULL, -1), SHMDS_OK, no_text);
+    CHECK(n == 4 && memcmp(buf, "last", 4) == 0, "subscriber after the parents closed");
+    shmds_receiver_close(rx);
+    shmds_sender_close(tx);
+    shmds_subscriber_close(sub);
+}
+
 /* A segment NAME with a queue "jobs" holding one u64 (42) or one record. */
 static int fixture(const char *name, const char *what) {
     ShmdsSegment *seg;
@@ -486,6 +919,10 @@ int main(int argc, char **argv) {
     test_queue(seg);
     test_stack(seg);
     test_maps(seg);
+    test_channel(seg);
+    test_channel_ends(seg);
+    test_topic(seg);
+    test_closed_parents(argv[1]);
     test_stale(seg);
     test_entries(seg);
     shmds_segment_close(seg);

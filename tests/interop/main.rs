@@ -10,6 +10,10 @@
 //! interop consume SEGMENT QUEUE N  pop N u64 from QUEUE, check they are 0..N in order
 //! interop write-strings SEGMENT  create the string/bytes structures below
 //! interop check-strings SEGMENT  pop what the other language put into them, exit 1 on a mismatch
+//! interop write-messages SEGMENT create the channels and topic below, full of messages
+//! interop check-messages SEGMENT receive them all, exit 1 on a mismatch
+//! interop stream-send SEGMENT spsc|mpmc N   send N messages into channel `stream`
+//! interop stream-recv SEGMENT spsc|mpmc N   receive them, checking each, in order
 //! ```
 //!
 //! The known structures (every language writes and checks the same):
@@ -27,8 +31,25 @@
 //! - queue `raw` of `[u8; 8]` (capacity 8) holding `b"abc\0\0\0\0\0"`; the
 //!   other language puts `b"xyz\0\0\0\0\0"`;
 //! - array `raw8` of 2 `[u8; 8]`, element 1 `b"abc\0\0\0\0\0"`.
+//!
+//! The messages (every language sends and receives the same), message `k`
+//! of `len` bytes being `byte i = (7k + 31i + len) % 251`:
+//! - channel `events` (MPMC, 64 KiB, `max_message` 4096, CRC32C) holding
+//!   messages 0..10 of [`EVENT_LENS`] bytes (0 and 4096 included); writers
+//!   send the even ones by copy and the odd ones by reserve/commit where
+//!   they can, readers receive the even ones into a buffer (first probing
+//!   the length with one too small) and the odd ones in place;
+//! - channel `pipe` (SPSC, 4096 bytes) holding messages 0..10 of `10k`
+//!   bytes;
+//! - topic `ticks` (4096 bytes, `max_message` the default 2048) holding
+//!   messages 0..7 of [`TICK_LENS`] bytes (sequence numbers 0..7), read by
+//!   a subscriber from the oldest; the newest is message 6.
+//!
+//! The stream: channel `stream` (or `stream-spsc`; 4096 bytes,
+//! `max_message` 1000), message `k` of `37k % 1001` bytes, created by
+//! whichever side comes first.
 
-use shmds::{FixedStr, Segment};
+use shmds::{ChannelOptions, Error, FixedStr, Segment, TopicOptions};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -145,6 +166,164 @@ fn check_strings(seg: &Segment) -> Result<(), String> {
     Ok(())
 }
 
+/// Lengths of the messages in channel `events`.
+const EVENT_LENS: [usize; 10] = [0, 1, 7, 63, 64, 65, 200, 1000, 4096, 3];
+/// Lengths of the messages in topic `ticks`.
+const TICK_LENS: [usize; 7] = [0, 5, 64, 100, 300, 2048, 1];
+
+/// Message `k` of `len` bytes.
+fn message(k: usize, len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|i| ((7 * k + 31 * i + len) % 251) as u8)
+        .collect()
+}
+
+fn events_options() -> ChannelOptions {
+    ChannelOptions::new(64 << 10)
+        .max_message(4096)
+        .checksum(true)
+}
+
+fn write_messages(seg: &Segment) -> shmds::Result<()> {
+    let mut tx = seg.create_channel("events", events_options())?.sender()?;
+    for (k, &len) in EVENT_LENS.iter().enumerate() {
+        if k % 2 == 0 {
+            tx.try_send(&message(k, len))?;
+        } else {
+            let mut slot = tx.try_reserve(len)?;
+            slot.copy_from_slice(&message(k, len));
+            slot.commit();
+        }
+    }
+    let pipe = seg.create_channel("pipe", ChannelOptions::new(4096).spsc(true))?;
+    let mut tx = pipe.sender()?;
+    for k in 0..10 {
+        tx.try_send(&message(k, 10 * k))?;
+    }
+    let ticks = seg.create_topic("ticks", TopicOptions::new(4096))?;
+    for (k, &len) in TICK_LENS.iter().enumerate() {
+        if k % 2 == 0 {
+            ticks.publish(&message(k, len))?;
+        } else {
+            let mut slot = ticks.reserve(len)?;
+            slot.copy_from_slice(&message(k, len));
+            slot.commit();
+        }
+    }
+    Ok(())
+}
+
+/// `Ok` when `got` is message `k` of `len` bytes.
+fn expect(what: &str, k: usize, len: usize, got: &[u8]) -> Result<(), String> {
+    if got != message(k, len) {
+        return Err(format!(
+            "{what} message {k}: {} bytes {:?}..., expected {len} bytes",
+            got.len(),
+            &got[..got.len().min(8)]
+        ));
+    }
+    Ok(())
+}
+
+/// `Ok` when a receive found nothing more: empty, or every sender gone.
+fn nothing_more<T>(what: &str, got: shmds::Result<T>) -> Result<(), String> {
+    match got {
+        Err(Error::Empty { .. } | Error::Disconnected { .. }) => Ok(()),
+        Err(e) => Err(format!("{what}: {e}")),
+        Ok(_) => Err(format!("{what}: a message too many")),
+    }
+}
+
+fn check_messages(seg: &Segment) -> Result<(), String> {
+    let e = |e: shmds::Error| e.to_string();
+    let events = seg.open_channel("events").map_err(e)?;
+    if events.max_message() != 4096 || !events.has_checksum() || events.is_spsc() {
+        return Err(format!("events is {events:?}"));
+    }
+    let mut rx = events.receiver().map_err(e)?;
+    let mut buf = Vec::new();
+    for (k, &len) in EVENT_LENS.iter().enumerate() {
+        if k % 2 == 0 {
+            // Too small a buffer: the length, and the message stays.
+            if len > 0 {
+                match rx.recv_ref_within(len - 1, false, None, None).map_err(e)? {
+                    Err(n) if n == len => {}
+                    Err(n) => return Err(format!("events message {k} says {n} bytes")),
+                    Ok(m) => return Err(format!("events message {k} taken: {} bytes", m.len())),
+                }
+            }
+            rx.try_recv(&mut buf).map_err(e)?;
+            expect("events", k, len, &buf)?;
+        } else {
+            let m = rx.try_recv_ref().map_err(e)?;
+            expect("events", k, len, &m)?;
+        }
+    }
+    nothing_more("events", rx.try_recv(&mut buf))?;
+    let pipe = seg.open_channel("pipe").map_err(e)?;
+    if !pipe.is_spsc() {
+        return Err("pipe is not SPSC".into());
+    }
+    let mut rx = pipe.receiver().map_err(e)?;
+    for k in 0..10 {
+        rx.try_recv(&mut buf).map_err(e)?;
+        expect("pipe", k, 10 * k, &buf)?;
+    }
+    nothing_more("pipe", rx.try_recv(&mut buf))?;
+    let ticks = seg.open_topic("ticks").map_err(e)?;
+    let mut sub = ticks.subscribe_from_oldest();
+    for (k, &len) in TICK_LENS.iter().enumerate() {
+        let seq = sub.try_recv(&mut buf).map_err(e)?;
+        if seq != k as u64 {
+            return Err(format!("ticks message {k} has sequence number {seq}"));
+        }
+        expect("ticks", k, len, &buf)?;
+    }
+    nothing_more("ticks", sub.try_recv(&mut buf))?;
+    let last = TICK_LENS.len() - 1;
+    if ticks.latest(&mut buf).map_err(e)? != Some(last as u64) {
+        return Err("ticks: the latest is not the last".into());
+    }
+    expect("ticks latest", last, TICK_LENS[last], &buf)?;
+    let report = seg.check();
+    if !report.is_ok() {
+        return Err(format!("check: {:?}", report.problems));
+    }
+    Ok(())
+}
+
+/// The channel of the stream, created by whichever side comes first.
+fn stream(seg: &Segment, mode: &str) -> Result<shmds::Channel, String> {
+    let (name, spsc) = match mode {
+        "spsc" => ("stream-spsc", true),
+        "mpmc" => ("stream", false),
+        other => return Err(format!("mode {other:?} is not spsc or mpmc")),
+    };
+    let options = ChannelOptions::new(4096).max_message(1000).spsc(spsc);
+    seg.open_or_create_channel(name, options)
+        .map_err(|e| e.to_string())
+}
+
+fn stream_send(seg: &Segment, mode: &str, n: usize) -> Result<(), String> {
+    let mut tx = stream(seg, mode)?.sender().map_err(|e| e.to_string())?;
+    for k in 0..n {
+        tx.send_timeout(&message(k, 37 * k % 1001), Duration::from_secs(60))
+            .map_err(|e| format!("send {k}: {e}"))?;
+    }
+    Ok(())
+}
+
+fn stream_recv(seg: &Segment, mode: &str, n: usize) -> Result<(), String> {
+    let mut rx = stream(seg, mode)?.receiver().map_err(|e| e.to_string())?;
+    let mut buf = Vec::new();
+    for k in 0..n {
+        rx.recv_timeout(&mut buf, Duration::from_secs(60))
+            .map_err(|e| format!("receive {k}: {e}"))?;
+        expect("stream", k, 37 * k % 1001, &buf)?;
+    }
+    Ok(())
+}
+
 fn produce(seg: &Segment, queue: &str, n: u64) -> Result<(), String> {
     let q = seg
         .open_or_create_queue::<u64>(queue, 64)
@@ -182,6 +361,10 @@ fn main() -> ExitCode {
             "check" => check(&seg),
             "write-strings" => write_strings(&seg).map_err(|e| e.to_string()),
             "check-strings" => check_strings(&seg),
+            "write-messages" => write_messages(&seg).map_err(|e| e.to_string()),
+            "check-messages" => check_messages(&seg),
+            "stream-send" => number(3).and_then(|n| stream_send(&seg, arg(2), n as usize)),
+            "stream-recv" => number(3).and_then(|n| stream_recv(&seg, arg(2), n as usize)),
             "produce" => number(3).and_then(|n| produce(&seg, arg(2), n)),
             "consume" => number(3).and_then(|n| consume(&seg, arg(2), n)),
             other => Err(format!("unknown command {other:?}")),

@@ -215,7 +215,8 @@ def test_shutdown_is_queue_shutdown_where_python_has_it():
     if hasattr(queue, "ShutDown"):
         assert issubclass(shmds.ShutDown, queue.ShutDown)
     assert issubclass(shmds.ShutDown, Exception)
-    assert shmds.ShutDown.__module__ == "shmds" and shmds.ShutDown.__name__ == "ShutDown"
+    # One class for queues, stacks, channels and topics.
+    assert shmds.ShutDown is shmds._shmds.ShutDown and shmds.ShutDown.__name__ == "ShutDown"
 
 
 def test_shutdown_refuses_puts_and_drains_gets(seg):

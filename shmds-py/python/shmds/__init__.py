@@ -14,6 +14,12 @@ the structures inside it, zero-copy::
         prices["AAPL"] = 189.5                              # a MutableMapping
         raw = seg.queue("raw", "V8", capacity=16)           # 8 raw bytes each
 
+        events = seg.channel("events", capacity=1 << 20)     # messages of any size
+        events.put({"id": 1}); events.get()                 # multiprocessing.Queue shape
+        events.send(b"raw"); events.recv()                  # bytes in, bytes out
+        ticks = seg.topic("ticks", capacity=1 << 20)        # broadcast
+        sub = ticks.subscribe(); ticks.publish(b"t1"); sub.recv()
+
     other = shmds.Segment("sensors", create=False)           # attach by name
     t = other.open("temps")                                  # type from the table
 
@@ -29,8 +35,10 @@ join").
 from __future__ import annotations
 
 import functools
-import queue as _queue
+import pickle
+import queue
 import re
+import struct
 import sys
 import time
 from collections.abc import MutableMapping
@@ -40,27 +48,41 @@ import numpy as np
 
 from . import _aio, _shmds
 from ._shmds import (
+    AlreadyAttachedError,
     BusyError,
     CorruptError,
+    Disconnected,
     IncompatibleError,
+    Lagged,
+    MessageTooLargeError,
+    MessageView,
     NoSpaceError,
     NotReadyError,
     ShmdsError,
     ShutDown,
     StaleError,
+    Subscriber,
     list_segments,
     remove,
 )
 
 __all__ = [
     "Array",
+    "Channel",
     "Map",
+    "MessageView",
     "Queue",
     "Stack",
+    "Subscriber",
+    "Topic",
+    "AlreadyAttachedError",
     "BusyError",
     "CorruptError",
+    "Disconnected",
     "EntryInfo",
     "IncompatibleError",
+    "Lagged",
+    "MessageTooLargeError",
     "NoSpaceError",
     "NotReadyError",
     "Segment",
@@ -373,13 +395,41 @@ class Segment(_shmds.Segment):
         k, v = descriptor(key), descriptor(value)
         return Map(self, name, k, v, capacity, _map_codecs(k, v))
 
-    def open(self, name: str) -> Array | Queue | Stack | Map:
+    def channel(self, name: str, capacity: int, max_message: int | None = None,
+                spsc: bool = False, checksum: bool = False) -> Channel:
+        """The channel ``name``: a bounded ring of ``capacity`` bytes
+        (rounded up to a multiple of 64; each message takes whole 64-byte
+        cells, at least one) carrying messages of any size up to
+        ``max_message`` bytes (default: the capacity), created if it does
+        not exist. ``spsc=True`` makes it single-producer single-consumer
+        (faster; one sending and one receiving handle across all
+        processes); ``checksum=True`` adds a CRC32C to every message. An
+        existing channel must have the stated capacity, spsc and checksum
+        (and max_message when given): ``ValueError`` otherwise;
+        :meth:`open` takes it as it is."""
+        return Channel(self, name, capacity, max_message, spsc, checksum)
+
+    def topic(self, name: str, capacity: int, max_message: int | None = None,
+              checksum: bool = False) -> Topic:
+        """The topic ``name``: a broadcast ring of ``capacity`` bytes
+        holding the newest messages that fit, each up to ``max_message``
+        bytes (default and most: half the capacity), created if it does
+        not exist. Every subscriber (:meth:`Topic.subscribe`) sees every
+        message, unless it falls more than a ring behind (:class:`Lagged`).
+        Shapes are checked as for :meth:`channel`."""
+        return Topic(self, name, capacity, max_message, checksum)
+
+    def open(self, name: str) -> Array | Queue | Stack | Map | Channel | Topic:
         """Open the structure ``name`` with the kind and types recorded in
         the table (``KeyError`` if there is none)."""
         for e in self.entries():
             if e.name == name:
                 if e.kind == "array":
                     return Array(self, name)
+                if e.kind == "channel":
+                    return Channel(self, name)
+                if e.kind == "topic":
+                    return Topic(self, name)
                 if e.kind in ("queue", "stack"):
                     cls = Queue if e.kind == "queue" else Stack
                     return cls(self, name, e.kind, e.type)
@@ -568,7 +618,7 @@ class Queue(_shmds.Queue):
             return out
         got = self._get_into(memoryview(out).cast("B"), block, timeout)
         if got == 0:
-            raise _queue.Empty(f"{self.name} is empty")
+            raise queue.Empty(f"{self.name} is empty")
         return out[:got]
 
     async def get_async(self, timeout: float | None = None) -> Any:
@@ -577,20 +627,20 @@ class Queue(_shmds.Queue):
         the event loop; :class:`queue.Empty` once ``timeout`` passed,
         :class:`ShutDown` as for :meth:`get`. Cancellable: a cancelled call
         took nothing."""
-        return await _aio.retry(self.get_nowait, _queue.Empty, self._wait_get, self._wake,
+        return await _aio.retry(self.get_nowait, queue.Empty, self._wait_get, self._wake,
                                 timeout)
 
     async def put_async(self, item: Any, timeout: float | None = None) -> None:
         """``await`` form of :meth:`put`: :class:`queue.Full` once
         ``timeout`` passed without room; cancellable (a cancelled call put
         nothing)."""
-        await _aio.retry(lambda: self.put_nowait(item), _queue.Full, self._wait_put, self._wake,
+        await _aio.retry(lambda: self.put_nowait(item), queue.Full, self._wait_put, self._wake,
                          timeout)
 
     async def get_many_async(self, n: int, timeout: float | None = None) -> np.ndarray:
         """``await`` form of :meth:`get_many`: up to ``n`` elements, waiting
         for the first; :class:`queue.Empty` once ``timeout`` passed."""
-        return await _aio.retry(lambda: self.get_many(n, block=False), _queue.Empty,
+        return await _aio.retry(lambda: self.get_many(n, block=False), queue.Empty,
                                 self._wait_get, self._wake, timeout)
 
     async def put_many_async(self, items: Any, timeout: float | None = None) -> int:
@@ -688,6 +738,184 @@ class Map(_shmds.Map, MutableMapping):
         return (_attach, (self.segment_name, self.name))
 
     def __enter__(self) -> Map:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# Objects in messages (Channel.put, Topic.put): a pickle (protocol 5), or,
+# when the object has buffers (numpy arrays...), the pickle with those
+# buffers out of band, each copied once, straight into the ring, and read
+# back by get() into a bytearray of its own (so the arrays are writable and
+# own their memory). The framing (shmds-py/src/pickled.rs reads it):
+# b"\0OOB", u32 buffer count n, u64 pickle length, n u64 buffer lengths,
+# the pickle, then each buffer at the next multiple of 64 bytes.
+_OOB_MAGIC = b"\0OOB"
+
+
+def _pickle_parts(obj: Any) -> tuple[bytes, list[Any] | None]:
+    """``obj`` as a message: ``(pickle, None)``, or ``(pickle, parts)``
+    whose concatenation is the framed message."""
+    oob: list[pickle.PickleBuffer] = []
+    data = pickle.dumps(obj, 5, buffer_callback=oob.append)
+    if not oob:
+        return data, None
+    try:
+        raws = [buf.raw() for buf in oob]
+    except BufferError:  # a buffer neither C- nor Fortran-contiguous
+        return pickle.dumps(obj, 5), None
+    n = len(raws)
+    parts: list[Any] = [struct.pack(f"<4sIQ{n}Q", _OOB_MAGIC, n, len(data),
+                                    *(raw.nbytes for raw in raws)), data]
+    at = 16 + 8 * n + len(data)
+    for raw in raws:
+        pad = -at % 64
+        if pad:
+            parts.append(bytes(pad))
+        parts.append(raw)
+        at += pad + raw.nbytes
+    return data, parts
+
+
+def _remaining(deadline: float | None) -> float | None:
+    return None if deadline is None else max(0.0, deadline - time.monotonic())
+
+
+class Channel(_shmds.Channel):
+    """A bounded channel of variable-length messages in shared memory,
+    shared by any number of processes; each message goes to one receiver.
+
+    Objects (a drop-in for :class:`multiprocessing.Queue`): ``put(obj,
+    block=True, timeout=None)`` / ``get(...)`` pickle with protocol 5
+    (``None`` waits forever, without the GIL; Ctrl-C interrupts),
+    ``put_nowait``/``get_nowait``, ``qsize``/``empty``/``full``
+    (approximate), ``put_many``/``get_many``, ``close``, raising
+    :class:`queue.Full` / :class:`queue.Empty`. Bytes: ``send(data)`` (any
+    bytes-like object), ``recv() -> bytes``, ``recv_into(buffer)`` and
+    ``recv_view()``, a zero-copy view of the message in the ring.
+
+    The end of the stream: once every sender is gone (``close()``d, or its
+    process exited) and the channel is drained, receives raise
+    :class:`Disconnected` (an ``EOFError``); once every receiver is gone,
+    a send that finds the channel full raises it. ``shutdown()`` stops the
+    channel for every process: sends raise :class:`ShutDown`, receives get
+    what is left, then raise it.
+
+    Attachment is lazy and per handle: the first send attaches this handle
+    as a sender, the first receive as a receiver (threads share them). On
+    an SPSC channel only one handle across all processes may send, and one
+    receive (:class:`AlreadyAttachedError` for a second; ``close()`` the
+    first to hand over).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def put(self, obj: Any, block: bool = True, timeout: float | None = None) -> None:
+        """Send ``obj`` pickled (protocol 5; buffers such as numpy
+        arrays out of band, copied once into the ring); waits for room like
+        :meth:`send`. ``MessageTooLargeError`` (a ``ValueError``) when the
+        pickle is larger than :attr:`max_message`."""
+        data, parts = _pickle_parts(obj)
+        if parts is None:
+            self.send(data, block, timeout)
+        else:
+            self._send_parts(parts, block, timeout)
+
+    def put_nowait(self, obj: Any) -> None:
+        """``put(obj, block=False)``."""
+        self.put(obj, False)
+
+    def put_many(self, items: Any, block: bool = True, timeout: float | None = None) -> int:
+        """Put every object of ``items`` in order (all are pickled first:
+        nothing is sent when one fails to pickle); returns how many were
+        put: all, unless the wait timed out (``timeout`` is for the whole
+        batch) or ``block`` is false and the channel filled up."""
+        messages = [_pickle_parts(obj) for obj in items]
+        deadline = None if timeout is None or not block else time.monotonic() + timeout
+        for n, (data, parts) in enumerate(messages):
+            left = timeout if n == 0 else _remaining(deadline)
+            try:
+                if parts is None:
+                    self.send(data, block, left)
+                else:
+                    self._send_parts(parts, block, left)
+            except queue.Full:
+                return n
+        return len(messages)
+
+    def get_many(self, n: int, block: bool = True, timeout: float | None = None) -> list[Any]:
+        """Up to ``n`` objects: waits (like :meth:`get`) for the first,
+        then takes what is there without waiting. Raises
+        :class:`queue.Empty` when none came."""
+        if n <= 0:
+            return []
+        out = [self.get(block, timeout)]
+        while len(out) < n:
+            try:
+                out.append(self.get_nowait())
+            except (queue.Empty, Disconnected, ShutDown):
+                break
+        return out
+
+    def join_thread(self) -> None:
+        """Nothing to do (for :class:`multiprocessing.Queue` code): ``put``
+        writes into shared memory before it returns; there is no feeder
+        thread."""
+
+    def cancel_join_thread(self) -> None:
+        """Nothing to do, as :meth:`join_thread`."""
+
+    def __repr__(self) -> str:
+        if self.closed:
+            return "<shmds.Channel (closed)>"
+        kind = "spsc" if self.spsc else "mpmc"
+        return (f"<shmds.Channel {self.name!r} {kind} messages={self.qsize()} "
+                f"capacity={self.capacity} max_message={self.max_message}>")
+
+    def __reduce__(self) -> tuple:
+        # Pickles as "attach to this channel by name" (no attachment moves).
+        return (_attach, (self.segment_name, self.name))
+
+    def __enter__(self) -> Channel:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Topic(_shmds.Topic):
+    """A broadcast topic in shared memory: ``publish(data) -> seq`` sends
+    bytes (``put(obj)`` a pickled object) to every subscriber, never
+    waiting for them; ``subscribe()`` gives a :class:`Subscriber` with
+    ``recv``/``get(block=True, timeout=None)`` (``queue.Empty`` when
+    nothing came). A subscriber that falls more than the topic holds behind
+    gets :class:`Lagged` (``.missed`` messages) and goes on with the oldest
+    message held. ``latest()`` reads the newest message.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def put(self, obj: Any) -> int:
+        """Publish ``obj`` pickled (as :meth:`Channel.put`); returns its
+        sequence number."""
+        data, parts = _pickle_parts(obj)
+        if parts is None:
+            return self.publish(data)
+        return self._publish_parts(parts)
+
+    def __repr__(self) -> str:
+        if self.closed:
+            return "<shmds.Topic (closed)>"
+        return (f"<shmds.Topic {self.name!r} messages={len(self)} published={self.published} "
+                f"capacity={self.capacity} max_message={self.max_message}>")
+
+    def __reduce__(self) -> tuple:
+        return (_attach, (self.segment_name, self.name))
+
+    def __enter__(self) -> Topic:
         return self
 
     def __exit__(self, *exc: object) -> None:
