@@ -154,11 +154,15 @@ typedef struct shmds_queue_header {
     uint64_t one_lap;
     uint64_t slot_stride;
     uint64_t slots_offset;
-    uint64_t reserved0[3];
+    uint64_t shutdown; /* atomic */
+    uint64_t reserved0[2];
     uint64_t tail; /* atomic */
     uint64_t reserved1[7];
     uint64_t head; /* atomic */
-    uint64_t reserved2[7];
+    uint64_t unfinished; /* atomic */
+    uint32_t join_event; /* atomic */
+    uint32_t join_waiters; /* atomic */
+    uint64_t reserved2[5];
 } shmds_queue_header;
 SHMDS_STATIC_ASSERT(sizeof(shmds_queue_header) == 192, "shmds_queue_header: size");
 SHMDS_STATIC_ASSERT(offsetof(shmds_queue_header, kind) == 0, "shmds_queue_header.kind: offset");
@@ -167,11 +171,15 @@ SHMDS_STATIC_ASSERT(offsetof(shmds_queue_header, capacity) == 8, "shmds_queue_he
 SHMDS_STATIC_ASSERT(offsetof(shmds_queue_header, one_lap) == 16, "shmds_queue_header.one_lap: offset");
 SHMDS_STATIC_ASSERT(offsetof(shmds_queue_header, slot_stride) == 24, "shmds_queue_header.slot_stride: offset");
 SHMDS_STATIC_ASSERT(offsetof(shmds_queue_header, slots_offset) == 32, "shmds_queue_header.slots_offset: offset");
-SHMDS_STATIC_ASSERT(offsetof(shmds_queue_header, reserved0) == 40, "shmds_queue_header.reserved0: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_queue_header, shutdown) == 40, "shmds_queue_header.shutdown: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_queue_header, reserved0) == 48, "shmds_queue_header.reserved0: offset");
 SHMDS_STATIC_ASSERT(offsetof(shmds_queue_header, tail) == 64, "shmds_queue_header.tail: offset");
 SHMDS_STATIC_ASSERT(offsetof(shmds_queue_header, reserved1) == 72, "shmds_queue_header.reserved1: offset");
 SHMDS_STATIC_ASSERT(offsetof(shmds_queue_header, head) == 128, "shmds_queue_header.head: offset");
-SHMDS_STATIC_ASSERT(offsetof(shmds_queue_header, reserved2) == 136, "shmds_queue_header.reserved2: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_queue_header, unfinished) == 136, "shmds_queue_header.unfinished: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_queue_header, join_event) == 144, "shmds_queue_header.join_event: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_queue_header, join_waiters) == 148, "shmds_queue_header.join_waiters: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_queue_header, reserved2) == 152, "shmds_queue_header.reserved2: offset");
 
 /* QueueSlot (8 bytes) */
 typedef struct shmds_queue_slot {
@@ -187,7 +195,8 @@ typedef struct shmds_stack_header {
     uint64_t capacity;
     uint64_t node_stride;
     uint64_t nodes_offset;
-    uint64_t reserved0[4];
+    uint64_t shutdown; /* atomic */
+    uint64_t reserved0[3];
     uint64_t top; /* atomic */
     uint32_t not_empty; /* atomic */
     uint32_t pop_waiters; /* atomic */
@@ -203,7 +212,8 @@ SHMDS_STATIC_ASSERT(offsetof(shmds_stack_header, elem_size) == 4, "shmds_stack_h
 SHMDS_STATIC_ASSERT(offsetof(shmds_stack_header, capacity) == 8, "shmds_stack_header.capacity: offset");
 SHMDS_STATIC_ASSERT(offsetof(shmds_stack_header, node_stride) == 16, "shmds_stack_header.node_stride: offset");
 SHMDS_STATIC_ASSERT(offsetof(shmds_stack_header, nodes_offset) == 24, "shmds_stack_header.nodes_offset: offset");
-SHMDS_STATIC_ASSERT(offsetof(shmds_stack_header, reserved0) == 32, "shmds_stack_header.reserved0: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_stack_header, shutdown) == 32, "shmds_stack_header.shutdown: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_stack_header, reserved0) == 40, "shmds_stack_header.reserved0: offset");
 SHMDS_STATIC_ASSERT(offsetof(shmds_stack_header, top) == 64, "shmds_stack_header.top: offset");
 SHMDS_STATIC_ASSERT(offsetof(shmds_stack_header, not_empty) == 72, "shmds_stack_header.not_empty: offset");
 SHMDS_STATIC_ASSERT(offsetof(shmds_stack_header, pop_waiters) == 76, "shmds_stack_header.pop_waiters: offset");
@@ -483,8 +493,9 @@ SHMDS_STATIC_ASSERT(offsetof(shmds_topic_cell, checksum) == 12, "shmds_topic_cel
 #define SHMDS_E_DISCONNECTED -19
 
 /**
- * The channel was shut down (`shmds_channel_shutdown`): sends fail, and
- * receivers get this once the messages left are taken.
+ * The channel, queue or stack was shut down (`shmds_channel_shutdown`,
+ * or another process or language): sends and pushes fail, and receivers
+ * and pops get this once what is left was taken.
  */
 #define SHMDS_E_SHUT_DOWN -20
 

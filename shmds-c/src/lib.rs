@@ -126,8 +126,9 @@ pub const SHMDS_E_SHAPE: c_int = -18;
 /// sender is attached any more (all its messages were delivered), or a
 /// sender found it full and no receiver is attached. Stop, or attach anew.
 pub const SHMDS_E_DISCONNECTED: c_int = -19;
-/// The channel was shut down (`shmds_channel_shutdown`): sends fail, and
-/// receivers get this once the messages left are taken.
+/// The channel, queue or stack was shut down (`shmds_channel_shutdown`,
+/// or another process or language): sends and pushes fail, and receivers
+/// and pops get this once what is left was taken.
 pub const SHMDS_E_SHUT_DOWN: c_int = -20;
 /// A message is longer than the channel's or topic's `max_message`; nothing
 /// was sent.
@@ -1156,5 +1157,19 @@ mod tests {
         let text = |c| unsafe { CStr::from_ptr(shmds_strerror(c)) };
         assert_ne!(text(SHMDS_E_SHAPE), text(SHMDS_E_IO));
         assert_ne!(text(SHMDS_E_SHAPE), text(-1000));
+    }
+
+    #[test]
+    fn shutdown_is_its_own_code() {
+        let e = core_lib::Error::ShutDown {
+            name: "jobs".into(),
+        };
+        let Fail(code, msg) = Fail::from(e);
+        assert_eq!(code, SHMDS_E_SHUT_DOWN);
+        assert!(msg.contains("\"jobs\" was shut down"), "{msg}");
+        // SAFETY: shmds_strerror returns static NUL-terminated strings.
+        let text = |c| unsafe { CStr::from_ptr(shmds_strerror(c)) };
+        assert_ne!(text(SHMDS_E_SHUT_DOWN), text(SHMDS_E_IO));
+        assert_ne!(text(SHMDS_E_SHUT_DOWN), text(-1000));
     }
 }

@@ -673,6 +673,7 @@ fn _shmds(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Array>()?;
     m.add_class::<queue::Queue>()?;
     m.add_class::<map::Map>()?;
+    m.add_class::<wait::CancelToken>()?;
     m.add_class::<channel::Channel>()?;
     m.add_class::<channel::MessageView>()?;
     m.add_class::<topic::Topic>()?;
@@ -694,6 +695,7 @@ fn _shmds(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("BusyError", py.get_type::<BusyError>())?;
     m.add("NotReadyError", py.get_type::<NotReadyError>())?;
     m.add("NoSpaceError", py.get_type::<NoSpaceError>())?;
+    m.add("WaitCancelled", py.get_type::<wait::WaitCancelled>())?;
     m.add(
         "AlreadyAttachedError",
         py.get_type::<AlreadyAttachedError>(),

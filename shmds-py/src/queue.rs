@@ -3,12 +3,17 @@
 //!
 //! Non-blocking attempts run holding the GIL (they take nanoseconds);
 //! blocking waits release it and check for signals between sleeps, so
-//! Ctrl-C interrupts a `get()` that waits forever.
+//! Ctrl-C interrupts a `get()` that waits forever (see `wait.rs`, which
+//! also explains `close()` waking waiters and the asyncio waits).
+//!
+//! Every get from a queue (not a stack) counts as an unfinished task, for
+//! `task_done()` and `join()`, as `queue.Queue` counts every put.
 
 use crate::codec::{Codec, Scratch};
+use crate::wait::{closed_while_waiting, wait_cancellable, CancelToken, Closing, Fail};
 use crate::{closed, to_py, Segment};
 use pyo3::buffer::PyBuffer;
-use pyo3::exceptions::{PyBufferError, PyValueError};
+use pyo3::exceptions::{PyBufferError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,14 +21,66 @@ use std::time::Duration;
 pyo3::import_exception!(queue, Full);
 pyo3::import_exception!(queue, Empty);
 
+/// The interrupt callback of a `shmds` blocking call.
+type Interrupt<'a> = Option<&'a mut dyn FnMut() -> bool>;
+
+/// A timeout in the `queue.Queue` sense: `None` waits forever; negative
+/// is an error.
+pub(crate) fn wait_time(timeout: Option<f64>) -> PyResult<Option<Duration>> {
+    match timeout {
+        None => Ok(None),
+        Some(t) if t.is_nan() || t < 0.0 => Err(PyValueError::new_err(
+            "'timeout' must be a non-negative number",
+        )),
+        Some(t) => Ok(Some(
+            Duration::try_from_secs_f64(t).unwrap_or(Duration::MAX),
+        )),
+    }
+}
+
+/// What a blocking call watches besides its own condition.
+struct Watch<'a> {
+    /// The handle's closed flag.
+    closing: &'a Closing,
+    /// The cancellation token of an asyncio wait, if any.
+    cancel: Option<&'a CancelToken>,
+    /// The structure's name, for messages.
+    name: &'a str,
+}
+
+/// Run a blocking call of the crate (which applies its own timeout)
+/// through [`wait_cancellable`]: its outcome, or the Python exception of a
+/// closed handle (`ValueError`), a cancellation (`WaitCancelled`) or a
+/// signal handler (Ctrl-C).
+fn blocking<T: Send>(
+    py: Python<'_>,
+    watch: Watch<'_>,
+    call: impl FnOnce(Interrupt<'_>) -> shmds::Result<T> + Send,
+) -> PyResult<shmds::Result<T>> {
+    let outcome = wait_cancellable(py, watch.closing, watch.cancel, None, |w| {
+        call(Some(w.check())).map_err(Fail::from)
+    })?;
+    match outcome {
+        Ok(v) => Ok(Ok(v)),
+        Err(Fail::Shmds(e)) => Ok(Err(e)),
+        Err(Fail::TimedOut) => Ok(Err(shmds::Error::Timeout {
+            name: watch.name.to_owned(),
+        })),
+        Err(Fail::Closed) => Err(closed_while_waiting(watch.name)),
+        // Not made by queue or stack calls: stopped without a reason left.
+        Err(other) => Err(pyo3::exceptions::PyKeyboardInterrupt::new_err(format!(
+            "waiting on {:?} was interrupted ({other:?})",
+            watch.name
+        ))),
+    }
+}
+
 /// A queue or a stack: the operations both have.
 #[derive(Clone)]
 enum Ring {
     Fifo(Arc<shmds::RawQueue>),
     Lifo(Arc<shmds::RawStack>),
 }
-
-type Interrupt<'a> = Option<&'a mut dyn FnMut() -> bool>;
 
 macro_rules! each {
     ($ring:expr, $r:ident => $body:expr) => {
@@ -38,8 +95,12 @@ impl Ring {
     fn try_push_slice(&self, elems: &[u8]) -> shmds::Result<usize> {
         each!(self, r => r.try_push_slice(elems))
     }
+    /// A queue's pops count tasks (see the module documentation).
     fn try_pop_into(&self, out: &mut [u8]) -> shmds::Result<usize> {
-        each!(self, r => r.try_pop_into(out))
+        match self {
+            Ring::Fifo(q) => q.try_pop_tasks_into(out),
+            Ring::Lifo(s) => s.try_pop_into(out),
+        }
     }
     fn push_slice(
         &self,
@@ -55,7 +116,35 @@ impl Ring {
         t: Option<Duration>,
         i: Interrupt<'_>,
     ) -> shmds::Result<usize> {
-        each!(self, r => r.pop_into(out, t, i))
+        match self {
+            Ring::Fifo(q) => q.pop_tasks_into(out, t, i),
+            Ring::Lifo(s) => s.pop_into(out, t, i),
+        }
+    }
+    fn wait_ready(&self, put: bool, t: Option<Duration>, i: Interrupt<'_>) -> shmds::Result<bool> {
+        if put {
+            each!(self, r => r.wait_not_full(t, i))
+        } else {
+            each!(self, r => r.wait_not_empty(t, i))
+        }
+    }
+    fn wake_waiters(&self) {
+        each!(self, r => r.wake_waiters())
+    }
+    fn shutdown(&self, immediate: bool) -> shmds::Result<u64> {
+        each!(self, r => r.shutdown(immediate))
+    }
+    fn is_shutdown(&self) -> shmds::Result<bool> {
+        each!(self, r => r.check().map(|()| r.is_shutdown()))
+    }
+    /// The queue, for the task methods a stack has not.
+    fn fifo(&self, what: &str) -> PyResult<&Arc<shmds::RawQueue>> {
+        match self {
+            Ring::Fifo(q) => Ok(q),
+            Ring::Lifo(_) => Err(PyTypeError::new_err(format!(
+                "{what} is for queues: a stack does not count tasks"
+            ))),
+        }
     }
     /// The length, after checking the structure was not erased.
     fn len(&self) -> shmds::Result<usize> {
@@ -78,46 +167,6 @@ impl Ring {
     }
     fn segment_name(&self) -> &str {
         each!(self, r => r.segment_name())
-    }
-}
-
-/// A timeout in the `queue.Queue` sense: `None` waits forever; negative
-/// is an error.
-pub(crate) fn wait_time(timeout: Option<f64>) -> PyResult<Option<Duration>> {
-    match timeout {
-        None => Ok(None),
-        Some(t) if t.is_nan() || t < 0.0 => Err(PyValueError::new_err(
-            "'timeout' must be a non-negative number",
-        )),
-        Some(t) => Ok(Some(
-            Duration::try_from_secs_f64(t).unwrap_or(Duration::MAX),
-        )),
-    }
-}
-
-/// Run a blocking call without the GIL. Between sleeps it re-takes the GIL
-/// to run signal handlers; if one raises (Ctrl-C), the call stops and
-/// that exception is returned.
-pub(crate) fn blocking<T: Send>(
-    py: Python<'_>,
-    call: impl FnOnce(Interrupt<'_>) -> shmds::Result<T> + Send,
-) -> PyResult<shmds::Result<T>> {
-    let mut raised: Option<PyErr> = None;
-    let result = py.detach(|| {
-        let mut check = || {
-            Python::attach(|py| match py.check_signals() {
-                Ok(()) => false,
-                Err(e) => {
-                    raised = Some(e);
-                    true
-                }
-            })
-        };
-        call(Some(&mut check))
-    });
-    match (result, raised) {
-        (Err(shmds::Error::Interrupted { .. }), Some(e)) => Err(e),
-        (result, _) => Ok(result),
     }
 }
 
@@ -166,6 +215,8 @@ impl Bytes {
 pub(crate) struct Queue {
     ring: Option<Ring>,
     codec: Codec,
+    /// Set by close(); calls blocked on this handle watch it.
+    closing: Arc<Closing>,
 }
 
 impl Queue {
@@ -173,9 +224,16 @@ impl Queue {
         self.ring.as_ref().ok_or_else(closed)
     }
 
+    /// The ring and what a blocking call on it watches, holding no borrow
+    /// of the object (so another thread may close() it meanwhile).
+    fn waitable(slf: &Bound<'_, Self>) -> PyResult<(Ring, Arc<Closing>)> {
+        let this = slf.borrow();
+        Ok((this.ring()?.clone(), this.closing.clone()))
+    }
+
     // The blocking paths below hold no borrow of the object while they
     // wait (they wait on their own reference to the queue), so another
-    // thread may close() the handle meanwhile.
+    // thread may close() the handle meanwhile; close() wakes them.
 
     fn put_impl(
         slf: &Bound<'_, Self>,
@@ -183,7 +241,7 @@ impl Queue {
         block: bool,
         timeout: Option<f64>,
     ) -> PyResult<()> {
-        let (ring, mut elem) = {
+        let (ring, closing, mut elem) = {
             let this = slf.borrow();
             let ring = this.ring()?;
             let mut elem = Scratch::new(ring.elem_size());
@@ -194,11 +252,16 @@ impl Queue {
             if !block {
                 return Err(Full::new_err(format!("{} is full", ring.name())));
             }
-            (ring.clone(), elem)
+            (ring.clone(), this.closing.clone(), elem)
         };
         let timeout = wait_time(timeout)?;
         let bytes = elem.bytes();
-        match blocking(slf.py(), |interrupt| {
+        let watch = Watch {
+            closing: &closing,
+            cancel: None,
+            name: ring.name(),
+        };
+        match blocking(slf.py(), watch, |interrupt| {
             ring.push_slice(bytes, timeout, interrupt)
         })? {
             Ok(1) => Ok(()),
@@ -215,7 +278,7 @@ impl Queue {
         timeout: Option<f64>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let py = slf.py();
-        let (ring, mut elem) = {
+        let (ring, closing, mut elem) = {
             let this = slf.borrow();
             let ring = this.ring()?;
             let mut elem = Scratch::new(ring.elem_size());
@@ -225,11 +288,18 @@ impl Queue {
             if !block {
                 return Err(Empty::new_err(format!("{} is empty", ring.name())));
             }
-            (ring.clone(), elem)
+            (ring.clone(), this.closing.clone(), elem)
         };
         let timeout = wait_time(timeout)?;
         let bytes = elem.bytes();
-        match blocking(py, |interrupt| ring.pop_into(bytes, timeout, interrupt))? {
+        let watch = Watch {
+            closing: &closing,
+            cancel: None,
+            name: ring.name(),
+        };
+        match blocking(py, watch, |interrupt| {
+            ring.pop_into(bytes, timeout, interrupt)
+        })? {
             // The codec outlives close(), which only drops the queue handle.
             Ok(_) => slf.borrow().codec.decode(py, elem.bytes()),
             Err(shmds::Error::Timeout { .. }) => {
@@ -283,6 +353,7 @@ impl Queue {
         Ok(Queue {
             ring: Some(ring),
             codec,
+            closing: Arc::default(),
         })
     }
 
@@ -331,13 +402,18 @@ impl Queue {
         timeout: Option<f64>,
     ) -> PyResult<usize> {
         let py = slf.py();
-        let ring = slf.borrow().ring()?.clone();
+        let (ring, closing) = Queue::waitable(slf)?;
         let bytes = Bytes::get(data, false)?;
         if !block {
             return ring.try_push_slice(bytes.slice()).map_err(to_py);
         }
         let timeout = wait_time(timeout)?;
-        blocking(py, |interrupt| {
+        let watch = Watch {
+            closing: &closing,
+            cancel: None,
+            name: ring.name(),
+        };
+        blocking(py, watch, |interrupt| {
             ring.push_slice(bytes.slice(), timeout, interrupt)
         })?
         .map_err(to_py)
@@ -354,14 +430,19 @@ impl Queue {
         timeout: Option<f64>,
     ) -> PyResult<usize> {
         let py = slf.py();
-        let ring = slf.borrow().ring()?.clone();
+        let (ring, closing) = Queue::waitable(slf)?;
         let mut bytes = Bytes::get(out, true)?;
         let got = ring.try_pop_into(bytes.slice_mut()).map_err(to_py)?;
         if got > 0 || !block || bytes.len == 0 {
             return Ok(got);
         }
         let timeout = wait_time(timeout)?;
-        match blocking(py, |interrupt| {
+        let watch = Watch {
+            closing: &closing,
+            cancel: None,
+            name: ring.name(),
+        };
+        match blocking(py, watch, |interrupt| {
             ring.pop_into(bytes.slice_mut(), timeout, interrupt)
         })? {
             Ok(n) => Ok(n),
@@ -435,9 +516,139 @@ impl Queue {
         self.ring.is_none()
     }
 
-    /// Drop this handle (idempotent). A call blocked in another thread
-    /// finishes first: it holds its own reference.
+    /// Drop this handle (idempotent). Calls blocked on it in other threads
+    /// of this process wake up and raise ValueError (other handles, and
+    /// other processes, are not affected).
     fn close(&mut self) {
-        self.ring = None;
+        if let Some(ring) = self.ring.take() {
+            // Woken only if calls of this handle wait (the flag is stored
+            // before the count is read, and they count themselves before
+            // they first look at it).
+            if self.closing.close() {
+                ring.wake_waiters();
+            }
+        }
+    }
+
+    /// Shut the queue or stack down for every process: from now on `put`
+    /// raises `shmds.ShutDown`, and `get` takes what is left, then raises
+    /// it instead of waiting; every blocked call wakes up. With `immediate`
+    /// what is left is discarded too. As `queue.Queue.shutdown` (3.13).
+    #[pyo3(signature = (immediate=false))]
+    fn shutdown(slf: &Bound<'_, Self>, immediate: bool) -> PyResult<()> {
+        let (ring, _) = Queue::waitable(slf)?;
+        // Immediate: the discarding pops may wait on pushes under way.
+        slf.py()
+            .detach(|| ring.shutdown(immediate))
+            .map(|_| ())
+            .map_err(to_py)
+    }
+
+    /// Whether it was shut down (by any process).
+    #[getter]
+    fn is_shutdown(&self) -> PyResult<bool> {
+        self.ring()?.is_shutdown().map_err(to_py)
+    }
+
+    /// Mark a task taken by a get as done (queues only), from any process;
+    /// ValueError when called more times than elements were taken.
+    fn task_done(&self) -> PyResult<()> {
+        self.ring()?.fifo("task_done()")?.task_done().map_err(to_py)
+    }
+
+    /// Tasks taken by gets and not yet marked done (queues only).
+    #[getter]
+    fn unfinished_tasks(&self) -> PyResult<u64> {
+        let q = self.ring()?.fifo("unfinished_tasks")?;
+        q.check().map_err(to_py)?;
+        Ok(q.unfinished_tasks())
+    }
+
+    /// Wait (without the GIL; Ctrl-C interrupts it) until the queue is
+    /// empty and every task taken by a get was marked done; returns False
+    /// if `timeout` (seconds; None: no limit) passed first.
+    #[pyo3(signature = (timeout=None))]
+    fn join(slf: &Bound<'_, Self>, timeout: Option<f64>) -> PyResult<bool> {
+        Queue::join_impl(slf, timeout, None)
+    }
+
+    /// `join` for the asyncio helper: stops when `cancel` is cancelled.
+    #[pyo3(signature = (timeout=None, cancel=None))]
+    fn _join(
+        slf: &Bound<'_, Self>,
+        timeout: Option<f64>,
+        cancel: Option<PyRef<'_, CancelToken>>,
+    ) -> PyResult<bool> {
+        Queue::join_impl(slf, timeout, cancel.as_deref())
+    }
+
+    /// Wait until a get (`_wait_get`) or a put (`_wait_put`) may succeed,
+    /// or the structure was shut down, taking nothing: True, or False once
+    /// `timeout` passed. Stops (raising) when the handle is closed or
+    /// `cancel` is cancelled and `_wake()` called. For `shmds._aio`.
+    #[pyo3(signature = (timeout=None, cancel=None))]
+    fn _wait_get(
+        slf: &Bound<'_, Self>,
+        timeout: Option<f64>,
+        cancel: Option<PyRef<'_, CancelToken>>,
+    ) -> PyResult<bool> {
+        Queue::wait_ready(slf, false, timeout, cancel.as_deref())
+    }
+
+    /// See `_wait_get`.
+    #[pyo3(signature = (timeout=None, cancel=None))]
+    fn _wait_put(
+        slf: &Bound<'_, Self>,
+        timeout: Option<f64>,
+        cancel: Option<PyRef<'_, CancelToken>>,
+    ) -> PyResult<bool> {
+        Queue::wait_ready(slf, true, timeout, cancel.as_deref())
+    }
+
+    /// Wake every waiter on the structure (in every process), so that
+    /// each looks at its cancellation token and the shutdown flag again;
+    /// the others go back to sleep. Nothing to do on a closed handle
+    /// (close() woke them).
+    fn _wake(&self) {
+        if let Some(ring) = &self.ring {
+            ring.wake_waiters();
+        }
+    }
+}
+
+impl Queue {
+    fn join_impl(
+        slf: &Bound<'_, Self>,
+        timeout: Option<f64>,
+        cancel: Option<&CancelToken>,
+    ) -> PyResult<bool> {
+        let (ring, closing) = Queue::waitable(slf)?;
+        let q = ring.fifo("join()")?;
+        let timeout = wait_time(timeout)?;
+        let watch = Watch {
+            closing: &closing,
+            cancel,
+            name: q.name(),
+        };
+        blocking(slf.py(), watch, |interrupt| q.join(timeout, interrupt))?.map_err(to_py)
+    }
+
+    fn wait_ready(
+        slf: &Bound<'_, Self>,
+        put: bool,
+        timeout: Option<f64>,
+        cancel: Option<&CancelToken>,
+    ) -> PyResult<bool> {
+        let (ring, closing) = Queue::waitable(slf)?;
+        let timeout = wait_time(timeout)?;
+        let watch = Watch {
+            closing: &closing,
+            cancel,
+            name: ring.name(),
+        };
+        blocking(slf.py(), watch, |interrupt| {
+            ring.wait_ready(put, timeout, interrupt)
+        })?
+        .map_err(to_py)
     }
 }

@@ -1,12 +1,26 @@
-//! How channel and topic calls wait: [`wait`] is the one path of every
-//! blocking call of `Channel`, `Topic` and `Subscriber`. A call runs
-//! without the GIL and is handed a [`Waiting`] (its deadline and an
-//! interrupt check); the check re-takes the GIL between sleeps to run
-//! signal handlers (Ctrl-C) and says stop once the handle is closed.
+//! How blocking calls wait: [`wait`] (and [`wait_cancellable`]) is the one
+//! path of every blocking call of `Queue`, `Stack`, `Channel`, `Topic` and
+//! `Subscriber`. A call runs without the GIL and is handed a [`Waiting`]
+//! (its deadline and an interrupt check, which the crate's blocking calls
+//! run before each sleep). The check says stop
 //!
-//! This is also the hook for awaitable forms: an asyncio wrapper can run
-//! the same calls with an interrupt check of its own (cancellation) and a
-//! wake through [`Closing`]-style flags, without touching the operations.
+//! - once the handle is closed ([`Closing`]): `close()` sets the flag and,
+//!   if calls of the handle wait, wakes the structure's waiters, so they
+//!   return at once ([`Fail::Closed`]);
+//! - once the call's [`CancelToken`] is cancelled (asyncio waits, see
+//!   `python/shmds/_aio.py`): the canceller then wakes the structure's
+//!   waiters (`_wake()`), and the call returns at once, raising
+//!   [`WaitCancelled`];
+//! - when a signal handler raises (Ctrl-C). Handlers run in Python's main
+//!   thread only, so only a call of the main thread re-takes the GIL for
+//!   them (at most every [`SIGNALS_EVERY`]); other threads, the asyncio
+//!   workers among them, wait without the GIL.
+//!
+//! A kind supports `await` by exposing, per blocking operation, a
+//! non-blocking attempt, a native `_wait_*(timeout, cancel)` that returns
+//! whether the attempt may now succeed (taking nothing, so a cancelled
+//! wait loses nothing) through [`wait_cancellable`], and `_wake()`;
+//! `Queue` (queue.rs) is the example.
 
 use pyo3::prelude::*;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -151,14 +165,31 @@ pub(crate) fn wait<T: Send>(
     timeout: Option<Duration>,
     call: impl FnOnce(&mut Waiting<'_>) -> Result<T, Fail> + Send,
 ) -> PyResult<Result<T, Fail>> {
+    wait_cancellable(py, closing, None, timeout, call)
+}
+
+/// [`wait`] that also stops once `cancel` is cancelled; that outcome is the
+/// `Err` [`WaitCancelled`].
+pub(crate) fn wait_cancellable<T: Send>(
+    py: Python<'_>,
+    closing: &Closing,
+    cancel: Option<&CancelToken>,
+    timeout: Option<Duration>,
+    call: impl FnOnce(&mut Waiting<'_>) -> Result<T, Fail> + Send,
+) -> PyResult<Result<T, Fail>> {
     let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+    let cancelled = || cancel.is_some_and(|c| c.0.load(Ordering::SeqCst));
+    let signals = on_main_thread(py);
     let mut raised: Option<PyErr> = None;
     closing.waiting.fetch_add(1, Ordering::SeqCst);
     let result = py.detach(|| {
         let mut last: Option<Instant> = None;
         let mut check = || {
-            if closing.is_closed() {
+            if closing.is_closed() || cancelled() {
                 return true;
+            }
+            if !signals {
+                return false;
             }
             let now = Instant::now();
             if last.is_some_and(|t| now.duration_since(t) < SIGNALS_EVERY) {
@@ -184,6 +215,61 @@ pub(crate) fn wait<T: Send>(
         // has taken anything, so nothing is lost by raising instead.
         (Err(Fail::Interrupted), Some(e)) => Err(e),
         (Err(Fail::Interrupted), None) if closing.is_closed() => Ok(Err(Fail::Closed)),
+        (Err(Fail::Interrupted), None) if cancelled() => Err(WaitCancelled::new_err(
+            "the wait was cancelled (its CancelToken)",
+        )),
         (result, _) => Ok(result),
     }
+}
+
+/// Whether this is Python's main thread, where signal handlers run (when
+/// that cannot be told, say yes: checking for signals is always safe).
+fn on_main_thread(py: Python<'_>) -> bool {
+    let check = || -> PyResult<bool> {
+        let threading = py.import("threading")?;
+        let main = threading.call_method0("main_thread")?.getattr("ident")?;
+        main.eq(threading.call_method0("get_ident")?)
+    };
+    check().unwrap_or(true)
+}
+
+pyo3::create_exception!(
+    _shmds,
+    WaitCancelled,
+    pyo3::exceptions::PyException,
+    "A wait ended because its CancelToken was cancelled (internal to shmds._aio)."
+);
+
+/// Cancels one wait running in a worker thread: `cancel()`, then wake the
+/// structure's waiters (its `_wake()`), and the wait returns at once.
+#[pyclass(module = "shmds._shmds", name = "CancelToken", frozen)]
+pub(crate) struct CancelToken(AtomicBool);
+
+#[pymethods]
+impl CancelToken {
+    #[new]
+    fn new() -> CancelToken {
+        CancelToken(AtomicBool::new(false))
+    }
+
+    /// Ask the wait that holds this token to stop (at its next check; wake
+    /// the structure's waiters to make that now). Stored before the wake,
+    /// so a waiter either sees it or is woken (see
+    /// `shmds::RawQueue::wake_waiters`).
+    fn cancel(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether `cancel()` was called.
+    #[getter]
+    fn cancelled(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// The error of a call woken because its handle was closed.
+pub(crate) fn closed_while_waiting(name: &str) -> PyErr {
+    pyo3::exceptions::PyValueError::new_err(format!(
+        "the handle of {name:?} was closed while this call was waiting on it"
+    ))
 }

@@ -220,9 +220,11 @@ pub enum Error {
         /// The side that is gone: "sender" or "receiver".
         peer: &'static str,
     },
-    /// The structure was shut down: no more items go in; what was in it
-    /// has been taken.
-    #[error("{name:?} was shut down (no more items go in, and none are left)")]
+    /// The structure was shut down (by this or another process): nothing
+    /// more goes in (a put or send fails like this at once), and what was
+    /// in it can still be taken; a get or receive fails like this once
+    /// nothing is left.
+    #[error("{name:?} was shut down (nothing more goes in; a get fails once nothing is left; erase it and create it again to start over)")]
     ShutDown {
         /// The entry name.
         name: String,

@@ -184,6 +184,14 @@ impl Handle {
         }
     }
 
+    /// [`Error::ShutDown`] for this entry.
+    #[cold]
+    pub(crate) fn shut_down(&self) -> Error {
+        Error::ShutDown {
+            name: self.info.name.clone(),
+        }
+    }
+
     pub(crate) fn corrupt(&self, detail: impl Into<String>) -> Error {
         Error::Corrupt {
             name: self.seg.name().to_owned(),

@@ -248,8 +248,14 @@ pub struct QueueHeader {
     pub slot_stride: u64,
     /// Offset of slot 0 from the start of the block ([`QUEUE_HEADER_SIZE`]).
     pub slots_offset: u64,
+    /// 0 while the queue is open; bit 0 once it was shut down (no more
+    /// pushes; pops drain what is left), bit 1 if that shutdown also
+    /// discarded the elements. Only ever gains bits. It sits on the line of
+    /// fixed fields, which no hot path writes, so pushers read it from their
+    /// own cache at no cost (see `queue.rs`, "Shutdown").
+    pub shutdown: AtomicU64,
     /// Reserved, zero.
-    pub reserved0: [u64; 3],
+    pub reserved0: [u64; 2],
     /// Position of the next push. Advanced only by the producer that claimed
     /// the slot for that position (or by a survivor taking over from it).
     pub tail: AtomicU64,
@@ -258,8 +264,18 @@ pub struct QueueHeader {
     /// Position of the next pop. Advanced only by the consumer that claimed
     /// the slot for that position (or by a survivor taking over from it).
     pub head: AtomicU64,
-    /// Reserved (keeps `head` alone on its cache line).
-    pub reserved2: [u64; 7],
+    /// Elements taken by counting pops (the Python binding's `get`) whose
+    /// `task_done` has not been called yet: `join` waits for it to be 0 and
+    /// the queue empty. On the consumers' line: counting pops increment it
+    /// while they hold their slot.
+    pub unfinished: AtomicU64,
+    /// Bumped (and futex-woken) when `unfinished` drops to 0, at shutdown
+    /// and when a process asks its waiters to re-check, if anyone joins.
+    pub join_event: AtomicU32,
+    /// Processes sleeping in `join` on `join_event`.
+    pub join_waiters: AtomicU32,
+    /// Reserved (keeps `head` and the join words alone on their cache line).
+    pub reserved2: [u64; 5],
 }
 
 /// The state word at the start of every queue slot; the element follows it.
@@ -290,10 +306,16 @@ pub struct StackHeader {
     pub node_stride: u64,
     /// Offset of node 0 from the start of the block ([`STACK_HEADER_SIZE`]).
     pub nodes_offset: u64,
+    /// 0 while the stack is open, 1 once it was shut down (set before the
+    /// shutdown bit of `top`, which counts only with it). On the line of
+    /// fixed fields; read only off the hot path.
+    pub shutdown: AtomicU64,
     /// Reserved, zero.
-    pub reserved0: [u64; 4],
-    /// Top of the stack: `tag << 32 | (index + 1)`, 0 in the low half when
-    /// empty. The tag grows with every successful change (ABA guard).
+    pub reserved0: [u64; 3],
+    /// Top of the stack: `tag << 25 | shut << 24 | (index + 1)`, 0 in the
+    /// low 24 bits when empty. The tag (39 bits) grows with every successful
+    /// change (ABA guard); bit 24 is set once the stack was shut down (no
+    /// more pushes).
     pub top: AtomicU64,
     /// Bumped (and futex-woken) when an element is pushed and someone waits.
     pub not_empty: AtomicU32,
@@ -667,11 +689,15 @@ mod asserts {
     at!(QueueHeader, one_lap, 16);
     at!(QueueHeader, slot_stride, 24);
     at!(QueueHeader, slots_offset, 32);
-    at!(QueueHeader, reserved0, 40);
+    at!(QueueHeader, shutdown, 40);
+    at!(QueueHeader, reserved0, 48);
     at!(QueueHeader, tail, 64);
     at!(QueueHeader, reserved1, 72);
     at!(QueueHeader, head, 128);
-    at!(QueueHeader, reserved2, 136);
+    at!(QueueHeader, unfinished, 136);
+    at!(QueueHeader, join_event, 144);
+    at!(QueueHeader, join_waiters, 148);
+    at!(QueueHeader, reserved2, 152);
 
     const _: () = assert!(size_of::<QueueSlot>() as u64 == QUEUE_SLOT_SIZE);
     at!(QueueSlot, state, 0);
@@ -682,7 +708,8 @@ mod asserts {
     at!(StackHeader, capacity, 8);
     at!(StackHeader, node_stride, 16);
     at!(StackHeader, nodes_offset, 24);
-    at!(StackHeader, reserved0, 32);
+    at!(StackHeader, shutdown, 32);
+    at!(StackHeader, reserved0, 40);
     at!(StackHeader, top, 64);
     at!(StackHeader, not_empty, 72);
     at!(StackHeader, pop_waiters, 76);
@@ -876,10 +903,11 @@ pub fn describe() -> Vec<StructInfo> {
             offset, size, creator_pid, reserved, name, key_type, elem_type),
         describe!(ArrayHeader as "shmds_array_header": kind, elem_size, len, data_offset, reserved),
         describe!(QueueHeader as "shmds_queue_header": kind, elem_size, capacity, one_lap,
-            slot_stride, slots_offset, reserved0, tail, reserved1, head, reserved2),
+            slot_stride, slots_offset, shutdown, reserved0, tail, reserved1, head, unfinished,
+            join_event, join_waiters, reserved2),
         describe!(QueueSlot as "shmds_queue_slot": state),
         describe!(StackHeader as "shmds_stack_header": kind, elem_size, capacity, node_stride,
-            nodes_offset, reserved0, top, not_empty, pop_waiters, reserved1, free, not_full,
+            nodes_offset, shutdown, reserved0, top, not_empty, pop_waiters, reserved1, free, not_full,
             push_waiters, reserved2),
         describe!(StackNode as "shmds_stack_node": next, depth),
         describe!(MapHeader as "shmds_map_header": kind, value_size, capacity, key_size, reserved0,

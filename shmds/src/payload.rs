@@ -95,6 +95,13 @@ macro_rules! raw_ring_methods {
 
         /// Push one element (`elem_size` bytes) if there is room;
         /// [`Error::Full`](crate::Error::Full) otherwise. Never sleeps.
+        /// Every push and pop fails with
+        /// [`Error::ShutDown`](crate::Error::ShutDown) once the structure
+        /// was shut down (a pop only when nothing is left), and a batch
+        /// stopped by it returns the count moved so far. (A queue's pop
+        /// that finds it shut down and empty first waits for pushes that
+        /// were already under way, so that none lands after it: usually
+        /// microseconds, at most the lock timeout for a stopped pusher.)
         pub fn try_push(&self, elem: &[u8]) -> $crate::Result<()> {
             $crate::payload::one(elem.len(), self.elem_size, self.name())?;
             let mut write = $crate::payload::copy_in(elem, self.elem_size);
@@ -270,6 +277,19 @@ macro_rules! typed_ring_methods {
         /// Number of elements (approximate while other processes push and pop).
         pub fn len(&self) -> usize {
             self.raw.len()
+        }
+
+        #[doc = concat!("Shut the ", $what, " down for every process: pushes fail with")]
+        /// [`Error::ShutDown`](crate::Error::ShutDown), pops take what is
+        /// left and then fail with it; blocked calls wake up. With
+        /// `immediate` what is left is discarded; returns how many were.
+        pub fn shutdown(&self, immediate: bool) -> $crate::Result<u64> {
+            self.raw.shutdown(immediate)
+        }
+
+        #[doc = concat!("Whether the ", $what, " was shut down (by any process).")]
+        pub fn is_shutdown(&self) -> bool {
+            self.raw.is_shutdown()
         }
 
         #[doc = concat!("Whether the ", $what, " holds no elements (approximate under concurrency).")]

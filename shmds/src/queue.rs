@@ -67,6 +67,36 @@
 //! Sleepers re-check every [`RECHECK_INTERVAL`](crate::wait::RECHECK_INTERVAL)
 //! (100 ms), so a claimant that died without waking them is noticed.
 //!
+//! *Waking sleepers on purpose.* A sleeper calls its stop check (interrupt
+//! callback, shutdown flag) after setting the "waited" flag and before its
+//! futex wait. Whoever sets a stop condition then calls `wake_all`, which
+//! clears the "waited" flag of the head and tail slots by CAS and wakes
+//! their sleepers: a sleeper either sees the condition, or its futex wait
+//! finds the word changed, or it is woken. (A sleeper on another slot was
+//! already woken by the claimant that moved the head or tail past it.)
+//!
+//! *Shutdown.* `QueueHeader::shutdown` only ever gains bits. It lives on the
+//! header's first line, which no hot path writes, so reading it costs a
+//! push one load from its own cache.
+//! - A push reads the flag before it starts (and refuses), and again after
+//!   its claim (SeqCst, like the claim CAS): if it is set by then, the push
+//!   publishes a skip mark instead of its element and fails.
+//! - A pop that finds the queue empty reads the flag; if it is set, it
+//!   issues a SeqCst fence and looks once more, this time waiting for
+//!   claims of live pushers, and only then fails with "shut down".
+//! - Every push whose second read saw the flag clear made its claim before
+//!   the shutdown in the SeqCst order, so that last look finds its claim:
+//!   once a pop has reported "shut down", no element can arrive after it.
+//!   Without the second read, a pusher delayed between its first read and
+//!   its claim could publish an element after every consumer had left.
+//!
+//! *Tasks* (`task_done`, `join`). Counting pops increment
+//! `QueueHeader::unfinished` while they hold their claim, before `head`
+//! moves; `join` waits until the queue is empty and the counter is 0.
+//! Because the increment comes before the element leaves the queue, no
+//! moment exists when a taken element is neither in the queue nor counted.
+//! Pops that do not count (the Rust and C API's own) leave the counter alone.
+//!
 //! *Progress.* A push or pop completes in a bounded number of its own steps
 //! unless it meets a position claimed by a process that is stalled (not dead)
 //! between two of its instructions; it then waits for that process (spinning,
@@ -81,8 +111,10 @@ use crate::layout::{kind, QueueHeader, QueueSlot, QUEUE_HEADER_SIZE};
 use crate::payload;
 use crate::process::{current_pid, is_alive};
 use crate::segment::Segment;
-use crate::sync::{AtomicU64, Ordering};
-use crate::wait::{futex_wait_low, futex_wake_low, Deadline, PeerWait, Wait};
+use crate::sync::{fence, AtomicU64, Ordering};
+use crate::wait::{
+    futex_wait, futex_wait_low, futex_wake, futex_wake_low, Deadline, PeerWait, Wait,
+};
 use std::marker::PhantomData;
 use std::mem::offset_of;
 use std::time::Duration;
@@ -103,6 +135,11 @@ const PID_SHIFT: u32 = 2;
 const PID_MASK: u64 = (1 << 22) - 1;
 const TAG_SHIFT: u32 = 25;
 pub(crate) const TAG_MASK: u64 = (1 << 39) - 1;
+
+/// `QueueHeader::shutdown` bits: shut down (any set bit counts), and the
+/// shutdown discarded the elements.
+const SHUT: u64 = 1;
+const SHUT_IMMEDIATE: u64 = 1 << 1;
 
 /// A decoded slot state word.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -183,6 +220,9 @@ pub(crate) enum Stop {
     TimedOut,
     /// A live process held a claim for longer than the lock timeout.
     Busy(u32),
+    /// The queue was shut down: a push claimed its position, saw the flag
+    /// and left a skip mark there instead of an element.
+    ShutDown,
 }
 
 /// A push or pop that could not proceed: the slot and the state word seen.
@@ -300,7 +340,7 @@ impl<'a> QueueCore<'a> {
         );
         match first {
             FirstClaim::Claimed { pos, idx, tag } => {
-                self.complete_push(pos, idx, tag, write, false);
+                self.complete_push(pos, idx, tag, write, false)?;
                 Ok(None)
             }
             FirstClaim::Seen(seen) => self.push_contended(write, deadline, seen),
@@ -327,12 +367,13 @@ impl<'a> QueueCore<'a> {
             let claim = SlotState::Writing { tag, pid: me }.encode();
             match SlotState::decode(word) {
                 SlotState::Empty { tag: st, waited } if st == tag => {
+                    // SeqCst: see "Shutdown" in the module documentation.
                     if slot
                         .state
-                        .compare_exchange(word, claim, Ordering::AcqRel, Ordering::Relaxed)
+                        .compare_exchange(word, claim, Ordering::SeqCst, Ordering::Relaxed)
                         .is_ok()
                     {
-                        self.complete_push(t, idx, tag, write, waited);
+                        self.complete_push(t, idx, tag, write, waited)?;
                         return Ok(None);
                     }
                 }
@@ -384,10 +425,15 @@ impl<'a> QueueCore<'a> {
 
     /// Pop one element, handing its payload to `read`. As with `push`, the
     /// first attempt (a full slot, claimed at once) is inlined.
+    ///
+    /// `taken` runs once per element delivered, after the claim and before
+    /// `head` moves (so the element is never out of the queue and not yet
+    /// counted): counting pops use it (see [`RawQueue::task_done`]).
     #[inline(always)]
     pub(crate) fn pop(
         &self,
         read: &mut impl FnMut(*const u8),
+        taken: &mut impl FnMut(),
         deadline: Option<&Deadline>,
     ) -> std::result::Result<Option<Blocked>, Stop> {
         let first = self.first_claim(
@@ -405,10 +451,10 @@ impl<'a> QueueCore<'a> {
         );
         match first {
             FirstClaim::Claimed { pos, idx, tag } => {
-                self.complete_pop(pos, idx, tag, read, false, false);
+                self.complete_pop(pos, idx, tag, read, taken, false, false);
                 Ok(None)
             }
-            FirstClaim::Seen(seen) => self.pop_contended(read, deadline, seen),
+            FirstClaim::Seen(seen) => self.pop_contended(read, taken, deadline, seen),
         }
     }
 
@@ -419,6 +465,7 @@ impl<'a> QueueCore<'a> {
     fn pop_contended(
         &self,
         read: &mut impl FnMut(*const u8),
+        taken: &mut impl FnMut(),
         deadline: Option<&Deadline>,
         mut seen: Option<(u64, u64)>,
     ) -> std::result::Result<Option<Blocked>, Stop> {
@@ -442,7 +489,7 @@ impl<'a> QueueCore<'a> {
                         .compare_exchange(word, claim, Ordering::AcqRel, Ordering::Relaxed)
                         .is_ok()
                     {
-                        self.complete_pop(h, idx, tag, read, waited, skip);
+                        self.complete_pop(h, idx, tag, read, taken, waited, skip);
                         if !skip {
                             return Ok(None);
                         }
@@ -516,10 +563,13 @@ impl<'a> QueueCore<'a> {
         }
         let tag = lap & TAG_MASK;
         let (from, to) = (from(tag).encode(), to(tag, current_pid()).encode());
+        // SeqCst (the same instruction as AcqRel on x86 and ARMv8): a push's
+        // claim must precede its load of the shutdown flag in the single
+        // order of SeqCst operations (module documentation, "Shutdown").
         match self
             .slot(idx)
             .state
-            .compare_exchange(from, to, Ordering::AcqRel, Ordering::Acquire)
+            .compare_exchange(from, to, Ordering::SeqCst, Ordering::Acquire)
         {
             Ok(_) => FirstClaim::Claimed { pos, idx, tag },
             Err(word) => FirstClaim::Seen(Some((pos, word))),
@@ -549,6 +599,8 @@ impl<'a> QueueCore<'a> {
 
     /// The rest of a push once position `t` (slot `idx`, lap tag `tag`) is
     /// claimed: move `tail`, write the element, publish it, wake sleepers.
+    /// If the queue was shut down before the claim took effect, publish a
+    /// skip mark instead and report [`Stop::ShutDown`].
     #[inline(always)]
     fn complete_push(
         &self,
@@ -557,26 +609,43 @@ impl<'a> QueueCore<'a> {
         tag: u64,
         write: &mut impl FnMut(*mut u8),
         waited: bool,
-    ) {
+    ) -> std::result::Result<(), Stop> {
         crate::fault::pause_point("queue.push.slot_claimed");
         self.header.tail.store(self.next(t), Ordering::Release);
         crate::fault::pause_point("queue.push.tail_moved");
-        write(self.payload(idx));
+        // After the (SeqCst) claim: a popper that saw the queue empty and
+        // then the flag set finds this claim when it looks again.
+        let shut = self.shut_down();
+        crate::fault::pause_point("queue.push.shutdown_read");
+        if !shut {
+            write(self.payload(idx));
+        }
         let full = SlotState::Full {
             tag,
             waited: false,
-            skip: false,
+            skip: shut,
         };
         let slot = self.slot(idx);
         slot.state.store(full.encode(), Ordering::Release);
         if waited {
             futex_wake_low(&slot.state);
         }
+        if shut {
+            return Err(Stop::ShutDown);
+        }
+        Ok(())
+    }
+
+    /// Whether the queue was shut down (any bit of the flag word).
+    #[inline(always)]
+    pub(crate) fn shut_down(&self) -> bool {
+        self.header.shutdown.load(Ordering::SeqCst) != 0
     }
 
     /// The rest of a pop once position `h` is claimed: move `head`, read
     /// the element (unless the position is a skip mark), free the slot for
     /// the next lap, wake sleepers.
+    #[allow(clippy::too_many_arguments)]
     #[inline(always)]
     fn complete_pop(
         &self,
@@ -584,10 +653,14 @@ impl<'a> QueueCore<'a> {
         idx: u64,
         tag: u64,
         read: &mut impl FnMut(*const u8),
+        taken: &mut impl FnMut(),
         waited: bool,
         skip: bool,
     ) {
         crate::fault::pause_point("queue.pop.slot_claimed");
+        if !skip {
+            taken();
+        }
         self.header.head.store(self.next(h), Ordering::Release);
         crate::fault::pause_point("queue.pop.head_moved");
         if !skip {
@@ -718,7 +791,20 @@ impl<'a> QueueCore<'a> {
     /// Empty and full states get the "waited" flag so the next claimant
     /// wakes us; claimed states are waited on in naps (recovering a dead
     /// claimant).
-    pub(crate) fn wait(&self, b: Blocked, deadline: &Deadline, patience: &mut PeerWait) {
+    ///
+    /// `stop` is called exactly once, after the flag is set and before the
+    /// sleep: when it returns `true` (an interrupt, a shutdown) we do not
+    /// sleep. A process that sets such a condition and then calls
+    /// [`QueueCore::wake_all`] therefore never leaves us asleep: either
+    /// `stop` sees the condition, or `wake_all` sees our flag and clears it
+    /// (and the futex wait returns at once) or wakes us.
+    pub(crate) fn wait(
+        &self,
+        b: Blocked,
+        deadline: &Deadline,
+        patience: &mut PeerWait,
+        stop: &mut dyn FnMut() -> bool,
+    ) {
         let slot = self.slot(b.idx);
         let flagged = match SlotState::decode(b.observed) {
             SlotState::Empty { tag, .. } => SlotState::Empty { tag, waited: true }.encode(),
@@ -732,19 +818,123 @@ impl<'a> QueueCore<'a> {
                 if patience.snooze() {
                     self.recover(b.idx, b.observed);
                 }
+                stop();
                 return;
             }
         };
         if flagged != b.observed
             && slot
                 .state
-                .compare_exchange(b.observed, flagged, Ordering::AcqRel, Ordering::Relaxed)
+                .compare_exchange(b.observed, flagged, Ordering::SeqCst, Ordering::Relaxed)
                 .is_err()
         {
+            stop();
+            return;
+        }
+        // Our flag before the reads `stop` makes; pairs with the fence in
+        // `wake_all` (whoever sets a stop condition stores it first).
+        fence(Ordering::SeqCst);
+        if stop() {
             return;
         }
         if let Some(nap) = deadline.next_sleep() {
             futex_wait_low(&slot.state, flagged as u32, Some(nap));
+        }
+    }
+
+    /// Wake every process sleeping on this queue (on the head and tail
+    /// slots, or in `join`) so that each re-checks its condition: the
+    /// shutdown flag, or an interrupt condition its own process set before
+    /// calling this. A sleeper with nothing new to see goes back to sleep.
+    ///
+    /// A "waited" flag found on the head or tail slot is cleared by CAS
+    /// before the wake, so that a sleeper between setting it and its futex
+    /// wait returns at once instead of sleeping through the wake.
+    pub(crate) fn wake_all(&self) {
+        fence(Ordering::SeqCst);
+        for end in [&self.header.head, &self.header.tail] {
+            let (_, idx) = self.split(end.load(Ordering::Acquire));
+            if idx >= self.shape.capacity {
+                continue; // a damaged position: the next operation reports it
+            }
+            let slot = self.slot(idx);
+            let word = slot.state.load(Ordering::Acquire);
+            let cleared = match SlotState::decode(word) {
+                SlotState::Empty { tag, waited: true } => SlotState::Empty { tag, waited: false },
+                SlotState::Full {
+                    tag,
+                    waited: true,
+                    skip,
+                } => SlotState::Full {
+                    tag,
+                    waited: false,
+                    skip,
+                },
+                _ => continue,
+            };
+            // A failed CAS means the word changed: a sleeper's futex wait on
+            // the old value returns at once, and one already asleep is woken
+            // below.
+            let _ = slot.state.compare_exchange(
+                word,
+                cleared.encode(),
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            );
+            futex_wake_low(&slot.state);
+        }
+        self.wake_joiners();
+    }
+
+    /// Wake every process sleeping in `join`.
+    pub(crate) fn wake_joiners(&self) {
+        self.header.join_event.fetch_add(1, Ordering::SeqCst);
+        futex_wake(&self.header.join_event, i32::MAX as u32);
+    }
+
+    /// Whether a push (`push`) or a pop would find its position ready now:
+    /// `Ok(None)` if so, else what it would wait on. A ready answer may be
+    /// stale by the time the caller acts; a blocked one is rechecked by
+    /// [`QueueCore::wait`], which sleeps only while the slot word is the
+    /// one seen here.
+    pub(crate) fn blocked(&self, push: bool) -> std::result::Result<Option<Blocked>, Stop> {
+        let (end, what) = if push {
+            (&self.header.tail, "tail")
+        } else {
+            (&self.header.head, "head")
+        };
+        loop {
+            let (pos, idx, tag, word) = self.locate(end, None, what)?;
+            let state = SlotState::decode(word);
+            let ready = match state {
+                SlotState::Empty { tag: st, .. } if push => st == tag,
+                SlotState::Full { tag: st, .. } if !push => st == tag,
+                _ => false,
+            };
+            if ready {
+                return Ok(None);
+            }
+            // The states a push (pop) waits in, as in `push_contended`
+            // (`pop_contended`): the previous lap still in the slot, or a
+            // claim of this position that has not moved the end yet.
+            let waits = match state {
+                SlotState::Full { tag: st, .. } => push && st == prev_tag(tag),
+                SlotState::Empty { tag: st, .. } => !push && st == tag,
+                SlotState::Writing { tag: st, .. } => st == prev_tag(tag) || st == tag,
+                SlotState::Reading { tag: st, .. } => st == prev_tag(tag) || (!push && st == tag),
+            };
+            if end.load(Ordering::Acquire) != pos {
+                continue;
+            }
+            if !waits {
+                return Err(Stop::Corrupt(format!(
+                    "slot {idx} has state {word:#x}, which does not fit {what} position {pos}"
+                )));
+            }
+            return Ok(Some(Blocked {
+                idx,
+                observed: word,
+            }));
         }
     }
 
@@ -786,11 +976,15 @@ unsafe fn init(block: *mut u8, capacity: u64, elem_size: u64) {
         one_lap: capacity.next_power_of_two(),
         slot_stride: slot_stride(elem_size),
         slots_offset: QUEUE_HEADER_SIZE,
-        reserved0: [0; 3],
+        shutdown: crate::sync::AtomicU64::new(0),
+        reserved0: [0; 2],
         tail: crate::sync::AtomicU64::new(0),
         reserved1: [0; 7],
         head: crate::sync::AtomicU64::new(0),
-        reserved2: [0; 7],
+        unfinished: crate::sync::AtomicU64::new(0),
+        join_event: crate::sync::AtomicU32::new(0),
+        join_waiters: crate::sync::AtomicU32::new(0),
+        reserved2: [0; 5],
     };
     // SAFETY: the caller guarantees the block is ours, aligned and large enough.
     unsafe { block.cast::<QueueHeader>().write(header) };
@@ -1017,13 +1211,24 @@ impl RawQueue {
                 pid,
                 seconds: self.shape.patience.as_secs(),
             },
+            Stop::ShutDown => self.handle.shut_down(),
+        }
+    }
+
+    /// What a push stopped by a shutdown returns: the error if it pushed
+    /// nothing, else how many it pushed (the next call gets the error).
+    fn refused(&self, done: usize) -> Result<usize> {
+        match done {
+            0 => Err(self.handle.shut_down()),
+            n => Ok(n),
         }
     }
 
     /// Push up to `n` elements, the `i`-th written into its payload by
     /// `write(i, payload)`. Without `wait` it stops at the first full slot;
     /// with it, it waits for room until the deadline passes. Returns how
-    /// many were pushed (a prefix).
+    /// many were pushed (a prefix); [`Error::ShutDown`] if the queue was
+    /// shut down before the first.
     #[inline(always)]
     pub(crate) fn push_n(
         &self,
@@ -1033,6 +1238,11 @@ impl RawQueue {
     ) -> Result<usize> {
         self.handle.check()?;
         let core = self.core();
+        // Refuse early (one read of a line no hot path writes) rather than
+        // claim a position only to leave a skip mark in it.
+        if core.shut_down() {
+            return Err(self.handle.shut_down());
+        }
         let mut patience = PeerWait::new();
         let mut done = 0;
         let mut spins = 0;
@@ -1044,6 +1254,62 @@ impl RawQueue {
                     spins = 0;
                 }
                 Ok(Some(blocked)) => {
+                    if core.shut_down() {
+                        return self.refused(done);
+                    }
+                    let Some(w) = wait.as_deref_mut() else { break };
+                    if !self.nap(&core, blocked, w, &mut spins, &mut patience)? {
+                        break;
+                    }
+                }
+                Err(Stop::TimedOut) => break,
+                Err(Stop::ShutDown) => return self.refused(done),
+                Err(stop) => return Err(self.stop(stop)),
+            }
+        }
+        Ok(done)
+    }
+
+    /// Pop up to `n` elements, handing the `i`-th payload to `read(i, payload)`.
+    /// With `wait` it waits (until the deadline) for the first element only;
+    /// it then takes what is there. Returns how many were popped;
+    /// [`Error::ShutDown`] if there was none and the queue was shut down.
+    #[inline(always)]
+    pub(crate) fn pop_n(
+        &self,
+        n: usize,
+        read: &mut impl FnMut(usize, *const u8),
+        wait: Option<&mut Wait<'_>>,
+    ) -> Result<usize> {
+        self.pop_n_with(n, read, &mut || {}, wait)
+    }
+
+    /// [`RawQueue::pop_n`], calling `taken` for each element as it leaves
+    /// the queue (see `QueueCore::pop`).
+    #[inline(always)]
+    fn pop_n_with(
+        &self,
+        n: usize,
+        read: &mut impl FnMut(usize, *const u8),
+        taken: &mut impl FnMut(),
+        mut wait: Option<&mut Wait<'_>>,
+    ) -> Result<usize> {
+        self.handle.check()?;
+        let core = self.core();
+        let mut patience = PeerWait::new();
+        let mut done = 0;
+        let mut spins = 0;
+        while done < n {
+            let deadline = wait.as_ref().map(|w| &w.deadline);
+            match core.pop(&mut |p| read(done, p), taken, deadline) {
+                Ok(None) => done += 1,
+                Ok(Some(blocked)) => {
+                    if done > 0 {
+                        break;
+                    }
+                    if core.shut_down() {
+                        return self.last_look(&core, &mut |p| read(0, p), taken);
+                    }
                     let Some(w) = wait.as_deref_mut() else { break };
                     if !self.nap(&core, blocked, w, &mut spins, &mut patience)? {
                         break;
@@ -1056,42 +1322,32 @@ impl RawQueue {
         Ok(done)
     }
 
-    /// Pop up to `n` elements, handing the `i`-th payload to `read(i, payload)`.
-    /// With `wait` it waits (until the deadline) for the first element only;
-    /// it then takes what is there. Returns how many were popped.
-    #[inline(always)]
-    pub(crate) fn pop_n(
+    /// A pop found the queue empty and shut down: look once more, waiting
+    /// for live pushers that claimed a position before the shutdown (their
+    /// elements are delivered, not stranded); one element or
+    /// [`Error::ShutDown`].
+    #[cold]
+    #[inline(never)]
+    fn last_look(
         &self,
-        n: usize,
-        read: &mut impl FnMut(usize, *const u8),
-        mut wait: Option<&mut Wait<'_>>,
+        core: &QueueCore<'_>,
+        read: &mut dyn FnMut(*const u8),
+        taken: &mut dyn FnMut(),
     ) -> Result<usize> {
-        self.handle.check()?;
-        let core = self.core();
-        let mut patience = PeerWait::new();
-        let mut done = 0;
-        let mut spins = 0;
-        while done < n {
-            let deadline = wait.as_ref().map(|w| &w.deadline);
-            match core.pop(&mut |p| read(done, p), deadline) {
-                Ok(None) => done += 1,
-                Ok(Some(blocked)) => {
-                    let Some(w) = wait.as_deref_mut().filter(|_| done == 0) else {
-                        break;
-                    };
-                    if !self.nap(&core, blocked, w, &mut spins, &mut patience)? {
-                        break;
-                    }
-                }
-                Err(Stop::TimedOut) => break,
-                Err(stop) => return Err(self.stop(stop)),
-            }
+        // Pairs with the SeqCst claim and flag load of every push (module
+        // documentation, "Shutdown").
+        fence(Ordering::SeqCst);
+        let forever = Deadline::after(None);
+        match core.pop(&mut |p| read(p), &mut || taken(), Some(&forever)) {
+            Ok(None) => Ok(1),
+            Ok(Some(_)) => Err(self.handle.shut_down()),
+            Err(stop) => Err(self.stop(stop)),
         }
-        Ok(done)
     }
 
     /// One step of waiting on a blocked slot: spin a while, then sleep.
-    /// `Ok(false)` when the deadline has passed.
+    /// `Ok(false)` when the deadline has passed. A shutdown cuts the sleep
+    /// short (the caller sees the flag); an interrupt ends the call.
     #[inline]
     fn nap(
         &self,
@@ -1107,16 +1363,260 @@ impl RawQueue {
         if *spins < SPINS_BEFORE_SLEEP {
             *spins += 1;
             crate::sync::spin_hint();
+            return Ok(true);
+        }
+        let deadline = wait.deadline;
+        let mut interrupted = false;
+        core.wait(blocked, &deadline, patience, &mut || {
+            if core.shut_down() {
+                return true;
+            }
+            interrupted = wait.interrupted();
+            interrupted
+        });
+        self.handle.check()?;
+        if interrupted {
+            return Err(Error::Interrupted {
+                name: self.handle.name().to_owned(),
+            });
+        }
+        Ok(true)
+    }
+
+    /// Wait until a push (`push`) or a pop would find its position ready,
+    /// or the queue is shut down; `Ok(false)` if `timeout` passed first.
+    fn wait_ready(
+        &self,
+        push: bool,
+        timeout: Option<Duration>,
+        interrupt: Option<&mut dyn FnMut() -> bool>,
+    ) -> Result<bool> {
+        self.handle.check()?;
+        let core = self.core();
+        let mut wait = Wait::new(timeout, interrupt);
+        let mut patience = PeerWait::new();
+        let mut spins = 0;
+        loop {
+            if core.shut_down() {
+                return Ok(true);
+            }
+            match core.blocked(push).map_err(|stop| self.stop(stop))? {
+                None => return Ok(true),
+                Some(blocked) => {
+                    if !self.nap(&core, blocked, &mut wait, &mut spins, &mut patience)? {
+                        return Ok(false);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Wait until the queue seems to hold an element, without taking it:
+    /// `Ok(true)` when a pop would find one (or the queue was shut down, so
+    /// a pop returns at once), `Ok(false)` if `timeout` passed first. Another
+    /// consumer may take the element before you do; pop without waiting and
+    /// wait again if it is gone. `interrupt` as for
+    /// [`push_slice`](RawQueue::push_slice); together with
+    /// [`wake_waiters`](RawQueue::wake_waiters) it lets a binding cancel the
+    /// wait from another thread. This is how the Python binding's asyncio
+    /// methods wait without ever losing an element to a cancelled call.
+    pub fn wait_not_empty(
+        &self,
+        timeout: Option<Duration>,
+        interrupt: Option<&mut dyn FnMut() -> bool>,
+    ) -> Result<bool> {
+        self.wait_ready(false, timeout, interrupt)
+    }
+
+    /// Wait until the queue seems to have room (or was shut down); like
+    /// [`wait_not_empty`](RawQueue::wait_not_empty) for pushes.
+    pub fn wait_not_full(
+        &self,
+        timeout: Option<Duration>,
+        interrupt: Option<&mut dyn FnMut() -> bool>,
+    ) -> Result<bool> {
+        self.wait_ready(true, timeout, interrupt)
+    }
+
+    /// Wake every thread of every process blocked on this queue (in a push,
+    /// a pop, a `wait_*` or `join`), so that each checks its interrupt
+    /// callback and the shutdown flag again. Those with nothing new to see
+    /// go back to sleep. To cancel a wait from another thread: make its
+    /// interrupt callback return `true` (an atomic flag), then call this.
+    pub fn wake_waiters(&self) {
+        self.core().wake_all();
+    }
+
+    /// Shut the queue down, for every process: from now on pushes fail
+    /// with [`Error::ShutDown`], and pops take the elements still there,
+    /// then fail with it instead of waiting. Every blocked call wakes up.
+    /// With `immediate`, the elements still there are discarded too (a push
+    /// that raced with the shutdown either failed or is discarded).
+    /// Returns how many were discarded. Shutting down twice is harmless
+    /// (the second may be `immediate`); there is no way back short of
+    /// erasing the queue and creating it again.
+    pub fn shutdown(&self, immediate: bool) -> Result<u64> {
+        self.handle.check()?;
+        let bits = if immediate {
+            SHUT | SHUT_IMMEDIATE
         } else {
-            core.wait(blocked, &wait.deadline, patience);
+            SHUT
+        };
+        self.header().shutdown.fetch_or(bits, Ordering::SeqCst);
+        let core = self.core();
+        core.wake_all();
+        if !immediate {
+            return Ok(0);
+        }
+        let mut discarded = 0u64;
+        loop {
+            match self.pop_n(usize::MAX, &mut |_, _| {}, None) {
+                Ok(n) => discarded += n as u64,
+                Err(Error::ShutDown { .. }) => break,
+                Err(e) => return Err(e),
+            }
+        }
+        // Empty now: a join waiting for the queue to drain can return.
+        core.wake_joiners();
+        Ok(discarded)
+    }
+
+    /// Whether the queue was shut down (by any process).
+    pub fn is_shutdown(&self) -> bool {
+        self.core().shut_down()
+    }
+
+    /// [`try_pop_into`](RawQueue::try_pop_into) that counts every element
+    /// it takes as an unfinished task, to be marked done with
+    /// [`task_done`](RawQueue::task_done) (see [`join`](RawQueue::join)).
+    pub fn try_pop_tasks_into(&self, out: &mut [u8]) -> Result<usize> {
+        let n = payload::count(out.len(), self.elem_size, self.name())?;
+        let size = self.elem_size;
+        let mut count = self.count_task();
+        self.pop_n_with(n, &mut payload::copy_out(out, size), &mut count, None)
+    }
+
+    /// [`pop_into`](RawQueue::pop_into) that counts every element it takes
+    /// as an unfinished task (see [`join`](RawQueue::join)).
+    pub fn pop_tasks_into(
+        &self,
+        out: &mut [u8],
+        timeout: Option<Duration>,
+        interrupt: Option<&mut dyn FnMut() -> bool>,
+    ) -> Result<usize> {
+        let n = payload::count(out.len(), self.elem_size, self.name())?;
+        if n == 0 {
+            return Ok(0);
+        }
+        let mut wait = Wait::new(timeout, interrupt);
+        let size = self.elem_size;
+        let mut count = self.count_task();
+        match self.pop_n_with(
+            n,
+            &mut payload::copy_out(out, size),
+            &mut count,
+            Some(&mut wait),
+        )? {
+            0 => Err(self.handle.timeout()),
+            got => Ok(got),
+        }
+    }
+
+    /// The `taken` callback of counting pops: one more unfinished task.
+    fn count_task(&self) -> impl FnMut() + '_ {
+        let unfinished = &self.header().unfinished;
+        // Before `head` moves (release): whoever sees the element gone
+        // from the queue also sees it counted.
+        move || {
+            unfinished.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+
+    /// Mark one task taken by a counting pop as done (by any process).
+    /// [`Error::InvalidArgument`] if no task is unfinished: it was called
+    /// more times than counting pops took elements.
+    pub fn task_done(&self) -> Result<()> {
+        self.handle.check()?;
+        let header = self.header();
+        let mut current = header.unfinished.load(Ordering::Acquire);
+        loop {
+            if current == 0 {
+                return Err(Error::InvalidArgument(format!(
+                    "task_done() on {:?} was called more times than elements were taken \
+                     from it (call it once for each element a get returned)",
+                    self.name()
+                )));
+            }
+            match header.unfinished.compare_exchange_weak(
+                current,
+                current - 1,
+                Ordering::SeqCst,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => break,
+                Err(seen) => current = seen,
+            }
+        }
+        // SeqCst: the decrement before this load, the joiner's registration
+        // before its check (one of the two sees the other).
+        if current == 1 && header.join_waiters.load(Ordering::SeqCst) > 0 {
+            self.core().wake_joiners();
+        }
+        Ok(())
+    }
+
+    /// Tasks taken by counting pops and not yet marked done.
+    pub fn unfinished_tasks(&self) -> u64 {
+        self.header().unfinished.load(Ordering::Acquire)
+    }
+
+    /// Wait until the queue is empty and every task taken from it by a
+    /// counting pop was marked done ([`task_done`](RawQueue::task_done)):
+    /// `Ok(true)`, or `Ok(false)` if `timeout` passed first (`None`: no
+    /// limit). Elements taken by pops that do not count (`try_pop`,
+    /// `pop_into`...) count as done at once. `interrupt` as for
+    /// [`push_slice`](RawQueue::push_slice).
+    pub fn join(
+        &self,
+        timeout: Option<Duration>,
+        interrupt: Option<&mut dyn FnMut() -> bool>,
+    ) -> Result<bool> {
+        self.handle.check()?;
+        let header = self.header();
+        let core = self.core();
+        let mut wait = Wait::new(timeout, interrupt);
+        let finished = || core.len() == 0 && header.unfinished.load(Ordering::SeqCst) == 0;
+        loop {
+            if finished() {
+                return Ok(true);
+            }
+            if wait.deadline.expired() {
+                return Ok(false);
+            }
+            header.join_waiters.fetch_add(1, Ordering::SeqCst);
+            let seen = header.join_event.load(Ordering::SeqCst);
+            let mut interrupted = false;
+            if !finished() {
+                interrupted = wait.interrupted();
+                if !interrupted {
+                    if let Some(nap) = wait.deadline.next_sleep() {
+                        futex_wait(&header.join_event, seen, Some(nap));
+                    }
+                }
+            }
+            header.join_waiters.fetch_sub(1, Ordering::SeqCst);
             self.handle.check()?;
-            if wait.interrupted() {
+            if interrupted {
                 return Err(Error::Interrupted {
                     name: self.handle.name().to_owned(),
                 });
             }
         }
-        Ok(true)
+    }
+
+    fn header(&self) -> &QueueHeader {
+        // SAFETY: validated at open; the handle keeps the mapping alive.
+        unsafe { &*self.header }
     }
 
     payload::raw_ring_methods!(RawQueue, "oldest");
@@ -1239,11 +1739,15 @@ pub(crate) mod model {
                     one_lap: capacity.next_power_of_two(),
                     slot_stride: slot_stride(elem),
                     slots_offset: 0,
-                    reserved0: [0; 3],
+                    shutdown: crate::sync::AtomicU64::new(0),
+                    reserved0: [0; 2],
                     tail: crate::sync::AtomicU64::new(0),
                     reserved1: [0; 7],
                     head: crate::sync::AtomicU64::new(0),
-                    reserved2: [0; 7],
+                    unfinished: crate::sync::AtomicU64::new(0),
+                    join_event: crate::sync::AtomicU32::new(0),
+                    join_waiters: crate::sync::AtomicU32::new(0),
+                    reserved2: [0; 5],
                 };
                 block.cast::<QueueHeader>().write(header);
                 let slots = block.add(Self::slots_offset());
@@ -1287,13 +1791,17 @@ pub(crate) mod model {
 
         pub(crate) fn try_push(&self, v: u64) -> bool {
             let mut w = |p: *mut u8| unsafe { p.cast::<u64>().write_unaligned(v) };
-            self.core().push(&mut w, None).unwrap().is_none()
+            match self.core().push(&mut w, None) {
+                Ok(blocked) => blocked.is_none(),
+                Err(Stop::ShutDown) => false,
+                Err(e) => panic!("{e:?}"),
+            }
         }
 
         pub(crate) fn try_pop(&self) -> Option<u64> {
             let mut out = None;
             let mut r = |p: *const u8| out = Some(unsafe { p.cast::<u64>().read_unaligned() });
-            match self.core().pop(&mut r, None).unwrap() {
+            match self.core().pop(&mut r, &mut || {}, None).unwrap() {
                 None => out,
                 Some(_) => None,
             }

@@ -7,13 +7,14 @@
 //! or the **free list** (`free`). Push takes a node off the free list, writes
 //! the element into it and pushes it on the stack; pop does the reverse.
 //!
-//! Both list heads are one 64-bit word, `tag << 24 | link`, where `link` is
-//! the node index + 1 (0 for an empty list) and `tag` (40 bits) grows with
-//! every successful change. A popper reads `top`, then the top node's `next`,
-//! then swaps `top` for `next` by compare-and-swap; if the node was popped
-//! and pushed again meanwhile, the tag differs and the CAS fails (ABA guard).
-//! The tag repeats only after 2^40 changes, far more than a stalled process
-//! could sleep through.
+//! Both list heads are one 64-bit word, `tag << 25 | shut << 24 | link`,
+//! where `link` is the node index + 1 (0 for an empty list), `shut` the
+//! shutdown bit (below) and `tag` (39 bits) grows with every successful
+//! change. A popper reads `top`, then the top node's `next`, then swaps
+//! `top` for `next` by compare-and-swap; if the node was popped and pushed
+//! again meanwhile, the tag differs and the CAS fails (ABA guard). The tag
+//! repeats only after 2^39 changes, far more than a stalled process could
+//! sleep through.
 //!
 //! Invariants:
 //! - A node's element is written only by the process that took the node off
@@ -33,6 +34,17 @@
 //! CAS (both sequentially consistent) bumps the counter and wakes one
 //! sleeper. Full stacks use `push_waiters`/`not_full` the same way.
 //!
+//! *Shutdown.* Bit 24 of `top` (the tag is bits 25-63, so counting it
+//! never touches the bit) is set once, by `fetch_or`, after
+//! `StackHeader::shutdown`, and kept by every change of the word. A push
+//! whose CAS onto `top` finds it does not publish: it puts its node back on
+//! the free list and fails. A pop that finds `top` empty reads emptiness
+//! and the bit from the same word. So shutdown is one atomic step with
+//! every push and pop: once a pop has reported "shut down", no element can
+//! arrive after it. Stacks made before the bit existed counted their tag
+//! from bit 24, so a set bit counts only when `shutdown` is set too (read
+//! only then, off the hot path).
+//!
 //! *Crashes.* A process killed inside push or pop holds at most one node
 //! that is on neither list: that node is leaked and the stack's capacity
 //! shrinks by one. The element being pushed (or popped) by the killed process
@@ -46,7 +58,7 @@ use crate::handle::{block_size, Handle, Typed};
 use crate::layout::{kind, StackHeader, StackNode, STACK_HEADER_SIZE};
 use crate::payload;
 use crate::segment::Segment;
-use crate::sync::{AtomicU32, AtomicU64, Ordering};
+use crate::sync::{fence, AtomicU32, AtomicU64, Ordering};
 use crate::wait::{futex_wait, futex_wake, Deadline, Wait};
 use std::marker::PhantomData;
 use std::mem::offset_of;
@@ -57,6 +69,39 @@ pub const MAX_STACK_CAPACITY: u64 = (1 << LINK_BITS) - 1;
 
 const LINK_BITS: u32 = 24;
 const LINK_MASK: u64 = (1 << LINK_BITS) - 1;
+/// Bit 24 of `top`: the stack was shut down, if `StackHeader::shutdown`
+/// says so too (stacks made before this bit existed counted their tag from
+/// bit 24, so the bit alone proves nothing there). Kept by every change of
+/// the word; a push that finds it does not publish its node.
+const SHUT: u64 = 1 << LINK_BITS;
+/// The tag: bits 25-63, counted in place (its overflow leaves the word).
+const TAG_ONE: u64 = 1 << (LINK_BITS + 1);
+
+/// The next value of a list word that was `current`, now pointing to
+/// `link`: the tag grows by one, the shutdown bit stays as it was.
+#[inline(always)]
+fn next_word(current: u64, link: u64) -> u64 {
+    ((current & !LINK_MASK).wrapping_add(TAG_ONE)) | (link & LINK_MASK)
+}
+
+/// How one push or pop attempt ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Step {
+    /// The element went in (came out).
+    Done,
+    /// Full (empty): nothing happened.
+    Blocked,
+    /// The stack was shut down: a push was refused, or a pop found it empty.
+    ShutDown,
+}
+
+/// What `take` found.
+enum Took {
+    /// The node behind this link is ours now.
+    Node(u64),
+    /// The list was empty; its word had the shutdown bit (or not).
+    Empty { shut_bit: bool },
+}
 
 /// The stack algorithm over a header and a node array; the same code runs on
 /// a segment's bytes and, under loom, on heap memory.
@@ -116,35 +161,41 @@ impl<'a> StackCore<'a> {
         }
     }
 
-    /// Take the first node off `list`; `Ok(None)` if it is empty.
+    /// Take the first node off `list`. Emptiness and the shutdown bit come
+    /// from one load of the word, so "empty and shut down" is exact.
     #[inline(always)]
-    fn take(&self, list: &AtomicU64) -> std::result::Result<Option<u64>, String> {
+    fn take(&self, list: &AtomicU64) -> std::result::Result<Took, String> {
         let mut current = list.load(Ordering::Acquire);
         loop {
             let link = current & LINK_MASK;
             if link == 0 {
-                return Ok(None);
+                return Ok(Took::Empty {
+                    shut_bit: current & SHUT != 0,
+                });
             }
             let next = self.node(link)?.next.load(Ordering::Relaxed) as u64;
-            let tag = (current >> LINK_BITS).wrapping_add(1);
-            let new = (tag << LINK_BITS) | (next & LINK_MASK);
+            let new = next_word(current, next);
             match list.compare_exchange_weak(current, new, Ordering::SeqCst, Ordering::Acquire) {
-                Ok(_) => return Ok(Some(link)),
+                Ok(_) => return Ok(Took::Node(link)),
                 Err(seen) => current = seen,
             }
         }
     }
 
-    /// Put node `link` (which we own) on top of `list`. With `count`, record
-    /// the stack depth in the node.
+    /// Put node `link` (which we own) on top of `list`. With `stack` (the
+    /// list is `top`), record the stack depth in the node, and refuse
+    /// (`Ok(false)`, the node still ours) once the stack is shut down.
     #[inline(always)]
-    fn put(&self, list: &AtomicU64, link: u64, count: bool) -> std::result::Result<(), String> {
+    fn put(&self, list: &AtomicU64, link: u64, stack: bool) -> std::result::Result<bool, String> {
         let node = self.node(link)?;
         let mut current = list.load(Ordering::Relaxed);
         loop {
+            if stack && current & SHUT != 0 && self.flagged() {
+                return Ok(false);
+            }
             let below = current & LINK_MASK;
             node.next.store(below as u32, Ordering::Relaxed);
-            if count {
+            if stack {
                 let depth = match below {
                     0 => 0,
                     _ => self
@@ -153,45 +204,99 @@ impl<'a> StackCore<'a> {
                 };
                 node.depth.store(depth.saturating_add(1), Ordering::Relaxed);
             }
-            let tag = (current >> LINK_BITS).wrapping_add(1);
-            let new = (tag << LINK_BITS) | link;
+            let new = next_word(current, link);
             match list.compare_exchange_weak(current, new, Ordering::SeqCst, Ordering::Relaxed) {
-                Ok(_) => return Ok(()),
+                Ok(_) => return Ok(true),
                 Err(seen) => current = seen,
             }
         }
     }
 
-    /// Push an element written by `write`; `Ok(false)` if the stack is full.
+    /// Push an element written by `write`.
     #[inline]
     pub(crate) fn push(
         &self,
         write: &mut impl FnMut(*mut u8),
-    ) -> std::result::Result<bool, String> {
-        let Some(link) = self.take(&self.header.free)? else {
-            return Ok(false);
+    ) -> std::result::Result<Step, String> {
+        let link = match self.take(&self.header.free)? {
+            Took::Node(link) => link,
+            Took::Empty { .. } if self.shut_down() => return Ok(Step::ShutDown),
+            Took::Empty { .. } => return Ok(Step::Blocked),
         };
         crate::fault::pause_point("stack.push.taken");
         write(self.payload(link));
-        self.put(&self.header.top, link, true)?;
+        if !self.put(&self.header.top, link, true)? {
+            // Shut down since: the element never was on the stack.
+            self.put(&self.header.free, link, false)?;
+            return Ok(Step::ShutDown);
+        }
         notify(&self.header.pop_waiters, &self.header.not_empty);
-        Ok(true)
+        Ok(Step::Done)
     }
 
-    /// Pop the top element into `read`; `Ok(false)` if the stack is empty.
+    /// Pop the top element into `read`.
     #[inline]
     pub(crate) fn pop(
         &self,
         read: &mut impl FnMut(*const u8),
-    ) -> std::result::Result<bool, String> {
-        let Some(link) = self.take(&self.header.top)? else {
-            return Ok(false);
+    ) -> std::result::Result<Step, String> {
+        let link = match self.take(&self.header.top)? {
+            Took::Node(link) => link,
+            Took::Empty { shut_bit: true } if self.flagged() => return Ok(Step::ShutDown),
+            Took::Empty { .. } => return Ok(Step::Blocked),
         };
         crate::fault::pause_point("stack.pop.taken");
         read(self.payload(link));
         self.put(&self.header.free, link, false)?;
         notify(&self.header.push_waiters, &self.header.not_full);
-        Ok(true)
+        Ok(Step::Done)
+    }
+
+    /// Whether the stack was shut down.
+    pub(crate) fn shut_down(&self) -> bool {
+        self.header.top.load(Ordering::SeqCst) & SHUT != 0 && self.flagged()
+    }
+
+    /// `StackHeader::shutdown`, which confirms the bit in `top` (it is set
+    /// first). Read only when the bit is seen.
+    #[cold]
+    fn flagged(&self) -> bool {
+        // The bit was seen by a load (maybe relaxed) of `top`, written by a
+        // release RMW that follows the store of `shutdown`: the fence makes
+        // that store visible here.
+        fence(Ordering::Acquire);
+        self.header.shutdown.load(Ordering::SeqCst) != 0
+    }
+
+    /// Set the shutdown field, then the bit in `top`.
+    fn shut(&self) {
+        self.header.shutdown.fetch_or(1, Ordering::SeqCst);
+        self.header.top.fetch_or(SHUT, Ordering::SeqCst);
+    }
+
+    /// Whether a push (`push`) or a pop would find a node now, or the
+    /// stack was shut down (so either returns at once).
+    fn ready(&self, push: bool) -> bool {
+        let top = self.header.top.load(Ordering::SeqCst);
+        if top & SHUT != 0 && self.flagged() {
+            return true;
+        }
+        if push {
+            self.header.free.load(Ordering::SeqCst) & LINK_MASK != 0
+        } else {
+            top & LINK_MASK != 0
+        }
+    }
+
+    /// Wake every process sleeping on this stack, so that each re-checks
+    /// its condition, the shutdown bit and its interrupt callback.
+    pub(crate) fn wake_all(&self) {
+        for event in [&self.header.not_empty, &self.header.not_full] {
+            // The bump makes a sleeper between reading the counter and its
+            // futex wait return at once.
+            event.fetch_add(1, Ordering::SeqCst);
+            futex_wake(event, i32::MAX as u32);
+        }
     }
 
     /// Elements on the stack: the depth recorded in the top node.
@@ -240,26 +345,30 @@ fn notify(waiters: &AtomicU32, event: &AtomicU32) {
 }
 
 /// Sleep on `event` until notified (or a nap passes), having re-checked with
-/// `retry` after registering in `waiters`. Returns `retry`'s success.
+/// `retry` after registering in `waiters`; `retry` returns `true` when
+/// there is no need to sleep. `stop` is called after that, before the
+/// sleep: `true` means do not sleep (an interrupt). A process that sets a
+/// stop condition and then bumps `event` and wakes it (`wake_all`) never
+/// leaves us asleep: `stop` sees the condition, or the counter has changed
+/// since we read it and the futex wait returns at once.
 fn sleep_until(
     waiters: &AtomicU32,
     event: &AtomicU32,
     deadline: &Deadline,
-    retry: &mut dyn FnMut() -> std::result::Result<bool, String>,
-) -> std::result::Result<bool, String> {
+    retry: &mut dyn FnMut() -> bool,
+    stop: &mut dyn FnMut() -> bool,
+) {
     waiters.fetch_add(1, Ordering::SeqCst);
     let seen = event.load(Ordering::SeqCst);
-    let result = match retry() {
-        Ok(false) => {
+    if !retry() {
+        fence(Ordering::SeqCst);
+        if !stop() {
             if let Some(nap) = deadline.next_sleep() {
                 futex_wait(event, seen, Some(nap));
             }
-            Ok(false)
         }
-        other => other,
-    };
+    }
     waiters.fetch_sub(1, Ordering::SeqCst);
-    result
 }
 
 /// Write a fresh stack into `block`: every node on the free list.
@@ -275,7 +384,8 @@ unsafe fn init(block: *mut u8, capacity: u64, elem_size: u64) {
         capacity,
         node_stride: stride,
         nodes_offset: STACK_HEADER_SIZE,
-        reserved0: [0; 4],
+        shutdown: AtomicU64::new(0),
+        reserved0: [0; 3],
         top: AtomicU64::new(0),
         not_empty: AtomicU32::new(0),
         pop_waiters: AtomicU32::new(0),
@@ -545,10 +655,20 @@ impl RawStack {
         self.handle.corrupt(detail)
     }
 
+    /// What a call stopped by a shutdown returns after `done` elements:
+    /// the error if there were none, else the count.
+    fn refused(&self, done: usize) -> Result<usize> {
+        match done {
+            0 => Err(self.handle.shut_down()),
+            n => Ok(n),
+        }
+    }
+
     /// Push up to `n` elements, the `i`-th written into its payload by
     /// `write(i, payload)`. Without `wait` it stops when the stack is full;
     /// with it, each element waits for room until the deadline. Returns how
-    /// many were pushed (a prefix).
+    /// many were pushed (a prefix); [`Error::ShutDown`] if the stack was
+    /// shut down before the first.
     #[inline(always)]
     pub(crate) fn push_n(
         &self,
@@ -560,15 +680,17 @@ impl RawStack {
         let core = self.core();
         for i in 0..n {
             let mut once = || core.push(&mut |p| write(i, p)).map_err(|d| self.corrupt(d));
-            let pushed = match wait.as_deref_mut() {
+            let step = match wait.as_deref_mut() {
                 None => once()?,
                 Some(w) => {
                     let h = self.header();
                     self.block_on(w, &h.push_waiters, &h.not_full, &mut once)?
                 }
             };
-            if !pushed {
-                return Ok(i);
+            match step {
+                Step::Done => {}
+                Step::Blocked => return Ok(i),
+                Step::ShutDown => return self.refused(i),
             }
         }
         Ok(n)
@@ -576,7 +698,8 @@ impl RawStack {
 
     /// Pop up to `n` elements, handing the `i`-th payload to `read(i, payload)`.
     /// With `wait` it waits (until the deadline) for the first element only.
-    /// Returns how many were popped (top first).
+    /// Returns how many were popped (top first); [`Error::ShutDown`] if there
+    /// was none and the stack was shut down.
     #[inline(always)]
     pub(crate) fn pop_n(
         &self,
@@ -588,65 +711,182 @@ impl RawStack {
         let core = self.core();
         for i in 0..n {
             let mut once = || core.pop(&mut |p| read(i, p)).map_err(|d| self.corrupt(d));
-            let popped = match wait.as_deref_mut().filter(|_| i == 0) {
+            let step = match wait.as_deref_mut().filter(|_| i == 0) {
                 None => once()?,
                 Some(w) => {
                     let h = self.header();
                     self.block_on(w, &h.pop_waiters, &h.not_empty, &mut once)?
                 }
             };
-            if !popped {
-                return Ok(i);
+            match step {
+                Step::Done => {}
+                Step::Blocked => return Ok(i),
+                Step::ShutDown => return self.refused(i),
             }
         }
         Ok(n)
     }
 
-    /// Run `attempt` until it succeeds, sleeping on (`waiters`, `event`)
-    /// in between; `Ok(false)` when the deadline passes first.
+    /// Run `attempt` until it does not block, sleeping on (`waiters`,
+    /// `event`) in between; `Ok(Step::Blocked)` when the deadline passes
+    /// first.
     fn block_on(
         &self,
         wait: &mut Wait<'_>,
         waiters: &AtomicU32,
         event: &AtomicU32,
-        attempt: &mut dyn FnMut() -> Result<bool>,
-    ) -> Result<bool> {
+        attempt: &mut dyn FnMut() -> Result<Step>,
+    ) -> Result<Step> {
         for _ in 0..SPINS_BEFORE_SLEEP {
-            if attempt()? {
+            match attempt()? {
+                Step::Blocked => crate::sync::spin_hint(),
+                step => return Ok(step),
+            }
+        }
+        loop {
+            if wait.deadline.expired() {
+                return Ok(Step::Blocked);
+            }
+            let deadline = wait.deadline;
+            let mut outcome = Ok(Step::Blocked);
+            let mut interrupted = false;
+            sleep_until(
+                waiters,
+                event,
+                &deadline,
+                &mut || {
+                    outcome = attempt();
+                    !matches!(outcome, Ok(Step::Blocked))
+                },
+                &mut || {
+                    interrupted = wait.interrupted();
+                    interrupted
+                },
+            );
+            match outcome? {
+                Step::Blocked => {}
+                step => return Ok(step),
+            }
+            self.handle.check()?;
+            if interrupted {
+                return Err(Error::Interrupted {
+                    name: self.handle.name().to_owned(),
+                });
+            }
+            match attempt()? {
+                Step::Blocked => {}
+                step => return Ok(step),
+            }
+        }
+    }
+
+    /// Wait until a push (`push`) or a pop would find a node, or the stack
+    /// is shut down; `Ok(false)` if `timeout` passed first.
+    fn wait_ready(
+        &self,
+        push: bool,
+        timeout: Option<Duration>,
+        interrupt: Option<&mut dyn FnMut() -> bool>,
+    ) -> Result<bool> {
+        self.handle.check()?;
+        let core = self.core();
+        let h = self.header();
+        let (waiters, event) = if push {
+            (&h.push_waiters, &h.not_full)
+        } else {
+            (&h.pop_waiters, &h.not_empty)
+        };
+        let mut wait = Wait::new(timeout, interrupt);
+        for _ in 0..SPINS_BEFORE_SLEEP {
+            if core.ready(push) {
                 return Ok(true);
             }
             crate::sync::spin_hint();
         }
-        let mut failure = None;
         loop {
+            if core.ready(push) {
+                return Ok(true);
+            }
             if wait.deadline.expired() {
                 return Ok(false);
             }
-            let mut retry = || match attempt() {
-                Ok(done) => Ok(done),
-                Err(e) => {
-                    failure = Some(e);
-                    Ok(true)
-                }
-            };
-            let done = sleep_until(waiters, event, &wait.deadline, &mut retry)
-                .map_err(|d| self.corrupt(d))?;
-            if let Some(e) = failure.take() {
-                return Err(e);
-            }
-            if done {
-                return Ok(true);
-            }
+            let deadline = wait.deadline;
+            let mut interrupted = false;
+            sleep_until(
+                waiters,
+                event,
+                &deadline,
+                &mut || core.ready(push),
+                &mut || {
+                    interrupted = wait.interrupted();
+                    interrupted
+                },
+            );
             self.handle.check()?;
-            if attempt()? {
-                return Ok(true);
-            }
-            if wait.interrupted() {
+            if interrupted {
                 return Err(Error::Interrupted {
                     name: self.handle.name().to_owned(),
                 });
             }
         }
+    }
+
+    /// Wait until the stack seems to hold an element, without taking it:
+    /// `Ok(true)` when a pop would find one (or the stack was shut down),
+    /// `Ok(false)` if `timeout` passed first; see
+    /// [`RawQueue::wait_not_empty`](crate::RawQueue::wait_not_empty).
+    pub fn wait_not_empty(
+        &self,
+        timeout: Option<Duration>,
+        interrupt: Option<&mut dyn FnMut() -> bool>,
+    ) -> Result<bool> {
+        self.wait_ready(false, timeout, interrupt)
+    }
+
+    /// Wait until the stack seems to have room (or was shut down).
+    pub fn wait_not_full(
+        &self,
+        timeout: Option<Duration>,
+        interrupt: Option<&mut dyn FnMut() -> bool>,
+    ) -> Result<bool> {
+        self.wait_ready(true, timeout, interrupt)
+    }
+
+    /// Wake every thread of every process blocked on this stack, so that
+    /// each checks its interrupt callback and the shutdown bit again; see
+    /// [`RawQueue::wake_waiters`](crate::RawQueue::wake_waiters).
+    pub fn wake_waiters(&self) {
+        self.core().wake_all();
+    }
+
+    /// Shut the stack down, for every process: pushes fail with
+    /// [`Error::ShutDown`] from now on, pops take what is left and then fail
+    /// with it; every blocked call wakes up. With `immediate` the elements
+    /// left are discarded too. Returns how many were discarded. Shutting
+    /// down twice is harmless; there is no way back short of erasing it.
+    pub fn shutdown(&self, immediate: bool) -> Result<u64> {
+        self.handle.check()?;
+        // The bit in `top` makes it one atomic step with every push and pop
+        // (they CAS that word): a push either landed before it or is refused.
+        let core = self.core();
+        core.shut();
+        core.wake_all();
+        let mut discarded = 0u64;
+        if immediate {
+            loop {
+                match self.pop_n(usize::MAX, &mut |_, _| {}, None) {
+                    Ok(n) => discarded += n as u64,
+                    Err(Error::ShutDown { .. }) => break,
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(discarded)
+    }
+
+    /// Whether the stack was shut down (by any process).
+    pub fn is_shutdown(&self) -> bool {
+        self.core().shut_down()
     }
 
     payload::raw_ring_methods!(RawStack, "top");
@@ -740,7 +980,8 @@ mod loom_tests {
                     capacity: CAP,
                     node_stride: stride,
                     nodes_offset: 0,
-                    reserved0: [0; 4],
+                    shutdown: AtomicU64::new(0),
+                    reserved0: [0; 3],
                     top: AtomicU64::new(0),
                     not_empty: AtomicU32::new(0),
                     pop_waiters: AtomicU32::new(0),
@@ -785,15 +1026,16 @@ mod loom_tests {
             self.core()
                 .push(&mut |p| unsafe { p.cast::<u64>().write_unaligned(v) })
                 .unwrap()
+                == Step::Done
         }
 
         fn pop(&self) -> Option<u64> {
             let mut out = 0;
-            let ok = self
+            let step = self
                 .core()
                 .pop(&mut |p| out = unsafe { p.cast::<u64>().read_unaligned() })
                 .unwrap();
-            ok.then_some(out)
+            (step == Step::Done).then_some(out)
         }
     }
 

@@ -501,6 +501,17 @@ mod child {
                     let _ = q.push_slice(&e, T, None);
                     let _ = q.pop_into(&mut e, T, None);
                     let _ = q.len();
+                    let _ = q.try_pop_tasks_into(&mut e);
+                    let _ = q.task_done();
+                    q.wake_waiters();
+                    if r % 4 == 0 {
+                        // The waits (each up to T) on a quarter of the visits.
+                        let _ = q.pop_tasks_into(&mut e, T, None);
+                        let _ = q.join(T, None);
+                        let _ = q.wait_not_empty(T, None);
+                        let _ = q.wait_not_full(T, None);
+                    }
+                    let _ = (q.unfinished_tasks(), q.is_shutdown());
                 }
             }
             6..=8 => {
@@ -512,6 +523,14 @@ mod child {
                     let _ = s.try_push_slice(&buf);
                     let _ = s.try_pop_into(&mut buf);
                     let _ = (s.len(), s.is_empty(), s.is_full(), s.capacity());
+                    let _ = s.is_shutdown();
+                }
+                if let Ok(s) = seg.open_stack_raw("s") {
+                    s.wake_waiters();
+                    if r % 4 == 0 {
+                        let _ = s.wait_not_empty(T, None);
+                        let _ = s.wait_not_full(T, None);
+                    }
                 }
             }
             9..=12 => {
@@ -558,9 +577,20 @@ mod child {
             16 => {
                 let _ = seg.open_or_create_array::<u32>("x", 4 + round);
                 let _ = seg.create_queue::<u8>(&format!("y{}", r % 3), 2);
+                // Shut down throwaway structures only ("q" and "s" stay open).
+                if let Ok(y) = seg.open_queue::<u8>(&format!("y{}", r % 3)) {
+                    let _ = y.try_push(1);
+                    let _ = y.shutdown(r % 2 == 0);
+                    let _ = (y.try_push(2), y.try_pop(), y.is_shutdown());
+                }
+                if let Ok(z) = seg.open_or_create_stack::<u8>(&format!("z{}", r % 2), 2) {
+                    let _ = z.try_push(1);
+                    let _ = z.shutdown(r % 3 == 0);
+                    let _ = (z.try_push(2), z.try_pop(), z.is_shutdown());
+                }
             }
             17 => {
-                let _ = seg.erase(["x", "y0", "y1", "y2"][(r % 4) as usize]);
+                let _ = seg.erase(["x", "y0", "y1", "y2", "z0", "z1"][(r % 6) as usize]);
             }
             18 => {
                 if let Ok(q) = seg.open_or_create_queue::<u64>("q", 4) {

@@ -234,18 +234,36 @@ def test_open_by_name_takes_the_type_from_the_table(seg):
     assert kinds["typed_stack"] == ("stack", "<d", 4)
 
 
-def test_close_while_another_thread_waits(seg):
-    q = seg.queue("closing", "<u8", capacity=2)
-    got = []
-    t = threading.Thread(target=lambda: got.append(q.get(timeout=5)))
-    t.start()
-    time.sleep(0.1)
-    q.close()  # the waiting thread keeps its own reference
-    seg.open("closing").put(5)
-    t.join(10)
-    assert got == [5]
+def test_close_wakes_the_threads_waiting_on_the_handle(seg):
+    q = seg.queue("closing", "<u8", capacity=1)
+    other = seg.open("closing")
+    raised = []
+
+    def wait(call):
+        try:
+            call()
+        except ValueError as e:
+            raised.append(str(e))
+
+    # One thread waits for an element, one for room (on a full stack).
+    s = seg.stack("closing_stack", "<u8", capacity=1)
+    s.put(1)
+    threads = [threading.Thread(target=wait, args=(lambda: q.get(timeout=60),)),
+               threading.Thread(target=wait, args=(lambda: s.put(2, timeout=60),))]
+    for t in threads:
+        t.start()
+    time.sleep(0.1)  # let them fall asleep (if not yet, they see the flag)
+    q.close()
+    s.close()
+    for t in threads:
+        t.join(30)
+        assert not t.is_alive(), "close() did not wake a waiting thread"
+    assert len(raised) == 2 and all("was closed while" in m for m in raised), raised
     with pytest.raises(ValueError):
         q.get_nowait()
+    # Other handles are not affected.
+    other.put(5)
+    assert other.get() == 5
 
 
 @pytest.mark.parametrize("kind", ["queue", "stack"])

@@ -25,6 +25,11 @@ the structures inside it, zero-copy::
 
 ``"S<n>"`` is a string (Rust's ``FixedStr<n>``) and ``"V<n>"`` exactly n raw
 bytes in every structure (README, "Strings and bytes").
+
+Queues and stacks also have awaitable forms of their blocking calls
+(``await q.get_async()``), ``shutdown()`` shared by every process, and
+``task_done()``/``join()`` across processes (README, "asyncio, shutdown,
+join").
 """
 
 from __future__ import annotations
@@ -41,7 +46,7 @@ from typing import Any, Iterator, NamedTuple
 
 import numpy as np
 
-from . import _shmds
+from . import _aio, _shmds
 from ._shmds import (
     AlreadyAttachedError,
     BusyError,
@@ -557,6 +562,24 @@ class Queue(_shmds.Queue):
     ``qsize``/``empty``/``full`` (approximate), raising :class:`queue.Full`
     and :class:`queue.Empty`. ``put_many``/``get_many`` move numpy arrays
     in one call.
+
+    Across processes, as in Python 3.13's :class:`queue.Queue`:
+    :meth:`shutdown` (then ``put`` raises :class:`ShutDown`, ``get`` drains
+    what is left and then raises it), and :meth:`task_done`/:meth:`join`.
+    Every ``get`` from a queue (``get``, ``get_nowait``, ``get_many``, their
+    ``_async`` forms, in any process) takes an unfinished task, which
+    :meth:`task_done` marks done; :meth:`join` waits until the queue is
+    empty and no task is unfinished. Elements taken by Rust or C pops do not
+    count (they are done at once).
+
+    Each blocking call has an awaitable form (``get_async``, ``put_async``,
+    ``get_many_async``, ``put_many_async``, ``join_async``) that tries first
+    without blocking, then waits in a worker thread without ever taking an
+    element it could lose: cancelling it (``asyncio.wait_for``, ``asyncio.
+    timeout``) wakes the worker at once and leaves no thread behind.
+
+    :meth:`close` drops this handle; calls blocked on it in other threads
+    of this process wake up and raise :class:`ValueError`.
     """
 
     def __new__(cls, segment: Segment, name: str, kind: str, desc: str | None = None,
@@ -580,24 +603,72 @@ class Queue(_shmds.Queue):
     def put_many(self, items: Any, block: bool = True, timeout: float | None = None) -> int:
         """Put every element of ``items`` (a sequence or ndarray) in order,
         each converted as :meth:`put` converts one (nothing is put when one
-        fails); returns how many were put: all, unless the wait timed out
-        or ``block`` is false and the queue filled up."""
+        fails); returns how many were put: all, unless the wait timed out,
+        ``block`` is false and the queue filled up, or it was shut down
+        after some were put (with none put, :class:`ShutDown` is raised)."""
         data = _pack_elements(self.descriptor, items)
         return self._put_bytes(memoryview(data).cast("B"), block, timeout)
 
     def get_many(self, n: int, block: bool = True, timeout: float | None = None) -> np.ndarray:
         """Take up to ``n`` elements as a numpy array, waiting (like
         :meth:`get`) for the first; raises :class:`queue.Empty` when none
-        came."""
+        came (:class:`ShutDown` when none is left after a shutdown)."""
         out = np.empty(n, dtype=self.dtype)
         if n == 0:
             return out
         got = self._get_into(memoryview(out).cast("B"), block, timeout)
         if got == 0:
-            import queue
-
             raise queue.Empty(f"{self.name} is empty")
         return out[:got]
+
+    async def get_async(self, timeout: float | None = None) -> Any:
+        """``await`` form of :meth:`get`: an element, waiting up to
+        ``timeout`` seconds (None: as long as it takes) without blocking
+        the event loop; :class:`queue.Empty` once ``timeout`` passed,
+        :class:`ShutDown` as for :meth:`get`. Cancellable: a cancelled call
+        took nothing."""
+        return await _aio.retry(self.get_nowait, queue.Empty, self._wait_get, self._wake,
+                                timeout)
+
+    async def put_async(self, item: Any, timeout: float | None = None) -> None:
+        """``await`` form of :meth:`put`: :class:`queue.Full` once
+        ``timeout`` passed without room; cancellable (a cancelled call put
+        nothing)."""
+        await _aio.retry(lambda: self.put_nowait(item), queue.Full, self._wait_put, self._wake,
+                         timeout)
+
+    async def get_many_async(self, n: int, timeout: float | None = None) -> np.ndarray:
+        """``await`` form of :meth:`get_many`: up to ``n`` elements, waiting
+        for the first; :class:`queue.Empty` once ``timeout`` passed."""
+        return await _aio.retry(lambda: self.get_many(n, block=False), queue.Empty,
+                                self._wait_get, self._wake, timeout)
+
+    async def put_many_async(self, items: Any, timeout: float | None = None) -> int:
+        """``await`` form of :meth:`put_many`: puts the elements in order as
+        room appears; returns how many were put (all, unless ``timeout``
+        passed or the queue was shut down after some were put). Cancelling
+        it stops it; the elements put until then stay put."""
+        data = memoryview(_pack_elements(self.descriptor, items)).cast("B")
+        size, total, done = self.itemsize, len(data) // self.itemsize, 0
+        timeout = _aio.check_timeout(timeout)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            try:
+                done += self._put_bytes(data[done * size:], False)
+            except ShutDown:
+                if done == 0:
+                    raise
+                return done
+            left = None if deadline is None else deadline - time.monotonic()
+            if done == total or (left is not None and left <= 0):
+                return done
+            await _aio.in_thread(self._wait_put, self._wake, left)
+
+    async def join_async(self, timeout: float | None = None) -> bool:
+        """``await`` form of :meth:`join`: True once the queue is empty and
+        every task taken was marked done, False if ``timeout`` passed."""
+        _aio.check_timeout(timeout)
+        return await _aio.in_thread(self._join, self._wake, timeout)
 
     def __repr__(self) -> str:
         if self.closed:
@@ -606,8 +677,9 @@ class Queue(_shmds.Queue):
             size = self.qsize()
         except StaleError:
             return f"<shmds.{type(self).__name__} {self.name!r} (erased)>"
+        shut = " (shut down)" if self.is_shutdown else ""
         return (f"<shmds.{type(self).__name__} {self.name!r} type={self.descriptor!r} "
-                f"size={size}/{self.maxsize}>")
+                f"size={size}/{self.maxsize}{shut}>")
 
     def __reduce__(self) -> tuple:
         return (_attach, (self.segment_name, self.name))
@@ -621,7 +693,10 @@ class Queue(_shmds.Queue):
 
 class Stack(Queue):
     """A bounded LIFO stack in shared memory: the :class:`Queue` methods
-    (like :class:`queue.LifoQueue`), taking the newest element first."""
+    (like :class:`queue.LifoQueue`), taking the newest element first,
+    including the ``_async`` forms and :meth:`shutdown`. A stack does not
+    count tasks: ``task_done``, ``join``, ``join_async`` and
+    ``unfinished_tasks`` raise :class:`TypeError`."""
 
 
 class Map(_shmds.Map, MutableMapping):

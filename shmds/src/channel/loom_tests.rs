@@ -1,7 +1,7 @@
 //! Loom models of the channel protocols (MPMC and SPSC) and of the topic,
 //! on heap memory, with the same code that runs in shared memory.
 
-use super::{Blocked, ChannelCore, ChannelShape, SpscEnd};
+use super::{Blocked, ChannelCore, ChannelShape, SpscEnd, Took};
 use crate::fault::crash;
 use crate::layout::{ChannelCell, ChannelHeader, CHANNEL_ATTACH_SLOTS, MESSAGE_CELL};
 use crate::ring::RingShape;
@@ -113,8 +113,9 @@ impl Model {
         let core = self.core();
         let me = crate::process::current_pid();
         loop {
-            match core.take(me).unwrap() {
-                Ok(taken) => {
+            match core.take(me, u32::MAX).unwrap() {
+                Ok(Took::TooLong(len)) => panic!("no limit, yet a {len}-byte message is too long"),
+                Ok(Took::Frame(taken)) => {
                     // SAFETY: the taken frame holds `len` bytes.
                     let bytes = unsafe {
                         std::slice::from_raw_parts(core.payload(taken.idx), taken.len as usize)
@@ -150,8 +151,9 @@ impl Model {
 
     fn spsc_recv(&self, end: &mut SpscEnd) -> Option<Vec<u8>> {
         let core = self.core();
-        match core.spsc_take(end).unwrap() {
-            Ok(taken) => {
+        match core.spsc_take(end, u32::MAX).unwrap() {
+            Ok(Took::TooLong(len)) => panic!("no limit, yet a {len}-byte message is too long"),
+            Ok(Took::Frame(taken)) => {
                 // SAFETY: as in try_recv.
                 let bytes = unsafe {
                     std::slice::from_raw_parts(core.payload(taken.idx), taken.len as usize)
