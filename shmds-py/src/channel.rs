@@ -25,7 +25,7 @@
 use crate::buffer::RawBuf;
 use crate::pickled;
 use crate::queue::wait_time;
-use crate::wait::{fork_generation, wait, Closing, Fail, Waiting};
+use crate::wait::{fork_generation, wait, wait_cancellable, CancelToken, Closing, Fail, Waiting};
 use crate::{closed, to_py, AlreadyAttachedError, Segment, MESSAGE_TOO_LARGE, SHUT_DOWN};
 use pyo3::exceptions::{PyBufferError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
@@ -556,6 +556,54 @@ pub(crate) fn py_bool(b: bool) -> &'static str {
 
 #[pymethods]
 impl Channel {
+    /// Wait until a receive may find a message (`_wait_recv`) or a send of
+    /// `nbytes` may find room (`_wait_send`), taking nothing: True, or
+    /// False once `timeout` passed. Stops (raising) when the handle is
+    /// closed or `cancel` is cancelled and `_wake()` called. For `shmds._aio`.
+    #[pyo3(signature = (timeout=None, cancel=None))]
+    fn _wait_recv(
+        &self,
+        py: Python<'_>,
+        timeout: Option<f64>,
+        cancel: Option<PyRef<'_, CancelToken>>,
+    ) -> PyResult<bool> {
+        self.check_open()?;
+        let timeout = wait_time(timeout)?;
+        let channel = &self.shared.channel;
+        wait_cancellable(py, &self.shared.closing, cancel.as_deref(), timeout, |w| {
+            channel
+                .wait_readable(w.left(), Some(w.check()))
+                .map_err(Fail::Shmds)
+        })?
+        .map_err(|f| self.py_err(f, Side::Recv))
+    }
+
+    /// See `_wait_recv`.
+    #[pyo3(signature = (nbytes, timeout=None, cancel=None))]
+    fn _wait_send(
+        &self,
+        py: Python<'_>,
+        nbytes: usize,
+        timeout: Option<f64>,
+        cancel: Option<PyRef<'_, CancelToken>>,
+    ) -> PyResult<bool> {
+        self.check_open()?;
+        let timeout = wait_time(timeout)?;
+        let channel = &self.shared.channel;
+        wait_cancellable(py, &self.shared.closing, cancel.as_deref(), timeout, |w| {
+            channel
+                .wait_writable(nbytes, w.left(), Some(w.check()))
+                .map_err(Fail::Shmds)
+        })?
+        .map_err(|f| self.py_err(f, Side::Send))
+    }
+
+    /// Wake every waiter on the channel (in every process) so that each
+    /// looks at its cancellation token again.
+    fn _wake(&self) {
+        self.shared.channel.wake_waiters();
+    }
+
     /// Open the channel `name` of `segment`; with a `capacity` (in bytes),
     /// create it first if it does not exist. The other arguments, when
     /// given, must match an existing channel.

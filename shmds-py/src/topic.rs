@@ -8,7 +8,7 @@ use crate::buffer::RawBuf;
 use crate::channel::{mismatch, py_bool, COPY_WITH_GIL};
 use crate::pickled;
 use crate::queue::wait_time;
-use crate::wait::{wait, Closing, Fail, Waiting};
+use crate::wait::{wait, wait_cancellable, CancelToken, Closing, Fail, Waiting};
 use crate::{closed, to_py, Segment};
 use pyo3::exceptions::{PyKeyboardInterrupt, PyRuntimeError, PyTypeError};
 use pyo3::prelude::*;
@@ -429,6 +429,52 @@ impl Subscriber {
         self.closing.is_closed()
     }
 
+    /// Wait until a message may be there to receive, taking nothing: True,
+    /// or False once `timeout` passed. Stops (raising) when the subscriber
+    /// is closed or `cancel` is cancelled and `_wake()` called. For
+    /// `shmds._aio`.
+    #[pyo3(signature = (timeout=None, cancel=None))]
+    fn _wait_recv(
+        &self,
+        py: Python<'_>,
+        timeout: Option<f64>,
+        cancel: Option<PyRef<'_, CancelToken>>,
+    ) -> PyResult<bool> {
+        let timeout = wait_time(timeout)?;
+        self.with_state(|st| {
+            let sub = &st.sub;
+            wait_cancellable(py, &self.closing, cancel.as_deref(), timeout, |w| {
+                sub.wait_readable(w.left(), Some(w.check()))
+                    .map_err(Fail::Shmds)
+            })?
+            .map_err(|f| self.py_err(f))
+        })
+    }
+
+    /// Wake every sleeping subscriber of the topic (in every process) so
+    /// that each looks at its cancellation token again.
+    fn _wake(&self) {
+        self.topic.wake_subscribers();
+    }
+
+    /// ``await`` form of `recv`: the next message, waiting up to `timeout`
+    /// seconds (None: as long as it takes) without blocking the event
+    /// loop; `queue.Empty` once `timeout` passed, `Lagged` as for `recv`.
+    /// Cancellable: a cancelled call took nothing.
+    #[pyo3(signature = (timeout=None))]
+    fn recv_async<'py>(
+        slf: &Bound<'py, Self>,
+        timeout: Option<f64>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        aio_retry(slf, "recv", timeout)
+    }
+
+    /// ``await`` form of `get` (as `recv_async`, unpickled).
+    #[pyo3(signature = (timeout=None))]
+    fn get_async<'py>(slf: &Bound<'py, Self>, timeout: Option<f64>) -> PyResult<Bound<'py, PyAny>> {
+        aio_retry(slf, "get", timeout)
+    }
+
     /// Stop using this subscriber (idempotent); a receive waiting in
     /// another thread raises `ValueError`.
     fn close(&self) {
@@ -460,4 +506,31 @@ impl Subscriber {
         }
         format!("<shmds.Subscriber of {:?}>", self.topic.name())
     }
+}
+
+/// `shmds._aio.retry(<method>(block=False), queue.Empty, _wait_recv, _wake,
+/// timeout)`: the coroutine of an awaitable receive.
+fn aio_retry<'py>(
+    slf: &Bound<'py, Subscriber>,
+    method: &str,
+    timeout: Option<f64>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let py = slf.py();
+    let kwargs = pyo3::types::PyDict::new(py);
+    kwargs.set_item("block", false)?;
+    let attempt = py
+        .import("functools")?
+        .getattr("partial")?
+        .call((slf.getattr(method)?,), Some(&kwargs))?;
+    let empty = py.import("queue")?.getattr("Empty")?;
+    py.import("shmds._aio")?.call_method1(
+        "retry",
+        (
+            attempt,
+            empty,
+            slf.getattr("_wait_recv")?,
+            slf.getattr("_wake")?,
+            timeout,
+        ),
+    )
 }

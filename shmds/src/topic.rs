@@ -482,6 +482,11 @@ impl<'a> TopicCore<'a> {
         futex_wake_low(&self.header.tail);
     }
 
+    /// The current `tail`.
+    pub(crate) fn tail(&self) -> u64 {
+        self.header.tail.load(Ordering::Acquire)
+    }
+
     /// Sleep until `tail` moves from `seen` (or a nap passes).
     pub(crate) fn sleep(&self, seen: u64, nap: Duration) {
         self.header.sub_waiters.fetch_add(1, Ordering::SeqCst);
@@ -1141,6 +1146,38 @@ impl Subscriber {
             self.recv_wait(buf, Some(&mut Wait::new(timeout, interrupt)))
         } else {
             self.recv_wait(buf, None)
+        }
+    }
+
+    /// Wait until a message may be there to read (`Ok(true)`), or until
+    /// `timeout` passed (`Ok(false)`), taking nothing (for the bindings'
+    /// asyncio forms).
+    #[doc(hidden)]
+    pub fn wait_readable(
+        &self,
+        timeout: Option<Duration>,
+        mut interrupt: Option<&mut dyn FnMut() -> bool>,
+    ) -> Result<bool> {
+        let wait = Wait::new(timeout, None);
+        let mut backoff = crate::wait::Backoff::default();
+        loop {
+            self.inner.handle.check()?;
+            let tail = self.inner.core().tail();
+            if tail != self.cursor.next {
+                return Ok(true);
+            }
+            if backoff.snooze() {
+                continue;
+            }
+            let Some(nap) = wait.deadline.next_sleep() else {
+                return Ok(false);
+            };
+            self.inner.core().sleep(tail, nap);
+            if interrupt.as_mut().is_some_and(|check| check()) {
+                return Err(Error::Interrupted {
+                    name: self.inner.handle.name().to_owned(),
+                });
+            }
         }
     }
 

@@ -812,6 +812,35 @@ class Channel(_shmds.Channel):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         pass
 
+    async def recv_async(self, timeout: float | None = None) -> bytes:
+        """``await`` form of :meth:`recv`: the next message, waiting up to
+        ``timeout`` seconds (None: as long as it takes) without blocking
+        the event loop; :class:`queue.Empty` once ``timeout`` passed,
+        :class:`Disconnected` / :class:`ShutDown` as for :meth:`recv`.
+        Cancellable: a cancelled call took nothing."""
+        return await _aio.retry(lambda: self.recv(block=False), queue.Empty,
+                                self._wait_recv, self._wake, timeout)
+
+    async def get_async(self, timeout: float | None = None) -> Any:
+        """``await`` form of :meth:`get` (as :meth:`recv_async`)."""
+        return await _aio.retry(lambda: self.get(block=False), queue.Empty,
+                                self._wait_recv, self._wake, timeout)
+
+    async def send_async(self, data: Any, timeout: float | None = None) -> None:
+        """``await`` form of :meth:`send`: :class:`queue.Full` once
+        ``timeout`` passed without room; cancellable (a cancelled call sent
+        nothing)."""
+        n = memoryview(data).nbytes
+        await _aio.retry(lambda: self.send(data, block=False), queue.Full,
+                         lambda left, cancel: self._wait_send(n, left, cancel),
+                         self._wake, timeout)
+
+    async def put_async(self, obj: Any, timeout: float | None = None) -> None:
+        """``await`` form of :meth:`put` (as :meth:`send_async`)."""
+        await _aio.retry(lambda: self.put(obj, block=False), queue.Full,
+                         lambda left, cancel: self._wait_send(0, left, cancel),
+                         self._wake, timeout)
+
     def put(self, obj: Any, block: bool = True, timeout: float | None = None) -> None:
         """Send ``obj`` pickled (protocol 5; buffers such as numpy
         arrays out of band, copied once into the ring); waits for room like

@@ -404,6 +404,54 @@ impl Channel {
         self.inner.core().wake_all();
     }
 
+    /// Wait until a receive could find a message (`Ok(true)`), or until
+    /// `timeout` passed (`Ok(false)`), taking nothing: an abandoned wait
+    /// loses nothing (the asyncio forms of the bindings use it). Shutdown
+    /// and disconnection end it with their errors, as a receive would.
+    #[doc(hidden)]
+    pub fn wait_readable(
+        &self,
+        timeout: Option<Duration>,
+        interrupt: Option<&mut dyn FnMut() -> bool>,
+    ) -> Result<bool> {
+        self.wait_ready(Role::Receiver, timeout, interrupt, |core| core.readable())
+    }
+
+    /// Wait until a send of `len` bytes could find room (`Ok(true)`), or
+    /// until `timeout` passed (`Ok(false)`), taking nothing.
+    #[doc(hidden)]
+    pub fn wait_writable(
+        &self,
+        len: usize,
+        timeout: Option<Duration>,
+        interrupt: Option<&mut dyn FnMut() -> bool>,
+    ) -> Result<bool> {
+        let len = len.min(u32::MAX as usize - 1) as u32;
+        self.wait_ready(Role::Sender, timeout, interrupt, |core| {
+            Ok(core.writable(len))
+        })
+    }
+
+    fn wait_ready(
+        &self,
+        role: Role,
+        timeout: Option<Duration>,
+        interrupt: Option<&mut dyn FnMut() -> bool>,
+        ready: impl FnMut(
+            &ChannelCore<'_>,
+        ) -> std::result::Result<std::result::Result<(), Blocked>, Stop>,
+    ) -> Result<bool> {
+        let mut checked = Checked::default();
+        let mut wait = Wait::new(timeout, interrupt);
+        match run(&self.inner, role, &mut checked, Some(&mut wait), ready) {
+            Ok(()) => Ok(true),
+            Err(Error::Timeout { .. }) => Ok(false),
+            // A receive drains before it reports shutdown: ready to find out.
+            Err(Error::ShutDown { .. }) if role == Role::Receiver => Ok(true),
+            Err(e) => Err(e),
+        }
+    }
+
     /// `Err(Stale)` once the channel has been erased.
     pub fn check(&self) -> Result<()> {
         self.inner.handle.check()

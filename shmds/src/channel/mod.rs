@@ -968,6 +968,51 @@ impl<'a> ChannelCore<'a> {
         }
     }
 
+    // ------------------------------------------------------------ readiness
+
+    /// Whether a receive could find a message now (`Err` says what to wait
+    /// on). Takes nothing: for waits that must lose nothing when abandoned
+    /// (asyncio). A skip frame at `head` counts as ready; the receive then
+    /// passes it.
+    pub(crate) fn readable(&self) -> std::result::Result<std::result::Result<(), Blocked>, Stop> {
+        let h = self.header.head.load(Ordering::Acquire);
+        let t = self.header.tail.load(Ordering::Acquire);
+        if self.shape.spsc {
+            return Ok(if h != t {
+                Ok(())
+            } else {
+                Err(Blocked::SpscEmpty { tail: t })
+            });
+        }
+        let Some(idx) = self.ring().index(h) else {
+            return Err(self.corrupt("head", h));
+        };
+        let tag = self.ring().split(h).0 & TAG_MASK;
+        let word = self.cell(idx).state.load(Ordering::Acquire);
+        Ok(match SlotState::decode(word) {
+            SlotState::Empty { tag: st, .. } if st == tag => Err(Blocked::Empty { idx, word }),
+            SlotState::Empty { tag: st, .. } if st == prev_tag(tag) => {
+                Err(Blocked::Claim { idx, word })
+            }
+            SlotState::Writing { tag: st, .. } if st == tag => Err(Blocked::Claim { idx, word }),
+            _ => Ok(()),
+        })
+    }
+
+    /// Whether a send of `len` bytes could find room now (approximately:
+    /// the send itself decides), taking nothing.
+    pub(crate) fn writable(&self, len: u32) -> std::result::Result<(), Blocked> {
+        let h = self.header.head.load(Ordering::Acquire);
+        let t = self.header.tail.load(Ordering::Acquire);
+        let used = self.ring().distance(h, t).unwrap_or(0);
+        let room = self.ring().cells - used >= cells_for(len as u64);
+        match (room, self.shape.spsc) {
+            (true, _) => Ok(()),
+            (false, true) => Err(Blocked::SpscFull { head: h }),
+            (false, false) => Err(Blocked::Space),
+        }
+    }
+
     // ------------------------------------------------------------- figures
 
     /// Messages held (walks the frames from `head` to `tail`; exact when
