@@ -284,7 +284,10 @@ typedef struct shmds_channel_header {
     uint64_t tail; /* atomic */
     uint64_t reserved1[7];
     uint64_t head; /* atomic */
-    uint64_t reserved2[7];
+    uint64_t unfinished; /* atomic */
+    uint32_t join_event; /* atomic */
+    uint32_t join_waiters; /* atomic */
+    uint64_t reserved2[5];
     uint32_t shutdown; /* atomic */
     uint32_t ever_attached; /* atomic */
     uint32_t send_waiters; /* atomic */
@@ -307,7 +310,10 @@ SHMDS_STATIC_ASSERT(offsetof(shmds_channel_header, reserved0) == 56, "shmds_chan
 SHMDS_STATIC_ASSERT(offsetof(shmds_channel_header, tail) == 64, "shmds_channel_header.tail: offset");
 SHMDS_STATIC_ASSERT(offsetof(shmds_channel_header, reserved1) == 72, "shmds_channel_header.reserved1: offset");
 SHMDS_STATIC_ASSERT(offsetof(shmds_channel_header, head) == 128, "shmds_channel_header.head: offset");
-SHMDS_STATIC_ASSERT(offsetof(shmds_channel_header, reserved2) == 136, "shmds_channel_header.reserved2: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_channel_header, unfinished) == 136, "shmds_channel_header.unfinished: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_channel_header, join_event) == 144, "shmds_channel_header.join_event: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_channel_header, join_waiters) == 148, "shmds_channel_header.join_waiters: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_channel_header, reserved2) == 152, "shmds_channel_header.reserved2: offset");
 SHMDS_STATIC_ASSERT(offsetof(shmds_channel_header, shutdown) == 192, "shmds_channel_header.shutdown: offset");
 SHMDS_STATIC_ASSERT(offsetof(shmds_channel_header, ever_attached) == 196, "shmds_channel_header.ever_attached: offset");
 SHMDS_STATIC_ASSERT(offsetof(shmds_channel_header, send_waiters) == 200, "shmds_channel_header.send_waiters: offset");

@@ -350,7 +350,13 @@ impl Shared {
             if let Some(held) = self.pop_pending() {
                 return Ok(held);
             }
-            match self.receivers.try_lend(|| self.channel.receiver()) {
+            match self.receivers.try_lend(|| {
+                // Every Python receive counts as an unfinished task (join).
+                self.channel.receiver().map(|mut rx| {
+                    rx.count_tasks(true);
+                    rx
+                })
+            }) {
                 Ok(end) => return self.take_with(end, w),
                 Err(Fail::Busy) => match w.as_deref_mut() {
                     Some(w) => self.receivers.wait_turn(w)?,
@@ -602,6 +608,43 @@ impl Channel {
     /// looks at its cancellation token again.
     fn _wake(&self) {
         self.shared.channel.wake_waiters();
+    }
+
+    /// Mark one message taken by a receive of this package (in any
+    /// process) as done, as `multiprocessing.JoinableQueue.task_done`;
+    /// ValueError when called more times than messages were taken.
+    fn task_done(&self) -> PyResult<()> {
+        self.check_open()?;
+        self.shared.channel.task_done().map_err(|e| match e {
+            shmds::Error::InvalidArgument(m) => PyValueError::new_err(m),
+            e => to_py(e),
+        })
+    }
+
+    /// Messages taken and not yet marked done.
+    #[getter]
+    fn unfinished_tasks(&self) -> PyResult<u64> {
+        self.check_open()?;
+        Ok(self.shared.channel.unfinished_tasks())
+    }
+
+    /// Wait until the channel is empty and every message taken from it was
+    /// marked done (`task_done`), in every process: True, or False once
+    /// `timeout` passed.
+    #[pyo3(signature = (timeout=None, cancel=None))]
+    fn join(
+        &self,
+        py: Python<'_>,
+        timeout: Option<f64>,
+        cancel: Option<PyRef<'_, CancelToken>>,
+    ) -> PyResult<bool> {
+        self.check_open()?;
+        let timeout = wait_time(timeout)?;
+        let channel = &self.shared.channel;
+        wait_cancellable(py, &self.shared.closing, cancel.as_deref(), timeout, |w| {
+            channel.join(w.left(), Some(w.check())).map_err(Fail::Shmds)
+        })?
+        .map_err(|f| self.py_err(f, Side::Recv))
     }
 
     /// Open the channel `name` of `segment`; with a `capacity` (in bytes),

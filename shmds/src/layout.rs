@@ -448,8 +448,18 @@ pub struct ChannelHeader {
     pub reserved1: [u64; 7],
     /// Position of the next frame to take (consumers).
     pub head: AtomicU64,
-    /// Reserved (keeps `head` alone on its cache line).
-    pub reserved2: [u64; 7],
+    /// Messages taken by counting receives (the Python binding's) whose
+    /// `task_done` has not been called yet: `join` waits for it to be 0 and
+    /// the channel empty. Counted before `head` moves, on the consumers'
+    /// line.
+    pub unfinished: AtomicU64,
+    /// Bumped (and futex-woken) when `unfinished` drops to 0 while someone
+    /// joins.
+    pub join_event: AtomicU32,
+    /// Processes sleeping in `join` on `join_event`.
+    pub join_waiters: AtomicU32,
+    /// Reserved (keeps `head` and the task words alone on their line).
+    pub reserved2: [u64; 5],
     /// 1 once the channel was shut down (no more sends; receivers drain).
     pub shutdown: AtomicU32,
     /// Bit 0: a sender attached at some time; bit 1: a receiver did.
@@ -754,7 +764,10 @@ mod asserts {
     at!(ChannelHeader, tail, 64);
     at!(ChannelHeader, reserved1, 72);
     at!(ChannelHeader, head, 128);
-    at!(ChannelHeader, reserved2, 136);
+    at!(ChannelHeader, unfinished, 136);
+    at!(ChannelHeader, join_event, 144);
+    at!(ChannelHeader, join_waiters, 148);
+    at!(ChannelHeader, reserved2, 152);
     at!(ChannelHeader, shutdown, 192);
     at!(ChannelHeader, ever_attached, 196);
     at!(ChannelHeader, send_waiters, 200);
@@ -914,8 +927,8 @@ pub fn describe() -> Vec<StructInfo> {
             slot_stride, slots_offset, hash_seed, reserved1, len, reserved2),
         describe!(MapSlot as "shmds_map_slot": state, home, hash),
         describe!(ChannelHeader as "shmds_channel_header": kind, flags, capacity, cells, one_lap,
-            max_message, cells_offset, data_offset, reserved0, tail, reserved1, head, reserved2,
-            shutdown, ever_attached, send_waiters, recv_waiters, space, reserved3, reserved4,
+            max_message, cells_offset, data_offset, reserved0, tail, reserved1, head, unfinished,
+            join_event, join_waiters, reserved2, shutdown, ever_attached, send_waiters, recv_waiters, space, reserved3, reserved4,
             attached),
         describe!(ChannelCell as "shmds_channel_cell": state, len, checksum),
         describe!(TopicHeader as "shmds_topic_header": kind, flags, capacity, cells, one_lap,

@@ -764,7 +764,8 @@ def test_the_stubs_name_what_the_classes_have():
     here = os.path.dirname(os.path.abspath(shmds.__file__))
     with open(os.path.join(here, "_shmds.pyi"), encoding="utf-8") as f:
         tree = ast.parse(f.read())
-    stubbed = {node.name: {n.name for n in node.body if isinstance(n, ast.FunctionDef)}
+    stubbed = {node.name: {n.name for n in node.body
+                           if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
                for node in ast.walk(tree) if isinstance(node, ast.ClassDef)}
     for name in ("Channel", "MessageView", "Topic", "Subscriber"):
         runtime = getattr(shmds._shmds, name)

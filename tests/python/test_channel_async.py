@@ -93,3 +93,43 @@ def test_subscriber_recv_async(seg):
         assert await sub.get_async(timeout=10) == [1, 2]
 
     asyncio.run(asyncio.wait_for(main(), 30))
+
+
+def test_task_done_and_join_across_processes(seg):
+    import subprocess
+    import sys
+    import textwrap
+
+    ch = seg.channel("jobs", 4096)
+    for i in range(5):
+        ch.put(i)
+    assert ch.join(timeout=0.05) is False
+    worker = textwrap.dedent(f"""
+        import shmds
+        seg = shmds.Segment({seg.name!r}, create=False)
+        ch = seg.open("jobs")
+        for _ in range(5):
+            ch.get(timeout=10)
+            ch.task_done()
+    """)
+    child = subprocess.Popen([sys.executable, "-c", worker])
+    try:
+        assert ch.join(timeout=30) is True
+    finally:
+        child.wait(timeout=30)
+    assert child.returncode == 0
+    assert ch.unfinished_tasks == 0
+    with pytest.raises(ValueError):
+        ch.task_done()
+    ch.put("x")
+    assert ch.get() == "x"
+    assert ch.unfinished_tasks == 1
+
+    async def main():
+        joiner = asyncio.create_task(ch.join_async(timeout=10))
+        await asyncio.sleep(0.05)
+        assert not joiner.done()
+        ch.task_done()
+        assert await joiner is True
+
+    asyncio.run(main())

@@ -835,6 +835,10 @@ class Channel(_shmds.Channel):
                          lambda left, cancel: self._wait_send(n, left, cancel),
                          self._wake, timeout)
 
+    async def join_async(self, timeout: float | None = None) -> bool:
+        """``await`` form of :meth:`join`; cancellable."""
+        return await _aio.in_thread(self.join, self._wake, timeout)
+
     async def put_async(self, obj: Any, timeout: float | None = None) -> None:
         """``await`` form of :meth:`put` (as :meth:`send_async`)."""
         await _aio.retry(lambda: self.put(obj, block=False), queue.Full,

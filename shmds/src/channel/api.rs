@@ -350,6 +350,7 @@ impl Channel {
             slot,
             end,
             checked: Checked::default(),
+            counting: false,
         })
     }
 
@@ -449,6 +450,96 @@ impl Channel {
             // A receive drains before it reports shutdown: ready to find out.
             Err(Error::ShutDown { .. }) if role == Role::Receiver => Ok(true),
             Err(e) => Err(e),
+        }
+    }
+
+    /// Mark one task taken by a counting receiver as done (by any process).
+    /// [`Error::InvalidArgument`] when none is unfinished (called more
+    /// times than counting receives took messages).
+    pub fn task_done(&self) -> Result<()> {
+        self.inner.handle.check()?;
+        // SAFETY: validated at open; the handle keeps the mapping alive.
+        let header = unsafe { &*self.inner.header };
+        let mut current = header.unfinished.load(crate::sync::Ordering::Acquire);
+        loop {
+            if current == 0 {
+                return Err(Error::InvalidArgument(format!(
+                    "task_done() on {:?} was called more times than messages were taken from \
+                     it (call it once for each message a get returned)",
+                    self.name()
+                )));
+            }
+            match header.unfinished.compare_exchange_weak(
+                current,
+                current - 1,
+                crate::sync::Ordering::SeqCst,
+                crate::sync::Ordering::Acquire,
+            ) {
+                Ok(_) => break,
+                Err(seen) => current = seen,
+            }
+        }
+        // SeqCst: our decrement before this load, a joiner's registration
+        // before its check; one of the two sees the other.
+        if current == 1 && header.join_waiters.load(crate::sync::Ordering::SeqCst) > 0 {
+            header
+                .join_event
+                .fetch_add(1, crate::sync::Ordering::SeqCst);
+            crate::wait::futex_wake(&header.join_event, i32::MAX as u32);
+        }
+        Ok(())
+    }
+
+    /// Tasks taken by counting receivers and not yet marked done.
+    pub fn unfinished_tasks(&self) -> u64 {
+        // SAFETY: as in task_done.
+        unsafe { &*self.inner.header }
+            .unfinished
+            .load(crate::sync::Ordering::Acquire)
+    }
+
+    /// Wait until the channel is empty and every task taken by a counting
+    /// receiver was marked done: `Ok(true)`, or `Ok(false)` when `timeout`
+    /// passed first (`None`: no limit). Messages taken by receivers that
+    /// do not count are done at once (a join that waits for such a receive
+    /// to empty the channel notices within 100 ms).
+    pub fn join(
+        &self,
+        timeout: Option<Duration>,
+        interrupt: Option<&mut dyn FnMut() -> bool>,
+    ) -> Result<bool> {
+        use crate::sync::Ordering::SeqCst;
+        self.inner.handle.check()?;
+        // SAFETY: as in task_done.
+        let header = unsafe { &*self.inner.header };
+        let core = self.inner.core();
+        let mut wait = Wait::new(timeout, interrupt);
+        let finished = || core.used_cells() == 0 && header.unfinished.load(SeqCst) == 0;
+        loop {
+            if finished() {
+                return Ok(true);
+            }
+            if wait.deadline.expired() {
+                return Ok(false);
+            }
+            header.join_waiters.fetch_add(1, SeqCst);
+            let seen = header.join_event.load(SeqCst);
+            let mut interrupted = false;
+            if !finished() {
+                interrupted = wait.interrupted();
+                if !interrupted {
+                    if let Some(nap) = wait.deadline.next_sleep() {
+                        crate::wait::futex_wait(&header.join_event, seen, Some(nap));
+                    }
+                }
+            }
+            header.join_waiters.fetch_sub(1, SeqCst);
+            self.inner.handle.check()?;
+            if interrupted {
+                return Err(Error::Interrupted {
+                    name: self.name().to_owned(),
+                });
+            }
         }
     }
 
@@ -865,6 +956,8 @@ pub struct Receiver {
     slot: usize,
     end: SpscEnd,
     checked: Checked,
+    /// Messages taken count as unfinished tasks (see [`Channel::join`]).
+    counting: bool,
 }
 
 impl std::fmt::Debug for Receiver {
@@ -903,6 +996,10 @@ impl Receiver {
     ) -> Result<std::result::Result<Message<'_>, u32>> {
         let me = current_pid();
         let spsc = self.inner.shape.spsc;
+        let want = super::Want {
+            limit,
+            count: self.counting,
+        };
         let end = &mut self.end;
         let took = run(
             &self.inner,
@@ -911,9 +1008,9 @@ impl Receiver {
             wait,
             |core| {
                 if spsc {
-                    core.spsc_take(end, limit)
+                    core.spsc_take(end, want)
                 } else {
-                    core.take(me, limit)
+                    core.take(me, want)
                 }
             },
         )?;
@@ -1016,6 +1113,13 @@ impl Receiver {
         Ok(self
             .take_within(limit, wait.as_mut())?
             .map_err(|len| len as usize))
+    }
+
+    /// Count every message this receiver takes as an unfinished task,
+    /// until [`Channel::task_done`] marks it done ([`Channel::join`] waits
+    /// for that). Off by default; the Python binding's receives count.
+    pub fn count_tasks(&mut self, on: bool) {
+        self.counting = on;
     }
 
     /// The channel this receiver is attached to.

@@ -38,7 +38,10 @@ impl Model {
             tail: AtomicU64::new(0),
             reserved1: [0; 7],
             head: AtomicU64::new(0),
-            reserved2: [0; 7],
+            unfinished: AtomicU64::new(0),
+            join_event: AtomicU32::new(0),
+            join_waiters: AtomicU32::new(0),
+            reserved2: [0; 5],
             shutdown: AtomicU32::new(0),
             ever_attached: AtomicU32::new(0),
             send_waiters: AtomicU32::new(0),
@@ -113,7 +116,7 @@ impl Model {
         let core = self.core();
         let me = crate::process::current_pid();
         loop {
-            match core.take(me, u32::MAX).unwrap() {
+            match core.take(me, super::Want::ANY).unwrap() {
                 Ok(Took::TooLong(len)) => panic!("no limit, yet a {len}-byte message is too long"),
                 Ok(Took::Frame(taken)) => {
                     // SAFETY: the taken frame holds `len` bytes.
@@ -151,7 +154,7 @@ impl Model {
 
     fn spsc_recv(&self, end: &mut SpscEnd) -> Option<Vec<u8>> {
         let core = self.core();
-        match core.spsc_take(end, u32::MAX).unwrap() {
+        match core.spsc_take(end, super::Want::ANY).unwrap() {
             Ok(Took::TooLong(len)) => panic!("no limit, yet a {len}-byte message is too long"),
             Ok(Took::Frame(taken)) => {
                 // SAFETY: as in try_recv.

@@ -96,6 +96,7 @@ mod loom_tests;
 mod tests;
 
 pub(crate) use api::check;
+
 pub use api::{Channel, ChannelOptions, Message, Receiver, Reservation, Sender};
 
 use crate::layout::{ChannelCell, ChannelHeader, PAD_LEN};
@@ -198,6 +199,22 @@ pub(crate) struct Taken {
     waited: bool,
     /// SPSC: `head` after this frame.
     next: u64,
+}
+
+/// What a receive takes: messages of at most `limit` bytes (a longer one
+/// stays first in line), counted as unfinished tasks with `count`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Want {
+    pub(crate) limit: u32,
+    pub(crate) count: bool,
+}
+
+impl Want {
+    /// Any message, not counted.
+    pub(crate) const ANY: Want = Want {
+        limit: u32::MAX,
+        count: false,
+    };
 }
 
 /// A producer's or consumer's own view of an SPSC channel: its position
@@ -431,7 +448,7 @@ impl<'a> ChannelCore<'a> {
         } = SlotState::decode(word)
         {
             if st == tag {
-                let _ = self.take_claimed(h, idx, tag, word, waited, true, u32::MAX);
+                let _ = self.take_claimed(h, idx, tag, word, waited, true, Want::ANY);
                 return true;
             }
         }
@@ -443,7 +460,7 @@ impl<'a> ChannelCore<'a> {
     pub(crate) fn take(
         &self,
         me: u32,
-        limit: u32,
+        want: Want,
     ) -> std::result::Result<std::result::Result<Took, Blocked>, Stop> {
         loop {
             let h = self.header.head.load(Ordering::Acquire);
@@ -469,7 +486,7 @@ impl<'a> ChannelCore<'a> {
                 Ordering::AcqRel,
                 Ordering::Acquire,
             ) {
-                Ok(_) => match self.after_take(h, idx, tag, false, false, limit)? {
+                Ok(_) => match self.after_take(h, idx, tag, false, false, want)? {
                     Some(taken) => return Ok(Ok(taken)),
                     None => continue,
                 },
@@ -481,7 +498,7 @@ impl<'a> ChannelCore<'a> {
                     waited,
                     skip,
                 } if st == tag => {
-                    if let Some(took) = self.take_claimed(h, idx, tag, word, waited, skip, limit)? {
+                    if let Some(took) = self.take_claimed(h, idx, tag, word, waited, skip, want)? {
                         return Ok(Ok(took));
                     }
                 }
@@ -542,7 +559,7 @@ impl<'a> ChannelCore<'a> {
         word: u64,
         waited: bool,
         skip: bool,
-        limit: u32,
+        want: Want,
     ) -> std::result::Result<Option<Took>, Stop> {
         let me = crate::process::current_pid();
         let claim = SlotState::Reading { tag, pid: me, skip }.encode();
@@ -554,7 +571,7 @@ impl<'a> ChannelCore<'a> {
         {
             return Ok(None);
         }
-        self.after_take(h, idx, tag, waited, skip, limit)
+        self.after_take(h, idx, tag, waited, skip, want)
     }
 
     /// The frame at `h` is ours: bound it, move `head`; free a skip frame.
@@ -567,7 +584,7 @@ impl<'a> ChannelCore<'a> {
         tag: u64,
         waited: bool,
         skip: bool,
-        limit: u32,
+        want: Want,
     ) -> std::result::Result<Option<Took>, Stop> {
         let cell = self.cell(idx);
         let len = cell.len.load(Ordering::Relaxed);
@@ -582,7 +599,7 @@ impl<'a> ChannelCore<'a> {
                 )))
             }
         };
-        if !skip && len > limit {
+        if !skip && len > want.limit {
             let full = SlotState::Full {
                 tag,
                 waited,
@@ -590,6 +607,10 @@ impl<'a> ChannelCore<'a> {
             };
             cell.state.store(full.encode(), Ordering::Release);
             return Ok(Some(Took::TooLong(len)));
+        }
+        if want.count && !skip {
+            // Before head moves: whoever sees the message gone sees it counted.
+            self.header.unfinished.fetch_add(1, Ordering::AcqRel);
         }
         crate::fault::pause_point("channel.recv.claimed");
         self.header
@@ -905,7 +926,7 @@ impl<'a> ChannelCore<'a> {
     pub(crate) fn spsc_take(
         &self,
         end: &mut SpscEnd,
-        limit: u32,
+        want: Want,
     ) -> std::result::Result<std::result::Result<Took, Blocked>, Stop> {
         let ring = *self.ring();
         loop {
@@ -938,8 +959,12 @@ impl<'a> ChannelCore<'a> {
                 self.spsc_release_to(end, next);
                 continue;
             }
-            if len > limit {
+            if len > want.limit {
                 return Ok(Ok(Took::TooLong(len)));
+            }
+            if want.count {
+                // Before head moves (at release).
+                self.header.unfinished.fetch_add(1, Ordering::AcqRel);
             }
             return Ok(Ok(Took::Frame(Taken {
                 pos: h,

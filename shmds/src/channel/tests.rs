@@ -495,3 +495,40 @@ fn a_receiver_with_a_small_limit_leaves_long_messages_to_the_others() {
         "a message was lost or duplicated"
     );
 }
+
+#[test]
+fn counting_receivers_and_join() {
+    both(|spsc| {
+        let s = segment("tasks");
+        let ch =
+            s.0.create_channel("c", ChannelOptions::new(4096).spsc(spsc))
+                .unwrap();
+        let mut tx = ch.sender().unwrap();
+        let mut rx = ch.receiver().unwrap();
+        rx.count_tasks(true);
+        let mut buf = Vec::new();
+        assert!(ch.join(Some(Duration::ZERO), None).unwrap());
+        tx.send(b"a").unwrap();
+        tx.send(b"b").unwrap();
+        assert!(!ch.join(Some(Duration::from_millis(10)), None).unwrap());
+        rx.recv(&mut buf).unwrap();
+        rx.recv(&mut buf).unwrap();
+        assert_eq!(ch.unfinished_tasks(), 2);
+        assert!(!ch.join(Some(Duration::from_millis(10)), None).unwrap());
+        ch.task_done().unwrap();
+        let ch2 = ch.clone();
+        let t = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(30));
+            ch2.task_done().unwrap();
+        });
+        assert!(ch.join(Some(Duration::from_secs(10)), None).unwrap());
+        t.join().unwrap();
+        assert!(matches!(ch.task_done(), Err(Error::InvalidArgument(_))));
+        // A receiver that does not count leaves nothing to join.
+        rx.count_tasks(false);
+        tx.send(b"c").unwrap();
+        rx.recv(&mut buf).unwrap();
+        assert_eq!(ch.unfinished_tasks(), 0);
+        assert!(ch.join(Some(Duration::ZERO), None).unwrap());
+    });
+}
