@@ -531,6 +531,30 @@ impl Channel {
             .map_err(|f| self.py_err(f, side))
     }
 
+    /// Run a wait of the channel (readiness, join) without the GIL,
+    /// stopping when the handle is closed or `cancel` is cancelled.
+    fn wait_for(
+        &self,
+        py: Python<'_>,
+        side: Side,
+        timeout: Option<f64>,
+        cancel: Option<PyRef<'_, CancelToken>>,
+        op: impl FnOnce(
+                &shmds::Channel,
+                Option<std::time::Duration>,
+                Option<&mut dyn FnMut() -> bool>,
+            ) -> shmds::Result<bool>
+            + Send,
+    ) -> PyResult<bool> {
+        self.check_open()?;
+        let timeout = wait_time(timeout)?;
+        let channel = &self.shared.channel;
+        wait_cancellable(py, &self.shared.closing, cancel.as_deref(), timeout, |w| {
+            op(channel, w.left(), Some(w.check())).map_err(Fail::Shmds)
+        })?
+        .map_err(|f| self.py_err(f, side))
+    }
+
     fn take(&self, py: Python<'_>, block: bool, timeout: Option<f64>) -> PyResult<Held> {
         self.call(py, Side::Recv, block, timeout, true, |s, w| s.take(w))
     }
@@ -573,15 +597,9 @@ impl Channel {
         timeout: Option<f64>,
         cancel: Option<PyRef<'_, CancelToken>>,
     ) -> PyResult<bool> {
-        self.check_open()?;
-        let timeout = wait_time(timeout)?;
-        let channel = &self.shared.channel;
-        wait_cancellable(py, &self.shared.closing, cancel.as_deref(), timeout, |w| {
-            channel
-                .wait_readable(w.left(), Some(w.check()))
-                .map_err(Fail::Shmds)
-        })?
-        .map_err(|f| self.py_err(f, Side::Recv))
+        self.wait_for(py, Side::Recv, timeout, cancel, |ch, left, check| {
+            ch.wait_readable(left, check)
+        })
     }
 
     /// See `_wait_recv`.
@@ -593,15 +611,9 @@ impl Channel {
         timeout: Option<f64>,
         cancel: Option<PyRef<'_, CancelToken>>,
     ) -> PyResult<bool> {
-        self.check_open()?;
-        let timeout = wait_time(timeout)?;
-        let channel = &self.shared.channel;
-        wait_cancellable(py, &self.shared.closing, cancel.as_deref(), timeout, |w| {
-            channel
-                .wait_writable(nbytes, w.left(), Some(w.check()))
-                .map_err(Fail::Shmds)
-        })?
-        .map_err(|f| self.py_err(f, Side::Send))
+        self.wait_for(py, Side::Send, timeout, cancel, |ch, left, check| {
+            ch.wait_writable(nbytes, left, check)
+        })
     }
 
     /// Wake every waiter on the channel (in every process) so that each
@@ -638,13 +650,9 @@ impl Channel {
         timeout: Option<f64>,
         cancel: Option<PyRef<'_, CancelToken>>,
     ) -> PyResult<bool> {
-        self.check_open()?;
-        let timeout = wait_time(timeout)?;
-        let channel = &self.shared.channel;
-        wait_cancellable(py, &self.shared.closing, cancel.as_deref(), timeout, |w| {
-            channel.join(w.left(), Some(w.check())).map_err(Fail::Shmds)
-        })?
-        .map_err(|f| self.py_err(f, Side::Recv))
+        self.wait_for(py, Side::Recv, timeout, cancel, |ch, left, check| {
+            ch.join(left, check)
+        })
     }
 
     /// Open the channel `name` of `segment`; with a `capacity` (in bytes),
