@@ -233,7 +233,7 @@ pub struct ArrayHeader {
 /// with `index < capacity` and `one_lap` the smallest power of two
 /// `>= capacity`: the next position after `index == capacity - 1` is
 /// `(lap + 1) * one_lap`. No capacity is rounded up: `one_lap` only spaces
-/// the encoding. See `queue.rs` for the slot protocol.
+/// the encoding. See `queue/mod.rs` for the slot protocol.
 #[repr(C)]
 pub struct QueueHeader {
     /// [`kind::QUEUE`].
@@ -252,7 +252,7 @@ pub struct QueueHeader {
     /// pushes; pops drain what is left), bit 1 if that shutdown also
     /// discarded the elements. Only ever gains bits. It sits on the line of
     /// fixed fields, which no hot path writes, so pushers read it from their
-    /// own cache at no cost (see `queue.rs`, "Shutdown").
+    /// own cache at no cost (see `queue/mod.rs`, "Shutdown").
     pub shutdown: AtomicU64,
     /// Reserved, zero.
     pub reserved0: [u64; 2],
@@ -346,7 +346,7 @@ pub struct StackNode {
 
 /// Header at the start of a map's block: an open-addressing hash table of
 /// `capacity` slots at `slots_offset`, `slot_stride` bytes apart. See
-/// `map.rs` for the protocol.
+/// `map/mod.rs` for the protocol.
 #[repr(C)]
 pub struct MapHeader {
     /// [`kind::MAP`].
@@ -368,7 +368,7 @@ pub struct MapHeader {
     pub hash_seed: u64,
     /// Reserved, zero.
     pub reserved1: [u64; 2],
-    /// Number of keys (approximate while writers run; see `map.rs`).
+    /// Number of keys (approximate while writers run; see `map/mod.rs`).
     pub len: AtomicU64,
     /// Reserved (keeps `len` alone on its cache line).
     pub reserved2: [u64; 7],

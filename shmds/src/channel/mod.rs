@@ -17,7 +17,7 @@
 //!
 //! # MPMC: the queue's claim protocol, per frame
 //!
-//! Every cell's `state` word is a queue slot word (`queue.rs`): `EMPTY(lap)`
+//! Every cell's `state` word is a queue slot word (`queue/`): `EMPTY(lap)`
 //! means "free for lap `lap`". Invariants:
 //! - Every lap is covered by frames end to end: each cell belongs to exactly
 //!   one frame per lap. `tail` and `head` only ever hold frame starts.
