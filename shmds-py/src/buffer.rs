@@ -80,3 +80,59 @@ impl Drop for RawBuf {
         });
     }
 }
+
+/// A one-dimensional buffer export, as `__getbuffer__` fills it in.
+pub(crate) struct Export {
+    pub(crate) buf: *const u8,
+    /// Bytes.
+    pub(crate) len: isize,
+    pub(crate) itemsize: isize,
+    pub(crate) readonly: bool,
+    /// NUL-terminated struct-module format.
+    pub(crate) format: *const std::os::raw::c_char,
+    /// One element each, living in the exporting object.
+    pub(crate) shape: *mut isize,
+    pub(crate) strides: *mut isize,
+}
+
+/// Fill `view` with `export` for the requester's `flags` (format, shape
+/// and strides only when asked for), holding a reference to `obj`.
+///
+/// # Safety
+/// `view` must be non-null and the requester's to fill; `obj` must be the
+/// exporting object, and every pointer of `export` must stay valid while
+/// `obj` lives and the export is counted (until `__releasebuffer__`).
+pub(crate) unsafe fn fill_view(
+    view: *mut ffi::Py_buffer,
+    flags: std::os::raw::c_int,
+    obj: *mut ffi::PyObject,
+    export: Export,
+) {
+    let pick = |wanted: bool, p: *mut isize| if wanted { p } else { std::ptr::null_mut() };
+    let format = if flags & ffi::PyBUF_FORMAT != 0 {
+        export.format as *mut std::os::raw::c_char
+    } else {
+        std::ptr::null_mut()
+    };
+    let shape = pick(flags & ffi::PyBUF_ND != 0, export.shape);
+    let strides = pick(
+        flags & ffi::PyBUF_STRIDES == ffi::PyBUF_STRIDES,
+        export.strides,
+    );
+    // SAFETY: (caller) `view` is ours to fill and the pointers outlive the
+    // export, which holds the reference to `obj` taken here.
+    unsafe {
+        (*view).buf = export.buf as *mut std::os::raw::c_void;
+        (*view).len = export.len;
+        (*view).itemsize = export.itemsize;
+        (*view).readonly = export.readonly as std::os::raw::c_int;
+        (*view).ndim = 1;
+        (*view).format = format;
+        (*view).shape = shape;
+        (*view).strides = strides;
+        (*view).suboffsets = std::ptr::null_mut();
+        (*view).internal = std::ptr::null_mut();
+        ffi::Py_INCREF(obj);
+        (*view).obj = obj;
+    }
+}

@@ -22,7 +22,7 @@
 //! Non-blocking attempts run holding the GIL (they take nanoseconds); every
 //! blocking one goes through [`crate::wait::wait`] (no GIL, Ctrl-C, close).
 
-use crate::buffer::RawBuf;
+use crate::buffer::{fill_view, Export, RawBuf};
 use crate::pickled;
 use crate::queue::wait_time;
 use crate::wait::{fork_generation, wait, wait_cancellable, CancelToken, Closing, Fail, Waiting};
@@ -33,7 +33,7 @@ use pyo3::types::{PyBytes, PyList};
 use shmds::{ChannelOptions, Message, Receiver, Sender};
 use std::collections::VecDeque;
 use std::mem::ManuallyDrop;
-use std::os::raw::{c_char, c_int, c_void};
+use std::os::raw::c_int;
 use std::ptr::NonNull;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::ThreadId;
@@ -1073,43 +1073,23 @@ impl MessageView {
             let bytes = slf.held()?.bytes();
             (bytes.as_ptr(), bytes.len() as isize)
         };
-        let format = if flags & ffi::PyBUF_FORMAT != 0 {
-            c"B".as_ptr() as *mut c_char
-        } else {
-            std::ptr::null_mut()
-        };
-        let shape = if flags & ffi::PyBUF_ND != 0 {
-            slf.shape.as_mut_ptr()
-        } else {
-            std::ptr::null_mut()
-        };
-        let strides = if flags & ffi::PyBUF_STRIDES == ffi::PyBUF_STRIDES {
-            slf.strides.as_mut_ptr()
-        } else {
-            std::ptr::null_mut()
-        };
         slf.exports += 1;
-        let obj = slf.as_ptr();
+        let export = Export {
+            buf,
+            len,
+            itemsize: 1,
+            readonly: true,
+            format: c"B".as_ptr(),
+            shape: slf.shape.as_mut_ptr(),
+            strides: slf.strides.as_mut_ptr(),
+        };
         // SAFETY: `view` is non-null and ours to fill (buffer protocol).
         // The bytes stay valid while the view holds its reference to
-        // `obj`: release() refuses while exports > 0, so the message stays
+        // `slf`: release() refuses while exports > 0, so the message stays
         // unreleased in the ring (and the mapping alive) until the last
         // view is released; format is static, shape and strides live in
         // the object.
-        unsafe {
-            (*view).buf = buf as *mut c_void;
-            (*view).len = len;
-            (*view).itemsize = 1;
-            (*view).readonly = 1;
-            (*view).ndim = 1;
-            (*view).format = format;
-            (*view).shape = shape;
-            (*view).strides = strides;
-            (*view).suboffsets = std::ptr::null_mut();
-            (*view).internal = std::ptr::null_mut();
-            ffi::Py_INCREF(obj);
-            (*view).obj = obj;
-        }
+        unsafe { fill_view(view, flags, slf.as_ptr(), export) };
         Ok(())
     }
 

@@ -18,7 +18,7 @@ mod pickled;
 mod queue;
 mod topic;
 mod wait;
-use std::os::raw::{c_char, c_int, c_void};
+use std::os::raw::c_int;
 
 pyo3::create_exception!(
     _shmds,
@@ -573,7 +573,6 @@ impl Array {
         view: *mut pyo3::ffi::Py_buffer,
         flags: c_int,
     ) -> PyResult<()> {
-        use pyo3::ffi;
         if view.is_null() {
             return Err(PyBufferError::new_err("no view to fill"));
         }
@@ -586,42 +585,22 @@ impl Array {
                 raw.elem_size() as isize,
             )
         };
-        let format = if flags & ffi::PyBUF_FORMAT != 0 {
-            slf.format.as_ptr() as *mut c_char
-        } else {
-            std::ptr::null_mut()
-        };
-        let shape = if flags & ffi::PyBUF_ND != 0 {
-            slf.shape.as_mut_ptr()
-        } else {
-            std::ptr::null_mut()
-        };
-        let strides = if flags & ffi::PyBUF_STRIDES == ffi::PyBUF_STRIDES {
-            slf.strides.as_mut_ptr()
-        } else {
-            std::ptr::null_mut()
-        };
         slf.exports += 1;
-        let obj = slf.as_ptr();
+        let export = buffer::Export {
+            buf,
+            len,
+            itemsize,
+            readonly: false,
+            format: slf.format.as_ptr(),
+            shape: slf.shape.as_mut_ptr(),
+            strides: slf.strides.as_mut_ptr(),
+        };
         // SAFETY: `view` is non-null and ours to fill (buffer protocol). The
-        // pointers stay valid while the view holds its reference to `obj`:
+        // pointers stay valid while the view holds its reference to `slf`:
         // the data lives in the mapping this object keeps alive (close()
         // refuses while exports > 0), and format/shape/strides live in the
         // object itself.
-        unsafe {
-            (*view).buf = buf as *mut c_void;
-            (*view).len = len;
-            (*view).itemsize = itemsize;
-            (*view).readonly = 0;
-            (*view).ndim = 1;
-            (*view).format = format;
-            (*view).shape = shape;
-            (*view).strides = strides;
-            (*view).suboffsets = std::ptr::null_mut();
-            (*view).internal = std::ptr::null_mut();
-            ffi::Py_INCREF(obj);
-            (*view).obj = obj;
-        }
+        unsafe { buffer::fill_view(view, flags, slf.as_ptr(), export) };
         Ok(())
     }
 
