@@ -109,6 +109,109 @@ pub(crate) fn ring_bytes(header: u64, cells: u64) -> Option<(u64, u64)> {
     Some((data_offset, total))
 }
 
+/// The first line of a [`ChannelHeader`](crate::layout::ChannelHeader) or
+/// [`TopicHeader`](crate::layout::TopicHeader): the same fields at the
+/// same offsets in both (asserted below), written once at creation.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RingLine {
+    pub(crate) kind: u32,
+    pub(crate) flags: u32,
+    pub(crate) cells: u64,
+    pub(crate) max_message: u64,
+    /// The header size, where the control records start.
+    pub(crate) header_size: u64,
+}
+
+/// Offsets of the first-line fields, the same in both headers.
+#[allow(non_upper_case_globals)]
+mod line_offsets {
+    use crate::layout::{ChannelHeader as C, TopicHeader as T};
+    use core::mem::offset_of;
+    macro_rules! same {
+        ($($f:ident),*) => {$(
+            const _: () = assert!(offset_of!(C, $f) == offset_of!(T, $f));
+            pub(super) const $f: usize = offset_of!(C, $f);
+        )*};
+    }
+    same!(
+        kind,
+        flags,
+        capacity,
+        cells,
+        one_lap,
+        max_message,
+        cells_offset,
+        data_offset
+    );
+}
+
+impl RingLine {
+    /// Write the line at the start of a fresh block.
+    ///
+    /// # Safety
+    /// `block` must be 8-aligned, valid for writes of 64 bytes, and not
+    /// visible to anyone else.
+    pub(crate) unsafe fn write(&self, block: *mut u8) {
+        use line_offsets as at;
+        let (data_offset, _) =
+            ring_bytes(self.header_size, self.cells).expect("sized by the caller");
+        let words = [
+            (at::capacity, self.cells * MESSAGE_CELL),
+            (at::cells, self.cells),
+            (at::one_lap, self.cells.next_power_of_two()),
+            (at::max_message, self.max_message),
+            (at::cells_offset, self.header_size),
+            (at::data_offset, data_offset),
+        ];
+        // SAFETY: (caller) the block is ours; every offset is a field of
+        // the first line, aligned for its type (layout.rs asserts them).
+        unsafe {
+            block.add(at::kind).cast::<u32>().write(self.kind);
+            block.add(at::flags).cast::<u32>().write(self.flags);
+            for (offset, value) in words {
+                block.add(offset).cast::<u64>().write(value);
+            }
+        }
+    }
+
+    /// Read and check our copy of a block's first line against its table
+    /// entry: the kind, the element size (1), the capacity, the derived
+    /// fields, `flags` within `allowed_flags`, at least `min_cells` cells,
+    /// `max_message <= max_limit(capacity)`, and a block large enough.
+    pub(crate) fn check(
+        line: &crate::layout::Line,
+        info: &crate::table::EntryInfo,
+        expect: RingLine,
+        min_cells: u64,
+        max_limit: impl Fn(u64) -> u64,
+    ) -> Option<RingLine> {
+        use line_offsets as at;
+        let cells = line.u64_at(at::cells);
+        let flags = line.u32_at(at::flags);
+        let max_message = line.u64_at(at::max_message);
+        let bytes = ring_bytes(expect.header_size, cells)?;
+        let ok = line.u32_at(at::kind) == expect.kind
+            && info.elem_size == 1
+            && cells >= min_cells
+            && cells.checked_mul(MESSAGE_CELL) == Some(info.capacity)
+            && info.capacity <= crate::MAX_RING_CAPACITY
+            && line.u64_at(at::capacity) == info.capacity
+            && line.u64_at(at::one_lap) == cells.next_power_of_two()
+            && max_message <= max_limit(info.capacity)
+            && flags & !expect.flags == 0
+            && line.u64_at(at::cells_offset) == expect.header_size
+            && line.u64_at(at::data_offset) == bytes.0
+            && bytes.1 <= info.size;
+        ok.then_some(RingLine {
+            kind: expect.kind,
+            flags,
+            cells,
+            max_message,
+            header_size: expect.header_size,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

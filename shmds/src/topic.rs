@@ -44,7 +44,7 @@ use crate::layout::{
     kind, message_flags, TopicCell, TopicHeader, MESSAGE_CELL, PAD_LEN, TOPIC_HEADER_SIZE,
 };
 use crate::process::{current_pid, is_alive};
-use crate::ring::{cells_for, ring_bytes, RingShape};
+use crate::ring::{cells_for, ring_bytes, RingLine, RingShape};
 use crate::segment::Segment;
 use crate::sync::{fence, Ordering};
 use crate::wait::{futex_wait, futex_wait_low, futex_wake, futex_wake_low, Wait};
@@ -662,33 +662,27 @@ fn validate(handle: &Handle) -> Result<(&TopicHeader, RingShape)> {
     // mapping (check_block, just checked); only the atomics are used
     // through this reference, the fixed fields are read once as a copy.
     let header = unsafe { &*handle.block.cast::<TopicHeader>() };
-    let line = handle.first_line();
-    let field32 = |offset| line.u32_at(offset);
-    let field = |offset| line.u64_at(offset);
-    let cells = field(offset_of!(TopicHeader, cells));
-    let flags = field32(offset_of!(TopicHeader, flags));
-    let max = field(offset_of!(TopicHeader, max_message));
-    let bytes = ring_bytes(TOPIC_HEADER_SIZE, cells);
-    if field32(offset_of!(TopicHeader, kind)) != kind::TOPIC
-        || info.elem_size != 1
-        || cells < 2
-        || cells.checked_mul(MESSAGE_CELL) != Some(info.capacity)
-        || info.capacity > MAX_RING_CAPACITY
-        || field(offset_of!(TopicHeader, capacity)) != info.capacity
-        || field(offset_of!(TopicHeader, one_lap)) != cells.next_power_of_two()
-        || max > info.capacity / 2
-        || flags & !message_flags::CHECKSUM != 0
-        || field(offset_of!(TopicHeader, cells_offset)) != TOPIC_HEADER_SIZE
-        || bytes.map(|b| b.0) != Some(field(offset_of!(TopicHeader, data_offset)))
-        || bytes.is_none_or(|b| b.1 > info.size)
-    {
+    let expect = RingLine {
+        kind: kind::TOPIC,
+        flags: message_flags::CHECKSUM,
+        cells: 0,
+        max_message: 0,
+        header_size: TOPIC_HEADER_SIZE,
+    };
+    let Some(line) = RingLine::check(&handle.first_line(), info, expect, 2, |capacity| {
+        capacity / 2
+    }) else {
         return Err(
             handle.corrupt("topic header disagrees with its table entry or overruns its block")
         );
-    }
+    };
     Ok((
         header,
-        RingShape::new(cells, max, flags & message_flags::CHECKSUM != 0),
+        RingShape::new(
+            line.cells,
+            line.max_message,
+            line.flags & message_flags::CHECKSUM != 0,
+        ),
     ))
 }
 
@@ -696,42 +690,6 @@ fn validate(handle: &Handle) -> Result<(&TopicHeader, RingShape)> {
 pub(crate) fn check(handle: &Handle, _deep: bool) -> Result<Option<u64>> {
     let topic = Topic::from_handle(Handle::at(&handle.seg, handle.info.clone())?)?;
     Ok(Some(topic.len() as u64))
-}
-
-/// Write a fresh topic into `block`.
-///
-/// # Safety
-/// `block` must be valid for writes of the block size for `cells`,
-/// 64-aligned, zeroed and not visible to anyone else.
-unsafe fn init(block: *mut u8, cells: u64, max: u64, flags: u32) {
-    let (data_offset, _) = ring_bytes(TOPIC_HEADER_SIZE, cells).expect("sized by the caller");
-    let first = if cfg!(target_endian = "little") {
-        kind::TOPIC as u64 | (flags as u64) << 32
-    } else {
-        (kind::TOPIC as u64) << 32 | flags as u64
-    };
-    let fixed = [
-        first,
-        cells * MESSAGE_CELL,
-        cells,
-        cells.next_power_of_two(),
-        max,
-        TOPIC_HEADER_SIZE,
-        data_offset,
-        0,
-    ];
-    // SAFETY: (caller) the block is ours; the first line is eight u64
-    // fields in this order (layout.rs asserts the offsets). `newest` starts
-    // at u64::MAX (no message yet); every other atomic starts at zero.
-    unsafe {
-        for (i, w) in fixed.iter().enumerate() {
-            block.cast::<u64>().add(i).write(*w);
-        }
-        block
-            .add(offset_of!(TopicHeader, newest))
-            .cast::<u64>()
-            .write(u64::MAX);
-    }
 }
 
 impl Topic {
@@ -749,9 +707,23 @@ impl Topic {
             ))
         })?;
         let handle = typed().create(seg, name, capacity, size, existing_ok, |block| {
+            let line = RingLine {
+                kind: kind::TOPIC,
+                flags,
+                cells,
+                max_message: max,
+                header_size: TOPIC_HEADER_SIZE,
+            };
             // SAFETY: the fresh zeroed block has `size` bytes, is 64-aligned
-            // and unpublished.
-            unsafe { init(block, cells, max, flags) };
+            // and unpublished: the line, then `newest` = u64::MAX (no
+            // message yet); every other atomic starts at zero.
+            unsafe {
+                line.write(block);
+                block
+                    .add(offset_of!(TopicHeader, newest))
+                    .cast::<u64>()
+                    .write(u64::MAX);
+            }
             Ok(())
         })?;
         Topic::from_handle(handle)

@@ -13,10 +13,9 @@ use crate::layout::{
     kind, message_flags, ChannelCell, ChannelHeader, CHANNEL_HEADER_SIZE, MESSAGE_CELL,
 };
 use crate::process::current_pid;
-use crate::ring::{cells_for, ring_bytes, RingShape};
+use crate::ring::{ring_bytes, RingLine, RingShape};
 use crate::segment::Segment;
 use crate::wait::Wait;
-use std::mem::offset_of;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -196,42 +195,6 @@ fn typed() -> Typed {
     Typed::of::<u8>(kind::CHANNEL)
 }
 
-/// Write a fresh channel into `block` (zeroed, big enough).
-///
-/// # Safety
-/// `block` must be valid for writes of the block size computed for
-/// `cells`, 64-aligned, and not visible to anyone else.
-unsafe fn init(block: *mut u8, cells: u64, max: u64, flags: u32) {
-    let (data_offset, _) = ring_bytes(CHANNEL_HEADER_SIZE, cells).expect("sized by the caller");
-    let fixed = [
-        kind::CHANNEL as u64 | (flags as u64) << 32,
-        cells * MESSAGE_CELL,
-        cells,
-        cells.next_power_of_two(),
-        max,
-        CHANNEL_HEADER_SIZE,
-        data_offset,
-        0,
-    ];
-    // SAFETY: (caller) the block is ours and at least one line long; the
-    // first line is eight u64 fields in this order (layout.rs asserts the
-    // offsets); the rest is zero, which is the initial state of every
-    // atomic (positions 0, cells EMPTY(0), nobody attached).
-    unsafe {
-        if cfg!(target_endian = "big") {
-            let first = (kind::CHANNEL as u64) << 32 | flags as u64;
-            block.cast::<u64>().write(first);
-            for (i, w) in fixed.iter().enumerate().skip(1) {
-                block.cast::<u64>().add(i).write(*w);
-            }
-        } else {
-            for (i, w) in fixed.iter().enumerate() {
-                block.cast::<u64>().add(i).write(*w);
-            }
-        }
-    }
-}
-
 /// Check a channel block against its table entry; the shape comes from our
 /// own copy of the header's first line, validated here.
 fn validate(handle: &Handle) -> Result<(&ChannelHeader, ChannelShape)> {
@@ -243,34 +206,27 @@ fn validate(handle: &Handle) -> Result<(&ChannelHeader, ChannelShape)> {
     // mapping (check_block, just checked). Only the atomics are used
     // through this reference; the fixed fields are read once, as a copy.
     let header = unsafe { &*handle.block.cast::<ChannelHeader>() };
-    let line = handle.first_line();
-    let field32 = |offset| line.u32_at(offset);
-    let field = |offset| line.u64_at(offset);
-    let cells = field(offset_of!(ChannelHeader, cells));
-    let flags = field32(offset_of!(ChannelHeader, flags));
-    let max = field(offset_of!(ChannelHeader, max_message));
-    let bytes = ring_bytes(CHANNEL_HEADER_SIZE, cells);
-    if field32(offset_of!(ChannelHeader, kind)) != kind::CHANNEL
-        || info.elem_size != 1
-        || cells == 0
-        || cells.checked_mul(MESSAGE_CELL) != Some(info.capacity)
-        || info.capacity > MAX_RING_CAPACITY
-        || field(offset_of!(ChannelHeader, capacity)) != info.capacity
-        || field(offset_of!(ChannelHeader, one_lap)) != cells.next_power_of_two()
-        || max > info.capacity
-        || max > MAX_MESSAGE
-        || flags & !(message_flags::SPSC | message_flags::CHECKSUM) != 0
-        || field(offset_of!(ChannelHeader, cells_offset)) != CHANNEL_HEADER_SIZE
-        || bytes.map(|b| b.0) != Some(field(offset_of!(ChannelHeader, data_offset)))
-        || bytes.is_none_or(|b| b.1 > info.size)
-    {
+    let expect = RingLine {
+        kind: kind::CHANNEL,
+        flags: message_flags::SPSC | message_flags::CHECKSUM,
+        cells: 0,
+        max_message: 0,
+        header_size: CHANNEL_HEADER_SIZE,
+    };
+    let Some(line) = RingLine::check(&handle.first_line(), info, expect, 1, |capacity| {
+        capacity.min(MAX_MESSAGE)
+    }) else {
         return Err(
             handle.corrupt("channel header disagrees with its table entry or overruns its block")
         );
-    }
+    };
     let shape = ChannelShape {
-        ring: RingShape::new(cells, max, flags & message_flags::CHECKSUM != 0),
-        spsc: flags & message_flags::SPSC != 0,
+        ring: RingShape::new(
+            line.cells,
+            line.max_message,
+            line.flags & message_flags::CHECKSUM != 0,
+        ),
+        spsc: line.flags & message_flags::SPSC != 0,
     };
     Ok((header, shape))
 }
@@ -296,8 +252,17 @@ impl Channel {
             ))
         })?;
         let handle = typed().create(seg, name, capacity, size, existing_ok, |block| {
-            // SAFETY: the fresh block has `size` bytes, is 64-aligned and unpublished.
-            unsafe { init(block, cells, max, flags) };
+            let line = RingLine {
+                kind: kind::CHANNEL,
+                flags,
+                cells,
+                max_message: max,
+                header_size: CHANNEL_HEADER_SIZE,
+            };
+            // SAFETY: the fresh block has `size` bytes, is 64-aligned and
+            // unpublished; the rest of it is zero, the initial state of
+            // every atomic (positions 0, cells EMPTY(0), nobody attached).
+            unsafe { line.write(block) };
             Ok(())
         })?;
         Channel::from_handle(handle)
@@ -1185,11 +1150,10 @@ impl Drop for Message<'_> {
     }
 }
 
-#[allow(dead_code)]
-fn _assert_send() {
-    fn is_send<T: Send>() {}
+// Handles move between threads (each is used by one at a time).
+const _: () = {
+    const fn is_send<T: Send>() {}
     is_send::<Sender>();
     is_send::<Receiver>();
     is_send::<Channel>();
-    let _ = cells_for;
-}
+};

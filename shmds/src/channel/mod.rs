@@ -331,12 +331,12 @@ impl<'a> ChannelCore<'a> {
             let cell = self.cell(idx);
             let empty = SlotState::Empty { tag, waited: false }.encode();
             let mine = SlotState::Writing { tag, pid: me }.encode();
-            let (word, waited) =
+            let waited =
                 match cell
                     .state
                     .compare_exchange(empty, mine, Ordering::AcqRel, Ordering::Acquire)
                 {
-                    Ok(_) => (empty, false),
+                    Ok(_) => false,
                     Err(word) => match SlotState::decode(word) {
                         SlotState::Empty {
                             tag: st,
@@ -349,7 +349,7 @@ impl<'a> ChannelCore<'a> {
                             {
                                 continue;
                             }
-                            (word, true)
+                            true
                         }
                         _ => {
                             if self.header.tail.load(Ordering::Acquire) != t {
@@ -368,7 +368,6 @@ impl<'a> ChannelCore<'a> {
                         }
                     },
                 };
-            let _ = word;
             cell.len.store(record, Ordering::Relaxed);
             crate::fault::pause_point("channel.send.claimed");
             self.header
@@ -759,10 +758,9 @@ impl<'a> ChannelCore<'a> {
                 let seen = self.header.space.load(Ordering::Acquire);
                 self.header.send_waiters.fetch_add(1, Ordering::SeqCst);
                 fence(Ordering::SeqCst);
-                let me = crate::process::current_pid();
                 // Look again after registering: a consumer that freed room
                 // before it saw us did not bump `space`.
-                let still = matches!(self.room_check(me), Some(false));
+                let still = matches!(self.room_check(), Some(false));
                 if still {
                     futex_wait(&self.header.space, seen, Some(nap));
                 }
@@ -810,7 +808,7 @@ impl<'a> ChannelCore<'a> {
 
     /// Whether the frame at `tail` could be claimed for the smallest
     /// message now (`None`: the state is changing; look again).
-    fn room_check(&self, _me: u32) -> Option<bool> {
+    fn room_check(&self) -> Option<bool> {
         let t = self.header.tail.load(Ordering::Acquire);
         let idx = self.ring().index(t)?;
         let tag = self.ring().split(t).0 & TAG_MASK;
