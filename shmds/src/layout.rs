@@ -61,7 +61,7 @@ pub const MAGIC: [u8; 8] = *b"SHMDS\0\x01\x00";
 
 /// Format version written by this build. Opening a segment with another
 /// version fails with `Incompatible`.
-pub const FORMAT_VERSION: u32 = 3;
+pub const FORMAT_VERSION: u32 = 4;
 
 /// `SegmentHeader::state` values.
 pub mod segment_state {
@@ -71,12 +71,33 @@ pub mod segment_state {
     pub const INITIALIZING: u32 = 1;
     /// Fully initialised; safe to use.
     pub const READY: u32 = 2;
+    /// A temporary segment whose last attached process left: it is being
+    /// (or was) removed, and nobody may attach any more.
+    pub const REMOVED: u32 = 3;
 }
+
+/// `SegmentHeader::flags` bits, fixed at creation.
+pub mod segment_flags {
+    /// Remove the segment when the last attached process detaches or dies.
+    pub const TEMPORARY: u32 = 1;
+    /// Zero every block when it is freed (as if erased with wipe).
+    pub const WIPE_ON_ERASE: u32 = 2;
+}
+
+/// Number of [`AttachSlot`]s after the segment header.
+pub const ATTACH_SLOTS: usize = 128;
+/// Number of heap free lists (size classes; see FORMAT.md, "The heap").
+pub const FREE_LISTS: usize = 48;
+/// Most table chunks: chunk 0 after the attachment slots, chunks 1.. in
+/// the heap, chunk `k` holding `table_capacity << k` entries.
+pub const TABLE_CHUNKS: usize = 24;
 
 /// The segment header, at offset 0.
 ///
 /// Line 0 is written once by the creator before `state` becomes `READY` and
-/// never changes after. Line 1 holds the words that change.
+/// never changes after. The other lines hold the words that change; every
+/// change except `state`, the attachment slots and `lock` itself is made
+/// by the holder of the registration lock.
 #[repr(C)]
 pub struct SegmentHeader {
     /// [`MAGIC`].
@@ -87,16 +108,17 @@ pub struct SegmentHeader {
     pub header_size: u32,
     /// [`fingerprint()`] of the creating build.
     pub fingerprint: u64,
-    /// Size of the whole segment in bytes (equals the file size).
-    pub total_size: u64,
-    /// Offset of the entry table (= `header_size`).
+    /// Largest size the segment may grow to; every process reserves this
+    /// much address space, so a mapping never moves. `>= size`, whole pages.
+    pub max_size: u64,
+    /// Offset of table chunk 0 (`header_size + ATTACH_SLOTS * 16`).
     pub table_offset: u64,
-    /// Number of entries in the table.
+    /// Entries in table chunk 0 (chunk `k` has `table_capacity << k`).
     pub table_capacity: u32,
     /// `size_of::<Entry>()`.
     pub entry_size: u32,
-    /// Offset of the heap: the first byte the bump allocator hands out.
-    /// Cache-line aligned, `>= table_offset + table_capacity * entry_size`.
+    /// Offset of the heap: the first block header. Cache-line aligned,
+    /// `>= table_offset + table_capacity * entry_size`.
     pub heap_offset: u64,
     /// Random per-segment seed (hash seeds for maps are derived from it).
     pub seed: u64,
@@ -114,13 +136,98 @@ pub struct SegmentHeader {
     /// Number of processes sleeping on `lock` (so unlock skips the wake
     /// syscall when there are none).
     pub lock_waiters: AtomicU32,
-    /// Bump pointer: offset of the next free heap byte. Only grows; always a
-    /// multiple of [`CACHE_LINE`], `heap_offset <= bump <= total_size`.
-    pub bump: AtomicU64,
+    /// Current size in bytes: the heap ends here. Only grows, in whole
+    /// pages, up to `max_size`; the file is extended before it is stored.
+    pub size: AtomicU64,
     /// Creation time, nanoseconds since the Unix epoch (informational).
     pub created_unix_ns: AtomicU64,
+    /// [`segment_flags`], written before `READY`.
+    pub flags: AtomicU32,
+    /// Attached processes that found no free [`AttachSlot`] (they are
+    /// counted here instead, and a temporary segment with any is kept).
+    pub attach_overflow: AtomicU32,
+    /// Start time of the creating process (clock ticks since boot, as in
+    /// `/proc/PID/stat`), so a reused creator pid is not taken for it.
+    pub creator_start: AtomicU64,
+    /// Offset of the last block of the heap (the one that ends at `size`).
+    pub heap_last: AtomicU64,
+    /// Bytes in free blocks, headers included (statistics; exact while the
+    /// registration lock is free).
+    pub free_bytes: AtomicU64,
+    /// Number of free blocks (statistics, as `free_bytes`).
+    pub free_blocks: AtomicU64,
+    /// Offset of table chunk `k` for `k >= 1` (0 = not allocated yet; index
+    /// 0 is unused). Stored once, with `Release`, and never changed.
+    pub table_chunks: [AtomicU64; TABLE_CHUNKS],
+    /// Heads of the free lists (offsets of free blocks, 0 = empty); list
+    /// `c` holds free blocks of `2^c` to `2^(c+1) - 1` cache lines.
+    pub free_lists: [AtomicU64; FREE_LISTS],
     /// Reserved, zero.
-    pub reserved: [u64; 4],
+    pub reserved: [u64; 39],
+}
+
+/// One attached process: after the segment header, [`ATTACH_SLOTS`] of
+/// them. A process attaches by finding a slot with its pid (and start
+/// time) and adding 1 to the count, or by claiming a free slot (0 → its
+/// pid, count 1) or one whose process is dead; it detaches by subtracting
+/// 1, freeing the slot at 0.
+#[repr(C)]
+pub struct AttachSlot {
+    /// `pid | count << 32`; 0 when free.
+    pub process: AtomicU64,
+    /// The process's start time (clock ticks since boot); 0 while it is
+    /// being claimed.
+    pub start_time: AtomicU64,
+}
+
+/// `BlockHeader::state` values.
+pub mod block_state {
+    /// On a free list.
+    pub const FREE: u32 = 1;
+    /// Holds an entry's structure (`owner` = its table index).
+    pub const USED: u32 = 2;
+    /// Holds a table chunk (`owner` = the chunk number).
+    pub const TABLE: u32 = 3;
+}
+
+/// `BlockHeader::magic`: "BLK" and a version byte.
+pub const BLOCK_MAGIC: u32 = u32::from_le_bytes(*b"BLK\x01");
+
+/// The 64-byte header before every heap block. Blocks tile the heap from
+/// `heap_offset` to `size` with no gaps: the next block starts at
+/// `offset + size`. A structure's data (the entry's `offset`) starts right
+/// after its block header. Every field is changed only by the holder of the
+/// registration lock.
+#[repr(C)]
+pub struct BlockHeader {
+    /// [`BLOCK_MAGIC`].
+    pub magic: AtomicU32,
+    /// One of [`block_state`].
+    pub state: AtomicU32,
+    /// Size of the block, this header included; a multiple of 64, `>= 128`.
+    pub size: AtomicU64,
+    /// Size of the block before this one (0 for the first block).
+    pub prev_size: AtomicU64,
+    /// USED: the owning entry's table index; TABLE: the chunk number.
+    pub owner: AtomicU64,
+    /// USED: the owning entry's generation once published.
+    pub owner_generation: AtomicU64,
+    /// FREE: the next block on the same free list (0 = none).
+    pub next_free: AtomicU64,
+    /// FREE: the previous block on the same free list (0 = none: the head).
+    pub prev_free: AtomicU64,
+    /// [`block_check`] of this block's offset, size, state and owner.
+    pub check: AtomicU64,
+}
+
+/// The check word of a block header: catches a header that was overwritten
+/// or half-written (FNV-1a over the offset, size, state and owner).
+pub const fn block_check(offset: u64, size: u64, state: u32, owner: u64) -> u64 {
+    let mut h = 0xcbf2_9ce4_8422_2325;
+    h = mix(h, offset);
+    h = mix(h, size);
+    h = mix(h, state as u64);
+    mix(h, owner)
 }
 
 /// Entry kinds.
@@ -167,6 +274,18 @@ pub const TYPE_MAX: usize = 127;
 /// Longest key type descriptor in bytes.
 pub const KEY_TYPE_MAX: usize = 63;
 
+/// The hash of an entry name that places it in a table chunk (FNV-1a,
+/// 32 bits of the 64-bit hash, never 0).
+pub const fn name_hash(name: &[u8]) -> u32 {
+    let h = fnv1a(0xcbf2_9ce4_8422_2325, name);
+    let folded = (h ^ (h >> 32)) as u32;
+    if folded == 0 {
+        1
+    } else {
+        folded
+    }
+}
+
 /// One entry of the name table.
 ///
 /// `generation` is a sequence lock over the whole entry: it is odd while the
@@ -199,8 +318,10 @@ pub struct Entry {
     pub size: AtomicU64,
     /// Pid of the process that created the entry (informational).
     pub creator_pid: AtomicU32,
+    /// [`name_hash`] of the name, so lookups skip most entries unread.
+    pub name_hash: AtomicU32,
     /// Reserved, zero.
-    pub reserved: [u32; 3],
+    pub reserved: [u32; 2],
     /// Name: UTF-8, NUL-padded, at most [`NAME_MAX`] bytes.
     pub name: [AtomicU64; 8],
     /// Key type descriptor (maps), NUL-padded, at most [`KEY_TYPE_MAX`] bytes.
@@ -577,7 +698,8 @@ const fn mix(hash: u64, value: u64) -> u64 {
 /// pointer width in bits, 1 for little-endian (2 for big), [`CACHE_LINE`],
 /// then the sizes of `SegmentHeader`, `Entry`, `ArrayHeader`, `QueueHeader`,
 /// `QueueSlot`, `StackHeader`, `StackNode`, `MapHeader`, `MapSlot`,
-/// `ChannelHeader`, `ChannelCell`, `TopicHeader`, `TopicCell` (see
+/// `ChannelHeader`, `ChannelCell`, `TopicHeader`, `TopicCell`,
+/// `AttachSlot`, `BlockHeader` (see
 /// FORMAT.md). A segment whose fingerprint differs was written by a build
 /// whose layout differs and is refused.
 pub const fn fingerprint() -> u64 {
@@ -595,7 +717,7 @@ pub const fn fingerprint() -> u64 {
 }
 
 /// The struct sizes that enter the fingerprint, in order.
-const STRUCT_SIZES: [u64; 13] = [
+const STRUCT_SIZES: [u64; 15] = [
     SEGMENT_HEADER_SIZE,
     ENTRY_SIZE,
     ARRAY_HEADER_SIZE,
@@ -609,10 +731,12 @@ const STRUCT_SIZES: [u64; 13] = [
     CHANNEL_CELL_SIZE,
     TOPIC_HEADER_SIZE,
     TOPIC_CELL_SIZE,
+    ATTACH_SLOT_SIZE,
+    BLOCK_HEADER_SIZE,
 ];
 
 /// `size_of::<SegmentHeader>()` in this format version.
-pub const SEGMENT_HEADER_SIZE: u64 = 128;
+pub const SEGMENT_HEADER_SIZE: u64 = 1024;
 /// `size_of::<Entry>()` in this format version.
 pub const ENTRY_SIZE: u64 = 320;
 /// `size_of::<ArrayHeader>()` in this format version.
@@ -637,6 +761,12 @@ pub const CHANNEL_CELL_SIZE: u64 = 16;
 pub const TOPIC_HEADER_SIZE: u64 = 256;
 /// `size_of::<TopicCell>()` in this format version.
 pub const TOPIC_CELL_SIZE: u64 = 16;
+/// `size_of::<AttachSlot>()` in this format version.
+pub const ATTACH_SLOT_SIZE: u64 = 16;
+/// `size_of::<BlockHeader>()` in this format version.
+pub const BLOCK_HEADER_SIZE: u64 = 64;
+/// Offset of table chunk 0: after the header and the attachment slots.
+pub const TABLE_OFFSET: u64 = SEGMENT_HEADER_SIZE + ATTACH_SLOTS as u64 * ATTACH_SLOT_SIZE;
 
 #[cfg(not(loom))]
 mod asserts {
@@ -655,7 +785,7 @@ mod asserts {
     at!(SegmentHeader, format_version, 8);
     at!(SegmentHeader, header_size, 12);
     at!(SegmentHeader, fingerprint, 16);
-    at!(SegmentHeader, total_size, 24);
+    at!(SegmentHeader, max_size, 24);
     at!(SegmentHeader, table_offset, 32);
     at!(SegmentHeader, table_capacity, 40);
     at!(SegmentHeader, entry_size, 44);
@@ -665,9 +795,32 @@ mod asserts {
     at!(SegmentHeader, creator_pid, 68);
     at!(SegmentHeader, lock, 72);
     at!(SegmentHeader, lock_waiters, 76);
-    at!(SegmentHeader, bump, 80);
+    at!(SegmentHeader, size, 80);
     at!(SegmentHeader, created_unix_ns, 88);
-    at!(SegmentHeader, reserved, 96);
+    at!(SegmentHeader, flags, 96);
+    at!(SegmentHeader, attach_overflow, 100);
+    at!(SegmentHeader, creator_start, 104);
+    at!(SegmentHeader, heap_last, 112);
+    at!(SegmentHeader, free_bytes, 120);
+    at!(SegmentHeader, free_blocks, 128);
+    at!(SegmentHeader, table_chunks, 136);
+    at!(SegmentHeader, free_lists, 328);
+    at!(SegmentHeader, reserved, 712);
+
+    const _: () = assert!(size_of::<AttachSlot>() as u64 == ATTACH_SLOT_SIZE);
+    at!(AttachSlot, process, 0);
+    at!(AttachSlot, start_time, 8);
+
+    const _: () = assert!(size_of::<BlockHeader>() as u64 == BLOCK_HEADER_SIZE);
+    at!(BlockHeader, magic, 0);
+    at!(BlockHeader, state, 4);
+    at!(BlockHeader, size, 8);
+    at!(BlockHeader, prev_size, 16);
+    at!(BlockHeader, owner, 24);
+    at!(BlockHeader, owner_generation, 32);
+    at!(BlockHeader, next_free, 40);
+    at!(BlockHeader, prev_free, 48);
+    at!(BlockHeader, check, 56);
 
     const _: () = assert!(size_of::<Entry>() as u64 == ENTRY_SIZE);
     const _: () = assert!(align_of::<Entry>() == 8);
@@ -680,7 +833,8 @@ mod asserts {
     at!(Entry, offset, 32);
     at!(Entry, size, 40);
     at!(Entry, creator_pid, 48);
-    at!(Entry, reserved, 52);
+    at!(Entry, name_hash, 52);
+    at!(Entry, reserved, 56);
     at!(Entry, name, 64);
     at!(Entry, key_type, 128);
     at!(Entry, elem_type, 192);
@@ -910,10 +1064,15 @@ macro_rules! describe {
 pub fn describe() -> Vec<StructInfo> {
     vec![
         describe!(SegmentHeader as "shmds_segment_header": magic, format_version, header_size,
-            fingerprint, total_size, table_offset, table_capacity, entry_size, heap_offset, seed,
-            state, creator_pid, lock, lock_waiters, bump, created_unix_ns, reserved),
+            fingerprint, max_size, table_offset, table_capacity, entry_size, heap_offset, seed,
+            state, creator_pid, lock, lock_waiters, size, created_unix_ns, flags,
+            attach_overflow, creator_start, heap_last, free_bytes, free_blocks, table_chunks,
+            free_lists, reserved),
+        describe!(AttachSlot as "shmds_attach_slot": process, start_time),
+        describe!(BlockHeader as "shmds_block_header": magic, state, size, prev_size, owner,
+            owner_generation, next_free, prev_free, check),
         describe!(Entry as "shmds_entry": generation, state, kind, elem_size, key_size, capacity,
-            offset, size, creator_pid, reserved, name, key_type, elem_type),
+            offset, size, creator_pid, name_hash, reserved, name, key_type, elem_type),
         describe!(ArrayHeader as "shmds_array_header": kind, elem_size, len, data_offset, reserved),
         describe!(QueueHeader as "shmds_queue_header": kind, elem_size, capacity, one_lap,
             slot_stride, slots_offset, shutdown, reserved0, tail, reserved1, head, unfinished,

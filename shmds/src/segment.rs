@@ -17,6 +17,9 @@ use std::time::{Duration, Instant};
 
 /// Size of a new segment when none is stated (1 MiB).
 pub const DEFAULT_SEGMENT_SIZE: u64 = 1 << 20;
+/// Default largest size a segment grows to (4 GiB), when
+/// [`SegmentOptions::max_size`] is not stated.
+pub const DEFAULT_MAX_SIZE: u64 = 4 << 30;
 /// Default number of entries in a new segment's table.
 pub const DEFAULT_TABLE_CAPACITY: u32 = 64;
 /// Most entries a table may have.
@@ -101,6 +104,11 @@ pub struct SegmentOptions {
     open_timeout: Duration,
     lock_timeout: Duration,
     read_only: bool,
+    /// `None`: not stated (creating uses [`DEFAULT_MAX_SIZE`] or the size,
+    /// whichever is larger).
+    max_size: Option<u64>,
+    temporary: bool,
+    wipe_on_erase: bool,
 }
 
 impl Default for SegmentOptions {
@@ -112,6 +120,9 @@ impl Default for SegmentOptions {
             open_timeout: DEFAULT_OPEN_TIMEOUT,
             lock_timeout: DEFAULT_LOCK_TIMEOUT,
             read_only: false,
+            max_size: None,
+            temporary: false,
+            wipe_on_erase: false,
         }
     }
 }
@@ -159,6 +170,33 @@ impl SegmentOptions {
     /// cannot be opened from a read-only segment.
     pub fn read_only(mut self, read_only: bool) -> Self {
         self.read_only = read_only;
+        self
+    }
+
+    /// The largest size a new segment may grow to (rounded up to a page).
+    /// Default: [`DEFAULT_MAX_SIZE`] or the initial size, whichever is
+    /// larger. When the heap runs out, the segment grows (the file is
+    /// extended and every process maps the new part at the same address);
+    /// past this size allocation fails with [`Error::OutOfSpace`]. Each
+    /// process reserves (but does not use) this much address space.
+    pub fn max_size(mut self, bytes: u64) -> Self {
+        self.max_size = Some(bytes);
+        self
+    }
+
+    /// Remove a new segment when the last process attached to it detaches
+    /// or dies (see [`Segment::attachers`]). Default `false`: a segment
+    /// stays until removed.
+    pub fn temporary(mut self, temporary: bool) -> Self {
+        self.temporary = temporary;
+        self
+    }
+
+    /// Zero every structure's memory when it is erased, before the space is
+    /// reused (as [`Segment::erase_and_wipe`] does for one). Default `false`
+    /// (new blocks are always zeroed when allocated).
+    pub fn wipe_on_erase(mut self, wipe: bool) -> Self {
+        self.wipe_on_erase = wipe;
         self
     }
 
@@ -295,7 +333,7 @@ impl Mapping {
         let entries = unsafe {
             std::slice::from_raw_parts(
                 self.base()
-                    .add(SEGMENT_HEADER_SIZE as usize)
+                    .add(crate::layout::TABLE_OFFSET as usize)
                     .cast::<Entry>(),
                 geometry.table_capacity as usize,
             )
@@ -419,7 +457,7 @@ impl Segment {
     pub fn used(&self) -> u64 {
         self.map
             .header()
-            .bump
+            .heap_last
             .load(Ordering::Relaxed)
             .clamp(self.map.geometry.heap_offset, self.size())
     }
@@ -490,7 +528,7 @@ impl Segment {
                 "table capacity must be 1..={MAX_TABLE_CAPACITY}, not {table_capacity}"
             )));
         }
-        let table_end = SEGMENT_HEADER_SIZE + table_capacity as u64 * ENTRY_SIZE;
+        let table_end = crate::layout::TABLE_OFFSET + table_capacity as u64 * ENTRY_SIZE;
         let heap_offset = crate::alloc::align_up(table_end).expect("small");
         let size = page_round(requested).ok_or_else(|| {
             Error::InvalidArgument(format!("segment size {requested} is too large"))
@@ -761,7 +799,7 @@ fn init_header(mapping: &Mapping) {
         halves(FORMAT_VERSION, SEGMENT_HEADER_SIZE as u32),
         crate::layout::fingerprint(),
         g.total_size,
-        SEGMENT_HEADER_SIZE,
+        crate::layout::TABLE_OFFSET,
         halves(g.table_capacity, ENTRY_SIZE as u32),
         g.heap_offset,
         g.seed,
@@ -772,7 +810,8 @@ fn init_header(mapping: &Mapping) {
     for i in (1..8).chain([0]) {
         line[i].store(words[i], Ordering::Relaxed);
     }
-    header.bump.store(g.heap_offset, Ordering::Relaxed);
+    header.heap_last.store(g.heap_offset, Ordering::Relaxed);
+    header.size.store(g.total_size, Ordering::Relaxed);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)
@@ -788,7 +827,7 @@ struct FixedFields {
     format_version: u32,
     header_size: u32,
     fingerprint: u64,
-    total_size: u64,
+    max_size: u64,
     table_offset: u64,
     table_capacity: u32,
     entry_size: u32,
@@ -813,7 +852,7 @@ fn read_fixed(base: *const u8) -> FixedFields {
         format_version: u32_at(offset_of!(SegmentHeader, format_version)),
         header_size: u32_at(offset_of!(SegmentHeader, header_size)),
         fingerprint: u64_at(offset_of!(SegmentHeader, fingerprint)),
-        total_size: u64_at(offset_of!(SegmentHeader, total_size)),
+        max_size: u64_at(offset_of!(SegmentHeader, max_size)),
         table_offset: u64_at(offset_of!(SegmentHeader, table_offset)),
         table_capacity: u32_at(offset_of!(SegmentHeader, table_capacity)),
         entry_size: u32_at(offset_of!(SegmentHeader, entry_size)),
@@ -861,8 +900,8 @@ impl Mapping {
                 FORMAT_VERSION.into(),
             ),
             ("header size", now.header_size.into(), SEGMENT_HEADER_SIZE),
-            ("total size", now.total_size, g.total_size),
-            ("table offset", now.table_offset, SEGMENT_HEADER_SIZE),
+            ("maximum size", now.max_size, g.total_size),
+            ("table offset", now.table_offset, crate::layout::TABLE_OFFSET),
             (
                 "table capacity",
                 now.table_capacity.into(),
@@ -887,7 +926,7 @@ impl Mapping {
                 segment_state::READY
             ));
         }
-        let bump = self.header().bump.load(Ordering::Acquire);
+        let bump = self.header().heap_last.load(Ordering::Acquire);
         if g.valid_bump(bump).is_none() {
             out.push(format!("allocation pointer {bump} is outside the heap"));
         }
@@ -993,17 +1032,18 @@ fn validate_header(name: &str, base: *const u8, file_size: u64) -> Result<Geomet
             h.header_size, h.entry_size
         )));
     }
-    if h.total_size != file_size || file_size % PAGE != 0 {
+    if h.max_size != file_size || file_size % PAGE != 0 {
         return Err(corrupt(format!(
             "header says {} bytes but the file has {file_size} (truncated or resized; segments \
              are whole pages)",
-            h.total_size
+            h.max_size
         )));
     }
-    if h.table_offset != SEGMENT_HEADER_SIZE {
+    if h.table_offset != crate::layout::TABLE_OFFSET {
         return Err(corrupt(format!(
-            "table offset {} is not {SEGMENT_HEADER_SIZE}",
-            h.table_offset
+            "table offset {} is not {}",
+            h.table_offset,
+            crate::layout::TABLE_OFFSET
         )));
     }
     if h.table_capacity == 0 || h.table_capacity > MAX_TABLE_CAPACITY {
@@ -1012,7 +1052,7 @@ fn validate_header(name: &str, base: *const u8, file_size: u64) -> Result<Geomet
             h.table_capacity
         )));
     }
-    let table_end = SEGMENT_HEADER_SIZE + h.table_capacity as u64 * ENTRY_SIZE;
+    let table_end = crate::layout::TABLE_OFFSET + h.table_capacity as u64 * ENTRY_SIZE;
     if h.heap_offset < table_end || h.heap_offset % CACHE_LINE != 0 || h.heap_offset > file_size {
         return Err(corrupt(format!(
             "heap offset {} is not an aligned offset between the table end {table_end} and the \
@@ -1026,7 +1066,7 @@ fn validate_header(name: &str, base: *const u8, file_size: u64) -> Result<Geomet
         heap_offset: h.heap_offset,
         seed: h.seed,
     };
-    let bump = header_at(base).bump.load(Ordering::Acquire);
+    let bump = header_at(base).heap_last.load(Ordering::Acquire);
     if geometry.valid_bump(bump).is_none() {
         return Err(corrupt(format!(
             "allocation pointer {bump} is outside the heap"
@@ -1042,7 +1082,7 @@ pub(crate) fn check_block(mapping: &Mapping, info: &EntryInfo) -> Result<()> {
     // The bump pointer changes; only the copied bounds are trusted.
     let bump = mapping
         .header()
-        .bump
+        .heap_last
         .load(Ordering::Acquire)
         .clamp(g.heap_offset, g.total_size);
     let end = info.offset.checked_add(info.size);

@@ -373,7 +373,7 @@ impl<'a> Table<'a> {
                 capacity: self.entries.len() as u32,
             })?;
         let offset =
-            crate::alloc::allocate(&self.header.bump, self.heap, self.segment, new.block_size)?;
+            crate::alloc::allocate(&self.header.heap_last, self.heap, self.segment, new.block_size)?;
         crate::fault::pause_point("table.create.allocated");
         init(offset)?;
 
@@ -458,7 +458,7 @@ pub(crate) mod model {
                     format_version: crate::layout::FORMAT_VERSION,
                     header_size: 0,
                     fingerprint: 0,
-                    total_size: 64 + heap,
+                    max_size: 64 + heap,
                     table_offset: 0,
                     table_capacity: entries as u32,
                     entry_size: 0,
@@ -468,9 +468,17 @@ pub(crate) mod model {
                     creator_pid: AtomicU32::new(1),
                     lock: AtomicU32::new(0),
                     lock_waiters: AtomicU32::new(0),
-                    bump: AtomicU64::new(64),
+                    size: AtomicU64::new(64 + heap),
+                    flags: AtomicU32::new(0),
+                    attach_overflow: AtomicU32::new(0),
+                    creator_start: AtomicU64::new(0),
+                    heap_last: AtomicU64::new(64),
+                    free_bytes: AtomicU64::new(0),
+                    free_blocks: AtomicU64::new(0),
+                    table_chunks: std::array::from_fn(|_| AtomicU64::new(0)),
+                    free_lists: std::array::from_fn(|_| AtomicU64::new(0)),
                     created_unix_ns: AtomicU64::new(0),
-                    reserved: [0; 4],
+                    reserved: [0; 39],
                 }),
                 entries: (0..entries).map(|_| entry()).collect(),
             }
@@ -480,7 +488,7 @@ pub(crate) mod model {
             Table {
                 header: &self.header,
                 entries: &self.entries,
-                heap: (self.header.heap_offset, self.header.total_size),
+                heap: (self.header.heap_offset, self.header.max_size),
                 segment: "model",
                 lock_timeout: Duration::MAX,
             }
