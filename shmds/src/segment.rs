@@ -244,6 +244,8 @@ pub(crate) struct Geometry {
     pub(crate) heap_offset: u64,
     /// The segment's random seed.
     pub(crate) seed: u64,
+    /// [`segment_flags`](crate::layout::segment_flags), fixed at creation.
+    pub(crate) flags: u32,
 }
 
 impl Geometry {
@@ -344,6 +346,22 @@ impl Mapping {
             heap: (geometry.heap_offset, geometry.total_size),
             segment: &self.name,
             lock_timeout: self.lock_timeout,
+        }
+    }
+
+    /// The attachment slots after the header.
+    pub(crate) fn attach_slots(&self) -> &[crate::layout::AttachSlot] {
+        // SAFETY: the mapping is at least TABLE_OFFSET bytes (the table
+        // starts there, checked before a Mapping is built); the slots are
+        // ATTACH_SLOTS repr(C) pairs of atomics at SEGMENT_HEADER_SIZE, a
+        // multiple of 8.
+        unsafe {
+            std::slice::from_raw_parts(
+                self.base()
+                    .add(SEGMENT_HEADER_SIZE as usize)
+                    .cast::<crate::layout::AttachSlot>(),
+                crate::layout::ATTACH_SLOTS,
+            )
         }
     }
 
@@ -575,6 +593,15 @@ impl Segment {
             table_capacity,
             heap_offset,
             seed: random_seed(),
+            flags: (if opts.temporary {
+                crate::layout::segment_flags::TEMPORARY
+            } else {
+                0
+            }) | if opts.wipe_on_erase {
+                crate::layout::segment_flags::WIPE_ON_ERASE
+            } else {
+                0
+            },
         };
         let mapping = Mapping {
             name: bare,
@@ -817,6 +844,7 @@ fn init_header(mapping: &Mapping) {
         .map(|d| d.as_nanos() as u64)
         .unwrap_or(0);
     header.created_unix_ns.store(now, Ordering::Relaxed);
+    header.flags.store(g.flags, Ordering::Relaxed);
     crate::fault::pause_point("segment.create.before_ready");
     header.state.store(segment_state::READY, Ordering::Release);
 }
@@ -901,7 +929,11 @@ impl Mapping {
             ),
             ("header size", now.header_size.into(), SEGMENT_HEADER_SIZE),
             ("maximum size", now.max_size, g.total_size),
-            ("table offset", now.table_offset, crate::layout::TABLE_OFFSET),
+            (
+                "table offset",
+                now.table_offset,
+                crate::layout::TABLE_OFFSET,
+            ),
             (
                 "table capacity",
                 now.table_capacity.into(),
@@ -1065,6 +1097,7 @@ fn validate_header(name: &str, base: *const u8, file_size: u64) -> Result<Geomet
         table_capacity: h.table_capacity,
         heap_offset: h.heap_offset,
         seed: h.seed,
+        flags: header_at(base).flags.load(Ordering::Relaxed),
     };
     let bump = header_at(base).heap_last.load(Ordering::Acquire);
     if geometry.valid_bump(bump).is_none() {

@@ -372,8 +372,12 @@ impl<'a> Table<'a> {
             .ok_or(Error::TableFull {
                 capacity: self.entries.len() as u32,
             })?;
-        let offset =
-            crate::alloc::allocate(&self.header.heap_last, self.heap, self.segment, new.block_size)?;
+        let offset = crate::alloc::allocate(
+            &self.header.heap_last,
+            self.heap,
+            self.segment,
+            new.block_size,
+        )?;
         crate::fault::pause_point("table.create.allocated");
         init(offset)?;
 
