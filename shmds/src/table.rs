@@ -8,11 +8,28 @@
 //!
 //! The lock word holds the holder's pid. A process killed while holding it is
 //! detected by its pid and the lock is taken over; the new holder then repairs
-//! any entry left half-written (odd generation) by freeing it. The block the
-//! dead process had allocated stays unused (a leak, never a corruption).
+//! any entry left half-written (odd generation) by freeing it, and rebuilds
+//! the heap from the live entries (see [`alloc`](crate::alloc)), so a block
+//! the dead process was allocating or freeing is neither leaked nor owned
+//! twice.
+//!
+//! The table is a list of chunks that grows: chunk 0 (`table_capacity`
+//! entries) follows the header, chunk `k >= 1` (`table_capacity << k`
+//! entries) is a heap block whose offset the header records once it exists.
+//! Entry `index` numbers run through the chunks in order. A name lives in
+//! one of the [`PROBE`] entries after its hash's position in some chunk;
+//! creating takes the first free one, chunk by chunk, and allocates the
+//! next chunk when all are taken. A lookup probes every chunk's window, so
+//! it reads at most `PROBE` entries per chunk (a chunk count that grows
+//! with the logarithm of the number of names), skipping entries whose
+//! stored name hash differs without reading them.
 
+use crate::alloc::{Block, Heap, Memory};
 use crate::error::{Error, Result};
-use crate::layout::{entry_state, kind, Entry, SegmentHeader, KEY_TYPE_MAX, NAME_MAX, TYPE_MAX};
+use crate::layout::{
+    block_state, entry_state, kind, name_hash, Entry, SegmentHeader, BLOCK_HEADER_SIZE, ENTRY_SIZE,
+    KEY_TYPE_MAX, NAME_MAX, TABLE_CHUNKS, TYPE_MAX,
+};
 use crate::process::{current_pid, is_alive};
 use crate::sync::{fence, AtomicU64, Ordering};
 use crate::wait::{futex_wait, futex_wake, PeerWait};
@@ -22,7 +39,7 @@ use std::time::Duration;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EntryInfo {
     /// Position in the table.
-    pub index: u32,
+    pub index: u64,
     /// Generation when read (even).
     pub generation: u64,
     /// The entry's name.
@@ -84,14 +101,35 @@ pub(crate) fn validate_entry_name(name: &str) -> Result<()> {
     })
 }
 
+/// Entries a name may occupy after its hash's position, in each chunk.
+pub(crate) const PROBE: usize = 8;
+
+/// Bytes of table chunk `k` of a table whose chunk 0 has `capacity` entries.
+pub(crate) fn chunk_bytes(capacity: u32, k: usize) -> Option<u64> {
+    (capacity as u64)
+        .checked_shl(k as u32)
+        .filter(|&n| n >> k == capacity as u64)?
+        .checked_mul(ENTRY_SIZE)
+}
+
+/// Index of the first entry of chunk `k`.
+fn chunk_base(capacity: u32, k: usize) -> u64 {
+    (capacity as u64) * ((1u64 << k) - 1)
+}
+
+/// The chunk holding entry `index`, and its position there.
+fn locate(capacity: u32, index: u64) -> Option<(usize, usize)> {
+    let units = index / capacity as u64 + 1;
+    let k = (63 - units.leading_zeros()) as usize;
+    (k < TABLE_CHUNKS).then(|| (k, (index - chunk_base(capacity, k)) as usize))
+}
+
 /// A view of a segment's header and table.
 pub(crate) struct Table<'a> {
     /// The segment header; only its atomic words are used.
     pub header: &'a SegmentHeader,
-    pub entries: &'a [Entry],
-    /// The heap, `[start, end)`: the opener's validated copies of the
-    /// header's `heap_offset` and `total_size`.
-    pub heap: (u64, u64),
+    /// The memory the table chunks and the heap live in.
+    pub memory: &'a dyn Memory,
     pub segment: &'a str,
     /// How long to wait for a live holder of the registration lock.
     pub lock_timeout: Duration,
@@ -181,8 +219,7 @@ impl<'a> Table<'a> {
 
     /// A consistent copy of entry `index`, or `None` if it is being changed
     /// right now (or was left half-changed by a dead process).
-    fn read_raw(&self, index: usize) -> Option<RawEntry> {
-        let e = &self.entries[index];
+    fn read_raw(&self, e: &Entry) -> Option<RawEntry> {
         for _ in 0..READ_ATTEMPTS {
             let g1 = e.generation.load(Ordering::Acquire);
             if g1 % 2 == 1 {
@@ -211,22 +248,65 @@ impl<'a> Table<'a> {
         None
     }
 
+    /// The heap of a segment's mapping.
+    pub(crate) fn heap_of(mapping: &'a crate::segment::Mapping) -> Heap<'a> {
+        Heap {
+            header: mapping.header(),
+            mem: mapping,
+        }
+    }
+
+    /// The heap the table's blocks come from.
+    pub(crate) fn heap(&self) -> Heap<'a> {
+        Heap {
+            header: self.header,
+            mem: self.memory,
+        }
+    }
+
+    /// Entry `index`, if its chunk exists.
+    pub(crate) fn entry(&self, index: u64) -> Option<&'a Entry> {
+        let (k, i) = locate(self.memory.table_capacity(), index)?;
+        self.memory.chunk(k)?.get(i)
+    }
+
+    /// Every existing chunk with the index of its first entry.
+    fn chunks(&self) -> impl Iterator<Item = (u64, &'a [Entry])> + '_ {
+        let capacity = self.memory.table_capacity();
+        (0..TABLE_CHUNKS).map_while(move |k| Some((chunk_base(capacity, k), self.memory.chunk(k)?)))
+    }
+
+    /// Entries the table has now (all chunks).
+    pub(crate) fn capacity(&self) -> u64 {
+        self.chunks().map(|(_, c)| c.len() as u64).sum()
+    }
+
+    /// The probe window of `hash` in `chunk`: indexes into the chunk.
+    fn window(chunk: &[Entry], hash: u32) -> impl Iterator<Item = usize> {
+        let len = chunk.len();
+        let start = hash as usize % len.max(1);
+        (0..PROBE.min(len)).map(move |j| (start + j) % len)
+    }
+
     /// Snapshot of entry `index` if it is live. Malformed text fields are a
     /// `Corrupt` error.
-    pub(crate) fn snapshot(&self, index: usize) -> Result<Option<EntryInfo>> {
-        match self.read_raw(index) {
+    pub(crate) fn snapshot(&self, index: u64) -> Result<Option<EntryInfo>> {
+        let Some(e) = self.entry(index) else {
+            return Ok(None);
+        };
+        match self.read_raw(e) {
             Some(raw) if raw.state == entry_state::LIVE => self.decode(index, raw).map(Some),
             _ => Ok(None),
         }
     }
 
     /// Turn one consistent raw read into an `EntryInfo`.
-    fn decode(&self, index: usize, raw: RawEntry) -> Result<EntryInfo> {
+    fn decode(&self, index: u64, raw: RawEntry) -> Result<EntryInfo> {
         let text = |bytes: &[u8], field: &str, max: usize| {
             decode_text(bytes, field, max).map_err(|d| self.corrupt(format!("entry {index}: {d}")))
         };
         Ok(EntryInfo {
-            index: index as u32,
+            index,
             generation: raw.generation,
             name: text(&raw.name, "name", NAME_MAX)?,
             kind: raw.kind,
@@ -245,17 +325,27 @@ impl<'a> Table<'a> {
     /// consistent read that matched the name.
     pub(crate) fn find(&self, name: &str) -> Result<Option<EntryInfo>> {
         let wanted = name.as_bytes();
-        for index in 0..self.entries.len() {
-            let Some(raw) = self.read_raw(index) else {
-                continue;
-            };
-            let len = raw
-                .name
-                .iter()
-                .position(|&b| b == 0)
-                .unwrap_or(raw.name.len());
-            if raw.state == entry_state::LIVE && &raw.name[..len] == wanted {
-                return self.decode(index, raw).map(Some);
+        let hash = name_hash(wanted);
+        for (base, chunk) in self.chunks() {
+            for i in Self::window(chunk, hash) {
+                let e = &chunk[i];
+                // Generation first (acquire), so a hash stored by a create
+                // that happened before this lookup is seen.
+                let g = e.generation.load(Ordering::Acquire);
+                if g % 2 == 0 && e.name_hash.load(Ordering::Relaxed) != hash {
+                    continue;
+                }
+                let Some(raw) = self.read_raw(e) else {
+                    continue;
+                };
+                let len = raw
+                    .name
+                    .iter()
+                    .position(|&b| b == 0)
+                    .unwrap_or(raw.name.len());
+                if raw.state == entry_state::LIVE && &raw.name[..len] == wanted {
+                    return self.decode(base + i as u64, raw).map(Some);
+                }
             }
         }
         Ok(None)
@@ -264,9 +354,13 @@ impl<'a> Table<'a> {
     /// All live entries, in table order.
     pub(crate) fn list(&self) -> Result<Vec<EntryInfo>> {
         let mut out = Vec::new();
-        for index in 0..self.entries.len() {
-            if let Some(info) = self.snapshot(index)? {
-                out.push(info);
+        for (base, chunk) in self.chunks() {
+            for (i, e) in chunk.iter().enumerate() {
+                if let Some(raw) = self.read_raw(e) {
+                    if raw.state == entry_state::LIVE {
+                        out.push(self.decode(base + i as u64, raw)?);
+                    }
+                }
             }
         }
         Ok(out)
@@ -324,15 +418,99 @@ impl<'a> Table<'a> {
     }
 
     /// After taking the lock from a dead holder: free entries it left
-    /// half-written. Their blocks are leaked.
+    /// half-written, then rebuild the heap from the live entries and table
+    /// chunks (the dead process may have been changing it).
     fn repair(&self) {
-        for e in self.entries {
-            let g = e.generation.load(Ordering::Acquire);
-            if g % 2 == 1 {
-                e.state.store(entry_state::FREE, Ordering::Relaxed);
-                e.generation.store(g.wrapping_add(1), Ordering::Release);
+        let mut owned = Vec::new();
+        for (base, chunk) in self.chunks() {
+            for (i, e) in chunk.iter().enumerate() {
+                let g = e.generation.load(Ordering::Acquire);
+                if g % 2 == 1 {
+                    e.state.store(entry_state::FREE, Ordering::Relaxed);
+                    e.generation.store(g.wrapping_add(1), Ordering::Release);
+                    continue;
+                }
+                if e.state.load(Ordering::Relaxed) == entry_state::LIVE {
+                    let offset = e.offset.load(Ordering::Relaxed);
+                    let size = e.size.load(Ordering::Relaxed);
+                    if let (Some(block), Some(bytes)) = (
+                        offset.checked_sub(BLOCK_HEADER_SIZE),
+                        size.checked_add(BLOCK_HEADER_SIZE),
+                    ) {
+                        owned.push(Block {
+                            offset: block,
+                            size: bytes,
+                            prev_size: 0,
+                            state: block_state::USED,
+                            owner: base + i as u64,
+                            owner_generation: g,
+                        });
+                    }
+                }
             }
         }
+        let capacity = self.memory.table_capacity();
+        for k in 1..TABLE_CHUNKS {
+            let offset = self.header.table_chunks[k].load(Ordering::Acquire);
+            let Some(bytes) = chunk_bytes(capacity, k) else {
+                break;
+            };
+            if offset == 0 {
+                break;
+            }
+            if let Some(block) = offset.checked_sub(BLOCK_HEADER_SIZE) {
+                owned.push(Block {
+                    offset: block,
+                    size: bytes + BLOCK_HEADER_SIZE,
+                    prev_size: 0,
+                    state: block_state::TABLE,
+                    owner: k as u64,
+                    owner_generation: 0,
+                });
+            }
+        }
+        // A damaged heap that cannot be rebuilt leaves the error to the next
+        // allocation (and to `check`).
+        let _ = self.heap().rebuild(owned);
+    }
+
+    /// A free entry for `name_hash`: its index. Allocates the next table
+    /// chunk when every window is taken. Lock held.
+    fn free_slot(&self, hash: u32) -> Result<u64> {
+        let capacity = self.memory.table_capacity();
+        for k in 0..TABLE_CHUNKS {
+            let chunk = match self.memory.chunk(k) {
+                Some(chunk) => chunk,
+                None => self.add_chunk(k)?,
+            };
+            for i in Self::window(chunk, hash) {
+                let e = &chunk[i];
+                if e.state.load(Ordering::Acquire) == entry_state::FREE
+                    && e.generation.load(Ordering::Acquire) % 2 == 0
+                {
+                    return Ok(chunk_base(capacity, k) + i as u64);
+                }
+            }
+        }
+        Err(Error::TableFull {
+            capacity: self.capacity().min(u32::MAX as u64) as u32,
+        })
+    }
+
+    /// Allocate table chunk `k` (zeroed: every entry free) and publish it.
+    fn add_chunk(&self, k: usize) -> Result<&'a [Entry]> {
+        let capacity = self.memory.table_capacity();
+        let bytes = chunk_bytes(capacity, k).ok_or(Error::TableFull {
+            capacity: self.capacity().min(u32::MAX as u64) as u32,
+        })?;
+        let block = self
+            .heap()
+            .allocate(bytes, block_state::TABLE, k as u64, 0)?;
+        crate::fault::pause_point("table.chunk.allocated");
+        self.header.table_chunks[k].store(block.offset + BLOCK_HEADER_SIZE, Ordering::Release);
+        self.memory
+            .chunk(k)
+            .ok_or_else(|| self.corrupt(format!("table chunk {k} vanished after it was made")))
     }
 
     /// Create an entry, or (with `existing_ok`) return the live entry that
@@ -363,26 +541,19 @@ impl<'a> Table<'a> {
                 name: new.name.to_owned(),
             });
         }
-        let index = (0..self.entries.len())
-            .find(|&i| {
-                let e = &self.entries[i];
-                e.state.load(Ordering::Acquire) == entry_state::FREE
-                    && e.generation.load(Ordering::Acquire) % 2 == 0
-            })
-            .ok_or(Error::TableFull {
-                capacity: self.entries.len() as u32,
-            })?;
-        let offset = crate::alloc::allocate(
-            &self.header.heap_last,
-            self.heap,
-            self.segment,
-            new.block_size,
-        )?;
+        let hash = name_hash(new.name.as_bytes());
+        let index = self.free_slot(hash)?;
+        let e = self.entry(index).ok_or_else(|| {
+            self.corrupt(format!("entry {index} vanished while the lock was held"))
+        })?;
+        let g = e.generation.load(Ordering::Relaxed);
+        let block =
+            self.heap()
+                .allocate(new.block_size, block_state::USED, index, g.wrapping_add(2))?;
+        let offset = block.offset + BLOCK_HEADER_SIZE;
         crate::fault::pause_point("table.create.allocated");
         init(offset)?;
 
-        let e = &self.entries[index];
-        let g = e.generation.load(Ordering::Relaxed);
         e.generation.store(g.wrapping_add(1), Ordering::Relaxed);
         fence(Ordering::Release);
         e.kind.store(new.kind, Ordering::Relaxed);
@@ -390,11 +561,10 @@ impl<'a> Table<'a> {
         e.key_size.store(new.key_size, Ordering::Relaxed);
         e.capacity.store(new.capacity, Ordering::Relaxed);
         e.offset.store(offset, Ordering::Relaxed);
-        e.size.store(
-            crate::alloc::align_up(new.block_size.max(1)).unwrap_or(0),
-            Ordering::Relaxed,
-        );
+        e.size
+            .store(block.size - BLOCK_HEADER_SIZE, Ordering::Relaxed);
         e.creator_pid.store(current_pid(), Ordering::Relaxed);
+        e.name_hash.store(hash, Ordering::Relaxed);
         store_text(&e.name, new.name);
         store_text(&e.key_type, new.key_type);
         store_text(&e.elem_type, new.elem_type);
@@ -408,19 +578,39 @@ impl<'a> Table<'a> {
     }
 
     /// Erase the live entry `name`. Its generation changes, so handles to it
-    /// become stale; its block is not reused.
-    pub(crate) fn erase(&self, name: &str) -> Result<()> {
+    /// become stale; its block goes back to the heap (zeroed first with
+    /// `wipe`, or when the segment wipes on erase).
+    pub(crate) fn erase(&self, name: &str, wipe: bool) -> Result<()> {
         let _guard = self.lock()?;
         let info = self.find(name)?.ok_or_else(|| Error::EntryNotFound {
             segment: self.segment.to_owned(),
             name: name.to_owned(),
         })?;
-        let e = &self.entries[info.index as usize];
+        let e = self
+            .entry(info.index)
+            .ok_or_else(|| self.corrupt(format!("entry {} vanished", info.index)))?;
         let g = e.generation.load(Ordering::Relaxed);
         e.generation.store(g.wrapping_add(1), Ordering::Relaxed);
         fence(Ordering::Release);
         e.state.store(entry_state::FREE, Ordering::Relaxed);
         e.generation.store(g.wrapping_add(2), Ordering::Release);
+        crate::fault::pause_point("table.erase.unpublished");
+        let block = info.offset.checked_sub(BLOCK_HEADER_SIZE).ok_or_else(|| {
+            self.corrupt(format!(
+                "entry {name:?}: block offset {} is before the heap",
+                info.offset
+            ))
+        })?;
+        let heap = self.heap();
+        let owner = heap.read(block, heap.end()?)?;
+        if owner.owner != info.index {
+            return Err(self.corrupt(format!(
+                "entry {name:?}: its heap block belongs to entry {}, not {}",
+                owner.owner, info.index
+            )));
+        }
+        heap.free(block, wipe)?;
+        crate::fault::pause_point("table.erase.freed");
         Ok(())
     }
 }
