@@ -256,6 +256,7 @@ impl Mapping {
     }
 
     /// The attachment slots after the header.
+    #[allow(dead_code)] // used by attach.rs
     pub(crate) fn attach_slots(&self) -> &[crate::layout::AttachSlot] {
         // SAFETY: the mapping is at least TABLE_OFFSET bytes (the table
         // starts there, checked before a Mapping is built); the slots are

@@ -360,12 +360,12 @@ impl Segment {
 
     /// Remove this segment's name from the system (see [`Segment::remove`]).
     pub fn unlink(&self) -> Result<()> {
-        Segment::remove(&self.map.name())
+        Segment::remove(self.map.name())
     }
 
     /// The segment's name (without a leading `/`).
     pub fn name(&self) -> &str {
-        &self.map.name()
+        self.map.name()
     }
 
     /// The first byte of the mapping (a [`SegmentHeader`](crate::layout::SegmentHeader)),
