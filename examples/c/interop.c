@@ -103,7 +103,8 @@ static void check_layout(ShmdsSegment *seg) {
     const shmds_segment_header *h = shmds_segment_base(seg);
     CHECK(memcmp(h->magic, magic, 8) == 0, "bad magic");
     CHECK(h->format_version == SHMDS_FORMAT_VERSION, "format version %u", h->format_version);
-    CHECK(h->total_size == shmds_segment_size(seg), "total size");
+    CHECK(__atomic_load_n(&h->size, __ATOMIC_ACQUIRE) == shmds_segment_size(seg), "size");
+    CHECK(h->max_size >= shmds_segment_size(seg), "maximum size");
     CHECK(h->entry_size == sizeof(shmds_entry), "entry size %u", h->entry_size);
     int found = 0;
     const shmds_entry *table = (const shmds_entry *)((const char *)h + h->table_offset);
@@ -119,6 +120,13 @@ static void check_layout(ShmdsSegment *seg) {
             const shmds_array_header *a =
                 (const shmds_array_header *)((const char *)h + table[i].offset);
             CHECK(a->kind == SHMDS_KIND_ARRAY && a->len == 3, "quotes header");
+            /* The heap block header just before the structure. */
+            const shmds_block_header *b =
+                (const shmds_block_header *)((const char *)a - sizeof(shmds_block_header));
+            CHECK(memcmp(&b->magic, "BLK\x01", 4) == 0, "quotes block magic");
+            CHECK(b->state == 2 && b->owner == i && b->size == table[i].size + 64,
+                  "quotes block header: state %u owner %" PRIu64 " size %" PRIu64, b->state,
+                  b->owner, b->size);
         }
     }
     CHECK(found, "no live table entry named quotes");

@@ -12,7 +12,7 @@
 
 int main() {
     const std::string name = "shmds-cxxtest-" + std::to_string(getpid());
-    static_assert(sizeof(shmds_segment_header) == 128, "layout from C++");
+    static_assert(sizeof(shmds_segment_header) == 1024, "layout from C++");
     ShmdsSegment *seg = nullptr;
     if (shmds_segment_create(name.c_str(), 1 << 20, &seg) != SHMDS_OK) {
         std::fprintf(stderr, "cxx: %s\n", shmds_last_error());

@@ -41,9 +41,13 @@ def test_map_of_another_capacity(segname):
 
 
 def test_segment_of_another_size(segname):
+    # Segments grow (up to 4 GiB by default): another size opens it, a size
+    # past its maximum is refused, naming both.
     with shmds.Segment(segname, size=1 << 20):
-        raises_value_error_naming(lambda: shmds.Segment(segname, size=2 << 20),
-                                  1 << 20, 2 << 20)
+        with shmds.Segment(segname, size=2 << 20) as bigger:
+            assert bigger.size == 1 << 20
+        raises_value_error_naming(lambda: shmds.Segment(segname, size=8 << 30),
+                                  8 << 30, 4 << 30)
         with shmds.Segment(segname, size=1 << 20) as again:
             assert again.size == 1 << 20
 
