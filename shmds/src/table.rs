@@ -19,10 +19,10 @@
 //! Entry `index` numbers run through the chunks in order. A name lives in
 //! one of the [`PROBE`] entries after its hash's position in some chunk;
 //! creating takes the first free one, chunk by chunk, and allocates the
-//! next chunk when all are taken. A lookup probes every chunk's window, so
-//! it reads at most `PROBE` entries per chunk (a chunk count that grows
-//! with the logarithm of the number of names), skipping entries whose
-//! stored name hash differs without reading them.
+//! next chunk when all are taken. A lookup probes every chunk's window (a
+//! chunk count that grows with the logarithm of the number of names) up to
+//! the first entry that was never used, skipping entries whose stored name
+//! hash differs without reading them.
 
 use crate::alloc::{Block, Heap, Memory};
 use crate::error::{Error, Result};
@@ -102,7 +102,7 @@ pub(crate) fn validate_entry_name(name: &str) -> Result<()> {
 }
 
 /// Entries a name may occupy after its hash's position, in each chunk.
-pub(crate) const PROBE: usize = 8;
+pub(crate) const PROBE: usize = 32;
 
 /// Bytes of table chunk `k` of a table whose chunk 0 has `capacity` entries.
 pub(crate) fn chunk_bytes(capacity: u32, k: usize) -> Option<u64> {
@@ -343,7 +343,15 @@ impl<'a> Table<'a> {
                 // Generation first (acquire), so a hash stored by a create
                 // that happened before this lookup is seen.
                 let g = e.generation.load(Ordering::Acquire);
-                if g % 2 == 0 && e.name_hash.load(Ordering::Relaxed) != hash {
+                let stored = e.name_hash.load(Ordering::Relaxed);
+                if g % 2 == 0 && stored == 0 {
+                    // Never used (every name's hash is non-zero, and an
+                    // erased entry keeps it): a name is always put in the
+                    // first free entry of its window, and entries never
+                    // become unused again, so the name is not further on.
+                    break;
+                }
+                if g % 2 == 0 && stored != hash {
                     continue;
                 }
                 let Some(raw) = self.read_raw(e) else {
