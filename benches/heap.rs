@@ -79,8 +79,8 @@ fn percentile(sorted: &[u64], p: f64) -> u64 {
 }
 
 fn ns(v: u64) -> String {
-    if v >= 10_000_000 {
-        format!("{:.1} ms", v as f64 / 1e6)
+    if v >= 1_000_000 {
+        format!("{:.2} ms", v as f64 / 1e6)
     } else if v >= 10_000 {
         format!("{:.1} µs", v as f64 / 1e3)
     } else {
@@ -377,7 +377,7 @@ fn grow_once(max: u64, readers: u64) -> String {
     assert!(report.is_ok(), "{:?}", report.problems);
     let max_create = creates.iter().copied().max().unwrap_or(0);
     format!(
-        "| {readers} | 1 MiB → {} MiB | {:.1} ms | {} ({:.0} MiB/s) | {} | {} | {} |",
+        "| {readers} | 1 MiB → {} MiB | {:.1} ms | {} | {:.0} MiB/s | {} | {} | {} |",
         seg.size() / MIB,
         total.as_secs_f64() * 1e3,
         i,
@@ -393,9 +393,9 @@ fn growth(quick: bool) {
     println!("## growth (arrays of 1 MiB - 1 KiB added until the segment reaches max_size)");
     println!();
     println!(
-        "| readers | growth | time | arrays (rate) | size changes | create | slowest create |"
+        "| readers | growth | time | arrays | growth rate | size changes | create | slowest create |"
     );
-    println!("|---:|---|---:|---:|---:|---|---:|");
+    println!("|---:|---|---:|---:|---:|---:|---|---:|");
     println!("{}", grow_once(max, 0));
     println!("{}", grow_once(max, 2));
 }

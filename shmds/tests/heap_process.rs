@@ -24,6 +24,7 @@ const PAUSE_POINTS: &[&str] = &[
     "table.create.half_written",
     "alloc.split",
     "alloc.free.unlinked",
+    "table.erase.unpublished",
     "table.erase.freed",
     "segment.grow.extended",
     "table.chunk.allocated",
@@ -289,7 +290,7 @@ fn keep(seg: &Segment, n: u64) {
 /// the heap is sound, that every structure holds only what its name
 /// allows (complete for ours, `keep-*`), that everything erased leaves the
 /// heap free, and (`grow`) that a structure needing growth still works.
-fn recover_and_check(seg: &Segment, first_chunk: u32, grow: bool, ctx: &str) {
+fn recover_and_check(seg: &Segment, first_chunk: u64, grow: bool, ctx: &str) {
     seg.create_array::<u64>("recovered", 4)
         .unwrap_or_else(|e| panic!("{ctx}: the first registration after the kills: {e}"))
         .set(3, 3)
@@ -314,7 +315,7 @@ fn recover_and_check(seg: &Segment, first_chunk: u32, grow: bool, ctx: &str) {
     heap_sound(seg, &format!("{ctx}, verified"));
     erase_everything(seg);
     assert_all_free(seg, first_chunk, &format!("{ctx}, all erased"));
-    let h = seg.heap();
+    let h = seg.heap().unwrap();
     // An array larger than the whole heap, if growing for it stays under
     // the maximum.
     let need = h.heap_bytes + (64 << 10);
@@ -347,7 +348,7 @@ fn four_processes_churn_without_leaks_or_overlaps() {
         .create(name.as_str())
         .unwrap();
     keep(&seg, 8);
-    let budget = seg.heap().heap_bytes / 8;
+    let budget = seg.heap().unwrap().heap_bytes / 8;
     let mut children: Vec<KillOnDrop> = (0..4)
         .map(|i| churner(&name, seed() + i, millis(), budget, 24 << 10))
         .collect();
@@ -546,13 +547,13 @@ fn racing_registrars_create_each_of_2000_names_once() {
         NAMES + 1,
         "a name is in the table twice"
     );
-    assert!(seg.table_capacity() as u64 > NAMES);
+    assert!(seg.table_capacity() > NAMES);
     heap_sound(&seg, "after the registration race");
     drop(creators);
     erase_everything(&seg);
     assert_all_free(
         &seg,
-        shmds::DEFAULT_TABLE_CAPACITY,
+        shmds::DEFAULT_TABLE_CAPACITY.into(),
         "registration race, all erased",
     );
 }

@@ -610,7 +610,7 @@ pub fn heap_sound(seg: &Segment, ctx: &str) -> HeapStats {
         report.problems.len(),
         report.problems
     );
-    let h = seg.heap();
+    let h = seg.heap().unwrap_or_else(|e| panic!("{ctx}: heap(): {e}"));
     assert_eq!(h.size, seg.size(), "{ctx}: {h:?}");
     assert!(h.max_size >= h.size, "{ctx}: {h:?}");
     assert!(h.heap_bytes > 0 && h.heap_bytes <= h.size, "{ctx}: {h:?}");
@@ -649,11 +649,11 @@ pub fn heap_sound(seg: &Segment, ctx: &str) -> HeapStats {
 /// Number of table chunks in the heap (chunks 1..) when chunk 0 holds
 /// `first` entries, chunk `k` holds `first << k`, and the table holds
 /// `total` (an upper bound if the chunking differs).
-pub fn heap_table_chunks(first: u32, total: u32) -> u64 {
-    let (mut sum, mut k) = (first as u64, 0u64);
-    while sum < total as u64 {
+pub fn heap_table_chunks(first: u64, total: u64) -> u64 {
+    let (mut sum, mut k) = (first, 0u64);
+    while sum < total {
         k += 1;
-        sum += (first as u64) << k;
+        sum += first << k;
     }
     k
 }
@@ -670,7 +670,7 @@ pub fn erase_everything(seg: &Segment) {
 /// chunks the table grew into, which stay allocated: then at most one
 /// free block more than there are chunks). `first` is the table capacity
 /// the segment was created with.
-pub fn assert_all_free(seg: &Segment, first: u32, ctx: &str) -> HeapStats {
+pub fn assert_all_free(seg: &Segment, first: u64, ctx: &str) -> HeapStats {
     let entries = seg.entries().unwrap();
     assert!(entries.is_empty(), "{ctx}: entries left: {entries:?}");
     let h = heap_sound(seg, ctx);
