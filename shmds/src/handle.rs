@@ -72,7 +72,7 @@ impl Handle {
         }
         // `info` may come from a caller (`Segment::inspect`): bound its index
         // by our own copy of the table size.
-        let generation = match seg.map.table().entries.get(info.index as usize) {
+        let generation = match seg.map.table().entry(info.index) {
             Some(entry) => &entry.generation as *const AtomicU64,
             None => {
                 return Err(Error::InvalidArgument(format!(
@@ -118,11 +118,9 @@ impl Handle {
         seg.require_writable()?;
         let base = seg.map.base();
         let (info, created) = seg.map.table().create(new, existing_ok, |offset| {
-            // SAFETY: `allocate` returned a block of at least block_size bytes
-            // inside the mapping, which no other entry uses.
+            // SAFETY: `allocate` returned a zeroed block of at least
+            // block_size bytes inside the mapping, which no other entry uses.
             let block = unsafe { base.add(offset as usize) };
-            // SAFETY: as above; the block is ours until it is published.
-            unsafe { std::ptr::write_bytes(block, 0, new.block_size as usize) };
             init(block)
         })?;
         Ok((Handle::from_info(seg, info, expect)?, created))

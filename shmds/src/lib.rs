@@ -31,6 +31,7 @@ pub mod layout;
 
 mod alloc;
 mod array;
+mod attach;
 mod channel;
 mod checksum;
 mod error;
@@ -48,6 +49,7 @@ mod table;
 mod topic;
 mod wait;
 
+pub use alloc::HeapStats;
 pub use array::{Array, RawArray};
 pub use channel::{
     Channel, ChannelOptions, Message, Receiver, Reservation, Sender, MAX_MESSAGE, MAX_RING_CAPACITY,
@@ -58,7 +60,8 @@ pub use map::{map_key_hash, Iter as MapIter, Map, RawMap, MAX_KEY_SIZE, MAX_MAP_
 pub use queue::{Queue, RawQueue, MAX_QUEUE_CAPACITY};
 pub use segment::{
     is_shmds_segment, list_segments, validate_segment_name, Segment, SegmentOptions,
-    DEFAULT_SEGMENT_SIZE, DEFAULT_TABLE_CAPACITY, MAX_TABLE_CAPACITY,
+    DEFAULT_MAX_SIZE, DEFAULT_SEGMENT_SIZE, DEFAULT_TABLE_CAPACITY, MAX_SEGMENT_SIZE,
+    MAX_TABLE_CAPACITY,
 };
 pub use stack::{RawStack, Stack, MAX_STACK_CAPACITY};
 pub use table::EntryInfo;
@@ -115,7 +118,69 @@ impl Segment {
                 ));
             }
         }
+        self.check_heap(&mut report);
         report
+    }
+
+    /// The heap part of [`check`](Segment::check): walk every block, check
+    /// the free lists, and that each used block belongs to a live entry (or
+    /// table chunk) that names it. Holds the registration lock while it
+    /// walks when it can get it soon, so concurrent registrations do not
+    /// show as damage.
+    fn check_heap(&self, report: &mut CheckReport) {
+        let mut table = self.map.table();
+        table.lock_timeout = table
+            .lock_timeout
+            .min(std::time::Duration::from_millis(500));
+        let guard = if self.map.writable() {
+            table.lock().ok()
+        } else {
+            None
+        };
+        let note = if guard.is_none()
+            && self.map.header().lock.load(crate::sync::Ordering::Relaxed) != 0
+        {
+            " (found while another process held the registration lock)"
+        } else {
+            ""
+        };
+        let heap = table.heap();
+        let mut used = Vec::new();
+        let walked = heap.end().and_then(|end| {
+            let stats = heap.walk_blocks(end, |b| {
+                if b.state != layout::block_state::FREE {
+                    used.push(*b);
+                }
+            })?;
+            heap.check_lists(end, &stats)?;
+            Ok(stats)
+        });
+        if let Err(e) = walked {
+            report.problems.push(format!("{e}{note}"));
+            return;
+        }
+        for b in used {
+            let data = b.offset + layout::BLOCK_HEADER_SIZE;
+            let owned = if b.state == layout::block_state::TABLE {
+                let k = b.owner as usize;
+                k > 0
+                    && k < layout::TABLE_CHUNKS
+                    && self.map.header().table_chunks[k].load(crate::sync::Ordering::Acquire)
+                        == data
+            } else {
+                matches!(
+                    table.snapshot(b.owner),
+                    Ok(Some(info)) if info.offset == data && info.generation == b.owner_generation
+                )
+            };
+            if !owned {
+                report.problems.push(format!(
+                    "heap block at {} ({} bytes) is in use but no live entry or table chunk owns it \
+                     (a leak){note}",
+                    b.offset, b.size
+                ));
+            }
+        }
     }
 
     /// Check one entry's type and block header and return its fill level

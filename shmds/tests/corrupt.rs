@@ -9,7 +9,21 @@ use std::fs::OpenOptions;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::time::Duration;
 
-const ENTRY0: u64 = 128;
+const ENTRY_SIZE: u64 = 320;
+
+/// Where the table entry of `entry` is in the segment file.
+fn entry_at(name: &ShmName, entry: &str) -> u64 {
+    let seg = quick().read_only(true).open(name.as_str()).unwrap();
+    let index = seg.entry(entry).unwrap().unwrap().index;
+    shmds::layout::TABLE_OFFSET + index * ENTRY_SIZE
+}
+
+/// The first entry of chunk 0 a new entry `entry` would take (its hash's
+/// position; the sample's few entries do not collide with the names used).
+fn free_entry_for(entry: &str) -> u64 {
+    let index = shmds::layout::name_hash(entry.as_bytes()) as u64 % 64;
+    shmds::layout::TABLE_OFFSET + index * ENTRY_SIZE
+}
 
 fn poke(name: &ShmName, offset: u64, bytes: &[u8]) {
     let mut f = OpenOptions::new().write(true).open(name.path()).unwrap();
@@ -113,11 +127,11 @@ fn truncated_segment() {
 #[test]
 fn header_fields_out_of_range() {
     let cases: [(u64, Vec<u8>, &str); 6] = [
-        (24, (1u64 << 40).to_ne_bytes().to_vec(), "truncated"),
+        (24, (1u64 << 60).to_ne_bytes().to_vec(), "maximum size"),
         (40, u32::MAX.to_ne_bytes().to_vec(), "table capacity"),
-        (48, (1u64 << 20).to_ne_bytes().to_vec(), "heap offset"),
+        (48, (1u64 << 20).to_ne_bytes().to_vec(), "heap"),
         (48, 100u64.to_ne_bytes().to_vec(), "heap offset"),
-        (80, u64::MAX.to_ne_bytes().to_vec(), "allocation pointer"),
+        (80, u64::MAX.to_ne_bytes().to_vec(), "its size"),
         (64, 7u32.to_ne_bytes().to_vec(), "state"),
     ];
     for (offset, bytes, what) in cases {
@@ -141,7 +155,7 @@ fn entry_block_outside_segment() {
         (32, 3),
     ] {
         let name = sample("block");
-        poke(&name, ENTRY0 + field, &value.to_ne_bytes());
+        poke(&name, entry_at(&name, "a") + field, &value.to_ne_bytes());
         let seg = quick().open(name.as_str()).unwrap();
         let err = seg.open_array::<u64>("a").unwrap_err();
         assert!(
@@ -158,7 +172,7 @@ fn overlapping_blocks() {
     let seg = quick().open(name.as_str()).unwrap();
     let a = seg.entry("a").unwrap().unwrap();
     // Point b's block into a's.
-    poke(&name, ENTRY0 + 320 + 32, &a.offset.to_ne_bytes());
+    poke(&name, entry_at(&name, "b") + 32, &a.offset.to_ne_bytes());
     let report = seg.check();
     assert!(
         report.problems.iter().any(|p| p.contains("overlap")),
@@ -169,7 +183,11 @@ fn overlapping_blocks() {
 #[test]
 fn capacity_byte_size_overflows() {
     let name = sample("capacity");
-    poke(&name, ENTRY0 + 24, &(u64::MAX / 2).to_ne_bytes());
+    poke(
+        &name,
+        entry_at(&name, "a") + 24,
+        &(u64::MAX / 2).to_ne_bytes(),
+    );
     let seg = quick().open(name.as_str()).unwrap();
     let err = seg.open_array::<u64>("a").unwrap_err();
     assert!(matches!(err, Error::Corrupt { .. }), "{err}");
@@ -178,7 +196,11 @@ fn capacity_byte_size_overflows() {
     let seg = quick().open(name.as_str()).unwrap();
     let a = seg.entry("a").unwrap().unwrap();
     poke(&name, a.offset + 8, &(u64::MAX / 2).to_ne_bytes());
-    poke(&name, ENTRY0 + 24, &(u64::MAX / 2).to_ne_bytes());
+    poke(
+        &name,
+        entry_at(&name, "a") + 24,
+        &(u64::MAX / 2).to_ne_bytes(),
+    );
     assert!(matches!(
         seg.open_array::<u64>("a"),
         Err(Error::Corrupt { .. })
@@ -189,21 +211,21 @@ fn capacity_byte_size_overflows() {
 fn bad_names_and_types() {
     // Name not NUL-terminated.
     let name = sample("name-nul");
-    poke(&name, ENTRY0 + 64, &[b'x'; 64]);
+    poke(&name, entry_at(&name, "a") + 64, &[b'x'; 64]);
     let seg = quick().open(name.as_str()).unwrap();
     let err = seg.entries().unwrap_err();
     assert!(err.to_string().contains("NUL"), "{err}");
     assert!(!seg.check().is_ok());
     // Name not UTF-8.
     let name = sample("name-utf8");
-    poke(&name, ENTRY0 + 64, &[0xff, 0xfe, 0]);
+    poke(&name, entry_at(&name, "a") + 64, &[0xff, 0xfe, 0]);
     let seg = quick().open(name.as_str()).unwrap();
     let err = seg.entries().unwrap_err();
     assert!(err.to_string().contains("UTF-8"), "{err}");
     // Element type that does not parse, or does not match the element size.
     for bad in [&b"<Z\0"[..], b"<I\0"] {
         let name = sample("type");
-        poke(&name, ENTRY0 + 192, bad);
+        poke(&name, entry_at(&name, "a") + 192, bad);
         let seg = quick().open(name.as_str()).unwrap();
         let report = seg.check();
         assert!(!report.is_ok(), "{bad:?}");
@@ -217,7 +239,7 @@ fn bad_names_and_types() {
 #[test]
 fn unknown_kind() {
     let name = sample("kind");
-    poke(&name, ENTRY0 + 12, &77u32.to_ne_bytes());
+    poke(&name, entry_at(&name, "a") + 12, &77u32.to_ne_bytes());
     let seg = quick().open(name.as_str()).unwrap();
     let err = seg.open_array::<u64>("a").unwrap_err();
     assert!(
@@ -242,7 +264,7 @@ fn entry_stuck_mid_write_is_skipped() {
     // Odd generation: a writer died mid-change. Readers skip it, and the
     // next registration (after taking over the lock) is unaffected.
     let name = sample("odd-gen");
-    poke(&name, ENTRY0, &3u64.to_ne_bytes());
+    poke(&name, entry_at(&name, "a"), &3u64.to_ne_bytes());
     let seg = quick().open(name.as_str()).unwrap();
     assert!(seg.entry("a").unwrap().is_none());
     assert_eq!(seg.entries().unwrap().len(), 1);
@@ -254,28 +276,30 @@ fn entry_stuck_mid_write_is_skipped() {
 /// never panic (debug builds check arithmetic overflow).
 #[test]
 fn generations_near_the_top_wrap() {
-    const ENTRY_SIZE: u64 = 320;
     let name = sample("gen-wrap");
+    let a_at = entry_at(&name, "a");
+    let taken = [a_at, entry_at(&name, "b")];
+    assert!(!taken.contains(&free_entry_for("c")) && !taken.contains(&free_entry_for("d")));
     let seg = quick()
         .lock_timeout(Duration::from_millis(20))
         .open(name.as_str())
         .unwrap();
     // Entry 0 ("a") is live: an even generation 2^64 - 2, then erase it.
-    poke(&name, ENTRY0, &(u64::MAX - 1).to_ne_bytes());
+    poke(&name, a_at, &(u64::MAX - 1).to_ne_bytes());
     assert!(seg.entry("a").unwrap().is_some());
     seg.erase("a").unwrap();
     assert!(seg.entry("a").unwrap().is_none());
-    // Entry 2 is free with generation 2^64 - 2: the next create uses it.
-    poke(
-        &name,
-        ENTRY0 + 2 * ENTRY_SIZE,
-        &(u64::MAX - 1).to_ne_bytes(),
-    );
+    // The entry "c" will take is free with generation 2^64 - 2.
+    poke(&name, free_entry_for("c"), &(u64::MAX - 1).to_ne_bytes());
     seg.create_array::<u8>("c", 1).unwrap();
     assert!(seg.entry("c").unwrap().is_some());
     // A half-written entry (odd generation 2^64 - 1) left by a dead lock
     // holder is repaired when the lock is taken over.
-    poke(&name, ENTRY0 + 3 * ENTRY_SIZE, &u64::MAX.to_ne_bytes());
+    let odd = (0..64)
+        .map(|i| shmds::layout::TABLE_OFFSET + i * ENTRY_SIZE)
+        .find(|at| !taken.contains(at) && *at != free_entry_for("c") && *at != free_entry_for("d"))
+        .unwrap();
+    poke(&name, odd, &u64::MAX.to_ne_bytes());
     poke(&name, 72, &0x7fff_fff0u32.to_ne_bytes()); // lock held by a dead pid
     seg.create_array::<u8>("d", 1).unwrap();
     assert!(seg.check().is_ok(), "{:?}", seg.check().problems);
@@ -290,9 +314,9 @@ fn pristine() -> &'static (Vec<u8>, u64) {
             .unwrap()
             .read_to_end(&mut bytes)
             .unwrap();
-        // Header, table and every block handed out.
-        let bump = u64::from_ne_bytes(bytes[80..88].try_into().unwrap());
-        (bytes, bump)
+        // Header, table and the heap's first blocks (the structures).
+        let heap = u64::from_ne_bytes(bytes[48..56].try_into().unwrap());
+        (bytes, heap + 4096)
     })
 }
 
@@ -307,7 +331,7 @@ proptest! {
         let mut bytes = bytes.clone();
         for (_, at, value) in flips {
             // Bias towards the interesting bytes: the header and the entries.
-            let at = (at % if at % 3 == 0 { *span } else { 128 + 6 * 320 }) as usize;
+            let at = (at % if at % 3 == 0 { *span } else { 1024 }) as usize;
             bytes[at] = value;
         }
         let name = ShmName::new("fuzz");

@@ -59,7 +59,7 @@ fn format_md_matches_layout_rs() {
         .collect();
     assert_eq!(
         expected.len(),
-        13,
+        15,
         "a layout struct is missing from describe()"
     );
     for (name, (size, fields)) in &expected {
@@ -98,7 +98,7 @@ fn magic_and_fingerprint_as_documented() {
         usize::BITS as u64,
         endian,
         64,
-        128,
+        1024,
         320,
         64,
         192,
@@ -111,6 +111,8 @@ fn magic_and_fingerprint_as_documented() {
         16,
         256,
         16,
+        16,
+        64,
     ] {
         for b in v.to_le_bytes() {
             h ^= b as u64;

@@ -19,10 +19,17 @@ fn create_open_remove() {
     let again = Segment::open(&format!("/{}", name.as_str())).unwrap();
     assert_eq!(again.size(), seg.size());
     assert_eq!(again.seed(), seg.seed());
-    // open_or_create with another size is refused; without one it opens.
+    // Segments grow: open_or_create with another size opens it (any size
+    // up to its maximum); another stated maximum is refused.
+    assert!(Segment::open_or_create(name.as_str(), 1 << 20).is_ok());
     assert!(matches!(
-        Segment::open_or_create(name.as_str(), 1 << 20),
-        Err(Error::ShapeMismatch { what: "size", .. })
+        Segment::options()
+            .max_size(1 << 30)
+            .open_or_create(name.as_str()),
+        Err(Error::ShapeMismatch {
+            what: "maximum size",
+            ..
+        })
     ));
     let oc = Segment::options().open_or_create(name.as_str()).unwrap();
     assert_eq!(oc.size(), seg.size());
@@ -241,37 +248,43 @@ fn erase_makes_handles_stale() {
 }
 
 #[test]
-fn table_full_and_out_of_space() {
+fn table_grows_and_out_of_space() {
     let name = ShmName::new("full");
     let seg = Segment::options()
         .table_capacity(2)
         .size(1 << 16)
+        .max_size(1 << 16)
         .create(name.as_str())
         .unwrap();
     seg.create_array::<u8>("a", 1).unwrap();
     seg.create_array::<u8>("b", 1).unwrap();
-    let err = seg.create_array::<u8>("c", 1).unwrap_err();
-    assert!(matches!(err, Error::TableFull { capacity: 2 }), "{err}");
+    // A third name grows the table by a chunk of twice the size.
+    seg.create_array::<u8>("c", 1).unwrap();
+    assert_eq!(seg.table_capacity(), 2 + 4);
     seg.erase("a").unwrap();
-    let avail = seg.available();
-    let err = seg.create_array::<u8>("c", avail).unwrap_err();
+    let heap = seg.heap().unwrap();
+    // The biggest array that fits: block header and array header aside.
+    let fit = heap.largest_free - 64 - 64;
+    let err = seg.create_array::<u8>("big", fit + 4096).unwrap_err();
     match err {
         Error::OutOfSpace {
             requested,
             available,
         } => {
-            assert!(requested > available);
-            assert_eq!(available, avail);
+            assert!(requested > available, "{requested} > {available}");
+            assert_eq!(available, heap.largest_free);
         }
         other => panic!("{other}"),
     }
     // Overflowing byte sizes are refused before allocating.
-    let err = seg.create_array::<u64>("c", u64::MAX / 4).unwrap_err();
+    let err = seg.create_array::<u64>("big", u64::MAX / 4).unwrap_err();
     assert!(matches!(err, Error::InvalidArgument(_)), "{err}");
     // What fits, fits exactly.
-    let c = seg.create_array::<u8>("c", avail - 64).unwrap();
-    assert_eq!(seg.available(), 0);
-    c.set(avail - 65, 9).unwrap();
+    let d = seg.create_array::<u8>("d", fit).unwrap();
+    d.set(fit - 1, 9).unwrap();
+    let after = seg.heap().unwrap();
+    assert_eq!(after.largest_free, heap.free_bytes - heap.largest_free);
+    assert!(seg.check().is_ok(), "{:?}", seg.check().problems);
 }
 
 #[test]
@@ -384,10 +397,12 @@ fn open_or_create_with_another_shape_is_refused() {
     assert_eq!(seg.open_array::<u32>("a").unwrap().len(), 4);
     assert_eq!(seg.open_queue::<u64>("q").unwrap().capacity(), 4);
 
-    // Segments: a stated size (rounded to a page) or table capacity must match.
+    // Segments: a stated size must fit the maximum size, a stated maximum
+    // size or table capacity must match.
+    assert!(Segment::open_or_create(name.as_str(), 2 << 20).is_ok());
     assert_eq!(
-        shape(Segment::open_or_create(name.as_str(), 2 << 20).unwrap_err()),
-        ("size", 2 << 20, 1 << 20)
+        shape(Segment::open_or_create(name.as_str(), 8 << 30).unwrap_err()),
+        ("size", 8 << 30, 4 << 30)
     );
     assert!(Segment::open_or_create(name.as_str(), (1 << 20) - 100).is_ok());
     assert_eq!(
