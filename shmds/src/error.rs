@@ -44,12 +44,14 @@ pub enum Error {
         /// Bytes that were asked for.
         requested: u64,
     },
-    /// The segment's heap cannot hold the requested block.
-    #[error("segment out of space: {requested} bytes requested, {available} available (create the segment larger)")]
+    /// The segment's heap cannot hold the requested block, even after
+    /// growing to its maximum size.
+    #[error("segment out of space: {requested} bytes requested, at most {available} available even at the segment's maximum size (erase structures, or create the segment with a larger maximum size)")]
     OutOfSpace {
-        /// Bytes requested (after alignment).
+        /// Bytes requested (after alignment, block header included).
         requested: u64,
-        /// Bytes still free in the segment.
+        /// The largest block that could be had: the largest free block, or
+        /// the space up to the maximum size.
         available: u64,
     },
     /// The name table has no free entry.

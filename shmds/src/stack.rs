@@ -891,19 +891,25 @@ impl RawStack {
 
     payload::raw_ring_methods!(RawStack, "top");
 
-    /// Number of elements (approximate while other processes push and pop).
+    /// Number of elements (approximate while other processes push and pop);
+    /// 0 once the stack was erased.
     pub fn len(&self) -> usize {
+        if self.handle.check().is_err() {
+            return 0;
+        }
         self.core().len() as usize
     }
 
-    /// Whether the stack is empty (approximate under concurrency).
+    /// Whether the stack is empty (approximate under concurrency; true once
+    /// it was erased).
     pub fn is_empty(&self) -> bool {
-        self.header().top.load(Ordering::Acquire) & LINK_MASK == 0
+        self.handle.check().is_err() || self.header().top.load(Ordering::Acquire) & LINK_MASK == 0
     }
 
-    /// Whether the stack is full (approximate under concurrency).
+    /// Whether the stack is full (approximate under concurrency; false once
+    /// it was erased).
     pub fn is_full(&self) -> bool {
-        self.header().free.load(Ordering::Acquire) & LINK_MASK == 0
+        self.handle.check().is_ok() && self.header().free.load(Ordering::Acquire) & LINK_MASK == 0
     }
 
     /// The capacity.

@@ -875,8 +875,12 @@ impl Topic {
         Ok(got.map(|latest| latest.seq))
     }
 
-    /// Messages held (the newest that fit in the ring).
+    /// Messages held (the newest that fit in the ring); 0 once the topic
+    /// was erased.
     pub fn len(&self) -> usize {
+        if self.inner.handle.check().is_err() {
+            return 0;
+        }
         self.inner.core().messages() as usize
     }
 
@@ -885,8 +889,12 @@ impl Topic {
         self.len() == 0
     }
 
-    /// Messages published since creation (the next sequence number).
+    /// Messages published since creation (the next sequence number); 0
+    /// once the topic was erased.
     pub fn published(&self) -> u64 {
+        if self.inner.handle.check().is_err() {
+            return 0;
+        }
         self.inner.core().published()
     }
 
@@ -982,6 +990,11 @@ impl TopicReservation<'_> {
     /// Publish the message; returns its sequence number.
     pub fn commit(mut self) -> u64 {
         self.done = true;
+        // Erased meanwhile: the message goes nowhere (its memory may hold
+        // another structure now, whose lock this is not).
+        if self.topic.inner.handle.check().is_err() {
+            return self.slot.seq;
+        }
         let core = self.topic.inner.core();
         let checksum = if self.topic.inner.ring.checksum {
             crc32c(&self)
@@ -1023,7 +1036,7 @@ impl std::ops::DerefMut for TopicReservation<'_> {
 
 impl Drop for TopicReservation<'_> {
     fn drop(&mut self) {
-        if !self.done {
+        if !self.done && self.topic.inner.handle.check().is_ok() {
             self.topic.inner.core().unlock();
         }
     }

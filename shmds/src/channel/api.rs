@@ -518,24 +518,33 @@ impl Channel {
         self.inner.core().is_shut_down()
     }
 
-    /// Messages held (approximate while other processes send and receive).
+    /// Messages held (approximate while other processes send and receive);
+    /// 0 once the channel was erased.
     pub fn len(&self) -> usize {
+        if self.inner.handle.check().is_err() {
+            return 0;
+        }
         self.inner.core().messages() as usize
     }
 
-    /// Whether no message is held.
+    /// Whether no message is held (true once the channel was erased).
     pub fn is_empty(&self) -> bool {
-        self.inner.core().used_cells() == 0
+        self.used_bytes() == 0
     }
 
-    /// Whether the ring has no free cell (not even an empty message fits).
+    /// Whether the ring has no free cell (not even an empty message fits);
+    /// false once the channel was erased.
     pub fn is_full(&self) -> bool {
-        self.inner.core().used_cells() >= self.inner.shape.ring.cells
+        self.inner.handle.check().is_ok()
+            && self.inner.core().used_cells() >= self.inner.shape.ring.cells
     }
 
     /// Bytes of the ring in use by messages held (whole cells, padding
-    /// included).
+    /// included); 0 once the channel was erased.
     pub fn used_bytes(&self) -> u64 {
+        if self.inner.handle.check().is_err() {
+            return 0;
+        }
         self.inner.core().used_cells() * MESSAGE_CELL
     }
 
@@ -706,9 +715,12 @@ impl std::fmt::Debug for Sender {
 
 impl Drop for Sender {
     fn drop(&mut self) {
-        self.inner
-            .core()
-            .detach(self.slot, Role::Sender, current_pid());
+        // An erased channel's memory may hold another structure now.
+        if self.inner.handle.check().is_ok() {
+            self.inner
+                .core()
+                .detach(self.slot, Role::Sender, current_pid());
+        }
     }
 }
 
@@ -867,6 +879,11 @@ impl Reservation<'_> {
     /// Publish the message.
     pub fn commit(mut self) {
         self.done = true;
+        // Erased meanwhile: the message goes nowhere (its memory may hold
+        // another structure now).
+        if self.sender.inner.handle.check().is_err() {
+            return;
+        }
         let (claim, len) = (self.claim, self.len);
         self.sender.publish(&claim, len);
     }
@@ -901,7 +918,7 @@ impl std::ops::DerefMut for Reservation<'_> {
 
 impl Drop for Reservation<'_> {
     fn drop(&mut self) {
-        if self.done {
+        if self.done || self.sender.inner.handle.check().is_err() {
             return;
         }
         let core = self.sender.inner.core();
@@ -935,9 +952,12 @@ impl std::fmt::Debug for Receiver {
 
 impl Drop for Receiver {
     fn drop(&mut self) {
-        self.inner
-            .core()
-            .detach(self.slot, Role::Receiver, current_pid());
+        // An erased channel's memory may hold another structure now.
+        if self.inner.handle.check().is_ok() {
+            self.inner
+                .core()
+                .detach(self.slot, Role::Receiver, current_pid());
+        }
     }
 }
 
@@ -1141,6 +1161,9 @@ impl std::ops::Deref for Message<'_> {
 
 impl Drop for Message<'_> {
     fn drop(&mut self) {
+        if self.receiver.inner.handle.check().is_err() {
+            return;
+        }
         let core = self.receiver.inner.core();
         if self.receiver.inner.shape.spsc {
             core.spsc_release(&mut self.receiver.end, &self.taken);

@@ -519,11 +519,16 @@ impl RawMap {
     /// A weakly consistent iterator over `(key, value)` byte pairs; see
     /// [`Map::iter`]. Unreadable (damaged) slots are skipped.
     pub fn iter(&self) -> impl Iterator<Item = (Vec<u8>, Vec<u8>)> + '_ {
-        (0..self.shape.capacity).filter_map(move |slot| {
-            let mut key = vec![0; self.shape.key_size];
-            let mut value = vec![0; self.shape.value_size];
-            matches!(self.read_slot(slot, &mut key, &mut value), Ok(true)).then_some((key, value))
-        })
+        // Ends once the map is erased (its memory may hold another
+        // structure then).
+        (0..self.shape.capacity)
+            .take_while(move |_| self.handle.check().is_ok())
+            .filter_map(move |slot| {
+                let mut key = vec![0; self.shape.key_size];
+                let mut value = vec![0; self.shape.value_size];
+                let read = matches!(self.read_slot(slot, &mut key, &mut value), Ok(true));
+                (read && self.handle.check().is_ok()).then_some((key, value))
+            })
     }
 
     /// Remove every key (keys inserted concurrently may survive).
@@ -535,9 +540,12 @@ impl RawMap {
         Ok(())
     }
 
-    /// Number of keys. Exact when no writer runs (and none died mid-write).
-    /// It does not check that the map still exists: see [`RawMap::check`].
+    /// Number of keys. Exact when no writer runs (and none died mid-write);
+    /// 0 once the map was erased.
     pub fn len(&self) -> usize {
+        if self.handle.check().is_err() {
+            return 0;
+        }
         self.core().len() as usize
     }
 

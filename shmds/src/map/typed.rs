@@ -247,11 +247,14 @@ impl<K: Element, V: Element> Iterator for Iter<'_, K, V> {
     type Item = (K, V);
 
     fn next(&mut self) -> Option<(K, V)> {
-        while self.next < self.map.raw.shape.capacity {
+        // Ends once the map is erased: its memory may hold another
+        // structure then (checked after each read too, so a pair read from
+        // a reused block is never yielded).
+        while self.next < self.map.raw.shape.capacity && self.map.raw.check().is_ok() {
             let slot = self.next;
             self.next += 1;
             if let Ok(Some(pair)) = self.map.read_slot(slot) {
-                return Some(pair);
+                return self.map.raw.check().is_ok().then_some(pair);
             }
         }
         None

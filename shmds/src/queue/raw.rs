@@ -661,8 +661,12 @@ impl RawQueue {
 
     payload::raw_ring_methods!(RawQueue, "oldest");
 
-    /// Number of elements (approximate while other processes push and pop).
+    /// Number of elements (approximate while other processes push and pop);
+    /// 0 once the queue was erased.
     pub fn len(&self) -> usize {
+        if self.handle.check().is_err() {
+            return 0;
+        }
         self.core().len() as usize
     }
 
@@ -671,9 +675,10 @@ impl RawQueue {
         self.len() == 0
     }
 
-    /// Whether the queue is full (approximate under concurrency).
+    /// Whether the queue is full (approximate under concurrency; false
+    /// once it was erased).
     pub fn is_full(&self) -> bool {
-        self.len() as u64 >= self.capacity()
+        self.handle.check().is_ok() && self.len() as u64 >= self.capacity()
     }
 
     /// The capacity (exactly as created).
