@@ -83,6 +83,7 @@ fn check_fails_on_damage() {
     let name = Name::new("damage");
     let seg = Segment::create(&name.0, 1 << 16).unwrap();
     seg.create_array::<u64>("a", 4).unwrap();
+    let index = seg.entry("a").unwrap().unwrap().index;
     drop(seg);
     // Point the entry's block outside the segment.
     use std::io::{Seek, SeekFrom, Write};
@@ -90,7 +91,8 @@ fn check_fails_on_damage() {
         .write(true)
         .open(format!("/dev/shm/{}", name.0))
         .unwrap();
-    f.seek(SeekFrom::Start(128 + 32)).unwrap();
+    f.seek(SeekFrom::Start(shmds::layout::TABLE_OFFSET + index * 320 + 32))
+        .unwrap();
     f.write_all(&(1u64 << 30).to_ne_bytes()).unwrap();
     drop(f);
     let out = shmds(&["check", &name.0]);
