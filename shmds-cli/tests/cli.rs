@@ -91,8 +91,10 @@ fn check_fails_on_damage() {
         .write(true)
         .open(format!("/dev/shm/{}", name.0))
         .unwrap();
-    f.seek(SeekFrom::Start(shmds::layout::TABLE_OFFSET + index * 320 + 32))
-        .unwrap();
+    f.seek(SeekFrom::Start(
+        shmds::layout::TABLE_OFFSET + index * 320 + 32,
+    ))
+    .unwrap();
     f.write_all(&(1u64 << 30).to_ne_bytes()).unwrap();
     drop(f);
     let out = shmds(&["check", &name.0]);
