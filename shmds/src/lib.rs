@@ -31,6 +31,7 @@ pub mod layout;
 
 mod alloc;
 mod array;
+mod attach;
 mod channel;
 mod checksum;
 mod error;
@@ -49,6 +50,7 @@ mod topic;
 mod wait;
 
 pub use array::{Array, RawArray};
+pub use attach::{remove_abandoned, segment_status, Attacher, HeapStats, SegmentStatus};
 pub use channel::{
     Channel, ChannelOptions, Message, Receiver, Reservation, Sender, MAX_MESSAGE, MAX_RING_CAPACITY,
 };

@@ -299,6 +299,8 @@ pub(crate) struct Mapping {
     geometry: Geometry,
     writable: bool,
     lock_timeout: Duration,
+    /// Where this mapping's process is counted as attached (crate::attach).
+    pub(crate) attachment: crate::attach::Attachment,
 }
 
 // SAFETY: the mapping is plain shared memory; every access to it goes through
@@ -381,6 +383,12 @@ impl Mapping {
     /// How long to wait for a live peer that holds a lock or claim.
     pub(crate) fn lock_timeout(&self) -> Duration {
         self.lock_timeout
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        crate::attach::detach(self);
     }
 }
 
@@ -609,7 +617,9 @@ impl Segment {
             geometry,
             writable: true,
             lock_timeout: opts.lock_timeout,
+            attachment: Default::default(),
         };
+        crate::attach::attach(&mapping).map_err(undo)?;
         init_header(&mapping);
         Ok(Segment {
             map: Arc::new(mapping),
@@ -672,7 +682,9 @@ impl Segment {
             geometry,
             writable: !opts.read_only,
             lock_timeout: opts.lock_timeout,
+            attachment: Default::default(),
         };
+        crate::attach::attach(&mapping)?;
         Ok(Segment {
             map: Arc::new(mapping),
         })
@@ -810,6 +822,9 @@ fn init_header(mapping: &Mapping) {
     header
         .creator_pid
         .store(crate::process::current_pid(), Ordering::Relaxed);
+    header
+        .creator_start
+        .store(crate::process::current_start_time(), Ordering::Relaxed);
     header
         .state
         .store(segment_state::INITIALIZING, Ordering::Relaxed);
@@ -986,7 +1001,8 @@ fn wait_ready(name: &str, base: *const u8, deadline: Instant) -> Result<()> {
         }
         let state = header.state.load(Ordering::Acquire);
         match state {
-            segment_state::READY => return Ok(()),
+            // REMOVED: crate::attach decides (a removal may be undone).
+            segment_state::READY | segment_state::REMOVED => return Ok(()),
             segment_state::UNINIT | segment_state::INITIALIZING => {}
             other => {
                 return Err(Error::Corrupt {
