@@ -375,6 +375,7 @@ impl<'a> View<'a> {
     /// Steps 1 to 3 of a removal (module docs), for a segment found
     /// abandoned.
     fn try_remove(&self) -> Removal {
+        crate::fault::pause_point("lifetime.remove.before_announce");
         match self.header.state.compare_exchange(
             segment_state::READY,
             segment_state::REMOVED,
@@ -495,6 +496,7 @@ pub(crate) fn attach(map: &Mapping) -> Result<()> {
             }
         } else {
             // Ready (or, for the creator, not yet): join, then check.
+            crate::fault::pause_point("lifetime.attach.before_join");
             let place = view.join(pid, start);
             if view.header.state.load(SeqCst) != segment_state::REMOVED {
                 map.attachment.set(pid, place);
@@ -674,28 +676,33 @@ pub fn segment_status(name: &str) -> Result<SegmentStatus> {
 
 /// Remove every shmds segment in `/dev/shm` that no live process is
 /// attached to (and that has no overflowed attachers), persistent or
-/// temporary; return their names. Each is checked again, with the removal
-/// protocol of the module docs, right before its name is unlinked, so a
-/// process attaching meanwhile keeps it. Segments this build cannot read
-/// (another format version), that are not ready, or that this user may not
-/// write are left alone.
+/// temporary, as [`remove_if_abandoned`] does; return their names.
+/// Segments this build cannot read (another format version), that are not
+/// ready, or that this user may not write are left alone.
 pub fn remove_abandoned() -> Result<Vec<String>> {
     let mut removed = Vec::new();
     for name in crate::list_segments()? {
-        let Ok(seg) = inspect(&name) else {
-            continue;
-        };
-        if seg.is_abandoned() && remove_if_abandoned(&seg) {
+        if let Ok(true) = remove_if_abandoned(&name) {
             removed.push(name);
         }
     }
     Ok(removed)
 }
 
+/// Remove the segment `name` if no live process is attached to it (and it
+/// has no overflowed attachers); whether it was removed. It is checked
+/// again, with the removal protocol of the module docs, right before its
+/// name is unlinked, so a process attaching meanwhile keeps it. A segment
+/// of another format version is [`Error::Incompatible`] and never removed.
+pub fn remove_if_abandoned(name: &str) -> Result<bool> {
+    let seg = inspect(name)?;
+    Ok(seg.is_abandoned() && remove_if_still_abandoned(&seg))
+}
+
 /// Remove `seg` (a read-only, validated handle) if it is abandoned. It
 /// needs to write the header: a writable mapping of the header and the
 /// slots alone is made for that (a writable open would attach).
-fn remove_if_abandoned(seg: &Segment) -> bool {
+fn remove_if_still_abandoned(seg: &Segment) -> bool {
     use rustix::fs::{FileType, Mode, OFlags};
     let flags = OFlags::RDWR | OFlags::NONBLOCK | OFlags::NOFOLLOW | OFlags::CLOEXEC;
     let Ok(fd) = rustix::fs::open(format!("/dev/shm/{}", seg.name()), flags, Mode::empty()) else {

@@ -50,7 +50,9 @@ mod topic;
 mod wait;
 
 pub use array::{Array, RawArray};
-pub use attach::{remove_abandoned, segment_status, Attacher, HeapStats, SegmentStatus};
+pub use attach::{
+    remove_abandoned, remove_if_abandoned, segment_status, Attacher, HeapStats, SegmentStatus,
+};
 pub use channel::{
     Channel, ChannelOptions, Message, Receiver, Reservation, Sender, MAX_MESSAGE, MAX_RING_CAPACITY,
 };
