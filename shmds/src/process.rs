@@ -62,6 +62,7 @@ pub(crate) fn current_pid() -> u32 {
 /// The start time of process `pid`: clock ticks after boot, field 22 of
 /// `/proc/PID/stat` (`None` if it cannot be read or parsed). With the pid
 /// it names one process: a pid reused by a later process has another.
+#[cfg(not(loom))]
 pub(crate) fn start_time(pid: u32) -> Option<u64> {
     if pid == 0 {
         return None;
@@ -73,6 +74,7 @@ pub(crate) fn start_time(pid: u32) -> Option<u64> {
 /// Field 22 of a `/proc/PID/stat` line. The command name (field 2) is in
 /// parentheses and may itself contain `)` or spaces, so the fields are
 /// counted from the last `)`: the state (field 3) follows it.
+#[cfg(not(loom))]
 fn parse_start_time(stat: &str) -> Option<u64> {
     let (_, after) = stat.rsplit_once(')')?;
     after.split_ascii_whitespace().nth(22 - 3)?.parse().ok()
