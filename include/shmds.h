@@ -57,17 +57,17 @@
 #define SHMDS_STATIC_ASSERT(cond, msg) _Static_assert(cond, msg)
 #endif
 
-#define SHMDS_FORMAT_VERSION 3
+#define SHMDS_FORMAT_VERSION 4
 #define SHMDS_MAGIC_BYTES { 0x53, 0x48, 0x4d, 0x44, 0x53, 0x00, 0x01, 0x00 }
 #define SHMDS_CACHE_LINE 64
 
-/* SegmentHeader (128 bytes) */
+/* SegmentHeader (1024 bytes) */
 typedef struct shmds_segment_header {
     uint8_t magic[8];
     uint32_t format_version;
     uint32_t header_size;
     uint64_t fingerprint;
-    uint64_t total_size;
+    uint64_t max_size;
     uint64_t table_offset;
     uint32_t table_capacity;
     uint32_t entry_size;
@@ -77,16 +77,24 @@ typedef struct shmds_segment_header {
     uint32_t creator_pid; /* atomic */
     uint32_t lock; /* atomic */
     uint32_t lock_waiters; /* atomic */
-    uint64_t bump; /* atomic */
+    uint64_t size; /* atomic */
     uint64_t created_unix_ns; /* atomic */
-    uint64_t reserved[4];
+    uint32_t flags; /* atomic */
+    uint32_t attach_overflow; /* atomic */
+    uint64_t creator_start; /* atomic */
+    uint64_t heap_last; /* atomic */
+    uint64_t free_bytes; /* atomic */
+    uint64_t free_blocks; /* atomic */
+    uint64_t table_chunks[24]; /* atomic */
+    uint64_t free_lists[48]; /* atomic */
+    uint64_t reserved[39];
 } shmds_segment_header;
-SHMDS_STATIC_ASSERT(sizeof(shmds_segment_header) == 128, "shmds_segment_header: size");
+SHMDS_STATIC_ASSERT(sizeof(shmds_segment_header) == 1024, "shmds_segment_header: size");
 SHMDS_STATIC_ASSERT(offsetof(shmds_segment_header, magic) == 0, "shmds_segment_header.magic: offset");
 SHMDS_STATIC_ASSERT(offsetof(shmds_segment_header, format_version) == 8, "shmds_segment_header.format_version: offset");
 SHMDS_STATIC_ASSERT(offsetof(shmds_segment_header, header_size) == 12, "shmds_segment_header.header_size: offset");
 SHMDS_STATIC_ASSERT(offsetof(shmds_segment_header, fingerprint) == 16, "shmds_segment_header.fingerprint: offset");
-SHMDS_STATIC_ASSERT(offsetof(shmds_segment_header, total_size) == 24, "shmds_segment_header.total_size: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_segment_header, max_size) == 24, "shmds_segment_header.max_size: offset");
 SHMDS_STATIC_ASSERT(offsetof(shmds_segment_header, table_offset) == 32, "shmds_segment_header.table_offset: offset");
 SHMDS_STATIC_ASSERT(offsetof(shmds_segment_header, table_capacity) == 40, "shmds_segment_header.table_capacity: offset");
 SHMDS_STATIC_ASSERT(offsetof(shmds_segment_header, entry_size) == 44, "shmds_segment_header.entry_size: offset");
@@ -96,9 +104,49 @@ SHMDS_STATIC_ASSERT(offsetof(shmds_segment_header, state) == 64, "shmds_segment_
 SHMDS_STATIC_ASSERT(offsetof(shmds_segment_header, creator_pid) == 68, "shmds_segment_header.creator_pid: offset");
 SHMDS_STATIC_ASSERT(offsetof(shmds_segment_header, lock) == 72, "shmds_segment_header.lock: offset");
 SHMDS_STATIC_ASSERT(offsetof(shmds_segment_header, lock_waiters) == 76, "shmds_segment_header.lock_waiters: offset");
-SHMDS_STATIC_ASSERT(offsetof(shmds_segment_header, bump) == 80, "shmds_segment_header.bump: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_segment_header, size) == 80, "shmds_segment_header.size: offset");
 SHMDS_STATIC_ASSERT(offsetof(shmds_segment_header, created_unix_ns) == 88, "shmds_segment_header.created_unix_ns: offset");
-SHMDS_STATIC_ASSERT(offsetof(shmds_segment_header, reserved) == 96, "shmds_segment_header.reserved: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_segment_header, flags) == 96, "shmds_segment_header.flags: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_segment_header, attach_overflow) == 100, "shmds_segment_header.attach_overflow: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_segment_header, creator_start) == 104, "shmds_segment_header.creator_start: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_segment_header, heap_last) == 112, "shmds_segment_header.heap_last: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_segment_header, free_bytes) == 120, "shmds_segment_header.free_bytes: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_segment_header, free_blocks) == 128, "shmds_segment_header.free_blocks: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_segment_header, table_chunks) == 136, "shmds_segment_header.table_chunks: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_segment_header, free_lists) == 328, "shmds_segment_header.free_lists: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_segment_header, reserved) == 712, "shmds_segment_header.reserved: offset");
+
+/* AttachSlot (16 bytes) */
+typedef struct shmds_attach_slot {
+    uint64_t process; /* atomic */
+    uint64_t start_time; /* atomic */
+} shmds_attach_slot;
+SHMDS_STATIC_ASSERT(sizeof(shmds_attach_slot) == 16, "shmds_attach_slot: size");
+SHMDS_STATIC_ASSERT(offsetof(shmds_attach_slot, process) == 0, "shmds_attach_slot.process: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_attach_slot, start_time) == 8, "shmds_attach_slot.start_time: offset");
+
+/* BlockHeader (64 bytes) */
+typedef struct shmds_block_header {
+    uint32_t magic; /* atomic */
+    uint32_t state; /* atomic */
+    uint64_t size; /* atomic */
+    uint64_t prev_size; /* atomic */
+    uint64_t owner; /* atomic */
+    uint64_t owner_generation; /* atomic */
+    uint64_t next_free; /* atomic */
+    uint64_t prev_free; /* atomic */
+    uint64_t check; /* atomic */
+} shmds_block_header;
+SHMDS_STATIC_ASSERT(sizeof(shmds_block_header) == 64, "shmds_block_header: size");
+SHMDS_STATIC_ASSERT(offsetof(shmds_block_header, magic) == 0, "shmds_block_header.magic: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_block_header, state) == 4, "shmds_block_header.state: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_block_header, size) == 8, "shmds_block_header.size: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_block_header, prev_size) == 16, "shmds_block_header.prev_size: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_block_header, owner) == 24, "shmds_block_header.owner: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_block_header, owner_generation) == 32, "shmds_block_header.owner_generation: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_block_header, next_free) == 40, "shmds_block_header.next_free: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_block_header, prev_free) == 48, "shmds_block_header.prev_free: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_block_header, check) == 56, "shmds_block_header.check: offset");
 
 /* Entry (320 bytes) */
 typedef struct shmds_entry {
@@ -111,7 +159,8 @@ typedef struct shmds_entry {
     uint64_t offset; /* atomic */
     uint64_t size; /* atomic */
     uint32_t creator_pid; /* atomic */
-    uint32_t reserved[3];
+    uint32_t name_hash; /* atomic */
+    uint32_t reserved[2];
     uint64_t name[8]; /* atomic */
     uint64_t key_type[8]; /* atomic */
     uint64_t elem_type[16]; /* atomic */
@@ -126,7 +175,8 @@ SHMDS_STATIC_ASSERT(offsetof(shmds_entry, capacity) == 24, "shmds_entry.capacity
 SHMDS_STATIC_ASSERT(offsetof(shmds_entry, offset) == 32, "shmds_entry.offset: offset");
 SHMDS_STATIC_ASSERT(offsetof(shmds_entry, size) == 40, "shmds_entry.size: offset");
 SHMDS_STATIC_ASSERT(offsetof(shmds_entry, creator_pid) == 48, "shmds_entry.creator_pid: offset");
-SHMDS_STATIC_ASSERT(offsetof(shmds_entry, reserved) == 52, "shmds_entry.reserved: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_entry, name_hash) == 52, "shmds_entry.name_hash: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_entry, reserved) == 56, "shmds_entry.reserved: offset");
 SHMDS_STATIC_ASSERT(offsetof(shmds_entry, name) == 64, "shmds_entry.name: offset");
 SHMDS_STATIC_ASSERT(offsetof(shmds_entry, key_type) == 128, "shmds_entry.key_type: offset");
 SHMDS_STATIC_ASSERT(offsetof(shmds_entry, elem_type) == 192, "shmds_entry.elem_type: offset");
@@ -581,6 +631,29 @@ SHMDS_STATIC_ASSERT(offsetof(shmds_topic_cell, checksum) == 12, "shmds_topic_cel
 #define SHMDS_CHECKSUM 2
 
 /**
+ * Segment flag (`ShmdsSegmentOptions.flags`) of a new segment: remove it
+ * when the last attached process (in any language) closes it or dies.
+ * Every open segment handle attaches its process. A temporary segment
+ * found with every attached process dead is removed by the next open,
+ * which then fails with `SHMDS_E_NOT_FOUND` (an open-or-create creates
+ * a fresh one).
+ */
+#define SHMDS_TEMPORARY 1
+
+/**
+ * Segment flag of a new segment: zero every structure's memory when it
+ * is erased (as `shmds_segment_erase_wipe` does for one).
+ */
+#define SHMDS_WIPE_ON_ERASE 2
+
+/**
+ * Segment flag for `shmds_segment_open_with`: map the segment read-only,
+ * for inspection. Such a handle does not attach (so
+ * `shmds_segment_is_abandoned` can be 1) and opens no structure.
+ */
+#define SHMDS_READ_ONLY 4
+
+/**
  * An array of fixed-size elements.
  */
 typedef struct ShmdsArray ShmdsArray;
@@ -632,6 +705,45 @@ typedef struct ShmdsSubscriber ShmdsSubscriber;
  * A broadcast topic of variable-length messages.
  */
 typedef struct ShmdsTopic ShmdsTopic;
+
+/**
+ * How to create or open a segment (`shmds_segment_create_with`,
+ * `shmds_segment_open_or_create_with`, `shmds_segment_open_with`).
+ * Zero-initialise it (`ShmdsSegmentOptions opts = {0};`) and set what
+ * you need: a field left 0 takes its default.
+ */
+typedef struct ShmdsSegmentOptions {
+  /**
+   * Size in bytes of a new segment, rounded up to a page; 0: 1 MiB. An
+   * open-or-create (or open) that states a size refuses an existing
+   * segment of another size (`SHMDS_E_SHAPE`); 0 accepts any.
+   */
+  uint64_t size;
+  /**
+   * The largest size a new segment grows to; 0: the default (4 GiB, or
+   * the size if larger).
+   */
+  uint64_t max_size;
+  /**
+   * Entries in a new segment's table; 0: 64. Checked against an
+   * existing segment like `size`.
+   */
+  uint32_t table_capacity;
+  /**
+   * Permission bits of a new segment (not reduced by the umask); 0: 0600.
+   */
+  uint32_t mode;
+  /**
+   * `SHMDS_TEMPORARY`, `SHMDS_WIPE_ON_ERASE` (a new segment),
+   * `SHMDS_READ_ONLY` (`shmds_segment_open_with` only); other bits are
+   * `SHMDS_E_INVALID`.
+   */
+  uint32_t flags;
+  /**
+   * Reserved: must be 0.
+   */
+  uint32_t reserved;
+} ShmdsSegmentOptions;
 
 /**
  * One structure in a segment's table (see `shmds_segment_entries`).
@@ -707,6 +819,31 @@ int shmds_segment_open(const char *name, struct ShmdsSegment **out);
 int shmds_segment_open_or_create(const char *name, uint64_t size, struct ShmdsSegment **out);
 
 /**
+ * Create the segment `name` as `opts` says (`SHMDS_E_EXISTS` if it exists).
+ */
+int shmds_segment_create_with(const char *name,
+                              const struct ShmdsSegmentOptions *opts,
+                              struct ShmdsSegment **out);
+
+/**
+ * Open the segment `name`, creating it as `opts` says if it does not
+ * exist (`SHMDS_E_SHAPE` if it exists with another size or table
+ * capacity than a non-zero one stated).
+ */
+int shmds_segment_open_or_create_with(const char *name,
+                                      const struct ShmdsSegmentOptions *opts,
+                                      struct ShmdsSegment **out);
+
+/**
+ * Open the existing segment `name` as `opts` says: `SHMDS_READ_ONLY` for
+ * inspection (the handle does not attach), and the size and table
+ * capacity it must have (0: any).
+ */
+int shmds_segment_open_with(const char *name,
+                            const struct ShmdsSegmentOptions *opts,
+                            struct ShmdsSegment **out);
+
+/**
  * Release a segment handle (the segment stays; see `shmds_segment_remove`).
  */
 void shmds_segment_close(struct ShmdsSegment *seg);
@@ -722,6 +859,38 @@ int shmds_segment_remove(const char *name);
  * (`shmds_*_check`); the name can be created again.
  */
 int shmds_segment_erase(const struct ShmdsSegment *seg, const char *name);
+
+/**
+ * Erase the structure `name` as `shmds_segment_erase` does, and zero its
+ * memory.
+ */
+int shmds_segment_erase_wipe(const struct ShmdsSegment *seg, const char *name);
+
+/**
+ * 1 if the segment is temporary (`SHMDS_TEMPORARY`), 0 if not,
+ * `SHMDS_E_INVALID` for NULL.
+ */
+int shmds_segment_is_temporary(const struct ShmdsSegment *seg);
+
+/**
+ * 1 if no live process is attached to the segment (what `shmds rm
+ * --abandoned` removes), 0 if one is, `SHMDS_E_INVALID` for NULL. A
+ * handle that is not read-only is itself attached: 0.
+ */
+int shmds_segment_is_abandoned(const struct ShmdsSegment *seg);
+
+/**
+ * 1 if the process that created the segment still runs (its pid and start
+ * time), 0 if not, `SHMDS_E_INVALID` for NULL.
+ */
+int shmds_segment_creator_alive(const struct ShmdsSegment *seg);
+
+/**
+ * The processes attached to the segment: into `*live` those recorded and
+ * running, into `*overflow` those counted without a record (every record
+ * was taken). Either pointer may be NULL.
+ */
+int shmds_segment_attached(const struct ShmdsSegment *seg, uint32_t *live, uint32_t *overflow);
 
 /**
  * The first byte of the mapping (a `shmds_segment_header`, see the layout

@@ -103,7 +103,7 @@ static void check_layout(ShmdsSegment *seg) {
     const shmds_segment_header *h = shmds_segment_base(seg);
     CHECK(memcmp(h->magic, magic, 8) == 0, "bad magic");
     CHECK(h->format_version == SHMDS_FORMAT_VERSION, "format version %u", h->format_version);
-    CHECK(h->total_size == shmds_segment_size(seg), "total size");
+    CHECK(__atomic_load_n(&h->size, __ATOMIC_ACQUIRE) == shmds_segment_size(seg), "size");
     CHECK(h->entry_size == sizeof(shmds_entry), "entry size %u", h->entry_size);
     int found = 0;
     const shmds_entry *table = (const shmds_entry *)((const char *)h + h->table_offset);
