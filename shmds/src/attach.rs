@@ -57,7 +57,9 @@
 //! remover's second look sees the attacher, or the attacher sees `REMOVED`:
 //! nobody stays attached to a segment whose name was removed. A remover
 //! killed between steps 1 and 3 leaves `REMOVED`: an attacher that has
-//! waited [`SETTLE_TIMEOUT`] finishes (or undoes) the removal itself.
+//! waited [`SETTLE_TIMEOUT`] finishes the removal itself (steps 2 and 3)
+//! if the segment is temporary, and undoes it if not (a persistent
+//! segment is removed only on request).
 //!
 //! Who removes:
 //!
@@ -406,8 +408,12 @@ impl<'a> View<'a> {
 
     /// Wait while another process removes the segment: `true` once the
     /// name is gone, `false` once the removal was undone. After
-    /// [`SETTLE_TIMEOUT`] (its remover died or stalls) decide it here.
-    fn settle(&self) -> bool {
+    /// [`SETTLE_TIMEOUT`] its remover died or stalls: with `finish`, decide
+    /// in its place (steps 2 and 3); without, undo the removal. (An opener
+    /// finishes the removal of a temporary segment only: a persistent one
+    /// with `state == REMOVED` and nobody removing it is kept, whatever
+    /// wrote that state.)
+    fn settle(&self, finish: bool) -> bool {
         let deadline = Instant::now() + SETTLE_TIMEOUT;
         loop {
             if self.header.state.load(SeqCst) != segment_state::REMOVED {
@@ -417,7 +423,16 @@ impl<'a> View<'a> {
                 return true;
             }
             if Instant::now() >= deadline {
-                return self.decide_removal() == Removal::Removed;
+                if finish {
+                    return self.decide_removal() == Removal::Removed;
+                }
+                let _ = self.header.state.compare_exchange(
+                    segment_state::REMOVED,
+                    segment_state::READY,
+                    SeqCst,
+                    SeqCst,
+                );
+                return false;
             }
             std::thread::sleep(Duration::from_millis(1));
         }
@@ -486,7 +501,7 @@ pub(crate) fn attach(map: &Mapping) -> Result<()> {
     loop {
         let state = view.header.state.load(SeqCst);
         if state == segment_state::REMOVED {
-            if view.settle() {
+            if view.settle(temporary) {
                 return Err(view.not_found());
             }
         } else if state == segment_state::READY && temporary && view.abandoned(true) {
@@ -527,9 +542,12 @@ pub(crate) fn detach(map: &Mapping) {
     }
     let view = View::of(map);
     view.leave(pid, place);
-    let temporary = map.geometry().flags & segment_flags::TEMPORARY != 0;
+    // The look also releases dead processes' slots, temporary or not.
     let abandoned = view.abandoned(true);
-    if temporary && abandoned && view.header.state.load(SeqCst) == segment_state::READY {
+    if map.geometry().flags & segment_flags::TEMPORARY != 0
+        && abandoned
+        && view.header.state.load(SeqCst) == segment_state::READY
+    {
         view.try_remove();
     }
 }
@@ -759,7 +777,7 @@ fn remove_if_still_abandoned(seg: &Segment) -> bool {
         Removal::Removed => true,
         Removal::Kept => false,
         // Another remover is at it (or died half-way): wait for it.
-        Removal::Underway => view.settle(),
+        Removal::Underway => view.settle(true),
     }
 }
 
@@ -1017,6 +1035,41 @@ mod tests {
             Segment::open(&n.0),
             Err(Error::SegmentNotFound { .. })
         ));
+    }
+
+    /// A remover that died after announcing (`state == REMOVED`, name
+    /// still there): an opener waits, then finishes the removal of a
+    /// temporary segment nobody is attached to, and undoes it for a
+    /// persistent one.
+    #[test]
+    fn stuck_removal_is_settled_by_the_next_open() {
+        for temporary in [true, false] {
+            let n = Named(name("stuck"));
+            let ro = {
+                let seg = Segment::options()
+                    .size(1 << 20)
+                    .temporary(temporary)
+                    .create(&n.0)
+                    .unwrap();
+                let ro = inspect(&n.0).unwrap();
+                // Leave without removing, as a remover killed at once would.
+                let (pid, place) = seg.map.attachment.take().unwrap();
+                View::of(&seg.map).leave(pid, place);
+                seg.map.header().state.store(segment_state::REMOVED, SeqCst);
+                ro
+            };
+            let started = Instant::now();
+            let opened = Segment::open(&n.0);
+            assert!(started.elapsed() >= SETTLE_TIMEOUT);
+            if temporary {
+                assert!(matches!(opened, Err(Error::SegmentNotFound { .. })));
+                assert!(!std::path::Path::new(&format!("/dev/shm/{}", n.0)).exists());
+            } else {
+                let seg = opened.unwrap();
+                assert_eq!(seg.attachers().len(), 1);
+                assert_eq!(ro.map.header().state.load(SeqCst), segment_state::READY);
+            }
+        }
     }
 
     #[test]
