@@ -631,6 +631,29 @@ SHMDS_STATIC_ASSERT(offsetof(shmds_topic_cell, checksum) == 12, "shmds_topic_cel
 #define SHMDS_CHECKSUM 2
 
 /**
+ * Segment flag (`ShmdsSegmentOptions.flags`) of a new segment: remove it
+ * when the last attached process (in any language) closes it or dies.
+ * Every open segment handle attaches its process. A temporary segment
+ * found with every attached process dead is removed by the next open,
+ * which then fails with `SHMDS_E_NOT_FOUND` (an open-or-create creates
+ * a fresh one).
+ */
+#define SHMDS_TEMPORARY 1
+
+/**
+ * Segment flag of a new segment: zero every structure's memory when it
+ * is erased (as `shmds_segment_erase_wipe` does for one).
+ */
+#define SHMDS_WIPE_ON_ERASE 2
+
+/**
+ * Segment flag for `shmds_segment_open_with`: map the segment read-only,
+ * for inspection. Such a handle does not attach (so
+ * `shmds_segment_is_abandoned` can be 1) and opens no structure.
+ */
+#define SHMDS_READ_ONLY 4
+
+/**
  * An array of fixed-size elements.
  */
 typedef struct ShmdsArray ShmdsArray;
@@ -682,6 +705,45 @@ typedef struct ShmdsSubscriber ShmdsSubscriber;
  * A broadcast topic of variable-length messages.
  */
 typedef struct ShmdsTopic ShmdsTopic;
+
+/**
+ * How to create or open a segment (`shmds_segment_create_with`,
+ * `shmds_segment_open_or_create_with`, `shmds_segment_open_with`).
+ * Zero-initialise it (`ShmdsSegmentOptions opts = {0};`) and set what
+ * you need: a field left 0 takes its default.
+ */
+typedef struct ShmdsSegmentOptions {
+  /**
+   * Size in bytes of a new segment, rounded up to a page; 0: 1 MiB. An
+   * open-or-create (or open) that states a size refuses an existing
+   * segment of another size (`SHMDS_E_SHAPE`); 0 accepts any.
+   */
+  uint64_t size;
+  /**
+   * The largest size a new segment grows to; 0: the default (4 GiB, or
+   * the size if larger).
+   */
+  uint64_t max_size;
+  /**
+   * Entries in a new segment's table; 0: 64. Checked against an
+   * existing segment like `size`.
+   */
+  uint32_t table_capacity;
+  /**
+   * Permission bits of a new segment (not reduced by the umask); 0: 0600.
+   */
+  uint32_t mode;
+  /**
+   * `SHMDS_TEMPORARY`, `SHMDS_WIPE_ON_ERASE` (a new segment),
+   * `SHMDS_READ_ONLY` (`shmds_segment_open_with` only); other bits are
+   * `SHMDS_E_INVALID`.
+   */
+  uint32_t flags;
+  /**
+   * Reserved: must be 0.
+   */
+  uint32_t reserved;
+} ShmdsSegmentOptions;
 
 /**
  * One structure in a segment's table (see `shmds_segment_entries`).
@@ -757,6 +819,31 @@ int shmds_segment_open(const char *name, struct ShmdsSegment **out);
 int shmds_segment_open_or_create(const char *name, uint64_t size, struct ShmdsSegment **out);
 
 /**
+ * Create the segment `name` as `opts` says (`SHMDS_E_EXISTS` if it exists).
+ */
+int shmds_segment_create_with(const char *name,
+                              const struct ShmdsSegmentOptions *opts,
+                              struct ShmdsSegment **out);
+
+/**
+ * Open the segment `name`, creating it as `opts` says if it does not
+ * exist (`SHMDS_E_SHAPE` if it exists with another size or table
+ * capacity than a non-zero one stated).
+ */
+int shmds_segment_open_or_create_with(const char *name,
+                                      const struct ShmdsSegmentOptions *opts,
+                                      struct ShmdsSegment **out);
+
+/**
+ * Open the existing segment `name` as `opts` says: `SHMDS_READ_ONLY` for
+ * inspection (the handle does not attach), and the size and table
+ * capacity it must have (0: any).
+ */
+int shmds_segment_open_with(const char *name,
+                            const struct ShmdsSegmentOptions *opts,
+                            struct ShmdsSegment **out);
+
+/**
  * Release a segment handle (the segment stays; see `shmds_segment_remove`).
  */
 void shmds_segment_close(struct ShmdsSegment *seg);
@@ -772,6 +859,38 @@ int shmds_segment_remove(const char *name);
  * (`shmds_*_check`); the name can be created again.
  */
 int shmds_segment_erase(const struct ShmdsSegment *seg, const char *name);
+
+/**
+ * Erase the structure `name` as `shmds_segment_erase` does, and zero its
+ * memory.
+ */
+int shmds_segment_erase_wipe(const struct ShmdsSegment *seg, const char *name);
+
+/**
+ * 1 if the segment is temporary (`SHMDS_TEMPORARY`), 0 if not,
+ * `SHMDS_E_INVALID` for NULL.
+ */
+int shmds_segment_is_temporary(const struct ShmdsSegment *seg);
+
+/**
+ * 1 if no live process is attached to the segment (what `shmds rm
+ * --abandoned` removes), 0 if one is, `SHMDS_E_INVALID` for NULL. A
+ * handle that is not read-only is itself attached: 0.
+ */
+int shmds_segment_is_abandoned(const struct ShmdsSegment *seg);
+
+/**
+ * 1 if the process that created the segment still runs (its pid and start
+ * time), 0 if not, `SHMDS_E_INVALID` for NULL.
+ */
+int shmds_segment_creator_alive(const struct ShmdsSegment *seg);
+
+/**
+ * The processes attached to the segment: into `*live` those recorded and
+ * running, into `*overflow` those counted without a record (every record
+ * was taken). Either pointer may be NULL.
+ */
+int shmds_segment_attached(const struct ShmdsSegment *seg, uint32_t *live, uint32_t *overflow);
 
 /**
  * The first byte of the mapping (a `shmds_segment_header`, see the layout

@@ -169,6 +169,26 @@ pub const SHMDS_SPSC: u32 = 1;
 /// checked on receipt (a damaged message is `SHMDS_E_CORRUPT`).
 pub const SHMDS_CHECKSUM: u32 = 2;
 
+/// Segment flag (`ShmdsSegmentOptions.flags`) of a new segment: remove it
+/// when the last attached process (in any language) closes it or dies.
+/// Every open segment handle attaches its process. A temporary segment
+/// found with every attached process dead is removed by the next open,
+/// which then fails with `SHMDS_E_NOT_FOUND` (an open-or-create creates
+/// a fresh one).
+pub const SHMDS_TEMPORARY: u32 = 1;
+/// Segment flag of a new segment: zero every structure's memory when it
+/// is erased (as `shmds_segment_erase_wipe` does for one).
+pub const SHMDS_WIPE_ON_ERASE: u32 = 2;
+/// Segment flag for `shmds_segment_open_with`: map the segment read-only,
+/// for inspection. Such a handle does not attach (so
+/// `shmds_segment_is_abandoned` can be 1) and opens no structure.
+pub const SHMDS_READ_ONLY: u32 = 4;
+
+const _: () = assert!(
+    SHMDS_TEMPORARY == core_lib::layout::segment_flags::TEMPORARY
+        && SHMDS_WIPE_ON_ERASE == core_lib::layout::segment_flags::WIPE_ON_ERASE
+);
+
 const _: () = assert!(
     SHMDS_SPSC == core_lib::layout::message_flags::SPSC
         && SHMDS_CHECKSUM == core_lib::layout::message_flags::CHECKSUM
@@ -186,6 +206,32 @@ pub struct ShmdsQueue(core_lib::RawQueue);
 pub struct ShmdsStack(core_lib::RawStack);
 /// A fixed-capacity hash map.
 pub struct ShmdsMap(core_lib::RawMap);
+
+/// How to create or open a segment (`shmds_segment_create_with`,
+/// `shmds_segment_open_or_create_with`, `shmds_segment_open_with`).
+/// Zero-initialise it (`ShmdsSegmentOptions opts = {0};`) and set what
+/// you need: a field left 0 takes its default.
+#[repr(C)]
+pub struct ShmdsSegmentOptions {
+    /// Size in bytes of a new segment, rounded up to a page; 0: 1 MiB. An
+    /// open-or-create (or open) that states a size refuses an existing
+    /// segment of another size (`SHMDS_E_SHAPE`); 0 accepts any.
+    pub size: u64,
+    /// The largest size a new segment grows to; 0: the default (4 GiB, or
+    /// the size if larger).
+    pub max_size: u64,
+    /// Entries in a new segment's table; 0: 64. Checked against an
+    /// existing segment like `size`.
+    pub table_capacity: u32,
+    /// Permission bits of a new segment (not reduced by the umask); 0: 0600.
+    pub mode: u32,
+    /// `SHMDS_TEMPORARY`, `SHMDS_WIPE_ON_ERASE` (a new segment),
+    /// `SHMDS_READ_ONLY` (`shmds_segment_open_with` only); other bits are
+    /// `SHMDS_E_INVALID`.
+    pub flags: u32,
+    /// Reserved: must be 0.
+    pub reserved: u32,
+}
 
 /// One structure in a segment's table (see `shmds_segment_entries`).
 #[repr(C)]
@@ -608,6 +654,94 @@ pub unsafe extern "C" fn shmds_segment_open_or_create(
     })
 }
 
+/// The Rust options for `opts`, for an open (`open`) or a create. Every
+/// field is checked, so a bad one is refused before anything is made.
+unsafe fn segment_options(
+    opts: *const ShmdsSegmentOptions,
+    open: bool,
+) -> Result<core_lib::SegmentOptions, Fail> {
+    // SAFETY: NULL or a readable ShmdsSegmentOptions (header contract).
+    let o = unsafe { opts.as_ref() }.ok_or_else(|| invalid("options pointer is NULL"))?;
+    let known = SHMDS_TEMPORARY | SHMDS_WIPE_ON_ERASE | if open { SHMDS_READ_ONLY } else { 0 };
+    if o.flags & !known != 0 {
+        return Err(invalid(&format!(
+            "unknown segment flags {:#x} (SHMDS_TEMPORARY, SHMDS_WIPE_ON_ERASE{})",
+            o.flags & !known,
+            if open { ", SHMDS_READ_ONLY" } else { "" }
+        )));
+    }
+    if o.reserved != 0 {
+        return Err(invalid("ShmdsSegmentOptions.reserved must be 0"));
+    }
+    let mut rust = core_lib::Segment::options()
+        .temporary(o.flags & SHMDS_TEMPORARY != 0)
+        .wipe_on_erase(o.flags & SHMDS_WIPE_ON_ERASE != 0)
+        .read_only(o.flags & SHMDS_READ_ONLY != 0)
+        .mode(if o.mode == 0 { 0o600 } else { o.mode });
+    if o.size != 0 {
+        rust = rust.size(o.size);
+    }
+    if o.max_size != 0 {
+        rust = rust.max_size(o.max_size);
+    }
+    if o.table_capacity != 0 {
+        rust = rust.table_capacity(o.table_capacity);
+    }
+    Ok(rust)
+}
+
+/// Create the segment `name` as `opts` says (`SHMDS_E_EXISTS` if it exists).
+#[no_mangle]
+pub unsafe extern "C" fn shmds_segment_create_with(
+    name: *const c_char,
+    opts: *const ShmdsSegmentOptions,
+    out: *mut *mut ShmdsSegment,
+) -> c_int {
+    // SAFETY: pointer rules of the header.
+    call(|| unsafe {
+        need_out(out)?;
+        let name = text(name, "name")?;
+        let seg = segment_options(opts, false)?.create(name)?;
+        give(out, ShmdsSegment(seg))
+    })
+}
+
+/// Open the segment `name`, creating it as `opts` says if it does not
+/// exist (`SHMDS_E_SHAPE` if it exists with another size or table
+/// capacity than a non-zero one stated).
+#[no_mangle]
+pub unsafe extern "C" fn shmds_segment_open_or_create_with(
+    name: *const c_char,
+    opts: *const ShmdsSegmentOptions,
+    out: *mut *mut ShmdsSegment,
+) -> c_int {
+    // SAFETY: pointer rules of the header.
+    call(|| unsafe {
+        need_out(out)?;
+        let name = text(name, "name")?;
+        let seg = segment_options(opts, false)?.open_or_create(name)?;
+        give(out, ShmdsSegment(seg))
+    })
+}
+
+/// Open the existing segment `name` as `opts` says: `SHMDS_READ_ONLY` for
+/// inspection (the handle does not attach), and the size and table
+/// capacity it must have (0: any).
+#[no_mangle]
+pub unsafe extern "C" fn shmds_segment_open_with(
+    name: *const c_char,
+    opts: *const ShmdsSegmentOptions,
+    out: *mut *mut ShmdsSegment,
+) -> c_int {
+    // SAFETY: pointer rules of the header.
+    call(|| unsafe {
+        need_out(out)?;
+        let name = text(name, "name")?;
+        let seg = segment_options(opts, true)?.open(name)?;
+        give(out, ShmdsSegment(seg))
+    })
+}
+
 /// Release a segment handle (the segment stays; see `shmds_segment_remove`).
 #[no_mangle]
 pub unsafe extern "C" fn shmds_segment_close(seg: *mut ShmdsSegment) {
@@ -638,6 +772,80 @@ pub unsafe extern "C" fn shmds_segment_erase(
         // SAFETY: pointer rules of the header.
         let (seg, name) = unsafe { (&handle(seg)?.0, text(name, "name")?) };
         seg.erase(name)?;
+        Ok(SHMDS_OK)
+    })
+}
+
+/// Erase the structure `name` as `shmds_segment_erase` does, and zero its
+/// memory.
+#[no_mangle]
+pub unsafe extern "C" fn shmds_segment_erase_wipe(
+    seg: *const ShmdsSegment,
+    name: *const c_char,
+) -> c_int {
+    call(|| {
+        // SAFETY: pointer rules of the header.
+        let (seg, name) = unsafe { (&handle(seg)?.0, text(name, "name")?) };
+        seg.erase_and_wipe(name)?;
+        Ok(SHMDS_OK)
+    })
+}
+
+/// A yes/no question about a segment: 1 or 0, `SHMDS_E_INVALID` for NULL.
+unsafe fn segment_question(
+    seg: *const ShmdsSegment,
+    ask: impl FnOnce(&core_lib::Segment) -> bool,
+) -> c_int {
+    call(|| {
+        // SAFETY: pointer rules of the header.
+        let seg = unsafe { handle(seg)? };
+        Ok(c_int::from(ask(&seg.0)))
+    })
+}
+
+/// 1 if the segment is temporary (`SHMDS_TEMPORARY`), 0 if not,
+/// `SHMDS_E_INVALID` for NULL.
+#[no_mangle]
+pub unsafe extern "C" fn shmds_segment_is_temporary(seg: *const ShmdsSegment) -> c_int {
+    // SAFETY: pointer rules of the header.
+    unsafe { segment_question(seg, core_lib::Segment::is_temporary) }
+}
+
+/// 1 if no live process is attached to the segment (what `shmds rm
+/// --abandoned` removes), 0 if one is, `SHMDS_E_INVALID` for NULL. A
+/// handle that is not read-only is itself attached: 0.
+#[no_mangle]
+pub unsafe extern "C" fn shmds_segment_is_abandoned(seg: *const ShmdsSegment) -> c_int {
+    // SAFETY: pointer rules of the header.
+    unsafe { segment_question(seg, core_lib::Segment::is_abandoned) }
+}
+
+/// 1 if the process that created the segment still runs (its pid and start
+/// time), 0 if not, `SHMDS_E_INVALID` for NULL.
+#[no_mangle]
+pub unsafe extern "C" fn shmds_segment_creator_alive(seg: *const ShmdsSegment) -> c_int {
+    // SAFETY: pointer rules of the header.
+    unsafe { segment_question(seg, core_lib::Segment::creator_alive) }
+}
+
+/// The processes attached to the segment: into `*live` those recorded and
+/// running, into `*overflow` those counted without a record (every record
+/// was taken). Either pointer may be NULL.
+#[no_mangle]
+pub unsafe extern "C" fn shmds_segment_attached(
+    seg: *const ShmdsSegment,
+    live: *mut u32,
+    overflow: *mut u32,
+) -> c_int {
+    call(|| {
+        // SAFETY: pointer rules of the header.
+        let seg = unsafe { &handle(seg)?.0 };
+        let running = seg.attachers().iter().filter(|a| a.alive).count();
+        // SAFETY: NULL or writable (header contract).
+        unsafe {
+            put(live, u32::try_from(running).unwrap_or(u32::MAX));
+            put(overflow, seg.attach_overflow());
+        }
         Ok(SHMDS_OK)
     })
 }

@@ -16,7 +16,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// List shmds segments with their size, bytes used and entry count.
+    /// List shmds segments with their size, bytes used, entry count,
+    /// live attached processes, whether the creator is alive, and flags
+    /// (temporary, abandoned: no live process attached).
     Ls {
         /// Print JSON instead of a table.
         #[arg(long)]
@@ -30,14 +32,19 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Remove a segment.
+    /// Remove segments, or (--abandoned) those no live process is attached to.
     Rm {
-        /// Segment names.
-        #[arg(required = true)]
+        /// Segment names (with --abandoned: remove only those of them that
+        /// are abandoned).
+        #[arg(required_unless_present = "abandoned")]
         names: Vec<String>,
         /// Remove even if it does not look like a shmds segment.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "abandoned")]
         force: bool,
+        /// Remove every abandoned segment (no live process attached; never
+        /// one this shmds cannot read), and print the names removed.
+        #[arg(long)]
+        abandoned: bool,
     },
     /// Validate a segment completely; exit status 0 if sound, 1 if not.
     Check {
@@ -69,6 +76,37 @@ fn human(bytes: u64) -> String {
     }
 }
 
+/// The JSON form of an attached process.
+fn attacher_json(a: &shmds::Attacher) -> Value {
+    json!({
+        "pid": a.pid,
+        "start_time": a.start_time,
+        "handles": a.handles,
+        "alive": a.alive,
+    })
+}
+
+/// The lifetime fields of a segment's JSON row: whether it is temporary,
+/// its live attached processes, its creator, whether it is abandoned.
+fn lifetime_json(status: &shmds::SegmentStatus) -> Value {
+    json!({
+        "temporary": status.temporary,
+        "attached": status.live_attachers(),
+        "attachers": status.attachers.iter().map(attacher_json).collect::<Vec<_>>(),
+        "overflow": status.overflow,
+        "creator_alive": status.creator_alive,
+        "abandoned": status.abandoned,
+    })
+}
+
+/// Merge the object `extra` into the object `row`.
+fn merged(mut row: Value, extra: Value) -> Value {
+    if let (Some(row), Value::Object(extra)) = (row.as_object_mut(), extra) {
+        row.extend(extra);
+    }
+    row
+}
+
 fn ls(as_json: bool) -> ExitCode {
     let names = match shmds::list_segments() {
         Ok(names) => names,
@@ -79,15 +117,29 @@ fn ls(as_json: bool) -> ExitCode {
     };
     let rows: Vec<Value> = names
         .iter()
-        .map(|name| match inspect_options().open(name) {
-            Ok(seg) => json!({
-                "name": name,
-                "size": seg.size(),
-                "used": seg.used(),
-                "entries": seg.entries().map(|e| e.len()).ok(),
-                "creator_pid": seg.creator_pid(),
-            }),
-            Err(e) => json!({ "name": name, "error": e.to_string() }),
+        .map(|name| {
+            let opened = inspect_options().open(name);
+            let status = shmds::segment_status(name);
+            match (opened, status) {
+                (Ok(seg), Ok(status)) => merged(
+                    json!({
+                        "name": name,
+                        "size": seg.size(),
+                        "used": seg.used(),
+                        "entries": seg.entries().map(|e| e.len()).ok(),
+                        "creator_pid": seg.creator_pid(),
+                    }),
+                    lifetime_json(&status),
+                ),
+                (Err(e), _) | (_, Err(e)) => json!({
+                    "name": name,
+                    "error": e.to_string(),
+                    // Another format version (an older or newer shmds):
+                    // nothing in it can be read, and it is never removed
+                    // as abandoned.
+                    "unknown": matches!(e, shmds::Error::Incompatible { .. }),
+                }),
+            }
         })
         .collect();
     if as_json {
@@ -95,17 +147,28 @@ fn ls(as_json: bool) -> ExitCode {
         return ExitCode::SUCCESS;
     }
     println!(
-        "{:<32} {:>10} {:>10} {:>7}",
-        "NAME", "SIZE", "USED", "ENTRIES"
+        "{:<32} {:>10} {:>10} {:>7} {:>8} {:>7}  FLAGS",
+        "NAME", "SIZE", "USED", "ENTRIES", "ATTACHED", "CREATOR"
     );
     for row in rows {
         let name = row["name"].as_str().unwrap_or_default();
         if let Some(err) = row["error"].as_str() {
-            println!("{name:<32} error: {err}");
+            if row["unknown"].as_bool() == Some(true) {
+                println!("{name:<32} unknown: {err}");
+            } else {
+                println!("{name:<32} error: {err}");
+            }
             continue;
         }
+        let mut flags = Vec::new();
+        if row["temporary"].as_bool() == Some(true) {
+            flags.push("temporary");
+        }
+        if row["abandoned"].as_bool() == Some(true) {
+            flags.push("abandoned");
+        }
         println!(
-            "{:<32} {:>10} {:>10} {:>7}",
+            "{:<32} {:>10} {:>10} {:>7} {:>8} {:>7}  {}",
             name,
             human(row["size"].as_u64().unwrap_or(0)),
             human(row["used"].as_u64().unwrap_or(0)),
@@ -113,6 +176,17 @@ fn ls(as_json: bool) -> ExitCode {
                 .as_u64()
                 .map(|n| n.to_string())
                 .unwrap_or("?".into()),
+            row["attached"].as_u64().unwrap_or(0),
+            if row["creator_alive"].as_bool() == Some(true) {
+                "alive"
+            } else {
+                "dead"
+            },
+            if flags.is_empty() {
+                "-".to_owned()
+            } else {
+                flags.join(",")
+            },
         );
     }
     ExitCode::SUCCESS
@@ -164,6 +238,10 @@ fn info(name: &str, as_json: bool) -> ExitCode {
             "format_version": shmds::layout::FORMAT_VERSION,
             "entries": rows,
         });
+        let doc = match shmds::segment_status(seg.name()) {
+            Ok(status) => merged(doc, lifetime_json(&status)),
+            Err(_) => doc,
+        };
         println!("{doc}");
         return ExitCode::SUCCESS;
     }
@@ -177,6 +255,7 @@ fn info(name: &str, as_json: bool) -> ExitCode {
         seg.table_capacity(),
         seg.creator_pid()
     );
+    print_lifetime(&seg);
     let table: Vec<[String; 6]> = rows
         .iter()
         .map(|row| {
@@ -232,6 +311,69 @@ fn info(name: &str, as_json: bool) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// The lines of `info` about the segment's lifetime and attached processes.
+fn print_lifetime(seg: &Segment) {
+    let attachers = seg.attachers();
+    let live =
+        attachers.iter().filter(|a| a.alive).count() as u64 + u64::from(seg.attach_overflow());
+    println!(
+        "{}, creator {}; {live} process{} attached{}{}",
+        if seg.is_temporary() {
+            "temporary (removed when the last process detaches)"
+        } else {
+            "persistent"
+        },
+        if seg.creator_alive() { "alive" } else { "dead" },
+        if live == 1 { "" } else { "es" },
+        match seg.attach_overflow() {
+            0 => String::new(),
+            n => format!(" ({n} without a record)"),
+        },
+        if seg.is_abandoned() {
+            "; abandoned (`shmds rm --abandoned` removes it)"
+        } else {
+            ""
+        },
+    );
+    for a in &attachers {
+        println!(
+            "  pid {:<8} {} handle{}{}",
+            a.pid,
+            a.handles,
+            if a.handles == 1 { "" } else { "s" },
+            if a.alive { "" } else { " (dead)" }
+        );
+    }
+}
+
+/// `rm --abandoned`: every abandoned segment, or those of `names`; prints
+/// the names removed.
+fn rm_abandoned(names: &[String]) -> ExitCode {
+    let mut status = ExitCode::SUCCESS;
+    let mut fail = |e: shmds::Error| {
+        eprintln!("shmds: {e}");
+        status = ExitCode::FAILURE;
+    };
+    let mut removed = Vec::new();
+    if names.is_empty() {
+        match shmds::remove_abandoned() {
+            Ok(names) => removed = names,
+            Err(e) => fail(e),
+        }
+    }
+    for name in names {
+        match shmds::remove_if_abandoned(name) {
+            Ok(true) => removed.push(name.clone()),
+            Ok(false) => eprintln!("shmds: {name:?} has live processes attached; kept"),
+            Err(e) => fail(e),
+        }
+    }
+    for name in removed {
+        println!("{name}");
+    }
+    status
+}
+
 fn rm(names: &[String], force: bool) -> ExitCode {
     let mut status = ExitCode::SUCCESS;
     for name in names {
@@ -285,7 +427,12 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Ls { json } => ls(json),
         Command::Info { name, json } => info(&name, json),
-        Command::Rm { names, force } => rm(&names, force),
+        Command::Rm {
+            names,
+            abandoned: true,
+            ..
+        } => rm_abandoned(&names),
+        Command::Rm { names, force, .. } => rm(&names, force),
         Command::Check { name } => check(&name),
     }
 }

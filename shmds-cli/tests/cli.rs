@@ -172,3 +172,203 @@ fn fifo_named_like_a_segment_hangs_nothing() {
     assert!(shmds(&["rm", "--force", &name.0]).status.success());
     assert!(!std::path::Path::new(&path).exists());
 }
+
+fn json(o: &Output) -> serde_json::Value {
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", stdout(o)))
+}
+
+fn row<'a>(rows: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    rows.as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == name)
+        .unwrap_or_else(|| panic!("{name} not listed in {rows}"))
+}
+
+/// `ls` and `info` show who is attached, whether the creator lives and
+/// the flags; `rm --abandoned NAME` removes only an abandoned one.
+#[test]
+fn ls_info_show_attachers_and_flags() {
+    let (persistent, temporary) = (Name::new("attached"), Name::new("temporary"));
+    let seg = Segment::create(&persistent.0, 1 << 20).unwrap();
+    let temp = Segment::options()
+        .size(1 << 20)
+        .temporary(true)
+        .create(&temporary.0)
+        .unwrap();
+    let me = std::process::id();
+
+    let rows = json(&shmds(&["ls", "--json"]));
+    let r = row(&rows, &persistent.0);
+    assert_eq!(r["attached"], 1);
+    assert_eq!(r["creator_alive"], true);
+    assert_eq!(r["abandoned"], false);
+    assert_eq!(r["temporary"], false);
+    assert_eq!(r["overflow"], 0);
+    assert_eq!(r["attachers"][0]["pid"], me);
+    assert_eq!(r["attachers"][0]["handles"], 1);
+    assert_eq!(r["attachers"][0]["alive"], true);
+    assert_eq!(row(&rows, &temporary.0)["temporary"], true);
+
+    let text = stdout(&shmds(&["ls"]));
+    let header = text.lines().next().unwrap();
+    for column in [
+        "NAME", "SIZE", "USED", "ENTRIES", "ATTACHED", "CREATOR", "FLAGS",
+    ] {
+        assert!(header.contains(column), "{header}");
+    }
+    // NAME, SIZE (2 words), USED (2 words), ENTRIES, ATTACHED, CREATOR, FLAGS
+    assert_eq!(line_of(&text, &persistent.0)[6..], ["1", "alive", "-"]);
+    assert_eq!(
+        line_of(&text, &temporary.0)[6..],
+        ["1", "alive", "temporary"]
+    );
+
+    let info = stdout(&shmds(&["info", &persistent.0]));
+    assert!(
+        info.contains("persistent, creator alive; 1 process attached"),
+        "{info}"
+    );
+    assert!(info.contains(&format!("pid {me}")), "{info}");
+
+    // Not abandoned: kept.
+    let out = shmds(&["rm", "--abandoned", &persistent.0]);
+    assert!(out.status.success());
+    assert_eq!(stdout(&out), "");
+    assert!(Segment::options()
+        .read_only(true)
+        .open(&persistent.0)
+        .is_ok());
+
+    drop(seg);
+    let rows = json(&shmds(&["ls", "--json"]));
+    let r = row(&rows, &persistent.0);
+    assert_eq!(
+        (r["attached"].clone(), r["abandoned"].clone()),
+        (0.into(), true.into())
+    );
+    assert_eq!(
+        line_of(&stdout(&shmds(&["ls"])), &persistent.0)[6..],
+        ["0", "alive", "abandoned"]
+    );
+    let doc = json(&shmds(&["info", &persistent.0, "--json"]));
+    assert_eq!(doc["abandoned"], true);
+    assert_eq!(doc["attachers"], serde_json::json!([]));
+    let info = stdout(&shmds(&["info", &persistent.0]));
+    assert!(info.contains("abandoned"), "{info}");
+
+    let out = shmds(&["rm", "--abandoned", &persistent.0, &temporary.0]);
+    assert!(out.status.success());
+    assert_eq!(stdout(&out), format!("{}\n", persistent.0));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("kept"));
+    assert!(Segment::options()
+        .read_only(true)
+        .open(&persistent.0)
+        .is_err());
+    assert!(Segment::options()
+        .read_only(true)
+        .open(&temporary.0)
+        .is_ok());
+    drop(temp);
+    assert!(!std::path::Path::new(&format!("/dev/shm/{}", temporary.0)).exists());
+
+    // --abandoned and --force do not go together; rm needs names or --abandoned.
+    assert!(!shmds(&["rm", "--abandoned", "--force"]).status.success());
+    assert!(!shmds(&["rm"]).status.success());
+}
+
+fn line_of(text: &str, name: &str) -> Vec<String> {
+    text.lines()
+        .find(|l| l.starts_with(name))
+        .unwrap_or_else(|| panic!("{name} in {text}"))
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// `rm --abandoned` without names removes every abandoned segment of
+/// the machine, so it runs in a child of this test with a /dev/shm of its
+/// own (a private mount namespace; root only).
+#[test]
+fn rm_abandoned_in_a_private_dev_shm() {
+    let status = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "private_dev_shm_role",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("SHMDS_CLI_PRIVATE_SHM", "1")
+        .status()
+        .unwrap();
+    if status.code() == Some(77) {
+        eprintln!("skipped: no private mount namespace (needs root)");
+        return;
+    }
+    assert!(
+        status.success(),
+        "the private /dev/shm run failed: {status:?}"
+    );
+}
+
+/// The child of `rm_abandoned_in_a_private_dev_shm` (does nothing as a
+/// normal test).
+#[test]
+fn private_dev_shm_role() {
+    if std::env::var_os("SHMDS_CLI_PRIVATE_SHM").is_none() {
+        return;
+    }
+    if !private_mount_namespace() {
+        std::process::exit(77);
+    }
+    assert!(shmds::list_segments().unwrap().is_empty(), "a new /dev/shm");
+    drop(Segment::create("left", 1 << 20).unwrap());
+    let kept = Segment::create("kept", 1 << 20).unwrap();
+    // Made by an older shmds: unreadable, never removed.
+    let mut old = vec![0u8; 4096];
+    old[..8].copy_from_slice(&shmds::layout::MAGIC);
+    old[8..12].copy_from_slice(&3u32.to_ne_bytes());
+    old[64..68].copy_from_slice(&2u32.to_ne_bytes());
+    std::fs::write("/dev/shm/older", &old).unwrap();
+
+    let text = stdout(&shmds(&["ls"]));
+    assert!(
+        line_of(&text, "older").contains(&"unknown:".to_owned()),
+        "{text}"
+    );
+    let rows = json(&shmds(&["ls", "--json"]));
+    assert_eq!(row(&rows, "older")["unknown"], true);
+
+    let out = shmds(&["rm", "--abandoned"]);
+    assert!(out.status.success());
+    assert_eq!(stdout(&out), "left\n");
+    assert_eq!(shmds::list_segments().unwrap(), ["kept", "older"]);
+    drop(kept);
+    assert_eq!(stdout(&shmds(&["rm", "--abandoned"])), "kept\n");
+    assert_eq!(stdout(&shmds(&["rm", "--abandoned"])), "");
+    assert!(std::path::Path::new("/dev/shm/older").exists());
+}
+
+/// Move this process into a mount namespace of its own with a fresh
+/// tmpfs on /dev/shm; false if that is not allowed.
+fn private_mount_namespace() -> bool {
+    // SAFETY: plain system calls with constant NUL-terminated strings;
+    // this process runs one test on one thread.
+    unsafe {
+        libc::unshare(libc::CLONE_NEWNS) == 0
+            && libc::mount(
+                c"none".as_ptr(),
+                c"/".as_ptr(),
+                std::ptr::null(),
+                libc::MS_REC | libc::MS_PRIVATE,
+                std::ptr::null(),
+            ) == 0
+            && libc::mount(
+                c"tmpfs".as_ptr(),
+                c"/dev/shm".as_ptr(),
+                c"tmpfs".as_ptr(),
+                0,
+                c"size=64m".as_ptr().cast(),
+            ) == 0
+    }
+}

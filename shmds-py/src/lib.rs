@@ -259,18 +259,33 @@ impl Segment {
     /// Attach to the segment `name`. With `create=None`, open it if it
     /// exists, else create it with `size` bytes (and no `size` means open
     /// only); `create=True` always creates, `create=False` only opens.
+    /// `max_size`, `temporary` and `wipe_on_erase` apply to a segment
+    /// this call creates.
     #[new]
-    #[pyo3(signature = (name, size=None, *, create=None, mode=0o600, table_capacity=None))]
+    #[pyo3(signature = (
+        name, size=None, *, create=None, mode=0o600, table_capacity=None, max_size=None,
+        temporary=false, wipe_on_erase=false
+    ))]
+    #[allow(clippy::too_many_arguments)]
     fn new(
         name: &str,
         size: Option<u64>,
         create: Option<bool>,
         mode: u32,
         table_capacity: Option<u32>,
+        max_size: Option<u64>,
+        temporary: bool,
+        wipe_on_erase: bool,
     ) -> PyResult<Self> {
-        let mut opts = shmds::Segment::options().mode(mode);
+        let mut opts = shmds::Segment::options()
+            .mode(mode)
+            .temporary(temporary)
+            .wipe_on_erase(wipe_on_erase);
         if let Some(n) = table_capacity {
             opts = opts.table_capacity(n);
+        }
+        if let Some(n) = max_size {
+            opts = opts.max_size(n);
         }
         let need_size = || {
             size.ok_or_else(|| PyValueError::new_err("creating a segment needs a size in bytes"))
@@ -331,9 +346,77 @@ impl Segment {
         Ok(out)
     }
 
-    /// Erase the structure `name` (handles to it raise StaleError).
-    fn erase(&self, name: &str) -> PyResult<()> {
-        self.get()?.erase(name).map_err(to_py)
+    /// Erase the structure `name` (handles to it raise StaleError); with
+    /// `wipe`, zero its memory too.
+    #[pyo3(signature = (name, wipe=false))]
+    fn erase(&self, name: &str, wipe: bool) -> PyResult<()> {
+        let seg = self.get()?;
+        if wipe {
+            seg.erase_and_wipe(name)
+        } else {
+            seg.erase(name)
+        }
+        .map_err(to_py)
+    }
+
+    /// Whether the segment is removed when the last attached process
+    /// detaches or dies.
+    #[getter]
+    fn temporary(&self) -> PyResult<bool> {
+        Ok(self.get()?.is_temporary())
+    }
+
+    /// Whether erased structures' memory is zeroed.
+    #[getter]
+    fn wipe_on_erase(&self) -> PyResult<bool> {
+        Ok(self.get()?.wipes_on_erase())
+    }
+
+    /// Pid of the process that created the segment.
+    #[getter]
+    fn creator_pid(&self) -> PyResult<u32> {
+        Ok(self.get()?.creator_pid())
+    }
+
+    /// Whether the process that created the segment still runs.
+    #[getter]
+    fn creator_alive(&self) -> PyResult<bool> {
+        Ok(self.get()?.creator_alive())
+    }
+
+    /// Whether no live process is attached (never for a handle that is
+    /// itself attached).
+    #[getter]
+    fn abandoned(&self) -> PyResult<bool> {
+        Ok(self.get()?.is_abandoned())
+    }
+
+    /// Attached processes counted without a record (all records taken).
+    #[getter]
+    fn attach_overflow(&self) -> PyResult<u32> {
+        Ok(self.get()?.attach_overflow())
+    }
+
+    /// The attached processes: `(pid, start_time, handles, alive)` each.
+    fn _attachers(&self) -> PyResult<Vec<AttacherTuple>> {
+        Ok(self.get()?.attachers().iter().map(attacher_tuple).collect())
+    }
+
+    /// The heap's figures: `(size, max_size, heap_bytes, used_bytes,
+    /// free_bytes, largest_free, used_blocks, free_blocks, fragmentation)`.
+    fn _heap(&self) -> PyResult<HeapTuple> {
+        let h = self.get()?.heap().map_err(to_py)?;
+        Ok((
+            h.size,
+            h.max_size,
+            h.heap_bytes,
+            h.used_bytes,
+            h.free_bytes,
+            h.largest_free,
+            h.used_blocks,
+            h.free_blocks,
+            h.fragmentation(),
+        ))
     }
 
     /// A deep check: a list of problems, empty when the segment is sound.
@@ -351,6 +434,15 @@ impl Segment {
     fn close(&mut self) {
         self.seg = None;
     }
+}
+
+type HeapTuple = (u64, u64, u64, u64, u64, u64, u64, u64, f64);
+
+/// An attached process: `(pid, start_time, handles, alive)`.
+type AttacherTuple = (u32, u64, u32, bool);
+
+fn attacher_tuple(a: &shmds::Attacher) -> AttacherTuple {
+    (a.pid, a.start_time, a.handles, a.alive)
 }
 
 /// A fixed-length array in a segment, exposing its bytes through the
@@ -623,6 +715,33 @@ fn remove(name: &str) -> PyResult<()> {
     shmds::Segment::remove(name).map_err(to_py)
 }
 
+/// A segment status tuple (see `_segment_status`).
+type StatusTuple = (String, u64, bool, u32, bool, Vec<AttacherTuple>, u32, bool);
+
+/// The lifetime status of the segment `name`, read without attaching:
+/// `(name, size, temporary, creator_pid, creator_alive, attachers,
+/// overflow, abandoned)`.
+#[pyfunction]
+fn _segment_status(py: Python<'_>, name: &str) -> PyResult<StatusTuple> {
+    let s = py.detach(|| shmds::segment_status(name)).map_err(to_py)?;
+    Ok((
+        s.name,
+        s.size,
+        s.temporary,
+        s.creator_pid,
+        s.creator_alive,
+        s.attachers.iter().map(attacher_tuple).collect(),
+        s.overflow,
+        s.abandoned,
+    ))
+}
+
+/// Remove every segment no live process is attached to; their names.
+#[pyfunction]
+fn remove_abandoned(py: Python<'_>) -> PyResult<Vec<String>> {
+    py.detach(shmds::remove_abandoned).map_err(to_py)
+}
+
 /// The elements of the iterable `items` converted to `descriptor` (a
 /// number, string or raw-bytes type) by the rules of a single element,
 /// packed: what a batch write stores.
@@ -659,6 +778,8 @@ fn _shmds(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<topic::Subscriber>()?;
     m.add_function(wrap_pyfunction!(list_segments, m)?)?;
     m.add_function(wrap_pyfunction!(remove, m)?)?;
+    m.add_function(wrap_pyfunction!(_segment_status, m)?)?;
+    m.add_function(wrap_pyfunction!(remove_abandoned, m)?)?;
     m.add_function(wrap_pyfunction!(parse_descriptor, m)?)?;
     m.add_function(wrap_pyfunction!(_pack, m)?)?;
     let after_fork = wrap_pyfunction!(wait::_after_fork_in_child, m)?;

@@ -51,6 +51,7 @@ mod wait;
 
 pub use alloc::HeapStats;
 pub use array::{Array, RawArray};
+pub use attach::{remove_abandoned, remove_if_abandoned, segment_status, Attacher, SegmentStatus};
 pub use channel::{
     Channel, ChannelOptions, Message, Receiver, Reservation, Sender, MAX_MESSAGE, MAX_RING_CAPACITY,
 };

@@ -9,7 +9,9 @@
 //! share a segment must share a PID namespace, and a PID reused by an unrelated
 //! process (or thread: `kill` accepts thread ids) is taken as alive (recovery
 //! then waits until it ends). A `/proc` read that fails for another reason
-//! than "gone" counts as alive too.
+//! than "gone" counts as alive too. Where a start time is recorded beside
+//! the pid (segment attachments, the segment's creator), a reused pid is
+//! told apart by its start time ([`is_same_process`]).
 
 /// The calling process's id, as stored in claim words.
 ///
@@ -37,6 +39,7 @@ fn read_pid() -> u32 {
     REGISTER.call_once(|| {
         extern "C" fn forget_pid_in_child() {
             CACHED_PID.store(0, std::sync::atomic::Ordering::Relaxed);
+            CACHED_START.store(0, std::sync::atomic::Ordering::Relaxed);
         }
         // SAFETY: registering a fork handler that only stores to an atomic,
         // which is async-signal-safe as the child handler must be.
@@ -54,6 +57,79 @@ pub(crate) fn current_pid() -> u32 {
     let text = format!("{:?}", loom::thread::current().id());
     let digits: String = text.chars().filter(|c| c.is_ascii_digit()).collect();
     digits.parse::<u32>().map_or(1, |n| n + 1)
+}
+
+/// The start time of process `pid`: clock ticks after boot, field 22 of
+/// `/proc/PID/stat` (`None` if it cannot be read or parsed). With the pid
+/// it names one process: a pid reused by a later process has another.
+#[cfg(not(loom))]
+pub(crate) fn start_time(pid: u32) -> Option<u64> {
+    if pid == 0 {
+        return None;
+    }
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_start_time(&stat)
+}
+
+/// Field 22 of a `/proc/PID/stat` line. The command name (field 2) is in
+/// parentheses and may itself contain `)` or spaces, so the fields are
+/// counted from the last `)`: the state (field 3) follows it.
+#[cfg(not(loom))]
+fn parse_start_time(stat: &str) -> Option<u64> {
+    let (_, after) = stat.rsplit_once(')')?;
+    after.split_ascii_whitespace().nth(22 - 3)?.parse().ok()
+}
+
+/// The calling process's start time ([`start_time`] of [`current_pid`]),
+/// or 0 if it cannot be read. Cached like the pid, and cleared with it in
+/// a forked child (which has its own start time).
+#[cfg(not(loom))]
+pub(crate) fn current_start_time() -> u64 {
+    use std::sync::atomic::Ordering::Relaxed;
+    // The cache holds the value + 1, so that 0 means "not read yet".
+    match CACHED_START.load(Relaxed) {
+        0 => {
+            // Reads (and caches) the pid first, which registers the fork
+            // handler that clears both caches.
+            let pid = current_pid();
+            match start_time(pid) {
+                Some(t) if t < u64::MAX => {
+                    CACHED_START.store(t + 1, Relaxed);
+                    t
+                }
+                _ => 0,
+            }
+        }
+        cached => cached - 1,
+    }
+}
+
+#[cfg(not(loom))]
+static CACHED_START: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Under loom a model thread plays a process without a start time.
+#[cfg(loom)]
+pub(crate) fn current_start_time() -> u64 {
+    0
+}
+
+/// Whether the process recorded as (`pid`, `start_time`) still runs: `pid`
+/// is alive ([`is_alive`]) and, unless `start_time` is 0 (not recorded),
+/// its start time is `start_time`, so a pid reused by a later process is
+/// not taken for the one recorded. A start time that cannot be read counts
+/// as matching (the answer errs to "alive", as [`is_alive`]'s does).
+pub(crate) fn is_same_process(pid: u32, start_time: u64) -> bool {
+    #[cfg(not(loom))]
+    if start_time != 0 {
+        if let Some(now) = self::start_time(pid) {
+            if now != start_time {
+                return false;
+            }
+        }
+    }
+    #[cfg(loom)]
+    let _ = start_time;
+    is_alive(pid)
 }
 
 /// Whether process `pid` is running: it exists and at least one of its
@@ -137,6 +213,71 @@ mod tests {
     #[test]
     fn self_is_alive() {
         assert!(is_alive(current_pid()));
+    }
+
+    #[test]
+    fn start_time_parsing() {
+        // A command name with ')' and spaces; field 22 is 4242.
+        let mut line = String::from("123 (a) b (c)) S");
+        for field in 4..=21 {
+            line.push_str(&format!(" {field}"));
+        }
+        line.push_str(" 4242 99 100");
+        assert_eq!(parse_start_time(&line), Some(4242));
+        assert_eq!(parse_start_time("123 (x) S 1 2"), None);
+        assert_eq!(parse_start_time("no parenthesis"), None);
+        assert_eq!(parse_start_time(""), None);
+    }
+
+    #[test]
+    fn own_start_time_is_cached_and_matches() {
+        let t = current_start_time();
+        assert_ne!(t, 0, "/proc/self/stat is readable in tests");
+        assert_eq!(start_time(current_pid()), Some(t));
+        assert_eq!(current_start_time(), t);
+        assert!(is_same_process(current_pid(), t));
+        assert!(is_same_process(current_pid(), 0));
+        // Our pid with another start time: a reused pid, not us.
+        assert!(!is_same_process(current_pid(), t + 1));
+        assert_eq!(start_time(0), None);
+    }
+
+    #[test]
+    fn forked_child_forgets_the_cached_start_time() {
+        let parent = current_start_time();
+        let mut fds = [0i32; 2];
+        // SAFETY: pipe2 writes two descriptors into the array.
+        assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+        // SAFETY: the child only loads two atomics, writes to a pipe and
+        // calls _exit: no allocation or lock that another thread of the
+        // parent could have held at the fork.
+        let child = unsafe { libc::fork() };
+        if child == 0 {
+            // The cache was cleared by the fork handler: the child's own
+            // start time is not the parent's cached one. Compare through
+            // the raw cache word, without allocating.
+            let cleared = CACHED_START.load(std::sync::atomic::Ordering::Relaxed) == 0
+                && CACHED_PID.load(std::sync::atomic::Ordering::Relaxed) == 0;
+            let byte = [u8::from(cleared)];
+            // SAFETY: write to the pipe, then _exit (async-signal-safe).
+            unsafe {
+                libc::write(fds[1], byte.as_ptr().cast(), 1);
+                libc::_exit(0)
+            }
+        }
+        assert!(child > 0);
+        let mut byte = [0u8];
+        // SAFETY: read one byte from our pipe, then close both ends.
+        unsafe {
+            assert_eq!(libc::read(fds[0], byte.as_mut_ptr().cast(), 1), 1);
+            libc::close(fds[0]);
+            libc::close(fds[1]);
+        }
+        let mut status = 0;
+        // SAFETY: waiting for the child we forked.
+        unsafe { libc::waitpid(child, &mut status, 0) };
+        assert_eq!(byte[0], 1, "the fork handler cleared the caches");
+        assert_eq!(current_start_time(), parent);
     }
 
     #[test]

@@ -61,6 +61,15 @@ int main() {
     shmds_topic_close(topic);
     shmds_segment_close(seg);
     shmds_segment_remove(name.c_str());
+    // A temporary segment goes with its last handle.
+    ShmdsSegmentOptions opts{};
+    opts.flags = SHMDS_TEMPORARY;
+    ShmdsSegment *temp = nullptr;
+    if (shmds_segment_create_with(name.c_str(), &opts, &temp) != SHMDS_OK ||
+        shmds_segment_is_temporary(temp) != 1)
+        failures++;
+    shmds_segment_close(temp);
+    if (shmds_segment_open(name.c_str(), &temp) != SHMDS_E_NOT_FOUND) failures++;
     std::printf("cxx: %d passed, %d failed\n", failures ? 0 : 1, failures ? 1 : 0);
     return failures ? 1 : 0;
 }

@@ -865,6 +865,86 @@ static int fixture(const char *name, const char *what) {
     return 0;
 }
 
+/* Segment options and lifetime: temporary segments go with their last
+ * handle; read-only handles do not attach; every bad option is refused. */
+static void test_lifetime(const char *prefix) {
+    char temp[256], keep[256];
+    snprintf(temp, sizeof temp, "%s-temporary", prefix);
+    snprintf(keep, sizeof keep, "%s-persistent", prefix);
+    ShmdsSegment *seg = NULL, *ro = NULL, *again = NULL;
+    ShmdsSegmentOptions opts = {0};
+    opts.size = 1 << 20;
+    opts.flags = SHMDS_TEMPORARY;
+
+    EXPECT(shmds_segment_create_with(temp, NULL, &seg), SHMDS_E_INVALID, "NULL");
+    EXPECT(shmds_segment_create_with(NULL, &opts, &seg), SHMDS_E_INVALID, "NULL");
+    EXPECT(shmds_segment_create_with(temp, &opts, NULL), SHMDS_E_INVALID, "NULL");
+    ShmdsSegmentOptions bad = opts;
+    bad.flags = 1u << 7;
+    EXPECT(shmds_segment_create_with(temp, &bad, &seg), SHMDS_E_INVALID, "flags");
+    bad.flags = SHMDS_READ_ONLY;
+    EXPECT(shmds_segment_create_with(temp, &bad, &seg), SHMDS_E_INVALID, "flags");
+    bad = opts;
+    bad.reserved = 1;
+    EXPECT(shmds_segment_open_or_create_with(temp, &bad, &seg), SHMDS_E_INVALID, "reserved");
+    EXPECT(shmds_segment_open_with(temp, &opts, &seg), SHMDS_E_NOT_FOUND, no_text);
+
+    EXPECT(shmds_segment_create_with(temp, &opts, &seg), SHMDS_OK, no_text);
+    CHECK(shmds_segment_size(seg) == 1 << 20, "size %" PRIu64, shmds_segment_size(seg));
+    EXPECT(shmds_segment_is_temporary(seg), 1, no_text);
+    EXPECT(shmds_segment_is_abandoned(seg), 0, no_text);
+    EXPECT(shmds_segment_creator_alive(seg), 1, no_text);
+    uint32_t live = 99, overflow = 99;
+    EXPECT(shmds_segment_attached(seg, &live, &overflow), SHMDS_OK, no_text);
+    CHECK(live == 1 && overflow == 0, "attached %u, overflow %u", live, overflow);
+    EXPECT(shmds_segment_attached(seg, NULL, NULL), SHMDS_OK, no_text);
+    EXPECT(shmds_segment_attached(NULL, &live, NULL), SHMDS_E_INVALID, "NULL");
+    EXPECT(shmds_segment_is_temporary(NULL), SHMDS_E_INVALID, "NULL");
+    EXPECT(shmds_segment_is_abandoned(NULL), SHMDS_E_INVALID, "NULL");
+    EXPECT(shmds_segment_creator_alive(NULL), SHMDS_E_INVALID, "NULL");
+
+    /* A second handle attaches once more; a read-only one does not. */
+    ShmdsSegmentOptions inspect = {0};
+    inspect.flags = SHMDS_READ_ONLY;
+    EXPECT(shmds_segment_open_or_create_with(temp, &opts, &again), SHMDS_OK, no_text);
+    EXPECT(shmds_segment_open_with(temp, &inspect, &ro), SHMDS_OK, no_text);
+    EXPECT(shmds_segment_attached(ro, &live, NULL), SHMDS_OK, no_text);
+    CHECK(live == 1, "one process (%u), whatever its handles", live);
+    EXPECT(shmds_segment_is_abandoned(ro), 0, no_text);
+    ShmdsArray *a = NULL;
+    EXPECT(shmds_array_create(ro, "nope", 8, "<Q", 4, false, &a), SHMDS_E_PERMISSION, no_text);
+    shmds_segment_close(again);
+    shmds_segment_close(seg);
+    /* The last attached handle is gone: so is the temporary segment. */
+    EXPECT(shmds_segment_is_abandoned(ro), 1, no_text);
+    EXPECT(shmds_segment_open(temp, &again), SHMDS_E_NOT_FOUND, no_text);
+    shmds_segment_close(ro);
+
+    /* Persistent, default size, wiping erases. */
+    ShmdsSegmentOptions plain = {0};
+    plain.flags = SHMDS_WIPE_ON_ERASE;
+    plain.table_capacity = 16;
+    plain.mode = 0640;
+    EXPECT(shmds_segment_open_or_create_with(keep, &plain, &seg), SHMDS_OK, no_text);
+    CHECK(shmds_segment_size(seg) == 1 << 20, "default size %" PRIu64, shmds_segment_size(seg));
+    EXPECT(shmds_segment_is_temporary(seg), 0, no_text);
+    EXPECT(shmds_array_create(seg, "wiped", 8, "<Q", 4, false, &a), SHMDS_OK, no_text);
+    shmds_array_close(a);
+    EXPECT(shmds_segment_erase_wipe(seg, "wiped"), SHMDS_OK, no_text);
+    EXPECT(shmds_segment_erase_wipe(seg, "wiped"), SHMDS_E_NOT_FOUND, "wiped");
+    EXPECT(shmds_segment_erase_wipe(NULL, "wiped"), SHMDS_E_INVALID, "NULL");
+    EXPECT(shmds_segment_erase_wipe(seg, NULL), SHMDS_E_INVALID, no_text);
+    ShmdsSegmentOptions other_size = plain;
+    other_size.size = 2 << 20;
+    EXPECT(shmds_segment_open_or_create_with(keep, &other_size, &again), SHMDS_E_SHAPE,
+           no_text);
+    shmds_segment_close(seg);
+    EXPECT(shmds_segment_open_with(keep, &inspect, &ro), SHMDS_OK, no_text);
+    EXPECT(shmds_segment_is_abandoned(ro), 1, no_text);
+    shmds_segment_close(ro);
+    EXPECT(shmds_segment_remove(keep), SHMDS_OK, no_text);
+}
+
 /* Erased structures: every handle says so (SHMDS_E_STALE), whatever its kind. */
 static void test_stale(ShmdsSegment *seg) {
     ShmdsQueue *q = NULL;
@@ -911,6 +991,7 @@ int main(int argc, char **argv) {
     must(shmds_segment_create(name, 4 << 20, &seg), "create segment");
     test_errors();
     test_segments(argv[1], seg, name);
+    test_lifetime(argv[1]);
     /* "jobs" exists so that the array tests can open it as the wrong kind. */
     ShmdsQueue *jobs;
     must(shmds_queue_create(seg, "jobs", 64, REC_TYPE, 2, false, &jobs), "jobs");

@@ -64,10 +64,12 @@ from ._shmds import (
     Subscriber,
     list_segments,
     remove,
+    remove_abandoned,
 )
 
 __all__ = [
     "Array",
+    "Attacher",
     "Channel",
     "Map",
     "MessageView",
@@ -80,12 +82,14 @@ __all__ = [
     "CorruptError",
     "Disconnected",
     "EntryInfo",
+    "HeapStats",
     "IncompatibleError",
     "Lagged",
     "MessageTooLargeError",
     "NoSpaceError",
     "NotReadyError",
     "Segment",
+    "SegmentStatus",
     "ShmdsError",
     "ShutDown",
     "StaleError",
@@ -93,6 +97,8 @@ __all__ = [
     "dtype_of",
     "list_segments",
     "remove",
+    "remove_abandoned",
+    "segment_status",
 ]
 
 _CODES = {
@@ -340,6 +346,61 @@ class EntryInfo(NamedTuple):
     fill: int | None
 
 
+class Attacher(NamedTuple):
+    """A process attached to a segment (:attr:`Segment.attachers`)."""
+
+    pid: int
+    #: Its start time in clock ticks since boot (with the pid it names one
+    #: process, so a reused pid is not taken for it); 0 if not recorded.
+    start_time: int
+    #: Its open segment handles (structures keep their segment's open).
+    handles: int
+    #: Whether it still runs; a dead one is listed until another process
+    #: attaches or detaches.
+    alive: bool
+
+
+class SegmentStatus(NamedTuple):
+    """What :func:`segment_status` tells of a segment."""
+
+    name: str
+    size: int
+    temporary: bool
+    creator_pid: int
+    creator_alive: bool
+    attachers: list[Attacher]
+    #: Attached processes counted without a record (every record taken).
+    overflow: int
+    #: No live process is attached: ``shmds rm --abandoned`` (and
+    #: :func:`remove_abandoned`) removes it.
+    abandoned: bool
+
+
+class HeapStats(NamedTuple):
+    """The figures of a segment's heap (:attr:`Segment.heap`)."""
+
+    size: int
+    max_size: int
+    heap_bytes: int
+    used_bytes: int
+    free_bytes: int
+    largest_free: int
+    used_blocks: int
+    free_blocks: int
+    #: 0 when the free space is one block (or none), towards 1 as it
+    #: scatters: ``1 - largest_free / free_bytes``.
+    fragmentation: float
+
+
+def segment_status(name: str) -> SegmentStatus:
+    """The lifetime status of the segment ``name`` (temporary or not,
+    creator alive, attached processes, abandoned), read without attaching
+    to it. ``shmds.IncompatibleError`` for a segment of another format
+    version."""
+    st = _shmds._segment_status(name)
+    return SegmentStatus(*st[:5], [Attacher(*a) for a in st[5]], *st[6:])
+
+
 class Segment(_shmds.Segment):
     """A named shared memory segment.
 
@@ -347,8 +408,24 @@ class Segment(_shmds.Segment):
     bytes; ``create=True`` only creates (``FileExistsError`` if it exists),
     ``create=False`` (or no size) only opens (``FileNotFoundError``). ``mode``
     (default ``0o600``) sets the permissions of a new segment. Use it as a
-    context manager to close the handle; the segment itself stays until
-    :func:`remove`.
+    context manager to close the handle.
+
+    Every open handle attaches this process to the segment
+    (:attr:`attachers`) until it is closed (or collected); structures
+    opened from it keep it open. A segment stays until :func:`remove`
+    unless it is created with ``temporary=True``: it is then removed when
+    the last attached process, in any language, closes it or dies. Nothing
+    is left to clean up at exit and no warning is printed (there is no
+    resource tracker). A dead process is noticed by the next process that
+    attaches or detaches, or by :func:`remove_abandoned`; a temporary
+    segment found with every attacher dead is removed by the next open,
+    which then creates a fresh one (or raises ``FileNotFoundError`` for
+    ``create=False``). A forked child's inherited handles do not attach
+    it: open the segment again in the child.
+
+    ``max_size`` (the largest size a new segment grows to),
+    ``temporary`` and ``wipe_on_erase`` (erased structures' memory is
+    zeroed) apply to a segment this call creates.
     """
 
     def __enter__(self) -> Segment:
@@ -441,6 +518,18 @@ class Segment(_shmds.Segment):
     def entries(self) -> list[EntryInfo]:
         """The table: name, kind, type, key type, capacity, bytes and fill."""
         return [EntryInfo(*e) for e in self._entries()]
+
+    @property
+    def attachers(self) -> list[Attacher]:
+        """The processes recorded as attached, live or dead (this one
+        included)."""
+        return [Attacher(*a) for a in self._attachers()]
+
+    @property
+    def heap(self) -> HeapStats:
+        """The heap's figures (sizes, used and free bytes and blocks,
+        fragmentation)."""
+        return HeapStats(*self._heap())
 
 
 def _attach_segment(name: str) -> Segment:

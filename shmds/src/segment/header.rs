@@ -33,6 +33,9 @@ pub(super) fn init_header(mapping: &Mapping, size: u64) -> Result<()> {
         .creator_pid
         .store(crate::process::current_pid(), Ordering::Relaxed);
     header
+        .creator_start
+        .store(crate::process::current_start_time(), Ordering::Relaxed);
+    header
         .state
         .store(segment_state::INITIALIZING, Ordering::Relaxed);
     crate::fault::pause_point("segment.create.initializing");
@@ -139,7 +142,8 @@ pub(super) fn wait_ready(name: &str, base: *const u8, deadline: Instant) -> Resu
         }
         let state = header.state.load(Ordering::Acquire);
         match state {
-            segment_state::READY => return Ok(()),
+            // REMOVED: crate::attach decides (a removal may be undone).
+            segment_state::READY | segment_state::REMOVED => return Ok(()),
             segment_state::UNINIT | segment_state::INITIALIZING => {}
             other => {
                 return Err(Error::Corrupt {

@@ -32,8 +32,8 @@ pub(crate) struct Mapping {
     /// Table chunk offsets seen valid once (they never change), so a
     /// rewritten header word cannot move a chunk this process uses.
     chunks: [LocalU64; crate::layout::TABLE_CHUNKS],
-    /// Whether this mapping is recorded in the segment's attachment slots.
-    pub(crate) attached: std::sync::atomic::AtomicBool,
+    /// Where this mapping's process is counted as attached (crate::attach).
+    pub(crate) attachment: crate::attach::Attachment,
 }
 
 // SAFETY: the mapping is plain shared memory; every access to it goes through
@@ -45,9 +45,7 @@ unsafe impl Send for Mapping {}
 
 impl Drop for Mapping {
     fn drop(&mut self) {
-        if *self.attached.get_mut() {
-            crate::attach::detach(self);
-        }
+        crate::attach::detach(self);
         // SAFETY: `base` is the start of our reservation of
         // `geometry.max_size` bytes, made by `Mapping::new`; no handle
         // outlives the Arc<Mapping> it holds, so nothing uses it any more.
@@ -91,7 +89,7 @@ impl Mapping {
             writable,
             lock_timeout,
             chunks: std::array::from_fn(|_| LocalU64::new(0)),
-            attached: std::sync::atomic::AtomicBool::new(false),
+            attachment: Default::default(),
         };
         mapping.map_file(0, size)?;
         mapping
@@ -256,7 +254,6 @@ impl Mapping {
     }
 
     /// The attachment slots after the header.
-    #[allow(dead_code)] // used by attach.rs
     pub(crate) fn attach_slots(&self) -> &[crate::layout::AttachSlot] {
         // SAFETY: the mapping is at least TABLE_OFFSET bytes (the table
         // starts there, checked before a Mapping is built); the slots are

@@ -555,9 +555,6 @@ impl Segment {
             Mapping::new(bare, file, geometry, size, true, opts.lock_timeout).map_err(undo)?;
         init_header(&mapping, size).map_err(undo)?;
         crate::attach::attach(&mapping).map_err(undo)?;
-        mapping
-            .attached
-            .store(true, std::sync::atomic::Ordering::Relaxed);
         crate::fault::pause_point("segment.create.before_ready");
         mapping
             .header()
@@ -641,12 +638,7 @@ impl Segment {
             !opts.read_only,
             opts.lock_timeout,
         )?;
-        if mapping.writable() {
-            crate::attach::attach(&mapping)?;
-            mapping
-                .attached
-                .store(true, std::sync::atomic::Ordering::Relaxed);
-        }
+        crate::attach::attach(&mapping)?;
         Ok(Segment {
             map: Arc::new(mapping),
         })
