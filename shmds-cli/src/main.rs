@@ -226,12 +226,31 @@ fn info(name: &str, as_json: bool) -> ExitCode {
             })
         })
         .collect();
+    // A read-only walk of every block header (it cannot take the
+    // registration lock; a registration running meanwhile may show).
+    let heap = seg.heap();
+    let heap_json = match &heap {
+        Ok(h) => json!({
+            "size": h.size,
+            "max_size": h.max_size,
+            "heap_bytes": h.heap_bytes,
+            "used_bytes": h.used_bytes,
+            "free_bytes": h.free_bytes,
+            "largest_free": h.largest_free,
+            "used_blocks": h.used_blocks,
+            "free_blocks": h.free_blocks,
+            "fragmentation": h.fragmentation(),
+        }),
+        Err(e) => json!({ "error": e.to_string() }),
+    };
     if as_json {
         let doc = json!({
             "name": seg.name(),
             "size": seg.size(),
+            "max_size": seg.max_size(),
             "used": seg.used(),
             "available": seg.available(),
+            "heap": heap_json,
             "table_capacity": seg.table_capacity(),
             "creator_pid": seg.creator_pid(),
             "created_unix_ns": seg.created_unix_ns(),
@@ -255,6 +274,20 @@ fn info(name: &str, as_json: bool) -> ExitCode {
         seg.table_capacity(),
         seg.creator_pid()
     );
+    match &heap {
+        Ok(h) => println!(
+            "heap: {} used in {} blocks, {} free in {} blocks, largest free block {}, \
+             fragmentation {:.0}%; grows up to {}",
+            human(h.used_bytes),
+            h.used_blocks,
+            human(h.free_bytes),
+            h.free_blocks,
+            human(h.largest_free),
+            h.fragmentation() * 100.0,
+            human(h.max_size)
+        ),
+        Err(e) => println!("heap: damaged: {e}"),
+    }
     print_lifetime(&seg);
     let table: Vec<[String; 6]> = rows
         .iter()

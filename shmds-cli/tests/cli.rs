@@ -66,6 +66,18 @@ fn ls_info_check_rm() {
     assert_eq!(doc["entries"][0]["capacity"], 10);
     assert_eq!(doc["entries"][1]["kind"], "array");
     assert_eq!(doc["table_capacity"], 64);
+    // The heap: two structures, the rest one free block.
+    assert_eq!(doc["heap"]["used_blocks"], 2, "{doc}");
+    assert_eq!(doc["heap"]["free_blocks"], 1, "{doc}");
+    assert_eq!(doc["heap"]["fragmentation"], 0.0, "{doc}");
+    assert_eq!(
+        doc["heap"]["used_bytes"].as_u64().unwrap() + doc["heap"]["free_bytes"].as_u64().unwrap(),
+        doc["heap"]["heap_bytes"].as_u64().unwrap()
+    );
+    assert!(
+        text.contains("heap: ") && text.contains("largest free block"),
+        "{text}"
+    );
 
     let out = shmds(&["check", &name.0]);
     assert!(out.status.success(), "{}", stdout(&out));
