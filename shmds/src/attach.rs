@@ -392,8 +392,9 @@ impl<'a> View<'a> {
 
     /// Steps 2 and 3, with `state == REMOVED`.
     fn decide_removal(&self) -> Removal {
-        if self.abandoned(true) {
-            self.unlink_if_ours();
+        // A name we may not unlink (another user's segment in the sticky
+        // /dev/shm) keeps the segment, ready, rather than half-removed.
+        if self.abandoned(true) && self.unlink_if_ours() {
             Removal::Removed
         } else {
             let _ = self.header.state.compare_exchange(
@@ -438,11 +439,17 @@ impl<'a> View<'a> {
         }
     }
 
-    /// `shm_unlink` the name if it still holds this segment.
-    fn unlink_if_ours(&self) {
-        if name_holds(self.name, self.seed).unwrap_or(false) {
-            // NOENT: someone else unlinked it meanwhile, as we meant to.
-            let _ = rustix::shm::unlink(format!("/{}", self.name));
+    /// `shm_unlink` the name if it still holds this segment; whether the
+    /// name no longer holds it (now, or already before).
+    fn unlink_if_ours(&self) -> bool {
+        match name_holds(self.name, self.seed) {
+            Some(true) => match rustix::shm::unlink(format!("/{}", self.name)) {
+                // NOENT: someone else unlinked it meanwhile, as we meant to.
+                Ok(()) | Err(rustix::io::Errno::NOENT) => true,
+                Err(_) => false,
+            },
+            Some(false) => true,
+            None => false,
         }
     }
 }
