@@ -417,3 +417,17 @@ fn open_or_create_with_another_shape_is_refused() {
     assert!(Segment::options().open_or_create(name.as_str()).is_ok());
     assert!(Segment::open(name.as_str()).is_ok());
 }
+
+#[test]
+fn asking_for_a_temporary_segment_that_is_persistent_is_refused() {
+    let name = ShmName::new("temp-shape");
+    let _seg = Segment::create(name.as_str(), 1 << 16).unwrap();
+    let err = Segment::options()
+        .temporary(true)
+        .open_or_create(name.as_str())
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidArgument(_)), "{err}");
+    assert!(err.to_string().contains("persistent"), "{err}");
+    // Without asking, it opens.
+    assert!(Segment::options().open_or_create(name.as_str()).is_ok());
+}

@@ -934,10 +934,15 @@ static void test_lifetime(const char *prefix) {
     EXPECT(shmds_segment_erase_wipe(seg, "wiped"), SHMDS_E_NOT_FOUND, "wiped");
     EXPECT(shmds_segment_erase_wipe(NULL, "wiped"), SHMDS_E_INVALID, "NULL");
     EXPECT(shmds_segment_erase_wipe(seg, NULL), SHMDS_E_INVALID, no_text);
+    /* Segments grow: another size opens it; another maximum size is refused. */
     ShmdsSegmentOptions other_size = plain;
     other_size.size = 2 << 20;
-    EXPECT(shmds_segment_open_or_create_with(keep, &other_size, &again), SHMDS_E_SHAPE,
-           no_text);
+    EXPECT(shmds_segment_open_or_create_with(keep, &other_size, &again), SHMDS_OK, no_text);
+    shmds_segment_close(again);
+    ShmdsSegmentOptions other_max = plain;
+    other_max.max_size = 1 << 30;
+    EXPECT(shmds_segment_open_or_create_with(keep, &other_max, &again), SHMDS_E_SHAPE,
+           "maximum size");
     shmds_segment_close(seg);
     EXPECT(shmds_segment_open_with(keep, &inspect, &ro), SHMDS_OK, no_text);
     EXPECT(shmds_segment_is_abandoned(ro), 1, no_text);

@@ -133,7 +133,7 @@ def _check_and_close(name, made, tag):
 def test_churn_reuses_freed_space(segname):
     rng = random.Random(1234)
     with shmds.Segment(
-        segname, 1 << 20, create=True, max_size=1 << 20, table_capacity=128
+        segname, 1 << 20, create=True, max_size=1 << 20, table_capacity=512
     ) as seg:
         heap = stats(seg)["heap_bytes"]
         live = {}

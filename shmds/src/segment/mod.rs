@@ -276,6 +276,14 @@ impl SegmentOptions {
                 return Err(mismatch("maximum size", max, seg.max_size()));
             }
         }
+        let temporary = seg.map.geometry().flags & crate::layout::segment_flags::TEMPORARY != 0;
+        if self.temporary && !temporary {
+            return Err(Error::InvalidArgument(format!(
+                "segment {:?} exists and is persistent, not temporary as asked: remove it first, \
+                 or open it without asking for a temporary segment",
+                seg.name()
+            )));
+        }
         if let Some(entries) = self.table_capacity {
             let first = seg.map.geometry().table_capacity;
             if entries != first {
@@ -298,8 +306,10 @@ fn page_round(bytes: u64) -> Option<u64> {
 ///
 /// Cloning is cheap (the mapping is reference-counted) and every structure
 /// opened from a segment keeps the mapping alive. Dropping the last handle
-/// unmaps the segment; it never removes it: call [`Segment::remove`] or
-/// [`Segment::unlink`] for that.
+/// detaches this process and unmaps the segment; it removes it only if it
+/// was created [`temporary`](SegmentOptions::temporary) and no other live
+/// process is attached. Otherwise call [`Segment::remove`] or
+/// [`Segment::unlink`] to remove it.
 ///
 /// ```
 /// use shmds::Segment;
