@@ -32,7 +32,9 @@ use crate::layout::{
 };
 use crate::process::{current_pid, is_alive};
 use crate::sync::{fence, AtomicU64, Ordering};
-use crate::wait::{futex_wait, futex_wake, PeerWait};
+#[cfg(loom)]
+use crate::wait::PeerWait;
+use crate::wait::{futex_wait, futex_wake};
 use std::time::Duration;
 
 /// What the table says about one live entry.
@@ -390,6 +392,12 @@ impl<'a> Table<'a> {
     pub(crate) fn lock(&self) -> Result<TableLock<'a>> {
         let me = current_pid();
         let lock = &self.header.lock;
+        // Spin and yield a little (the holder is usually about to let go),
+        // then sleep on the futex each round. Loom models take the
+        // shorter PeerWait, so that they stay small.
+        #[cfg(not(loom))]
+        let mut waiting = crate::wait::Backoff::default();
+        #[cfg(loom)]
         let mut waiting = PeerWait::new();
         let nap = Duration::from_millis(10);
         // The holder we wait for, and since when.
@@ -404,6 +412,11 @@ impl<'a> Table<'a> {
                 }
                 Err(holder) => holder,
             };
+            #[cfg(not(loom))]
+            if waiting.snooze() {
+                continue;
+            }
+            #[cfg(loom)]
             if !waiting.snooze() {
                 continue;
             }
