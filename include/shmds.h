@@ -827,8 +827,8 @@ int shmds_segment_create_with(const char *name,
 
 /**
  * Open the segment `name`, creating it as `opts` says if it does not
- * exist (`SHMDS_E_SHAPE` if it exists with another size or table
- * capacity than a non-zero one stated).
+ * exist (`SHMDS_E_SHAPE` if it exists with another maximum size or table
+ * capacity than a non-zero one stated, or a size past its maximum).
  */
 int shmds_segment_open_or_create_with(const char *name,
                                       const struct ShmdsSegmentOptions *opts,
@@ -836,7 +836,7 @@ int shmds_segment_open_or_create_with(const char *name,
 
 /**
  * Open the existing segment `name` as `opts` says: `SHMDS_READ_ONLY` for
- * inspection (the handle does not attach), and the size and table
+ * inspection (the handle does not attach), and the maximum size and table
  * capacity it must have (0: any).
  */
 int shmds_segment_open_with(const char *name,

@@ -690,6 +690,27 @@ unsafe fn segment_options(
     Ok(rust)
 }
 
+/// The `shmds_segment_*_with` calls: check the arguments, build the options
+/// (`open_only`: read-only allowed) and make the handle with `make`.
+///
+/// # Safety
+/// The pointer rules of the header for `name`, `opts` and `out`.
+unsafe fn segment_with(
+    name: *const c_char,
+    opts: *const ShmdsSegmentOptions,
+    out: *mut *mut ShmdsSegment,
+    open_only: bool,
+    make: impl FnOnce(&core_lib::SegmentOptions, &str) -> core_lib::Result<core_lib::Segment>,
+) -> c_int {
+    // SAFETY: (caller) pointer rules of the header.
+    call(|| unsafe {
+        need_out(out)?;
+        let name = text(name, "name")?;
+        let seg = make(&segment_options(opts, open_only)?, name)?;
+        give(out, ShmdsSegment(seg))
+    })
+}
+
 /// Create the segment `name` as `opts` says (`SHMDS_E_EXISTS` if it exists).
 #[no_mangle]
 pub unsafe extern "C" fn shmds_segment_create_with(
@@ -698,17 +719,12 @@ pub unsafe extern "C" fn shmds_segment_create_with(
     out: *mut *mut ShmdsSegment,
 ) -> c_int {
     // SAFETY: pointer rules of the header.
-    call(|| unsafe {
-        need_out(out)?;
-        let name = text(name, "name")?;
-        let seg = segment_options(opts, false)?.create(name)?;
-        give(out, ShmdsSegment(seg))
-    })
+    unsafe { segment_with(name, opts, out, false, |o, n| o.create(n)) }
 }
 
 /// Open the segment `name`, creating it as `opts` says if it does not
-/// exist (`SHMDS_E_SHAPE` if it exists with another size or table
-/// capacity than a non-zero one stated).
+/// exist (`SHMDS_E_SHAPE` if it exists with another maximum size or table
+/// capacity than a non-zero one stated, or a size past its maximum).
 #[no_mangle]
 pub unsafe extern "C" fn shmds_segment_open_or_create_with(
     name: *const c_char,
@@ -716,16 +732,11 @@ pub unsafe extern "C" fn shmds_segment_open_or_create_with(
     out: *mut *mut ShmdsSegment,
 ) -> c_int {
     // SAFETY: pointer rules of the header.
-    call(|| unsafe {
-        need_out(out)?;
-        let name = text(name, "name")?;
-        let seg = segment_options(opts, false)?.open_or_create(name)?;
-        give(out, ShmdsSegment(seg))
-    })
+    unsafe { segment_with(name, opts, out, false, |o, n| o.open_or_create(n)) }
 }
 
 /// Open the existing segment `name` as `opts` says: `SHMDS_READ_ONLY` for
-/// inspection (the handle does not attach), and the size and table
+/// inspection (the handle does not attach), and the maximum size and table
 /// capacity it must have (0: any).
 #[no_mangle]
 pub unsafe extern "C" fn shmds_segment_open_with(
@@ -734,12 +745,7 @@ pub unsafe extern "C" fn shmds_segment_open_with(
     out: *mut *mut ShmdsSegment,
 ) -> c_int {
     // SAFETY: pointer rules of the header.
-    call(|| unsafe {
-        need_out(out)?;
-        let name = text(name, "name")?;
-        let seg = segment_options(opts, true)?.open(name)?;
-        give(out, ShmdsSegment(seg))
-    })
+    unsafe { segment_with(name, opts, out, true, |o, n| o.open(n)) }
 }
 
 /// Release a segment handle (the segment stays; see `shmds_segment_remove`).
