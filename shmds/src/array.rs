@@ -138,7 +138,9 @@ impl<T: Element> Array<T> {
         self.range(index, 1)?;
         // SAFETY: index < len, and the element lies in the block; a volatile
         // read because other processes may write it concurrently.
-        Ok(unsafe { self.data.add(index as usize).read_volatile() })
+        let value = unsafe { self.data.add(index as usize).read_volatile() };
+        self.handle.recheck()?;
+        Ok(value)
     }
 
     /// Set element `index`.
@@ -160,7 +162,7 @@ impl<T: Element> Array<T> {
                 out.len(),
             )
         };
-        Ok(())
+        self.handle.recheck()
     }
 
     /// Copy `values` into the array starting at `start`.
@@ -188,6 +190,7 @@ impl<T: Element> Array<T> {
             std::ptr::copy_nonoverlapping(self.data, out.as_mut_ptr(), self.len as usize);
             out.set_len(self.len as usize);
         }
+        self.handle.recheck()?;
         Ok(out)
     }
 
@@ -437,7 +440,7 @@ impl RawArray {
         let at = self.byte_range(start, out.len())?;
         // SAFETY: byte_range proved [at, at + out.len()) lies in the data.
         unsafe { std::ptr::copy_nonoverlapping(self.data.add(at), out.as_mut_ptr(), out.len()) };
-        Ok(())
+        self.handle.recheck()
     }
 
     /// Copy `bytes` in, starting at element `start`'s first byte;

@@ -147,6 +147,16 @@ impl Handle {
         }
     }
 
+    /// After copying data out of the block: `Err(Stale)` if the entry was
+    /// erased meanwhile, so a copy that may come from a block another
+    /// structure reused is never returned (the sequence-lock reader's
+    /// second look; the fence keeps the copy's loads before it).
+    #[inline]
+    pub(crate) fn recheck(&self) -> Result<()> {
+        crate::sync::fence(Ordering::Acquire);
+        self.check()
+    }
+
     #[cold]
     fn stale(&self) -> Error {
         Error::Stale {

@@ -428,7 +428,10 @@ impl RawMap {
     /// key is absent. Never blocks writers.
     pub fn get(&self, key: &[u8], out: &mut [u8]) -> Result<bool> {
         crate::payload::one(out.len(), self.shape.value_size, self.name())?;
-        self.with_key(key, |k| self.get_in(&self.core(), k, Some(out)))
+        let found = self.with_key(key, |k| self.get_in(&self.core(), k, Some(out)))?;
+        // Erased meanwhile: the value may be another structure's bytes.
+        self.handle.recheck()?;
+        Ok(found)
     }
 
     /// Whether `key` is present.
@@ -560,6 +563,12 @@ impl RawMap {
     /// stale handle must not read as a count.
     pub fn check(&self) -> Result<()> {
         self.handle.check()
+    }
+
+    /// [`check`](RawMap::check) after copying a value out (see
+    /// `Handle::recheck`).
+    pub(crate) fn recheck(&self) -> Result<()> {
+        self.handle.recheck()
     }
 
     /// The most keys the map holds.

@@ -71,9 +71,12 @@ impl<K: Element, V: Element> Map<K, V> {
     #[inline]
     pub fn get(&self, key: &K) -> Result<Option<V>> {
         let core = self.core();
-        self.raw.key.with(key, |k| {
+        let value = self.raw.key.with(key, |k| {
             read_typed::<V, Error>(|out| self.raw.get_in(&core, k, Some(out)))
-        })
+        })?;
+        // Erased meanwhile: the value may be another structure's bytes.
+        self.raw.recheck()?;
+        Ok(value)
     }
 
     /// Whether `key` is present.
