@@ -178,11 +178,13 @@ fn store_text(words: &[AtomicU64], text: &str) {
     }
 }
 
-fn load_text(words: &[AtomicU64]) -> Vec<u8> {
-    words
-        .iter()
-        .flat_map(|w| w.load(Ordering::Relaxed).to_ne_bytes())
-        .collect()
+/// The bytes of a text field (`N` = 8 × its words), without allocating.
+fn load_text<const N: usize>(words: &[AtomicU64]) -> [u8; N] {
+    let mut out = [0u8; N];
+    for (chunk, word) in out.chunks_exact_mut(8).zip(words) {
+        chunk.copy_from_slice(&word.load(Ordering::Relaxed).to_ne_bytes());
+    }
+    out
 }
 
 /// Decode a NUL-terminated UTF-8 field read from the segment.
@@ -217,9 +219,9 @@ struct RawEntry {
     offset: u64,
     size: u64,
     creator_pid: u32,
-    name: Vec<u8>,
-    key_type: Vec<u8>,
-    elem_type: Vec<u8>,
+    name: [u8; 64],
+    key_type: [u8; 64],
+    elem_type: [u8; 128],
 }
 
 impl<'a> Table<'a> {
