@@ -87,7 +87,7 @@ impl<T: Element> Array<T> {
     }
 
     fn from_handle(handle: Handle) -> Result<Array<T>> {
-        let header = validate_header(&handle)?;
+        let header = handle.fresh(validate_header(&handle))?;
         // SAFETY: data_offset is within the block (checked just above).
         let data = unsafe { handle.block.add(ARRAY_HEADER_SIZE as usize) }.cast::<T>();
         Ok(Array {
@@ -373,7 +373,7 @@ impl Segment {
 
 impl RawArray {
     fn from_handle(handle: Handle) -> Result<RawArray> {
-        let header = validate_header(&handle)?;
+        let header = handle.fresh(validate_header(&handle))?;
         // SAFETY: the data starts at data_offset, within the block (validated).
         let data = unsafe { handle.block.add(ARRAY_HEADER_SIZE as usize) };
         let int_size = match crate::element::TypeDescriptor::parse(&handle.info.elem_type)
@@ -545,5 +545,5 @@ impl RawArray {
 
 /// Per-kind validation of an array block (for `Segment::check`).
 pub(crate) fn check(handle: &Handle, _deep: bool) -> Result<Option<u64>> {
-    validate_header(handle).map(|_| None)
+    handle.fresh(validate_header(handle)).map(|_| None)
 }

@@ -157,6 +157,17 @@ impl Handle {
         self.check()
     }
 
+    /// The outcome of validating this entry's structure at open: a failure
+    /// is [`Error::Stale`] when the entry was erased meanwhile (its block
+    /// may already hold another structure, whose header then disagrees),
+    /// not damage.
+    pub(crate) fn fresh<T>(&self, validated: Result<T>) -> Result<T> {
+        match validated {
+            Err(Error::Corrupt { .. }) if self.recheck().is_err() => Err(self.stale()),
+            other => other,
+        }
+    }
+
     #[cold]
     fn stale(&self) -> Error {
         Error::Stale {

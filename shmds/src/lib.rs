@@ -101,8 +101,11 @@ impl Segment {
         report.entries = entries.len();
         let mut blocks: Vec<(u64, u64, &str)> = Vec::new();
         for info in &entries {
-            if let Err(e) = self.examine(info, true) {
-                report.problems.push(e.to_string());
+            match self.examine(info, true) {
+                // Erased since the listing: nothing to check.
+                Err(Error::Stale { .. }) => continue,
+                Err(e) => report.problems.push(e.to_string()),
+                Ok(_) => {}
             }
             blocks.push((
                 info.offset,
@@ -129,58 +132,52 @@ impl Segment {
     /// walks when it can get it soon, so concurrent registrations do not
     /// show as damage.
     fn check_heap(&self, report: &mut CheckReport) {
-        let mut table = self.map.table();
-        table.lock_timeout = table
-            .lock_timeout
-            .min(std::time::Duration::from_millis(500));
-        let guard = if self.map.writable() {
-            table.lock().ok()
-        } else {
-            None
-        };
-        let note = if guard.is_none()
-            && self.map.header().lock.load(crate::sync::Ordering::Relaxed) != 0
-        {
-            " (found while another process held the registration lock)"
-        } else {
-            ""
-        };
-        let heap = table.heap();
-        let mut used = Vec::new();
-        let walked = heap.end().and_then(|end| {
+        // The walk and the ownership check run on one quiet heap: a
+        // registration in progress is not damage.
+        let problems = self.with_quiet_heap(|table, heap| {
+            let mut used = Vec::new();
+            let end = heap.end()?;
             let stats = heap.walk_blocks(end, |b| {
                 if b.state != layout::block_state::FREE {
                     used.push(*b);
                 }
             })?;
             heap.check_lists(end, &stats)?;
-            Ok(stats)
-        });
-        if let Err(e) = walked {
-            report.problems.push(format!("{e}{note}"));
-            return;
-        }
-        for b in used {
-            let data = b.offset + layout::BLOCK_HEADER_SIZE;
-            let owned = if b.state == layout::block_state::TABLE {
-                let k = b.owner as usize;
-                k > 0
-                    && k < layout::TABLE_CHUNKS
-                    && self.map.header().table_chunks[k].load(crate::sync::Ordering::Acquire)
-                        == data
-            } else {
-                matches!(
-                    table.snapshot(b.owner),
-                    Ok(Some(info)) if info.offset == data && info.generation == b.owner_generation
-                )
-            };
-            if !owned {
-                report.problems.push(format!(
-                    "heap block at {} ({} bytes) is in use but no live entry or table chunk owns it \
-                     (a leak){note}",
-                    b.offset, b.size
-                ));
+            let mut leaks = Vec::new();
+            for b in used {
+                let data = b.offset + layout::BLOCK_HEADER_SIZE;
+                let owned = if b.state == layout::block_state::TABLE {
+                    let k = b.owner as usize;
+                    k > 0
+                        && k < layout::TABLE_CHUNKS
+                        && self.map.header().table_chunks[k].load(crate::sync::Ordering::Acquire)
+                            == data
+                } else {
+                    matches!(
+                        table.snapshot(b.owner),
+                        Ok(Some(info)) if info.offset == data && info.generation == b.owner_generation
+                    )
+                };
+                if !owned {
+                    leaks.push(format!(
+                        "heap block at {} ({} bytes) is in use but no live entry or table chunk \
+                         owns it (a leak)",
+                        b.offset, b.size
+                    ));
+                }
             }
+            if leaks.is_empty() {
+                Ok(leaks)
+            } else {
+                // Reported only if a quiet heap shows it again.
+                Err(Error::Corrupt {
+                    name: self.name().to_owned(),
+                    detail: leaks.join("; "),
+                })
+            }
+        });
+        if let Err(e) = problems {
+            report.problems.push(e.to_string());
         }
     }
 
@@ -204,7 +201,7 @@ impl Segment {
             )));
         }
         let handle = handle::Handle::at(self, info.clone())?;
-        match info.kind {
+        let checked = match info.kind {
             layout::kind::ARRAY => array::check(&handle, deep),
             layout::kind::QUEUE => queue::check(&handle, deep),
             layout::kind::STACK => stack::check(&handle, deep),
@@ -212,6 +209,8 @@ impl Segment {
             layout::kind::CHANNEL => channel::check(&handle, deep),
             layout::kind::TOPIC => topic::check(&handle, deep),
             other => Err(corrupt(format!("unknown kind {other}"))),
-        }
+        };
+        // Erased while we looked: not damage.
+        handle.fresh(checked)
     }
 }

@@ -625,7 +625,7 @@ impl RawStack {
     }
 
     fn from_handle(handle: Handle) -> Result<RawStack> {
-        let (header, stride, capacity) = validate(&handle)?;
+        let (header, stride, capacity) = handle.fresh(validate(&handle))?;
         let header: *const StackHeader = header;
         // SAFETY: validate proved the node array lies inside the block.
         let nodes = unsafe { handle.block.add(STACK_HEADER_SIZE as usize) };

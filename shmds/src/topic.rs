@@ -730,7 +730,7 @@ impl Topic {
     }
 
     fn from_handle(handle: Handle) -> Result<Topic> {
-        let (header, ring) = validate(&handle)?;
+        let (header, ring) = handle.fresh(validate(&handle))?;
         let header: *const TopicHeader = header;
         let (data_offset, _) = ring_bytes(TOPIC_HEADER_SIZE, ring.cells).expect("validated");
         // SAFETY: validate proved the records and data lie inside the block.

@@ -269,7 +269,7 @@ impl Channel {
     }
 
     fn from_handle(handle: Handle) -> Result<Channel> {
-        let (header, shape) = validate(&handle)?;
+        let (header, shape) = handle.fresh(validate(&handle))?;
         let header: *const ChannelHeader = header;
         let (data_offset, _) =
             ring_bytes(CHANNEL_HEADER_SIZE, shape.ring.cells).expect("validated");

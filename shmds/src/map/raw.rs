@@ -234,7 +234,7 @@ impl RawMap {
     }
 
     pub(super) fn from_handle(handle: Handle) -> Result<RawMap> {
-        let (header, shape) = validate(&handle)?;
+        let (header, shape) = handle.fresh(validate(&handle))?;
         let header: *const MapHeader = header;
         let key = Canon::described(&handle.info.key_type, shape.key_size);
         let value = Canon::described(&handle.info.elem_type, shape.value_size);

@@ -222,7 +222,7 @@ impl RawQueue {
     }
 
     fn from_handle(handle: Handle) -> Result<RawQueue> {
-        let (header, shape) = validate(&handle)?;
+        let (header, shape) = handle.fresh(validate(&handle))?;
         let header: *const QueueHeader = header;
         // SAFETY: validate proved the slot array lies inside the block.
         let slots = unsafe { handle.block.add(QUEUE_HEADER_SIZE as usize) };

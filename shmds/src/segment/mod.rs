@@ -420,14 +420,50 @@ impl Segment {
     /// block and fragmentation. Walks every block header (a consistent
     /// walk: it takes the registration lock when the segment is writable).
     pub fn heap(&self) -> Result<crate::alloc::HeapStats> {
-        let table = self.map.table();
-        let _guard = if self.map.writable() {
-            Some(table.lock()?)
-        } else {
-            None
-        };
-        let heap = table.heap();
-        heap.walk(heap.end()?)
+        self.with_quiet_heap(|_, heap| heap.walk(heap.end()?))
+    }
+
+    /// Run `f` on the heap while no registration changes it: under the
+    /// registration lock when this handle can take it soon; otherwise
+    /// (read-only inspection, or a busy lock) between moments when the lock
+    /// is free, trying again while registrations run, so that a walk that
+    /// met one half-way is not taken for damage. A failure is returned only
+    /// when it is seen three times with the lock free around the walk (or
+    /// after the lock timeout, at most half a second, of trying).
+    pub(crate) fn with_quiet_heap<T>(
+        &self,
+        f: impl Fn(&crate::table::Table<'_>, &crate::alloc::Heap<'_>) -> Result<T>,
+    ) -> Result<T> {
+        let mut table = self.map.table();
+        table.lock_timeout = table.lock_timeout.min(Duration::from_millis(500));
+        if self.map.writable() {
+            if let Ok(_guard) = table.lock() {
+                return f(&table, &table.heap());
+            }
+        }
+        let lock = &self.map.header().lock;
+        let mut quiet_failures = 0;
+        let mut last = None;
+        let deadline = Instant::now() + table.lock_timeout;
+        while Instant::now() < deadline {
+            if lock.load(Ordering::Acquire) == 0 {
+                let got = f(&table, &table.heap());
+                let quiet = lock.load(Ordering::Acquire) == 0;
+                match got {
+                    Ok(v) if quiet => return Ok(v),
+                    Err(e) if quiet => {
+                        quiet_failures += 1;
+                        if quiet_failures >= 3 {
+                            return Err(e);
+                        }
+                        last = Some(Err(e));
+                    }
+                    other => last = Some(other),
+                }
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        last.unwrap_or_else(|| f(&table, &table.heap()))
     }
 
     /// Number of entries the table holds now; it grows when they are taken.

@@ -402,7 +402,17 @@ pub fn peek(seg: &Segment, info: &EntryInfo) -> Result<(), String> {
     }
     let name = info.name.as_str();
     let tag = tag_of(name);
-    let gone = |e: &Error| matches!(e, Error::Stale { .. } | Error::EntryNotFound { .. });
+    // Erased, or erased and made again under the same name as another
+    // kind or type (churners reuse names) since `info` was read.
+    let gone = |e: &Error| {
+        matches!(
+            e,
+            Error::Stale { .. }
+                | Error::EntryNotFound { .. }
+                | Error::KindMismatch { .. }
+                | Error::TypeMismatch { .. }
+        )
+    };
     let bytes: Vec<u8> = match info.elem_size {
         8 => {
             let a = match seg.open_array::<u64>(name) {
