@@ -1,5 +1,8 @@
 //! The `shmds` command against real segments.
 
+#[path = "../../shmds/tests/common/private_shm.rs"]
+mod private_shm;
+
 use shmds::Segment;
 use std::process::{Command, Output};
 
@@ -330,7 +333,7 @@ fn private_dev_shm_role() {
     if std::env::var_os("SHMDS_CLI_PRIVATE_SHM").is_none() {
         return;
     }
-    if !private_mount_namespace() {
+    if !private_shm::private_mount_namespace() {
         std::process::exit(77);
     }
     assert!(shmds::list_segments().unwrap().is_empty(), "a new /dev/shm");
@@ -359,28 +362,4 @@ fn private_dev_shm_role() {
     assert_eq!(stdout(&shmds(&["rm", "--abandoned"])), "kept\n");
     assert_eq!(stdout(&shmds(&["rm", "--abandoned"])), "");
     assert!(std::path::Path::new("/dev/shm/older").exists());
-}
-
-/// Move this process into a mount namespace of its own with a fresh
-/// tmpfs on /dev/shm; false if that is not allowed.
-fn private_mount_namespace() -> bool {
-    // SAFETY: plain system calls with constant NUL-terminated strings;
-    // this process runs one test on one thread.
-    unsafe {
-        libc::unshare(libc::CLONE_NEWNS) == 0
-            && libc::mount(
-                c"none".as_ptr(),
-                c"/".as_ptr(),
-                std::ptr::null(),
-                libc::MS_REC | libc::MS_PRIVATE,
-                std::ptr::null(),
-            ) == 0
-            && libc::mount(
-                c"tmpfs".as_ptr(),
-                c"/dev/shm".as_ptr(),
-                c"tmpfs".as_ptr(),
-                0,
-                c"size=64m".as_ptr().cast(),
-            ) == 0
-    }
 }

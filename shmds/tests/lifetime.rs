@@ -492,25 +492,7 @@ fn remove_abandoned_in_a_private_dev_shm() {
 }
 
 fn private_shm() {
-    // SAFETY: plain system calls on constant C strings; this process runs
-    // one test on one thread.
-    let private = unsafe {
-        libc::unshare(libc::CLONE_NEWNS) == 0
-            && libc::mount(
-                c"none".as_ptr(),
-                c"/".as_ptr(),
-                std::ptr::null(),
-                libc::MS_REC | libc::MS_PRIVATE,
-                std::ptr::null(),
-            ) == 0
-            && libc::mount(
-                c"tmpfs".as_ptr(),
-                c"/dev/shm".as_ptr(),
-                c"tmpfs".as_ptr(),
-                0,
-                c"size=64m".as_ptr().cast(),
-            ) == 0
-    };
+    let private = common::private_shm::private_mount_namespace();
     if !private {
         std::process::exit(77);
     }

@@ -3,6 +3,8 @@
 //! child process.
 #![allow(dead_code)]
 
+pub mod private_shm;
+
 use std::path::PathBuf;
 use std::process::{Child, Command};
 use std::sync::atomic::{AtomicU32, Ordering};
