@@ -57,7 +57,7 @@
 #define SHMDS_STATIC_ASSERT(cond, msg) _Static_assert(cond, msg)
 #endif
 
-#define SHMDS_FORMAT_VERSION 4
+#define SHMDS_FORMAT_VERSION 5
 #define SHMDS_MAGIC_BYTES { 0x53, 0x48, 0x4d, 0x44, 0x53, 0x00, 0x01, 0x00 }
 #define SHMDS_CACHE_LINE 64
 

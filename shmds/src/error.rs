@@ -294,7 +294,8 @@ fn shape_remedy(what: &str) -> String {
 
 /// "an array", "a queue": a kind name with its article.
 fn with_article(kind: &str) -> String {
-    let article = if kind.starts_with(['a', 'e', 'i', 'o', 'u']) {
+    // "a once" (said "wunce"), "an array".
+    let article = if kind.starts_with(['a', 'e', 'i', 'o', 'u']) && kind != "once" {
         "an"
     } else {
         "a"

@@ -61,7 +61,7 @@ pub const MAGIC: [u8; 8] = *b"SHMDS\0\x01\x00";
 
 /// Format version written by this build. Opening a segment with another
 /// version fails with `Incompatible`.
-pub const FORMAT_VERSION: u32 = 4;
+pub const FORMAT_VERSION: u32 = 5;
 
 /// `SegmentHeader::state` values.
 pub mod segment_state {
@@ -244,6 +244,24 @@ pub mod kind {
     pub const CHANNEL: u32 = 5;
     /// `Entry::kind` of a broadcast topic of variable-length messages.
     pub const TOPIC: u32 = 6;
+    /// `Entry::kind` of a set of keys.
+    pub const SET: u32 = 7;
+    /// `Entry::kind` of a robust mutual-exclusion lock.
+    pub const LOCK: u32 = 8;
+    /// `Entry::kind` of a readers-writer lock.
+    pub const RWLOCK: u32 = 9;
+    /// `Entry::kind` of a condition variable with its own lock.
+    pub const CONDITION: u32 = 10;
+    /// `Entry::kind` of a counting semaphore.
+    pub const SEMAPHORE: u32 = 11;
+    /// `Entry::kind` of a barrier.
+    pub const BARRIER: u32 = 12;
+    /// `Entry::kind` of an event flag.
+    pub const EVENT: u32 = 13;
+    /// `Entry::kind` of a count-down latch.
+    pub const LATCH: u32 = 14;
+    /// `Entry::kind` of a run-once cell.
+    pub const ONCE: u32 = 15;
 
     /// Human name of a kind code.
     pub fn name(kind: u32) -> &'static str {
@@ -254,6 +272,15 @@ pub mod kind {
             MAP => "map",
             CHANNEL => "channel",
             TOPIC => "topic",
+            SET => "set",
+            LOCK => "lock",
+            RWLOCK => "rwlock",
+            CONDITION => "condition",
+            SEMAPHORE => "semaphore",
+            BARRIER => "barrier",
+            EVENT => "event",
+            LATCH => "latch",
+            ONCE => "once",
             _ => "unknown",
         }
     }
