@@ -259,6 +259,48 @@ pub enum Error {
         /// The number of attachment words.
         slots: usize,
     },
+    /// A lock was taken from a process that died holding it (what `?` makes
+    /// of [`LockError::OwnerDied`](crate::LockError); the lock was released
+    /// again).
+    #[error("{name:?}: process {pid} died holding this lock, so what it guards may be half-updated (the lock was taken over; use LockError::recover to go on holding it)")]
+    OwnerDied {
+        /// The entry name.
+        name: String,
+        /// The pid of the process that died.
+        pid: u32,
+    },
+    /// A release of a lock (or a once's run) this process does not hold.
+    #[error("{name:?} is not held by this process{}", holder_text(*.holder))]
+    NotOwner {
+        /// The entry name.
+        name: String,
+        /// The pid holding it, 0 if nobody does.
+        holder: u32,
+    },
+    /// A barrier wait on a broken barrier (a party timed out, aborted or died).
+    #[error("barrier {name:?} is broken: a party timed out, was interrupted, aborted or died (reset it to use it again)")]
+    BrokenBarrier {
+        /// The entry name.
+        name: String,
+    },
+    /// A bounded semaphore released past its initial value.
+    #[error("semaphore {name:?} released too many times: it has {value} permits and holds at most {max}")]
+    TooManyReleases {
+        /// The entry name.
+        name: String,
+        /// Permits it held.
+        value: u32,
+        /// The most it holds.
+        max: u32,
+    },
+    /// Every reader slot of an rwlock is taken by a live process.
+    #[error("rwlock {name:?}: {slots} processes hold read locks, as many as it has reader slots (create it with more reader slots)")]
+    ReaderSlotsFull {
+        /// The entry name.
+        name: String,
+        /// The number of reader slots.
+        slots: u32,
+    },
     /// An argument is out of range.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
@@ -289,6 +331,15 @@ fn shape_remedy(what: &str) -> String {
             "open it without stating a {what}, or remove the segment (`shmds rm`) and create it again"
         ),
         _ => format!("open it without stating a {what}, or erase the entry and create it again"),
+    }
+}
+
+/// ": it is free", ": process N holds it".
+fn holder_text(holder: u32) -> String {
+    if holder == 0 {
+        " (nobody holds it)".to_owned()
+    } else {
+        format!(" (process {holder} holds it)")
     }
 }
 

@@ -328,6 +328,27 @@ impl Typed {
         existing_ok: bool,
         init: impl FnOnce(*mut u8) -> Result<()>,
     ) -> Result<Handle> {
+        let shape = if self.kind == crate::layout::kind::ARRAY {
+            "length"
+        } else {
+            "capacity"
+        };
+        self.create_shaped(seg, name, capacity, block_size, existing_ok, shape, init)
+    }
+
+    /// [`create`](Typed::create) for a kind whose `Entry::capacity` is
+    /// called `shape` in errors ("parties", "initial value").
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn create_shaped(
+        &self,
+        seg: &Segment,
+        name: &str,
+        capacity: u64,
+        block_size: u64,
+        existing_ok: bool,
+        shape: &'static str,
+        init: impl FnOnce(*mut u8) -> Result<()>,
+    ) -> Result<Handle> {
         let new = NewEntry {
             name,
             kind: self.kind,
@@ -344,11 +365,7 @@ impl Typed {
         if !created && handle.info.capacity != capacity {
             return Err(Error::ShapeMismatch {
                 name: name.to_owned(),
-                what: if self.kind == crate::layout::kind::ARRAY {
-                    "length"
-                } else {
-                    "capacity"
-                },
+                what: shape,
                 expected: capacity,
                 found: handle.info.capacity,
             });

@@ -720,13 +720,235 @@ const fn mix(hash: u64, value: u64) -> u64 {
     fnv1a(hash, &value.to_le_bytes())
 }
 
+/// The state of a robust lock, one cache line: the lock of a [`LockHeader`]
+/// and a [`ConditionHeader`], and the writers' lock of an [`RwLockHeader`].
+///
+/// `word` is 0 while the lock is free and the holder's pid while it is
+/// held; it is the futex word waiters sleep on. The holder writes
+/// `holder_stamp` (`pid | start_time << 24`, start time in clock ticks
+/// after boot, truncated to 40 bits) and `holder_tid` after taking `word`
+/// and clears both before letting go; a waiter that finds the holder dead
+/// (`holder_stamp` tells a reused pid apart) takes `word` over with a
+/// compare-and-swap and is told (FORMAT.md, "Coordination primitives").
+#[repr(C)]
+pub struct LockState {
+    /// 0 when free, else the holder's pid (the futex word).
+    pub word: AtomicU32,
+    /// Waits sleeping on `word`, or about to (a releaser wakes one when
+    /// it is not 0).
+    pub sleepers: AtomicU32,
+    /// The holder's pid (bits 0-23) and start time (bits 24-63); 0 when
+    /// free or not yet written.
+    pub holder_stamp: AtomicU64,
+    /// The holding thread's id (diagnostics); 0 when free.
+    pub holder_tid: AtomicU32,
+    /// Pid of the last holder that died holding the lock.
+    pub last_dead_pid: AtomicU32,
+    /// Times the lock was taken over from a holder that died holding it.
+    pub owner_deaths: AtomicU64,
+    /// Reserved, zero.
+    pub reserved: [u64; 4],
+}
+
+/// The block of a lock: fixed fields, then its [`LockState`].
+#[repr(C)]
+pub struct LockHeader {
+    /// [`kind::LOCK`].
+    pub kind: u32,
+    /// Reserved, zero.
+    pub reserved0: u32,
+    /// Reserved, zero.
+    pub reserved1: [u64; 7],
+    /// The lock.
+    pub lock: LockState,
+}
+
+/// The block of a condition variable: its own lock and the notification
+/// sequence its waiters sleep on.
+#[repr(C)]
+pub struct ConditionHeader {
+    /// [`kind::CONDITION`].
+    pub kind: u32,
+    /// Reserved, zero.
+    pub reserved0: u32,
+    /// Reserved, zero.
+    pub reserved1: [u64; 7],
+    /// The lock a waiter holds around `wait`.
+    pub lock: LockState,
+    /// Bumped by every notify (the futex word of waiters).
+    pub seq: AtomicU32,
+    /// Waits in progress (sleeping, or between letting go of the lock and
+    /// sleeping).
+    pub waiters: AtomicU32,
+    /// Reserved, zero.
+    pub reserved2: [u64; 7],
+}
+
+/// The block of a readers-writer lock: fixed fields, the writers' lock,
+/// the drain word, then `reader_slots` [`ReaderSlot`]s at `slots_offset`.
+#[repr(C)]
+pub struct RwLockHeader {
+    /// [`kind::RWLOCK`].
+    pub kind: u32,
+    /// Number of reader slots: the most processes that hold read locks at once.
+    pub reader_slots: u32,
+    /// Offset of slot 0 from the start of the block ([`RWLOCK_HEADER_SIZE`]).
+    pub slots_offset: u64,
+    /// Reserved, zero.
+    pub reserved0: [u64; 6],
+    /// The writers' lock: held by the writer, and while a writer waits for
+    /// readers to leave (new readers then wait).
+    pub writer: LockState,
+    /// Bumped by a reader that lets go while a writer waits for readers to
+    /// leave (the futex word of that writer).
+    pub drain: AtomicU32,
+    /// 1 while a writer sleeps on `drain`.
+    pub drain_waiting: AtomicU32,
+    /// Read locks taken back from reader processes that died holding them.
+    pub reader_deaths: AtomicU64,
+    /// Reserved, zero.
+    pub reserved1: [u64; 6],
+}
+
+/// One reader process's read locks on an [`RwLockHeader`].
+#[repr(C)]
+pub struct ReaderSlot {
+    /// The process's pid (bits 0-23) and start time (bits 24-63), 0 when
+    /// the slot is free.
+    pub stamp: AtomicU64,
+    /// Read locks the process holds (its threads' together).
+    pub count: AtomicU32,
+    /// Reserved, zero.
+    pub reserved0: u32,
+    /// Reserved (one slot per cache line), zero.
+    pub reserved1: [u64; 6],
+}
+
+/// `SemaphoreHeader::flags`: releases beyond the initial value fail.
+pub const SEMAPHORE_BOUNDED: u32 = 1;
+
+/// The block of a counting semaphore.
+#[repr(C)]
+pub struct SemaphoreHeader {
+    /// [`kind::SEMAPHORE`].
+    pub kind: u32,
+    /// [`SEMAPHORE_BOUNDED`] or 0.
+    pub flags: u32,
+    /// The initial value (the bound of a bounded semaphore).
+    pub initial: u64,
+    /// Reserved, zero.
+    pub reserved0: [u64; 6],
+    /// Permits available (the futex word of waiters).
+    pub value: AtomicU32,
+    /// Waits sleeping on `value`, or about to.
+    pub waiters: AtomicU32,
+    /// Reserved, zero.
+    pub reserved1: [u64; 7],
+}
+
+/// The block of a barrier: fixed fields, the state, then `parties`
+/// [`BarrierSlot`]s at `slots_offset`.
+#[repr(C)]
+pub struct BarrierHeader {
+    /// [`kind::BARRIER`].
+    pub kind: u32,
+    /// Parties that must call `wait` for the barrier to trip.
+    pub parties: u32,
+    /// Offset of slot 0 from the start of the block ([`BARRIER_HEADER_SIZE`]).
+    pub slots_offset: u64,
+    /// Reserved, zero.
+    pub reserved0: [u64; 6],
+    /// Bits 0-31 the phase (the futex word): generation << 1, | 1 once
+    /// broken; bits 32-63 the parties arrived in this generation.
+    pub state: AtomicU64,
+    /// The phase a reset left (a waiter of that generation woken after
+    /// the reset was broken, not released).
+    pub reset_from: AtomicU32,
+    /// Waits sleeping on the phase, or about to.
+    pub waiters: AtomicU32,
+    /// Reserved, zero.
+    pub reserved1: [u64; 6],
+}
+
+/// The party waiting at one arrival index of a [`BarrierHeader`].
+#[repr(C)]
+pub struct BarrierSlot {
+    /// The waiting process's pid (bits 0-23) and start time (bits 24-63),
+    /// 0 when nobody waits at this index.
+    pub stamp: AtomicU64,
+}
+
+/// The block of an event.
+#[repr(C)]
+pub struct EventHeader {
+    /// [`kind::EVENT`].
+    pub kind: u32,
+    /// Reserved, zero.
+    pub reserved0: u32,
+    /// Reserved, zero.
+    pub reserved1: [u64; 7],
+    /// 1 while set, 0 while clear (the futex word of waiters).
+    pub flag: AtomicU32,
+    /// Waits sleeping on `flag`, or about to.
+    pub waiters: AtomicU32,
+    /// Reserved, zero.
+    pub reserved2: [u64; 7],
+}
+
+/// The block of a count-down latch.
+#[repr(C)]
+pub struct LatchHeader {
+    /// [`kind::LATCH`].
+    pub kind: u32,
+    /// Reserved, zero.
+    pub reserved0: u32,
+    /// The count it started from.
+    pub initial: u64,
+    /// Reserved, zero.
+    pub reserved1: [u64; 6],
+    /// Count-downs still awaited (the futex word of waiters); never grows.
+    pub count: AtomicU32,
+    /// Waits sleeping on `count`, or about to.
+    pub waiters: AtomicU32,
+    /// Reserved, zero.
+    pub reserved2: [u64; 7],
+}
+
+/// `OnceHeader::state` once the initialiser has run.
+pub const ONCE_DONE: u32 = u32::MAX;
+
+/// The block of a run-once cell.
+#[repr(C)]
+pub struct OnceHeader {
+    /// [`kind::ONCE`].
+    pub kind: u32,
+    /// Reserved, zero.
+    pub reserved0: u32,
+    /// Reserved, zero.
+    pub reserved1: [u64; 7],
+    /// 0 before the initialiser ran, [`ONCE_DONE`] after, else the pid of
+    /// the process running it (the futex word of waiters).
+    pub state: AtomicU32,
+    /// Waits sleeping on `state`, or about to.
+    pub waiters: AtomicU32,
+    /// The runner's pid (bits 0-23) and start time (bits 24-63).
+    pub runner_stamp: AtomicU64,
+    /// Initialiser runs started (more than 1 after a failure or a death).
+    pub attempts: AtomicU64,
+    /// Reserved, zero.
+    pub reserved2: [u64; 5],
+}
+
 /// The layout fingerprint: FNV-1a (64-bit, offset basis
 /// `0xcbf29ce484222325`) over these values, each as 8 little-endian bytes:
 /// pointer width in bits, 1 for little-endian (2 for big), [`CACHE_LINE`],
 /// then the sizes of `SegmentHeader`, `Entry`, `ArrayHeader`, `QueueHeader`,
 /// `QueueSlot`, `StackHeader`, `StackNode`, `MapHeader`, `MapSlot`,
 /// `ChannelHeader`, `ChannelCell`, `TopicHeader`, `TopicCell`,
-/// `AttachSlot`, `BlockHeader` (see
+/// `AttachSlot`, `BlockHeader`, `LockState`, `LockHeader`,
+/// `ConditionHeader`, `RwLockHeader`, `ReaderSlot`, `SemaphoreHeader`,
+/// `BarrierHeader`, `BarrierSlot`, `EventHeader`, `LatchHeader`,
+/// `OnceHeader` (see
 /// FORMAT.md). A segment whose fingerprint differs was written by a build
 /// whose layout differs and is refused.
 pub const fn fingerprint() -> u64 {
@@ -744,7 +966,7 @@ pub const fn fingerprint() -> u64 {
 }
 
 /// The struct sizes that enter the fingerprint, in order.
-const STRUCT_SIZES: [u64; 15] = [
+const STRUCT_SIZES: [u64; 26] = [
     SEGMENT_HEADER_SIZE,
     ENTRY_SIZE,
     ARRAY_HEADER_SIZE,
@@ -760,6 +982,17 @@ const STRUCT_SIZES: [u64; 15] = [
     TOPIC_CELL_SIZE,
     ATTACH_SLOT_SIZE,
     BLOCK_HEADER_SIZE,
+    LOCK_STATE_SIZE,
+    LOCK_HEADER_SIZE,
+    CONDITION_HEADER_SIZE,
+    RWLOCK_HEADER_SIZE,
+    READER_SLOT_SIZE,
+    SEMAPHORE_HEADER_SIZE,
+    BARRIER_HEADER_SIZE,
+    BARRIER_SLOT_SIZE,
+    EVENT_HEADER_SIZE,
+    LATCH_HEADER_SIZE,
+    ONCE_HEADER_SIZE,
 ];
 
 /// `size_of::<SegmentHeader>()` in this format version.
@@ -792,6 +1025,28 @@ pub const TOPIC_CELL_SIZE: u64 = 16;
 pub const ATTACH_SLOT_SIZE: u64 = 16;
 /// `size_of::<BlockHeader>()` in this format version.
 pub const BLOCK_HEADER_SIZE: u64 = 64;
+/// `size_of::<LockState>()` in this format version.
+pub const LOCK_STATE_SIZE: u64 = 64;
+/// `size_of::<LockHeader>()` in this format version.
+pub const LOCK_HEADER_SIZE: u64 = 128;
+/// `size_of::<ConditionHeader>()` in this format version.
+pub const CONDITION_HEADER_SIZE: u64 = 192;
+/// `size_of::<RwLockHeader>()` in this format version.
+pub const RWLOCK_HEADER_SIZE: u64 = 192;
+/// `size_of::<ReaderSlot>()` in this format version.
+pub const READER_SLOT_SIZE: u64 = 64;
+/// `size_of::<SemaphoreHeader>()` in this format version.
+pub const SEMAPHORE_HEADER_SIZE: u64 = 128;
+/// `size_of::<BarrierHeader>()` in this format version.
+pub const BARRIER_HEADER_SIZE: u64 = 128;
+/// `size_of::<BarrierSlot>()` in this format version.
+pub const BARRIER_SLOT_SIZE: u64 = 8;
+/// `size_of::<EventHeader>()` in this format version.
+pub const EVENT_HEADER_SIZE: u64 = 128;
+/// `size_of::<LatchHeader>()` in this format version.
+pub const LATCH_HEADER_SIZE: u64 = 128;
+/// `size_of::<OnceHeader>()` in this format version.
+pub const ONCE_HEADER_SIZE: u64 = 128;
 /// Offset of table chunk 0: after the header and the attachment slots.
 pub const TABLE_OFFSET: u64 = SEGMENT_HEADER_SIZE + ATTACH_SLOTS as u64 * ATTACH_SLOT_SIZE;
 
@@ -985,6 +1240,17 @@ mod asserts {
     at!(TopicHeader, lock_waiters, 196);
     at!(TopicHeader, reserved4, 200);
 
+    const _: () = assert!(size_of::<LockState>() as u64 == LOCK_STATE_SIZE);
+    const _: () = assert!(size_of::<LockHeader>() as u64 == LOCK_HEADER_SIZE);
+    const _: () = assert!(size_of::<ConditionHeader>() as u64 == CONDITION_HEADER_SIZE);
+    const _: () = assert!(size_of::<RwLockHeader>() as u64 == RWLOCK_HEADER_SIZE);
+    const _: () = assert!(size_of::<ReaderSlot>() as u64 == READER_SLOT_SIZE);
+    const _: () = assert!(size_of::<SemaphoreHeader>() as u64 == SEMAPHORE_HEADER_SIZE);
+    const _: () = assert!(size_of::<BarrierHeader>() as u64 == BARRIER_HEADER_SIZE);
+    const _: () = assert!(size_of::<BarrierSlot>() as u64 == BARRIER_SLOT_SIZE);
+    const _: () = assert!(size_of::<EventHeader>() as u64 == EVENT_HEADER_SIZE);
+    const _: () = assert!(size_of::<LatchHeader>() as u64 == LATCH_HEADER_SIZE);
+    const _: () = assert!(size_of::<OnceHeader>() as u64 == ONCE_HEADER_SIZE);
     const _: () = assert!(size_of::<TopicCell>() as u64 == TOPIC_CELL_SIZE);
     at!(TopicCell, seq, 0);
     at!(TopicCell, len, 8);
@@ -1049,6 +1315,12 @@ c_type! {
     u64 => "uint64_t", false;
     AtomicU32 => "uint32_t", true;
     AtomicU64 => "uint64_t", true;
+}
+
+#[cfg(not(loom))]
+impl CType for LockState {
+    const C: &'static str = "struct shmds_lock_state";
+    const ATOMIC: bool = true;
 }
 
 #[cfg(not(loom))]
@@ -1121,5 +1393,24 @@ pub fn describe() -> Vec<StructInfo> {
             max_message, cells_offset, data_offset, reserved0, tail, newest, next_seq,
             sub_waiters, reserved1, reserved2, oldest, reserved3, lock, lock_waiters, reserved4),
         describe!(TopicCell as "shmds_topic_cell": seq, len, checksum),
+        describe!(LockState as "shmds_lock_state": word, sleepers, holder_stamp, holder_tid,
+            last_dead_pid, owner_deaths, reserved),
+        describe!(LockHeader as "shmds_lock_header": kind, reserved0, reserved1, lock),
+        describe!(ConditionHeader as "shmds_condition_header": kind, reserved0, reserved1, lock,
+            seq, waiters, reserved2),
+        describe!(RwLockHeader as "shmds_rwlock_header": kind, reader_slots, slots_offset,
+            reserved0, writer, drain, drain_waiting, reader_deaths, reserved1),
+        describe!(ReaderSlot as "shmds_reader_slot": stamp, count, reserved0, reserved1),
+        describe!(SemaphoreHeader as "shmds_semaphore_header": kind, flags, initial, reserved0,
+            value, waiters, reserved1),
+        describe!(BarrierHeader as "shmds_barrier_header": kind, parties, slots_offset, reserved0,
+            state, reset_from, waiters, reserved1),
+        describe!(BarrierSlot as "shmds_barrier_slot": stamp),
+        describe!(EventHeader as "shmds_event_header": kind, reserved0, reserved1, flag, waiters,
+            reserved2),
+        describe!(LatchHeader as "shmds_latch_header": kind, reserved0, initial, reserved1, count,
+            waiters, reserved2),
+        describe!(OnceHeader as "shmds_once_header": kind, reserved0, reserved1, state, waiters,
+            runner_stamp, attempts, reserved2),
     ]
 }

@@ -34,6 +34,7 @@ mod array;
 mod attach;
 mod channel;
 mod checksum;
+mod coord;
 mod error;
 mod fault;
 mod handle;
@@ -54,6 +55,12 @@ pub use array::{Array, RawArray};
 pub use attach::{remove_abandoned, remove_if_abandoned, segment_status, Attacher, SegmentStatus};
 pub use channel::{
     Channel, ChannelOptions, Message, Receiver, Reservation, Sender, MAX_MESSAGE, MAX_RING_CAPACITY,
+};
+pub use coord::{
+    Barrier, BarrierWaitResult, Condition, Event, Latch, Lock, LockError, LockGuard, LockResult,
+    Once, OnceRun, OwnerDied, Permit, ReadGuard, RwLock, Semaphore, Status as PrimitiveStatus,
+    TryLockResult, WaitTimeoutResult, WriteGuard, DEFAULT_READER_SLOTS, MAX_BARRIER_PARTIES,
+    MAX_READER_SLOTS, MAX_SEMAPHORE_VALUE,
 };
 pub use element::{AtomicElement, Element, FixedStr, Scalar, TypeDescriptor};
 pub use error::{Error, Result};
@@ -208,6 +215,7 @@ impl Segment {
             layout::kind::MAP => map::check(&handle, deep),
             layout::kind::CHANNEL => channel::check(&handle, deep),
             layout::kind::TOPIC => topic::check(&handle, deep),
+            layout::kind::LOCK..=layout::kind::ONCE => coord::check(&handle),
             other => Err(corrupt(format!("unknown kind {other}"))),
         };
         // Erased while we looked: not damage.

@@ -59,7 +59,7 @@ fn format_md_matches_layout_rs() {
         .collect();
     assert_eq!(
         expected.len(),
-        15,
+        26,
         "a layout struct is missing from describe()"
     );
     for (name, (size, fields)) in &expected {
@@ -113,6 +113,20 @@ fn magic_and_fingerprint_as_documented() {
         16,
         16,
         64,
+        // LockState, LockHeader, ConditionHeader, RwLockHeader, ReaderSlot,
+        // SemaphoreHeader, BarrierHeader, BarrierSlot, EventHeader,
+        // LatchHeader, OnceHeader
+        64,
+        128,
+        192,
+        192,
+        64,
+        128,
+        128,
+        8,
+        128,
+        128,
+        128,
     ] {
         for b in v.to_le_bytes() {
             h ^= b as u64;

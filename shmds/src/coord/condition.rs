@@ -1,0 +1,374 @@
+//! [`Condition`]: a condition variable with its own robust lock, in the
+//! shape of Python's `threading.Condition` (and Rust's `Condvar`).
+//!
+//! *Waiting.* A waiter holds the lock. It reads `seq`, counts itself in
+//! `waiters` (SeqCst), gives the lock back, and sleeps on `seq` while it
+//! still holds the value read; then it takes the lock again (blocking,
+//! like `threading.Condition.wait`), which may report that a holder died
+//! ([`LockError::OwnerDied`]).
+//!
+//! *Notifying.* A notifier bumps `seq` (SeqCst) and wakes `n` sleepers (or
+//! all) if `waiters` is not 0. A waiter that read `seq` before the bump and
+//! had not yet slept sees the new value and does not sleep, so every wait
+//! in progress when a notify starts ends (`notify(1)` may end more than
+//! one, a spurious wake-up, as with pthreads: wait in a loop that checks
+//! the condition, or use [`Condition::wait_while`]).
+//!
+//! A waiter that dies leaves `waiters` one too high (a notifier then makes
+//! a wake-up call for nobody); nothing else.
+
+use super::lock::{
+    self, blocking, died, give, outcome, take, LockError, LockGuard, LockResult, Taken,
+    TryLockResult,
+};
+use super::{nap, waiter, waiting_summary, Primitive, Status, Stop};
+use crate::error::{Error, Result};
+use crate::handle::Handle;
+use crate::layout::{kind, ConditionHeader, LockState, CONDITION_HEADER_SIZE};
+use crate::sync::Ordering;
+use std::time::Duration;
+
+/// Whether a timed wait ended by timing out (as `std::sync::WaitTimeoutResult`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WaitTimeoutResult(bool);
+
+impl WaitTimeoutResult {
+    /// `true` if the wait ended because the time ran out.
+    pub fn timed_out(&self) -> bool {
+        self.0
+    }
+}
+
+/// A condition variable shared by processes, with its own robust lock.
+///
+/// ```
+/// use shmds::Segment;
+/// use std::time::Duration;
+/// # let name = format!("doc-condition-{}", std::process::id());
+/// let seg = Segment::create(&name, 1 << 20)?;
+/// let ready = seg.create_condition("ready")?;
+/// let flag = seg.create_array::<u64>("flag", 1)?;
+///
+/// // Waiter: wait (at most a second here) until the flag is set.
+/// let guard = ready.lock()?;
+/// let (guard, timeout) = ready.wait_timeout_while(guard, Duration::from_millis(10), || {
+///     flag.get(0).map_or(false, |v| v == 0)
+/// })?;
+/// assert!(timeout.timed_out());
+/// drop(guard);
+///
+/// // Notifier: change the state under the lock, then notify.
+/// let guard = ready.lock()?;
+/// flag.set(0, 1)?;
+/// ready.notify_all();
+/// drop(guard);
+/// # Segment::remove(&name)?;
+/// # Ok::<(), shmds::Error>(())
+/// ```
+pub struct Condition {
+    handle: Handle,
+    header: *const ConditionHeader,
+}
+
+// SAFETY: the header is in the mapping `handle` keeps alive and is only used
+// through atomics.
+unsafe impl Send for Condition {}
+// SAFETY: as above.
+unsafe impl Sync for Condition {}
+
+impl std::fmt::Debug for Condition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Condition")
+            .field("name", &self.name())
+            .field("state", &self.status().summary)
+            .finish()
+    }
+}
+
+impl Primitive for Condition {
+    const KIND: u32 = kind::CONDITION;
+    const SHAPE: &'static str = "capacity";
+
+    fn block_size(_capacity: u64) -> Result<u64> {
+        Ok(CONDITION_HEADER_SIZE)
+    }
+
+    unsafe fn init(block: *mut u8, _capacity: u64, _flags: u32) {
+        // SAFETY: a fresh block of CONDITION_HEADER_SIZE bytes; the rest
+        // starts zero (lock free, nobody waiting).
+        unsafe { block.cast::<u32>().write(kind::CONDITION) };
+    }
+
+    fn from_handle(handle: Handle) -> Result<Condition> {
+        let header: *const ConditionHeader = handle.fresh(super::header(
+            &handle,
+            kind::CONDITION,
+            CONDITION_HEADER_SIZE,
+        ))?;
+        Ok(Condition { handle, header })
+    }
+
+    fn status(&self) -> Status {
+        let mut s = lock::status(self.state(), "condition");
+        let waiters = self.header().waiters.load(Ordering::Relaxed);
+        s.waiters = waiters;
+        s.summary = format!(
+            "lock {}{}",
+            s.summary,
+            if waiters == 0 {
+                String::new()
+            } else {
+                format!("; {}", waiting_summary(waiters).trim_start_matches(", "))
+            }
+        );
+        s
+    }
+}
+
+impl Condition {
+    fn header(&self) -> &ConditionHeader {
+        // SAFETY: validated at open; the mapping lives as long as handle.
+        unsafe { &*self.header }
+    }
+
+    fn state(&self) -> &LockState {
+        &self.header().lock
+    }
+
+    fn guard(&self) -> LockGuard<'_> {
+        LockGuard {
+            state: self.state(),
+            handle: &self.handle,
+        }
+    }
+
+    /// Take the condition's lock.
+    pub fn lock(&self) -> LockResult<LockGuard<'_>> {
+        blocking(&self.handle, self.lock_interruptible(None, None))
+    }
+
+    /// Take the lock if it is free now.
+    pub fn try_lock(&self) -> TryLockResult<LockGuard<'_>> {
+        self.lock_interruptible(Some(Duration::ZERO), None)
+    }
+
+    /// Take the lock, waiting at most `timeout`.
+    pub fn lock_timeout(&self, timeout: Duration) -> TryLockResult<LockGuard<'_>> {
+        self.lock_interruptible(Some(timeout), None)
+    }
+
+    /// Take the lock, as [`Lock::lock_interruptible`](super::Lock::lock_interruptible).
+    pub fn lock_interruptible(
+        &self,
+        timeout: Option<Duration>,
+        interrupt: Option<&mut dyn FnMut() -> bool>,
+    ) -> TryLockResult<LockGuard<'_>> {
+        self.handle.check()?;
+        let mut wait = waiter(timeout, interrupt);
+        let taken = take(self.state(), &mut wait);
+        outcome(&self.handle, taken, || self.guard())
+    }
+
+    /// Release the lock this process holds without a guard; fails with
+    /// [`Error::NotOwner`] if it does not hold it.
+    pub fn unlock(&self) -> Result<()> {
+        self.handle.check()?;
+        lock::give_checked(self.state(), &self.handle, false)
+    }
+
+    /// Whether this process holds the lock.
+    pub fn is_held_by_me(&self) -> bool {
+        self.state().word.load(Ordering::Relaxed) == crate::process::current_pid()
+    }
+
+    fn check_guard(&self, guard: &LockGuard<'_>) -> Result<()> {
+        if std::ptr::eq(guard.state, self.state()) {
+            Ok(())
+        } else {
+            Err(Error::InvalidArgument(format!(
+                "the guard passed to {:?}'s wait holds another lock ({:?})",
+                self.name(),
+                guard.handle.name()
+            )))
+        }
+    }
+
+    /// Release the lock, wait for a notify, take the lock again.
+    pub fn wait<'a>(&'a self, guard: LockGuard<'a>) -> LockResult<LockGuard<'a>> {
+        self.wait_timeout(guard, None)
+            .map(|(g, _)| g)
+            .map_err(|e| e.map(|(g, _)| g))
+    }
+
+    /// [`wait`](Condition::wait) for at most `timeout` (`None`: no limit).
+    pub fn wait_timeout<'a>(
+        &'a self,
+        guard: LockGuard<'a>,
+        timeout: Option<Duration>,
+    ) -> LockResult<(LockGuard<'a>, WaitTimeoutResult)> {
+        self.check_guard(&guard)?;
+        std::mem::forget(guard);
+        let (notified, taken) = self.wait_held(timeout, None)?;
+        let result = (self.guard(), WaitTimeoutResult(!notified));
+        match taken {
+            None => Ok(result),
+            Some(pid) => Err(died(&self.handle, pid, result)),
+        }
+    }
+
+    /// Wait while `condition` returns `true` (checked with the lock held,
+    /// before each wait): the lock is held and the condition false when
+    /// this returns.
+    pub fn wait_while<'a>(
+        &'a self,
+        guard: LockGuard<'a>,
+        mut condition: impl FnMut() -> bool,
+    ) -> LockResult<LockGuard<'a>> {
+        let mut guard = guard;
+        let mut died_pid = None;
+        while condition() {
+            guard = match self.wait(guard) {
+                Ok(g) => g,
+                Err(LockError::OwnerDied(d)) => {
+                    died_pid = Some(d.pid());
+                    d.into_guard()
+                }
+                Err(e) => return Err(e),
+            };
+        }
+        match died_pid {
+            None => Ok(guard),
+            Some(pid) => Err(died(&self.handle, pid, guard)),
+        }
+    }
+
+    /// [`wait_while`](Condition::wait_while) for at most `timeout`: the
+    /// result says whether the time ran out (the condition may then still
+    /// be true).
+    pub fn wait_timeout_while<'a>(
+        &'a self,
+        guard: LockGuard<'a>,
+        timeout: Duration,
+        mut condition: impl FnMut() -> bool,
+    ) -> LockResult<(LockGuard<'a>, WaitTimeoutResult)> {
+        let deadline = std::time::Instant::now().checked_add(timeout);
+        let mut guard = guard;
+        let mut died_pid = None;
+        let mut timed_out = false;
+        while condition() {
+            let left = deadline.map(|d| d.saturating_duration_since(std::time::Instant::now()));
+            if left == Some(Duration::ZERO) {
+                timed_out = true;
+                break;
+            }
+            guard = match self.wait_timeout(guard, left) {
+                Ok((g, _)) => g,
+                Err(LockError::OwnerDied(d)) => {
+                    died_pid = Some(d.pid());
+                    d.into_guard().0
+                }
+                Err(LockError::Failed(e)) => return Err(LockError::Failed(e)),
+            };
+        }
+        let result = (guard, WaitTimeoutResult(timed_out));
+        match died_pid {
+            None => Ok(result),
+            Some(pid) => Err(died(&self.handle, pid, result)),
+        }
+    }
+
+    /// The guard-less wait of the bindings: this process must hold the lock
+    /// (else [`Error::NotOwner`]). Releases it, waits at most `timeout`
+    /// for a notify while `interrupt` says go on, and takes the lock again
+    /// (also after a timeout or an interrupt). Returns whether a notify
+    /// ended the wait and, if the lock was taken back from a process that
+    /// died holding it, that process's pid.
+    pub fn wait_held(
+        &self,
+        timeout: Option<Duration>,
+        interrupt: Option<&mut dyn FnMut() -> bool>,
+    ) -> Result<(bool, Option<u32>)> {
+        self.handle.check()?;
+        let h = self.header();
+        let holder = h.lock.word.load(Ordering::Relaxed);
+        if holder != crate::process::current_pid() {
+            return Err(Error::NotOwner {
+                name: self.name().to_owned(),
+                holder,
+            });
+        }
+        let seen = h.seq.load(Ordering::SeqCst);
+        h.waiters.fetch_add(1, Ordering::SeqCst);
+        give(&h.lock, false);
+        let mut wait = waiter(timeout, interrupt);
+        let mut stopped = None;
+        loop {
+            if h.seq.load(Ordering::SeqCst) != seen {
+                break;
+            }
+            // The sleepers count of `seq` is `waiters` itself (counted once
+            // for the whole wait, above).
+            if let Err(stop) = nap(&h.seq, seen, &mut wait) {
+                stopped = Some(stop);
+                break;
+            }
+        }
+        h.waiters.fetch_sub(1, Ordering::SeqCst);
+        // Take the lock back whatever happened (a blocking take, as
+        // threading.Condition.wait does).
+        let taken = match take(&h.lock, &mut waiter(None, None)) {
+            Ok(Taken::FromDead(pid)) => Some(pid),
+            _ => None,
+        };
+        match stopped {
+            Some(Stop::Interrupted) => {
+                // The caller holds the lock again and sees the interrupt.
+                Err(Stop::Interrupted.error(&self.handle))
+            }
+            Some(Stop::TimedOut) => Ok((false, taken)),
+            None => Ok((true, taken)),
+        }
+    }
+
+    /// Wake one waiter (perhaps more: see the module notes).
+    pub fn notify_one(&self) {
+        self.notify(1)
+    }
+
+    /// Wake up to `n` waiters.
+    pub fn notify(&self, n: u32) {
+        if n == 0 || self.handle.check().is_err() {
+            return;
+        }
+        let h = self.header();
+        h.seq.fetch_add(1, Ordering::SeqCst);
+        if h.waiters.load(Ordering::SeqCst) != 0 {
+            crate::wait::futex_wake(&h.seq, n.min(i32::MAX as u32));
+        }
+    }
+
+    /// Wake every waiter.
+    pub fn notify_all(&self) {
+        self.notify(u32::MAX)
+    }
+
+    /// Waits in progress now (approximate; a waiter that died counts on).
+    pub fn waiters(&self) -> u32 {
+        self.header().waiters.load(Ordering::Relaxed)
+    }
+
+    /// The state (lock holder, waiters), for display.
+    pub fn status(&self) -> Status {
+        Primitive::status(self)
+    }
+
+    /// The entry's name.
+    pub fn name(&self) -> &str {
+        self.handle.name()
+    }
+
+    /// The segment's name.
+    pub fn segment_name(&self) -> &str {
+        self.handle.seg.name()
+    }
+}
