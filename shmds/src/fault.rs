@@ -57,6 +57,7 @@ pub(crate) mod crash {
     // them at the start of each interleaving.
     std::thread_local! {
         static DEAD: RefCell<Vec<u32>> = const { RefCell::new(Vec::new()) };
+        static DYING: RefCell<Vec<u32>> = const { RefCell::new(Vec::new()) };
         static DOOMED: RefCell<Vec<(u32, &'static str)>> = const { RefCell::new(Vec::new()) };
     }
 
@@ -76,19 +77,30 @@ pub(crate) mod crash {
             }));
         });
         DEAD.with(|d| d.borrow_mut().clear());
+        DYING.with(|d| d.borrow_mut().clear());
         DOOMED.with(|d| d.borrow_mut().clear());
     }
 
-    /// Whether the model process `pid` has died.
+    /// Whether the model process `pid` has died (as survivors see it).
     pub(crate) fn is_dead(pid: u32) -> bool {
         DEAD.with(|d| d.borrow().contains(&pid))
+    }
+
+    /// Whether the model process `pid` is dying or dead: its guards, which
+    /// run while it unwinds, then do what the kernel's teardown does for a
+    /// killed process (make its stores visible) and nothing a live process
+    /// would (no unlocking). Survivors see it dead ([`is_dead`]) only once
+    /// it has unwound, as a killed process's stores all land before anyone
+    /// can tell it is gone.
+    pub(crate) fn is_dying(pid: u32) -> bool {
+        DYING.with(|d| d.borrow().contains(&pid)) || is_dead(pid)
     }
 
     pub(super) fn reached(point: &str) {
         let me = crate::process::current_pid();
         let doomed = DOOMED.with(|d| d.borrow().iter().any(|&(p, at)| p == me && at == point));
         if doomed {
-            DEAD.with(|d| d.borrow_mut().push(me));
+            DYING.with(|d| d.borrow_mut().push(me));
             std::panic::panic_any(Died);
         }
     }
@@ -105,7 +117,10 @@ pub(crate) mod crash {
                 DOOMED.with(|d| d.borrow_mut().retain(|&(p, _)| p != me));
                 Some(r)
             }
-            Err(payload) if payload.downcast_ref::<Died>().is_some() => None,
+            Err(payload) if payload.downcast_ref::<Died>().is_some() => {
+                DEAD.with(|d| d.borrow_mut().push(me));
+                None
+            }
             Err(payload) => std::panic::resume_unwind(payload),
         }
     }

@@ -151,7 +151,7 @@ impl Drop for TableLock<'_> {
         // that, so the death is modelled as a release of the lock word's
         // unchanged value, which the survivor's takeover CAS acquires.
         #[cfg(loom)]
-        if crate::fault::crash::is_dead(current_pid()) {
+        if crate::fault::crash::is_dying(current_pid()) {
             self.header.lock.fetch_add(0, Ordering::Release);
             return;
         }

@@ -103,6 +103,7 @@ impl BarrierCore<'_> {
                 .compare_exchange(st, st + ARRIVAL, Ordering::SeqCst, Ordering::Relaxed)
                 .is_ok()
             {
+                crate::fault::pause_point("coord.barrier.arrived");
                 self.slots[a as usize]
                     .stamp
                     .store(my_stamp(), Ordering::Release);

@@ -52,6 +52,7 @@ pub(crate) fn try_take(state: &LockState) -> bool {
         .compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed)
         .is_ok()
     {
+        crate::fault::pause_point("coord.lock.taken");
         mark(state);
         true
     } else {
@@ -162,7 +163,7 @@ pub(crate) fn give(state: &LockState, wake_all: bool) {
     // tell it is dead (the exit orders them); the death is modelled as a
     // release of the unchanged word, which the taker's CAS acquires.
     #[cfg(loom)]
-    if crate::fault::crash::is_dead(current_pid()) {
+    if crate::fault::crash::is_dying(current_pid()) {
         state.word.fetch_add(0, Ordering::Release);
         return;
     }

@@ -56,6 +56,7 @@ pub(crate) fn begin(
                 .compare_exchange(s, me, Ordering::Acquire, Ordering::Relaxed)
                 .is_ok()
             {
+                crate::fault::pause_point("coord.once.claimed");
                 h.runner_stamp.store(super::my_stamp(), Ordering::Relaxed);
                 h.attempts.fetch_add(1, Ordering::Relaxed);
                 return Ok(Begin::Run(dead));
@@ -75,7 +76,7 @@ pub(crate) fn begin(
 /// End our run: done, or failed (the next caller runs it).
 pub(crate) fn finish(h: &OnceHeader, done: bool) {
     #[cfg(loom)]
-    if crate::fault::crash::is_dead(current_pid()) {
+    if crate::fault::crash::is_dying(current_pid()) {
         h.state.fetch_add(0, Ordering::Release);
         return;
     }

@@ -17,7 +17,9 @@
 //! `drain`; a reader that brings its slot to 0 then reads `drain_waiting`
 //! (SeqCst) and, if set, bumps `drain` and wakes it. The increments and
 //! loads are all SeqCst: a reader and a writer that start together cannot
-//! both miss the other (the reader sees the word, or the writer its count).
+//! both miss the other (the reader sees the word, or the writer its count):
+//! each puts a SeqCst fence between its write and its read of the other's
+//! word, which is what the memory model (and loom) needs for that.
 //!
 //! *A reader that died* leaves its slot's count up. A draining writer that
 //! waited [`LIVENESS_EVERY`](super::LIVENESS_EVERY) asks whether each
@@ -39,7 +41,7 @@ use crate::layout::{
     kind, LockState, ReaderSlot, RwLockHeader, READER_SLOT_SIZE, RWLOCK_HEADER_SIZE,
 };
 use crate::process::current_pid;
-use crate::sync::Ordering;
+use crate::sync::{fence, Ordering};
 use std::time::Duration;
 
 /// Reader slots of an rwlock made with no other number in mind.
@@ -118,6 +120,10 @@ impl RwCore<'_> {
         let mut died = None;
         loop {
             slot.count.fetch_add(1, Ordering::SeqCst);
+            crate::fault::pause_point("coord.rwlock.counted");
+            // Pairs with the writer's fence between taking the word and
+            // reading the counts: one of us sees the other.
+            fence(Ordering::SeqCst);
             if self.writer().word.load(Ordering::SeqCst) == 0 {
                 return Ok(died);
             }
@@ -131,7 +137,7 @@ impl RwCore<'_> {
     /// Let go of a read lock counted in slot `i`.
     pub(crate) fn read_unlock(&self, i: usize) {
         #[cfg(loom)]
-        if crate::fault::crash::is_dead(current_pid()) {
+        if crate::fault::crash::is_dying(current_pid()) {
             self.slots[i].count.fetch_add(0, Ordering::Release);
             return;
         }
@@ -154,6 +160,10 @@ impl RwCore<'_> {
         wait: &mut crate::wait::Wait<'_>,
     ) -> std::result::Result<Taken, Stop> {
         let taken = take(self.writer(), wait)?;
+        // Pairs with the reader's fence between counting itself and reading
+        // the word (a Dekker handshake; SeqCst fences, not SeqCst accesses,
+        // are what orders a store before a later load of another word).
+        fence(Ordering::SeqCst);
         match self.drain(wait) {
             Ok(()) => Ok(taken),
             Err(stop) => {
