@@ -440,6 +440,197 @@ SHMDS_STATIC_ASSERT(offsetof(shmds_topic_cell, seq) == 0, "shmds_topic_cell.seq:
 SHMDS_STATIC_ASSERT(offsetof(shmds_topic_cell, len) == 8, "shmds_topic_cell.len: offset");
 SHMDS_STATIC_ASSERT(offsetof(shmds_topic_cell, checksum) == 12, "shmds_topic_cell.checksum: offset");
 
+/* LockState (64 bytes) */
+typedef struct shmds_lock_state {
+    uint32_t word; /* atomic */
+    uint32_t sleepers; /* atomic */
+    uint64_t holder_stamp; /* atomic */
+    uint32_t holder_tid; /* atomic */
+    uint32_t last_dead_pid; /* atomic */
+    uint64_t owner_deaths; /* atomic */
+    uint64_t reserved[4];
+} shmds_lock_state;
+SHMDS_STATIC_ASSERT(sizeof(shmds_lock_state) == 64, "shmds_lock_state: size");
+SHMDS_STATIC_ASSERT(offsetof(shmds_lock_state, word) == 0, "shmds_lock_state.word: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_lock_state, sleepers) == 4, "shmds_lock_state.sleepers: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_lock_state, holder_stamp) == 8, "shmds_lock_state.holder_stamp: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_lock_state, holder_tid) == 16, "shmds_lock_state.holder_tid: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_lock_state, last_dead_pid) == 20, "shmds_lock_state.last_dead_pid: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_lock_state, owner_deaths) == 24, "shmds_lock_state.owner_deaths: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_lock_state, reserved) == 32, "shmds_lock_state.reserved: offset");
+
+/* LockHeader (128 bytes) */
+typedef struct shmds_lock_header {
+    uint32_t kind;
+    uint32_t reserved0;
+    uint64_t reserved1[7];
+    struct shmds_lock_state lock; /* atomic */
+} shmds_lock_header;
+SHMDS_STATIC_ASSERT(sizeof(shmds_lock_header) == 128, "shmds_lock_header: size");
+SHMDS_STATIC_ASSERT(offsetof(shmds_lock_header, kind) == 0, "shmds_lock_header.kind: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_lock_header, reserved0) == 4, "shmds_lock_header.reserved0: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_lock_header, reserved1) == 8, "shmds_lock_header.reserved1: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_lock_header, lock) == 64, "shmds_lock_header.lock: offset");
+
+/* ConditionHeader (192 bytes) */
+typedef struct shmds_condition_header {
+    uint32_t kind;
+    uint32_t reserved0;
+    uint64_t reserved1[7];
+    struct shmds_lock_state lock; /* atomic */
+    uint32_t seq; /* atomic */
+    uint32_t waiters; /* atomic */
+    uint64_t reserved2[7];
+} shmds_condition_header;
+SHMDS_STATIC_ASSERT(sizeof(shmds_condition_header) == 192, "shmds_condition_header: size");
+SHMDS_STATIC_ASSERT(offsetof(shmds_condition_header, kind) == 0, "shmds_condition_header.kind: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_condition_header, reserved0) == 4, "shmds_condition_header.reserved0: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_condition_header, reserved1) == 8, "shmds_condition_header.reserved1: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_condition_header, lock) == 64, "shmds_condition_header.lock: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_condition_header, seq) == 128, "shmds_condition_header.seq: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_condition_header, waiters) == 132, "shmds_condition_header.waiters: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_condition_header, reserved2) == 136, "shmds_condition_header.reserved2: offset");
+
+/* RwLockHeader (192 bytes) */
+typedef struct shmds_rwlock_header {
+    uint32_t kind;
+    uint32_t reader_slots;
+    uint64_t slots_offset;
+    uint64_t reserved0[6];
+    struct shmds_lock_state writer; /* atomic */
+    uint32_t drain; /* atomic */
+    uint32_t drain_waiting; /* atomic */
+    uint64_t reader_deaths; /* atomic */
+    uint64_t reserved1[6];
+} shmds_rwlock_header;
+SHMDS_STATIC_ASSERT(sizeof(shmds_rwlock_header) == 192, "shmds_rwlock_header: size");
+SHMDS_STATIC_ASSERT(offsetof(shmds_rwlock_header, kind) == 0, "shmds_rwlock_header.kind: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_rwlock_header, reader_slots) == 4, "shmds_rwlock_header.reader_slots: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_rwlock_header, slots_offset) == 8, "shmds_rwlock_header.slots_offset: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_rwlock_header, reserved0) == 16, "shmds_rwlock_header.reserved0: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_rwlock_header, writer) == 64, "shmds_rwlock_header.writer: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_rwlock_header, drain) == 128, "shmds_rwlock_header.drain: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_rwlock_header, drain_waiting) == 132, "shmds_rwlock_header.drain_waiting: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_rwlock_header, reader_deaths) == 136, "shmds_rwlock_header.reader_deaths: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_rwlock_header, reserved1) == 144, "shmds_rwlock_header.reserved1: offset");
+
+/* ReaderSlot (64 bytes) */
+typedef struct shmds_reader_slot {
+    uint64_t stamp; /* atomic */
+    uint32_t count; /* atomic */
+    uint32_t reserved0;
+    uint64_t reserved1[6];
+} shmds_reader_slot;
+SHMDS_STATIC_ASSERT(sizeof(shmds_reader_slot) == 64, "shmds_reader_slot: size");
+SHMDS_STATIC_ASSERT(offsetof(shmds_reader_slot, stamp) == 0, "shmds_reader_slot.stamp: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_reader_slot, count) == 8, "shmds_reader_slot.count: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_reader_slot, reserved0) == 12, "shmds_reader_slot.reserved0: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_reader_slot, reserved1) == 16, "shmds_reader_slot.reserved1: offset");
+
+/* SemaphoreHeader (128 bytes) */
+typedef struct shmds_semaphore_header {
+    uint32_t kind;
+    uint32_t flags;
+    uint64_t initial;
+    uint64_t reserved0[6];
+    uint32_t value; /* atomic */
+    uint32_t waiters; /* atomic */
+    uint64_t reserved1[7];
+} shmds_semaphore_header;
+SHMDS_STATIC_ASSERT(sizeof(shmds_semaphore_header) == 128, "shmds_semaphore_header: size");
+SHMDS_STATIC_ASSERT(offsetof(shmds_semaphore_header, kind) == 0, "shmds_semaphore_header.kind: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_semaphore_header, flags) == 4, "shmds_semaphore_header.flags: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_semaphore_header, initial) == 8, "shmds_semaphore_header.initial: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_semaphore_header, reserved0) == 16, "shmds_semaphore_header.reserved0: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_semaphore_header, value) == 64, "shmds_semaphore_header.value: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_semaphore_header, waiters) == 68, "shmds_semaphore_header.waiters: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_semaphore_header, reserved1) == 72, "shmds_semaphore_header.reserved1: offset");
+
+/* BarrierHeader (128 bytes) */
+typedef struct shmds_barrier_header {
+    uint32_t kind;
+    uint32_t parties;
+    uint64_t slots_offset;
+    uint64_t reserved0[6];
+    uint64_t state; /* atomic */
+    uint32_t reset_from; /* atomic */
+    uint32_t waiters; /* atomic */
+    uint64_t reserved1[6];
+} shmds_barrier_header;
+SHMDS_STATIC_ASSERT(sizeof(shmds_barrier_header) == 128, "shmds_barrier_header: size");
+SHMDS_STATIC_ASSERT(offsetof(shmds_barrier_header, kind) == 0, "shmds_barrier_header.kind: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_barrier_header, parties) == 4, "shmds_barrier_header.parties: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_barrier_header, slots_offset) == 8, "shmds_barrier_header.slots_offset: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_barrier_header, reserved0) == 16, "shmds_barrier_header.reserved0: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_barrier_header, state) == 64, "shmds_barrier_header.state: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_barrier_header, reset_from) == 72, "shmds_barrier_header.reset_from: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_barrier_header, waiters) == 76, "shmds_barrier_header.waiters: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_barrier_header, reserved1) == 80, "shmds_barrier_header.reserved1: offset");
+
+/* BarrierSlot (8 bytes) */
+typedef struct shmds_barrier_slot {
+    uint64_t stamp; /* atomic */
+} shmds_barrier_slot;
+SHMDS_STATIC_ASSERT(sizeof(shmds_barrier_slot) == 8, "shmds_barrier_slot: size");
+SHMDS_STATIC_ASSERT(offsetof(shmds_barrier_slot, stamp) == 0, "shmds_barrier_slot.stamp: offset");
+
+/* EventHeader (128 bytes) */
+typedef struct shmds_event_header {
+    uint32_t kind;
+    uint32_t reserved0;
+    uint64_t reserved1[7];
+    uint32_t flag; /* atomic */
+    uint32_t waiters; /* atomic */
+    uint64_t reserved2[7];
+} shmds_event_header;
+SHMDS_STATIC_ASSERT(sizeof(shmds_event_header) == 128, "shmds_event_header: size");
+SHMDS_STATIC_ASSERT(offsetof(shmds_event_header, kind) == 0, "shmds_event_header.kind: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_event_header, reserved0) == 4, "shmds_event_header.reserved0: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_event_header, reserved1) == 8, "shmds_event_header.reserved1: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_event_header, flag) == 64, "shmds_event_header.flag: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_event_header, waiters) == 68, "shmds_event_header.waiters: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_event_header, reserved2) == 72, "shmds_event_header.reserved2: offset");
+
+/* LatchHeader (128 bytes) */
+typedef struct shmds_latch_header {
+    uint32_t kind;
+    uint32_t reserved0;
+    uint64_t initial;
+    uint64_t reserved1[6];
+    uint32_t count; /* atomic */
+    uint32_t waiters; /* atomic */
+    uint64_t reserved2[7];
+} shmds_latch_header;
+SHMDS_STATIC_ASSERT(sizeof(shmds_latch_header) == 128, "shmds_latch_header: size");
+SHMDS_STATIC_ASSERT(offsetof(shmds_latch_header, kind) == 0, "shmds_latch_header.kind: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_latch_header, reserved0) == 4, "shmds_latch_header.reserved0: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_latch_header, initial) == 8, "shmds_latch_header.initial: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_latch_header, reserved1) == 16, "shmds_latch_header.reserved1: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_latch_header, count) == 64, "shmds_latch_header.count: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_latch_header, waiters) == 68, "shmds_latch_header.waiters: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_latch_header, reserved2) == 72, "shmds_latch_header.reserved2: offset");
+
+/* OnceHeader (128 bytes) */
+typedef struct shmds_once_header {
+    uint32_t kind;
+    uint32_t reserved0;
+    uint64_t reserved1[7];
+    uint32_t state; /* atomic */
+    uint32_t waiters; /* atomic */
+    uint64_t runner_stamp; /* atomic */
+    uint64_t attempts; /* atomic */
+    uint64_t reserved2[5];
+} shmds_once_header;
+SHMDS_STATIC_ASSERT(sizeof(shmds_once_header) == 128, "shmds_once_header: size");
+SHMDS_STATIC_ASSERT(offsetof(shmds_once_header, kind) == 0, "shmds_once_header.kind: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_once_header, reserved0) == 4, "shmds_once_header.reserved0: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_once_header, reserved1) == 8, "shmds_once_header.reserved1: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_once_header, state) == 64, "shmds_once_header.state: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_once_header, waiters) == 68, "shmds_once_header.waiters: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_once_header, runner_stamp) == 72, "shmds_once_header.runner_stamp: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_once_header, attempts) == 80, "shmds_once_header.attempts: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_once_header, reserved2) == 88, "shmds_once_header.reserved2: offset");
+
 
 
 /**

@@ -336,7 +336,7 @@ fn a_kill_storm_never_gives_the_lock_to_two_processes() {
     let arr = seg.open_array::<u64>("n").unwrap();
     let mut rng = Rng(0x5eed_c00d);
     let mut next = 0u64;
-    let mut start_one = |next: &mut u64| {
+    let start_one = |next: &mut u64| {
         let k = spawn("storm", &name, &[("SHMDS_INDEX", next.to_string())]);
         *next += 1;
         k

@@ -61,7 +61,7 @@ pub(crate) fn try_take(state: &LockState) -> bool {
 }
 
 /// Record who holds the lock we just took.
-#[inline]
+#[inline(always)]
 fn mark(state: &LockState) {
     state
         .holder_stamp
@@ -83,7 +83,7 @@ pub(crate) fn take(
     }
     let me = current_pid();
     let once = wait.deadline.expired();
-    let mut spin = Spin::default();
+    let mut spin = Spin::lock();
     let mut watch = Watch::new(once);
     loop {
         let holder = state.word.load(Ordering::Relaxed);
@@ -124,7 +124,7 @@ pub(crate) fn wait_free(
     wait: &mut crate::wait::Wait<'_>,
 ) -> std::result::Result<Option<u32>, Stop> {
     let once = wait.deadline.expired();
-    let mut spin = Spin::default();
+    let mut spin = Spin::lock();
     let mut watch = Watch::new(once);
     loop {
         let holder = state.word.load(Ordering::Acquire);
@@ -157,6 +157,7 @@ pub(crate) fn wait_free(
 }
 
 /// Give the lock back (we hold it); wake one sleeper, or all.
+#[inline]
 pub(crate) fn give(state: &LockState, wake_all: bool) {
     // A loom model process that "died" unwinds through the guards; a killed
     // process never lets go. Its stores are all visible once a survivor can
@@ -453,6 +454,7 @@ pub struct LockGuard<'a> {
 }
 
 impl Drop for LockGuard<'_> {
+    #[inline]
     fn drop(&mut self) {
         // An entry erased meanwhile: its block may hold another structure
         // now, so it is not written.
@@ -517,7 +519,12 @@ impl Lock {
     }
 
     /// Take the lock, waiting as long as it takes.
+    #[inline]
     pub fn lock(&self) -> LockResult<LockGuard<'_>> {
+        // The uncontended path: one compare-and-swap, nothing else to set up.
+        if self.handle.check().is_ok() && try_take(self.state()) {
+            return Ok(self.guard());
+        }
         blocking(&self.handle, self.lock_interruptible(None, None))
     }
 

@@ -118,36 +118,79 @@ pub(crate) fn nap(
 
 /// Wake the sleepers of `word` if `sleepers` says there are any: one, or
 /// all of them.
+#[inline]
 pub(crate) fn wake(word: &AtomicU32, sleepers: &AtomicU32, all: bool) {
     if sleepers.load(Ordering::SeqCst) != 0 {
         crate::wait::futex_wake(word, if all { i32::MAX as u32 } else { 1 });
     }
 }
 
-/// A brief wait for a peer that is about to let go: a few hundred spins
-/// and some yields, so a lock handed over between two running processes
-/// costs no system call. Under loom, one yield (models stay small).
-#[derive(Default)]
+/// A brief wait before sleeping. [`Spin::default`] is the crate's
+/// [`Backoff`](crate::wait::Backoff) (short spins, then yields: a waiter for
+/// an event or a permit notices it within a few hundred nanoseconds and
+/// soon gives the CPU away). [`Spin::lock`] is for a lock's takers, whose
+/// holder is about to let go: spins of growing length (1, 2, 4 ... 64
+/// pause instructions, reading the lock word between them, so the holder
+/// keeps its cache line), then yields. Either way a lock or a signal handed
+/// over between two running processes costs no system call. Under loom,
+/// one yield.
 pub(crate) struct Spin {
     #[cfg(not(loom))]
-    backoff: crate::wait::Backoff,
-    #[cfg(loom)]
-    done: bool,
+    backoff: Option<crate::wait::Backoff>,
+    step: u32,
+}
+
+impl Default for Spin {
+    fn default() -> Spin {
+        Spin {
+            #[cfg(not(loom))]
+            backoff: Some(crate::wait::Backoff::default()),
+            step: 0,
+        }
+    }
 }
 
 impl Spin {
+    #[cfg(not(loom))]
+    const SPIN_STEPS: u32 = 16;
+    #[cfg(not(loom))]
+    const YIELD_STEPS: u32 = Self::SPIN_STEPS + 8;
+
+    /// The spin of a lock's takers.
+    pub(crate) fn lock() -> Spin {
+        Spin {
+            #[cfg(not(loom))]
+            backoff: None,
+            step: 0,
+        }
+    }
+
     /// Spin a little; `false` once it is time to sleep.
+    #[inline]
     pub(crate) fn snooze(&mut self) -> bool {
         #[cfg(not(loom))]
         {
-            self.backoff.snooze()
+            if let Some(backoff) = &mut self.backoff {
+                return backoff.snooze();
+            }
+            if self.step < Self::SPIN_STEPS {
+                for _ in 0..1u32 << self.step.min(6) {
+                    core::hint::spin_loop();
+                }
+            } else if self.step < Self::YIELD_STEPS {
+                std::thread::yield_now();
+            } else {
+                return false;
+            }
+            self.step += 1;
+            true
         }
         #[cfg(loom)]
         {
-            if self.done {
+            if self.step > 0 {
                 return false;
             }
-            self.done = true;
+            self.step = 1;
             loom::thread::yield_now();
             true
         }
@@ -162,6 +205,7 @@ const STAMP_START_MASK: u64 = (1 << (64 - STAMP_PID_BITS)) - 1;
 
 /// This process's stamp: `pid | start_time << 24` (start time truncated to
 /// 40 bits; 0 there if it cannot be read).
+#[inline]
 pub(crate) fn my_stamp() -> u64 {
     let start = crate::process::current_start_time() & STAMP_START_MASK;
     (current_pid() as u64 & STAMP_PID_MASK) | start << STAMP_PID_BITS
@@ -205,6 +249,7 @@ pub(crate) fn holder_alive(pid: u32, stamp: u64) -> bool {
 }
 
 /// The calling thread's id (cached per thread; re-read after a fork).
+#[inline]
 pub(crate) fn current_tid() -> u32 {
     #[cfg(not(loom))]
     {
@@ -354,7 +399,7 @@ pub(crate) fn open<P: Primitive>(seg: &Segment, name: &str) -> Result<P> {
 /// A reference to the header of a validated block, the common first check
 /// of every primitive's `from_handle`: the block holds `size` bytes and
 /// its `kind` field (the first 4 bytes) is `kind`.
-pub(crate) fn header<'h, H>(handle: &'h Handle, kind: u32, size: u64) -> Result<&'h H> {
+pub(crate) fn header<H>(handle: &Handle, kind: u32, size: u64) -> Result<&H> {
     if handle.info.size < size || handle.first_line().u32_at(0) != kind {
         return Err(handle.corrupt(format!(
             "{} header disagrees with its table entry or overruns its block",

@@ -177,7 +177,7 @@ impl RwCore<'_> {
     fn drain(&self, wait: &mut crate::wait::Wait<'_>) -> std::result::Result<(), Stop> {
         let h = self.header;
         let once = wait.deadline.expired();
-        let mut spin = super::Spin::default();
+        let mut spin = super::Spin::lock();
         let since = std::time::Instant::now();
         let result = loop {
             let seen = h.drain.load(Ordering::SeqCst);
