@@ -810,6 +810,11 @@ SHMDS_STATIC_ASSERT(offsetof(shmds_once_header, reserved2) == 88, "shmds_once_he
 #define SHMDS_KIND_TOPIC 6
 
 /**
+ * A set of keys (a map without values).
+ */
+#define SHMDS_KIND_SET 7
+
+/**
  * Channel flag: one sender and one receiver (the SPSC protocol, no
  * compare-and-swap on the hot path); a second live one is refused.
  */
@@ -880,6 +885,11 @@ typedef struct ShmdsSegment ShmdsSegment;
  * An attached sending end of a channel, with at most one reservation open.
  */
 typedef struct ShmdsSender ShmdsSender;
+
+/**
+ * A fixed-capacity set of keys (a map without values).
+ */
+typedef struct ShmdsSet ShmdsSet;
 
 /**
  * A bounded LIFO stack.
@@ -1347,6 +1357,74 @@ void shmds_receiver_close(struct ShmdsReceiver *receiver);
  * on.
  */
 int shmds_receiver_release(const struct ShmdsReceiver *receiver);
+
+/**
+ * Open the existing set `name`, which must have keys of `key_size` bytes
+ * and, unless `key_descriptor` is NULL, of that type (else
+ * `SHMDS_E_TYPE`; a map or any other kind of that name too).
+ */
+int shmds_set_open(const struct ShmdsSegment *seg,
+                   const char *name,
+                   size_t key_size,
+                   const char *key_descriptor,
+                   struct ShmdsSet **out);
+
+/**
+ * Create the set `name` of keys of type `key_descriptor` (`key_size`
+ * bytes), holding at most `capacity` keys; with `open_existing`, open it
+ * instead if it exists (same key type required, `SHMDS_E_SHAPE` for
+ * another capacity).
+ */
+int shmds_set_create(const struct ShmdsSegment *seg,
+                     const char *name,
+                     size_t key_size,
+                     const char *key_descriptor,
+                     uint64_t capacity,
+                     bool open_existing,
+                     struct ShmdsSet **out);
+
+/**
+ * Release a set handle.
+ */
+void shmds_set_close(struct ShmdsSet *set);
+
+/**
+ * Add `key` (a buffer of `key_size` bytes, exactly the set's key size): 1
+ * if it was already in the set (nothing changes), 0 if it was added;
+ * `SHMDS_E_NO_SPACE` when it is new and the set is full.
+ */
+int shmds_set_insert(const struct ShmdsSet *set, const void *key, size_t key_size);
+
+/**
+ * Whether `key` (a buffer of `key_size` bytes) is in the set: 1 or 0.
+ */
+int shmds_set_contains(const struct ShmdsSet *set, const void *key, size_t key_size);
+
+/**
+ * Remove `key` (a buffer of `key_size` bytes): 1 if it was in the set, 0
+ * if not.
+ */
+int shmds_set_remove(const struct ShmdsSet *set, const void *key, size_t key_size);
+
+/**
+ * Number of keys (0 for NULL).
+ */
+size_t shmds_set_len(const struct ShmdsSet *set);
+
+/**
+ * SHMDS_OK while the set exists; SHMDS_E_STALE once it was erased.
+ */
+int shmds_set_check(const struct ShmdsSet *set);
+
+/**
+ * The most keys the set holds (0 for NULL).
+ */
+uint64_t shmds_set_capacity(const struct ShmdsSet *set);
+
+/**
+ * Size of a key in bytes (0 for NULL).
+ */
+size_t shmds_set_key_size(const struct ShmdsSet *set);
 
 /**
  * Publish `len` bytes at `msg` (NULL allowed for 0) to every subscriber;

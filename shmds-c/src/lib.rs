@@ -78,6 +78,7 @@ macro_rules! try_and_wait {
 mod channel;
 mod message;
 mod ring;
+mod set;
 mod topic;
 
 /// Success.
@@ -161,6 +162,8 @@ pub const SHMDS_KIND_MAP: u32 = 4;
 pub const SHMDS_KIND_CHANNEL: u32 = 5;
 /// A broadcast topic of variable-length messages.
 pub const SHMDS_KIND_TOPIC: u32 = 6;
+/// A set of keys (a map without values).
+pub const SHMDS_KIND_SET: u32 = 7;
 
 /// Channel flag: one sender and one receiver (the SPSC protocol, no
 /// compare-and-swap on the hot path); a second live one is refused.
@@ -194,6 +197,7 @@ const _: () = assert!(
         && SHMDS_CHECKSUM == core_lib::layout::message_flags::CHECKSUM
         && SHMDS_KIND_CHANNEL == core_lib::layout::kind::CHANNEL
         && SHMDS_KIND_TOPIC == core_lib::layout::kind::TOPIC
+        && SHMDS_KIND_SET == core_lib::layout::kind::SET
 );
 
 /// An attached segment.
@@ -1127,10 +1131,15 @@ pub unsafe extern "C" fn shmds_array_fetch_add(
 
 /// A full map is "no space" (`SHMDS_E_FULL` is for queues and stacks).
 fn map_full(e: core_lib::Error) -> Fail {
+    full_is_no_space("map", e)
+}
+
+/// `e`, with a full map or set (`what`) as "no space".
+fn full_is_no_space(what: &str, e: core_lib::Error) -> Fail {
     match e {
         core_lib::Error::Full { name } => Fail(
             SHMDS_E_NO_SPACE,
-            format!("map {name:?} is full (create it with a larger capacity)"),
+            format!("{what} {name:?} is full (create it with a larger capacity)"),
         ),
         e => e.into(),
     }

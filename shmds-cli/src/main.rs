@@ -292,9 +292,14 @@ fn info(name: &str, as_json: bool) -> ExitCode {
     let table: Vec<[String; 6]> = rows
         .iter()
         .map(|row| {
-            let ty = match row["key_type"].as_str() {
-                Some(k) => format!("{k} -> {}", row["type"].as_str().unwrap_or_default()),
-                None => row["type"].as_str().unwrap_or_default().to_owned(),
+            let ty = match (
+                row["key_type"].as_str(),
+                row["type"].as_str().unwrap_or_default(),
+            ) {
+                // A set: keys, no values.
+                (Some(k), "") => k.to_owned(),
+                (Some(k), v) => format!("{k} -> {v}"),
+                (None, v) => v.to_owned(),
             };
             let capacity = row["capacity"].as_u64().unwrap_or(0);
             let fill = match (row["fill"].as_u64(), row["error"].as_str()) {

@@ -118,6 +118,36 @@ fn check_fails_on_damage() {
 }
 
 #[test]
+fn info_and_check_show_sets() {
+    let name = Name::new("set");
+    let seg = Segment::create(&name.0, 1 << 20).unwrap();
+    let set = seg.create_set::<u64>("seen", 16).unwrap();
+    set.insert(1).unwrap();
+    set.insert(2).unwrap();
+    seg.create_map::<u64, f64>("prices", 8).unwrap();
+    let out = shmds(&["info", &name.0]);
+    assert!(out.status.success());
+    let text = stdout(&out);
+    // Keys only; the fill is the number of keys.
+    let seen = line_of(&text, "seen");
+    assert_eq!(seen[..4], ["seen", "set", "<Q", "16"], "{text}");
+    assert_eq!(seen.last().unwrap(), "2/16", "{text}");
+    assert_eq!(line_of(&text, "prices")[2..5], ["<Q", "->", "<d"], "{text}");
+    let doc = json(&shmds(&["info", &name.0, "--json"]));
+    let entry = row(&doc["entries"], "seen");
+    assert_eq!(
+        (&entry["kind"], &entry["key_type"]),
+        (&"set".into(), &"<Q".into())
+    );
+    assert_eq!(
+        (&entry["fill"], &entry["error"]),
+        (&2.into(), &serde_json::Value::Null)
+    );
+    let out = shmds(&["check", &name.0]);
+    assert!(out.status.success(), "{}", stdout(&out));
+}
+
+#[test]
 fn foreign_files_are_ignored_and_protected() {
     let name = Name::new("foreign");
     std::fs::write(format!("/dev/shm/{}", name.0), b"not ours").unwrap();

@@ -16,6 +16,7 @@ mod codec;
 mod map;
 mod pickled;
 mod queue;
+mod set;
 mod topic;
 mod wait;
 use std::os::raw::c_int;
@@ -771,6 +772,7 @@ fn _shmds(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Array>()?;
     m.add_class::<queue::Queue>()?;
     m.add_class::<map::Map>()?;
+    m.add_class::<set::Set>()?;
     m.add_class::<wait::CancelToken>()?;
     m.add_class::<channel::Channel>()?;
     m.add_class::<channel::MessageView>()?;

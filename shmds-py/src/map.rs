@@ -24,15 +24,40 @@ pub(crate) struct Map {
     value: Codec,
 }
 
+/// `key` as a key of `size` bytes, converted by `codec`.
+pub(crate) fn key_bytes(codec: &Codec, size: usize, key: &Bound<'_, PyAny>) -> PyResult<Scratch> {
+    let mut buf = Scratch::new(size);
+    codec.encode(key, buf.bytes())?;
+    Ok(buf)
+}
+
+/// [`key_bytes`], or `None` for an object that cannot be such a key (so
+/// it is in no map or set of them: `in` says False, `discard` does nothing).
+pub(crate) fn key_bytes_if_any(
+    codec: &Codec,
+    size: usize,
+    key: &Bound<'_, PyAny>,
+) -> PyResult<Option<Scratch>> {
+    match key_bytes(codec, size, key) {
+        Ok(k) => Ok(Some(k)),
+        Err(e)
+            if e.is_instance_of::<PyTypeError>(key.py())
+                || e.is_instance_of::<PyValueError>(key.py())
+                || e.is_instance_of::<pyo3::exceptions::PyOverflowError>(key.py()) =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
 impl Map {
     fn raw(&self) -> PyResult<&shmds::RawMap> {
         self.raw.as_ref().ok_or_else(closed)
     }
 
     fn key_bytes(&self, raw: &shmds::RawMap, key: &Bound<'_, PyAny>) -> PyResult<Scratch> {
-        let mut buf = Scratch::new(raw.key_size());
-        self.key.encode(key, buf.bytes())?;
-        Ok(buf)
+        key_bytes(&self.key, raw.key_size(), key)
     }
 
     fn value_bytes(&self, raw: &shmds::RawMap, value: &Bound<'_, PyAny>) -> PyResult<Scratch> {
@@ -126,17 +151,10 @@ impl Map {
 
     fn __contains__(&self, key: &Bound<'_, PyAny>) -> PyResult<bool> {
         let raw = self.raw()?;
-        match self.key_bytes(raw, key) {
-            Ok(mut k) => raw.contains_key(k.bytes()).map_err(to_py),
+        match key_bytes_if_any(&self.key, raw.key_size(), key)? {
+            Some(mut k) => raw.contains_key(k.bytes()).map_err(to_py),
             // A key that cannot be a key of this map is not in it.
-            Err(e)
-                if e.is_instance_of::<PyTypeError>(key.py())
-                    || e.is_instance_of::<PyValueError>(key.py())
-                    || e.is_instance_of::<pyo3::exceptions::PyOverflowError>(key.py()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(e),
+            None => Ok(false),
         }
     }
 

@@ -23,6 +23,15 @@ unsafe impl Send for Handle {}
 // SAFETY: as above.
 unsafe impl Sync for Handle {}
 
+/// [`Error::KindMismatch`]: `info` is not of kind `expected`.
+fn kind_mismatch(info: &EntryInfo, expected: u32) -> Error {
+    Error::KindMismatch {
+        name: info.name.clone(),
+        expected: kind::name(expected),
+        found: kind::name(info.kind),
+    }
+}
+
 /// What an opener expects of an entry.
 pub(crate) struct Expect<'a> {
     pub kind: u32,
@@ -35,11 +44,7 @@ pub(crate) struct Expect<'a> {
 impl Handle {
     fn from_info(seg: &Segment, info: EntryInfo, expect: &Expect<'_>) -> Result<Handle> {
         if info.kind != expect.kind {
-            return Err(Error::KindMismatch {
-                name: info.name.clone(),
-                expected: kind::name(expect.kind),
-                found: kind::name(info.kind),
-            });
+            return Err(kind_mismatch(&info, expect.kind));
         }
         if info.elem_type != expect.elem_type || info.elem_size != expect.elem_size {
             return Err(Error::TypeMismatch {
@@ -266,13 +271,47 @@ impl Typed {
             segment: seg.name().to_owned(),
             name: name.to_owned(),
         })?;
+        if info.kind != kind {
+            // Before parsing: another kind's types may not parse as ours
+            // (a set has no element type).
+            return Err(kind_mismatch(&info, kind));
+        }
+        if kind == crate::layout::kind::SET {
+            return Typed::described_set(&info.key_type);
+        }
         let mut typed = Typed::described(kind, &info.elem_type)?;
-        if kind == crate::layout::kind::MAP && info.kind == kind {
+        if kind == crate::layout::kind::MAP {
             let key = Typed::described(kind, &info.key_type)?;
             typed.key_descriptor = key.descriptor;
             typed.key_size = key.elem_size;
         }
         Ok(typed)
+    }
+
+    /// A set of keys of type `key` (a descriptor): a map's entry whose
+    /// values have no type and 0 bytes.
+    pub(crate) fn described_set(key: &str) -> Result<Typed> {
+        let key = Typed::described(crate::layout::kind::SET, key)?;
+        Ok(Typed::keys(key.descriptor, key.elem_size))
+    }
+
+    /// A set of `K`.
+    pub(crate) fn set<K: crate::element::Element>() -> Typed {
+        Typed::keys(K::descriptor(), std::mem::size_of::<K>() as u32)
+    }
+
+    fn keys(key_descriptor: String, key_size: u32) -> Typed {
+        Typed {
+            kind: crate::layout::kind::SET,
+            descriptor: String::new(),
+            elem_size: 0,
+            key_descriptor,
+            key_size,
+        }
+    }
+
+    pub(crate) fn kind(&self) -> u32 {
+        self.kind
     }
 
     /// A map whose key and value types are given by descriptors at run time.

@@ -65,6 +65,7 @@ pub use coord::{
 pub use element::{AtomicElement, Element, FixedStr, Scalar, TypeDescriptor};
 pub use error::{Error, Result};
 pub use map::{map_key_hash, Iter as MapIter, Map, RawMap, MAX_KEY_SIZE, MAX_MAP_CAPACITY};
+pub use map::{RawSet, Set, SetIter};
 pub use queue::{Queue, RawQueue, MAX_QUEUE_CAPACITY};
 pub use segment::{
     is_shmds_segment, list_segments, validate_segment_name, Segment, SegmentOptions,
@@ -189,7 +190,7 @@ impl Segment {
     }
 
     /// Check one entry's type and block header and return its fill level
-    /// (elements held) where that applies (queue, stack).
+    /// (elements held) where that applies (queue, stack, map, set).
     pub fn inspect(&self, info: &EntryInfo) -> Result<Option<u64>> {
         self.examine(info, false)
     }
@@ -199,12 +200,19 @@ impl Segment {
             name: self.name().to_owned(),
             detail: format!("entry {:?}: {detail}", info.name),
         };
-        let parsed = TypeDescriptor::parse(&info.elem_type)
-            .map_err(|e| corrupt(format!("element type: {e}")))?;
-        if parsed.size() != info.elem_size as u64 || parsed.as_str() != info.elem_type {
+        // A set's entry has no element type (its values have 0 bytes): its
+        // key type is checked in its place.
+        let (elem_type, elem_size) = match info.kind {
+            layout::kind::SET if info.elem_type.is_empty() && info.elem_size == 0 => {
+                (&info.key_type, info.key_size)
+            }
+            _ => (&info.elem_type, info.elem_size),
+        };
+        let parsed =
+            TypeDescriptor::parse(elem_type).map_err(|e| corrupt(format!("element type: {e}")))?;
+        if parsed.size() != elem_size as u64 || parsed.as_str() != elem_type {
             return Err(corrupt(format!(
-                "element type {:?} does not describe {}-byte elements canonically",
-                info.elem_type, info.elem_size
+                "element type {elem_type:?} does not describe {elem_size}-byte elements canonically"
             )));
         }
         let handle = handle::Handle::at(self, info.clone())?;
@@ -212,7 +220,7 @@ impl Segment {
             layout::kind::ARRAY => array::check(&handle, deep),
             layout::kind::QUEUE => queue::check(&handle, deep),
             layout::kind::STACK => stack::check(&handle, deep),
-            layout::kind::MAP => map::check(&handle, deep),
+            layout::kind::MAP | layout::kind::SET => map::check(&handle, deep),
             layout::kind::CHANNEL => channel::check(&handle, deep),
             layout::kind::TOPIC => topic::check(&handle, deep),
             layout::kind::LOCK..=layout::kind::ONCE => coord::check(&handle),

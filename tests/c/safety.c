@@ -416,6 +416,66 @@ static void test_maps(ShmdsSegment *seg) {
     shmds_map_close(NULL);
 }
 
+/* Runs after test_maps: "prices" is a map. */
+static void test_sets(ShmdsSegment *seg) {
+    ShmdsSet *s = NULL, *o = NULL;
+    ShmdsMap *m = NULL;
+    const size_t ks = sizeof(struct str16);
+    EXPECT(shmds_set_create(seg, "symbols", 8, STR16_TYPE, 2, false, &s), SHMDS_E_INVALID,
+           "describes keys of 17 bytes");
+    EXPECT(shmds_set_create(seg, "symbols", ks, NULL, 2, false, &s), SHMDS_E_INVALID, "NULL");
+    EXPECT(shmds_set_create(seg, "symbols", ks, STR16_TYPE, 2, false, NULL), SHMDS_E_INVALID,
+           "NULL");
+    must(shmds_set_create(seg, "symbols", ks, STR16_TYPE, 2, false, &s), "symbols");
+    int rc = shmds_set_create(seg, "symbols", ks, STR16_TYPE, 3, true, &o);
+    CHECK(rc == SHMDS_E_SHAPE, "open_existing, other capacity: %d", rc);
+    if (rc == SHMDS_OK)
+        shmds_set_close(o);
+    EXPECT(shmds_set_open(seg, "symbols", 8, NULL, &o), SHMDS_E_TYPE,
+           "set \"symbols\" holds keys of 17 bytes (type " STR16_TYPE "), not 8");
+    EXPECT(shmds_set_open(seg, "symbols", ks, "T{B:n:16s:b:}", &o), SHMDS_E_TYPE,
+           "holds keys of type " STR16_TYPE);
+    EXPECT(shmds_set_open(seg, "prices", ks, NULL, &o), SHMDS_E_TYPE, "not a set");
+    EXPECT(shmds_map_open(seg, "symbols", ks, NULL, 8, NULL, &m), SHMDS_E_TYPE, "not a map");
+    EXPECT(shmds_set_open(seg, "absent", ks, NULL, &o), SHMDS_E_NOT_FOUND, "absent");
+    EXPECT(shmds_set_open(seg, "symbols", ks, NULL, NULL), SHMDS_E_INVALID, "NULL");
+    must(shmds_set_create(seg, "symbols", ks, STR16_TYPE, 2, true, &o), "open symbols");
+    CHECK(shmds_set_key_size(o) == ks && shmds_set_capacity(o) == 2, "set shape");
+
+    struct str16 k = str16("AAPL"), b = str16("MSFT"), c = str16("Z");
+    uint64_t small = 0;
+    /* 1: found (already there), 0: added, as shmds_map_insert. */
+    EXPECT(shmds_set_insert(s, &k, ks), 0, no_text);
+    EXPECT(shmds_set_insert(o, &k, ks), 1, no_text);
+    EXPECT(shmds_set_insert(s, &small, sizeof small), SHMDS_E_INVALID,
+           "input buffer is 8 bytes, but set \"symbols\" has keys of 17 bytes");
+    EXPECT(shmds_set_insert(s, NULL, ks), SHMDS_E_INVALID, "NULL");
+    EXPECT(shmds_set_insert(NULL, &k, ks), SHMDS_E_INVALID, "NULL");
+    EXPECT(shmds_set_contains(o, &k, ks), 1, no_text);
+    EXPECT(shmds_set_contains(o, &b, ks), 0, no_text);
+    EXPECT(shmds_set_contains(o, &k, ks - 1), SHMDS_E_INVALID, "input buffer is 16");
+    EXPECT(shmds_set_contains(o, NULL, ks), SHMDS_E_INVALID, "NULL");
+    EXPECT(shmds_set_insert(o, &b, ks), 0, no_text);
+    EXPECT(shmds_set_insert(o, &c, ks), SHMDS_E_NO_SPACE, "set \"symbols\" is full");
+    CHECK(shmds_set_len(s) == 2, "len %zu", shmds_set_len(s));
+    EXPECT(shmds_set_remove(o, &k, 4), SHMDS_E_INVALID, "input buffer is 4");
+    EXPECT(shmds_set_remove(NULL, &k, ks), SHMDS_E_INVALID, "NULL");
+    EXPECT(shmds_set_remove(o, &k, ks), 1, no_text);
+    EXPECT(shmds_set_remove(o, &k, ks), 0, no_text);
+    EXPECT(shmds_set_insert(s, &c, ks), 0, no_text);
+    EXPECT(shmds_set_check(s), SHMDS_OK, no_text);
+    shmds_set_close(o);
+    must(shmds_segment_erase(seg, "symbols"), "erase symbols");
+    EXPECT(shmds_set_check(s), SHMDS_E_STALE, "symbols");
+    EXPECT(shmds_set_contains(s, &c, ks), SHMDS_E_STALE, "symbols");
+    shmds_set_close(s);
+    CHECK(shmds_set_len(NULL) == 0 && shmds_set_capacity(NULL) == 0 &&
+              shmds_set_key_size(NULL) == 0,
+          "NULL set");
+    EXPECT(shmds_set_check(NULL), SHMDS_E_INVALID, "NULL");
+    shmds_set_close(NULL);
+}
+
 /* A heap copy of exactly `size` bytes (ASan reports any access past it). */
 static char *exactly(size_t size) {
     char *p = malloc(size ? size : 1);
@@ -1005,6 +1065,7 @@ int main(int argc, char **argv) {
     test_queue(seg);
     test_stack(seg);
     test_maps(seg);
+    test_sets(seg);
     test_channel(seg);
     test_channel_ends(seg);
     test_topic(seg);

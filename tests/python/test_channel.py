@@ -767,7 +767,7 @@ def test_the_stubs_name_what_the_classes_have():
     stubbed = {node.name: {n.name for n in node.body
                            if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
                for node in ast.walk(tree) if isinstance(node, ast.ClassDef)}
-    for name in ("Channel", "MessageView", "Topic", "Subscriber"):
+    for name in ("Channel", "MessageView", "Topic", "Subscriber", "Map", "Set"):
         runtime = getattr(shmds._shmds, name)
         public = {a for a in vars(runtime) if not a.startswith("__") or a in (
             "__len__", "__enter__", "__exit__", "__new__")} - {"__new__"}

@@ -12,6 +12,7 @@ the structures inside it, zero-copy::
         jobs.put(7); jobs.get(timeout=1.0)
         prices = seg.map("prices", key="S32", value="<f8", capacity=10_000)
         prices["AAPL"] = 189.5                              # a MutableMapping
+        seen = seg.set("seen", key="<u8", capacity=10_000)  # a MutableSet
         raw = seg.queue("raw", "V8", capacity=16)           # 8 raw bytes each
 
         events = seg.channel("events", capacity=1 << 20)     # messages of any size
@@ -41,7 +42,7 @@ import re
 import struct
 import sys
 import time
-from collections.abc import MutableMapping
+from collections.abc import MutableMapping, MutableSet
 from typing import Any, Iterator, NamedTuple
 
 import numpy as np
@@ -74,6 +75,7 @@ __all__ = [
     "Map",
     "MessageView",
     "Queue",
+    "Set",
     "Stack",
     "Subscriber",
     "Topic",
@@ -472,6 +474,14 @@ class Segment(_shmds.Segment):
         k, v = descriptor(key), descriptor(value)
         return Map(self, name, k, v, capacity, _map_codecs(k, v))
 
+    def set(self, name: str, key: Any, capacity: int) -> Set:
+        """The set ``name`` of at most ``capacity`` keys of type ``key``,
+        created if it does not exist (``TypeError`` if it holds another key
+        type or is not a set, ``ValueError`` if it has another capacity).
+        Key types as for :meth:`map`."""
+        k = descriptor(key)
+        return Set(self, name, k, capacity, _key_codecs(k))
+
     def channel(self, name: str, capacity: int, max_message: int | None = None,
                 spsc: bool = False, checksum: bool = False) -> Channel:
         """The channel ``name``: a bounded ring of ``capacity`` bytes
@@ -496,7 +506,7 @@ class Segment(_shmds.Segment):
         Shapes are checked as for :meth:`channel`."""
         return Topic(self, name, capacity, max_message, checksum)
 
-    def open(self, name: str) -> Array | Queue | Stack | Map | Channel | Topic:
+    def open(self, name: str) -> Array | Queue | Stack | Map | Set | Channel | Topic:
         """Open the structure ``name`` with the kind and types recorded in
         the table (``KeyError`` if there is none)."""
         for e in self.entries():
@@ -512,6 +522,8 @@ class Segment(_shmds.Segment):
                     return cls(self, name, e.kind, e.type)
                 if e.kind == "map":
                     return Map(self, name, None, None, None, _map_codecs(e.key_type, e.type))
+                if e.kind == "set":
+                    return Set(self, name, None, None, _key_codecs(e.key_type))
                 raise TypeError(f"{name!r} is a {e.kind}, which this package cannot open")
         raise KeyError(f"segment {self.name!r} has no structure {name!r}")
 
@@ -548,10 +560,14 @@ def _native(desc: str) -> bool:
         return False
 
 
+def _key_codecs(desc: str) -> tuple[Any, Any]:
+    """The encode/decode functions the native layer needs for ``desc``
+    (None, None when it converts such elements itself)."""
+    return (None, None) if _native(desc) else _codec(desc)
+
+
 def _map_codecs(key: str, value: str) -> tuple[Any, Any, Any, Any]:
-    ke, kd = (None, None) if _native(key) else _codec(key)
-    ve, vd = (None, None) if _native(value) else _codec(value)
-    return ke, kd, ve, vd
+    return (*_key_codecs(key), *_key_codecs(value))
 
 
 def _is_index(index: Any) -> bool:
@@ -827,6 +843,49 @@ class Map(_shmds.Map, MutableMapping):
         return (_attach, (self.segment_name, self.name))
 
     def __enter__(self) -> Map:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Set(_shmds.Set, MutableSet):
+    """A fixed-capacity set of keys in shared memory (the :class:`Map`'s
+    sibling, with the same key types), a
+    :class:`collections.abc.MutableSet`: ``add``, ``discard``, ``remove``
+    (``KeyError`` when absent), ``in``, ``len``, iteration, ``pop``,
+    ``clear``, plus ``insert`` (whether the key was new) and the mixin
+    operators (``s <= t``, ``s == t``, ``s |= t``...; ``s | t``, ``s & t``,
+    ``s - t`` and ``s ^ t`` return a builtin :class:`set`). Iteration goes
+    over a list taken in one pass (a key present throughout appears exactly
+    once). Raises :class:`NoSpaceError` when a new key finds the set full.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._keys())
+
+    @classmethod
+    def _from_iterable(cls, it: Any) -> set[Any]:
+        # The results of s | t and the like live in this process.
+        return set(it)
+
+    def __repr__(self) -> str:
+        if self.closed:
+            return "<shmds.Set (closed)>"
+        try:
+            size = len(self)
+        except StaleError:
+            return f"<shmds.Set {self.name!r} (erased)>"
+        return (f"<shmds.Set {self.name!r} key={self.key_descriptor!r} "
+                f"len={size}/{self.capacity}>")
+
+    def __reduce__(self) -> tuple:
+        return (_attach, (self.segment_name, self.name))
+
+    def __enter__(self) -> Set:
         return self
 
     def __exit__(self, *exc: object) -> None:

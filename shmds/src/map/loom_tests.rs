@@ -114,3 +114,50 @@ fn colliding_keys_and_long_values() {
         assert_eq!(m.census(b), (1, 1));
     });
 }
+
+#[test]
+fn set_add_add_same_key() {
+    model(|| {
+        // A set: values of 0 bytes.
+        let m = Arc::new(Model::new(2, 0));
+        let m2 = m.clone();
+        let t = thread::spawn(move || m2.add(5).unwrap());
+        let mine = m.add(5).unwrap();
+        let theirs = t.join().unwrap();
+        // Exactly one add found the key absent.
+        assert!(mine != theirs);
+        assert_eq!(m.census(5), (1, 1));
+        assert_eq!(m.get(5), Some(vec![]));
+    });
+}
+
+#[test]
+fn set_add_remove_contains_in_one_slot() {
+    model(|| {
+        // Capacity 1: key 2 only fits in the slot that removing 1 frees.
+        let m = Arc::new(Model::new(1, 0));
+        assert!(m.add(1).unwrap());
+        let reader = {
+            let m = m.clone();
+            thread::spawn(move || (m.get(1).is_some(), m.get(2).is_some()))
+        };
+        let added = {
+            let m = m.clone();
+            thread::spawn(move || m.add(2))
+        };
+        assert!(m.remove(1));
+        let (_, two) = reader.join().unwrap();
+        let added = added.join().unwrap();
+        match added {
+            // It ran before the remove freed the slot: full.
+            Err(()) => assert_eq!(m.census(2), (0, 0)),
+            Ok(new) => {
+                assert!(new, "key 2 was never there");
+                assert_eq!(m.census(2), (1, 1));
+            }
+        }
+        // Key 2 is seen only if it was added.
+        assert!(!two || added == Ok(true));
+        assert_eq!(m.census(1).0, 0);
+    });
+}

@@ -1,4 +1,7 @@
-//! `Map<K, V>`: a fixed-capacity concurrent hash map in shared memory.
+//! `Map<K, V>`: a fixed-capacity concurrent hash map in shared memory, and
+//! `Set<K>` (`set.rs`): the same table with values of 0 bytes (kind SET).
+//! Everything below holds for both; a set's slots simply have no value
+//! words, and its inserts never replace anything.
 //!
 //! # The algorithm
 //!
@@ -783,8 +786,10 @@ impl Locked<'_, '_> {
         state.store(live(version(s) + 1), Ordering::Release);
     }
 
-    /// The value word of `slot` (values of at most 8 bytes).
+    /// The value word of `slot` (values of at most 8 bytes; never a set's,
+    /// which has no value word).
     pub(crate) fn value_word(&self, slot: u64) -> u64 {
+        debug_assert_eq!(self.core.shape.value_words, 1);
         self.core
             .word(slot, self.core.value_at())
             .load(Ordering::Acquire)
@@ -816,14 +821,22 @@ impl Locked<'_, '_> {
     }
 }
 
-/// Write a fresh map header into `block` (zeroed, so all slots are free).
+/// Write a fresh map header of kind `map_kind` (a map, or a set) into
+/// `block` (zeroed, so all slots are free).
 ///
 /// # Safety
 /// `block` must be valid for writes of `MAP_HEADER_SIZE` bytes, 8-aligned,
 /// and not visible to anyone else.
-unsafe fn init(block: *mut u8, capacity: u64, key_size: u64, value_size: u64, seed: u64) {
+unsafe fn init(
+    block: *mut u8,
+    map_kind: u32,
+    capacity: u64,
+    key_size: u64,
+    value_size: u64,
+    seed: u64,
+) {
     let header = MapHeader {
-        kind: kind::MAP,
+        kind: map_kind,
         value_size: value_size as u32,
         capacity,
         key_size: key_size as u32,
@@ -839,13 +852,17 @@ unsafe fn init(block: *mut u8, capacity: u64, key_size: u64, value_size: u64, se
     unsafe { block.cast::<MapHeader>().write(header) };
 }
 
-/// Check a map block against its table entry; returns the header and the
-/// shape to use from now on.
+/// Check a map block (or a set's: kind SET, values of 0 bytes) against its
+/// table entry; returns the header and the shape to use from now on.
 fn validate(handle: &Handle) -> Result<(&MapHeader, MapShape)> {
     let info = &handle.info;
+    let what = kind::name(info.kind);
     if info.size < MAP_HEADER_SIZE {
-        return Err(handle.corrupt("map block is smaller than its header"));
+        return Err(handle.corrupt(format!("{what} block is smaller than its header")));
     }
+    // Only a set has values of 0 bytes; the entry's kind was checked at open
+    // (or picked this function, for `Segment::check`).
+    let set = info.kind == kind::SET;
     // SAFETY: the block holds at least MAP_HEADER_SIZE bytes (just checked),
     // is 64-aligned (check_block), and MapHeader's mutable field is atomic.
     let header = unsafe { &*handle.block.cast::<MapHeader>() };
@@ -858,12 +875,13 @@ fn validate(handle: &Handle) -> Result<(&MapHeader, MapShape)> {
     let (capacity, key_size, value_size) = (info.capacity, info.key_size, info.elem_size);
     let stride = slot_stride(key_size as u64, value_size as u64);
     let needed = block_size(MAP_HEADER_SIZE, capacity, stride);
-    if field32(offset_of!(MapHeader, kind)) != kind::MAP
+    if field32(offset_of!(MapHeader, kind)) != info.kind
+        || !(set || info.kind == kind::MAP)
         || field32(offset_of!(MapHeader, value_size)) != value_size
         || field32(offset_of!(MapHeader, key_size)) != key_size
         || key_size == 0
         || key_size as usize > MAX_KEY_SIZE
-        || value_size == 0
+        || (value_size == 0) != set
         || field(offset_of!(MapHeader, capacity)) != capacity
         || capacity == 0
         || capacity > MAX_MAP_CAPACITY
@@ -871,9 +889,9 @@ fn validate(handle: &Handle) -> Result<(&MapHeader, MapShape)> {
         || field(offset_of!(MapHeader, slots_offset)) != MAP_HEADER_SIZE
         || needed.map_or(true, |n| n > info.size)
     {
-        return Err(
-            handle.corrupt("map header disagrees with its table entry or overruns its block")
-        );
+        return Err(handle.corrupt(format!(
+            "{what} header disagrees with its table entry or overruns its block"
+        )));
     }
     let shape = MapShape::new(
         capacity,
@@ -900,7 +918,8 @@ fn core_of<'a>(handle: &'a Handle, header: &'a MapHeader, shape: MapShape) -> Ma
     }
 }
 
-/// Per-kind validation for `Segment::check`; returns the number of keys.
+/// Per-kind validation for `Segment::check` (maps and sets); returns the
+/// number of keys.
 /// The deep check reads every slot: phases, bounds, keys beyond their
 /// home's bound (which lookups would miss), duplicate keys, and the count.
 pub(crate) fn check(handle: &Handle, deep: bool) -> Result<Option<u64>> {
@@ -957,11 +976,13 @@ pub(crate) fn check(handle: &Handle, deep: bool) -> Result<Option<u64>> {
 }
 
 mod raw;
+mod set;
 mod typed;
 
 pub use raw::RawMap;
 #[allow(unused_imports)]
 use raw::*;
+pub use set::{RawSet, Set, SetIter};
 pub use typed::{Iter, Map};
 
 #[cfg(all(test, loom))]

@@ -9,11 +9,15 @@ pub(crate) struct Model {
 
 impl Model {
     /// A map of `capacity` slots from u64 keys to values of
-    /// `value_size` bytes, hash seed 0.
+    /// `value_size` bytes (0: a set), hash seed 0.
     pub(crate) fn new(capacity: u64, value_size: usize) -> Model {
         let shape = MapShape::new(capacity, 8, value_size, 0);
         let header = Box::new(MapHeader {
-            kind: kind::MAP,
+            kind: if value_size == 0 {
+                kind::SET
+            } else {
+                kind::MAP
+            },
             value_size: value_size as u32,
             capacity,
             key_size: 8,
@@ -74,6 +78,22 @@ impl Model {
             }
             None => match g.insert_new(v) {
                 Ok(()) => Ok(None),
+                Err(Fault::Full) => Err(()),
+                Err(e) => panic!("{e:?}"),
+            },
+        }
+    }
+
+    /// A set's insert (`set.rs`): add `k` unless present; whether it was new.
+    pub(crate) fn add(&self, k: u64) -> Result<bool, ()> {
+        let core = self.core();
+        let bytes = k.to_ne_bytes();
+        let key = core.key(&bytes);
+        let mut g = core.lock(&key).unwrap();
+        match g.find(None).unwrap() {
+            Some(_) => Ok(false),
+            None => match g.insert_new(&[]) {
+                Ok(()) => Ok(true),
                 Err(Fault::Full) => Err(()),
                 Err(e) => panic!("{e:?}"),
             },

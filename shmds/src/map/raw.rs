@@ -212,14 +212,15 @@ impl RawMap {
         existing_ok: bool,
     ) -> Result<RawMap> {
         let (key_size, value_size) = (typed.key_size() as u64, typed.elem_size() as u64);
+        let (map_kind, what) = (typed.kind(), kind::name(typed.kind()));
         if capacity == 0 || capacity > MAX_MAP_CAPACITY {
             return Err(Error::InvalidArgument(format!(
-                "map capacity must be 1..={MAX_MAP_CAPACITY}, not {capacity}"
+                "{what} capacity must be 1..={MAX_MAP_CAPACITY}, not {capacity}"
             )));
         }
         if key_size == 0 || key_size as usize > MAX_KEY_SIZE {
             return Err(Error::InvalidArgument(format!(
-                "map keys must be 1..={MAX_KEY_SIZE} bytes, not {key_size}"
+                "{what} keys must be 1..={MAX_KEY_SIZE} bytes, not {key_size}"
             )));
         }
         let stride = slot_stride(key_size, value_size);
@@ -227,7 +228,7 @@ impl RawMap {
         let seed = crate::segment::random_seed() ^ seg.seed().rotate_left(17);
         let handle = typed.create(seg, name, capacity, size, existing_ok, |block| {
             // SAFETY: the fresh block has `size` bytes, is 64-aligned and unpublished.
-            unsafe { init(block, capacity, key_size, value_size, seed) };
+            unsafe { init(block, map_kind, capacity, key_size, value_size, seed) };
             Ok(())
         })?;
         RawMap::from_handle(handle)
@@ -258,6 +259,26 @@ impl RawMap {
     #[inline]
     pub(super) fn core(&self) -> MapCore<'_> {
         self.core_with(self.shape)
+    }
+
+    /// The algorithm with keys of `key_size` and values of `value_size`
+    /// bytes, the sizes of a typed handle's types (the open checked the
+    /// entry against them): spelt as constants there, they let the compiler
+    /// specialise the algorithm for those types.
+    #[inline]
+    pub(super) fn core_sized(&self, key_size: usize, value_size: usize) -> MapCore<'_> {
+        let shape = MapShape {
+            capacity: self.shape.capacity,
+            seed: self.shape.seed,
+            ..MapShape::new(0, key_size, value_size, 0)
+        };
+        debug_assert_eq!(shape.stride, self.shape.stride);
+        self.core_with(shape)
+    }
+
+    /// "map" or "set", for messages.
+    pub(super) fn what(&self) -> &'static str {
+        kind::name(self.handle.info.kind)
     }
 
     pub(super) fn fault(&self, fault: Fault) -> Error {
@@ -405,7 +426,8 @@ impl RawMap {
     pub(super) fn with_key<R>(&self, key: &[u8], f: impl FnOnce(&[u8]) -> Result<R>) -> Result<R> {
         crate::payload::one(key.len(), self.shape.key_size, self.name()).map_err(|_| {
             Error::InvalidArgument(format!(
-                "keys of map {:?} have {} bytes, not {}",
+                "keys of {} {:?} have {} bytes, not {}",
+                self.what(),
                 self.name(),
                 self.shape.key_size,
                 key.len()
@@ -504,7 +526,8 @@ impl RawMap {
         crate::payload::one(value.len(), self.shape.value_size, self.name())?;
         if key.len() != self.shape.key_size {
             return Err(Error::InvalidArgument(format!(
-                "keys of map {:?} have {} bytes, not {}",
+                "keys of {} {:?} have {} bytes, not {}",
+                self.what(),
                 self.name(),
                 self.shape.key_size,
                 key.len()

@@ -54,16 +54,8 @@ impl<K: Element, V: Element> Map<K, V> {
 
     #[inline]
     pub(super) fn core(&self) -> MapCore<'_> {
-        // The sizes are those of K and V (the open checked the entry
-        // against them); spelling them as constants lets the compiler
-        // specialise the algorithm for this key and value type.
-        let shape = MapShape {
-            capacity: self.raw.shape.capacity,
-            seed: self.raw.shape.seed,
-            ..MapShape::new(0, std::mem::size_of::<K>(), std::mem::size_of::<V>(), 0)
-        };
-        debug_assert_eq!(shape.stride, self.raw.shape.stride);
-        self.raw.core_with(shape)
+        self.raw
+            .core_sized(std::mem::size_of::<K>(), std::mem::size_of::<V>())
     }
 
     /// The value of `key`, if present. Never blocks writers (see the module
@@ -250,16 +242,28 @@ impl<K: Element, V: Element> Iterator for Iter<'_, K, V> {
     type Item = (K, V);
 
     fn next(&mut self) -> Option<(K, V)> {
-        // Ends once the map is erased: its memory may hold another
-        // structure then (checked after each read too, so a pair read from
-        // a reused block is never yielded).
-        while self.next < self.map.raw.shape.capacity && self.map.raw.check().is_ok() {
-            let slot = self.next;
-            self.next += 1;
-            if let Ok(Some(pair)) = self.map.read_slot(slot) {
-                return self.map.raw.check().is_ok().then_some(pair);
-            }
-        }
-        None
+        next_live(&self.map.raw, &mut self.next, |slot| {
+            self.map.read_slot(slot)
+        })
     }
+}
+
+/// The next key (pair) that `read` finds live in slots `*next ..`, of the
+/// map (or set) `raw`; the iterators of `Map` and `Set`.
+pub(super) fn next_live<T>(
+    raw: &RawMap,
+    next: &mut u64,
+    mut read: impl FnMut(u64) -> std::result::Result<Option<T>, Fault>,
+) -> Option<T> {
+    // Ends once the map is erased: its memory may hold another structure
+    // then (checked after each read too, so a key read from a reused block
+    // is never yielded).
+    while *next < raw.shape.capacity && raw.check().is_ok() {
+        let slot = *next;
+        *next += 1;
+        if let Ok(Some(item)) = read(slot) {
+            return raw.check().is_ok().then_some(item);
+        }
+    }
+    None
 }

@@ -67,6 +67,18 @@ pub fn spawn_self(test: &str, env: &[(&str, String)]) -> Child {
     cmd.spawn().expect("spawn child test process")
 }
 
+/// The environment of a child playing `role` on the segment `seg` (in
+/// `SHMDS_SEGMENT`), plus `extra`.
+pub fn role_env(
+    role: &str,
+    seg: &ShmName,
+    extra: &[(&'static str, String)],
+) -> Vec<(&'static str, String)> {
+    let mut v = vec![(ROLE, role.to_owned()), ("SHMDS_SEGMENT", seg.0.clone())];
+    v.extend_from_slice(extra);
+    v
+}
+
 /// Kills and reaps a child when dropped (so a failing test leaves no orphan).
 pub struct KillOnDrop(pub Child);
 
