@@ -247,7 +247,7 @@ impl Semaphore {
     /// Take a permit if one is free now.
     pub fn try_acquire(&self) -> Result<Option<Permit<'_>>> {
         self.handle.check()?;
-        Ok(try_acquire(self.header()).then_some(Permit { semaphore: self }))
+        Ok(try_acquire(self.header()).then(|| Permit { semaphore: self }))
     }
 
     /// Take a permit, waiting at most `timeout`; `Ok(None)` if none came.
