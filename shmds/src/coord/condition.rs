@@ -428,6 +428,15 @@ impl Condition {
         self.notify(u32::MAX)
     }
 
+    /// Wake every waiter (in every process: those waiting for a notify and
+    /// those waiting for the lock), so that each looks at its interrupt
+    /// check; the others wait on (a notify is not made).
+    pub fn wake_waiters(&self) {
+        let h = self.header();
+        lock::wake_all(&h.lock);
+        crate::wait::futex_wake(&h.seq, i32::MAX as u32);
+    }
+
     /// Waits in progress now (approximate; a waiter that died counts on).
     pub fn waiters(&self) -> u32 {
         self.header().waiters.load(Ordering::Relaxed)
