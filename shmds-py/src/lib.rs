@@ -13,6 +13,7 @@ use std::ffi::CString;
 mod buffer;
 mod channel;
 mod codec;
+mod coord;
 mod map;
 mod pickled;
 mod queue;
@@ -211,6 +212,15 @@ pub(crate) fn to_py(e: shmds::Error) -> PyErr {
         E::Lagged { missed, .. } => LAGGED.err(msg, &[("missed", missed)]),
         E::MessageTooLarge { len, max, .. } => {
             MESSAGE_TOO_LARGE.err(msg, &[("size", len), ("limit", max)])
+        }
+        E::OwnerDied { pid, .. } => coord::OWNER_DIED.err(msg, &[("pid", pid.into())]),
+        E::NotOwner { holder, .. } => coord::NOT_OWNER.err(msg, &[("holder", holder.into())]),
+        E::BrokenBarrier { .. } => coord::BrokenBarrierError::new_err(msg),
+        E::TooManyReleases { value, max, .. } => {
+            coord::TOO_MANY_RELEASES.err(msg, &[("value", value.into()), ("max", max.into())])
+        }
+        E::ReaderSlotsFull { slots, .. } => {
+            coord::READER_SLOTS_FULL.err(msg, &[("slots", slots.into())])
         }
         E::AlreadyAttached { .. } => AlreadyAttachedError::new_err(msg),
         E::TooManyAttached { .. } => NoSpaceError::new_err(msg),
@@ -778,6 +788,7 @@ fn _shmds(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<channel::MessageView>()?;
     m.add_class::<topic::Topic>()?;
     m.add_class::<topic::Subscriber>()?;
+    coord::register(m)?;
     m.add_function(wrap_pyfunction!(list_segments, m)?)?;
     m.add_function(wrap_pyfunction!(remove, m)?)?;
     m.add_function(wrap_pyfunction!(_segment_status, m)?)?;

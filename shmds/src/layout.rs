@@ -780,8 +780,12 @@ pub struct ConditionHeader {
     /// Waits in progress (sleeping, or between letting go of the lock and
     /// sleeping).
     pub waiters: AtomicU32,
+    /// The wake-ups notifies owe: bits 0-31 the waits in progress that no
+    /// notify has picked yet, bits 32-63 the picks not yet taken by a
+    /// waiter (so that `notify(n)` ends at most `n` waits).
+    pub signals: AtomicU64,
     /// Reserved, zero.
-    pub reserved2: [u64; 7],
+    pub reserved2: [u64; 6],
 }
 
 /// The block of a readers-writer lock: fixed fields, the writers' lock,
@@ -861,8 +865,9 @@ pub struct BarrierHeader {
     /// Bits 0-31 the phase (the futex word): generation << 1, | 1 once
     /// broken; bits 32-63 the parties arrived in this generation.
     pub state: AtomicU64,
-    /// The phase a reset left (a waiter of that generation woken after
-    /// the reset was broken, not released).
+    /// The phase a reset left, with bit 0 (broken) set; 0 before any
+    /// reset (a waiter of that generation woken after the reset was
+    /// broken, not released).
     pub reset_from: AtomicU32,
     /// Waits sleeping on the phase, or about to.
     pub waiters: AtomicU32,
@@ -1397,7 +1402,7 @@ pub fn describe() -> Vec<StructInfo> {
             last_dead_pid, owner_deaths, reserved),
         describe!(LockHeader as "shmds_lock_header": kind, reserved0, reserved1, lock),
         describe!(ConditionHeader as "shmds_condition_header": kind, reserved0, reserved1, lock,
-            seq, waiters, reserved2),
+            seq, waiters, signals, reserved2),
         describe!(RwLockHeader as "shmds_rwlock_header": kind, reader_slots, slots_offset,
             reserved0, writer, drain, drain_waiting, reader_deaths, reserved1),
         describe!(ReaderSlot as "shmds_reader_slot": stamp, count, reserved0, reserved1),

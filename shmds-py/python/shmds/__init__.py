@@ -47,7 +47,18 @@ from typing import Any, Iterator, NamedTuple
 
 import numpy as np
 
-from . import _aio, _shmds
+from . import _aio, _coord, _shmds
+from ._coord import (
+    Barrier,
+    BoundedSemaphore,
+    Condition,
+    Event,
+    Latch,
+    Lock,
+    Once,
+    RwLock,
+    Semaphore,
+)
 from ._shmds import (
     AlreadyAttachedError,
     BusyError,
@@ -58,11 +69,16 @@ from ._shmds import (
     MessageTooLargeError,
     MessageView,
     NoSpaceError,
+    NotOwnerError,
     NotReadyError,
+    OwnerDiedError,
+    OwnerDiedWarning,
+    ReaderSlotsFullError,
     ShmdsError,
     ShutDown,
     StaleError,
     Subscriber,
+    TooManyReleasesError,
     list_segments,
     remove,
     remove_abandoned,
@@ -79,6 +95,20 @@ __all__ = [
     "Stack",
     "Subscriber",
     "Topic",
+    "Barrier",
+    "BoundedSemaphore",
+    "Condition",
+    "Event",
+    "Latch",
+    "Lock",
+    "Once",
+    "RwLock",
+    "Semaphore",
+    "NotOwnerError",
+    "OwnerDiedError",
+    "OwnerDiedWarning",
+    "ReaderSlotsFullError",
+    "TooManyReleasesError",
     "AlreadyAttachedError",
     "BusyError",
     "CorruptError",
@@ -506,7 +536,54 @@ class Segment(_shmds.Segment):
         Shapes are checked as for :meth:`channel`."""
         return Topic(self, name, capacity, max_message, checksum)
 
-    def open(self, name: str) -> Array | Queue | Stack | Map | Set | Channel | Topic:
+    # Coordination primitives (shmds/_coord.py): each opened, or created
+    # if it does not exist; an existing one must have the stated shape.
+
+    def lock(self, name: str) -> Lock:
+        """The lock ``name`` (a robust :class:`threading.Lock` shared by
+        processes), created if it does not exist."""
+        return Lock(self, name)
+
+    def rwlock(self, name: str, reader_slots: int = 64) -> RwLock:
+        """The readers-writer lock ``name``, where up to ``reader_slots``
+        processes hold read locks at once, created if it does not exist."""
+        return RwLock(self, name, reader_slots)
+
+    def condition(self, name: str) -> Condition:
+        """The condition variable ``name`` (with its own lock), created if
+        it does not exist."""
+        return Condition(self, name)
+
+    def semaphore(self, name: str, value: int = 1) -> Semaphore:
+        """The semaphore ``name`` starting with ``value`` permits, created if
+        it does not exist (``TypeError`` if it is a bounded one)."""
+        return Semaphore(self, name, value)
+
+    def bounded_semaphore(self, name: str, value: int = 1) -> BoundedSemaphore:
+        """The bounded semaphore ``name`` (never more than ``value``
+        permits), created if it does not exist."""
+        return BoundedSemaphore(self, name, value)
+
+    def barrier(self, name: str, parties: int) -> Barrier:
+        """The barrier ``name`` for ``parties`` waiters, created if it does
+        not exist."""
+        return Barrier(self, name, parties)
+
+    def event(self, name: str) -> Event:
+        """The event ``name``, created (clear) if it does not exist."""
+        return Event(self, name)
+
+    def latch(self, name: str, count: int) -> Latch:
+        """The latch ``name`` opening after ``count`` count-downs, created if
+        it does not exist."""
+        return Latch(self, name, count)
+
+    def once(self, name: str) -> Once:
+        """The run-once cell ``name``, created if it does not exist."""
+        return Once(self, name)
+
+    def open(self, name: str) -> (Array | Queue | Stack | Map | Set | Channel | Topic | Lock | RwLock
+                                  | Condition | Semaphore | Barrier | Event | Latch | Once):
         """Open the structure ``name`` with the kind and types recorded in
         the table (``KeyError`` if there is none)."""
         for e in self.entries():
@@ -524,6 +601,8 @@ class Segment(_shmds.Segment):
                     return Map(self, name, None, None, None, _map_codecs(e.key_type, e.type))
                 if e.kind == "set":
                     return Set(self, name, None, None, _key_codecs(e.key_type))
+                if e.kind in _coord.KINDS:
+                    return _coord.open_kind(self, name, e.kind)
                 raise TypeError(f"{name!r} is a {e.kind}, which this package cannot open")
         raise KeyError(f"segment {self.name!r} has no structure {name!r}")
 

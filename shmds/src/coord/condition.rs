@@ -2,20 +2,33 @@
 //! shape of Python's `threading.Condition` (and Rust's `Condvar`).
 //!
 //! *Waiting.* A waiter holds the lock. It reads `seq`, counts itself in
-//! `waiters` (SeqCst), gives the lock back, and sleeps on `seq` while it
-//! still holds the value read; then it takes the lock again (blocking,
-//! like `threading.Condition.wait`), which may report that a holder died
+//! `waiters` (the sleepers' count, SeqCst) and in the low half of
+//! `signals` (*unpicked*: waits no notify has picked yet), gives the lock
+//! back, and sleeps on `seq`. Once `seq` differs from the value it read
+//! first (a notify came since it started waiting), it may take a *pick*
+//! (the high half of `signals`, one down by compare-and-swap): then it was
+//! notified. Then it takes the lock again (blocking, like
+//! `threading.Condition.wait`), which may report that a holder died
 //! ([`LockError::OwnerDied`]).
 //!
-//! *Notifying.* A notifier bumps `seq` (SeqCst) and wakes `n` sleepers (or
-//! all) if `waiters` is not 0. A waiter that read `seq` before the bump and
-//! had not yet slept sees the new value and does not sleep, so every wait
-//! in progress when a notify starts ends (`notify(1)` may end more than
-//! one, a spurious wake-up, as with pthreads: wait in a loop that checks
-//! the condition, or use [`Condition::wait_while`]).
+//! *Notifying.* `notify(n)` moves `k = min(n, unpicked)` from unpicked to
+//! picks in one compare-and-swap of `signals`, then bumps `seq` (SeqCst)
+//! and wakes that many sleepers if `waiters` is not 0. So at most `n`
+//! waits end per notify (as `threading.Condition.notify(n)` promises), and
+//! only waits that started before it: a waiter counted by a notify read
+//! `seq` before the notify bumped it. A waiter woken while the picks are
+//! gone sleeps again.
 //!
-//! A waiter that dies leaves `waiters` one too high (a notifier then makes
-//! a wake-up call for nobody); nothing else.
+//! *Leaving without a pick.* A wait that times out or is interrupted
+//! takes its count back (after it took the lock again): one unpicked if
+//! there is one, else one pick (all waits left were picked, one pick too
+//! many). A timed-out wait that may take a pick takes it instead, and
+//! reports a notify, so that no notify is lost to a timeout.
+//!
+//! A waiter that dies leaves its count in `signals` and `waiters`: a
+//! notify may then pick it, and a later wait end at once (a spurious
+//! wake-up, which a wait in a loop that checks the condition, or
+//! [`Condition::wait_while`], absorbs).
 
 use super::lock::{
     self, blocking, died, give, outcome, take, LockError, LockGuard, LockResult, Taken,
@@ -25,8 +38,57 @@ use super::{nap, waiter, waiting_summary, Primitive, Status, Stop};
 use crate::error::{Error, Result};
 use crate::handle::Handle;
 use crate::layout::{kind, ConditionHeader, LockState, CONDITION_HEADER_SIZE};
-use crate::sync::Ordering;
+use crate::sync::{AtomicU64, Ordering};
 use std::time::Duration;
+
+/// One pick in the high half of a `signals` word.
+const PICK: u64 = 1 << 32;
+
+/// Pick up to `n` unpicked waits (a notify); the picks outstanding after.
+fn pick(signals: &AtomicU64, n: u32) -> u32 {
+    let mut s = signals.load(Ordering::SeqCst);
+    loop {
+        let unpicked = s as u32;
+        let k = unpicked.min(n) as u64;
+        let next = s - k + k * PICK;
+        match signals.compare_exchange_weak(s, next, Ordering::SeqCst, Ordering::SeqCst) {
+            Ok(_) => return (next >> 32) as u32,
+            Err(now) => s = now,
+        }
+    }
+}
+
+/// Take one pick, if there is one (a notified waiter).
+fn take_pick(signals: &AtomicU64) -> bool {
+    let mut s = signals.load(Ordering::SeqCst);
+    while s >= PICK {
+        match signals.compare_exchange_weak(s, s - PICK, Ordering::SeqCst, Ordering::SeqCst) {
+            Ok(_) => return true,
+            Err(now) => s = now,
+        }
+    }
+    false
+}
+
+/// A wait that ends without a pick takes its count back: one unpicked,
+/// else (every wait left was picked) one pick. Whether picks are left
+/// for other waiters.
+fn leave(signals: &AtomicU64) -> bool {
+    let mut s = signals.load(Ordering::SeqCst);
+    loop {
+        let next = if s as u32 != 0 {
+            s - 1
+        } else if s >= PICK {
+            s - PICK
+        } else {
+            return false; // not a state a live waiter sees (a peer wrote it)
+        };
+        match signals.compare_exchange_weak(s, next, Ordering::SeqCst, Ordering::SeqCst) {
+            Ok(_) => return next >= PICK,
+            Err(now) => s = now,
+        }
+    }
+}
 
 /// Whether a timed wait ended by timing out (as `std::sync::WaitTimeoutResult`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -297,13 +359,15 @@ impl Condition {
                 holder,
             });
         }
-        let seen = h.seq.load(Ordering::SeqCst);
+        let entered = h.seq.load(Ordering::SeqCst);
         h.waiters.fetch_add(1, Ordering::SeqCst);
+        h.signals.fetch_add(1, Ordering::SeqCst);
         give(&h.lock, false);
         let mut wait = waiter(timeout, interrupt);
         let mut stopped = None;
         loop {
-            if h.seq.load(Ordering::SeqCst) != seen {
+            let seen = h.seq.load(Ordering::SeqCst);
+            if seen != entered && take_pick(&h.signals) {
                 break;
             }
             // The sleepers count of `seq` is `waiters` itself (counted once
@@ -321,35 +385,56 @@ impl Condition {
             _ => None,
         };
         match stopped {
-            Some(Stop::Interrupted) => {
-                // The caller holds the lock again and sees the interrupt.
-                Err(Stop::Interrupted.error(&self.handle))
+            Some(Stop::TimedOut)
+                if h.seq.load(Ordering::SeqCst) != entered && take_pick(&h.signals) =>
+            {
+                Ok((true, taken))
             }
-            Some(Stop::TimedOut) => Ok((false, taken)),
+            Some(stop) => {
+                if leave(&h.signals) && h.waiters.load(Ordering::SeqCst) != 0 {
+                    // A pick meant for us, perhaps: another waiter takes it.
+                    crate::wait::futex_wake(&h.seq, 1);
+                }
+                match stop {
+                    // The caller holds the lock again and sees the interrupt.
+                    Stop::Interrupted => Err(stop.error(&self.handle)),
+                    Stop::TimedOut => Ok((false, taken)),
+                }
+            }
             None => Ok((true, taken)),
         }
     }
 
-    /// Wake one waiter (perhaps more: see the module notes).
+    /// Wake one waiter (of those waiting now).
     pub fn notify_one(&self) {
         self.notify(1)
     }
 
-    /// Wake up to `n` waiters.
+    /// Wake up to `n` of the waiters waiting now (see the module notes).
     pub fn notify(&self, n: u32) {
         if n == 0 || self.handle.check().is_err() {
             return;
         }
         let h = self.header();
+        let picks = pick(&h.signals, n);
         h.seq.fetch_add(1, Ordering::SeqCst);
-        if h.waiters.load(Ordering::SeqCst) != 0 {
-            crate::wait::futex_wake(&h.seq, n.min(i32::MAX as u32));
+        if picks != 0 && h.waiters.load(Ordering::SeqCst) != 0 {
+            crate::wait::futex_wake(&h.seq, picks.min(i32::MAX as u32));
         }
     }
 
     /// Wake every waiter.
     pub fn notify_all(&self) {
         self.notify(u32::MAX)
+    }
+
+    /// Wake every waiter (in every process: those waiting for a notify and
+    /// those waiting for the lock), so that each looks at its interrupt
+    /// check; the others wait on (a notify is not made).
+    pub fn wake_waiters(&self) {
+        let h = self.header();
+        lock::wake_all(&h.lock);
+        crate::wait::futex_wake(&h.seq, i32::MAX as u32);
     }
 
     /// Waits in progress now (approximate; a waiter that died counts on).

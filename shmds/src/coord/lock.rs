@@ -156,6 +156,33 @@ pub(crate) fn wait_free(
     }
 }
 
+/// Wait until the lock is free or its holder is dead, taking nothing (the
+/// waits of the bindings' `await` forms: a `try_` call may then succeed,
+/// with the news of a death). Our own process holding it is waited for.
+pub(crate) fn wait_unheld(
+    state: &LockState,
+    wait: &mut crate::wait::Wait<'_>,
+) -> std::result::Result<(), Stop> {
+    let once = wait.deadline.expired();
+    let mut watch = Watch::new(once);
+    loop {
+        let holder = state.word.load(Ordering::Acquire);
+        if holder == 0 || watch.dead(holder, &state.holder_stamp) {
+            return Ok(());
+        }
+        if once {
+            return Err(Stop::TimedOut);
+        }
+        sleep(&state.word, holder, &state.sleepers, wait)?;
+    }
+}
+
+/// Wake every sleeper of a lock state (they look at their interrupt
+/// checks; the others sleep again).
+pub(crate) fn wake_all(state: &LockState) {
+    crate::wait::futex_wake(&state.word, i32::MAX as u32);
+}
+
 /// Give the lock back (we hold it); wake one sleeper, or all.
 #[inline]
 pub(crate) fn give(state: &LockState, wake_all: bool) {
@@ -559,6 +586,30 @@ impl Lock {
     pub fn unlock(&self) -> Result<()> {
         self.handle.check()?;
         give_checked(self.state(), &self.handle, false)
+    }
+
+    /// Wait at most `timeout` (`None`: no limit), while `interrupt` returns
+    /// `false`, until the lock is free or its holder is dead, taking
+    /// nothing: `Ok(true)` then (a [`try_lock`](Lock::try_lock) may
+    /// succeed; another process may be first), `Ok(false)` on a timeout.
+    /// For `await` forms that must not take the lock in a worker thread.
+    pub fn wait_unlocked(
+        &self,
+        timeout: Option<Duration>,
+        interrupt: Option<&mut dyn FnMut() -> bool>,
+    ) -> Result<bool> {
+        self.handle.check()?;
+        match wait_unheld(self.state(), &mut waiter(timeout, interrupt)) {
+            Ok(()) => Ok(true),
+            Err(Stop::TimedOut) => Ok(false),
+            Err(stop) => Err(stop.error(&self.handle)),
+        }
+    }
+
+    /// Wake every waiter of this lock (in every process), so that each
+    /// looks at its interrupt check; the others wait on.
+    pub fn wake_waiters(&self) {
+        wake_all(self.state());
     }
 
     /// Whether some process holds the lock now.

@@ -241,6 +241,37 @@ impl RwCore<'_> {
         give(self.writer(), true);
     }
 
+    /// Wait until a write lock may be had: the writers' lock free (or its
+    /// holder dead) and no read lock counted, taking nothing. Readers that
+    /// let go wake only a draining writer, so this looks at the slots
+    /// every millisecond; after [`LIVENESS_EVERY`](super::LIVENESS_EVERY)
+    /// of read locks it returns anyway (a `try_write` then takes back the
+    /// read locks of dead readers).
+    pub(crate) fn wait_writable(
+        &self,
+        wait: &mut crate::wait::Wait<'_>,
+    ) -> std::result::Result<(), Stop> {
+        let since = std::time::Instant::now();
+        loop {
+            lock::wait_unheld(self.writer(), wait)?;
+            if self.readers() == 0 || since.elapsed() >= super::LIVENESS_EVERY {
+                return Ok(());
+            }
+            if wait.interrupted() {
+                return Err(Stop::Interrupted);
+            }
+            let Some(nap) = wait.deadline.next_sleep() else {
+                return Err(Stop::TimedOut);
+            };
+            let seen = self.header.drain.load(Ordering::SeqCst);
+            crate::wait::futex_wait(
+                &self.header.drain,
+                seen,
+                Some(nap.min(Duration::from_millis(1))),
+            );
+        }
+    }
+
     /// Read locks held now, over all slots.
     pub(crate) fn readers(&self) -> u64 {
         self.slots
@@ -559,6 +590,49 @@ impl RwLock {
     pub fn write_unlock(&self) -> Result<()> {
         self.handle.check()?;
         lock::give_checked(self.core().writer(), &self.handle, true)
+    }
+
+    /// Wait at most `timeout` (`None`: no limit), while `interrupt` returns
+    /// `false`, until a read lock may be had (no writer, or a dead one),
+    /// taking nothing: `Ok(false)` on a timeout. For `await` forms.
+    pub fn wait_readable(
+        &self,
+        timeout: Option<Duration>,
+        interrupt: Option<&mut dyn FnMut() -> bool>,
+    ) -> Result<bool> {
+        self.handle.check()?;
+        let r = lock::wait_unheld(self.core().writer(), &mut waiter(timeout, interrupt));
+        self.waited(r)
+    }
+
+    /// As [`wait_readable`](RwLock::wait_readable), until the write lock
+    /// may be had (no writer and no reader; see the module notes: this
+    /// may return while read locks are held, and a stream of readers
+    /// that overlap keeps such a waiter out, unlike a blocking `write`).
+    pub fn wait_writable(
+        &self,
+        timeout: Option<Duration>,
+        interrupt: Option<&mut dyn FnMut() -> bool>,
+    ) -> Result<bool> {
+        self.handle.check()?;
+        let r = self.core().wait_writable(&mut waiter(timeout, interrupt));
+        self.waited(r)
+    }
+
+    fn waited(&self, r: std::result::Result<(), Stop>) -> Result<bool> {
+        match r {
+            Ok(()) => Ok(true),
+            Err(Stop::TimedOut) => Ok(false),
+            Err(stop) => Err(stop.error(&self.handle)),
+        }
+    }
+
+    /// Wake every waiter of this rwlock (in every process), so that each
+    /// looks at its interrupt check; the others wait on.
+    pub fn wake_waiters(&self) {
+        let core = self.core();
+        lock::wake_all(core.writer());
+        crate::wait::futex_wake(&core.header.drain, i32::MAX as u32);
     }
 
     /// Read locks held now (all processes).

@@ -283,6 +283,36 @@ impl Semaphore {
         })
     }
 
+    /// Wait at most `timeout` (`None`: no limit), while `interrupt` returns
+    /// `false`, until a permit is free, taking none: `Ok(true)` then (a
+    /// [`try_acquire`](Semaphore::try_acquire) may succeed; another may be
+    /// first), `Ok(false)` on a timeout. For `await` forms.
+    pub fn wait_available(
+        &self,
+        timeout: Option<Duration>,
+        interrupt: Option<&mut dyn FnMut() -> bool>,
+    ) -> Result<bool> {
+        self.handle.check()?;
+        let h = self.header();
+        let mut wait = waiter(timeout, interrupt);
+        loop {
+            if h.value.load(Ordering::Acquire) > 0 {
+                return Ok(true);
+            }
+            match sleep(&h.value, 0, &h.waiters, &mut wait) {
+                Ok(()) => {}
+                Err(Stop::TimedOut) => return Ok(false),
+                Err(stop) => return Err(stop.error(&self.handle)),
+            }
+        }
+    }
+
+    /// Wake every waiter of this semaphore (in every process), so that
+    /// each looks at its interrupt check; the others wait on.
+    pub fn wake_waiters(&self) {
+        crate::wait::futex_wake(&self.header().value, i32::MAX as u32);
+    }
+
     /// Permits free now.
     pub fn value(&self) -> u32 {
         self.header().value.load(Ordering::Relaxed)
