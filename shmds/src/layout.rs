@@ -861,8 +861,8 @@ pub struct BarrierHeader {
     /// Bits 0-31 the phase (the futex word): generation << 1, | 1 once
     /// broken; bits 32-63 the parties arrived in this generation.
     pub state: AtomicU64,
-    /// The phase a reset left (a waiter of that generation woken after
-    /// the reset was broken, not released).
+    /// The phase the last reset left, | 1 (0: never reset; a waiter of
+    /// that generation woken after the reset was broken, not released).
     pub reset_from: AtomicU32,
     /// Waits sleeping on the phase, or about to.
     pub waiters: AtomicU32,

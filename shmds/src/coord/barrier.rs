@@ -17,7 +17,8 @@
 //! parties arrived), and [`Barrier::abort`], set the broken bit: every
 //! waiter of that generation, and every later caller until
 //! [`Barrier::reset`], fails with [`Error::BrokenBarrier`]. `reset` records
-//! the phase it leaves in `reset_from` and then moves to a new generation:
+//! the phase it leaves, with the broken bit set (so that the initial 0
+//! names no generation), in `reset_from` and then moves to a new generation:
 //! a waiter of the old one woken after the reset reads `reset_from` and
 //! knows it was not released.
 //!
@@ -114,7 +115,7 @@ impl BarrierCore<'_> {
             let st = h.state.load(Ordering::SeqCst);
             let p = phase(st);
             if p != seen {
-                if p == seen | BROKEN || h.reset_from.load(Ordering::SeqCst) == seen {
+                if p == seen | BROKEN || h.reset_from.load(Ordering::SeqCst) == seen | BROKEN {
                     return Err(Fail::Broken);
                 }
                 return Ok(index);
@@ -204,7 +205,8 @@ impl BarrierCore<'_> {
         loop {
             let st = h.state.load(Ordering::SeqCst);
             let p = phase(st);
-            h.reset_from.store(p & !BROKEN, Ordering::SeqCst);
+            // Marked broken, so that 0 (never reset) names no generation.
+            h.reset_from.store(p | BROKEN, Ordering::SeqCst);
             for slot in self.slots {
                 slot.stamp.store(0, Ordering::Relaxed);
             }

@@ -354,7 +354,7 @@ pub(crate) fn open<P: Primitive>(seg: &Segment, name: &str) -> Result<P> {
 /// A reference to the header of a validated block, the common first check
 /// of every primitive's `from_handle`: the block holds `size` bytes and
 /// its `kind` field (the first 4 bytes) is `kind`.
-pub(crate) fn header<'h, H>(handle: &'h Handle, kind: u32, size: u64) -> Result<&'h H> {
+pub(crate) fn header<H>(handle: &Handle, kind: u32, size: u64) -> Result<&H> {
     if handle.info.size < size || handle.first_line().u32_at(0) != kind {
         return Err(handle.corrupt(format!(
             "{} header disagrees with its table entry or overruns its block",
