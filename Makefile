@@ -65,13 +65,15 @@ c:
 ## every function with right and wrong sizes, types and NULLs; the README's C
 ## program (extracted from README.md, so it is tested as written) runs on a
 ## queue of its type and on one of 64-byte records. Unique segment names,
-## removed also on failure (tests/c/run.sh).
+## removed also on failure (tests/c/run.sh). tests/c/coord.c runs every
+## coordination primitive between forked processes, deaths included.
 ASAN_CFLAGS := -std=c11 -g -O1 -Wall -Wextra -Werror -pedantic -fsanitize=address -fno-omit-frame-pointer
 test-c: c
 	$(CC) $(ASAN_CFLAGS) -Iinclude tests/c/safety.c target/debug/libshmds.a $(C_LIBS) -o target/c/safety
 	sed -n '/^## C$$/,/^## /p' README.md | awk '/^```c$$/ {on = 1; next} /^```$$/ {on = 0} on' > target/c/readme.c
 	$(CC) $(ASAN_CFLAGS) -Iinclude target/c/readme.c target/debug/libshmds.a $(C_LIBS) -o target/c/readme
-	tests/c/run.sh target/c/safety target/c/readme
+	$(CC) $(ASAN_CFLAGS) -Iinclude tests/c/coord.c target/debug/libshmds.a $(C_LIBS) -o target/c/coord
+	tests/c/run.sh target/c/safety target/c/readme target/c/coord
 
 ## include/shmds.h compiles warning-free as C11, C17, C++17 and C++20; the
 ## C++ program links with the library (extern "C") and runs.

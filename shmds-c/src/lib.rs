@@ -76,6 +76,7 @@ macro_rules! try_and_wait {
 }
 
 mod channel;
+mod coord;
 mod message;
 mod ring;
 mod set;
@@ -149,6 +150,24 @@ pub const SHMDS_E_TOO_MANY_ATTACHED: c_int = -24;
 /// the length needed is in `*len`, and the message is kept (first in the
 /// channel, or for the subscriber's next call).
 pub const SHMDS_E_BUFFER_TOO_SMALL: c_int = -25;
+/// The lock (rwlock, condition's lock) was taken, but the process that held
+/// it died holding it: the caller holds it now, and what it guarded may be
+/// half-updated (as `EOWNERDEAD` of a robust pthread mutex). Repair or
+/// check that state, then release as after `SHMDS_OK`.
+pub const SHMDS_E_OWNER_DEAD: c_int = -26;
+/// A release (or condition wait, once finish) by a process that does not
+/// hold the lock (read lock, once run).
+pub const SHMDS_E_NOT_OWNER: c_int = -27;
+/// The barrier is broken (aborted, a wait timed out, or a waiting party
+/// died): every wait fails with this until `shmds_barrier_reset`.
+pub const SHMDS_E_BROKEN: c_int = -28;
+/// A bounded semaphore's release would pass its initial value; nothing was
+/// released.
+pub const SHMDS_E_TOO_MANY_RELEASES: c_int = -29;
+/// Every reader slot of the rwlock is claimed by another live process (a
+/// process keeps its slot from its first read lock while it runs): create
+/// the rwlock with more reader slots.
+pub const SHMDS_E_READER_SLOTS_FULL: c_int = -30;
 
 /// Kinds of structure, as in `shmds_entry_info.kind` and FORMAT.md.
 pub const SHMDS_KIND_ARRAY: u32 = 1;
@@ -289,6 +308,11 @@ fn code_of(e: &core_lib::Error) -> c_int {
         E::Lagged { .. } => SHMDS_E_LAGGED,
         E::AlreadyAttached { .. } => SHMDS_E_ALREADY_ATTACHED,
         E::TooManyAttached { .. } => SHMDS_E_TOO_MANY_ATTACHED,
+        E::OwnerDied { .. } => SHMDS_E_OWNER_DEAD,
+        E::NotOwner { .. } => SHMDS_E_NOT_OWNER,
+        E::BrokenBarrier { .. } => SHMDS_E_BROKEN,
+        E::TooManyReleases { .. } => SHMDS_E_TOO_MANY_RELEASES,
+        E::ReaderSlotsFull { .. } => SHMDS_E_READER_SLOTS_FULL,
         _ => SHMDS_E_IO,
     }
 }
@@ -588,6 +612,11 @@ pub extern "C" fn shmds_strerror(code: c_int) -> *const c_char {
         SHMDS_E_ALREADY_ATTACHED => c"an SPSC channel's side is already attached",
         SHMDS_E_TOO_MANY_ATTACHED => c"too many processes attached",
         SHMDS_E_BUFFER_TOO_SMALL => c"buffer too small for the message",
+        SHMDS_E_OWNER_DEAD => c"taken from a holder that died holding it",
+        SHMDS_E_NOT_OWNER => c"not held by this process",
+        SHMDS_E_BROKEN => c"barrier is broken",
+        SHMDS_E_TOO_MANY_RELEASES => c"released past the bounded semaphore's value",
+        SHMDS_E_READER_SLOTS_FULL => c"every reader slot is taken",
         _ => c"unknown error code",
     };
     s.as_ptr()

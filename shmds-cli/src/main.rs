@@ -211,6 +211,7 @@ fn info(name: &str, as_json: bool) -> ExitCode {
         .iter()
         .map(|e| {
             let fill = seg.inspect(e);
+            let state = seg.primitive_status(e);
             json!({
                 "name": e.name,
                 "kind": e.kind_name(),
@@ -223,6 +224,7 @@ fn info(name: &str, as_json: bool) -> ExitCode {
                 "error": fill.err().map(|e| e.to_string()),
                 "generation": e.generation,
                 "creator_pid": e.creator_pid,
+                "state": state_json(&state),
             })
         })
         .collect();
@@ -303,6 +305,8 @@ fn info(name: &str, as_json: bool) -> ExitCode {
             };
             let capacity = row["capacity"].as_u64().unwrap_or(0);
             let fill = match (row["fill"].as_u64(), row["error"].as_str()) {
+                // A coordination primitive: its state is listed below.
+                _ if !row["state"].is_null() => "-".into(),
                 (_, Some(err)) => format!("error: {err}"),
                 // Channels and topics hold messages of any size in a
                 // capacity given in bytes: a count, not a ratio.
@@ -346,7 +350,56 @@ fn info(name: &str, as_json: bool) -> ExitCode {
             w5 = width[5]
         );
     }
+    print_states(&rows, width[0]);
     ExitCode::SUCCESS
+}
+
+/// The JSON form of a coordination primitive's state (`null` for a data
+/// structure).
+fn state_json(state: &shmds::Result<Option<shmds::PrimitiveStatus>>) -> Value {
+    match state {
+        Ok(None) => Value::Null,
+        Ok(Some(s)) => json!({
+            "kind": s.kind,
+            "holder_pid": s.holder_pid,
+            "holder_tid": s.holder_tid,
+            "holder_alive": s.holder_alive,
+            "waiters": s.waiters,
+            "value": s.value,
+            "owner_deaths": s.owner_deaths,
+            "summary": s.summary,
+        }),
+        Err(e) => json!({ "error": e.to_string() }),
+    }
+}
+
+/// One line per coordination primitive of `info`'s table: its name, kind
+/// and state ("mutex  lock  held by pid 12 (thread 13), 2 waiting").
+fn print_states(rows: &[Value], name_width: usize) {
+    let states: Vec<(&str, &str, String)> = rows
+        .iter()
+        .filter(|row| !row["state"].is_null())
+        .map(|row| {
+            let state = &row["state"];
+            let text = match state["error"].as_str() {
+                Some(err) => format!("error: {err}"),
+                None => state["summary"].as_str().unwrap_or_default().to_owned(),
+            };
+            (
+                row["name"].as_str().unwrap_or_default(),
+                row["kind"].as_str().unwrap_or_default(),
+                text,
+            )
+        })
+        .collect();
+    if states.is_empty() {
+        return;
+    }
+    let kind_width = states.iter().map(|s| s.1.len()).max().unwrap_or(0).max(4);
+    println!("\n{:<name_width$}  {:<kind_width$}  STATE", "NAME", "KIND");
+    for (name, kind, text) in states {
+        println!("{name:<name_width$}  {kind:<kind_width$}  {text}");
+    }
 }
 
 /// The lines of `info` about the segment's lifetime and attached processes.

@@ -393,3 +393,113 @@ fn private_dev_shm_role() {
     assert_eq!(stdout(&shmds(&["rm", "--abandoned"])), "");
     assert!(std::path::Path::new("/dev/shm/older").exists());
 }
+
+/// `info` shows each coordination primitive's state (text and JSON), and
+/// `check` reports a lock whose holder died holding it: the holder is a
+/// child (this test binary again, as `lock_holder_role`) that takes the
+/// lock, says so, and is killed.
+#[test]
+fn info_and_check_show_a_dead_lock_holder() {
+    let name = Name::new("dead-holder");
+    let seg = Segment::create(&name.0, 1 << 20).unwrap();
+    seg.create_lock("mutex").unwrap();
+    let held = seg.create_lock("held").unwrap();
+    let _guard = held.lock().unwrap();
+    seg.create_event("ready").unwrap().set();
+    seg.create_semaphore("permits", 3).unwrap();
+
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "lock_holder_role",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("SHMDS_CLI_LOCK_HOLDER", &name.0)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let out = std::io::BufReader::new(child.stdout.take().unwrap());
+    // (libtest may print "test lock_holder_role ... " before it.)
+    let said = std::io::BufRead::lines(out)
+        .map_while(Result::ok)
+        .any(|l| l.ends_with("lock-held"));
+    child.kill().unwrap(); // SIGKILL: the lock stays held by a dead process
+    child.wait().unwrap();
+    assert!(said, "the child did not take the lock");
+
+    let text = stdout(&shmds(&["info", &name.0]));
+    let state = |entry: &str| line_of(&text[text.find("STATE").unwrap()..], entry).join(" ");
+    assert!(
+        state("mutex").starts_with(&format!("mutex lock held by pid {pid} (thread ")),
+        "{text}"
+    );
+    assert!(state("mutex").ends_with("which is dead"), "{text}");
+    let me = std::process::id();
+    assert!(
+        state("held").starts_with(&format!("held lock held by pid {me} (thread ")),
+        "{text}"
+    );
+    assert!(!state("held").contains("dead"), "{text}");
+    assert_eq!(state("ready"), "ready event set", "{text}");
+    assert!(
+        state("permits").starts_with("permits semaphore 3"),
+        "{text}"
+    );
+
+    let doc = json(&shmds(&["info", &name.0, "--json"]));
+    let entries = &doc["entries"];
+    let mutex = &row(entries, "mutex")["state"];
+    assert_eq!(mutex["kind"], "lock", "{doc}");
+    assert_eq!(mutex["holder_pid"], pid, "{doc}");
+    assert_eq!(mutex["holder_alive"], false, "{doc}");
+    assert!(mutex["holder_tid"].as_u64().unwrap() > 0, "{doc}");
+    assert_eq!(mutex["waiters"], 0, "{doc}");
+    assert_eq!(mutex["value"], 1, "{doc}");
+    assert_eq!(mutex["owner_deaths"], 0, "{doc}");
+    assert!(mutex["summary"].as_str().unwrap().contains("dead"), "{doc}");
+    assert_eq!(row(entries, "held")["state"]["holder_alive"], true, "{doc}");
+    assert_eq!(row(entries, "ready")["state"]["value"], 1, "{doc}");
+    assert_eq!(row(entries, "permits")["state"]["value"], 3, "{doc}");
+
+    let out = shmds(&["check", &name.0]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let report = stdout(&out);
+    assert!(report.contains("FAILED (1 problems)"), "{report}");
+    assert!(
+        report.contains(&format!(
+            "lock is held by process {pid}, which died holding it"
+        )),
+        "{report}"
+    );
+
+    // Taken over by the next taker, which is told: then `check` is content.
+    let mutex = seg.open_lock("mutex").unwrap();
+    let died = mutex.lock().expect_err("told");
+    assert!(matches!(&died, shmds::LockError::OwnerDied(d) if d.pid() == pid));
+    drop(died);
+    assert!(shmds(&["check", &name.0]).status.success());
+    let text = stdout(&shmds(&["info", &name.0]));
+    assert!(
+        text.contains(&format!(
+            "taken over 1 time from a dead holder (last pid {pid})"
+        )),
+        "{text}"
+    );
+}
+
+/// The child of `info_and_check_show_a_dead_lock_holder` (does nothing as a
+/// normal test): takes the lock "mutex", prints "lock-held", and waits to be
+/// killed (a minute at most).
+#[test]
+fn lock_holder_role() {
+    let Some(name) = std::env::var_os("SHMDS_CLI_LOCK_HOLDER") else {
+        return;
+    };
+    let seg = Segment::open(name.to_str().unwrap()).unwrap();
+    let lock = seg.open_lock("mutex").unwrap();
+    lock.lock().unwrap().leak();
+    println!("lock-held");
+    std::thread::sleep(std::time::Duration::from_secs(60));
+}

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# Runs the C safety checks (`make test-c`): tests/c/safety under
-# AddressSanitizer, and the README's C program against a queue of the type
+# Runs the C safety checks (`make test-c`): tests/c/safety and tests/c/coord
+# (the coordination primitives between processes) under AddressSanitizer,
+# and the README's C program against a queue of the type
 # it expects and one of 64-byte records. Segment names are unique to this
 # run (shmds-ctest-PID-...) and removed on exit, also when a check fails or
 # a program dies.
 #
-#   tests/c/run.sh SAFETY README_PROGRAM
+#   tests/c/run.sh SAFETY README_PROGRAM COORD
 set -uo pipefail
-safety=$1 readme=$2
+safety=$1 readme=$2 coord=$3
 prefix="shmds-ctest-$$"
 cleanup() { rm -f /dev/shm/"$prefix"-*; }
 trap cleanup EXIT
@@ -17,6 +18,7 @@ pass() { passed=$((passed + 1)); }
 fail() { failed=$((failed + 1)); echo "test-c: FAILED: $*" >&2; }
 
 if "$safety" "$prefix"; then pass; else fail "safety (exit $?)"; fi
+if "$coord" "$prefix"; then pass; else fail "coord (exit $?)"; fi
 
 # The README program, as written there, on a queue of uint64_t: it pops 42.
 "$safety" fixture "$prefix-readme-ok" u64 || fail "fixture u64"

@@ -20,42 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "shmds.h"
-
-static int passed = 0, failed = 0;
-
-#define CHECK(cond, ...)                                                     \
-    do {                                                                     \
-        if (cond) {                                                          \
-            passed++;                                                        \
-        } else {                                                             \
-            failed++;                                                        \
-            fprintf(stderr, "%s:%d: check failed: ", __FILE__, __LINE__);    \
-            fprintf(stderr, __VA_ARGS__);                                    \
-            fprintf(stderr, " (last error: %s)\n", shmds_last_error());       \
-        }                                                                    \
-    } while (0)
-
-/* `call` returned `want`, and on failure left a message containing `text`. */
-#define EXPECT(call, want, text)                                                      \
-    do {                                                                              \
-        int rc_ = (call);                                                             \
-        CHECK(rc_ == (want), "%s returned %d (%s), expected %d", #call, rc_,         \
-              shmds_strerror(rc_), (want));                                           \
-        if (rc_ < 0 && (text) != NULL)                                                \
-            CHECK(strstr(shmds_last_error(), (text)) != NULL,                         \
-                  "%s: message \"%s\" lacks \"%s\"", #call, shmds_last_error(), (text)); \
-    } while (0)
-
-static const char *no_text = NULL;
-
-/* Stop on a failed set-up call. */
-static void must(int rc, const char *what) {
-    if (rc < 0) {
-        fprintf(stderr, "safety: %s: %s (%s)\n", what, shmds_strerror(rc), shmds_last_error());
-        exit(2);
-    }
-}
+#include "check.h"
 
 /* A 64-byte record, as in the README's warning. */
 struct rec {
@@ -81,7 +46,9 @@ static void test_errors(void) {
                                 SHMDS_E_SHAPE,    SHMDS_E_DISCONNECTED, SHMDS_E_SHUT_DOWN,
                                 SHMDS_E_MESSAGE_TOO_LARGE, SHMDS_E_LAGGED,
                                 SHMDS_E_ALREADY_ATTACHED,  SHMDS_E_TOO_MANY_ATTACHED,
-                                SHMDS_E_BUFFER_TOO_SMALL};
+                                SHMDS_E_BUFFER_TOO_SMALL,  SHMDS_E_OWNER_DEAD,
+                                SHMDS_E_NOT_OWNER,         SHMDS_E_BROKEN,
+                                SHMDS_E_TOO_MANY_RELEASES, SHMDS_E_READER_SLOTS_FULL};
     const char *unknown = shmds_strerror(-1000);
     for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++) {
         const char *s = shmds_strerror(codes[i]);
