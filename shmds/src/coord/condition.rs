@@ -90,6 +90,67 @@ fn leave(signals: &AtomicU64) -> bool {
     }
 }
 
+/// The wait of a process holding `h`'s lock (see the module notes): whether
+/// a notify ended it (`Err` on an interrupt), and the pid of a dead holder
+/// the lock was taken back from. The lock is held again on return.
+pub(crate) fn wait_core(
+    h: &ConditionHeader,
+    wait: &mut crate::wait::Wait<'_>,
+) -> (std::result::Result<bool, Stop>, Option<u32>) {
+    let entered = h.seq.load(Ordering::SeqCst);
+    h.waiters.fetch_add(1, Ordering::SeqCst);
+    h.signals.fetch_add(1, Ordering::SeqCst);
+    give(&h.lock, false);
+    let mut stopped = None;
+    loop {
+        let seen = h.seq.load(Ordering::SeqCst);
+        if seen != entered && take_pick(&h.signals) {
+            break;
+        }
+        // The sleepers count of `seq` is `waiters` itself (counted once
+        // for the whole wait, above).
+        if let Err(stop) = nap(&h.seq, seen, wait) {
+            stopped = Some(stop);
+            break;
+        }
+    }
+    h.waiters.fetch_sub(1, Ordering::SeqCst);
+    // Take the lock back whatever happened (a blocking take, as
+    // threading.Condition.wait does).
+    let taken = match take(&h.lock, &mut waiter(None, None)) {
+        Ok(Taken::FromDead(pid)) => Some(pid),
+        _ => None,
+    };
+    match stopped {
+        Some(Stop::TimedOut)
+            if h.seq.load(Ordering::SeqCst) != entered && take_pick(&h.signals) =>
+        {
+            (Ok(true), taken)
+        }
+        Some(stop) => {
+            if leave(&h.signals) && h.waiters.load(Ordering::SeqCst) != 0 {
+                // A pick meant for us, perhaps: another waiter takes it.
+                crate::wait::futex_wake(&h.seq, 1);
+            }
+            match stop {
+                // The caller holds the lock again and sees the interrupt.
+                Stop::Interrupted => (Err(stop), taken),
+                Stop::TimedOut => (Ok(false), taken),
+            }
+        }
+        None => (Ok(true), taken),
+    }
+}
+
+/// Notify up to `n` of the waits in progress on `h`.
+pub(crate) fn notify_core(h: &ConditionHeader, n: u32) {
+    let picks = pick(&h.signals, n);
+    h.seq.fetch_add(1, Ordering::SeqCst);
+    if picks != 0 && h.waiters.load(Ordering::SeqCst) != 0 {
+        crate::wait::futex_wake(&h.seq, picks.min(i32::MAX as u32));
+    }
+}
+
 /// Whether a timed wait ended by timing out (as `std::sync::WaitTimeoutResult`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct WaitTimeoutResult(bool);
@@ -359,49 +420,10 @@ impl Condition {
                 holder,
             });
         }
-        let entered = h.seq.load(Ordering::SeqCst);
-        h.waiters.fetch_add(1, Ordering::SeqCst);
-        h.signals.fetch_add(1, Ordering::SeqCst);
-        give(&h.lock, false);
         let mut wait = waiter(timeout, interrupt);
-        let mut stopped = None;
-        loop {
-            let seen = h.seq.load(Ordering::SeqCst);
-            if seen != entered && take_pick(&h.signals) {
-                break;
-            }
-            // The sleepers count of `seq` is `waiters` itself (counted once
-            // for the whole wait, above).
-            if let Err(stop) = nap(&h.seq, seen, &mut wait) {
-                stopped = Some(stop);
-                break;
-            }
-        }
-        h.waiters.fetch_sub(1, Ordering::SeqCst);
-        // Take the lock back whatever happened (a blocking take, as
-        // threading.Condition.wait does).
-        let taken = match take(&h.lock, &mut waiter(None, None)) {
-            Ok(Taken::FromDead(pid)) => Some(pid),
-            _ => None,
-        };
-        match stopped {
-            Some(Stop::TimedOut)
-                if h.seq.load(Ordering::SeqCst) != entered && take_pick(&h.signals) =>
-            {
-                Ok((true, taken))
-            }
-            Some(stop) => {
-                if leave(&h.signals) && h.waiters.load(Ordering::SeqCst) != 0 {
-                    // A pick meant for us, perhaps: another waiter takes it.
-                    crate::wait::futex_wake(&h.seq, 1);
-                }
-                match stop {
-                    // The caller holds the lock again and sees the interrupt.
-                    Stop::Interrupted => Err(stop.error(&self.handle)),
-                    Stop::TimedOut => Ok((false, taken)),
-                }
-            }
-            None => Ok((true, taken)),
+        match wait_core(h, &mut wait) {
+            (Ok(notified), taken) => Ok((notified, taken)),
+            (Err(stop), _) => Err(stop.error(&self.handle)),
         }
     }
 
@@ -415,12 +437,7 @@ impl Condition {
         if n == 0 || self.handle.check().is_err() {
             return;
         }
-        let h = self.header();
-        let picks = pick(&h.signals, n);
-        h.seq.fetch_add(1, Ordering::SeqCst);
-        if picks != 0 && h.waiters.load(Ordering::SeqCst) != 0 {
-            crate::wait::futex_wake(&h.seq, picks.min(i32::MAX as u32));
-        }
+        notify_core(self.header(), n);
     }
 
     /// Wake every waiter.

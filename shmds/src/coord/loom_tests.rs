@@ -5,6 +5,7 @@
 //! wake-ups.
 
 use super::barrier::BarrierCore;
+use super::condition::{notify_core, wait_core};
 use super::event;
 use super::lock::{give, take, wait_free, Taken};
 use super::once::{self, Begin};
@@ -13,8 +14,8 @@ use super::semaphore;
 use super::waiter;
 use crate::fault::{crash, pause_point};
 use crate::layout::{
-    BarrierHeader, BarrierSlot, EventHeader, LockState, OnceHeader, ReaderSlot, RwLockHeader,
-    SemaphoreHeader, ONCE_DONE,
+    BarrierHeader, BarrierSlot, ConditionHeader, EventHeader, LockState, OnceHeader, ReaderSlot,
+    RwLockHeader, SemaphoreHeader, ONCE_DONE,
 };
 use crate::process::current_pid;
 use crate::sync::{model, AtomicU32, AtomicU64, Ordering};
@@ -458,5 +459,47 @@ fn loom_wait_free_clears_a_dead_holder() {
             s.word.load(Ordering::SeqCst) == 0 || s.word.load(Ordering::SeqCst) == dead,
             "only the dying process may hold it after we saw it free"
         );
+    });
+}
+
+fn condition_model() -> Box<ConditionHeader> {
+    Box::new(ConditionHeader {
+        kind: crate::layout::kind::CONDITION,
+        reserved0: 0,
+        reserved1: [0; 7],
+        lock: lock_state(),
+        seq: AtomicU32::new(0),
+        waiters: AtomicU32::new(0),
+        signals: AtomicU64::new(0),
+        reserved2: [0; 6],
+    })
+}
+
+/// A waiter waiting for a flag and a notifier setting it under the lock:
+/// the waiter always ends (no lost notify, whatever the order), sees the
+/// flag, and the counts return to 0.
+#[test]
+fn loom_condition_notify_is_not_lost() {
+    model(|| {
+        let h = Arc::new(condition_model());
+        let flag = Arc::new(Guarded(UnsafeCell::new(0)));
+        let notifier = {
+            let (h, flag) = (h.clone(), flag.clone());
+            thread::spawn(move || {
+                take_blocking(&h.lock);
+                flag.bump();
+                notify_core(&h, 1);
+                give(&h.lock, false);
+            })
+        };
+        take_blocking(&h.lock);
+        while flag.get() == 0 {
+            let (notified, _) = wait_core(&h, &mut waiter(None, None));
+            assert!(notified.unwrap());
+        }
+        give(&h.lock, false);
+        notifier.join().unwrap();
+        assert_eq!(h.waiters.load(Ordering::SeqCst), 0);
+        assert_eq!(h.signals.load(Ordering::SeqCst), 0);
     });
 }
