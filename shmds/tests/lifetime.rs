@@ -342,7 +342,15 @@ fn overflowed_attachers_are_counted_and_keep_a_temporary() {
         wait_for_file(&ready.0, WAIT * 3),
         "the children did not attach"
     );
-    let counts = std::fs::read_to_string(&ready.0).unwrap();
+    // The file exists a moment before its contents are written.
+    let start = std::time::Instant::now();
+    let counts = loop {
+        let text = std::fs::read_to_string(&ready.0).unwrap();
+        if !text.is_empty() || start.elapsed() > WAIT {
+            break text;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    };
     let status = shmds::segment_status(name.as_str()).unwrap();
     let live = status.attachers.iter().filter(|a| a.alive).count();
     assert_eq!(live, shmds::layout::ATTACH_SLOTS, "{counts}");

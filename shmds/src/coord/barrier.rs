@@ -288,11 +288,7 @@ pub struct Barrier {
     parties: u32,
 }
 
-// SAFETY: the header and slots are in the mapping `handle` keeps alive and
-// are only used through atomics.
-unsafe impl Send for Barrier {}
-// SAFETY: as above.
-unsafe impl Sync for Barrier {}
+super::primitive_common!(Barrier);
 
 impl std::fmt::Debug for Barrier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -467,20 +463,5 @@ impl Barrier {
     /// Wake every waiter (they look at their interrupt checks).
     pub fn wake_waiters(&self) {
         crate::wait::futex_wake_low(&self.core().header.state);
-    }
-
-    /// The state, for display.
-    pub fn status(&self) -> Status {
-        Primitive::status(self)
-    }
-
-    /// The entry's name.
-    pub fn name(&self) -> &str {
-        self.handle.name()
-    }
-
-    /// The segment's name.
-    pub fn segment_name(&self) -> &str {
-        self.handle.seg.name()
     }
 }

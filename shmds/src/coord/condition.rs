@@ -30,10 +30,7 @@
 //! wake-up, which a wait in a loop that checks the condition, or
 //! [`Condition::wait_while`], absorbs).
 
-use super::lock::{
-    self, blocking, died, give, outcome, take, LockError, LockGuard, LockResult, Taken,
-    TryLockResult,
-};
+use super::lock::{self, died, give, take, LockError, LockGuard, LockResult, Taken};
 use super::{nap, waiter, waiting_summary, Primitive, Status, Stop};
 use crate::error::{Error, Result};
 use crate::handle::Handle;
@@ -193,11 +190,7 @@ pub struct Condition {
     header: *const ConditionHeader,
 }
 
-// SAFETY: the header is in the mapping `handle` keeps alive and is only used
-// through atomics.
-unsafe impl Send for Condition {}
-// SAFETY: as above.
-unsafe impl Sync for Condition {}
+super::primitive_common!(Condition);
 
 impl std::fmt::Debug for Condition {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -265,44 +258,7 @@ impl Condition {
         }
     }
 
-    /// Take the condition's lock.
-    pub fn lock(&self) -> LockResult<LockGuard<'_>> {
-        blocking(&self.handle, self.lock_interruptible(None, None))
-    }
-
-    /// Take the lock if it is free now.
-    pub fn try_lock(&self) -> TryLockResult<LockGuard<'_>> {
-        self.lock_interruptible(Some(Duration::ZERO), None)
-    }
-
-    /// Take the lock, waiting at most `timeout`.
-    pub fn lock_timeout(&self, timeout: Duration) -> TryLockResult<LockGuard<'_>> {
-        self.lock_interruptible(Some(timeout), None)
-    }
-
-    /// Take the lock, as [`Lock::lock_interruptible`](super::Lock::lock_interruptible).
-    pub fn lock_interruptible(
-        &self,
-        timeout: Option<Duration>,
-        interrupt: Option<&mut dyn FnMut() -> bool>,
-    ) -> TryLockResult<LockGuard<'_>> {
-        self.handle.check()?;
-        let mut wait = waiter(timeout, interrupt);
-        let taken = take(self.state(), &mut wait);
-        outcome(&self.handle, taken, || self.guard())
-    }
-
-    /// Release the lock this process holds without a guard; fails with
-    /// [`Error::NotOwner`] if it does not hold it.
-    pub fn unlock(&self) -> Result<()> {
-        self.handle.check()?;
-        lock::give_checked(self.state(), &self.handle, false)
-    }
-
-    /// Whether this process holds the lock.
-    pub fn is_held_by_me(&self) -> bool {
-        self.state().word.load(Ordering::Relaxed) == crate::process::current_pid()
-    }
+    super::lock::lock_methods!();
 
     fn check_guard(&self, guard: &LockGuard<'_>) -> Result<()> {
         if std::ptr::eq(guard.state, self.state()) {
@@ -457,20 +413,5 @@ impl Condition {
     /// Waits in progress now (approximate; a waiter that died counts on).
     pub fn waiters(&self) -> u32 {
         self.header().waiters.load(Ordering::Relaxed)
-    }
-
-    /// The state (lock holder, waiters), for display.
-    pub fn status(&self) -> Status {
-        Primitive::status(self)
-    }
-
-    /// The entry's name.
-    pub fn name(&self) -> &str {
-        self.handle.name()
-    }
-
-    /// The segment's name.
-    pub fn segment_name(&self) -> &str {
-        self.handle.seg.name()
     }
 }

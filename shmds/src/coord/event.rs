@@ -87,11 +87,7 @@ pub struct Event {
     header: *const EventHeader,
 }
 
-// SAFETY: the header is in the mapping `handle` keeps alive and is only used
-// through atomics.
-unsafe impl Send for Event {}
-// SAFETY: as above.
-unsafe impl Sync for Event {}
+super::primitive_common!(Event);
 
 impl std::fmt::Debug for Event {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -191,21 +187,6 @@ impl Event {
     pub fn wake_waiters(&self) {
         crate::wait::futex_wake(&self.header().flag, i32::MAX as u32);
     }
-
-    /// The state, for display.
-    pub fn status(&self) -> Status {
-        Primitive::status(self)
-    }
-
-    /// The entry's name.
-    pub fn name(&self) -> &str {
-        self.handle.name()
-    }
-
-    /// The segment's name.
-    pub fn segment_name(&self) -> &str {
-        self.handle.seg.name()
-    }
 }
 
 pub(crate) fn count_down(h: &LatchHeader, n: u32) -> std::result::Result<u32, u32> {
@@ -256,11 +237,7 @@ pub struct Latch {
     initial: u32,
 }
 
-// SAFETY: the header is in the mapping `handle` keeps alive and is only used
-// through atomics.
-unsafe impl Send for Latch {}
-// SAFETY: as above.
-unsafe impl Sync for Latch {}
+super::primitive_common!(Latch);
 
 impl std::fmt::Debug for Latch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -398,20 +375,5 @@ impl Latch {
     /// Wake every waiter (they look at their interrupt checks).
     pub fn wake_waiters(&self) {
         crate::wait::futex_wake(&self.header().count, i32::MAX as u32);
-    }
-
-    /// The state, for display.
-    pub fn status(&self) -> Status {
-        Primitive::status(self)
-    }
-
-    /// The entry's name.
-    pub fn name(&self) -> &str {
-        self.handle.name()
-    }
-
-    /// The segment's name.
-    pub fn segment_name(&self) -> &str {
-        self.handle.seg.name()
     }
 }

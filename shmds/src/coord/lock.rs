@@ -248,6 +248,69 @@ pub(crate) fn status(state: &LockState, kind_name: &'static str) -> Status {
     }
 }
 
+/// The taking and releasing methods of a kind that is a lock (a `Lock`,
+/// a `Condition`), over its `state()` and `guard()`.
+macro_rules! lock_methods {
+    () => {
+        /// Take the lock, waiting as long as it takes.
+        #[inline]
+        pub fn lock(&self) -> $crate::coord::LockResult<$crate::coord::LockGuard<'_>> {
+            // The uncontended path: one compare-and-swap, nothing else to set up.
+            if self.handle.check().is_ok() && $crate::coord::lock::try_take(self.state()) {
+                return Ok(self.guard());
+            }
+            $crate::coord::lock::blocking(&self.handle, self.lock_interruptible(None, None))
+        }
+
+        /// Take the lock if it is free now (or held by a dead process);
+        /// `Ok(None)` if it is not.
+        pub fn try_lock(&self) -> $crate::coord::TryLockResult<$crate::coord::LockGuard<'_>> {
+            self.lock_interruptible(Some(std::time::Duration::ZERO), None)
+        }
+
+        /// Take the lock, waiting at most `timeout`; `Ok(None)` if it stayed
+        /// held that long.
+        pub fn lock_timeout(
+            &self,
+            timeout: std::time::Duration,
+        ) -> $crate::coord::TryLockResult<$crate::coord::LockGuard<'_>> {
+            self.lock_interruptible(Some(timeout), None)
+        }
+
+        /// Take the lock, waiting at most `timeout` (`None`: no limit) while
+        /// `interrupt` (run between sleeps) returns `false`; fails with
+        /// [`Error::Interrupted`](crate::Error::Interrupted) once it
+        /// returns `true`.
+        pub fn lock_interruptible(
+            &self,
+            timeout: Option<std::time::Duration>,
+            interrupt: Option<&mut dyn FnMut() -> bool>,
+        ) -> $crate::coord::TryLockResult<$crate::coord::LockGuard<'_>> {
+            self.handle.check()?;
+            let mut wait = $crate::coord::waiter(timeout, interrupt);
+            let taken = $crate::coord::lock::take(self.state(), &mut wait);
+            $crate::coord::lock::outcome(&self.handle, taken, || self.guard())
+        }
+
+        /// Release the lock this process holds without a guard (after
+        /// [`LockGuard::leak`](crate::LockGuard::leak); the C and Python
+        /// bindings work so). Fails with
+        /// [`Error::NotOwner`](crate::Error::NotOwner) if this process does
+        /// not hold it.
+        pub fn unlock(&self) -> $crate::Result<()> {
+            self.handle.check()?;
+            $crate::coord::lock::give_checked(self.state(), &self.handle, false)
+        }
+
+        /// Whether this process holds the lock.
+        pub fn is_held_by_me(&self) -> bool {
+            self.state().word.load($crate::sync::Ordering::Relaxed)
+                == $crate::process::current_pid()
+        }
+    };
+}
+pub(crate) use lock_methods;
+
 /// The result of taking a robust lock: the guard, or [`LockError`].
 pub type LockResult<G> = std::result::Result<G, LockError<G>>;
 
@@ -457,11 +520,7 @@ pub struct Lock {
     header: *const LockHeader,
 }
 
-// SAFETY: the header is in the mapping `handle` keeps alive and is only used
-// through atomics.
-unsafe impl Send for Lock {}
-// SAFETY: as above.
-unsafe impl Sync for Lock {}
+super::primitive_common!(Lock);
 
 impl std::fmt::Debug for Lock {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -545,48 +604,7 @@ impl Lock {
         }
     }
 
-    /// Take the lock, waiting as long as it takes.
-    #[inline]
-    pub fn lock(&self) -> LockResult<LockGuard<'_>> {
-        // The uncontended path: one compare-and-swap, nothing else to set up.
-        if self.handle.check().is_ok() && try_take(self.state()) {
-            return Ok(self.guard());
-        }
-        blocking(&self.handle, self.lock_interruptible(None, None))
-    }
-
-    /// Take the lock if it is free now; `Ok(None)` if it is not.
-    pub fn try_lock(&self) -> TryLockResult<LockGuard<'_>> {
-        self.lock_interruptible(Some(Duration::ZERO), None)
-    }
-
-    /// Take the lock, waiting at most `timeout`; `Ok(None)` if it stayed
-    /// held that long.
-    pub fn lock_timeout(&self, timeout: Duration) -> TryLockResult<LockGuard<'_>> {
-        self.lock_interruptible(Some(timeout), None)
-    }
-
-    /// Take the lock, waiting at most `timeout` (`None`: no limit) while
-    /// `interrupt` (run between sleeps) returns `false`; fails with
-    /// [`Error::Interrupted`] once it returns `true`.
-    pub fn lock_interruptible(
-        &self,
-        timeout: Option<Duration>,
-        interrupt: Option<&mut dyn FnMut() -> bool>,
-    ) -> TryLockResult<LockGuard<'_>> {
-        self.handle.check()?;
-        let mut wait = waiter(timeout, interrupt);
-        let taken = take(self.state(), &mut wait);
-        outcome(&self.handle, taken, || self.guard())
-    }
-
-    /// Release the lock this process holds without a guard (after
-    /// [`LockGuard::leak`]; the C and Python bindings work so). Fails with
-    /// [`Error::NotOwner`] if this process does not hold it.
-    pub fn unlock(&self) -> Result<()> {
-        self.handle.check()?;
-        give_checked(self.state(), &self.handle, false)
-    }
+    lock_methods!();
 
     /// Wait at most `timeout` (`None`: no limit), while `interrupt` returns
     /// `false`, until the lock is free or its holder is dead, taking
@@ -617,11 +635,6 @@ impl Lock {
         self.state().word.load(Ordering::Relaxed) != 0
     }
 
-    /// Whether this process holds the lock.
-    pub fn is_held_by_me(&self) -> bool {
-        self.state().word.load(Ordering::Relaxed) == current_pid()
-    }
-
     /// The holder now: pid and (if recorded) thread id.
     pub fn holder(&self) -> Option<(u32, Option<u32>)> {
         let s = self.status();
@@ -631,20 +644,5 @@ impl Lock {
     /// How often the lock was taken over from a holder that died.
     pub fn owner_deaths(&self) -> u64 {
         self.state().owner_deaths.load(Ordering::Relaxed)
-    }
-
-    /// The lock's state (holder, waiters), for display.
-    pub fn status(&self) -> Status {
-        Primitive::status(self)
-    }
-
-    /// The entry's name.
-    pub fn name(&self) -> &str {
-        self.handle.name()
-    }
-
-    /// The segment's name.
-    pub fn segment_name(&self) -> &str {
-        self.handle.seg.name()
     }
 }

@@ -22,6 +22,38 @@
 //! [`sync`](crate::sync) shim), so the loom models in `loom_tests.rs` check
 //! the code that runs in shared memory, deaths included (`fault::crash`).
 
+/// What every primitive has besides its algorithm: `Send` and `Sync`, its
+/// state for display, and its entry's and segment's names.
+macro_rules! primitive_common {
+    ($ty:ident) => {
+        // SAFETY: the primitive's pointers lead into the mapping its
+        // `handle` keeps alive, and the shared words they reach are only
+        // used through atomics (a peer may change them at any time; every
+        // value read is validated where it is used).
+        unsafe impl Send for $ty {}
+        // SAFETY: as above.
+        unsafe impl Sync for $ty {}
+
+        impl $ty {
+            /// The state (holder, waiters, count), for display.
+            pub fn status(&self) -> $crate::coord::Status {
+                $crate::coord::Primitive::status(self)
+            }
+
+            /// The entry's name.
+            pub fn name(&self) -> &str {
+                self.handle.name()
+            }
+
+            /// The segment's name.
+            pub fn segment_name(&self) -> &str {
+                self.handle.seg.name()
+            }
+        }
+    };
+}
+pub(crate) use primitive_common;
+
 mod barrier;
 mod condition;
 mod event;

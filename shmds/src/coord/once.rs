@@ -107,11 +107,7 @@ pub struct Once {
     header: *const OnceHeader,
 }
 
-// SAFETY: the header is in the mapping `handle` keeps alive and is only used
-// through atomics.
-unsafe impl Send for Once {}
-// SAFETY: as above.
-unsafe impl Sync for Once {}
+super::primitive_common!(Once);
 
 impl std::fmt::Debug for Once {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -302,20 +298,5 @@ impl Once {
     /// Initialiser runs started so far (more than 1 after failures or deaths).
     pub fn attempts(&self) -> u64 {
         self.header().attempts.load(Ordering::Relaxed)
-    }
-
-    /// The state, for display.
-    pub fn status(&self) -> Status {
-        Primitive::status(self)
-    }
-
-    /// The entry's name.
-    pub fn name(&self) -> &str {
-        self.handle.name()
-    }
-
-    /// The segment's name.
-    pub fn segment_name(&self) -> &str {
-        self.handle.seg.name()
     }
 }

@@ -315,11 +315,7 @@ pub struct RwLock {
     mine: std::sync::atomic::AtomicU64,
 }
 
-// SAFETY: the header and slots are in the mapping `handle` keeps alive and
-// are only used through atomics.
-unsafe impl Send for RwLock {}
-// SAFETY: as above.
-unsafe impl Sync for RwLock {}
+super::primitive_common!(RwLock);
 
 impl std::fmt::Debug for RwLock {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -658,20 +654,5 @@ impl RwLock {
     /// Number of reader slots.
     pub fn reader_slots(&self) -> u32 {
         self.nslots as u32
-    }
-
-    /// The state (writer, readers), for display.
-    pub fn status(&self) -> Status {
-        Primitive::status(self)
-    }
-
-    /// The entry's name.
-    pub fn name(&self) -> &str {
-        self.handle.name()
-    }
-
-    /// The segment's name.
-    pub fn segment_name(&self) -> &str {
-        self.handle.seg.name()
     }
 }

@@ -105,11 +105,7 @@ pub struct Semaphore {
     initial: u32,
 }
 
-// SAFETY: the header is in the mapping `handle` keeps alive and is only used
-// through atomics.
-unsafe impl Send for Semaphore {}
-// SAFETY: as above.
-unsafe impl Sync for Semaphore {}
+super::primitive_common!(Semaphore);
 
 impl std::fmt::Debug for Semaphore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -326,20 +322,5 @@ impl Semaphore {
     /// Whether releases beyond the initial value fail.
     pub fn is_bounded(&self) -> bool {
         self.bounded
-    }
-
-    /// The state (permits, waiters), for display.
-    pub fn status(&self) -> Status {
-        Primitive::status(self)
-    }
-
-    /// The entry's name.
-    pub fn name(&self) -> &str {
-        self.handle.name()
-    }
-
-    /// The segment's name.
-    pub fn segment_name(&self) -> &str {
-        self.handle.seg.name()
     }
 }
