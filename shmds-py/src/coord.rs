@@ -241,7 +241,52 @@ macro_rules! waitable {
 /// primitive handle has: `name`, `segment_name`, `closed`, `close()`
 /// (which wakes this handle's waiting calls). Also `get()`, the primitive
 /// or the error of a closed handle.
+///
+/// With `locking` (Lock, Condition): also `threading.Lock`'s `acquire`,
+/// `release` and the context manager, and `owner_died`, over the type's
+/// `acquire_impl` and the primitive's `unlock`.
 macro_rules! methods {
+    ($ty:ident, $field:ident, $inner:ty, locking; $($body:tt)*) => {
+        methods! { $ty, $field, $inner;
+            /// Take the lock, as `threading.Lock.acquire`: waiting (without
+            /// the GIL; Ctrl-C interrupts) at most `timeout` seconds (-1: no
+            /// limit), or not at all with `blocking=False`. Returns whether
+            /// it was taken.
+            #[pyo3(signature = (blocking=true, timeout=-1.0))]
+            fn acquire(slf: &Bound<'_, Self>, blocking: bool, timeout: f64) -> PyResult<bool> {
+                $ty::acquire_impl(slf, lock_wait(blocking, timeout)?)
+            }
+
+            fn __enter__(slf: &Bound<'_, Self>) -> PyResult<bool> {
+                $ty::acquire_impl(slf, None)
+            }
+
+            /// Release the lock this process holds (any of its threads may);
+            /// RuntimeError (NotOwnerError) if it does not hold it.
+            fn release(&self) -> PyResult<()> {
+                self.get()?.unlock().map_err(to_py)
+            }
+
+            fn __exit__(
+                &self,
+                _type: &Bound<'_, PyAny>,
+                _value: &Bound<'_, PyAny>,
+                _tb: &Bound<'_, PyAny>,
+            ) -> PyResult<()> {
+                self.release()
+            }
+
+            /// The pid of the dead holder that the last successful acquire
+            /// (or condition wait) through this handle took the lock over
+            /// from; None if it was taken cleanly.
+            #[getter]
+            fn owner_died(&self) -> Option<u32> {
+                self.died.get()
+            }
+
+            $($body)*
+        }
+    };
     ($ty:ident, $field:ident, $inner:ty; $($body:tt)*) => {
         impl $ty {
             fn get(&self) -> PyResult<&Arc<$inner>> {
@@ -354,7 +399,7 @@ impl Lock {
     }
 }
 
-methods! { Lock, lock, shmds::Lock;
+methods! { Lock, lock, shmds::Lock, locking;
     /// Open the lock `name` of `segment`, creating it if it does not exist
     /// (with `create=False`, only open it).
     #[new]
@@ -372,32 +417,6 @@ methods! { Lock, lock, shmds::Lock;
         })
     }
 
-    /// Take the lock, as `threading.Lock.acquire`: waiting (without the
-    /// GIL; Ctrl-C interrupts) at most `timeout` seconds (-1: no limit),
-    /// or not at all with `blocking=False`. Returns whether it was taken.
-    #[pyo3(signature = (blocking=true, timeout=-1.0))]
-    fn acquire(slf: &Bound<'_, Self>, blocking: bool, timeout: f64) -> PyResult<bool> {
-        Lock::acquire_impl(slf, lock_wait(blocking, timeout)?)
-    }
-
-    fn __enter__(slf: &Bound<'_, Self>) -> PyResult<bool> {
-        Lock::acquire_impl(slf, None)
-    }
-
-    /// Release the lock this process holds (any of its threads may);
-    /// RuntimeError (NotOwnerError) if it does not hold it.
-    fn release(&self) -> PyResult<()> {
-        self.get()?.unlock().map_err(to_py)
-    }
-
-    fn __exit__(
-        &self,
-        _type: &Bound<'_, PyAny>,
-        _value: &Bound<'_, PyAny>,
-        _tb: &Bound<'_, PyAny>,
-    ) -> PyResult<()> {
-        self.release()
-    }
 
     /// Whether some process holds the lock now.
     fn locked(&self) -> PyResult<bool> {
@@ -415,13 +434,6 @@ methods! { Lock, lock, shmds::Lock;
     #[getter]
     fn owner_deaths(&self) -> PyResult<u64> {
         Ok(self.get()?.owner_deaths())
-    }
-
-    /// The pid of the dead holder that the last successful acquire through
-    /// this handle took the lock over from; None if it was taken cleanly.
-    #[getter]
-    fn owner_died(&self) -> Option<u32> {
-        self.died.get()
     }
 
     /// Wait until the lock is free or its holder dead, taking nothing
@@ -648,7 +660,7 @@ impl Condition {
     }
 }
 
-methods! { Condition, cond, shmds::Condition;
+methods! { Condition, cond, shmds::Condition, locking;
     /// Open the condition `name` of `segment`, creating it if it does not
     /// exist (with `create=False`, only open it).
     #[new]
@@ -666,29 +678,6 @@ methods! { Condition, cond, shmds::Condition;
         })
     }
 
-    /// Take the condition's lock (as `Lock.acquire`).
-    #[pyo3(signature = (blocking=true, timeout=-1.0))]
-    fn acquire(slf: &Bound<'_, Self>, blocking: bool, timeout: f64) -> PyResult<bool> {
-        Condition::acquire_impl(slf, lock_wait(blocking, timeout)?)
-    }
-
-    fn __enter__(slf: &Bound<'_, Self>) -> PyResult<bool> {
-        Condition::acquire_impl(slf, None)
-    }
-
-    /// Release the lock (RuntimeError if this process does not hold it).
-    fn release(&self) -> PyResult<()> {
-        self.get()?.unlock().map_err(to_py)
-    }
-
-    fn __exit__(
-        &self,
-        _type: &Bound<'_, PyAny>,
-        _value: &Bound<'_, PyAny>,
-        _tb: &Bound<'_, PyAny>,
-    ) -> PyResult<()> {
-        self.release()
-    }
 
     /// Release the lock, wait for a notify (at most `timeout` seconds; None:
     /// no limit), take the lock again; returns False if the time ran out.
@@ -742,13 +731,6 @@ methods! { Condition, cond, shmds::Condition;
     /// Whether this process holds the lock.
     fn _is_owned(&self) -> PyResult<bool> {
         Ok(self.get()?.is_held_by_me())
-    }
-
-    /// The pid of the dead holder that the last acquire (or wait) through
-    /// this handle took the lock over from, else None.
-    #[getter]
-    fn owner_died(&self) -> Option<u32> {
-        self.died.get()
     }
 }
 
