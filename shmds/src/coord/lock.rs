@@ -224,7 +224,7 @@ pub(crate) fn status(state: &LockState, kind_name: &'static str) -> Status {
     let (holder_pid, holder_alive, summary) = if pid == 0 {
         (None, None, "free".to_owned())
     } else {
-        let alive = super::holder_alive(pid, stamp);
+        let alive = super::ask_alive(pid, stamp);
         (Some(pid), Some(alive), holder_summary(pid, tid, alive))
     };
     let deaths_text = if deaths == 0 {

@@ -272,7 +272,36 @@ pub(crate) fn stamp_alive(stamp: u64) -> bool {
 
 /// Whether `pid`, found in a claim word, still runs; `stamp` (read after
 /// the word) is used when it names the same pid.
+///
+/// Asking costs system calls and `/proc` reads (about 9 µs), so a thread
+/// remembers its last "alive" answer for [`LIVENESS_EVERY`]: a `try_` call
+/// repeated on a lock a live process holds asks once per interval, not
+/// every time (a holder that dies meanwhile is taken over that much
+/// later, as a blocking waiter would). A "dead" answer is never cached;
+/// displays and `check` use [`ask_alive`].
 pub(crate) fn holder_alive(pid: u32, stamp: u64) -> bool {
+    #[cfg(not(loom))]
+    {
+        use std::cell::Cell;
+        std::thread_local! {
+            static LAST_ALIVE: Cell<Option<(u32, u64, std::time::Instant)>> =
+                const { Cell::new(None) };
+        }
+        if let Some((p, s, at)) = LAST_ALIVE.with(Cell::get) {
+            if p == pid && s == stamp && at.elapsed() < LIVENESS_EVERY {
+                return true;
+            }
+        }
+        let alive = ask_alive(pid, stamp);
+        LAST_ALIVE.with(|c| c.set(alive.then(|| (pid, stamp, std::time::Instant::now()))));
+        alive
+    }
+    #[cfg(loom)]
+    ask_alive(pid, stamp)
+}
+
+/// [`holder_alive`] without the cache: what status and `check` report.
+pub(crate) fn ask_alive(pid: u32, stamp: u64) -> bool {
     if pid as u64 & STAMP_PID_MASK == pid as u64 && stamp_pid(stamp) == pid {
         stamp_alive(stamp)
     } else {

@@ -187,7 +187,7 @@ impl Primitive for Once {
             0 => (None, None, "not run".to_owned()),
             ONCE_DONE => (None, None, "done".to_owned()),
             pid => {
-                let alive = super::holder_alive(pid, h.runner_stamp.load(Ordering::Acquire));
+                let alive = super::ask_alive(pid, h.runner_stamp.load(Ordering::Acquire));
                 let dead = if alive { "" } else { ", which is dead" };
                 (
                     Some(pid),

@@ -32,8 +32,7 @@
 
 use super::lock::{self, died, give, outcome, take, LockError, LockResult, Taken, TryLockResult};
 use super::{
-    holder_alive, my_stamp, stamp_alive, stamp_pid, waiter, waiting_summary, Primitive, Status,
-    Stop,
+    ask_alive, my_stamp, stamp_alive, stamp_pid, waiter, waiting_summary, Primitive, Status, Stop,
 };
 use crate::error::{Error, Result};
 use crate::handle::Handle;
@@ -648,7 +647,7 @@ impl RwLock {
     pub fn writer_alive(&self) -> Option<bool> {
         let core = self.core();
         let stamp = core.writer().holder_stamp.load(Ordering::Acquire);
-        self.writer().map(|pid| holder_alive(pid, stamp))
+        self.writer().map(|pid| ask_alive(pid, stamp))
     }
 
     /// Number of reader slots.
