@@ -1,8 +1,9 @@
 //! Queue and stack benchmarks, each beside the peer it is compared with.
 //!
 //! - push+pop pair, one thread: shmds Queue / Stack vs crossbeam ArrayQueue
-//! - 1 producer -> 1 consumer throughput of u64: threads (shmds, crossbeam)
-//!   and separate processes (shmds)
+//! - 1 producer -> 1 consumer throughput of u64: threads (shmds, crossbeam,
+//!   rtrb) and separate processes (shmds, one element per call and batches
+//!   of 256 through `push_slice`/`try_pop_into`, which claim runs)
 //! - round trip between two processes: shmds queues vs a raw shared
 //!   cache-line ping-pong (the physical floor); the same between two threads
 //!   for crossbeam, to show where a peer of the same family lands
@@ -20,6 +21,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 const ROLE: &str = "SHMDS_BENCH_ROLE";
+
+/// Elements per call in the batch benchmark.
+const BATCH: usize = 256;
 
 struct Shm(String);
 
@@ -70,7 +74,7 @@ fn child(role: &str) {
             word(&flags, 0).store(1, Ordering::SeqCst); // ready
             let mut got = 0;
             while got < n {
-                if q.try_pop().is_ok() {
+                if q.try_pop().unwrap().is_some() {
                     got += 1;
                 } else {
                     std::hint::spin_loop();
@@ -78,18 +82,31 @@ fn child(role: &str) {
             }
             word(&flags, 1).store(1, Ordering::SeqCst); // done
         }
+        "batch-consumer" => {
+            let q = seg.open_queue::<u64>("q").unwrap();
+            word(&flags, 0).store(1, Ordering::SeqCst);
+            let mut buf = [0u64; BATCH];
+            let mut got = 0;
+            while got < n {
+                match q.try_pop_into(&mut buf).unwrap() {
+                    0 => std::hint::spin_loop(),
+                    k => got += k as u64,
+                }
+            }
+            word(&flags, 1).store(1, Ordering::SeqCst);
+        }
         "pong" => {
             let ping = seg.open_queue::<u64>("ping").unwrap();
             let pong = seg.open_queue::<u64>("pong").unwrap();
             word(&flags, 0).store(1, Ordering::SeqCst);
             for _ in 0..n {
                 let v = loop {
-                    match ping.try_pop() {
-                        Ok(v) => break v,
-                        Err(_) => std::hint::spin_loop(),
+                    match ping.try_pop().unwrap() {
+                        Some(v) => break v,
+                        None => std::hint::spin_loop(),
                     }
                 };
-                while pong.try_push(v).is_err() {
+                while !pong.try_push(v).unwrap() {
                     std::hint::spin_loop();
                 }
             }
@@ -132,8 +149,8 @@ fn pairs(c: &mut Criterion) {
     let mut g = c.benchmark_group("pair");
     g.bench_function("shmds Queue push+pop", |b| {
         b.iter(|| {
-            q.try_push(black_box(7)).unwrap();
-            black_box(q.try_pop().unwrap())
+            assert!(q.try_push(black_box(7)).unwrap());
+            black_box(q.try_pop().unwrap().unwrap())
         })
     });
     g.bench_function("crossbeam ArrayQueue push+pop", |b| {
@@ -144,11 +161,52 @@ fn pairs(c: &mut Criterion) {
     });
     g.bench_function("shmds Stack push+pop", |b| {
         b.iter(|| {
-            s.try_push(black_box(7)).unwrap();
-            black_box(s.try_pop().unwrap())
+            assert!(s.try_push(black_box(7)).unwrap());
+            black_box(s.try_pop().unwrap().unwrap())
         })
     });
     g.finish();
+}
+
+/// One producer (this thread) and one consumer thread moving `n` items;
+/// the clock runs from the moment the consumer is running until it has
+/// taken the last item, so that thread start-up and exit are not counted
+/// (they are tens of microseconds: counted, they dominate a small `n`, and
+/// criterion then picks a small `n`).
+fn threads_spsc(
+    n: u64,
+    mut push: impl FnMut(u64) -> bool,
+    mut pop: impl FnMut() -> bool + Send + 'static,
+) -> Duration {
+    let ready = std::sync::Arc::new(AtomicU64::new(0));
+    let seen = ready.clone();
+    let consumer = std::thread::spawn(move || {
+        seen.store(1, Ordering::SeqCst);
+        let mut got = 0;
+        while got < n {
+            if pop() {
+                got += 1;
+            } else {
+                std::hint::spin_loop();
+            }
+        }
+        seen.store(2, Ordering::SeqCst);
+    });
+    while ready.load(Ordering::SeqCst) == 0 {
+        std::hint::spin_loop();
+    }
+    let start = Instant::now();
+    for i in 0..n {
+        while !push(i) {
+            std::hint::spin_loop();
+        }
+    }
+    while ready.load(Ordering::SeqCst) != 2 {
+        std::hint::spin_loop();
+    }
+    let elapsed = start.elapsed();
+    consumer.join().unwrap();
+    elapsed
 }
 
 fn spsc(c: &mut Criterion) {
@@ -158,49 +216,27 @@ fn spsc(c: &mut Criterion) {
         b.iter_custom(|n| {
             let q = std::sync::Arc::new(ArrayQueue::<u64>::new(1024));
             let q2 = q.clone();
-            let consumer = std::thread::spawn(move || {
-                let mut got = 0;
-                while got < n {
-                    if q2.pop().is_some() {
-                        got += 1;
-                    } else {
-                        std::hint::spin_loop();
-                    }
-                }
-            });
-            let start = Instant::now();
-            for i in 0..n {
-                while q.push(i).is_err() {
-                    std::hint::spin_loop();
-                }
-            }
-            consumer.join().unwrap();
-            start.elapsed()
+            threads_spsc(n, |i| q.push(i).is_ok(), move || q2.pop().is_some())
         })
     });
+    g.bench_function("rtrb threads", |b| {
+        b.iter_custom(|n| {
+            let (mut tx, mut rx) = rtrb::RingBuffer::<u64>::new(1024);
+            threads_spsc(n, |i| tx.push(i).is_ok(), move || rx.pop().is_ok())
+        })
+    });
+    let (_shm, seg) = Shm::new("spsc-t");
+    // One queue for every call (each call drains what it pushed): no set-up
+    // inside the measured routine.
+    let q = std::sync::Arc::new(seg.create_queue::<u64>("q", 1024).unwrap());
     g.bench_function("shmds Queue threads", |b| {
         b.iter_custom(|n| {
-            let (_shm, seg) = Shm::new("spsc-t");
-            let q = std::sync::Arc::new(seg.create_queue::<u64>("q", 1024).unwrap());
             let q2 = q.clone();
-            let consumer = std::thread::spawn(move || {
-                let mut got = 0;
-                while got < n {
-                    if q2.try_pop().is_ok() {
-                        got += 1;
-                    } else {
-                        std::hint::spin_loop();
-                    }
-                }
-            });
-            let start = Instant::now();
-            for i in 0..n {
-                while q.try_push(i).is_err() {
-                    std::hint::spin_loop();
-                }
-            }
-            consumer.join().unwrap();
-            start.elapsed()
+            threads_spsc(
+                n,
+                |i| q.try_push(i).unwrap(),
+                move || q2.try_pop().unwrap().is_some(),
+            )
         })
     });
     g.bench_function("shmds Queue processes", |b| {
@@ -212,8 +248,31 @@ fn spsc(c: &mut Criterion) {
             wait_flag(&flags, 0, 1);
             let start = Instant::now();
             for i in 0..n {
-                while q.try_push(i).is_err() {
+                while !q.try_push(i).unwrap() {
                     std::hint::spin_loop();
+                }
+            }
+            wait_flag(&flags, 1, 1);
+            let elapsed = start.elapsed();
+            child.wait().unwrap();
+            elapsed
+        })
+    });
+    g.bench_function("shmds Queue processes, batches of 256", |b| {
+        b.iter_custom(|n| {
+            let (shm, seg) = Shm::new("spsc-b");
+            let q = seg.create_queue::<u64>("q", 1024).unwrap();
+            let flags = seg.create_array::<u64>("flags", 16).unwrap();
+            let mut child = spawn("batch-consumer", &shm.0, n);
+            wait_flag(&flags, 0, 1);
+            let batch: Vec<u64> = (0..BATCH as u64).collect();
+            let start = Instant::now();
+            let mut sent = 0;
+            while sent < n {
+                let k = (n - sent).min(BATCH as u64) as usize;
+                match q.try_push_slice(&batch[..k]).unwrap() {
+                    0 => std::hint::spin_loop(),
+                    done => sent += done as u64,
                 }
             }
             wait_flag(&flags, 1, 1);
@@ -314,11 +373,11 @@ fn round_trip(c: &mut Criterion) {
             wait_flag(&flags, 0, 1);
             let start = Instant::now();
             for i in 0..n {
-                while ping.try_push(i).is_err() {
+                while !ping.try_push(i).unwrap() {
                     std::hint::spin_loop();
                 }
                 loop {
-                    if pong.try_pop().is_ok() {
+                    if pong.try_pop().unwrap().is_some() {
                         break;
                     }
                     std::hint::spin_loop();
@@ -395,6 +454,16 @@ fn main() {
     ratio(
         "spsc per item: shmds processes / crossbeam threads",
         ("spsc", "shmds Queue processes"),
+        ("spsc", "crossbeam ArrayQueue threads"),
+    );
+    ratio(
+        "spsc per item: shmds processes / rtrb threads",
+        ("spsc", "shmds Queue processes"),
+        ("spsc", "rtrb threads"),
+    );
+    ratio(
+        "spsc per item: shmds processes, batches of 256 / crossbeam threads",
+        ("spsc", "shmds Queue processes, batches of 256"),
         ("spsc", "crossbeam ArrayQueue threads"),
     );
     ratio(

@@ -29,6 +29,7 @@
 #![allow(clippy::missing_safety_doc)] // the header documents each pointer rule
 
 use shmds_core as core_lib;
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -280,7 +281,10 @@ pub struct ShmdsEntryInfo {
 }
 
 thread_local! {
-    static LAST_ERROR: RefCell<CString> = RefCell::new(CString::default());
+    /// The message of the thread's last failed call: owned, or one of the
+    /// fixed texts of the calls that fail often (a full or empty queue),
+    /// which then cost no allocation.
+    static LAST_ERROR: RefCell<Cow<'static, CStr>> = const { RefCell::new(Cow::Borrowed(c"")) };
 }
 
 fn code_of(e: &core_lib::Error) -> c_int {
@@ -320,7 +324,14 @@ fn code_of(e: &core_lib::Error) -> c_int {
 fn remember(msg: String) {
     let msg = CString::new(msg.replace('\0', "?")).unwrap_or_default();
     // try_with: during thread teardown the slot may be gone; drop the message.
-    let _ = LAST_ERROR.try_with(|e| *e.borrow_mut() = msg);
+    let _ = LAST_ERROR.try_with(|e| *e.borrow_mut() = Cow::Owned(msg));
+}
+
+/// A call that found nothing to do (a full or empty queue or stack):
+/// `code`, with the fixed message `msg`, without allocating.
+fn miss(code: c_int, msg: &'static CStr) -> c_int {
+    let _ = LAST_ERROR.try_with(|e| *e.borrow_mut() = Cow::Borrowed(msg));
+    code
 }
 
 /// A failure: its code and message.

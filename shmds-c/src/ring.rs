@@ -7,8 +7,8 @@
 //! file of its own, and the header declares exactly what is compiled.
 
 use super::{
-    call, handle, make_handle, release, timeout, Fail, Named, Need, ShmdsQueue, ShmdsSegment,
-    ShmdsStack, Stated, SHMDS_E_TIMEOUT, SHMDS_OK,
+    call, handle, make_handle, miss, release, timeout, Fail, Named, Need, ShmdsQueue, ShmdsSegment,
+    ShmdsStack, Stated, SHMDS_E_EMPTY, SHMDS_E_FULL, SHMDS_E_TIMEOUT, SHMDS_OK,
 };
 use crate::core_lib;
 use std::ffi::{c_char, c_int, c_void};
@@ -35,8 +35,8 @@ trait Ring: Sized {
     fn len(&self) -> usize;
     fn capacity(&self) -> u64;
     fn check(&self) -> core_lib::Result<()>;
-    fn try_push(&self, elem: &[u8]) -> core_lib::Result<()>;
-    fn try_pop(&self, out: &mut [u8]) -> core_lib::Result<()>;
+    fn try_push(&self, elem: &[u8]) -> core_lib::Result<bool>;
+    fn try_pop(&self, out: &mut [u8]) -> core_lib::Result<bool>;
     fn push_slice(&self, elems: &[u8], t: Option<Duration>) -> core_lib::Result<usize>;
     fn pop_into(&self, out: &mut [u8], t: Option<Duration>) -> core_lib::Result<usize>;
 }
@@ -83,10 +83,10 @@ macro_rules! impl_ring {
             fn check(&self) -> core_lib::Result<()> {
                 self.0.check()
             }
-            fn try_push(&self, elem: &[u8]) -> core_lib::Result<()> {
+            fn try_push(&self, elem: &[u8]) -> core_lib::Result<bool> {
                 self.0.try_push(elem)
             }
-            fn try_pop(&self, out: &mut [u8]) -> core_lib::Result<()> {
+            fn try_pop(&self, out: &mut [u8]) -> core_lib::Result<bool> {
                 self.0.try_pop(out)
             }
             fn push_slice(&self, elems: &[u8], t: Option<Duration>) -> core_lib::Result<usize> {
@@ -185,8 +185,10 @@ unsafe fn push<R: Ring>(
         with_ring(ring, |r, need| {
             let elem = need.input(elem, size)?;
             let Some(ns) = wait else {
-                r.try_push(elem)?;
-                return Ok(SHMDS_OK);
+                return Ok(match r.try_push(elem)? {
+                    true => SHMDS_OK,
+                    false => miss(SHMDS_E_FULL, c"full: no room now (nothing was pushed)"),
+                });
             };
             match r.push_slice(elem, timeout(ns))? {
                 1 => Ok(SHMDS_OK),
@@ -205,7 +207,11 @@ unsafe fn pop<R: Ring>(ring: *const R, out: *mut c_void, size: usize, wait: Opti
         with_ring(ring, |r, need| {
             let out = need.output(out, size)?;
             match wait {
-                None => r.try_pop(out)?,
+                None => {
+                    if !r.try_pop(out)? {
+                        return Ok(miss(SHMDS_E_EMPTY, c"empty: nothing to pop now"));
+                    }
+                }
                 Some(ns) => {
                     r.pop_into(out, timeout(ns))?;
                 }

@@ -192,14 +192,6 @@ impl Handle {
         }
     }
 
-    /// [`Error::Empty`] for this entry.
-    #[cold]
-    pub(crate) fn empty(&self) -> Error {
-        Error::Empty {
-            name: self.info.name.clone(),
-        }
-    }
-
     /// [`Error::Timeout`] for this entry.
     #[cold]
     pub(crate) fn timeout(&self) -> Error {

@@ -61,6 +61,24 @@ pub(crate) fn write_typed<T: Element>(values: &[T]) -> impl FnMut(usize, *mut u8
     }
 }
 
+/// Writes `value` into a payload of `size_of::<T>()` bytes.
+#[inline(always)]
+pub(crate) fn write_one<T: Element>(value: T) -> impl FnMut(*mut u8) {
+    move |p| {
+        // SAFETY: as in `write_typed`.
+        unsafe { p.cast::<T>().write_unaligned(value) }
+    }
+}
+
+/// Reads a payload holding a `T` into `out`.
+#[inline(always)]
+pub(crate) fn read_one<T: Element>(out: &mut T) -> impl FnMut(*const u8) + '_ {
+    move |p| {
+        // SAFETY: as in `read_typed`.
+        *out = unsafe { p.cast::<T>().read_unaligned() }
+    }
+}
+
 /// Reads a payload holding a `T` into `out[i]`.
 #[inline]
 pub(crate) fn read_typed<T: Element>(out: &mut [T]) -> impl FnMut(usize, *const u8) + '_ {
@@ -93,8 +111,9 @@ macro_rules! raw_ring_methods {
             self.handle.check()
         }
 
-        /// Push one element (`elem_size` bytes) if there is room;
-        /// [`Error::Full`](crate::Error::Full) otherwise. Never sleeps.
+        /// Push one element (`elem_size` bytes) if there is room now:
+        /// `Ok(true)`, or `Ok(false)` if it is full (a miss is not an error,
+        /// and costs no allocation). Never sleeps.
         /// Every push and pop fails with
         /// [`Error::ShutDown`](crate::Error::ShutDown) once the structure
         /// was shut down (a pop only when nothing is left), and a batch
@@ -102,24 +121,20 @@ macro_rules! raw_ring_methods {
         /// that finds it shut down and empty first waits for pushes that
         /// were already under way, so that none lands after it: usually
         /// microseconds, at most the lock timeout for a stopped pusher.)
-        pub fn try_push(&self, elem: &[u8]) -> $crate::Result<()> {
+        pub fn try_push(&self, elem: &[u8]) -> $crate::Result<bool> {
             $crate::payload::one(elem.len(), self.elem_size, self.name())?;
-            let mut write = $crate::payload::copy_in(elem, self.elem_size);
-            match self.push_n(1, &mut write, None)? {
-                1 => Ok(()),
-                _ => Err(self.handle.full()),
-            }
+            let size = self.elem_size;
+            // SAFETY: the payload has room for `elem_size` bytes, `elem` has them.
+            self.push_one(&mut |p| unsafe { std::ptr::copy_nonoverlapping(elem.as_ptr(), p, size) })
         }
 
-        #[doc = concat!("Pop the ", $take, " element into `out` (`elem_size` bytes);")]
-        /// [`Error::Empty`](crate::Error::Empty) if there is none. Never sleeps.
-        pub fn try_pop(&self, out: &mut [u8]) -> $crate::Result<()> {
+        #[doc = concat!("Pop the ", $take, " element into `out` (`elem_size` bytes): `Ok(true)`,")]
+        /// or `Ok(false)` if there is none (`out` is left alone). Never sleeps.
+        pub fn try_pop(&self, out: &mut [u8]) -> $crate::Result<bool> {
             $crate::payload::one(out.len(), self.elem_size, self.name())?;
             let size = self.elem_size;
-            match self.pop_n(1, &mut $crate::payload::copy_out(out, size), None)? {
-                1 => Ok(()),
-                _ => Err(self.handle.empty()),
-            }
+            // SAFETY: the payload holds `elem_size` bytes, `out` has room for them.
+            self.pop_one(&mut |p| unsafe { std::ptr::copy_nonoverlapping(p, out.as_mut_ptr(), size) })
         }
 
         /// Push as many of the elements packed in `elems` as fit now, in
@@ -188,26 +203,23 @@ macro_rules! raw_ring_methods {
 /// `$what` names the structure, `$take` the element a pop takes.
 macro_rules! typed_ring_methods {
     ($what:literal, $take:literal) => {
-        /// Push `value` if there is room; [`Error::Full`](crate::Error::Full)
-        /// otherwise. Never sleeps.
+        #[doc = concat!("Push `value` if there is room now: `Ok(true)`, or `Ok(false)` if the ", $what, " is")]
+        /// full (a miss is not an error, and costs no allocation). Never
+        /// sleeps. Errors are real failures: the structure was erased, shut
+        /// down or damaged.
         #[inline(always)]
-        pub fn try_push(&self, value: T) -> $crate::Result<()> {
-            match self.raw.push_n(1, &mut $crate::payload::write_typed(&[value]), None)? {
-                1 => Ok(()),
-                _ => Err(self.raw.handle.full()),
-            }
+        pub fn try_push(&self, value: T) -> $crate::Result<bool> {
+            self.raw.push_one(&mut $crate::payload::write_one(value))
         }
 
-        #[doc = concat!("Take the ", $take, " element; [`Error::Empty`](crate::Error::Empty) if there is none.")]
-        /// Never sleeps.
+        #[doc = concat!("Take the ", $take, " element if there is one now: `Ok(Some(value))`, or")]
+        #[doc = concat!("`Ok(None)` if the ", $what, " is empty (like crossbeam's `ArrayQueue::pop`;")]
+        /// a miss costs no allocation). Never sleeps.
         #[inline(always)]
-        pub fn try_pop(&self) -> $crate::Result<T> {
-            let mut out = [$crate::payload::zeroed::<T>()];
-            let got = self.raw.pop_n(1, &mut $crate::payload::read_typed(&mut out), None)?;
-            match got {
-                1 => Ok(out[0]),
-                _ => Err(self.raw.handle.empty()),
-            }
+        pub fn try_pop(&self) -> $crate::Result<Option<T>> {
+            let mut out = $crate::payload::zeroed::<T>();
+            let got = self.raw.pop_one(&mut $crate::payload::read_one(&mut out))?;
+            Ok(got.then_some(out))
         }
 
         #[doc = concat!("Push `value`, waiting while the ", $what, " is full: forever when")]

@@ -141,6 +141,10 @@ pub(crate) fn is_same_process(pid: u32, start_time: u64) -> bool {
 /// process still holds its claims and locks.
 #[cfg(not(loom))]
 pub(crate) fn is_alive(pid: u32) -> bool {
+    // We are running, so our own process is alive: no system call.
+    if pid == current_pid() {
+        return true;
+    }
     let Some(raw) = i32::try_from(pid)
         .ok()
         .and_then(rustix::process::Pid::from_raw)
@@ -204,6 +208,38 @@ fn is_zombie(state: char) -> bool {
 #[cfg(loom)]
 pub(crate) fn is_alive(pid: u32) -> bool {
     !crate::fault::crash::is_dead(pid)
+}
+
+/// How long a thread trusts an "alive" answer of [`seems_alive`].
+#[cfg(not(loom))]
+const ALIVE_FOR: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// [`is_alive`] for callers that poll without waiting (the `try_` calls
+/// of the queue and the stack): asking costs a system call and a `/proc`
+/// read (microseconds), so a thread remembers its last "alive" answer for
+/// 20 ms and does not ask again about that pid meanwhile. Only "alive" is
+/// remembered, which can only delay taking over a dead process's claim
+/// (as a blocking waiter's naps do), never take over a live one's.
+#[cfg(not(loom))]
+pub(crate) fn seems_alive(pid: u32) -> bool {
+    use std::cell::Cell;
+    std::thread_local! {
+        static LAST_ALIVE: Cell<Option<(u32, std::time::Instant)>> = const { Cell::new(None) };
+    }
+    if let Some((p, at)) = LAST_ALIVE.with(Cell::get) {
+        if p == pid && at.elapsed() < ALIVE_FOR {
+            return true;
+        }
+    }
+    let alive = is_alive(pid);
+    LAST_ALIVE.with(|c| c.set(alive.then(|| (pid, std::time::Instant::now()))));
+    alive
+}
+
+/// Under loom there is nothing to remember: [`is_alive`] is a lookup.
+#[cfg(loom)]
+pub(crate) fn seems_alive(pid: u32) -> bool {
+    is_alive(pid)
 }
 
 #[cfg(all(test, not(loom)))]

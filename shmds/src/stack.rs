@@ -481,10 +481,10 @@ pub(crate) fn check(handle: &Handle, deep: bool) -> Result<Option<u64>> {
 /// # let name = format!("doc-stack-{}", std::process::id());
 /// let seg = Segment::create(&name, 1 << 20)?;
 /// let undo = seg.create_stack::<i64>("undo", 2)?;
-/// undo.try_push(1)?;
-/// undo.try_push(2)?;
-/// assert!(matches!(undo.try_push(3), Err(shmds::Error::Full { .. })));
-/// assert_eq!(undo.try_pop()?, 2);
+/// assert!(undo.try_push(1)?);
+/// assert!(undo.try_push(2)?);
+/// assert!(!undo.try_push(3)?, "full");
+/// assert_eq!(undo.try_pop()?, Some(2));
 /// assert_eq!(undo.len(), 1);
 /// # Segment::remove(&name)?;
 /// # Ok::<(), shmds::Error>(())
@@ -515,7 +515,7 @@ impl<T: Element> std::fmt::Debug for Stack<T> {
 /// let raw = seg.create_stack_raw("undo", "<i", 4)?;
 /// raw.try_push_slice(&[1i32.to_ne_bytes(), 2i32.to_ne_bytes()].concat())?;
 /// let undo = seg.open_stack::<i32>("undo")?;
-/// assert_eq!(undo.try_pop()?, 2);
+/// assert_eq!(undo.try_pop()?, Some(2));
 /// # Segment::remove(&name)?;
 /// # Ok::<(), shmds::Error>(())
 /// ```
@@ -694,6 +694,19 @@ impl RawStack {
             }
         }
         Ok(n)
+    }
+
+    /// One element without waiting: `Ok(false)` when full (the form
+    /// `try_push` uses; the queue has the same).
+    #[inline(always)]
+    pub(crate) fn push_one(&self, write: &mut impl FnMut(*mut u8)) -> Result<bool> {
+        Ok(self.push_n(1, &mut |_, p| write(p), None)? == 1)
+    }
+
+    /// One element without waiting: `Ok(false)` when empty.
+    #[inline(always)]
+    pub(crate) fn pop_one(&self, read: &mut impl FnMut(*const u8)) -> Result<bool> {
+        Ok(self.pop_n(1, &mut |_, p| read(p), None)? == 1)
     }
 
     /// Pop up to `n` elements, handing the `i`-th payload to `read(i, payload)`.

@@ -379,8 +379,8 @@ fn damaged_queue_and_stack_state() {
     let seg = Segment::create(name.as_str(), 1 << 20).unwrap();
     let q = seg.create_queue::<u64>("q", 3).unwrap();
     let s = seg.create_stack::<u64>("s", 3).unwrap();
-    q.try_push(1).unwrap();
-    s.try_push(1).unwrap();
+    assert!(q.try_push(1).unwrap());
+    assert!(s.try_push(1).unwrap());
     let qo = seg.entry("q").unwrap().unwrap().offset;
     let so = seg.entry("s").unwrap().unwrap().offset;
 
@@ -409,7 +409,7 @@ fn damaged_queue_and_stack_state() {
     poke(&name, node1, &2u32.to_ne_bytes()); // node 1 -> node 1
     let report = seg.check();
     assert!(!report.is_ok(), "cycle not reported");
-    assert!(matches!(s.try_push(5), Ok(()) | Err(Error::Corrupt { .. })));
+    assert!(matches!(s.try_push(5), Ok(_) | Err(Error::Corrupt { .. })));
 }
 
 #[test]
@@ -426,10 +426,8 @@ fn queue_claim_held_by_a_live_process_times_out() {
     poke(&name, qo + 192, &(1u64 | (1 << 2)).to_ne_bytes());
     // A try_ call never waits for a claimant: the position is taken, so
     // the queue reports full (and a consumer, empty).
-    let err = q.try_push(1).unwrap_err();
-    assert!(matches!(err, Error::Full { .. }), "{err}");
-    let err = q.try_pop().unwrap_err();
-    assert!(matches!(err, Error::Empty { .. }), "{err}");
+    assert!(!q.try_push(1).unwrap());
+    assert_eq!(q.try_pop().unwrap(), None);
     // A blocking call waits for it up to the lock timeout.
     let err = q.push(1, None).unwrap_err();
     assert!(matches!(err, Error::Busy { pid: 1, .. }), "{err}");

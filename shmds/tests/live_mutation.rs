@@ -159,13 +159,13 @@ fn populate(seg: &Segment) {
     let a = seg.create_array::<u64>("a", 16).unwrap();
     a.write(0, &[1, 2, 3, 4]).unwrap();
     let q = seg.create_queue::<u64>("q", 4).unwrap();
-    q.try_push(11).unwrap();
-    q.try_push(12).unwrap();
+    assert!(q.try_push(11).unwrap());
+    assert!(q.try_push(12).unwrap());
     let q1 = seg.create_queue::<u32>("q1", 1).unwrap();
-    q1.try_push(5).unwrap();
+    assert!(q1.try_push(5).unwrap());
     let s = seg.create_stack::<u64>("s", 4).unwrap();
-    s.try_push(21).unwrap();
-    s.try_push(22).unwrap();
+    assert!(s.try_push(21).unwrap());
+    assert!(s.try_push(22).unwrap());
     let m = seg.create_map::<u64, u64>("m", 8).unwrap();
     for k in 0..4 {
         m.insert(k, k * 10).unwrap();

@@ -18,20 +18,22 @@ fn queue_fifo_full_empty() {
     let q = seg.create_queue::<u64>("q", 3).unwrap();
     assert_eq!(q.capacity(), 3, "capacity is exact, not rounded");
     assert!(q.is_empty());
-    assert!(matches!(q.try_pop(), Err(Error::Empty { .. })));
+    assert!(matches!(q.try_pop(), Ok(None)));
     for v in 1..=3 {
-        q.try_push(v).unwrap();
+        assert!(q.try_push(v).unwrap());
     }
     assert!(q.is_full());
     assert_eq!(q.len(), 3);
-    assert!(matches!(q.try_push(4), Err(Error::Full { .. })));
-    assert_eq!(q.try_pop().unwrap(), 1);
-    q.try_push(4).unwrap();
+    assert!(matches!(q.try_push(4), Ok(false)));
+    assert_eq!(q.try_pop().unwrap(), Some(1));
+    assert!(q.try_push(4).unwrap());
     assert_eq!(
-        (0..3).map(|_| q.try_pop().unwrap()).collect::<Vec<_>>(),
+        (0..3)
+            .map(|_| q.try_pop().unwrap().unwrap())
+            .collect::<Vec<_>>(),
         [2, 3, 4]
     );
-    assert!(matches!(q.try_pop(), Err(Error::Empty { .. })));
+    assert!(matches!(q.try_pop(), Ok(None)));
 }
 
 #[test]
@@ -44,12 +46,12 @@ fn queue_wraps_around_many_laps() {
         for round in 0..200u32 {
             let burst = (round % cap as u32) + 1;
             for _ in 0..burst {
-                q.try_push(next_in).unwrap();
+                assert!(q.try_push(next_in).unwrap());
                 next_in += 1;
             }
             assert_eq!(q.len() as u32, burst);
             for _ in 0..burst {
-                assert_eq!(q.try_pop().unwrap(), next_out);
+                assert_eq!(q.try_pop().unwrap(), Some(next_out));
                 next_out += 1;
             }
         }
@@ -145,8 +147,8 @@ fn queue_blocking_wakes_across_threads() {
     std::thread::sleep(Duration::from_millis(50));
     assert_eq!(q.pop(None).unwrap(), 1);
     pusher.join().unwrap();
-    assert_eq!(q.try_pop().unwrap(), 2);
-    assert_eq!(q.try_pop().unwrap(), 3);
+    assert_eq!(q.try_pop().unwrap(), Some(2));
+    assert_eq!(q.try_pop().unwrap(), Some(3));
 }
 
 #[test]
@@ -231,8 +233,8 @@ fn stale_handles() {
     let (_n, seg) = segment("stale");
     let q = seg.create_queue::<u64>("q", 4).unwrap();
     let s = seg.create_stack::<u64>("s", 4).unwrap();
-    q.try_push(1).unwrap();
-    s.try_push(1).unwrap();
+    assert!(q.try_push(1).unwrap());
+    assert!(s.try_push(1).unwrap());
     assert!(q.check().is_ok() && s.check().is_ok());
     seg.erase("q").unwrap();
     seg.erase("s").unwrap();
@@ -256,14 +258,14 @@ fn stack_lifo_full_empty() {
     let (_n, seg) = segment("s-basic");
     let s = seg.create_stack::<i32>("s", 3).unwrap();
     assert!(s.is_empty());
-    assert!(matches!(s.try_pop(), Err(Error::Empty { .. })));
+    assert!(matches!(s.try_pop(), Ok(None)));
     for v in [1, 2, 3] {
-        s.try_push(v).unwrap();
+        assert!(s.try_push(v).unwrap());
     }
     assert_eq!(s.len(), 3);
-    assert!(matches!(s.try_push(4), Err(Error::Full { .. })));
-    assert_eq!(s.try_pop().unwrap(), 3);
-    s.try_push(5).unwrap();
+    assert!(matches!(s.try_push(4), Ok(false)));
+    assert_eq!(s.try_pop().unwrap(), Some(3));
+    assert!(s.try_push(5).unwrap());
     let mut out = [0; 8];
     assert_eq!(s.try_pop_into(&mut out).unwrap(), 3);
     assert_eq!(&out[..3], &[5, 2, 1]);
@@ -361,10 +363,10 @@ fn records_through_queue_and_stack() {
         price: 2.5,
         qty: 3,
     };
-    q.try_push(o).unwrap();
-    assert_eq!(q.try_pop().unwrap(), o);
+    assert!(q.try_push(o).unwrap());
+    assert_eq!(q.try_pop().unwrap(), Some(o));
     let s = seg.create_stack::<[u8; 13]>("names", 2).unwrap();
-    s.try_push(*b"hello, world!").unwrap();
-    assert_eq!(&s.try_pop().unwrap(), b"hello, world!");
+    assert!(s.try_push(*b"hello, world!").unwrap());
+    assert_eq!(s.try_pop().unwrap(), Some(*b"hello, world!"));
     assert_eq!(s.type_descriptor(), "13s");
 }

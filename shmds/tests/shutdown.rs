@@ -23,6 +23,14 @@ fn segment(tag: &str) -> (ShmName, Segment) {
     (name, seg)
 }
 
+/// A polling pop's result in the shape of a waiting one's: an empty
+/// structure is `Error::Empty`.
+fn polled(r: shmds::Result<Option<u64>>) -> shmds::Result<u64> {
+    r?.ok_or_else(|| Error::Empty {
+        name: "polled".into(),
+    })
+}
+
 fn is_shut_down<T: std::fmt::Debug>(r: shmds::Result<T>) -> bool {
     matches!(r, Err(Error::ShutDown { .. }))
 }
@@ -32,7 +40,7 @@ fn queue_shutdown_refuses_pushes_and_drains_pops() {
     let (_n, seg) = segment("sd-q");
     let q = seg.create_queue::<u64>("q", 4).unwrap();
     for v in 1..=3 {
-        q.try_push(v).unwrap();
+        assert!(q.try_push(v).unwrap());
     }
     assert!(!q.is_shutdown());
     assert_eq!(q.shutdown(false).unwrap(), 0);
@@ -42,7 +50,7 @@ fn queue_shutdown_refuses_pushes_and_drains_pops() {
     assert!(is_shut_down(q.push_slice(&[9, 9], LONG)));
     let other = seg.open_queue::<u64>("q").unwrap();
     assert!(other.is_shutdown(), "the flag is in the segment");
-    assert_eq!(other.try_pop().unwrap(), 1);
+    assert_eq!(other.try_pop().unwrap(), Some(1));
     assert_eq!(q.pop(LONG).unwrap(), 2);
     let mut out = [0u64; 4];
     assert_eq!(q.pop_into(&mut out, LONG).unwrap(), 1);
@@ -81,7 +89,7 @@ fn stack_shutdown_refuses_pushes_and_drains_pops() {
     assert!(s.is_shutdown());
     assert!(is_shut_down(s.try_push(3)));
     assert!(is_shut_down(s.push(3, LONG)));
-    assert_eq!(s.try_pop().unwrap(), 2);
+    assert_eq!(s.try_pop().unwrap(), Some(2));
     assert_eq!(s.pop(LONG).unwrap(), 1);
     assert!(is_shut_down(s.try_pop()));
     assert!(is_shut_down(s.pop(None)));
@@ -94,7 +102,7 @@ fn shutdown_wakes_blocked_pops_and_pushes() {
     let (_n, seg) = segment("sd-wake");
     let empty = Arc::new(seg.create_queue::<u64>("empty", 2).unwrap());
     let full = Arc::new(seg.create_queue::<u64>("full", 1).unwrap());
-    full.try_push(1).unwrap();
+    assert!(full.try_push(1).unwrap());
     let stack = Arc::new(seg.create_stack::<u64>("stack", 1).unwrap());
     let (e, f, s) = (empty.clone(), full.clone(), stack.clone());
     let waiters = vec![
@@ -109,7 +117,11 @@ fn shutdown_wakes_blocked_pops_and_pushes() {
     for w in waiters {
         assert!(w.join().unwrap(), "a waiter did not see the shutdown");
     }
-    assert_eq!(full.try_pop().unwrap(), 1, "the element put before stays");
+    assert_eq!(
+        full.try_pop().unwrap(),
+        Some(1),
+        "the element put before stays"
+    );
 }
 
 type Push = Arc<dyn Fn(u64) -> shmds::Result<()> + Send + Sync>;
@@ -127,7 +139,13 @@ fn no_element_outlives_shutdown(kind: &str, polling: bool) {
             let (a, b, c) = (q.clone(), q.clone(), q);
             (
                 Arc::new(move |v| a.push(v, LONG)),
-                Arc::new(move || if polling { b.try_pop() } else { b.pop(LONG) }),
+                Arc::new(move || {
+                    if polling {
+                        polled(b.try_pop())
+                    } else {
+                        b.pop(LONG)
+                    }
+                }),
                 Box::new(move || {
                     c.shutdown(false).unwrap();
                 }),
@@ -137,7 +155,13 @@ fn no_element_outlives_shutdown(kind: &str, polling: bool) {
             let (a, b, c) = (s.clone(), s.clone(), s);
             (
                 Arc::new(move |v| a.push(v, LONG)),
-                Arc::new(move || if polling { b.try_pop() } else { b.pop(LONG) }),
+                Arc::new(move || {
+                    if polling {
+                        polled(b.try_pop())
+                    } else {
+                        b.pop(LONG)
+                    }
+                }),
                 Box::new(move || {
                     c.shutdown(false).unwrap();
                 }),
@@ -285,8 +309,8 @@ fn waits_for_readiness_do_not_take_anything() {
     let s = seg.create_stack_raw("s", "<Q", 1).unwrap();
     let short = Some(Duration::from_millis(5));
     fn check<R>(
-        push: impl Fn(&R) -> shmds::Result<()>,
-        pop: impl Fn(&R) -> shmds::Result<()>,
+        push: impl Fn(&R) -> shmds::Result<bool>,
+        pop: impl Fn(&R) -> shmds::Result<bool>,
         not_empty: impl Fn(&R, Option<Duration>) -> shmds::Result<bool>,
         not_full: impl Fn(&R, Option<Duration>) -> shmds::Result<bool>,
         r: &R,
@@ -294,11 +318,11 @@ fn waits_for_readiness_do_not_take_anything() {
     ) {
         assert!(!not_empty(r, short).unwrap(), "empty: times out");
         assert!(not_full(r, short).unwrap());
-        push(r).unwrap();
+        assert!(push(r).unwrap());
         assert!(not_empty(r, short).unwrap());
         assert!(not_empty(r, short).unwrap(), "and nothing was taken");
         assert!(!not_full(r, short).unwrap(), "full: times out");
-        pop(r).unwrap();
+        assert!(pop(r).unwrap());
     }
     check(
         |q: &RawQueue| q.try_push(&[1; 8]),
@@ -343,7 +367,7 @@ fn tasks_count_counting_pops_until_done() {
     assert_eq!(q.try_pop_tasks_into(&mut two).unwrap(), 2);
     assert_eq!(q.unfinished_tasks(), 2);
     let mut one = [0u8; 8];
-    q.try_pop(&mut one).unwrap(); // a pop that does not count
+    assert!(q.try_pop(&mut one).unwrap()); // a pop that does not count
     assert_eq!(q.unfinished_tasks(), 2);
     assert!(!q.join(short, None).unwrap(), "two tasks unfinished");
     q.task_done().unwrap();
@@ -390,7 +414,7 @@ fn poke(name: &ShmName, offset: u64, bytes: &[u8]) {
 fn bit_24_of_an_older_stack_is_not_a_shutdown() {
     let (name, seg) = segment("sd-old");
     let s = seg.create_stack::<u64>("s", 4).unwrap();
-    s.try_push(1).unwrap();
+    assert!(s.try_push(1).unwrap());
     let block = seg.entry("s").unwrap().unwrap().offset;
     let top_offset = 64; // StackHeader::top
     let mut f = std::fs::File::open(name.path()).unwrap();
@@ -400,10 +424,10 @@ fn bit_24_of_an_older_stack_is_not_a_shutdown() {
     let top = u64::from_ne_bytes(word) | 1 << 24;
     poke(&name, block + top_offset, &top.to_ne_bytes());
     assert!(!s.is_shutdown());
-    s.try_push(2).unwrap();
-    assert_eq!(s.try_pop().unwrap(), 2);
-    assert_eq!(s.try_pop().unwrap(), 1);
-    assert!(matches!(s.try_pop(), Err(Error::Empty { .. })));
+    assert!(s.try_push(2).unwrap());
+    assert_eq!(s.try_pop().unwrap(), Some(2));
+    assert_eq!(s.try_pop().unwrap(), Some(1));
+    assert!(matches!(s.try_pop(), Ok(None)));
 }
 
 /// The body of the child processes below; does nothing as a normal test.
@@ -454,7 +478,7 @@ fn shutdown_while_a_push_is_paused_at(point: &str) -> (shmds::Result<u64>, u64) 
         "the child did not reach {point}"
     );
     q.shutdown(false).unwrap();
-    let got = q.try_pop();
+    let got = polled(q.try_pop());
     assert!(child.0.wait().unwrap().success());
     let pushed = out.load(0).unwrap();
     // Whatever happened, nothing is left behind after "shut down".

@@ -154,12 +154,12 @@ fn write_strings(seg: &Segment) -> shmds::Result<()> {
 fn check_strings(seg: &Segment) -> Result<(), String> {
     let e = |e: shmds::Error| e.to_string();
     let names = seg.open_queue::<FixedStr<64>>("names").map_err(e)?;
-    let got = names.try_pop().map_err(e)?;
+    let got = names.try_pop().map_err(e)?.ok_or("names is empty")?;
     if got.as_bytes() != b"from python\0" {
         return Err(format!("names held {got:?}"));
     }
     let raw = seg.open_queue::<[u8; 8]>("raw").map_err(e)?;
-    let got = raw.try_pop().map_err(e)?;
+    let got = raw.try_pop().map_err(e)?.ok_or("raw is empty")?;
     if &got != b"xyz\0\0\0\0\0" {
         return Err(format!("raw held {got:?}"));
     }

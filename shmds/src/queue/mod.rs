@@ -109,7 +109,7 @@ use crate::error::{Error, Result};
 use crate::handle::{block_size, Handle, Typed};
 use crate::layout::{kind, QueueHeader, QueueSlot, QUEUE_HEADER_SIZE};
 use crate::payload;
-use crate::process::{current_pid, is_alive};
+use crate::process::{current_pid, is_alive, seems_alive};
 use crate::segment::Segment;
 use crate::sync::{fence, AtomicU64, Ordering};
 use crate::wait::{
@@ -118,6 +118,13 @@ use crate::wait::{
 use std::marker::PhantomData;
 use std::mem::offset_of;
 use std::time::Duration;
+
+/// Spin steps (1, 2, 4 pause instructions) a `try_` call spends on a
+/// position another process has claimed before it reports full or empty:
+/// 7 pauses, about 0.2 µs where a pause costs 27 ns (the AMD EPYC VM of
+/// BENCHMARKS.md), less on most Intel parts. A live claimant's step
+/// between its claim and its publish takes a few nanoseconds.
+const TRY_SPIN_STEPS: u32 = 3;
 
 /// Largest queue capacity.
 pub const MAX_QUEUE_CAPACITY: u64 = 1 << 32;
@@ -232,6 +239,14 @@ pub(crate) struct Blocked {
     observed: u64,
 }
 
+/// What a push or pop did: moved a run of elements (a pop that met a
+/// skip mark moves 0), or could not start.
+#[derive(Debug)]
+pub(crate) enum Step {
+    Moved(usize),
+    Blocked(Blocked),
+}
+
 /// How the first attempt of a push or pop ended.
 enum FirstClaim {
     /// Position `pos` (slot `idx`, lap tag `tag`) is ours.
@@ -323,27 +338,31 @@ impl<'a> QueueCore<'a> {
         }
     }
 
-    /// Push one element written by `write` into the payload.
+    /// Push up to `want` (at least 1) elements, the `i`-th of this run
+    /// written by `write(i, payload)`: one claim by CAS, then as many of the
+    /// following positions as are free now and `want` allows (see "Runs" in
+    /// the module documentation). Returns how many were pushed, or what the
+    /// first position waits on.
     ///
     /// The first attempt (an empty slot, claimed at once) is inlined into
     /// the caller; everything else runs out of line in `push_contended`.
     #[inline(always)]
     pub(crate) fn push(
         &self,
-        write: &mut impl FnMut(*mut u8),
+        want: usize,
+        write: &mut impl FnMut(usize, *mut u8),
         deadline: Option<&Deadline>,
-    ) -> std::result::Result<Option<Blocked>, Stop> {
+    ) -> std::result::Result<Step, Stop> {
         let first = self.first_claim(
             &self.header.tail,
             |tag| SlotState::Empty { tag, waited: false },
             |tag, pid| SlotState::Writing { tag, pid },
         );
         match first {
-            FirstClaim::Claimed { pos, idx, tag } => {
-                self.complete_push(pos, idx, tag, write, false)?;
-                Ok(None)
-            }
-            FirstClaim::Seen(seen) => self.push_contended(write, deadline, seen),
+            FirstClaim::Claimed { pos, idx, tag } => Ok(Step::Moved(
+                self.complete_push(pos, idx, tag, want, write, false)?,
+            )),
+            FirstClaim::Seen(seen) => self.push_contended(want, write, deadline, seen),
         }
     }
 
@@ -355,10 +374,11 @@ impl<'a> QueueCore<'a> {
     #[inline(never)]
     fn push_contended(
         &self,
-        write: &mut impl FnMut(*mut u8),
+        want: usize,
+        write: &mut impl FnMut(usize, *mut u8),
         deadline: Option<&Deadline>,
         mut seen: Option<(u64, u64)>,
-    ) -> std::result::Result<Option<Blocked>, Stop> {
+    ) -> std::result::Result<Step, Stop> {
         let me = current_pid();
         let mut patience = PeerWait::new();
         loop {
@@ -373,14 +393,14 @@ impl<'a> QueueCore<'a> {
                         .compare_exchange(word, claim, Ordering::SeqCst, Ordering::Relaxed)
                         .is_ok()
                     {
-                        self.complete_push(t, idx, tag, write, waited)?;
-                        return Ok(None);
+                        let moved = self.complete_push(t, idx, tag, want, write, waited)?;
+                        return Ok(Step::Moved(moved));
                     }
                 }
                 // The previous lap's element is still there: the queue is full.
                 SlotState::Full { tag: st, .. } if st == prev_tag(tag) => {
                     if self.header.tail.load(Ordering::Acquire) == t {
-                        return Ok(Some(Blocked {
+                        return Ok(Step::Blocked(Blocked {
                             idx,
                             observed: word,
                         }));
@@ -395,7 +415,7 @@ impl<'a> QueueCore<'a> {
                     if self.header.tail.load(Ordering::Acquire) == t
                         && !self.wait_on_claim(idx, word, &mut patience, deadline)?
                     {
-                        return Ok(Some(Blocked {
+                        return Ok(Step::Blocked(Blocked {
                             idx,
                             observed: word,
                         }));
@@ -406,7 +426,7 @@ impl<'a> QueueCore<'a> {
                     if self.header.tail.load(Ordering::Acquire) == t
                         && !self.wait_on_claim(idx, word, &mut patience, deadline)?
                     {
-                        return Ok(Some(Blocked {
+                        return Ok(Step::Blocked(Blocked {
                             idx,
                             observed: word,
                         }));
@@ -429,13 +449,18 @@ impl<'a> QueueCore<'a> {
     /// `taken` runs once per element delivered, after the claim and before
     /// `head` moves (so the element is never out of the queue and not yet
     /// counted): counting pops use it (see [`RawQueue::task_done`]).
+    ///
+    /// Like `push`, it takes a run of up to `want` (at least 1) elements,
+    /// the `i`-th of the run handed to `read(i, payload)`, and returns how
+    /// many it took.
     #[inline(always)]
     pub(crate) fn pop(
         &self,
-        read: &mut impl FnMut(*const u8),
+        want: usize,
+        read: &mut impl FnMut(usize, *const u8),
         taken: &mut impl FnMut(),
         deadline: Option<&Deadline>,
-    ) -> std::result::Result<Option<Blocked>, Stop> {
+    ) -> std::result::Result<Step, Stop> {
         let first = self.first_claim(
             &self.header.head,
             |tag| SlotState::Full {
@@ -450,11 +475,10 @@ impl<'a> QueueCore<'a> {
             },
         );
         match first {
-            FirstClaim::Claimed { pos, idx, tag } => {
-                self.complete_pop(pos, idx, tag, read, taken, false, false);
-                Ok(None)
-            }
-            FirstClaim::Seen(seen) => self.pop_contended(read, taken, deadline, seen),
+            FirstClaim::Claimed { pos, idx, tag } => Ok(Step::Moved(
+                self.complete_pop(pos, idx, tag, want, read, taken, false, false),
+            )),
+            FirstClaim::Seen(seen) => self.pop_contended(want, read, taken, deadline, seen),
         }
     }
 
@@ -464,11 +488,12 @@ impl<'a> QueueCore<'a> {
     #[inline(never)]
     fn pop_contended(
         &self,
-        read: &mut impl FnMut(*const u8),
+        want: usize,
+        read: &mut impl FnMut(usize, *const u8),
         taken: &mut impl FnMut(),
         deadline: Option<&Deadline>,
         mut seen: Option<(u64, u64)>,
-    ) -> std::result::Result<Option<Blocked>, Stop> {
+    ) -> std::result::Result<Step, Stop> {
         let me = current_pid();
         let mut patience = PeerWait::new();
         loop {
@@ -489,16 +514,16 @@ impl<'a> QueueCore<'a> {
                         .compare_exchange(word, claim, Ordering::AcqRel, Ordering::Relaxed)
                         .is_ok()
                     {
-                        self.complete_pop(h, idx, tag, read, taken, waited, skip);
+                        let moved = self.complete_pop(h, idx, tag, want, read, taken, waited, skip);
                         if !skip {
-                            return Ok(None);
+                            return Ok(Step::Moved(moved));
                         }
                     }
                 }
                 // Nothing pushed at h yet (or the previous lap's popper has
                 // not freed the slot): empty.
                 SlotState::Empty { tag: st, .. } if st == tag => {
-                    return Ok(Some(Blocked {
+                    return Ok(Step::Blocked(Blocked {
                         idx,
                         observed: word,
                     }));
@@ -507,7 +532,7 @@ impl<'a> QueueCore<'a> {
                     if st == prev_tag(tag) =>
                 {
                     if self.header.head.load(Ordering::Acquire) == h {
-                        return Ok(Some(Blocked {
+                        return Ok(Step::Blocked(Blocked {
                             idx,
                             observed: word,
                         }));
@@ -517,7 +542,7 @@ impl<'a> QueueCore<'a> {
                 // so that FIFO order holds for elements already published after it.
                 SlotState::Writing { tag: st, .. } if st == tag => {
                     if !self.wait_on_claim(idx, word, &mut patience, deadline)? {
-                        return Ok(Some(Blocked {
+                        return Ok(Step::Blocked(Blocked {
                             idx,
                             observed: word,
                         }));
@@ -528,7 +553,7 @@ impl<'a> QueueCore<'a> {
                     if self.header.head.load(Ordering::Acquire) == h
                         && !self.wait_on_claim(idx, word, &mut patience, deadline)?
                     {
-                        return Ok(Some(Blocked {
+                        return Ok(Step::Blocked(Blocked {
                             idx,
                             observed: word,
                         }));
@@ -598,42 +623,107 @@ impl<'a> QueueCore<'a> {
     }
 
     /// The rest of a push once position `t` (slot `idx`, lap tag `tag`) is
-    /// claimed: move `tail`, write the element, publish it, wake sleepers.
-    /// If the queue was shut down before the claim took effect, publish a
-    /// skip mark instead and report [`Stop::ShutDown`].
+    /// claimed: extend the claim over the positions after it that are free
+    /// (up to `want` in all), move `tail` past them, write the elements,
+    /// publish them, wake sleepers. Returns how many were pushed. If the
+    /// queue was shut down before the claims took effect, publish skip
+    /// marks instead and report [`Stop::ShutDown`].
     #[inline(always)]
     fn complete_push(
         &self,
         t: u64,
         idx: u64,
         tag: u64,
-        write: &mut impl FnMut(*mut u8),
+        want: usize,
+        write: &mut impl FnMut(usize, *mut u8),
         waited: bool,
-    ) -> std::result::Result<(), Stop> {
+    ) -> std::result::Result<usize, Stop> {
         crate::fault::pause_point("queue.push.slot_claimed");
-        self.header.tail.store(self.next(t), Ordering::Release);
+        let (run, end) = self.extend(
+            t,
+            want,
+            |tag| SlotState::Empty { tag, waited: false },
+            |tag, pid| SlotState::Writing { tag, pid },
+        );
+        self.header.tail.store(end, Ordering::Release);
         crate::fault::pause_point("queue.push.tail_moved");
-        // After the (SeqCst) claim: a popper that saw the queue empty and
-        // then the flag set finds this claim when it looks again.
+        // After the claims: a popper that saw the queue empty and then the
+        // flag set finds them when it looks again. The first claim was a
+        // SeqCst CAS; the run's plain stores need the fence (a store then a
+        // load of another word, as in Dekker's algorithm).
+        if run > 1 {
+            fence(Ordering::SeqCst);
+        }
         let shut = self.shut_down();
         crate::fault::pause_point("queue.push.shutdown_read");
-        if !shut {
-            write(self.payload(idx));
+        let first = self.slot(idx);
+        let (mut pos, mut idx, mut tag) = (t, idx, tag);
+        for i in 0..run {
+            if i > 0 {
+                pos = self.next(pos);
+                (tag, idx) = self.lap_tag_and_index(pos);
+            }
+            if !shut {
+                write(i, self.payload(idx));
+            }
+            let full = SlotState::Full {
+                tag,
+                waited: false,
+                skip: shut,
+            };
+            self.slot(idx).state.store(full.encode(), Ordering::Release);
         }
-        let full = SlotState::Full {
-            tag,
-            waited: false,
-            skip: shut,
-        };
-        let slot = self.slot(idx);
-        slot.state.store(full.encode(), Ordering::Release);
         if waited {
-            futex_wake_low(&slot.state);
+            futex_wake_low(&first.state);
         }
         if shut {
             return Err(Stop::ShutDown);
         }
-        Ok(())
+        Ok(run)
+    }
+
+    /// A position's lap tag and slot index.
+    #[inline(always)]
+    fn lap_tag_and_index(&self, pos: u64) -> (u64, u64) {
+        let (lap, idx) = self.split(pos);
+        (lap & TAG_MASK, idx)
+    }
+
+    /// Extend the claim of position `first` over the positions after it
+    /// (a run of at most `want`, and of at most `capacity`): each one whose
+    /// slot is exactly `from(tag)` is claimed with a plain store of
+    /// `to(tag, pid)`. No CAS is needed: until its claimant moves the end
+    /// past `first`, no other process may claim or flag those slots (see
+    /// "Runs" in the module documentation). Returns the run's length and
+    /// the position after it.
+    #[inline(always)]
+    fn extend(
+        &self,
+        first: u64,
+        want: usize,
+        from: impl Fn(u64) -> SlotState,
+        to: impl Fn(u64, u32) -> SlotState,
+    ) -> (usize, u64) {
+        let mut end = self.next(first);
+        let mut run = 1;
+        if want > 1 {
+            let me = current_pid();
+            let most = want.min(self.shape.capacity as usize);
+            while run < most {
+                let (tag, idx) = self.lap_tag_and_index(end);
+                let state = &self.slot(idx).state;
+                // Acquire: the previous owner's use of the payload (its
+                // read, or the pusher's write) happens before ours.
+                if state.load(Ordering::Acquire) != from(tag).encode() {
+                    break;
+                }
+                state.store(to(tag, me).encode(), Ordering::Relaxed);
+                run += 1;
+                end = self.next(end);
+            }
+            crate::fault::pause_point("queue.run_claimed");
+        }
+        (run, end)
     }
 
     /// Whether the queue was shut down (any bit of the flag word).
@@ -642,9 +732,12 @@ impl<'a> QueueCore<'a> {
         self.header.shutdown.load(Ordering::SeqCst) != 0
     }
 
-    /// The rest of a pop once position `h` is claimed: move `head`, read
-    /// the element (unless the position is a skip mark), free the slot for
-    /// the next lap, wake sleepers.
+    /// The rest of a pop once position `h` is claimed: extend the claim
+    /// over the full positions after it (up to `want` in all; not past a
+    /// skip mark, and not from one), move `head` past them, read the
+    /// elements (none for a skip mark), free the slots for the next lap,
+    /// wake sleepers. Returns how many elements were taken (0 for a skip
+    /// mark).
     #[allow(clippy::too_many_arguments)]
     #[inline(always)]
     fn complete_pop(
@@ -652,36 +745,76 @@ impl<'a> QueueCore<'a> {
         h: u64,
         idx: u64,
         tag: u64,
-        read: &mut impl FnMut(*const u8),
+        want: usize,
+        read: &mut impl FnMut(usize, *const u8),
         taken: &mut impl FnMut(),
         waited: bool,
         skip: bool,
-    ) {
+    ) -> usize {
         crate::fault::pause_point("queue.pop.slot_claimed");
-        if !skip {
-            taken();
-        }
-        self.header.head.store(self.next(h), Ordering::Release);
-        crate::fault::pause_point("queue.pop.head_moved");
-        if !skip {
-            read(self.payload(idx));
-        }
-        let empty = SlotState::Empty {
-            tag: next_tag(tag),
-            waited: false,
+        let (run, end) = if skip {
+            (1, self.next(h))
+        } else {
+            self.extend(
+                h,
+                want,
+                |tag| SlotState::Full {
+                    tag,
+                    waited: false,
+                    skip: false,
+                },
+                |tag, pid| SlotState::Reading {
+                    tag,
+                    pid,
+                    skip: false,
+                },
+            )
         };
-        let slot = self.slot(idx);
-        slot.state.store(empty.encode(), Ordering::Release);
+        if !skip {
+            for _ in 0..run {
+                taken();
+            }
+        }
+        self.header.head.store(end, Ordering::Release);
+        crate::fault::pause_point("queue.pop.head_moved");
+        let first = self.slot(idx);
+        let (mut pos, mut idx, mut tag) = (h, idx, tag);
+        for i in 0..run {
+            if i > 0 {
+                pos = self.next(pos);
+                (tag, idx) = self.lap_tag_and_index(pos);
+            }
+            if !skip {
+                read(i, self.payload(idx));
+            }
+            let empty = SlotState::Empty {
+                tag: next_tag(tag),
+                waited: false,
+            };
+            self.slot(idx)
+                .state
+                .store(empty.encode(), Ordering::Release);
+        }
         if waited {
-            futex_wake_low(&slot.state);
+            futex_wake_low(&first.state);
+        }
+        if skip {
+            0
+        } else {
+            run
         }
     }
 
     /// Wait a little for the claimant of slot `idx` (state `word`); take the
-    /// claim over if the claimant is dead. Without a deadline (a `try_`
-    /// call, which must not sleep) this gives up with `Ok(false)` after a
-    /// brief spin and one liveness check, so the caller reports full or
-    /// empty rather than waiting for a stalled process.
+    /// claim over if the claimant is dead. `Ok(true)`: look again.
+    ///
+    /// Without a deadline (a `try_` call, which must not sleep or yield)
+    /// this spins briefly ([`TRY_SPIN_STEPS`]), then asks whether the claimant
+    /// lives ([`seems_alive`]: at most once per 20 ms per thread, and never
+    /// about our own process), and gives up with `Ok(false)` if the claim is
+    /// still there, so the caller reports full or empty rather than waiting
+    /// for a stalled process. A `try_` call therefore never falls into a
+    /// mode of microseconds per call.
     fn wait_on_claim(
         &self,
         idx: u64,
@@ -689,16 +822,14 @@ impl<'a> QueueCore<'a> {
         patience: &mut PeerWait,
         deadline: Option<&Deadline>,
     ) -> std::result::Result<bool, Stop> {
-        if let Some(d) = deadline {
-            if d.expired() {
-                return Err(Stop::TimedOut);
-            }
+        let Some(d) = deadline else {
+            return Ok(self.glance_at_claim(idx, word));
+        };
+        if d.expired() {
+            return Err(Stop::TimedOut);
         }
         if patience.snooze() {
             self.recover(idx, word);
-            if deadline.is_none() {
-                return Ok(self.slot(idx).state.load(Ordering::Acquire) != word);
-            }
             if patience.waited() > self.shape.patience {
                 if let SlotState::Writing { pid, .. } | SlotState::Reading { pid, .. } =
                     SlotState::decode(word)
@@ -710,6 +841,31 @@ impl<'a> QueueCore<'a> {
             }
         }
         Ok(true)
+    }
+
+    /// The `try_` form of [`wait_on_claim`](QueueCore::wait_on_claim):
+    /// whether slot `idx` moved on from the claim `word` after a short spin
+    /// (taking the claim over if its process is gone).
+    #[cold]
+    #[inline(never)]
+    fn glance_at_claim(&self, idx: u64, word: u64) -> bool {
+        let state = &self.slot(idx).state;
+        for step in 0..TRY_SPIN_STEPS {
+            for _ in 0..(1u32 << step) {
+                crate::sync::spin_hint();
+            }
+            if state.load(Ordering::Acquire) != word {
+                return true;
+            }
+        }
+        if let SlotState::Writing { pid, .. } | SlotState::Reading { pid, .. } =
+            SlotState::decode(word)
+        {
+            if !seems_alive(pid) {
+                self.recover(idx, word);
+            }
+        }
+        state.load(Ordering::Acquire) != word
     }
 
     /// If slot `idx` still holds `word`, a claim by a dead process, take it

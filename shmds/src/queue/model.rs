@@ -77,21 +77,39 @@ impl Model {
     }
 
     pub(crate) fn try_push(&self, v: u64) -> bool {
-        let mut w = |p: *mut u8| unsafe { p.cast::<u64>().write_unaligned(v) };
-        match self.core().push(&mut w, None) {
-            Ok(blocked) => blocked.is_none(),
-            Err(Stop::ShutDown) => false,
+        self.try_push_run(&[v]) == 1
+    }
+
+    /// One push call of up to `values.len()` elements (one run); how many
+    /// it pushed (0: full, or shut down).
+    pub(crate) fn try_push_run(&self, values: &[u64]) -> usize {
+        if values.is_empty() {
+            return 0;
+        }
+        // SAFETY: the payload has room for a u64 (elem_size 8).
+        let mut w = |i: usize, p: *mut u8| unsafe { p.cast::<u64>().write_unaligned(values[i]) };
+        match self.core().push(values.len(), &mut w, None) {
+            Ok(Step::Moved(n)) => n,
+            Ok(Step::Blocked(_)) | Err(Stop::ShutDown) => 0,
             Err(e) => panic!("{e:?}"),
         }
     }
 
     pub(crate) fn try_pop(&self) -> Option<u64> {
-        let mut out = None;
-        let mut r = |p: *const u8| out = Some(unsafe { p.cast::<u64>().read_unaligned() });
-        match self.core().pop(&mut r, &mut || {}, None).unwrap() {
-            None => out,
-            Some(_) => None,
-        }
+        self.try_pop_run(1).pop()
+    }
+
+    /// One pop call of up to `want` elements (one run, or a skip mark).
+    pub(crate) fn try_pop_run(&self, want: usize) -> Vec<u64> {
+        let mut out = vec![0; want];
+        // SAFETY: the payload holds a u64.
+        let mut r = |i: usize, p: *const u8| out[i] = unsafe { p.cast::<u64>().read_unaligned() };
+        let n = match self.core().pop(want, &mut r, &mut || {}, None).unwrap() {
+            Step::Moved(n) => n,
+            Step::Blocked(_) => 0,
+        };
+        out.truncate(n);
+        out
     }
 
     pub(crate) fn capacity(&self) -> u64 {

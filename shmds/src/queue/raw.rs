@@ -111,10 +111,10 @@ pub(crate) fn check(handle: &Handle, _deep: bool) -> Result<Option<u64>> {
 /// # let name = format!("doc-rawqueue-{}", std::process::id());
 /// let seg = Segment::create(&name, 1 << 20)?;
 /// let raw = seg.create_queue_raw("ticks", "<Q", 8)?;
-/// raw.try_push(&7u64.to_ne_bytes())?;
+/// assert!(raw.try_push(&7u64.to_ne_bytes())?);
 /// // The same queue, typed:
 /// let ticks = seg.open_queue::<u64>("ticks")?;
-/// assert_eq!(ticks.try_pop()?, 7);
+/// assert_eq!(ticks.try_pop()?, Some(7));
 /// # Segment::remove(&name)?;
 /// # Ok::<(), shmds::Error>(())
 /// ```
@@ -288,12 +288,12 @@ impl RawQueue {
         let mut spins = 0;
         while done < n {
             let deadline = wait.as_ref().map(|w| &w.deadline);
-            match core.push(&mut |p| write(done, p), deadline) {
-                Ok(None) => {
-                    done += 1;
+            match core.push(n - done, &mut |i, p| write(done + i, p), deadline) {
+                Ok(Step::Moved(moved)) => {
+                    done += moved;
                     spins = 0;
                 }
-                Ok(Some(blocked)) => {
+                Ok(Step::Blocked(blocked)) => {
                     if core.shut_down() {
                         return self.refused(done);
                     }
@@ -308,6 +308,42 @@ impl RawQueue {
             }
         }
         Ok(done)
+    }
+
+    /// `push_n(1, write, None)`, written out for the hot path of `try_push`:
+    /// `Ok(false)` when full.
+    #[inline(always)]
+    pub(crate) fn push_one(&self, write: &mut impl FnMut(*mut u8)) -> Result<bool> {
+        self.handle.check()?;
+        let core = self.core();
+        if core.shut_down() {
+            return Err(self.handle.shut_down());
+        }
+        match core.push(1, &mut |_, p| write(p), None) {
+            Ok(Step::Moved(_)) => Ok(true),
+            Ok(Step::Blocked(_)) if core.shut_down() => Err(self.handle.shut_down()),
+            Ok(Step::Blocked(_)) | Err(Stop::TimedOut) => Ok(false),
+            Err(Stop::ShutDown) => Err(self.handle.shut_down()),
+            Err(stop) => Err(self.stop(stop)),
+        }
+    }
+
+    /// `pop_n(1, read, None)`, written out for the hot path of `try_pop`:
+    /// `Ok(false)` when empty.
+    #[inline(always)]
+    pub(crate) fn pop_one(&self, read: &mut impl FnMut(*const u8)) -> Result<bool> {
+        self.handle.check()?;
+        let core = self.core();
+        match core.pop(1, &mut |_, p| read(p), &mut || {}, None) {
+            // A pop that returns moved at least one element (skip marks
+            // are passed over inside it).
+            Ok(Step::Moved(_)) => Ok(true),
+            Ok(Step::Blocked(_)) if core.shut_down() => self
+                .last_look(&core, &mut |p| read(p), &mut || {})
+                .map(|_| true),
+            Ok(Step::Blocked(_)) | Err(Stop::TimedOut) => Ok(false),
+            Err(stop) => Err(self.stop(stop)),
+        }
     }
 
     /// Pop up to `n` elements, handing the `i`-th payload to `read(i, payload)`.
@@ -341,9 +377,9 @@ impl RawQueue {
         let mut spins = 0;
         while done < n {
             let deadline = wait.as_ref().map(|w| &w.deadline);
-            match core.pop(&mut |p| read(done, p), taken, deadline) {
-                Ok(None) => done += 1,
-                Ok(Some(blocked)) => {
+            match core.pop(n - done, &mut |i, p| read(done + i, p), taken, deadline) {
+                Ok(Step::Moved(moved)) => done += moved,
+                Ok(Step::Blocked(blocked)) => {
                     if done > 0 {
                         break;
                     }
@@ -378,9 +414,9 @@ impl RawQueue {
         // documentation, "Shutdown").
         fence(Ordering::SeqCst);
         let forever = Deadline::after(None);
-        match core.pop(&mut |p| read(p), &mut || taken(), Some(&forever)) {
-            Ok(None) => Ok(1),
-            Ok(Some(_)) => Err(self.handle.shut_down()),
+        match core.pop(1, &mut |_, p| read(p), &mut || taken(), Some(&forever)) {
+            Ok(Step::Moved(_)) => Ok(1),
+            Ok(Step::Blocked(_)) => Err(self.handle.shut_down()),
             Err(stop) => Err(self.stop(stop)),
         }
     }

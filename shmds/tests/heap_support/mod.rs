@@ -144,11 +144,11 @@ pub fn create(seg: &Segment, name: &str, plan: Plan) -> shmds::Result<()> {
                 q.len()
             );
             match q.try_pop() {
-                Err(Error::Empty { .. }) => {}
+                Ok(None) => {}
                 other => panic!("new queue {name:?}: try_pop gave {other:?}"),
             }
             for j in 0..ring_fill(tag) {
-                q.try_push(word(tag, j))?;
+                assert!(q.try_push(word(tag, j))?, "new queue {name:?} is full");
             }
         }
         Plan::Stack(cap) => {
@@ -159,11 +159,11 @@ pub fn create(seg: &Segment, name: &str, plan: Plan) -> shmds::Result<()> {
                 s.len()
             );
             match s.try_pop() {
-                Err(Error::Empty { .. }) => {}
+                Ok(None) => {}
                 other => panic!("new stack {name:?}: try_pop gave {other:?}"),
             }
             for j in 0..ring_fill(tag) {
-                s.try_push(word(tag, j))?;
+                assert!(s.try_push(word(tag, j))?, "new stack {name:?} is full");
             }
         }
         Plan::Map(cap) => {
@@ -365,14 +365,13 @@ pub fn verify(seg: &Segment, info: &EntryInfo, complete: bool) -> Result<(), Str
 
 /// Take until three `Empty` in a row (a dead process's claim is taken over
 /// on a later attempt).
-fn drain(mut pop: impl FnMut() -> shmds::Result<u64>) -> shmds::Result<Vec<u64>> {
+fn drain(mut pop: impl FnMut() -> shmds::Result<Option<u64>>) -> shmds::Result<Vec<u64>> {
     let mut got = Vec::new();
     let mut empty = 0;
     while empty < 3 {
-        match pop() {
-            Ok(v) => got.push(v),
-            Err(Error::Empty { .. }) => empty += 1,
-            Err(e) => return Err(e),
+        match pop()? {
+            Some(v) => got.push(v),
+            None => empty += 1,
         }
         if got.len() > 1024 {
             break;
