@@ -352,8 +352,10 @@ impl<'a> QueueCore<'a> {
         want: usize,
         write: &mut impl FnMut(usize, *mut u8),
         deadline: Option<&Deadline>,
+        look: bool,
     ) -> std::result::Result<Step, Stop> {
         let first = self.first_claim(
+            look,
             &self.header.tail,
             |tag| SlotState::Empty { tag, waited: false },
             |tag, pid| SlotState::Writing { tag, pid },
@@ -460,8 +462,10 @@ impl<'a> QueueCore<'a> {
         read: &mut impl FnMut(usize, *const u8),
         taken: &mut impl FnMut(),
         deadline: Option<&Deadline>,
+        look: bool,
     ) -> std::result::Result<Step, Stop> {
         let first = self.first_claim(
+            look,
             &self.header.head,
             |tag| SlotState::Full {
                 tag,
@@ -574,9 +578,16 @@ impl<'a> QueueCore<'a> {
     /// CAS of the slot at that position from `from(tag)` to `to(tag, pid)`,
     /// without loading the slot word first. On failure, hands back the
     /// position and the word it found, for the full protocol to go on from.
+    ///
+    /// With `look`, the word is loaded first and the CAS made only if it
+    /// holds the common state: a caller that found the queue full (empty)
+    /// last time, and is probably polling, then reads the slot's line
+    /// instead of taking it away from the process it waits for (which
+    /// would slow that process down by a cache-line transfer per poll).
     #[inline(always)]
     fn first_claim(
         &self,
+        look: bool,
         end: &AtomicU64,
         from: impl Fn(u64) -> SlotState,
         to: impl Fn(u64, u32) -> SlotState,
@@ -588,6 +599,12 @@ impl<'a> QueueCore<'a> {
         }
         let tag = lap & TAG_MASK;
         let (from, to) = (from(tag).encode(), to(tag, current_pid()).encode());
+        if look {
+            let word = self.slot(idx).state.load(Ordering::Acquire);
+            if word != from {
+                return FirstClaim::Seen(Some((pos, word)));
+            }
+        }
         // SeqCst (the same instruction as AcqRel on x86 and ARMv8): a push's
         // claim must precede its load of the shutdown flag in the single
         // order of SeqCst operations (module documentation, "Shutdown").

@@ -88,7 +88,7 @@ impl Model {
         }
         // SAFETY: the payload has room for a u64 (elem_size 8).
         let mut w = |i: usize, p: *mut u8| unsafe { p.cast::<u64>().write_unaligned(values[i]) };
-        match self.core().push(values.len(), &mut w, None) {
+        match self.core().push(values.len(), &mut w, None, false) {
             Ok(Step::Moved(n)) => n,
             Ok(Step::Blocked(_)) | Err(Stop::ShutDown) => 0,
             Err(e) => panic!("{e:?}"),
@@ -104,7 +104,11 @@ impl Model {
         let mut out = vec![0; want];
         // SAFETY: the payload holds a u64.
         let mut r = |i: usize, p: *const u8| out[i] = unsafe { p.cast::<u64>().read_unaligned() };
-        let n = match self.core().pop(want, &mut r, &mut || {}, None).unwrap() {
+        let n = match self
+            .core()
+            .pop(want, &mut r, &mut || {}, None, false)
+            .unwrap()
+        {
             Step::Moved(n) => n,
             Step::Blocked(_) => 0,
         };

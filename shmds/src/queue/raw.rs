@@ -2,6 +2,7 @@
 //! validation, and the `Segment` functions that create and open queues.
 
 use super::*;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 
 /// Write a fresh queue into `block` (zeroed, `block_size` bytes).
 ///
@@ -124,6 +125,20 @@ pub struct RawQueue {
     pub(super) slots: *mut u8,
     pub(super) shape: QueueShape,
     pub(super) elem_size: usize,
+    /// The last push (pop) through this handle found the queue full
+    /// (empty): the next one looks at the slot before it claims (see
+    /// `QueueCore::first_claim`). A hint local to this process.
+    push_missed: AtomicBool,
+    pop_missed: AtomicBool,
+}
+
+/// Record whether a call missed, writing the hint only when it changes
+/// (threads sharing a handle then do not bounce its line).
+#[inline(always)]
+fn missed(hint: &AtomicBool, was: bool, now: bool) {
+    if was != now {
+        hint.store(now, Relaxed);
+    }
 }
 
 // SAFETY: the queue's shared state is only touched through atomics and the
@@ -232,6 +247,8 @@ impl RawQueue {
             header,
             slots,
             shape,
+            push_missed: AtomicBool::new(false),
+            pop_missed: AtomicBool::new(false),
         })
     }
 
@@ -288,12 +305,15 @@ impl RawQueue {
         let mut spins = 0;
         while done < n {
             let deadline = wait.as_ref().map(|w| &w.deadline);
-            match core.push(n - done, &mut |i, p| write(done + i, p), deadline) {
+            let look = self.push_missed.load(Relaxed);
+            match core.push(n - done, &mut |i, p| write(done + i, p), deadline, look) {
                 Ok(Step::Moved(moved)) => {
+                    missed(&self.push_missed, look, false);
                     done += moved;
                     spins = 0;
                 }
                 Ok(Step::Blocked(blocked)) => {
+                    missed(&self.push_missed, look, true);
                     if core.shut_down() {
                         return self.refused(done);
                     }
@@ -319,10 +339,17 @@ impl RawQueue {
         if core.shut_down() {
             return Err(self.handle.shut_down());
         }
-        match core.push(1, &mut |_, p| write(p), None) {
-            Ok(Step::Moved(_)) => Ok(true),
+        let look = self.push_missed.load(Relaxed);
+        match core.push(1, &mut |_, p| write(p), None, look) {
+            Ok(Step::Moved(_)) => {
+                missed(&self.push_missed, look, false);
+                Ok(true)
+            }
             Ok(Step::Blocked(_)) if core.shut_down() => Err(self.handle.shut_down()),
-            Ok(Step::Blocked(_)) | Err(Stop::TimedOut) => Ok(false),
+            Ok(Step::Blocked(_)) | Err(Stop::TimedOut) => {
+                missed(&self.push_missed, look, true);
+                Ok(false)
+            }
             Err(Stop::ShutDown) => Err(self.handle.shut_down()),
             Err(stop) => Err(self.stop(stop)),
         }
@@ -334,14 +361,21 @@ impl RawQueue {
     pub(crate) fn pop_one(&self, read: &mut impl FnMut(*const u8)) -> Result<bool> {
         self.handle.check()?;
         let core = self.core();
-        match core.pop(1, &mut |_, p| read(p), &mut || {}, None) {
+        let look = self.pop_missed.load(Relaxed);
+        match core.pop(1, &mut |_, p| read(p), &mut || {}, None, look) {
             // A pop that returns moved at least one element (skip marks
             // are passed over inside it).
-            Ok(Step::Moved(_)) => Ok(true),
+            Ok(Step::Moved(_)) => {
+                missed(&self.pop_missed, look, false);
+                Ok(true)
+            }
             Ok(Step::Blocked(_)) if core.shut_down() => self
                 .last_look(&core, &mut |p| read(p), &mut || {})
                 .map(|_| true),
-            Ok(Step::Blocked(_)) | Err(Stop::TimedOut) => Ok(false),
+            Ok(Step::Blocked(_)) | Err(Stop::TimedOut) => {
+                missed(&self.pop_missed, look, true);
+                Ok(false)
+            }
             Err(stop) => Err(self.stop(stop)),
         }
     }
@@ -377,9 +411,20 @@ impl RawQueue {
         let mut spins = 0;
         while done < n {
             let deadline = wait.as_ref().map(|w| &w.deadline);
-            match core.pop(n - done, &mut |i, p| read(done + i, p), taken, deadline) {
-                Ok(Step::Moved(moved)) => done += moved,
+            let look = self.pop_missed.load(Relaxed);
+            match core.pop(
+                n - done,
+                &mut |i, p| read(done + i, p),
+                taken,
+                deadline,
+                look,
+            ) {
+                Ok(Step::Moved(moved)) => {
+                    missed(&self.pop_missed, look, false);
+                    done += moved;
+                }
                 Ok(Step::Blocked(blocked)) => {
+                    missed(&self.pop_missed, look, true);
                     if done > 0 {
                         break;
                     }
@@ -414,7 +459,13 @@ impl RawQueue {
         // documentation, "Shutdown").
         fence(Ordering::SeqCst);
         let forever = Deadline::after(None);
-        match core.pop(1, &mut |_, p| read(p), &mut || taken(), Some(&forever)) {
+        match core.pop(
+            1,
+            &mut |_, p| read(p),
+            &mut || taken(),
+            Some(&forever),
+            true,
+        ) {
             Ok(Step::Moved(_)) => Ok(1),
             Ok(Step::Blocked(_)) => Err(self.handle.shut_down()),
             Err(stop) => Err(self.stop(stop)),
