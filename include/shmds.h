@@ -57,7 +57,7 @@
 #define SHMDS_STATIC_ASSERT(cond, msg) _Static_assert(cond, msg)
 #endif
 
-#define SHMDS_FORMAT_VERSION 5
+#define SHMDS_FORMAT_VERSION 6
 #define SHMDS_MAGIC_BYTES { 0x53, 0x48, 0x4d, 0x44, 0x53, 0x00, 0x01, 0x00 }
 #define SHMDS_CACHE_LINE 64
 
@@ -292,7 +292,8 @@ typedef struct shmds_map_header {
     uint64_t slot_stride;
     uint64_t slots_offset;
     uint64_t hash_seed;
-    uint64_t reserved1[2];
+    uint64_t ctrl_offset;
+    uint64_t reserved1;
     uint64_t len; /* atomic */
     uint64_t reserved2[7];
 } shmds_map_header;
@@ -305,7 +306,8 @@ SHMDS_STATIC_ASSERT(offsetof(shmds_map_header, reserved0) == 20, "shmds_map_head
 SHMDS_STATIC_ASSERT(offsetof(shmds_map_header, slot_stride) == 24, "shmds_map_header.slot_stride: offset");
 SHMDS_STATIC_ASSERT(offsetof(shmds_map_header, slots_offset) == 32, "shmds_map_header.slots_offset: offset");
 SHMDS_STATIC_ASSERT(offsetof(shmds_map_header, hash_seed) == 40, "shmds_map_header.hash_seed: offset");
-SHMDS_STATIC_ASSERT(offsetof(shmds_map_header, reserved1) == 48, "shmds_map_header.reserved1: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_map_header, ctrl_offset) == 48, "shmds_map_header.ctrl_offset: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_map_header, reserved1) == 56, "shmds_map_header.reserved1: offset");
 SHMDS_STATIC_ASSERT(offsetof(shmds_map_header, len) == 64, "shmds_map_header.len: offset");
 SHMDS_STATIC_ASSERT(offsetof(shmds_map_header, reserved2) == 72, "shmds_map_header.reserved2: offset");
 

@@ -61,7 +61,7 @@ pub const MAGIC: [u8; 8] = *b"SHMDS\0\x01\x00";
 
 /// Format version written by this build. Opening a segment with another
 /// version fails with `Incompatible`.
-pub const FORMAT_VERSION: u32 = 5;
+pub const FORMAT_VERSION: u32 = 6;
 
 /// `SegmentHeader::state` values.
 pub mod segment_state {
@@ -514,13 +514,23 @@ pub struct MapHeader {
     pub slots_offset: u64,
     /// Seed of the key hash (random per map; see FORMAT.md for the hash).
     pub hash_seed: u64,
+    /// Offset of the control bytes from the start of the block: two bytes
+    /// per slot (see [`MAP_CTRL_PER_SLOT`]), after the slots, 64-aligned.
+    pub ctrl_offset: u64,
     /// Reserved, zero.
-    pub reserved1: [u64; 2],
+    pub reserved1: u64,
     /// Number of keys (approximate while writers run; see `map/mod.rs`).
     pub len: AtomicU64,
     /// Reserved (keeps `len` alone on its cache line).
     pub reserved2: [u64; 7],
 }
+
+/// Control bytes per map slot, in the array at `MapHeader::ctrl_offset`:
+/// byte `2 * i` is slot `i`'s **tag** (the low byte of the hash of the key
+/// last written there), byte `2 * i + 1` the **bound mirror** of home `i`
+/// (`min(bound, 255)`; 255: read the bound from the home word). Lookups
+/// read these first, so one cache line answers for 32 slots.
+pub const MAP_CTRL_PER_SLOT: u64 = 2;
 
 /// The three words at the start of every map slot; the key follows (padded
 /// to 8 bytes with zeros), then the value (likewise).
@@ -1183,7 +1193,8 @@ mod asserts {
     at!(MapHeader, slot_stride, 24);
     at!(MapHeader, slots_offset, 32);
     at!(MapHeader, hash_seed, 40);
-    at!(MapHeader, reserved1, 48);
+    at!(MapHeader, ctrl_offset, 48);
+    at!(MapHeader, reserved1, 56);
     at!(MapHeader, len, 64);
     at!(MapHeader, reserved2, 72);
 
@@ -1387,7 +1398,7 @@ pub fn describe() -> Vec<StructInfo> {
             push_waiters, reserved2),
         describe!(StackNode as "shmds_stack_node": next, depth),
         describe!(MapHeader as "shmds_map_header": kind, value_size, capacity, key_size, reserved0,
-            slot_stride, slots_offset, hash_seed, reserved1, len, reserved2),
+            slot_stride, slots_offset, hash_seed, ctrl_offset, reserved1, len, reserved2),
         describe!(MapSlot as "shmds_map_slot": state, home, hash),
         describe!(ChannelHeader as "shmds_channel_header": kind, flags, capacity, cells, one_lap,
             max_message, cells_offset, data_offset, reserved0, tail, reserved1, head, unfinished,

@@ -333,12 +333,36 @@ fn damaged_map_state() {
     assert_eq!(m.get(&1).unwrap(), Some([1, 1]));
     poke(&name, slot(home) + 8, &0u64.to_ne_bytes());
 
-    // A probe bound beyond the table.
+    // A probe bound beyond the table. Lookups read the bound mirror in the
+    // control bytes (after the 4 slots, 64-aligned), not the home word,
+    // unless the mirror says 255.
+    let mirror = (off + 128 + 4 * 48 + 63) / 64 * 64 + 2 * home + 1;
     poke(&name, slot(home) + 8, &(99u64 << 32).to_ne_bytes());
-    assert!(matches!(m.get(&1), Err(Error::Corrupt { .. })));
+    assert_eq!(m.get(&1).unwrap(), Some([1, 1]));
     assert!(matches!(m.insert(1, [0, 0]), Err(Error::Corrupt { .. })));
     assert!(!seg.check().is_ok());
+    poke(&name, mirror, &[255]);
+    assert!(matches!(m.get(&1), Err(Error::Corrupt { .. })));
+    poke(&name, mirror, &[0]);
     poke(&name, slot(home) + 8, &0u64.to_ne_bytes());
+    assert!(seg.check().is_ok());
+
+    // A tag byte that is not its key's: lookups miss the key (wrong, never
+    // unsafe), and the deep check reports it.
+    let tag_at = |i: u64| (off + 128 + 4 * 48 + 63) / 64 * 64 + 2 * i;
+    let keyed = home; // the only key, inserted into an empty map
+    let mut tag = [0u8; 1];
+    {
+        use std::io::Read;
+        let mut f = std::fs::File::open(name.path()).unwrap();
+        f.seek(SeekFrom::Start(tag_at(keyed))).unwrap();
+        f.read_exact(&mut tag).unwrap();
+    }
+    poke(&name, tag_at(keyed), &[tag[0].wrapping_add(1)]);
+    assert_eq!(m.get(&1).unwrap(), None);
+    assert!(!seg.check().is_ok());
+    poke(&name, tag_at(keyed), &tag);
+    assert_eq!(m.get(&1).unwrap(), Some([1, 1]));
 
     // A slot state that is no phase.
     let at = (0..4)

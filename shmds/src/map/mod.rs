@@ -82,10 +82,10 @@
 use crate::element::{AtomicElement, Element, TypeDescriptor};
 use crate::error::{Error, Result};
 use crate::handle::{block_size, Handle, Typed};
-use crate::layout::{kind, MapHeader, MAP_HEADER_SIZE, MAP_SLOT_SIZE};
+use crate::layout::{kind, MapHeader, MAP_CTRL_PER_SLOT, MAP_HEADER_SIZE, MAP_SLOT_SIZE};
 use crate::process::{current_pid, is_alive};
 use crate::segment::Segment;
-use crate::sync::{fence, AtomicU64, Ordering};
+use crate::sync::{fence, AtomicU64, AtomicU8, Ordering};
 use crate::wait::{Deadline, PeerWait};
 use std::marker::PhantomData;
 use std::mem::{offset_of, MaybeUninit};
@@ -265,11 +265,46 @@ pub(crate) fn slot_stride(key_size: u64, value_size: u64) -> u64 {
         + words_for(value_size as usize) as u64 * 8
 }
 
+/// Where a map block's control bytes start (after the slots, 64-aligned)
+/// and the block's size, for `capacity` slots of `stride` bytes.
+pub(crate) fn block_layout(capacity: u64, stride: u64) -> Result<(u64, u64)> {
+    let too_big = || {
+        Error::InvalidArgument(format!(
+            "{capacity} map slots of {stride} bytes do not fit in a 64-bit size"
+        ))
+    };
+    let ctrl = block_size(MAP_HEADER_SIZE, capacity, stride)?;
+    let size = capacity
+        .checked_mul(MAP_CTRL_PER_SLOT)
+        .and_then(|c| c.checked_add(ctrl))
+        .and_then(crate::alloc::align_up)
+        .ok_or_else(too_big)?;
+    Ok((ctrl, size))
+}
+
+/// A key's tag: the low byte of its hash (the home comes from the high
+/// bits, so keys of one home do not share their tags).
+#[inline(always)]
+fn tag_of(hash: u64) -> u8 {
+    hash as u8
+}
+
+/// The bound mirror that stands for a bound of `bound`.
+#[inline(always)]
+fn mirror_of(bound: u64) -> u8 {
+    bound.min(MIRROR_SEE_HOME as u64) as u8
+}
+
+/// A bound mirror of 255: the bound is 255 or more, read the home word.
+const MIRROR_SEE_HOME: u8 = 255;
+
 /// The map algorithm over a header and a slot array. The same code runs on
 /// a segment's bytes and, under loom, on heap memory.
 pub(crate) struct MapCore<'a> {
     header: &'a MapHeader,
     words: *const AtomicU64,
+    /// `MAP_CTRL_PER_SLOT * capacity` control bytes: tag, bound mirror.
+    ctrl: *const AtomicU8,
     shape: MapShape,
     patience: Duration,
 }
@@ -277,18 +312,47 @@ pub(crate) struct MapCore<'a> {
 impl<'a> MapCore<'a> {
     /// # Safety
     /// `words` must point to `shape.capacity * shape.stride` initialised
-    /// words, valid for `'a`.
+    /// words and `ctrl` to `2 * shape.capacity` initialised bytes, valid
+    /// for `'a`.
     unsafe fn new(
         header: &'a MapHeader,
         words: *const AtomicU64,
+        ctrl: *const AtomicU8,
         shape: MapShape,
         patience: Duration,
     ) -> Self {
         MapCore {
             header,
             words,
+            ctrl,
             shape,
             patience,
+        }
+    }
+
+    /// The tag byte of `slot`.
+    #[inline(always)]
+    fn tag(&self, slot: u64) -> &'a AtomicU8 {
+        debug_assert!(slot < self.shape.capacity);
+        // SAFETY: slot < capacity (as for `word`); the bytes are initialised.
+        unsafe { &*self.ctrl.add(slot as usize * MAP_CTRL_PER_SLOT as usize) }
+    }
+
+    /// The bound mirror byte of home `h`.
+    #[inline(always)]
+    fn mirror(&self, h: u64) -> &'a AtomicU8 {
+        debug_assert!(h < self.shape.capacity);
+        // SAFETY: as in `tag`.
+        unsafe { &*self.ctrl.add(h as usize * MAP_CTRL_PER_SLOT as usize + 1) }
+    }
+
+    /// The bound a lookup of home `h` reads up to: the mirror, or the home
+    /// word when the mirror says 255 (always less than the capacity).
+    #[inline(always)]
+    fn lookup_bound(&self, h: u64) -> std::result::Result<u64, Fault> {
+        match self.mirror(h).load(Ordering::Relaxed) {
+            MIRROR_SEE_HOME => self.bound(h),
+            m => Ok((m as u64).min(self.shape.capacity - 1)),
         }
     }
 
@@ -398,9 +462,15 @@ impl<'a> MapCore<'a> {
         key: &Key<'_>,
         mut out: Option<&mut [u8]>,
     ) -> std::result::Result<Option<(u64, u64)>, Fault> {
+        let tag = tag_of(key.hash);
         let mut slot = h;
         for d in 0..=bound {
-            if self.read_if_match(slot, key, out.as_deref_mut())? {
+            // The tag filters: a slot whose tag differs did not hold the
+            // key when we looked (a writer stores the tag before it
+            // publishes the key), so only candidates are read.
+            if self.tag(slot).load(Ordering::Relaxed) == tag
+                && self.read_if_match(slot, key, out.as_deref_mut())?
+            {
                 return Ok(Some((slot, d)));
             }
             slot = self.next(slot);
@@ -545,7 +615,7 @@ impl<'a> MapCore<'a> {
         out: Option<&mut [u8]>,
     ) -> std::result::Result<bool, Fault> {
         let h = self.home_of(key.hash);
-        let bound = self.bound(h)?;
+        let bound = self.lookup_bound(h)?;
         Ok(self.scan(h, bound, key, out)?.is_some())
     }
 
@@ -740,6 +810,12 @@ impl Locked<'_, '_> {
                         // the slot, whoever takes over our lock finds it.
                         self.set_bound(d);
                     }
+                    // And the mirror lookups read, before the key exists
+                    // (also when an earlier holder died between the two).
+                    let mirror = core.mirror(self.h);
+                    if mirror.load(Ordering::Relaxed) < mirror_of(d) {
+                        mirror.store(mirror_of(d), Ordering::Relaxed);
+                    }
                     let claim = busy(version(s), self.me, false);
                     if state
                         .compare_exchange(s, claim, Ordering::Acquire, Ordering::Relaxed)
@@ -749,6 +825,8 @@ impl Locked<'_, '_> {
                         fence(Ordering::Release);
                         core.word(slot, HASH)
                             .store(self.key.hash, Ordering::Relaxed);
+                        core.tag(slot)
+                            .store(tag_of(self.key.hash), Ordering::Relaxed);
                         core.write_bytes(slot, KEY, self.key.bytes);
                         core.write_bytes(slot, core.value_at(), value);
                         crate::fault::pause_point("map.insert.written");
@@ -817,6 +895,8 @@ impl Locked<'_, '_> {
                 }
             }
             self.bound = bound;
+            core.mirror(self.h)
+                .store(mirror_of(bound), Ordering::Relaxed);
         }
     }
 }
@@ -834,6 +914,7 @@ unsafe fn init(
     key_size: u64,
     value_size: u64,
     seed: u64,
+    ctrl_offset: u64,
 ) {
     let header = MapHeader {
         kind: map_kind,
@@ -844,7 +925,8 @@ unsafe fn init(
         slot_stride: slot_stride(key_size, value_size),
         slots_offset: MAP_HEADER_SIZE,
         hash_seed: seed,
-        reserved1: [0; 2],
+        ctrl_offset,
+        reserved1: 0,
         len: AtomicU64::new(0),
         reserved2: [0; 7],
     };
@@ -874,7 +956,7 @@ fn validate(handle: &Handle) -> Result<(&MapHeader, MapShape)> {
     let field = |offset| line.u64_at(offset);
     let (capacity, key_size, value_size) = (info.capacity, info.key_size, info.elem_size);
     let stride = slot_stride(key_size as u64, value_size as u64);
-    let needed = block_size(MAP_HEADER_SIZE, capacity, stride);
+    let layout = block_layout(capacity, stride);
     if field32(offset_of!(MapHeader, kind)) != info.kind
         || !(set || info.kind == kind::MAP)
         || field32(offset_of!(MapHeader, value_size)) != value_size
@@ -887,7 +969,9 @@ fn validate(handle: &Handle) -> Result<(&MapHeader, MapShape)> {
         || capacity > MAX_MAP_CAPACITY
         || field(offset_of!(MapHeader, slot_stride)) != stride
         || field(offset_of!(MapHeader, slots_offset)) != MAP_HEADER_SIZE
-        || needed.map_or(true, |n| n > info.size)
+        || layout.as_ref().map_or(true, |&(ctrl, size)| {
+            field(offset_of!(MapHeader, ctrl_offset)) != ctrl || size > info.size
+        })
     {
         return Err(handle.corrupt(format!(
             "{what} header disagrees with its table entry or overruns its block"
@@ -904,7 +988,12 @@ fn validate(handle: &Handle) -> Result<(&MapHeader, MapShape)> {
 
 #[inline]
 fn core_of<'a>(handle: &'a Handle, header: &'a MapHeader, shape: MapShape) -> MapCore<'a> {
-    // SAFETY: validate proved capacity * stride words lie inside the block.
+    // The offset validate checked against the header (recomputed, not read
+    // from the header, which a peer may have rewritten since).
+    let ctrl = MAP_HEADER_SIZE as usize + shape.capacity as usize * shape.stride * 8;
+    let ctrl = (ctrl + 63) & !63;
+    // SAFETY: validate proved capacity * stride words and then the control
+    // bytes at that offset lie inside the block.
     unsafe {
         MapCore::new(
             header,
@@ -912,6 +1001,7 @@ fn core_of<'a>(handle: &'a Handle, header: &'a MapHeader, shape: MapShape) -> Ma
                 .block
                 .add(MAP_HEADER_SIZE as usize)
                 .cast::<AtomicU64>(),
+            handle.block.add(ctrl).cast::<AtomicU8>(),
             shape,
             handle.seg.map.lock_timeout(),
         )
@@ -954,6 +1044,18 @@ pub(crate) fn check(handle: &Handle, deep: bool) -> Result<Option<u64>> {
         if d > bound {
             return Err(handle.corrupt(format!(
                 "slot {slot} holds a key at distance {d} from its home {home}, beyond the bound {bound}"
+            )));
+        }
+        let mirror = core.mirror(home).load(Ordering::Relaxed);
+        if mirror < mirror_of(d) {
+            return Err(handle.corrupt(format!(
+                "slot {slot} holds a key at distance {d} from its home {home}, beyond the bound \
+                 mirror {mirror} (lookups would miss it)"
+            )));
+        }
+        if core.tag(slot).load(Ordering::Relaxed) != tag_of(hash) {
+            return Err(handle.corrupt(format!(
+                "slot {slot}: its tag byte is not its key's (lookups would miss the key)"
             )));
         }
         core.read_bytes(slot, KEY, &mut key);

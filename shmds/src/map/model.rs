@@ -4,6 +4,7 @@ use super::*;
 pub(crate) struct Model {
     header: Box<MapHeader>,
     words: Box<[AtomicU64]>,
+    ctrl: Box<[AtomicU8]>,
     shape: MapShape,
 }
 
@@ -25,16 +26,19 @@ impl Model {
             slot_stride: slot_stride(8, value_size as u64),
             slots_offset: MAP_HEADER_SIZE,
             hash_seed: 0,
-            reserved1: [0; 2],
+            ctrl_offset: 0,
+            reserved1: 0,
             len: AtomicU64::new(0),
             reserved2: [0; 7],
         });
         let words = (0..capacity as usize * shape.stride)
             .map(|_| AtomicU64::new(0))
             .collect();
+        let ctrl = (0..capacity as usize * 2).map(|_| AtomicU8::new(0)).collect();
         Model {
             header,
             words,
+            ctrl,
             shape,
         }
     }
@@ -45,6 +49,7 @@ impl Model {
             MapCore::new(
                 &self.header,
                 self.words.as_ptr(),
+                self.ctrl.as_ptr(),
                 self.shape,
                 Duration::from_secs(3600),
             )

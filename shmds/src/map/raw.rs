@@ -54,10 +54,14 @@ impl Canon {
     pub(super) fn with<T: Element, R>(&self, v: &T, f: impl FnOnce(&[u8]) -> R) -> R {
         match &self.ranges {
             None => {
+                debug_assert_eq!(self.size, std::mem::size_of::<T>());
                 // SAFETY: T has no padding (its descriptor says so), so all
-                // size_of::<T>() bytes of `v` are initialised.
-                let bytes =
-                    unsafe { std::slice::from_raw_parts((v as *const T).cast::<u8>(), self.size) };
+                // size_of::<T>() bytes of `v` are initialised. The length is
+                // the constant size_of::<T>() (equal to `self.size`, checked
+                // at open), so the hash and the key compare are unrolled.
+                let bytes = unsafe {
+                    std::slice::from_raw_parts((v as *const T).cast::<u8>(), std::mem::size_of::<T>())
+                };
                 f(bytes)
             }
             Some(ranges) => {
@@ -224,11 +228,11 @@ impl RawMap {
             )));
         }
         let stride = slot_stride(key_size, value_size);
-        let size = block_size(MAP_HEADER_SIZE, capacity, stride)?;
+        let (ctrl_offset, size) = block_layout(capacity, stride)?;
         let seed = crate::segment::random_seed() ^ seg.seed().rotate_left(17);
         let handle = typed.create(seg, name, capacity, size, existing_ok, |block| {
             // SAFETY: the fresh block has `size` bytes, is 64-aligned and unpublished.
-            unsafe { init(block, map_kind, capacity, key_size, value_size, seed) };
+            unsafe { init(block, map_kind, capacity, key_size, value_size, seed, ctrl_offset) };
             Ok(())
         })?;
         RawMap::from_handle(handle)
