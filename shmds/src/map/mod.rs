@@ -135,7 +135,8 @@ fn busy_pid(state: u64) -> u32 {
     ((state >> PID_SHIFT) & PID_MASK) as u32
 }
 
-fn words_for(bytes: usize) -> usize {
+#[inline(always)]
+const fn words_for(bytes: usize) -> usize {
     bytes.div_ceil(8)
 }
 
@@ -243,6 +244,7 @@ pub(crate) struct MapShape {
 }
 
 impl MapShape {
+    #[inline(always)]
     fn new(capacity: u64, key_size: usize, value_size: usize, seed: u64) -> MapShape {
         let key_words = words_for(key_size);
         let value_words = words_for(value_size);
@@ -379,12 +381,12 @@ impl<'a> MapCore<'a> {
     }
 
     /// Prepare `bytes` (a key of `key_size` bytes) for the table.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn key<'k>(&self, bytes: &'k [u8]) -> Key<'k> {
         Key::new(self.shape.seed, bytes)
     }
 
-    #[inline]
+    #[inline(always)]
     fn home_of(&self, hash: u64) -> u64 {
         ((hash as u128 * self.shape.capacity as u128) >> 64) as u64
     }
@@ -408,7 +410,7 @@ impl<'a> MapCore<'a> {
     }
 
     /// The probe bound of home `h`.
-    #[inline]
+    #[inline(always)]
     fn bound(&self, h: u64) -> std::result::Result<u64, Fault> {
         let bound = self.word(h, HOME).load(Ordering::Acquire) >> 32;
         if bound >= self.shape.capacity {
@@ -420,7 +422,7 @@ impl<'a> MapCore<'a> {
         Ok(bound)
     }
 
-    #[inline]
+    #[inline(always)]
     fn key_matches(&self, slot: u64, key: &Key<'_>) -> bool {
         if self.word(slot, KEY).load(Ordering::Relaxed) != key.first {
             return false;
@@ -429,7 +431,7 @@ impl<'a> MapCore<'a> {
             .all(|j| self.word(slot, KEY + j).load(Ordering::Relaxed) == key.word(j))
     }
 
-    #[inline]
+    #[inline(always)]
     fn read_bytes(&self, slot: u64, first: usize, out: &mut [u8]) {
         let full = out.len() / 8;
         for j in 0..full {
@@ -454,7 +456,7 @@ impl<'a> MapCore<'a> {
 
     /// Look `key` up in slots `h ..= h + bound`, copying its value into
     /// `out` when found. Returns the slot and its distance from `h`.
-    #[inline]
+    #[inline(always)]
     fn scan(
         &self,
         h: u64,
@@ -608,7 +610,7 @@ impl<'a> MapCore<'a> {
     }
 
     /// The value of `key` into `out`; `false` when absent. Never writes.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn get(
         &self,
         key: &Key<'_>,

@@ -34,7 +34,9 @@ impl Model {
         let words = (0..capacity as usize * shape.stride)
             .map(|_| AtomicU64::new(0))
             .collect();
-        let ctrl = (0..capacity as usize * 2).map(|_| AtomicU8::new(0)).collect();
+        let ctrl = (0..capacity as usize * 2)
+            .map(|_| AtomicU8::new(0))
+            .collect();
         Model {
             header,
             words,

@@ -34,53 +34,65 @@ impl Canon {
     }
 
     /// Call `f` with the canonical form of `bytes` (`size` bytes).
-    #[inline]
+    #[inline(always)]
     pub(super) fn with_bytes<R>(&self, bytes: &[u8], f: impl FnOnce(&[u8]) -> R) -> R {
         debug_assert_eq!(bytes.len(), self.size);
-        match &self.ranges {
-            None => f(bytes),
-            Some(ranges) => {
-                let mut buf = vec![0u8; self.size];
-                for &(off, len) in ranges {
-                    buf[off..off + len].copy_from_slice(&bytes[off..off + len]);
-                }
-                f(&buf)
+        // One call of `f` (not one per arm), so that it is inlined.
+        let buf;
+        let canonical = match &self.ranges {
+            None => bytes,
+            Some(_) => {
+                buf = self.canonical(|off, len| &bytes[off..off + len]);
+                &buf[..]
             }
+        };
+        f(canonical)
+    }
+
+    /// The canonical bytes: zeros, with the data ranges from `range(off, len)`.
+    #[cold]
+    fn canonical<'b>(&self, range: impl Fn(usize, usize) -> &'b [u8]) -> Vec<u8> {
+        let mut buf = vec![0u8; self.size];
+        for &(off, len) in self.ranges.iter().flatten() {
+            buf[off..off + len].copy_from_slice(range(off, len));
         }
+        buf
     }
 
     /// Call `f` with the canonical bytes of `v`.
-    #[inline]
+    #[inline(always)]
     pub(super) fn with<T: Element, R>(&self, v: &T, f: impl FnOnce(&[u8]) -> R) -> R {
-        match &self.ranges {
+        debug_assert_eq!(self.size, std::mem::size_of::<T>());
+        let buf;
+        let canonical = match &self.ranges {
             None => {
-                debug_assert_eq!(self.size, std::mem::size_of::<T>());
                 // SAFETY: T has no padding (its descriptor says so), so all
                 // size_of::<T>() bytes of `v` are initialised. The length is
                 // the constant size_of::<T>() (equal to `self.size`, checked
                 // at open), so the hash and the key compare are unrolled.
-                let bytes = unsafe {
-                    std::slice::from_raw_parts((v as *const T).cast::<u8>(), std::mem::size_of::<T>())
-                };
-                f(bytes)
-            }
-            Some(ranges) => {
-                let mut buf = vec![0u8; self.size];
-                let base = (v as *const T).cast::<u8>();
-                for &(off, len) in ranges {
-                    // SAFETY: data ranges lie inside T and hold initialised
-                    // field bytes (padding is excluded).
-                    let src = unsafe { std::slice::from_raw_parts(base.add(off), len) };
-                    buf[off..off + len].copy_from_slice(src);
+                unsafe {
+                    std::slice::from_raw_parts(
+                        (v as *const T).cast::<u8>(),
+                        std::mem::size_of::<T>(),
+                    )
                 }
-                f(&buf)
             }
-        }
+            Some(_) => {
+                let base = (v as *const T).cast::<u8>();
+                // SAFETY: data ranges lie inside T and hold initialised
+                // field bytes (padding is excluded).
+                buf = self.canonical(|off, len| unsafe {
+                    std::slice::from_raw_parts(base.add(off), len)
+                });
+                &buf[..]
+            }
+        };
+        f(canonical)
     }
 }
 
 /// Fill a `T` from bytes written by `fill` (every bit pattern is a `T`).
-#[inline]
+#[inline(always)]
 pub(super) fn read_typed<T: Element, E>(
     fill: impl FnOnce(&mut [u8]) -> std::result::Result<bool, E>,
 ) -> std::result::Result<Option<T>, E> {
@@ -232,7 +244,17 @@ impl RawMap {
         let seed = crate::segment::random_seed() ^ seg.seed().rotate_left(17);
         let handle = typed.create(seg, name, capacity, size, existing_ok, |block| {
             // SAFETY: the fresh block has `size` bytes, is 64-aligned and unpublished.
-            unsafe { init(block, map_kind, capacity, key_size, value_size, seed, ctrl_offset) };
+            unsafe {
+                init(
+                    block,
+                    map_kind,
+                    capacity,
+                    key_size,
+                    value_size,
+                    seed,
+                    ctrl_offset,
+                )
+            };
             Ok(())
         })?;
         RawMap::from_handle(handle)
@@ -314,7 +336,7 @@ impl RawMap {
     // The operations below take canonical key and value bytes and a core;
     // the typed Map passes a core specialised to its sizes.
 
-    #[inline]
+    #[inline(always)]
     pub(super) fn get_in(
         &self,
         core: &MapCore<'_>,

@@ -52,7 +52,7 @@ impl<K: Element, V: Element> Map<K, V> {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     pub(super) fn core(&self) -> MapCore<'_> {
         self.raw
             .core_sized(std::mem::size_of::<K>(), std::mem::size_of::<V>())
