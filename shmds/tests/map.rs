@@ -336,7 +336,8 @@ fn damaged_map_state() {
     // A probe bound beyond the table. Lookups read the bound mirror in the
     // control bytes (after the 4 slots, 64-aligned), not the home word,
     // unless the mirror says 255.
-    let mirror = (off + 128 + 4 * 48 + 63) / 64 * 64 + 2 * home + 1;
+    let ctrl = (off + 128 + 4 * 48).div_ceil(64) * 64;
+    let mirror = ctrl + 2 * home + 1;
     poke(&name, slot(home) + 8, &(99u64 << 32).to_ne_bytes());
     assert_eq!(m.get(&1).unwrap(), Some([1, 1]));
     assert!(matches!(m.insert(1, [0, 0]), Err(Error::Corrupt { .. })));
@@ -349,7 +350,7 @@ fn damaged_map_state() {
 
     // A tag byte that is not its key's: lookups miss the key (wrong, never
     // unsafe), and the deep check reports it.
-    let tag_at = |i: u64| (off + 128 + 4 * 48 + 63) / 64 * 64 + 2 * i;
+    let tag_at = |i: u64| ctrl + 2 * i;
     let keyed = home; // the only key, inserted into an empty map
     let mut tag = [0u8; 1];
     {
