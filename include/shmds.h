@@ -243,44 +243,35 @@ typedef struct shmds_stack_header {
     uint32_t kind;
     uint32_t elem_size;
     uint64_t capacity;
-    uint64_t node_stride;
-    uint64_t nodes_offset;
+    uint64_t slot_stride;
+    uint64_t slots_offset;
     uint64_t shutdown; /* atomic */
     uint64_t reserved0[3];
     uint64_t top; /* atomic */
     uint32_t not_empty; /* atomic */
     uint32_t pop_waiters; /* atomic */
     uint64_t reserved1[6];
-    uint64_t free; /* atomic */
+    uint64_t reserved2;
     uint32_t not_full; /* atomic */
     uint32_t push_waiters; /* atomic */
-    uint64_t reserved2[6];
+    uint64_t reserved3[6];
 } shmds_stack_header;
 SHMDS_STATIC_ASSERT(sizeof(shmds_stack_header) == 192, "shmds_stack_header: size");
 SHMDS_STATIC_ASSERT(offsetof(shmds_stack_header, kind) == 0, "shmds_stack_header.kind: offset");
 SHMDS_STATIC_ASSERT(offsetof(shmds_stack_header, elem_size) == 4, "shmds_stack_header.elem_size: offset");
 SHMDS_STATIC_ASSERT(offsetof(shmds_stack_header, capacity) == 8, "shmds_stack_header.capacity: offset");
-SHMDS_STATIC_ASSERT(offsetof(shmds_stack_header, node_stride) == 16, "shmds_stack_header.node_stride: offset");
-SHMDS_STATIC_ASSERT(offsetof(shmds_stack_header, nodes_offset) == 24, "shmds_stack_header.nodes_offset: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_stack_header, slot_stride) == 16, "shmds_stack_header.slot_stride: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_stack_header, slots_offset) == 24, "shmds_stack_header.slots_offset: offset");
 SHMDS_STATIC_ASSERT(offsetof(shmds_stack_header, shutdown) == 32, "shmds_stack_header.shutdown: offset");
 SHMDS_STATIC_ASSERT(offsetof(shmds_stack_header, reserved0) == 40, "shmds_stack_header.reserved0: offset");
 SHMDS_STATIC_ASSERT(offsetof(shmds_stack_header, top) == 64, "shmds_stack_header.top: offset");
 SHMDS_STATIC_ASSERT(offsetof(shmds_stack_header, not_empty) == 72, "shmds_stack_header.not_empty: offset");
 SHMDS_STATIC_ASSERT(offsetof(shmds_stack_header, pop_waiters) == 76, "shmds_stack_header.pop_waiters: offset");
 SHMDS_STATIC_ASSERT(offsetof(shmds_stack_header, reserved1) == 80, "shmds_stack_header.reserved1: offset");
-SHMDS_STATIC_ASSERT(offsetof(shmds_stack_header, free) == 128, "shmds_stack_header.free: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_stack_header, reserved2) == 128, "shmds_stack_header.reserved2: offset");
 SHMDS_STATIC_ASSERT(offsetof(shmds_stack_header, not_full) == 136, "shmds_stack_header.not_full: offset");
 SHMDS_STATIC_ASSERT(offsetof(shmds_stack_header, push_waiters) == 140, "shmds_stack_header.push_waiters: offset");
-SHMDS_STATIC_ASSERT(offsetof(shmds_stack_header, reserved2) == 144, "shmds_stack_header.reserved2: offset");
-
-/* StackNode (8 bytes) */
-typedef struct shmds_stack_node {
-    uint32_t next; /* atomic */
-    uint32_t depth; /* atomic */
-} shmds_stack_node;
-SHMDS_STATIC_ASSERT(sizeof(shmds_stack_node) == 8, "shmds_stack_node: size");
-SHMDS_STATIC_ASSERT(offsetof(shmds_stack_node, next) == 0, "shmds_stack_node.next: offset");
-SHMDS_STATIC_ASSERT(offsetof(shmds_stack_node, depth) == 4, "shmds_stack_node.depth: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_stack_header, reserved3) == 144, "shmds_stack_header.reserved3: offset");
 
 /* MapHeader (128 bytes) */
 typedef struct shmds_map_header {

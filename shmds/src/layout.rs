@@ -439,57 +439,45 @@ pub struct QueueSlot {
     pub state: AtomicU64,
 }
 
-/// Header at the start of a stack's block: a Treiber stack of nodes plus a
-/// free list of nodes, both as tagged indices. `capacity` nodes follow at
-/// `nodes_offset`, `node_stride` bytes apart.
+/// Header at the start of a stack's block: `capacity` element slots follow
+/// at `slots_offset`, `slot_stride` bytes apart. See `stack/mod.rs` for the
+/// protocol.
 #[repr(C)]
 pub struct StackHeader {
     /// [`kind::STACK`].
     pub kind: u32,
     /// Size of one element in bytes.
     pub elem_size: u32,
-    /// Number of nodes.
+    /// Number of slots: the most elements the stack holds.
     pub capacity: u64,
-    /// Bytes from one node to the next: `align8(8 + elem_size)`.
-    pub node_stride: u64,
-    /// Offset of node 0 from the start of the block ([`STACK_HEADER_SIZE`]).
-    pub nodes_offset: u64,
+    /// Bytes from one slot to the next: `align8(elem_size)`.
+    pub slot_stride: u64,
+    /// Offset of slot 0 from the start of the block ([`STACK_HEADER_SIZE`]).
+    pub slots_offset: u64,
     /// 0 while the stack is open, 1 once it was shut down (set before the
-    /// shutdown bit of `top`, which counts only with it). On the line of
-    /// fixed fields; read only off the hot path.
+    /// SHUT bit of `top`). On the line of fixed fields; read only off the
+    /// hot path.
     pub shutdown: AtomicU64,
     /// Reserved, zero.
     pub reserved0: [u64; 3],
-    /// Top of the stack: `tag << 25 | shut << 24 | (index + 1)`, 0 in the
-    /// low 24 bits when empty. The tag (39 bits) grows with every successful
-    /// change (ABA guard); bit 24 is set once the stack was shut down (no
-    /// more pushes).
+    /// The stack word: bits 0-23 the number of elements, 24-45 the pid of
+    /// the process holding the claim, 46-47 the phase (0 idle, 1 pushing,
+    /// 2 popping), 48 SHUT, 49-63 a version that grows with every claim.
     pub top: AtomicU64,
     /// Bumped (and futex-woken) when an element is pushed and someone waits.
     pub not_empty: AtomicU32,
     /// Processes sleeping on `not_empty`.
     pub pop_waiters: AtomicU32,
-    /// Reserved (keeps `top` off the free list's cache line).
+    /// Reserved.
     pub reserved1: [u64; 6],
-    /// Head of the free list, encoded like `top`.
-    pub free: AtomicU64,
-    /// Bumped (and futex-woken) when a node is freed and someone waits.
+    /// Reserved, zero.
+    pub reserved2: u64,
+    /// Bumped (and futex-woken) when an element is popped and someone waits.
     pub not_full: AtomicU32,
     /// Processes sleeping on `not_full`.
     pub push_waiters: AtomicU32,
     /// Reserved.
-    pub reserved2: [u64; 6],
-}
-
-/// The head of every stack node; the element follows it.
-#[repr(C)]
-pub struct StackNode {
-    /// Index + 1 of the node below this one (on the stack or the free list),
-    /// 0 for none.
-    pub next: AtomicU32,
-    /// Number of elements on the stack when this node was pushed (an
-    /// approximate length, read from the top node).
-    pub depth: AtomicU32,
+    pub reserved3: [u64; 6],
 }
 
 /// Header at the start of a map's block: an open-addressing hash table of
@@ -958,7 +946,7 @@ pub struct OnceHeader {
 /// `0xcbf29ce484222325`) over these values, each as 8 little-endian bytes:
 /// pointer width in bits, 1 for little-endian (2 for big), [`CACHE_LINE`],
 /// then the sizes of `SegmentHeader`, `Entry`, `ArrayHeader`, `QueueHeader`,
-/// `QueueSlot`, `StackHeader`, `StackNode`, `MapHeader`, `MapSlot`,
+/// `QueueSlot`, `StackHeader`, `MapHeader`, `MapSlot`,
 /// `ChannelHeader`, `ChannelCell`, `TopicHeader`, `TopicCell`,
 /// `AttachSlot`, `BlockHeader`, `LockState`, `LockHeader`,
 /// `ConditionHeader`, `RwLockHeader`, `ReaderSlot`, `SemaphoreHeader`,
@@ -981,14 +969,13 @@ pub const fn fingerprint() -> u64 {
 }
 
 /// The struct sizes that enter the fingerprint, in order.
-const STRUCT_SIZES: [u64; 26] = [
+const STRUCT_SIZES: [u64; 25] = [
     SEGMENT_HEADER_SIZE,
     ENTRY_SIZE,
     ARRAY_HEADER_SIZE,
     QUEUE_HEADER_SIZE,
     QUEUE_SLOT_SIZE,
     STACK_HEADER_SIZE,
-    STACK_NODE_SIZE,
     MAP_HEADER_SIZE,
     MAP_SLOT_SIZE,
     CHANNEL_HEADER_SIZE,
@@ -1022,8 +1009,6 @@ pub const QUEUE_HEADER_SIZE: u64 = 192;
 pub const QUEUE_SLOT_SIZE: u64 = 8;
 /// `size_of::<StackHeader>()` in this format version.
 pub const STACK_HEADER_SIZE: u64 = 192;
-/// `size_of::<StackNode>()` in this format version.
-pub const STACK_NODE_SIZE: u64 = 8;
 /// `size_of::<MapHeader>()` in this format version.
 pub const MAP_HEADER_SIZE: u64 = 128;
 /// `size_of::<MapSlot>()` in this format version.
@@ -1167,22 +1152,18 @@ mod asserts {
     at!(StackHeader, kind, 0);
     at!(StackHeader, elem_size, 4);
     at!(StackHeader, capacity, 8);
-    at!(StackHeader, node_stride, 16);
-    at!(StackHeader, nodes_offset, 24);
+    at!(StackHeader, slot_stride, 16);
+    at!(StackHeader, slots_offset, 24);
     at!(StackHeader, shutdown, 32);
     at!(StackHeader, reserved0, 40);
     at!(StackHeader, top, 64);
     at!(StackHeader, not_empty, 72);
     at!(StackHeader, pop_waiters, 76);
     at!(StackHeader, reserved1, 80);
-    at!(StackHeader, free, 128);
+    at!(StackHeader, reserved2, 128);
     at!(StackHeader, not_full, 136);
     at!(StackHeader, push_waiters, 140);
-    at!(StackHeader, reserved2, 144);
-
-    const _: () = assert!(size_of::<StackNode>() as u64 == STACK_NODE_SIZE);
-    at!(StackNode, next, 0);
-    at!(StackNode, depth, 4);
+    at!(StackHeader, reserved3, 144);
 
     const _: () = assert!(size_of::<MapHeader>() as u64 == MAP_HEADER_SIZE);
     at!(MapHeader, kind, 0);
@@ -1393,10 +1374,9 @@ pub fn describe() -> Vec<StructInfo> {
             slot_stride, slots_offset, shutdown, reserved0, tail, reserved1, head, unfinished,
             join_event, join_waiters, reserved2),
         describe!(QueueSlot as "shmds_queue_slot": state),
-        describe!(StackHeader as "shmds_stack_header": kind, elem_size, capacity, node_stride,
-            nodes_offset, shutdown, reserved0, top, not_empty, pop_waiters, reserved1, free, not_full,
-            push_waiters, reserved2),
-        describe!(StackNode as "shmds_stack_node": next, depth),
+        describe!(StackHeader as "shmds_stack_header": kind, elem_size, capacity, slot_stride,
+            slots_offset, shutdown, reserved0, top, not_empty, pop_waiters, reserved1, reserved2,
+            not_full, push_waiters, reserved3),
         describe!(MapHeader as "shmds_map_header": kind, value_size, capacity, key_size, reserved0,
             slot_stride, slots_offset, hash_seed, ctrl_offset, reserved1, len, reserved2),
         describe!(MapSlot as "shmds_map_slot": state, home, hash),

@@ -267,13 +267,25 @@ fn stack_survives_killed_processes() {
     let name = ShmName::new("sdead");
     let seg = Segment::create(name.as_str(), 1 << 20).unwrap();
     let s = seg.create_stack::<u64>("s", 3).unwrap();
-    kill_at(&name, "stack-push", "stack.push.taken", 1);
+    // Killed holding the claim, before and after writing its element: the
+    // next call takes the claim back; the element never shows up.
+    for point in ["stack.push.claimed", "stack.push.written"] {
+        kill_at(&name, "stack-push", point, 1);
+        assert_eq!(s.len(), 0, "{point}");
+    }
     assert!(s.try_push(10).unwrap());
-    kill_at(&name, "stack-pop", "stack.pop.taken", 0);
-    // Each killed process leaked one node: one of three remains usable.
+    // Killed holding the claim while popping: the element is still there.
+    for point in ["stack.pop.claimed", "stack.pop.read"] {
+        kill_at(&name, "stack-pop", point, 0);
+        assert_eq!(s.len(), 1, "{point}");
+    }
+    // Nothing leaked: all three slots are usable.
     assert!(s.try_push(20).unwrap());
-    assert!(matches!(s.try_push(30), Ok(false)));
+    assert!(s.try_push(30).unwrap());
+    assert!(matches!(s.try_push(40), Ok(false)));
+    assert_eq!(s.try_pop().unwrap(), Some(30));
     assert_eq!(s.try_pop().unwrap(), Some(20));
+    assert_eq!(s.try_pop().unwrap(), Some(10));
     assert!(matches!(s.try_pop(), Ok(None)));
     assert!(seg.check().is_ok());
 }

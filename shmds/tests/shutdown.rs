@@ -8,8 +8,6 @@
 mod common;
 use common::*;
 use shmds::{Error, RawQueue, RawStack, Segment};
-use std::fs::OpenOptions;
-use std::io::{Seek, SeekFrom, Write};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -400,34 +398,6 @@ fn immediate_shutdown_releases_join() {
     std::thread::sleep(Duration::from_millis(30));
     assert_eq!(q.shutdown(true).unwrap(), 4);
     assert!(joiner.join().unwrap().unwrap());
-}
-
-fn poke(name: &ShmName, offset: u64, bytes: &[u8]) {
-    let mut f = OpenOptions::new().write(true).open(name.path()).unwrap();
-    f.seek(SeekFrom::Start(offset)).unwrap();
-    f.write_all(bytes).unwrap();
-}
-
-/// Stacks made before the shutdown bit counted their tag from bit 24: a
-/// set bit 24 in `top` without the `shutdown` field is not a shutdown.
-#[test]
-fn bit_24_of_an_older_stack_is_not_a_shutdown() {
-    let (name, seg) = segment("sd-old");
-    let s = seg.create_stack::<u64>("s", 4).unwrap();
-    assert!(s.try_push(1).unwrap());
-    let block = seg.entry("s").unwrap().unwrap().offset;
-    let top_offset = 64; // StackHeader::top
-    let mut f = std::fs::File::open(name.path()).unwrap();
-    let mut word = [0u8; 8];
-    f.seek(SeekFrom::Start(block + top_offset)).unwrap();
-    std::io::Read::read_exact(&mut f, &mut word).unwrap();
-    let top = u64::from_ne_bytes(word) | 1 << 24;
-    poke(&name, block + top_offset, &top.to_ne_bytes());
-    assert!(!s.is_shutdown());
-    assert!(s.try_push(2).unwrap());
-    assert_eq!(s.try_pop().unwrap(), Some(2));
-    assert_eq!(s.try_pop().unwrap(), Some(1));
-    assert!(matches!(s.try_pop(), Ok(None)));
 }
 
 /// The body of the child processes below; does nothing as a normal test.
