@@ -745,7 +745,10 @@ class Queue(_shmds.Queue):
     forever; Ctrl-C interrupts the wait), ``put_nowait``/``get_nowait``,
     ``qsize``/``empty``/``full`` (approximate), raising :class:`queue.Full`
     and :class:`queue.Empty`. ``put_many``/``get_many`` move numpy arrays
-    in one call.
+    in one call. The ``_nowait`` forms never wait for another process: one
+    that holds the next position (a stack: the whole stack) for longer than
+    a short spin, say because it was preempted, makes them raise
+    :class:`queue.Full`/:class:`queue.Empty` too; ``put``/``get`` wait.
 
     Across processes, as in Python 3.13's :class:`queue.Queue`:
     :meth:`shutdown` (then ``put`` raises :class:`ShutDown`, ``get`` drains

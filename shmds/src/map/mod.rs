@@ -1039,28 +1039,36 @@ pub(crate) fn check(handle: &Handle, deep: bool) -> Result<Option<u64>> {
             continue;
         }
         live_count += 1;
+        // Read everything the checks judge, then the state again: a writer
+        // may have changed the slot (or its home's bound, mirror or the
+        // tag) meanwhile, and only a slot that held still is judged.
         let hash = core.word(slot, HASH).load(Ordering::Relaxed);
         let home = core.home_of(hash);
         let d = core.distance(home, slot);
         let bound = core.bound(home).map_err(fault)?;
+        let mirror = core.mirror(home).load(Ordering::Relaxed);
+        let tag = core.tag(slot).load(Ordering::Relaxed);
+        core.read_bytes(slot, KEY, &mut key);
+        fence(Ordering::Acquire);
+        if core.word(slot, STATE).load(Ordering::Relaxed) != s {
+            continue;
+        }
         if d > bound {
             return Err(handle.corrupt(format!(
                 "slot {slot} holds a key at distance {d} from its home {home}, beyond the bound {bound}"
             )));
         }
-        let mirror = core.mirror(home).load(Ordering::Relaxed);
         if mirror < mirror_of(d) {
             return Err(handle.corrupt(format!(
                 "slot {slot} holds a key at distance {d} from its home {home}, beyond the bound \
                  mirror {mirror} (lookups would miss it)"
             )));
         }
-        if core.tag(slot).load(Ordering::Relaxed) != tag_of(hash) {
+        if tag != tag_of(hash) {
             return Err(handle.corrupt(format!(
                 "slot {slot}: its tag byte is not its key's (lookups would miss the key)"
             )));
         }
-        core.read_bytes(slot, KEY, &mut key);
         if core.key(&key).hash != hash {
             return Err(handle.corrupt(format!("slot {slot}: the stored hash is not its key's")));
         }

@@ -114,6 +114,37 @@ fn claim(word: u64, pid: u32, phase: u64) -> u64 {
         | phase << PHASE_SHIFT
 }
 
+/// What a push or pop would find (for the calls that wait for readiness).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Readiness {
+    /// It could move an element, or the stack was shut down (it returns).
+    Ready,
+    /// Full (empty): sleep.
+    Sleep,
+    /// Claimed (`word`, by `pid`): wait for the claim, never sleep on it.
+    Claimed { word: u64, pid: u32 },
+}
+
+/// The wait for one claim: starts over when the claim word changes, so
+/// the lock timeout counts the time one claim stood, not a stream of
+/// different (live, progressing) claimants.
+#[derive(Default)]
+pub(crate) struct ClaimWait {
+    word: u64,
+    patience: PeerWait,
+}
+
+impl ClaimWait {
+    /// The patience for claim `word`.
+    pub(crate) fn on(&mut self, word: u64) -> &mut PeerWait {
+        if self.word != word {
+            self.word = word;
+            self.patience = PeerWait::new();
+        }
+        &mut self.patience
+    }
+}
+
 /// How one push or pop attempt ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Step {
@@ -215,8 +246,10 @@ impl<'a> StackCore<'a> {
         blocking: bool,
     ) -> std::result::Result<Step, Stop> {
         let top = &self.header.top;
-        let mut word = top.load(Ordering::Acquire);
-        let mut patience = PeerWait::new();
+        // SeqCst (a plain load on x86 and ARMv8): a waiter's retry after
+        // its registration must be ordered before a claim it misses.
+        let mut word = top.load(Ordering::SeqCst);
+        let mut waiting = ClaimWait::default();
         loop {
             match self.decode(word)? {
                 Top::Idle { shut: true, .. } => return Ok(Step::ShutDown),
@@ -234,17 +267,17 @@ impl<'a> StackCore<'a> {
                             }
                             crate::fault::pause_point("stack.push.written");
                             top.store(idle(mine, count + n), Ordering::Release);
-                            notify(&self.header.pop_waiters, &self.header.not_empty);
+                            notify(&self.header.pop_waiters, &self.header.not_empty, n);
                             return Ok(Step::Moved(n as usize));
                         }
                         Err(seen) => word = seen,
                     }
                 }
                 Top::Claimed { pid, .. } => {
-                    if !self.wait_for_claim(word, pid, blocking, &mut patience)? {
+                    if !self.wait_for_claim(word, pid, blocking, waiting.on(word))? {
                         return Ok(Step::Blocked);
                     }
-                    word = top.load(Ordering::Acquire);
+                    word = top.load(Ordering::SeqCst);
                 }
             }
         }
@@ -260,8 +293,8 @@ impl<'a> StackCore<'a> {
         blocking: bool,
     ) -> std::result::Result<Step, Stop> {
         let top = &self.header.top;
-        let mut word = top.load(Ordering::Acquire);
-        let mut patience = PeerWait::new();
+        let mut word = top.load(Ordering::SeqCst);
+        let mut waiting = ClaimWait::default();
         loop {
             match self.decode(word)? {
                 Top::Idle { count: 0, shut } => {
@@ -278,17 +311,17 @@ impl<'a> StackCore<'a> {
                             }
                             crate::fault::pause_point("stack.pop.read");
                             top.store(idle(mine, count - n), Ordering::Release);
-                            notify(&self.header.push_waiters, &self.header.not_full);
+                            notify(&self.header.push_waiters, &self.header.not_full, n);
                             return Ok(Step::Moved(n as usize));
                         }
                         Err(seen) => word = seen,
                     }
                 }
                 Top::Claimed { pid, .. } => {
-                    if !self.wait_for_claim(word, pid, blocking, &mut patience)? {
+                    if !self.wait_for_claim(word, pid, blocking, waiting.on(word))? {
                         return Ok(Step::Blocked);
                     }
-                    word = top.load(Ordering::Acquire);
+                    word = top.load(Ordering::SeqCst);
                 }
             }
         }
@@ -358,7 +391,7 @@ impl<'a> StackCore<'a> {
     fn shut(&self) -> std::result::Result<(), Stop> {
         self.header.shutdown.fetch_or(1, Ordering::SeqCst);
         let top = &self.header.top;
-        let mut patience = PeerWait::new();
+        let mut waiting = ClaimWait::default();
         loop {
             let word = top.load(Ordering::Acquire);
             match self.decode(word)? {
@@ -372,24 +405,21 @@ impl<'a> StackCore<'a> {
                     }
                 }
                 Top::Claimed { pid, .. } => {
-                    self.wait_for_claim(word, pid, true, &mut patience)?;
+                    self.wait_for_claim(word, pid, true, waiting.on(word))?;
                 }
             }
         }
     }
 
-    /// What a push (`push`) or a pop would find now: `Ok(None)` if it could
-    /// move an element (or the stack was shut down, so it returns at once),
-    /// else `Some(pid)` of a claimant to wait for, or `Some(0)`: full
-    /// (empty), sleep.
-    fn readiness(&self, push: bool) -> std::result::Result<Option<u32>, Stop> {
+    /// What a push (`push`) or a pop would find now.
+    fn readiness(&self, push: bool) -> std::result::Result<Readiness, Stop> {
         let word = self.header.top.load(Ordering::SeqCst);
         Ok(match self.decode(word)? {
-            Top::Idle { shut: true, .. } => None,
-            Top::Idle { count, .. } if push && count < self.capacity => None,
-            Top::Idle { count, .. } if !push && count > 0 => None,
-            Top::Idle { .. } => Some(0),
-            Top::Claimed { pid, .. } => Some(pid.max(1)),
+            Top::Idle { shut: true, .. } => Readiness::Ready,
+            Top::Idle { count, .. } if push && count < self.capacity => Readiness::Ready,
+            Top::Idle { count, .. } if !push && count > 0 => Readiness::Ready,
+            Top::Idle { .. } => Readiness::Sleep,
+            Top::Claimed { pid, .. } => Readiness::Claimed { word, pid },
         })
     }
 
@@ -411,13 +441,14 @@ impl<'a> StackCore<'a> {
     }
 }
 
-/// After a push (pop): wake one sleeping popper (pusher) if any is registered.
+/// After a push (pop) of `moved` elements: wake that many sleeping
+/// poppers (pushers), if any is registered.
 #[inline]
-fn notify(waiters: &AtomicU32, event: &AtomicU32) {
+fn notify(waiters: &AtomicU32, event: &AtomicU32, moved: u64) {
     // SeqCst: pairs with the waiter's SeqCst registration before its re-check.
     if waiters.load(Ordering::SeqCst) > 0 {
         event.fetch_add(1, Ordering::SeqCst);
-        futex_wake(event, 1);
+        futex_wake(event, moved.min(i32::MAX as u64) as u32);
     }
 }
 

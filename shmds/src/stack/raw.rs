@@ -434,21 +434,21 @@ impl RawStack {
             (&h.pop_waiters, &h.not_empty)
         };
         let mut wait = Wait::new(timeout, interrupt);
-        let mut patience = PeerWait::new();
+        let mut waiting = ClaimWait::default();
         let mut spins = 0;
         loop {
-            let claimant = match core.readiness(push).map_err(|s| self.stop(s))? {
-                None => return Ok(true),
-                Some(pid) => pid,
-            };
+            let readiness = core.readiness(push).map_err(|s| self.stop(s))?;
+            if readiness == Readiness::Ready {
+                return Ok(true);
+            }
             if wait.deadline.expired() {
                 return Ok(false);
             }
-            if claimant != 0 {
+            if let Readiness::Claimed { word, pid } = readiness {
                 // Claimed: the claim ends soon (or its dead owner's is taken
-                // back); never sleep on the event meanwhile.
-                let word = h.top.load(Ordering::Acquire);
-                core.wait_for_claim(word, claimant, true, &mut patience)
+                // back); never sleep on the event meanwhile. The word and
+                // the pid come from one load.
+                core.wait_for_claim(word, pid, true, waiting.on(word))
                     .map_err(|s| self.stop(s))?;
                 continue;
             }
@@ -463,7 +463,7 @@ impl RawStack {
                 waiters,
                 event,
                 &deadline,
-                &mut || !matches!(core.readiness(push), Ok(Some(0))),
+                &mut || !matches!(core.readiness(push), Ok(Readiness::Sleep)),
                 &mut || {
                     interrupted = wait.interrupted();
                     interrupted
@@ -520,8 +520,12 @@ impl RawStack {
         core.wake_all();
         let mut discarded = 0u64;
         if immediate {
+            // Blocking pops: they wait for a live claimant (up to the lock
+            // timeout) instead of reporting "empty" while it holds the
+            // claim; shut down, they never sleep on an empty stack.
+            let mut wait = Wait::new(None, None);
             loop {
-                match self.pop_n(usize::MAX, &mut |_, _| {}, None) {
+                match self.pop_n(usize::MAX, &mut |_, _| {}, Some(&mut wait)) {
                     Ok(n) => discarded += n as u64,
                     Err(Error::ShutDown { .. }) => break,
                     Err(e) => return Err(e),
