@@ -108,6 +108,24 @@ fn child_role() {
             let q = seg.open_queue::<u64>("q").unwrap();
             let _ = q.try_pop();
         }
+        "push-run" => {
+            let q = seg.open_queue::<u64>("q").unwrap();
+            let v = var("SHMDS_VALUE");
+            q.push_slice(&[v, v + 1, v + 2], None).unwrap();
+        }
+        "pop-run" => {
+            let q = seg.open_queue::<u64>("q").unwrap();
+            q.pop_into(&mut [0; 3], None).unwrap();
+        }
+        "stack-push-run" => {
+            let s = seg.open_stack::<u64>("s").unwrap();
+            let v = var("SHMDS_VALUE");
+            s.push_slice(&[v, v + 1, v + 2], None).unwrap();
+        }
+        "stack-pop-run" => {
+            let s = seg.open_stack::<u64>("s").unwrap();
+            s.pop_into(&mut [0; 3], None).unwrap();
+        }
         "stack-push" => {
             let s = seg.open_stack::<u64>("s").unwrap();
             s.push(var("SHMDS_VALUE"), None).unwrap();
@@ -287,6 +305,86 @@ fn stack_survives_killed_processes() {
     assert_eq!(s.try_pop().unwrap(), Some(20));
     assert_eq!(s.try_pop().unwrap(), Some(10));
     assert!(matches!(s.try_pop(), Ok(None)));
+    assert!(seg.check().is_ok());
+}
+
+/// A process killed holding a run of queue positions (`push_slice`,
+/// `pop_into` claim several per call): every position is recovered as a
+/// single claim. A dead push run's elements never show up; a dead pop run
+/// that had not moved `head` gives all of its elements back; after it
+/// moved `head` they are lost, and nothing else is.
+#[cfg(feature = "fault-injection")]
+#[test]
+fn killed_runs_do_not_wedge_the_queue() {
+    for point in ["queue.run_claimed", "queue.push.tail_moved"] {
+        let name = ShmName::new("qrunpush");
+        let seg = Segment::create(name.as_str(), 1 << 20).unwrap();
+        let q = seg.create_queue::<u64>("q", 4).unwrap();
+        assert!(q.try_push(1).unwrap());
+        kill_at(&name, "push-run", point, 100);
+        let mut got = Vec::new();
+        let mut out = [0u64; 4];
+        for _ in 0..6 {
+            let n = q.try_pop_into(&mut out).unwrap();
+            got.extend_from_slice(&out[..n]);
+        }
+        assert_eq!(got, [1], "{point}: the dead run delivered");
+        for round in 0..5u64 {
+            assert_eq!(
+                q.push_slice(&[round, round + 10, round + 20], None)
+                    .unwrap(),
+                3
+            );
+            assert_eq!(q.pop_into(&mut out, None).unwrap(), 3, "{point}");
+            assert_eq!(&out[..3], &[round, round + 10, round + 20], "{point}");
+        }
+        assert!(seg.check().is_ok(), "{point}");
+    }
+    for (point, lost) in [("queue.run_claimed", false), ("queue.pop.head_moved", true)] {
+        let name = ShmName::new("qrunpop");
+        let seg = Segment::create(name.as_str(), 1 << 20).unwrap();
+        let q = seg.create_queue::<u64>("q", 4).unwrap();
+        assert_eq!(q.push_slice(&[7, 8, 9, 10], None).unwrap(), 4);
+        kill_at(&name, "pop-run", point, 0);
+        let mut got = Vec::new();
+        let mut out = [0u64; 4];
+        for _ in 0..6 {
+            let n = q.try_pop_into(&mut out).unwrap();
+            got.extend_from_slice(&out[..n]);
+        }
+        let expected: &[u64] = if lost { &[10] } else { &[7, 8, 9, 10] };
+        assert_eq!(got, expected, "{point}");
+        assert_eq!(q.push_slice(&[1, 2, 3, 4], None).unwrap(), 4, "{point}");
+        assert_eq!(q.pop_into(&mut out, None).unwrap(), 4, "{point}");
+        assert_eq!(out, [1, 2, 3, 4], "{point}");
+        assert!(seg.check().is_ok(), "{point}");
+    }
+}
+
+/// The same for the stack's one-claim runs: a dead push run is not counted,
+/// a dead pop run's elements stay, and no capacity is lost.
+#[cfg(feature = "fault-injection")]
+#[test]
+fn killed_stack_runs_leave_it_whole() {
+    let name = ShmName::new("srun");
+    let seg = Segment::create(name.as_str(), 1 << 20).unwrap();
+    let s = seg.create_stack::<u64>("s", 4).unwrap();
+    assert!(s.try_push(1).unwrap());
+    kill_at(&name, "stack-push-run", "stack.push.written", 100);
+    assert_eq!(s.len(), 1);
+    assert_eq!(
+        s.push_slice(&[2, 3, 4], None).unwrap(),
+        3,
+        "all 4 slots usable"
+    );
+    kill_at(&name, "stack-pop-run", "stack.pop.read", 0);
+    let mut out = [0u64; 4];
+    assert_eq!(s.pop_into(&mut out, None).unwrap(), 4);
+    assert_eq!(
+        out,
+        [4, 3, 2, 1],
+        "the dead pop run's elements stayed, in order"
+    );
     assert!(seg.check().is_ok());
 }
 
