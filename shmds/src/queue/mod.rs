@@ -674,12 +674,7 @@ impl<'a> QueueCore<'a> {
         let shut = self.shut_down();
         crate::fault::pause_point("queue.push.shutdown_read");
         let first = self.slot(idx);
-        let (mut pos, mut idx, mut tag) = (t, idx, tag);
-        for i in 0..run {
-            if i > 0 {
-                pos = self.next(pos);
-                (tag, idx) = self.lap_tag_and_index(pos);
-            }
+        for (i, (idx, tag)) in self.run_slots(t, idx, tag, run).enumerate() {
             if !shut {
                 write(i, self.payload(idx));
             }
@@ -697,6 +692,27 @@ impl<'a> QueueCore<'a> {
             return Err(Stop::ShutDown);
         }
         Ok(run)
+    }
+
+    /// The slot index and lap tag of each of the `run` positions from
+    /// `pos` (slot `idx`, lap tag `tag`).
+    #[inline(always)]
+    fn run_slots(
+        &self,
+        pos: u64,
+        idx: u64,
+        tag: u64,
+        run: usize,
+    ) -> impl Iterator<Item = (u64, u64)> + '_ {
+        let mut pos = pos;
+        (0..run).map(move |i| {
+            if i == 0 {
+                return (idx, tag);
+            }
+            pos = self.next(pos);
+            let (tag, idx) = self.lap_tag_and_index(pos);
+            (idx, tag)
+        })
     }
 
     /// A position's lap tag and slot index.
@@ -795,12 +811,7 @@ impl<'a> QueueCore<'a> {
         self.header.head.store(end, Ordering::Release);
         crate::fault::pause_point("queue.pop.head_moved");
         let first = self.slot(idx);
-        let (mut pos, mut idx, mut tag) = (h, idx, tag);
-        for i in 0..run {
-            if i > 0 {
-                pos = self.next(pos);
-                (tag, idx) = self.lap_tag_and_index(pos);
-            }
+        for (i, (idx, tag)) in self.run_slots(h, idx, tag, run).enumerate() {
             if !skip {
                 read(i, self.payload(idx));
             }

@@ -273,31 +273,12 @@ impl RawStack {
         &self,
         n: usize,
         write: &mut impl FnMut(usize, *mut u8),
-        mut wait: Option<&mut Wait<'_>>,
+        wait: Option<&mut Wait<'_>>,
     ) -> Result<usize> {
-        self.handle.check()?;
         let core = self.core();
-        let mut done = 0;
-        while done < n {
-            let blocking = wait.is_some();
-            let mut once = || {
-                core.push(n - done, &mut |i, p| write(done + i, p), blocking)
-                    .map_err(|s| self.stop(s))
-            };
-            let step = match wait.as_deref_mut() {
-                None => once()?,
-                Some(w) => {
-                    let h = self.header();
-                    self.block_on(w, &h.push_waiters, &h.not_full, &mut once)?
-                }
-            };
-            match step {
-                Step::Moved(k) => done += k,
-                Step::Blocked => break,
-                Step::ShutDown => return self.refused(done),
-            }
-        }
-        Ok(done)
+        self.move_n(n, true, wait, &mut |done, blocking| {
+            core.push(n - done, &mut |i, p| write(done + i, p), blocking)
+        })
     }
 
     /// One element without waiting: `Ok(false)` when full (the form
@@ -305,19 +286,20 @@ impl RawStack {
     #[inline(always)]
     pub(crate) fn push_one(&self, write: &mut impl FnMut(*mut u8)) -> Result<bool> {
         self.handle.check()?;
-        match self.core().push(1, &mut |_, p| write(p), false) {
-            Ok(Step::Moved(_)) => Ok(true),
-            Ok(Step::Blocked) => Ok(false),
-            Ok(Step::ShutDown) => Err(self.handle.shut_down()),
-            Err(s) => Err(self.stop(s)),
-        }
+        self.one(self.core().push(1, &mut |_, p| write(p), false))
     }
 
     /// One element without waiting: `Ok(false)` when empty.
     #[inline(always)]
     pub(crate) fn pop_one(&self, read: &mut impl FnMut(*const u8)) -> Result<bool> {
         self.handle.check()?;
-        match self.core().pop(1, &mut |_, p| read(p), false) {
+        self.one(self.core().pop(1, &mut |_, p| read(p), false))
+    }
+
+    /// What a one-element call returns for `step`.
+    #[inline(always)]
+    fn one(&self, step: std::result::Result<Step, Stop>) -> Result<bool> {
+        match step {
             Ok(Step::Moved(_)) => Ok(true),
             Ok(Step::Blocked) => Ok(false),
             Ok(Step::ShutDown) => Err(self.handle.shut_down()),
@@ -335,24 +317,40 @@ impl RawStack {
         &self,
         n: usize,
         read: &mut impl FnMut(usize, *const u8),
+        wait: Option<&mut Wait<'_>>,
+    ) -> Result<usize> {
+        let core = self.core();
+        self.move_n(n, false, wait, &mut |done, blocking| {
+            core.pop(n - done, &mut |i, p| read(done + i, p), blocking)
+        })
+    }
+
+    /// Move up to `n` elements by repeated `attempt(done, blocking)` calls
+    /// (one claim each), pushing (`push`) or popping. With `wait`, a push
+    /// waits for room for every element, a pop for the first one only.
+    #[inline(always)]
+    fn move_n(
+        &self,
+        n: usize,
+        push: bool,
         mut wait: Option<&mut Wait<'_>>,
+        attempt: &mut impl FnMut(usize, bool) -> std::result::Result<Step, Stop>,
     ) -> Result<usize> {
         self.handle.check()?;
-        let core = self.core();
+        let h = self.header();
+        let (waiters, event) = if push {
+            (&h.push_waiters, &h.not_full)
+        } else {
+            (&h.pop_waiters, &h.not_empty)
+        };
         let mut done = 0;
         while done < n {
-            let waiting = wait.as_deref_mut().filter(|_| done == 0);
+            let waiting = wait.as_deref_mut().filter(|_| push || done == 0);
             let blocking = waiting.is_some();
-            let mut once = || {
-                core.pop(n - done, &mut |i, p| read(done + i, p), blocking)
-                    .map_err(|s| self.stop(s))
-            };
+            let mut once = || attempt(done, blocking).map_err(|s| self.stop(s));
             let step = match waiting {
                 None => once()?,
-                Some(w) => {
-                    let h = self.header();
-                    self.block_on(w, &h.pop_waiters, &h.not_empty, &mut once)?
-                }
+                Some(w) => self.block_on(w, waiters, event, &mut once)?,
             };
             match step {
                 Step::Moved(k) => done += k,
