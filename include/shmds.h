@@ -1694,6 +1694,48 @@ int shmds_queue_pop(const struct ShmdsQueue *handle,
                     int64_t timeout_ns);
 
 /**
+ * Push the elements packed in `elems` (`elems_size` bytes, a
+ * whole number of elements), in order. `timeout_ns` 0: push
+ * what fits now, never sleeping (SHMDS_E_FULL if not all
+ * did); else wait for room as needed, up to `timeout_ns`
+ * (negative: forever; SHMDS_E_TIMEOUT if it passed first).
+ * How many were pushed goes to `*pushed` (if not NULL) in
+ * every case. A run of free slots is claimed at once, so
+ * this is much faster than a push per element.
+ */
+int shmds_queue_push_many(const struct ShmdsQueue *handle,
+                          const void *elems,
+                          size_t elems_size,
+                          int64_t timeout_ns,
+                          size_t *pushed);
+
+/**
+ * Pop up to `out_size / elem_size` elements (a queue's oldest,
+ * a stack's top first) into `out` (`out_size` bytes, a whole
+ * number of elements). `timeout_ns` 0: take what is there now,
+ * never sleeping (SHMDS_E_EMPTY if nothing); else wait for the
+ * first element up to `timeout_ns` (negative: forever;
+ * SHMDS_E_TIMEOUT), then take what is there. How many were
+ * popped goes to `*popped` (if not NULL).
+ */
+int shmds_queue_pop_many(const struct ShmdsQueue *handle,
+                         void *out,
+                         size_t out_size,
+                         int64_t timeout_ns,
+                         size_t *popped);
+
+/**
+ * Copy the element type descriptor (e.g. "<Q"), NUL-terminated,
+ * into `buf` (`buf_size` bytes); its length without the NUL
+ * goes to `*len` if not NULL. SHMDS_E_BUFFER_TOO_SMALL if it
+ * does not fit (nothing is written; `*len` says what is needed).
+ */
+int shmds_queue_descriptor(const struct ShmdsQueue *handle,
+                           char *buf,
+                           size_t buf_size,
+                           size_t *len);
+
+/**
  * Number of elements (approximate under concurrency; 0 for NULL).
  */
 size_t shmds_queue_len(const struct ShmdsQueue *handle);
@@ -1777,6 +1819,48 @@ int shmds_stack_pop(const struct ShmdsStack *handle,
                     void *out,
                     size_t out_size,
                     int64_t timeout_ns);
+
+/**
+ * Push the elements packed in `elems` (`elems_size` bytes, a
+ * whole number of elements), in order. `timeout_ns` 0: push
+ * what fits now, never sleeping (SHMDS_E_FULL if not all
+ * did); else wait for room as needed, up to `timeout_ns`
+ * (negative: forever; SHMDS_E_TIMEOUT if it passed first).
+ * How many were pushed goes to `*pushed` (if not NULL) in
+ * every case. A run of free slots is claimed at once, so
+ * this is much faster than a push per element.
+ */
+int shmds_stack_push_many(const struct ShmdsStack *handle,
+                          const void *elems,
+                          size_t elems_size,
+                          int64_t timeout_ns,
+                          size_t *pushed);
+
+/**
+ * Pop up to `out_size / elem_size` elements (a queue's oldest,
+ * a stack's top first) into `out` (`out_size` bytes, a whole
+ * number of elements). `timeout_ns` 0: take what is there now,
+ * never sleeping (SHMDS_E_EMPTY if nothing); else wait for the
+ * first element up to `timeout_ns` (negative: forever;
+ * SHMDS_E_TIMEOUT), then take what is there. How many were
+ * popped goes to `*popped` (if not NULL).
+ */
+int shmds_stack_pop_many(const struct ShmdsStack *handle,
+                         void *out,
+                         size_t out_size,
+                         int64_t timeout_ns,
+                         size_t *popped);
+
+/**
+ * Copy the element type descriptor (e.g. "<Q"), NUL-terminated,
+ * into `buf` (`buf_size` bytes); its length without the NUL
+ * goes to `*len` if not NULL. SHMDS_E_BUFFER_TOO_SMALL if it
+ * does not fit (nothing is written; `*len` says what is needed).
+ */
+int shmds_stack_descriptor(const struct ShmdsStack *handle,
+                           char *buf,
+                           size_t buf_size,
+                           size_t *len);
 
 /**
  * Number of elements (approximate under concurrency; 0 for NULL).

@@ -426,6 +426,44 @@ impl Need<'_> {
         Ok(unsafe { std::slice::from_raw_parts(p.cast::<u8>(), size) })
     }
 
+    /// The caller's `size` bytes at `p` holding whole elements (keys,
+    /// values), none or more: `size` a multiple of the unit's size, `p`
+    /// non-NULL unless `size` is 0.
+    unsafe fn many<'b>(&self, p: *const c_void, size: usize, role: &str) -> Result<&'b [u8], Fail> {
+        if size == 0 {
+            return Ok(&[]);
+        }
+        if p.is_null() {
+            return Err(invalid(&format!(
+                "{role} buffer is NULL but its size is not 0"
+            )));
+        }
+        if self.want == 0 || size % self.want != 0 {
+            return Err(invalid(&format!(
+                "{role} buffer is {size} bytes, not a whole number of the {unit} of {owner} \
+                 ({want} bytes each)",
+                unit = self.unit,
+                owner = self.owner,
+                want = self.want
+            )));
+        }
+        // SAFETY: the caller passes `size` bytes at `p` (header contract),
+        // readable, and writable for the output calls (`many_mut`).
+        Ok(unsafe { std::slice::from_raw_parts(p.cast::<u8>(), size) })
+    }
+
+    /// [`Need::many`], to write.
+    unsafe fn many_mut<'b>(&self, p: *mut c_void, size: usize) -> Result<&'b mut [u8], Fail> {
+        // SAFETY: as for `many`: the checks only.
+        unsafe { self.many(p, size, "output")? };
+        if size == 0 {
+            return Ok(&mut []);
+        }
+        // SAFETY: `many` checked p and size; the caller passes `size`
+        // writable bytes (header contract), and they are what the call writes.
+        Ok(unsafe { std::slice::from_raw_parts_mut(p.cast::<u8>(), size) })
+    }
+
     /// The caller's `size` writable bytes at `p`.
     unsafe fn output<'b>(&self, p: *mut c_void, size: usize) -> Result<&'b mut [u8], Fail> {
         self.check(p, size, "output")?;
@@ -966,6 +1004,40 @@ pub unsafe extern "C" fn shmds_segment_entries(
         unsafe { put(count, entries.len()) };
         Ok(SHMDS_OK)
     })
+}
+
+/// Give `text` to a caller's buffer `buf` of `buf_size` bytes,
+/// NUL-terminated, and its length (without the NUL) to `*len` if not NULL;
+/// `SHMDS_E_BUFFER_TOO_SMALL` (nothing written but `*len`) if it does not fit.
+unsafe fn give_text(
+    text: &str,
+    buf: *mut c_char,
+    buf_size: usize,
+    len: *mut usize,
+) -> Result<c_int, Fail> {
+    if !len.is_null() {
+        // SAFETY: a non-NULL `len` points to a writable size_t (header contract).
+        unsafe { len.write(text.len()) };
+    }
+    if text.len() >= buf_size {
+        return Err(Fail(
+            SHMDS_E_BUFFER_TOO_SMALL,
+            format!(
+                "the text is {} bytes and its NUL, the buffer {buf_size}",
+                text.len()
+            ),
+        ));
+    }
+    if buf.is_null() {
+        return Err(invalid("text buffer is NULL but its size is not 0"));
+    }
+    // SAFETY: `buf` holds `buf_size` > text.len() writable bytes (header
+    // contract), so the text and its NUL fit.
+    unsafe {
+        std::ptr::copy_nonoverlapping(text.as_ptr(), buf.cast::<u8>(), text.len());
+        buf.add(text.len()).write(0);
+    }
+    Ok(SHMDS_OK)
 }
 
 fn copy_text(dst: &mut [c_char], src: &str) {

@@ -39,6 +39,8 @@ trait Ring: Sized {
     fn try_pop(&self, out: &mut [u8]) -> core_lib::Result<bool>;
     fn push_slice(&self, elems: &[u8], t: Option<Duration>) -> core_lib::Result<usize>;
     fn pop_into(&self, out: &mut [u8], t: Option<Duration>) -> core_lib::Result<usize>;
+    fn try_push_slice(&self, elems: &[u8]) -> core_lib::Result<usize>;
+    fn try_pop_into(&self, out: &mut [u8]) -> core_lib::Result<usize>;
 }
 
 macro_rules! impl_ring {
@@ -94,6 +96,12 @@ macro_rules! impl_ring {
             }
             fn pop_into(&self, out: &mut [u8], t: Option<Duration>) -> core_lib::Result<usize> {
                 self.0.pop_into(out, t, None)
+            }
+            fn try_push_slice(&self, elems: &[u8]) -> core_lib::Result<usize> {
+                self.0.try_push_slice(elems)
+            }
+            fn try_pop_into(&self, out: &mut [u8]) -> core_lib::Result<usize> {
+                self.0.try_pop_into(out)
             }
         }
     };
@@ -221,6 +229,94 @@ unsafe fn pop<R: Ring>(ring: *const R, out: *mut c_void, size: usize, wait: Opti
     }
 }
 
+/// Store `n` in `*count` if the caller gave a place for it.
+unsafe fn report(count: *mut usize, n: usize) {
+    if !count.is_null() {
+        // SAFETY: a non-NULL `count` points to a writable size_t (header contract).
+        unsafe { count.write(n) }
+    }
+}
+
+unsafe fn push_many<R: Ring>(
+    ring: *const R,
+    elems: *const c_void,
+    size: usize,
+    timeout_ns: i64,
+    pushed: *mut usize,
+) -> c_int {
+    // SAFETY: a non-NULL `pushed` is writable (header contract).
+    unsafe { report(pushed, 0) };
+    // SAFETY: pointer rules of the header.
+    unsafe {
+        with_ring(ring, |r, need| {
+            let elems = need.many(elems, size, "input")?;
+            let n = elems.len() / r.elem_size().max(1);
+            let done = if timeout_ns == 0 {
+                r.try_push_slice(elems)?
+            } else {
+                r.push_slice(elems, timeout(timeout_ns))?
+            };
+            report(pushed, done);
+            Ok(match (done == n, timeout_ns == 0) {
+                (true, _) => SHMDS_OK,
+                (false, true) => miss(
+                    SHMDS_E_FULL,
+                    c"full: not every element fit now (*pushed says how many did)",
+                ),
+                (false, false) => miss(
+                    SHMDS_E_TIMEOUT,
+                    c"timed out waiting for room (*pushed says how many were pushed)",
+                ),
+            })
+        })
+    }
+}
+
+unsafe fn pop_many<R: Ring>(
+    ring: *const R,
+    out: *mut c_void,
+    size: usize,
+    timeout_ns: i64,
+    popped: *mut usize,
+) -> c_int {
+    // SAFETY: a non-NULL `popped` is writable (header contract).
+    unsafe { report(popped, 0) };
+    // SAFETY: pointer rules of the header.
+    unsafe {
+        with_ring(ring, |r, need| {
+            let out = need.many_mut(out, size)?;
+            if out.is_empty() {
+                return Ok(SHMDS_OK);
+            }
+            let done = if timeout_ns == 0 {
+                r.try_pop_into(out)?
+            } else {
+                r.pop_into(out, timeout(timeout_ns))?
+            };
+            report(popped, done);
+            Ok(match done {
+                0 => miss(SHMDS_E_EMPTY, c"empty: nothing to pop now"),
+                _ => SHMDS_OK,
+            })
+        })
+    }
+}
+
+/// Copy the element type descriptor, NUL-terminated, into `buf`.
+unsafe fn descriptor<R: Ring>(
+    ring: *const R,
+    buf: *mut c_char,
+    buf_size: usize,
+    len: *mut usize,
+) -> c_int {
+    // SAFETY: pointer rules of the header.
+    unsafe {
+        with_ring(ring, |r, _| {
+            super::give_text(r.type_descriptor(), buf, buf_size, len)
+        })
+    }
+}
+
 /// A getter: `get(ring)`, or 0 for a NULL handle.
 unsafe fn attribute<R: Ring, T: Default>(ring: *const R, get: impl FnOnce(&R) -> T) -> T {
     // SAFETY: pointer rules of the header.
@@ -230,8 +326,8 @@ unsafe fn attribute<R: Ring, T: Default>(ring: *const R, get: impl FnOnce(&R) ->
 /// The C functions of one kind (`H`: its handle type), named by the caller.
 macro_rules! ring_api {
     ($decls:ident, $H:ident: $open:ident, $create:ident, $close:ident, $try_push:ident,
-     $push:ident, $try_pop:ident, $pop:ident, $len:ident, $capacity:ident, $elem_size:ident,
-     $check:ident) => {
+     $push:ident, $try_pop:ident, $pop:ident, $push_many:ident, $pop_many:ident, $len:ident,
+     $capacity:ident, $elem_size:ident, $descriptor:ident, $check:ident) => {
         c_items_with_text! { $decls;
             /// Open the existing structure `name`, which must hold elements
             /// of `elem_size` bytes and, unless `descriptor` is NULL, of that
@@ -326,6 +422,60 @@ macro_rules! ring_api {
                 unsafe { pop(handle, out, out_size, Some(timeout_ns)) }
             }
 
+            /// Push the elements packed in `elems` (`elems_size` bytes, a
+            /// whole number of elements), in order. `timeout_ns` 0: push
+            /// what fits now, never sleeping (SHMDS_E_FULL if not all
+            /// did); else wait for room as needed, up to `timeout_ns`
+            /// (negative: forever; SHMDS_E_TIMEOUT if it passed first).
+            /// How many were pushed goes to `*pushed` (if not NULL) in
+            /// every case. A run of free slots is claimed at once, so
+            /// this is much faster than a push per element.
+            #[no_mangle]
+            pub unsafe extern "C" fn $push_many(
+                handle: *const $H,
+                elems: *const c_void,
+                elems_size: usize,
+                timeout_ns: i64,
+                pushed: *mut usize,
+            ) -> c_int {
+                // SAFETY: the header's pointer rules, passed on.
+                unsafe { push_many(handle, elems, elems_size, timeout_ns, pushed) }
+            }
+
+            /// Pop up to `out_size / elem_size` elements (a queue's oldest,
+            /// a stack's top first) into `out` (`out_size` bytes, a whole
+            /// number of elements). `timeout_ns` 0: take what is there now,
+            /// never sleeping (SHMDS_E_EMPTY if nothing); else wait for the
+            /// first element up to `timeout_ns` (negative: forever;
+            /// SHMDS_E_TIMEOUT), then take what is there. How many were
+            /// popped goes to `*popped` (if not NULL).
+            #[no_mangle]
+            pub unsafe extern "C" fn $pop_many(
+                handle: *const $H,
+                out: *mut c_void,
+                out_size: usize,
+                timeout_ns: i64,
+                popped: *mut usize,
+            ) -> c_int {
+                // SAFETY: the header's pointer rules, passed on.
+                unsafe { pop_many(handle, out, out_size, timeout_ns, popped) }
+            }
+
+            /// Copy the element type descriptor (e.g. "<Q"), NUL-terminated,
+            /// into `buf` (`buf_size` bytes); its length without the NUL
+            /// goes to `*len` if not NULL. SHMDS_E_BUFFER_TOO_SMALL if it
+            /// does not fit (nothing is written; `*len` says what is needed).
+            #[no_mangle]
+            pub unsafe extern "C" fn $descriptor(
+                handle: *const $H,
+                buf: *mut c_char,
+                buf_size: usize,
+                len: *mut usize,
+            ) -> c_int {
+                // SAFETY: the header's pointer rules, passed on.
+                unsafe { descriptor(handle, buf, buf_size, len) }
+            }
+
             /// Number of elements (approximate under concurrency; 0 for NULL).
             #[no_mangle]
             pub unsafe extern "C" fn $len(handle: *const $H) -> usize {
@@ -361,7 +511,9 @@ macro_rules! ring_api {
 
 ring_api!(QUEUE_DECLS, ShmdsQueue: shmds_queue_open, shmds_queue_create, shmds_queue_close,
     shmds_queue_try_push, shmds_queue_push, shmds_queue_try_pop, shmds_queue_pop,
-    shmds_queue_len, shmds_queue_capacity, shmds_queue_elem_size, shmds_queue_check);
+    shmds_queue_push_many, shmds_queue_pop_many, shmds_queue_len, shmds_queue_capacity,
+    shmds_queue_elem_size, shmds_queue_descriptor, shmds_queue_check);
 ring_api!(STACK_DECLS, ShmdsStack: shmds_stack_open, shmds_stack_create, shmds_stack_close,
     shmds_stack_try_push, shmds_stack_push, shmds_stack_try_pop, shmds_stack_pop,
-    shmds_stack_len, shmds_stack_capacity, shmds_stack_elem_size, shmds_stack_check);
+    shmds_stack_push_many, shmds_stack_pop_many, shmds_stack_len, shmds_stack_capacity,
+    shmds_stack_elem_size, shmds_stack_descriptor, shmds_stack_check);

@@ -285,6 +285,62 @@ static void test_arrays(ShmdsSegment *seg) {
 RING_TESTS(queue, ShmdsQueue, 0)
 RING_TESTS(stack, ShmdsStack, 1)
 
+/*
+ * Batches and the descriptor getter of queues and stacks: buffers are heap
+ * copies of exactly the size passed, so ASan catches a copy past them.
+ */
+#define RING_BATCH_TESTS(KIND, H, ORDER_LAST)                                                 \
+    static void test_##KIND##_batches(ShmdsSegment *seg) {                                    \
+        H *r = NULL;                                                                          \
+        must(shmds_##KIND##_create(seg, #KIND "-batch", 8, "<Q", 8, false, &r), "batch");     \
+        uint64_t *in = malloc(10 * sizeof *in), *out = malloc(10 * sizeof *out);              \
+        for (int i = 0; i < 10; i++) in[i] = 100 + (uint64_t)i;                              \
+        size_t n = 99;                                                                        \
+        EXPECT(shmds_##KIND##_push_many(r, in, 12, 0, &n), SHMDS_E_INVALID,                   \
+               "not a whole number of the elements");                                         \
+        CHECK(n == 0, "*pushed after a refusal: %zu", n);                                     \
+        EXPECT(shmds_##KIND##_push_many(r, NULL, 16, 0, &n), SHMDS_E_INVALID, "NULL");        \
+        EXPECT(shmds_##KIND##_push_many(NULL, in, 16, 0, &n), SHMDS_E_INVALID, "NULL");       \
+        EXPECT(shmds_##KIND##_push_many(r, NULL, 0, 0, &n), SHMDS_OK, no_text);               \
+        CHECK(n == 0, "empty batch pushed %zu", n);                                           \
+        EXPECT(shmds_##KIND##_pop_many(r, out, 10 * sizeof *out, 0, &n), SHMDS_E_EMPTY,       \
+               "empty");                                                                      \
+        EXPECT(shmds_##KIND##_pop_many(r, out, 8, 1000000, &n), SHMDS_E_TIMEOUT, no_text);    \
+        /* 10 into a capacity of 8: 8 fit now. */                                             \
+        EXPECT(shmds_##KIND##_push_many(r, in, 10 * sizeof *in, 0, &n), SHMDS_E_FULL,         \
+               "pushed says how many");                                                       \
+        CHECK(n == 8, "pushed %zu of 10 into 8 slots", n);                                    \
+        EXPECT(shmds_##KIND##_push_many(r, in + 8, 2 * sizeof *in, 1000000, NULL),            \
+               SHMDS_E_TIMEOUT, no_text);                                                     \
+        EXPECT(shmds_##KIND##_pop_many(r, out, 7, 0, &n), SHMDS_E_INVALID, "whole number");  \
+        EXPECT(shmds_##KIND##_pop_many(r, out, 3 * sizeof *out, -1, &n), SHMDS_OK, no_text);  \
+        CHECK(n == 3, "popped %zu, asked 3", n);                                              \
+        CHECK(out[0] == (ORDER_LAST ? 107u : 100u) && out[2] == (ORDER_LAST ? 105u : 102u),   \
+              #KIND " batch order %" PRIu64 " %" PRIu64, out[0], out[2]);                     \
+        EXPECT(shmds_##KIND##_pop_many(r, out, 10 * sizeof *out, 0, &n), SHMDS_OK, no_text);  \
+        CHECK(n == 5, "popped the last %zu of 5", n);                                         \
+        EXPECT(shmds_##KIND##_push_many(r, in, 2 * sizeof *in, -1, &n), SHMDS_OK, no_text);   \
+        CHECK(n == 2 && shmds_##KIND##_len(r) == 2, "pushed %zu", n);                         \
+        char *small = malloc(2), *big = malloc(3);                                            \
+        size_t len = 0;                                                                       \
+        EXPECT(shmds_##KIND##_descriptor(r, small, 2, &len), SHMDS_E_BUFFER_TOO_SMALL,        \
+               no_text);                                                                      \
+        CHECK(len == 2, "descriptor length %zu", len);                                        \
+        EXPECT(shmds_##KIND##_descriptor(r, big, 3, &len), SHMDS_OK, no_text);                \
+        CHECK(strcmp(big, "<Q") == 0, "descriptor %s", big);                                  \
+        EXPECT(shmds_##KIND##_descriptor(r, NULL, 0, &len), SHMDS_E_BUFFER_TOO_SMALL,         \
+               no_text);                                                                      \
+        EXPECT(shmds_##KIND##_descriptor(NULL, big, 3, &len), SHMDS_E_INVALID, "NULL");       \
+        free(small);                                                                          \
+        free(big);                                                                            \
+        free(in);                                                                             \
+        free(out);                                                                            \
+        shmds_##KIND##_close(r);                                                              \
+    }
+
+RING_BATCH_TESTS(queue, ShmdsQueue, 1 - 1)
+RING_BATCH_TESTS(stack, ShmdsStack, 1)
+
 /* A Rust FixedStr<16>: a length byte, then up to 16 bytes. */
 struct str16 {
     uint8_t len;
@@ -1031,6 +1087,8 @@ int main(int argc, char **argv) {
     test_arrays(seg);
     test_queue(seg);
     test_stack(seg);
+    test_queue_batches(seg);
+    test_stack_batches(seg);
     test_maps(seg);
     test_sets(seg);
     test_channel(seg);
