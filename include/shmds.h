@@ -1310,6 +1310,90 @@ int shmds_array_fetch_add(const struct ShmdsArray *array,
                           uint64_t *old);
 
 /**
+ * Integer arrays: if element `index` is `current` (truncated to the
+ * element's width), set it to `new`, atomically: 1 if it was swapped, 0
+ * if not (nothing changes). The value found (zero-extended to 64 bits)
+ * goes to `*previous` if not NULL.
+ */
+int shmds_array_compare_exchange(const struct ShmdsArray *array,
+                                 uint64_t index,
+                                 uint64_t current,
+                                 uint64_t new_,
+                                 uint64_t *previous);
+
+/**
+ * Copy the element type descriptor (e.g. "<f"), NUL-terminated, into
+ * `buf` (`buf_size` bytes); its length goes to `*len` if not NULL.
+ * `SHMDS_E_BUFFER_TOO_SMALL` if it does not fit.
+ */
+int shmds_array_descriptor(const struct ShmdsArray *array, char *buf, size_t buf_size, size_t *len);
+
+/**
+ * Attach a sender to `channel`: `SHMDS_E_ALREADY_ATTACHED` on an SPSC
+ * channel that has a live one, `SHMDS_E_TOO_MANY_ATTACHED` when 32
+ * processes are attached. `shmds_sender_close` detaches it; once every
+ * sender is gone, receivers that find the channel empty get
+ * `SHMDS_E_DISCONNECTED`.
+ */
+int shmds_channel_attach_sender(const struct ShmdsChannel *channel, struct ShmdsSender **out);
+
+/**
+ * Attach a receiver to `channel` (refusals as for a sender).
+ * `shmds_receiver_close` detaches it; once every receiver is gone,
+ * senders that find the channel full get `SHMDS_E_DISCONNECTED`.
+ */
+int shmds_channel_attach_receiver(const struct ShmdsChannel *channel, struct ShmdsReceiver **out);
+
+/**
+ * Shut the channel down for every process: sends fail with
+ * `SHMDS_E_SHUT_DOWN` from now on, receivers get the messages still held
+ * and then the same code. Wakes every waiter.
+ */
+int shmds_channel_shutdown(const struct ShmdsChannel *channel);
+
+/**
+ * Whether the channel was shut down (false for NULL).
+ */
+bool shmds_channel_is_shut_down(const struct ShmdsChannel *channel);
+
+/**
+ * Whether the ring has no free cell, so that not even an empty message
+ * fits (false for NULL).
+ */
+bool shmds_channel_is_full(const struct ShmdsChannel *channel);
+
+/**
+ * Detach and release a sender; an open reservation is aborted.
+ */
+void shmds_sender_close(struct ShmdsSender *sender);
+
+/**
+ * Publish the reserved message (SHMDS_E_INVALID if none is open). Its
+ * data pointer is invalid from now on.
+ */
+int shmds_sender_commit(const struct ShmdsSender *sender);
+
+/**
+ * Drop the reserved message unsent (receivers pass over its room;
+ * SHMDS_E_INVALID if none is open). Its data pointer is invalid from now
+ * on.
+ */
+int shmds_sender_abort(const struct ShmdsSender *sender);
+
+/**
+ * Detach and release a receiver; a message it holds in place is released
+ * (it was received: it is not delivered again).
+ */
+void shmds_receiver_close(struct ShmdsReceiver *receiver);
+
+/**
+ * Free the message held in place, making its room available to senders
+ * (SHMDS_E_INVALID if none is held). Its data pointer is invalid from now
+ * on.
+ */
+int shmds_receiver_release(const struct ShmdsReceiver *receiver);
+
+/**
  * Open the existing map `name`, which must have keys of `key_size` bytes
  * and values of `value_size` bytes and, unless the descriptor is NULL, of
  * those types (else `SHMDS_E_TYPE`).
@@ -1410,69 +1494,45 @@ size_t shmds_map_key_size(const struct ShmdsMap *map);
 size_t shmds_map_value_size(const struct ShmdsMap *map);
 
 /**
- * Attach a sender to `channel`: `SHMDS_E_ALREADY_ATTACHED` on an SPSC
- * channel that has a live one, `SHMDS_E_TOO_MANY_ATTACHED` when 32
- * processes are attached. `shmds_sender_close` detaches it; once every
- * sender is gone, receivers that find the channel empty get
- * `SHMDS_E_DISCONNECTED`.
+ * Integer values: if the value of `key` (a buffer of `key_size` bytes) is
+ * `current` (truncated to the value's width), set it to `new`,
+ * atomically: 1 if it was swapped, 0 if the value differs (nothing
+ * changes), `SHMDS_E_NOT_FOUND` if the key is absent. The value found
+ * (zero-extended to 64 bits) goes to `*previous` if not NULL.
  */
-int shmds_channel_attach_sender(const struct ShmdsChannel *channel, struct ShmdsSender **out);
+int shmds_map_compare_exchange(const struct ShmdsMap *map,
+                               const void *key,
+                               size_t key_size,
+                               uint64_t current,
+                               uint64_t new_,
+                               uint64_t *previous);
 
 /**
- * Attach a receiver to `channel` (refusals as for a sender).
- * `shmds_receiver_close` detaches it; once every receiver is gone,
- * senders that find the channel full get `SHMDS_E_DISCONNECTED`.
+ * Iterate: the next key and value from slot `*cursor` on, into `key_out`
+ * and `value_out` (buffers of exactly the map's key and value sizes that
+ * do not overlap): 1 and `*cursor` moved past it, or 0 at the end. Start
+ * with `*cursor = 0`. Weakly consistent: every key present from start
+ * to end is visited exactly once; one inserted or removed meanwhile may
+ * or may not be.
  */
-int shmds_channel_attach_receiver(const struct ShmdsChannel *channel, struct ShmdsReceiver **out);
+int shmds_map_next(const struct ShmdsMap *map,
+                   uint64_t *cursor,
+                   void *key_out,
+                   size_t key_size,
+                   void *value_out,
+                   size_t value_size);
 
 /**
- * Shut the channel down for every process: sends fail with
- * `SHMDS_E_SHUT_DOWN` from now on, receivers get the messages still held
- * and then the same code. Wakes every waiter.
+ * Copy the key type descriptor (e.g. "T{B:len:16s:bytes:}"),
+ * NUL-terminated, into `buf` (`buf_size` bytes); its length goes to
+ * `*len` if not NULL. `SHMDS_E_BUFFER_TOO_SMALL` if it does not fit.
  */
-int shmds_channel_shutdown(const struct ShmdsChannel *channel);
+int shmds_map_key_descriptor(const struct ShmdsMap *map, char *buf, size_t buf_size, size_t *len);
 
 /**
- * Whether the channel was shut down (false for NULL).
+ * Copy the value type descriptor (e.g. "<d") as `shmds_map_key_descriptor`.
  */
-bool shmds_channel_is_shut_down(const struct ShmdsChannel *channel);
-
-/**
- * Whether the ring has no free cell, so that not even an empty message
- * fits (false for NULL).
- */
-bool shmds_channel_is_full(const struct ShmdsChannel *channel);
-
-/**
- * Detach and release a sender; an open reservation is aborted.
- */
-void shmds_sender_close(struct ShmdsSender *sender);
-
-/**
- * Publish the reserved message (SHMDS_E_INVALID if none is open). Its
- * data pointer is invalid from now on.
- */
-int shmds_sender_commit(const struct ShmdsSender *sender);
-
-/**
- * Drop the reserved message unsent (receivers pass over its room;
- * SHMDS_E_INVALID if none is open). Its data pointer is invalid from now
- * on.
- */
-int shmds_sender_abort(const struct ShmdsSender *sender);
-
-/**
- * Detach and release a receiver; a message it holds in place is released
- * (it was received: it is not delivered again).
- */
-void shmds_receiver_close(struct ShmdsReceiver *receiver);
-
-/**
- * Free the message held in place, making its room available to senders
- * (SHMDS_E_INVALID if none is held). Its data pointer is invalid from now
- * on.
- */
-int shmds_receiver_release(const struct ShmdsReceiver *receiver);
+int shmds_map_value_descriptor(const struct ShmdsMap *map, char *buf, size_t buf_size, size_t *len);
 
 /**
  * Open the existing set `name`, which must have keys of `key_size` bytes
@@ -1541,6 +1601,20 @@ uint64_t shmds_set_capacity(const struct ShmdsSet *set);
  * Size of a key in bytes (0 for NULL).
  */
 size_t shmds_set_key_size(const struct ShmdsSet *set);
+
+/**
+ * Iterate: the next key from slot `*cursor` on, into `key_out` (a buffer
+ * of exactly the key size): 1 and `*cursor` moved past it, or 0 at the
+ * end. Start with `*cursor = 0`; weakly consistent as `shmds_map_next`.
+ */
+int shmds_set_next(const struct ShmdsSet *set, uint64_t *cursor, void *key_out, size_t key_size);
+
+/**
+ * Copy the key type descriptor, NUL-terminated, into `buf` (`buf_size`
+ * bytes); its length goes to `*len` if not NULL.
+ * `SHMDS_E_BUFFER_TOO_SMALL` if it does not fit.
+ */
+int shmds_set_key_descriptor(const struct ShmdsSet *set, char *buf, size_t buf_size, size_t *len);
 
 /**
  * Publish `len` bytes at `msg` (NULL allowed for 0) to every subscriber;
@@ -2599,3 +2673,46 @@ bool shmds_once_is_done(const struct ShmdsOnce *once);
 #endif  // __cplusplus
 
 #endif  /* SHMDS_H */
+
+#ifndef SHMDS_FIXED_STR_H
+#define SHMDS_FIXED_STR_H
+/*
+ * Fixed-capacity strings, the usual map key: Rust's FixedStr<N> (a length
+ * byte, then N bytes of which the first `len` count and the rest are zero),
+ * type descriptor "T{B:len:Ns:bytes:}".
+ *
+ *   typedef SHMDS_FIXED_STR(16) str16;
+ *   str16 key;
+ *   if (shmds_fixed_str_set(&key, sizeof key, "AAPL") != SHMDS_OK) ...  // too long
+ *   shmds_map_open(seg, "prices", sizeof key, SHMDS_FIXED_STR_TYPE(16), ...);
+ */
+#define SHMDS_FIXED_STR(N) struct { uint8_t len; char bytes[N]; }
+#define SHMDS_FIXED_STR_TYPE(N) "T{B:len:" #N "s:bytes:}"
+
+/*
+ * Set the fixed string at `key` (`key_size` bytes: sizeof a
+ * SHMDS_FIXED_STR(N), so N = key_size - 1, at most 255) to the `n` bytes
+ * at `s`, zeroing the rest: SHMDS_OK, or SHMDS_E_INVALID (nothing written)
+ * if they do not fit.
+ */
+static inline int shmds_fixed_str_set_n(void *key, size_t key_size, const char *s, size_t n) {
+    unsigned char *k = (unsigned char *)key;
+    size_t i;
+    if (key == NULL || key_size < 1 || key_size > 256 || n > key_size - 1 || (n > 0 && s == NULL))
+        return SHMDS_E_INVALID;
+    k[0] = (unsigned char)n;
+    for (i = 0; i < key_size - 1; i++)
+        k[1 + i] = i < n ? (unsigned char)s[i] : 0;
+    return SHMDS_OK;
+}
+
+/* shmds_fixed_str_set_n with the NUL-terminated string `s`. */
+static inline int shmds_fixed_str_set(void *key, size_t key_size, const char *s) {
+    size_t n = 0;
+    if (s == NULL)
+        return SHMDS_E_INVALID;
+    while (s[n] != '\0' && n < key_size)
+        n++;
+    return shmds_fixed_str_set_n(key, key_size, s, n);
+}
+#endif /* SHMDS_FIXED_STR_H */

@@ -32,7 +32,7 @@ int main(int argc, char **argv) {
     if (rc == 0) rc = shmds_queue_open(seg, "jobs", sizeof(uint64_t), "<Q", &jobs);
     if (rc == 0) rc = shmds_map_open(seg, "tally", sizeof(struct str16), STR16_TYPE, sizeof(uint64_t), "<Q", &tally);
     if (rc != 0) {
-        fprintf(stderr, "[c      %d] %s: %s\n", pid, shmds_strerror(rc), shmds_last_error());
+        fprintf(stderr, "[c      %d] %s\n", pid, shmds_last_error());
         return 1;
     }
     printf("[c      %d] attached to \"%s\" (%" PRIu64 " bytes); watching queue 'jobs' and map 'tally'\n",

@@ -46,7 +46,7 @@ static int failures = 0;
 /* Stop on a failed call, printing the library's message. */
 static void ok(int rc, const char *what) {
     if (rc < 0) {
-        fprintf(stderr, "interop: %s: %s (%s)\n", what, shmds_strerror(rc), shmds_last_error());
+        fprintf(stderr, "interop: %s: %s\n", what, shmds_last_error());
         exit(2);
     }
 }

@@ -4,6 +4,7 @@
 //! the key was in the set (found), 0 if not.
 
 use super::*;
+use crate::map::full_is_no_space;
 
 /// A fixed-capacity set of keys (a map without values).
 pub struct ShmdsSet(core_lib::RawSet);
@@ -157,4 +158,63 @@ pub unsafe extern "C" fn shmds_set_capacity(set: *const ShmdsSet) -> u64 {
 pub unsafe extern "C" fn shmds_set_key_size(set: *const ShmdsSet) -> usize {
     // SAFETY: pointer rules of the header.
     unsafe { attribute(set, |s| s.0.key_size()) }
+}
+
+/// Iterate: the next key from slot `*cursor` on, into `key_out` (a buffer
+/// of exactly the key size): 1 and `*cursor` moved past it, or 0 at the
+/// end. Start with `*cursor = 0`; weakly consistent as `shmds_map_next`.
+#[no_mangle]
+pub unsafe extern "C" fn shmds_set_next(
+    set: *const ShmdsSet,
+    cursor: *mut u64,
+    key_out: *mut c_void,
+    key_size: usize,
+) -> c_int {
+    call(|| {
+        // SAFETY: pointer rules of the header.
+        let s = unsafe { &handle(set)?.0 };
+        if cursor.is_null() {
+            return Err(invalid("cursor is NULL"));
+        }
+        let owner = Named("set", s.name());
+        let keys = Need {
+            unit: "keys",
+            owner: &owner,
+            want: s.key_size(),
+        };
+        // SAFETY: the caller passes `key_size` writable bytes at `key_out`.
+        let key = unsafe { keys.output(key_out, key_size)? };
+        // SAFETY: a non-NULL cursor points to a readable, writable u64.
+        let mut slot = unsafe { cursor.read() };
+        let end = s.capacity();
+        while slot < end {
+            slot += 1;
+            if s.read_slot(slot - 1, key)? {
+                // SAFETY: as above.
+                unsafe { cursor.write(slot) };
+                return Ok(1);
+            }
+        }
+        // SAFETY: as above.
+        unsafe { cursor.write(slot.max(end)) };
+        Ok(0)
+    })
+}
+
+/// Copy the key type descriptor, NUL-terminated, into `buf` (`buf_size`
+/// bytes); its length goes to `*len` if not NULL.
+/// `SHMDS_E_BUFFER_TOO_SMALL` if it does not fit.
+#[no_mangle]
+pub unsafe extern "C" fn shmds_set_key_descriptor(
+    set: *const ShmdsSet,
+    buf: *mut c_char,
+    buf_size: usize,
+    len: *mut usize,
+) -> c_int {
+    call(|| {
+        // SAFETY: pointer rules of the header.
+        let s = unsafe { &handle(set)?.0 };
+        // SAFETY: the caller passes `buf_size` writable bytes at `buf`.
+        unsafe { give_text(s.key_type(), buf, buf_size, len) }
+    })
 }

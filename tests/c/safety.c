@@ -1066,6 +1066,96 @@ static void test_stale(ShmdsSegment *seg) {
     shmds_map_close(m);
 }
 
+/* Iteration, compare-exchange, descriptors and the header's fixed strings. */
+static void test_iteration_and_cas(ShmdsSegment *seg) {
+    typedef SHMDS_FIXED_STR(8) str8;
+    str8 key;
+    EXPECT(shmds_fixed_str_set(&key, sizeof key, "toolong-9"), SHMDS_E_INVALID, no_text);
+    EXPECT(shmds_fixed_str_set(&key, sizeof key, "abc"), SHMDS_OK, no_text);
+    CHECK(key.len == 3 && memcmp(key.bytes, "abc\0\0\0\0\0", 8) == 0, "fixed string bytes");
+    EXPECT(shmds_fixed_str_set_n(&key, sizeof key, "a\0b", 3), SHMDS_OK, no_text);
+    CHECK(key.len == 3 && key.bytes[1] == 0 && key.bytes[2] == 'b', "fixed string with NUL");
+
+    ShmdsMap *m;
+    must(shmds_map_create(seg, "iter-map", sizeof(str8), SHMDS_FIXED_STR_TYPE(8), 8, "<q", 16,
+                          false, &m),
+         "iter-map");
+    const char *names[] = {"a", "bb", "ccc", "dddd", "eeeee"};
+    for (int64_t i = 0; i < 5; i++) {
+        must(shmds_fixed_str_set(&key, sizeof key, names[i]), "key");
+        must(shmds_map_insert(m, &key, sizeof key, &i, sizeof i), "insert");
+    }
+    uint64_t cursor = 0, seen = 0, prev = 7;
+    int64_t value = 0, sum = 0;
+    str8 *k = malloc(sizeof *k);
+    int64_t *v = malloc(sizeof *v);
+    int rc;
+    while ((rc = shmds_map_next(m, &cursor, k, sizeof *k, v, sizeof *v)) == 1) {
+        seen++;
+        sum += *v;
+        CHECK(k->len == (uint8_t)(*v + 1), "key %d for value %" PRId64, k->len, *v);
+    }
+    CHECK(rc == 0 && seen == 5 && sum == 10, "map_next: rc %d, %" PRIu64 " keys, sum %" PRId64,
+          rc, seen, sum);
+    CHECK(cursor == shmds_map_capacity(m), "cursor at the end: %" PRIu64, cursor);
+    EXPECT(shmds_map_next(m, &cursor, k, sizeof *k, v, sizeof *v), 0, no_text);
+    cursor = 0;
+    EXPECT(shmds_map_next(m, &cursor, k, 4, v, sizeof *v), SHMDS_E_INVALID, "output buffer is 4");
+    EXPECT(shmds_map_next(m, NULL, k, sizeof *k, v, sizeof *v), SHMDS_E_INVALID, "cursor");
+    EXPECT(shmds_map_next(m, &cursor, k, sizeof *k, (char *)k + 1, sizeof *v), SHMDS_E_INVALID,
+           "overlap");
+    must(shmds_fixed_str_set(&key, sizeof key, "ccc"), "key");
+    EXPECT(shmds_map_compare_exchange(m, &key, sizeof key, 2, 20, &prev), 1, no_text);
+    CHECK(prev == 2, "previous %" PRIu64, prev);
+    EXPECT(shmds_map_compare_exchange(m, &key, sizeof key, 2, 30, &prev), 0, no_text);
+    CHECK(prev == 20, "actual %" PRIu64, prev);
+    must(shmds_map_get(m, &key, sizeof key, &value, sizeof value), "get");
+    CHECK(value == 20, "value after compare-exchange %" PRId64, value);
+    must(shmds_fixed_str_set(&key, sizeof key, "zz"), "key");
+    EXPECT(shmds_map_compare_exchange(m, &key, sizeof key, 0, 1, NULL), SHMDS_E_NOT_FOUND,
+           "absent");
+    char text[32];
+    size_t len = 0;
+    EXPECT(shmds_map_key_descriptor(m, text, sizeof text, &len), SHMDS_OK, no_text);
+    CHECK(strcmp(text, "T{B:len:8s:bytes:}") == 0 && len == strlen(text), "key type %s", text);
+    EXPECT(shmds_map_value_descriptor(m, text, sizeof text, &len), SHMDS_OK, no_text);
+    CHECK(strcmp(text, "<q") == 0, "value type %s", text);
+    shmds_map_close(m);
+    free(k);
+    free(v);
+
+    ShmdsSet *set;
+    must(shmds_set_create(seg, "iter-set", 8, "<Q", 8, false, &set), "iter-set");
+    for (uint64_t i = 1; i <= 3; i++) must(shmds_set_insert(set, &i, sizeof i), "set insert");
+    uint64_t *one = malloc(sizeof *one), total = 0;
+    cursor = 0;
+    seen = 0;
+    while (shmds_set_next(set, &cursor, one, sizeof *one) == 1) {
+        seen++;
+        total += *one;
+    }
+    CHECK(seen == 3 && total == 6, "set_next: %" PRIu64 " keys, sum %" PRIu64, seen, total);
+    EXPECT(shmds_set_next(set, &cursor, one, 4), SHMDS_E_INVALID, no_text);
+    EXPECT(shmds_set_key_descriptor(set, text, 2, &len), SHMDS_E_BUFFER_TOO_SMALL, no_text);
+    CHECK(len == 2, "set key type length %zu", len);
+    free(one);
+    shmds_set_close(set);
+
+    ShmdsArray *a;
+    must(shmds_array_create(seg, "cas", 4, "<I", 4, false, &a), "cas array");
+    EXPECT(shmds_array_compare_exchange(a, 1, 0, 5, &prev), 1, no_text);
+    EXPECT(shmds_array_compare_exchange(a, 1, 0, 6, &prev), 0, no_text);
+    CHECK(prev == 5, "array actual %" PRIu64, prev);
+    EXPECT(shmds_array_compare_exchange(a, 4, 0, 6, &prev), SHMDS_E_INDEX, no_text);
+    EXPECT(shmds_array_descriptor(a, text, sizeof text, NULL), SHMDS_OK, no_text);
+    CHECK(strcmp(text, "<I") == 0, "array type %s", text);
+    shmds_array_close(a);
+    ShmdsArray *quotes;
+    must(shmds_array_open(seg, "quotes", sizeof(struct quote), NULL, &quotes), "quotes");
+    EXPECT(shmds_array_compare_exchange(quotes, 0, 0, 1, NULL), SHMDS_E_INVALID, no_text);
+    shmds_array_close(quotes);
+}
+
 int main(int argc, char **argv) {
     if (argc == 4 && strcmp(argv[1], "fixture") == 0)
         return fixture(argv[2], argv[3]);
@@ -1089,6 +1179,7 @@ int main(int argc, char **argv) {
     test_stack(seg);
     test_queue_batches(seg);
     test_stack_batches(seg);
+    test_iteration_and_cas(seg);
     test_maps(seg);
     test_sets(seg);
     test_channel(seg);
