@@ -6,6 +6,9 @@ use shmds::{Segment, SegmentOptions};
 use std::process::ExitCode;
 use std::time::Duration;
 
+mod types;
+use types::human_type;
+
 /// Inspect and manage shmds shared memory segments (in /dev/shm).
 #[derive(Parser)]
 #[command(version, about)]
@@ -216,7 +219,9 @@ fn info(name: &str, as_json: bool) -> ExitCode {
                 "name": e.name,
                 "kind": e.kind_name(),
                 "type": e.elem_type,
+                "type_name": if e.elem_type.is_empty() { Value::Null } else { json!(human_type(&e.elem_type)) },
                 "key_type": if e.key_type.is_empty() { Value::Null } else { json!(e.key_type) },
+                "key_type_name": if e.key_type.is_empty() { Value::Null } else { json!(human_type(&e.key_type)) },
                 "capacity": e.capacity,
                 "bytes": e.size,
                 "offset": e.offset,
@@ -299,9 +304,9 @@ fn info(name: &str, as_json: bool) -> ExitCode {
                 row["type"].as_str().unwrap_or_default(),
             ) {
                 // A set: keys, no values.
-                (Some(k), "") => k.to_owned(),
-                (Some(k), v) => format!("{k} -> {v}"),
-                (None, v) => v.to_owned(),
+                (Some(k), "") => human_type(k),
+                (Some(k), v) => format!("{} -> {}", human_type(k), human_type(v)),
+                (None, v) => human_type(v),
             };
             let capacity = row["capacity"].as_u64().unwrap_or(0);
             let fill = match (row["fill"].as_u64(), row["error"].as_str()) {

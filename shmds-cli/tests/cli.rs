@@ -58,7 +58,7 @@ fn ls_info_check_rm() {
     assert!(out.status.success());
     let text = stdout(&out);
     assert!(
-        text.contains("prices") && text.contains("<d") && text.contains("array"),
+        text.contains("prices") && text.contains("f64") && text.contains("array"),
         "{text}"
     );
 
@@ -66,6 +66,7 @@ fn ls_info_check_rm() {
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(doc["entries"][0]["name"], "prices");
     assert_eq!(doc["entries"][0]["type"], "<d");
+    assert_eq!(doc["entries"][0]["type_name"], "f64");
     assert_eq!(doc["entries"][0]["capacity"], 10);
     assert_eq!(doc["entries"][1]["kind"], "array");
     assert_eq!(doc["table_capacity"], 64);
@@ -130,9 +131,10 @@ fn info_and_check_show_sets() {
     let text = stdout(&out);
     // Keys only; the fill is the number of keys.
     let seen = line_of(&text, "seen");
-    assert_eq!(seen[..4], ["seen", "set", "<Q", "16"], "{text}");
+    // Types as people name them; --json also has the raw descriptors.
+    assert_eq!(seen[..4], ["seen", "set", "u64", "16"], "{text}");
     assert_eq!(seen.last().unwrap(), "2/16", "{text}");
-    assert_eq!(line_of(&text, "prices")[2..5], ["<Q", "->", "<d"], "{text}");
+    assert_eq!(line_of(&text, "prices")[2..5], ["u64", "->", "f64"], "{text}");
     let doc = json(&shmds(&["info", &name.0, "--json"]));
     let entry = row(&doc["entries"], "seen");
     assert_eq!(
