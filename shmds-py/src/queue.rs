@@ -467,10 +467,6 @@ impl Queue {
         self.ring()?.is_full().map_err(to_py)
     }
 
-    fn __len__(&self) -> PyResult<usize> {
-        self.qsize()
-    }
-
     /// The capacity.
     #[getter]
     fn maxsize(&self) -> PyResult<u64> {

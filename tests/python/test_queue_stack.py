@@ -27,10 +27,15 @@ def seg(segname):
 def test_queue_is_fifo_with_the_queue_module_shape(seg):
     q = seg.queue("jobs", "<u8", capacity=3)
     assert (q.maxsize, q.qsize(), q.empty(), q.full()) == (3, 0, True, False)
+    # Like queue.Queue: no len(), so an empty queue is still true
+    # (`if jobs:` tests the handle, not the contents).
+    assert bool(q) and bool(seg.stack("undo", "<u8", capacity=2))
+    with pytest.raises(TypeError):
+        len(q)
     q.put(1)
     q.put(2, block=False)
     q.put_nowait(3)
-    assert q.full() and len(q) == 3
+    assert q.full() and q.qsize() == 3
     with pytest.raises(queue.Full):
         q.put_nowait(4)
     with pytest.raises(queue.Full):
