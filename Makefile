@@ -8,20 +8,19 @@ PYTHON ?= python3
 VENV := .venv
 VPY := $(VENV)/bin/python
 
-.PHONY: all demo test lint test-rust test-c test-header test-python python c header loom fuzz bench bench-python bench-channel clean
+.PHONY: all demo test lint test-rust test-c test-header test-install test-python python c install header loom fuzz bench bench-python bench-channel clean
 
 all: test
 
 ## The main job: processes sharing structures in one segment.
 demo: python
 	$(CARGO) build --release -p shmds-cli -p shmds --example demo --bin shmds
-	$(CARGO) build --release -p shmds-c
-	mkdir -p target/c
-	$(CC) $(CFLAGS) -Iinclude examples/c/demo_reader.c target/release/libshmds.a $(C_LIBS) -o target/c/demo_reader
+	$(MAKE) c
+	$(CC) $(CFLAGS) -Iinclude examples/c/demo_reader.c $(C_STATIC) $(C_LIBS) -o target/c/demo_reader
 	SHMDS_CLI=target/release/shmds SHMDS_PYTHON=$(CURDIR)/$(VPY) SHMDS_C_READER=target/c/demo_reader ./target/release/examples/demo
 
 ## Everything there is to test.
-test: lint test-rust test-c test-header test-python loom
+test: lint test-rust test-c test-header test-install test-python loom
 	@echo "make test: all checks passed"
 
 lint:
@@ -50,16 +49,22 @@ test-python: python c
 	$(CARGO) build -p shmds --example interop
 	cd tests/python && ../../$(VENV)/bin/pytest -q -p no:cacheprovider .
 
-## The C library (libshmds.so, libshmds.a) and the C programs, compiled with
-## the system C compiler against include/shmds.h (whose _Static_asserts
-## check the layout). The tests link them statically.
+## The C library, release build (libshmds.so, libshmds.a in target/release:
+## the README's link lines), and the C programs, compiled with the system C
+## compiler against include/shmds.h (whose _Static_asserts check the
+## layout). The tests link the static library.
 CC ?= cc
 CFLAGS ?= -std=c11 -O2 -Wall -Wextra -Werror -pedantic
 C_LIBS := -lpthread -ldl -lm -lrt
+C_STATIC := target/release/libshmds.a
+CXX ?= c++
+CXXFLAGS ?= -O2 -Wall -Wextra -Werror -pedantic
 c:
-	$(CARGO) build -p shmds-c
+	$(CARGO) build --release -p shmds-c
+	ln -sf libshmds.so target/release/libshmds.so.$(ABI)  # the soname, for -Ltarget/release -lshmds
 	mkdir -p target/c
-	$(CC) $(CFLAGS) -Iinclude examples/c/interop.c target/debug/libshmds.a $(C_LIBS) -o target/c/interop
+	$(CC) $(CFLAGS) -Iinclude examples/c/interop.c $(C_STATIC) $(C_LIBS) -o target/c/interop
+	$(CXX) -std=c++17 $(CXXFLAGS) -Iinclude examples/cpp/interop.cpp $(C_STATIC) $(C_LIBS) -o target/c/cpp_interop
 
 ## The C API's safety promises under AddressSanitizer: tests/c/safety.c calls
 ## every function with right and wrong sizes, types and NULLs; the README's C
@@ -69,24 +74,70 @@ c:
 ## coordination primitive between forked processes, deaths included.
 ASAN_CFLAGS := -std=c11 -g -O1 -Wall -Wextra -Werror -pedantic -fsanitize=address -fno-omit-frame-pointer
 test-c: c
-	$(CC) $(ASAN_CFLAGS) -Iinclude tests/c/safety.c target/debug/libshmds.a $(C_LIBS) -o target/c/safety
+	$(CC) $(ASAN_CFLAGS) -Iinclude tests/c/safety.c $(C_STATIC) $(C_LIBS) -o target/c/safety
 	sed -n '/^## C$$/,/^## /p' README.md | awk '/^```c$$/ {on = 1; next} /^```$$/ {on = 0} on' > target/c/readme.c
-	$(CC) $(ASAN_CFLAGS) -Iinclude target/c/readme.c target/debug/libshmds.a $(C_LIBS) -o target/c/readme
-	$(CC) $(ASAN_CFLAGS) -Iinclude tests/c/coord.c target/debug/libshmds.a $(C_LIBS) -o target/c/coord
+	$(CC) $(ASAN_CFLAGS) -Iinclude target/c/readme.c $(C_STATIC) $(C_LIBS) -o target/c/readme
+	$(CC) $(ASAN_CFLAGS) -Iinclude tests/c/coord.c $(C_STATIC) $(C_LIBS) -o target/c/coord
 	tests/c/run.sh target/c/safety target/c/readme target/c/coord
 
 ## include/shmds.h compiles warning-free as C11, C17, C++17 and C++20; the
-## C++ program links with the library (extern "C") and runs.
-CXX ?= c++
+## C++ program links with the library (extern "C") and runs; and the C++
+## layer include/shmds.hpp: tests/cxx/hpp_test.cpp (every class, between
+## processes too) built as C++17 and C++20 with warnings as errors, run.
 HEADER_WARN := -Wall -Wextra -Werror -pedantic
 test-header: c
 	for std in c11 c17; do \
 	    echo '#include "shmds.h"' | $(CC) -std=$$std $(HEADER_WARN) -Iinclude -x c -c - -o /dev/null || exit 1; \
 	done
 	for std in c++17 c++20; do \
-	    $(CXX) -std=$$std $(HEADER_WARN) -Iinclude tests/c/cxx.cpp target/debug/libshmds.a $(C_LIBS) -o target/c/cxx-$$std && \
+	    $(CXX) -std=$$std $(HEADER_WARN) -Iinclude tests/c/cxx.cpp $(C_STATIC) $(C_LIBS) -o target/c/cxx-$$std && \
 	    ./target/c/cxx-$$std || exit 1; \
+	    $(CXX) -std=$$std -O1 $(HEADER_WARN) -Iinclude tests/cxx/hpp_test.cpp $(C_STATIC) $(C_LIBS) -o target/c/hpp-$$std && \
+	    ./target/c/hpp-$$std "shmds-hpptest-$$$$-$$std" || exit 1; \
 	done
+	sed -n '/^## C++$$/,/^## /p' README.md | awk '/^```cpp$$/ {on = 1; next} /^```$$/ {on = 0} on' > target/c/readme.cpp
+	$(CXX) -std=c++17 $(HEADER_WARN) -Iinclude target/c/readme.cpp $(C_STATIC) $(C_LIBS) -o target/c/readme-cpp
+	name="shmds-readmecpp-$$$$"; ./target/c/readme-cpp "$$name"; rc=$$?; rm -f "/dev/shm/$$name"; exit $$rc
+
+## Install the C/C++ library, the headers, a pkg-config file, a CMake
+## package and the `shmds` command under PREFIX (DESTDIR for staging):
+##   PREFIX/lib/libshmds.so.$(ABI) (+ libshmds.so), PREFIX/lib/libshmds.a,
+##   PREFIX/include/shmds.h, shmds.hpp, PREFIX/lib/pkgconfig/shmds.pc,
+##   PREFIX/lib/cmake/shmds/shmdsConfig*.cmake, PREFIX/bin/shmds.
+PREFIX ?= /usr/local
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
+MAJOR := $(word 1,$(subst ., ,$(VERSION)))
+MINOR := $(word 2,$(subst ., ,$(VERSION)))
+ABI := $(if $(filter 0,$(MAJOR)),0.$(MINOR),$(MAJOR))
+LIBDIR := $(DESTDIR)$(PREFIX)/lib
+install: c
+	$(CARGO) build --release -p shmds-cli
+	install -d $(LIBDIR)/pkgconfig $(LIBDIR)/cmake/shmds $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/bin
+	install -m 644 target/release/libshmds.a $(LIBDIR)/libshmds.a
+	install -m 755 target/release/libshmds.so $(LIBDIR)/libshmds.so.$(ABI)
+	ln -sf libshmds.so.$(ABI) $(LIBDIR)/libshmds.so
+	install -m 644 include/shmds.h include/shmds.hpp $(DESTDIR)$(PREFIX)/include/
+	if [ -d include/shmds ]; then install -d $(DESTDIR)$(PREFIX)/include/shmds && install -m 644 include/shmds/*.hpp $(DESTDIR)$(PREFIX)/include/shmds/; fi
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' shmds-c/pkg/shmds.pc.in > $(LIBDIR)/pkgconfig/shmds.pc
+	sed -e 's|@ABI@|$(ABI)|' shmds-c/pkg/shmdsConfig.cmake.in > $(LIBDIR)/cmake/shmds/shmdsConfig.cmake
+	sed -e 's|@VERSION@|$(VERSION)|g' -e 's|@MAJOR@|$(MAJOR)|g' -e 's|@MINOR@|$(MINOR)|g' \
+	    shmds-c/pkg/shmdsConfigVersion.cmake.in > $(LIBDIR)/cmake/shmds/shmdsConfigVersion.cmake
+	install -m 755 target/release/shmds $(DESTDIR)$(PREFIX)/bin/shmds
+	@echo "installed under $(DESTDIR)$(PREFIX); the command is $(DESTDIR)$(PREFIX)/bin/shmds"
+
+## The install as a user meets it: `make install` into target/install-test,
+## then C and C++ programs built with pkg-config and with CMake
+## find_package(shmds) against that copy, run (tests/install/run.sh).
+## pkgconf and cmake come from PyPI into the venv.
+$(VENV)/.install-tools: $(VENV)/.tools
+	$(VPY) -m pip install -q pkgconf cmake
+	touch $@
+INSTALL_TEST := $(CURDIR)/target/install-test
+test-install: test-c $(VENV)/.install-tools
+	rm -rf $(INSTALL_TEST)
+	$(MAKE) install PREFIX=$(INSTALL_TEST)
+	tests/install/run.sh $(INSTALL_TEST) $(CURDIR)/target/c/readme.c $(CURDIR)/target/c/safety \
+	    $(CURDIR)/$(VENV)/bin/pkgconf $(CURDIR)/$(VENV)/bin/cmake
 
 ## Regenerate include/shmds.h (a test fails when the checked-in one is stale).
 header:

@@ -134,7 +134,11 @@ fn info_and_check_show_sets() {
     // Types as people name them; --json also has the raw descriptors.
     assert_eq!(seen[..4], ["seen", "set", "u64", "16"], "{text}");
     assert_eq!(seen.last().unwrap(), "2/16", "{text}");
-    assert_eq!(line_of(&text, "prices")[2..5], ["u64", "->", "f64"], "{text}");
+    assert_eq!(
+        line_of(&text, "prices")[2..5],
+        ["u64", "->", "f64"],
+        "{text}"
+    );
     let doc = json(&shmds(&["info", &name.0, "--json"]));
     let entry = row(&doc["entries"], "seen");
     assert_eq!(

@@ -44,3 +44,15 @@ def c_interop():
     if not os.access(path, os.X_OK):
         pytest.fail(f"build the C peer first: make c ({path})")
     return path
+
+
+@pytest.fixture(scope="session")
+def cpp_interop():
+    """Path of the C++ peer (examples/cpp/interop.cpp over shmds.hpp, built by `make c`)."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    path = os.environ.get(
+        "SHMDS_CPP_INTEROP", os.path.join(here, "..", "..", "target", "c", "cpp_interop")
+    )
+    if not os.access(path, os.X_OK):
+        pytest.fail(f"build the C++ peer first: make c ({path})")
+    return path

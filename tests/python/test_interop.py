@@ -1,10 +1,11 @@
 """Cross-language conformance: a known set of structures (an array of a
-record type, a queue, a stack, two maps) written by Rust, Python or C and
-checked by each of the others; and a Rust process streaming through a
+record type, a queue, a stack, two maps) written by Rust, Python, C or C++
+and checked by each of the others; and a Rust process streaming through a
 queue with a Python process at the same time.
 
 The Rust peer is tests/interop/main.rs (its docs list the known
-structures); the C peer is examples/c/interop.c.
+structures); the C peer is examples/c/interop.c; the C++ peer is
+examples/cpp/interop.cpp, written over include/shmds.hpp.
 """
 
 import subprocess
@@ -59,7 +60,14 @@ def py_check(seg):
     assert seg.check() == []
 
 
-LANGUAGES = ["rust", "python", "c"]
+LANGUAGES = ["rust", "python", "c", "cpp"]
+
+
+@pytest.fixture
+def peers(interop, c_interop, cpp_interop):
+    """The native peers: Rust (tests/interop), C (examples/c/interop.c) and
+    C++ (examples/cpp/interop.cpp, over shmds.hpp)."""
+    return {"rust": interop, "c": c_interop, "cpp": cpp_interop}
 
 
 def write_then_check(segname, peers, writer, reader, python, suffix=""):
@@ -81,9 +89,8 @@ def write_then_check(segname, peers, writer, reader, python, suffix=""):
     "writer,reader",
     [(w, r) for w in LANGUAGES for r in LANGUAGES if w != r],
 )
-def test_conformance(segname, interop, c_interop, writer, reader):
+def test_conformance(segname, peers, writer, reader):
     """The known structures, written by one language and checked by another."""
-    peers = {"rust": interop, "c": c_interop}
     write_then_check(segname, peers, writer, reader, (py_write, py_check))
 
 
@@ -200,11 +207,10 @@ def py_check_messages(seg):  # py-channel API
     "writer,reader",
     [(w, r) for w in LANGUAGES for r in LANGUAGES if w != r],
 )
-def test_messages_conformance(segname, interop, c_interop, writer, reader):
+def test_messages_conformance(segname, peers, writer, reader):
     """Every kind of message, sent by one language and received by another."""
     if "python" in (writer, reader) and not HAS_MESSAGES:
         pytest.skip(NO_MESSAGES)
-    peers = {"rust": interop, "c": c_interop}
     python = (py_write_messages, py_check_messages)
     write_then_check(segname, peers, writer, reader, python, "-messages")
 
@@ -219,14 +225,13 @@ def py_stream(seg, mode):  # py-channel API
     "sender,receiver",
     [(s, r) for s in LANGUAGES for r in LANGUAGES if s != r],
 )
-def test_message_stream_at_once(segname, interop, c_interop, sender, receiver, mode):
+def test_message_stream_at_once(segname, peers, sender, receiver, mode):
     """A sender and a receiver of two languages at once: 20,000 messages of
     0..1000 bytes through a 4 KiB channel, each checked, in order."""
     if "python" in (sender, receiver) and not HAS_MESSAGES:
         pytest.skip(NO_MESSAGES)
     n = 20000
     seg = shmds.Segment(segname, size=1 << 20)
-    peers = {"rust": interop, "c": c_interop}
     native = sender if sender != "python" else receiver
     role = "stream-send" if native == sender else "stream-recv"
     other = subprocess.Popen([peers[native], role, segname, mode, str(n)])
