@@ -93,7 +93,7 @@ test-header: c
 	    $(CXX) -std=$$std $(HEADER_WARN) -Iinclude tests/c/cxx.cpp $(C_STATIC) $(C_LIBS) -o target/c/cxx-$$std && \
 	    ./target/c/cxx-$$std || exit 1; \
 	    $(CXX) -std=$$std -O1 $(HEADER_WARN) -Iinclude tests/cxx/hpp_test.cpp $(C_STATIC) $(C_LIBS) -o target/c/hpp-$$std && \
-	    ./target/c/hpp-$$std "shmds-hpptest-$$$$-$$std" || exit 1; \
+	    ./target/c/hpp-$$std "shmds-hpptest-$$$$-$${std#c++}" || exit 1; \
 	done
 	sed -n '/^## C++$$/,/^## /p' README.md | awk '/^```cpp$$/ {on = 1; next} /^```$$/ {on = 0} on' > target/c/readme.cpp
 	$(CXX) -std=c++17 $(HEADER_WARN) -Iinclude target/c/readme.cpp $(C_STATIC) $(C_LIBS) -o target/c/readme-cpp

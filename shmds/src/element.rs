@@ -97,6 +97,13 @@ unsafe impl<T: Element, const N: usize> Element for [T; N] {
 /// assert_eq!(FixedStr::<16>::descriptor(), "T{B:len:16s:bytes:}");
 /// assert!(FixedStr::<2>::new("long").is_err());
 /// assert_ne!(FixedStr::<4>::from_bytes(b"a\0").unwrap(), FixedStr::<4>::from_bytes(b"a").unwrap());
+/// // Display, comparison with text, byte order, parsing:
+/// assert_eq!(k.to_string(), "AAPL");
+/// assert_eq!(k, "AAPL");
+/// assert!(FixedStr::<16>::new("A").unwrap() < k && k < FixedStr::<16>::new("AB").unwrap());
+/// let parsed: FixedStr<16> = "MSFT".parse().unwrap();
+/// assert_eq!(format!("[{parsed:>6}]"), "[  MSFT]");
+/// assert_eq!(FixedStr::<16>::default().len(), 0);
 /// ```
 #[repr(C)]
 #[derive(Clone, Copy)]
@@ -181,6 +188,106 @@ impl<const N: usize> TryFrom<&str> for FixedStr<N> {
     type Error = Error;
     fn try_from(s: &str) -> Result<Self> {
         FixedStr::new(s)
+    }
+}
+
+impl<const N: usize> TryFrom<&[u8]> for FixedStr<N> {
+    type Error = Error;
+    fn try_from(bytes: &[u8]) -> Result<Self> {
+        FixedStr::from_bytes(bytes)
+    }
+}
+
+impl<const N: usize> std::str::FromStr for FixedStr<N> {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        FixedStr::new(s)
+    }
+}
+
+/// The empty string.
+impl<const N: usize> Default for FixedStr<N> {
+    fn default() -> Self {
+        FixedStr {
+            len: 0,
+            bytes: [0; N],
+        }
+    }
+}
+
+/// The text, with invalid UTF-8 shown as U+FFFD.
+impl<const N: usize> std::fmt::Display for FixedStr<N> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(&String::from_utf8_lossy(self.as_bytes()))
+    }
+}
+
+/// Byte order, as for `str` (shorter first when one is a prefix).
+impl<const N: usize> Ord for FixedStr<N> {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.as_bytes().cmp(other.as_bytes())
+    }
+}
+
+impl<const N: usize> PartialOrd for FixedStr<N> {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl<const N: usize> PartialEq<str> for FixedStr<N> {
+    fn eq(&self, other: &str) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl<const N: usize> PartialEq<&str> for FixedStr<N> {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl<const N: usize> AsRef<[u8]> for FixedStr<N> {
+    fn as_ref(&self) -> &[u8] {
+        self.as_bytes()
+    }
+}
+
+/// What a lookup (`Map::get`, `contains_key`, `remove`; `Set::contains`,
+/// `remove`) accepts for a key of type `K`: the key itself, or, for a
+/// [`FixedStr<N>`] key, a `str` (like `Borrow<str>` for std's maps):
+///
+/// ```
+/// # let seg = shmds::Segment::create(&format!("shmds-doc-lookup-{}", std::process::id()), 1 << 20)?;
+/// use shmds::FixedStr;
+/// let prices = seg.create_map::<FixedStr<16>, f64>("prices", 8)?;
+/// prices.insert(FixedStr::new("AAPL")?, 189.5)?;
+/// assert_eq!(prices.get("AAPL")?, Some(189.5));
+/// assert_eq!(prices.get("a string longer than sixteen bytes")?, None);
+/// # shmds::Segment::remove(seg.name())?;
+/// # Ok::<(), shmds::Error>(())
+/// ```
+pub trait Lookup<K> {
+    /// The key this names, or `None` if it names none that the structure
+    /// can hold (a string longer than the key's `N`).
+    fn to_key(&self) -> Option<K>;
+}
+
+impl<K: Element> Lookup<K> for K {
+    fn to_key(&self) -> Option<K> {
+        Some(*self)
+    }
+}
+
+impl<const N: usize> Lookup<FixedStr<N>> for str {
+    fn to_key(&self) -> Option<FixedStr<N>> {
+        FixedStr::new(self).ok()
+    }
+}
+
+impl<const N: usize> Lookup<FixedStr<N>> for &str {
+    fn to_key(&self) -> Option<FixedStr<N>> {
+        FixedStr::new(self).ok()
     }
 }
 

@@ -62,7 +62,7 @@ pub use coord::{
     TryLockResult, WaitTimeoutResult, WriteGuard, DEFAULT_READER_SLOTS, MAX_BARRIER_PARTIES,
     MAX_READER_SLOTS, MAX_SEMAPHORE_VALUE,
 };
-pub use element::{AtomicElement, Element, FixedStr, Scalar, TypeDescriptor};
+pub use element::{AtomicElement, Element, FixedStr, Lookup, Scalar, TypeDescriptor};
 pub use error::{Error, Result};
 pub use map::{map_key_hash, Iter as MapIter, Map, RawMap, MAX_KEY_SIZE, MAX_MAP_CAPACITY};
 pub use map::{RawSet, Set, SetIter};

@@ -1,8 +1,9 @@
 // Tests of include/shmds.hpp, the C++ layer over the C API: every class,
 // the typed refusals, the try_ and timed forms, move semantics, record
 // descriptors, the standard lock adaptors, a fork()ed producer, channels
-// and topics (zero-copy receive included) and every coordination
-// primitive.
+// and topics (zero-copy receive included), every coordination
+// primitive, batch pushes and pops, compare-exchange, map and set
+// iteration, and the stored type descriptors.
 //
 //   hpp_test [PREFIX]    segment names start with PREFIX (default
 //                        shmds-hpptest-<pid>); all are removed at exit,
@@ -14,6 +15,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <iterator>
+#include <map>
 #include <mutex>
 #include <set>
 #include <shared_mutex>
@@ -26,6 +29,37 @@
 
 using namespace std::chrono_literals;
 using shmds::FixedStr;
+
+// The C header's fixed string: FixedStr<N> has its layout.
+typedef SHMDS_FIXED_STR(16) CStr16;
+static_assert(sizeof(CStr16) == sizeof(FixedStr<16>) && alignof(CStr16) == alignof(FixedStr<16>),
+              "FixedStr<16> is SHMDS_FIXED_STR(16)");
+static_assert(offsetof(CStr16, bytes) == offsetof(FixedStr<16>, bytes), "FixedStr<16> is SHMDS_FIXED_STR(16)");
+
+// Whether A has a compare_exchange(i, E&, E) (integer elements only).
+template <class A, class E, class = void>
+struct has_compare_exchange : std::false_type {};
+template <class A, class E>
+struct has_compare_exchange<
+    A, E, std::void_t<decltype(std::declval<const A&>().compare_exchange(0, std::declval<E&>(), E{}))>>
+    : std::true_type {};
+static_assert(has_compare_exchange<shmds::Array<std::uint64_t>, std::uint64_t>::value, "integers: yes");
+static_assert(!has_compare_exchange<shmds::Array<double>, double>::value, "floats: no");
+static_assert(!has_compare_exchange<shmds::Array<bool>, bool>::value, "bool: no");
+static_assert(has_compare_exchange<shmds::Map<std::uint32_t, std::int16_t>, std::int16_t>::value, "integers: yes");
+static_assert(!has_compare_exchange<shmds::Map<std::uint32_t, float>, float>::value, "floats: no");
+
+using MapIt = shmds::Map<FixedStr<16>, std::int64_t>::iterator;
+static_assert(std::is_same<std::iterator_traits<MapIt>::iterator_category, std::input_iterator_tag>::value,
+              "an input iterator");
+static_assert(std::is_same<std::iterator_traits<MapIt>::value_type, std::pair<FixedStr<16>, std::int64_t>>::value,
+              "of (key, value)");
+#if __cplusplus >= 202002L
+static_assert(std::input_iterator<MapIt>, "std::input_iterator");
+static_assert(std::input_iterator<shmds::Set<std::uint32_t>::iterator>, "std::input_iterator");
+static_assert(std::ranges::input_range<shmds::Map<std::uint32_t, double>>, "a range");
+static_assert(std::ranges::input_range<shmds::Set<FixedStr<8>>>, "a range");
+#endif
 
 // ---------------------------------------------------------------- records
 
@@ -117,7 +151,13 @@ static std::string seg_name(const std::string& suffix) {
 }
 
 static void remove_all() {
-    for (const std::string& n : made) shmds::Segment::remove(n);
+    for (const std::string& n : made) {
+        try {
+            shmds::Segment::remove(n);
+        } catch (const std::exception& e) {  // e.g. a bad prefix: say so, go on
+            std::fprintf(stderr, "hpp: could not remove %s: %s\n", n.c_str(), e.what());
+        }
+    }
 }
 
 static std::vector<std::uint8_t> bytes_of(std::string_view s) { return std::vector<std::uint8_t>(s.begin(), s.end()); }
@@ -295,6 +335,21 @@ static void test_fixed_str() {
     CHECK(full.view() == "abcd");
     full.len = 200;  // as another process might write: read as N bytes
     CHECK(full.size() == 4);
+
+    // Byte for byte what the C header's shmds_fixed_str_set writes.
+    CStr16 c;
+    std::memset(&c, 0x55, sizeof c);
+    CHECK(shmds_fixed_str_set(&c, sizeof c, "AAPL") == SHMDS_OK);
+    CHECK(std::memcmp(&c, &a, sizeof c) == 0);
+    CHECK(shmds_fixed_str_set(&c, sizeof c, "") == SHMDS_OK);
+    const FixedStr<16> empty;
+    CHECK(std::memcmp(&c, &empty, sizeof c) == 0);
+    CHECK(shmds_fixed_str_set(&c, sizeof c, "seventeen bytes!!") == SHMDS_E_INVALID);
+    CHECK(throws(SHMDS_E_INVALID, [] { FixedStr<16> x("seventeen bytes!!"); (void)x; }));
+    FixedStr<16> from_c;
+    CHECK(shmds_fixed_str_set(&c, sizeof c, "MSFT") == SHMDS_OK);
+    std::memcpy(static_cast<void*>(&from_c), &c, sizeof c);  // as a key from C code would arrive
+    CHECK(from_c == "MSFT" && from_c == FixedStr<16>("MSFT"));
 }
 
 static void test_array(const shmds::Segment& seg) {
@@ -323,15 +378,61 @@ static void test_array(const shmds::Segment& seg) {
     bytes.set(0, 250);
     CHECK(bytes.fetch_add(0, 10) == 250);
     CHECK(bytes.get(0) == 4);  // wraps at the element's width
+    auto tiny = seg.create_array<std::int8_t>("tiny", 1);
+    tiny.set(0, -1);
+    // The result is the element type (int8_t -1), not the argument's (int).
+    static_assert(std::is_same<decltype(tiny.fetch_add(0, 1)), std::int8_t>::value, "fetch_add type");
+    CHECK(tiny.fetch_add(0, 1) == -1 && tiny.get(0) == 0);
     auto flags = seg.create_array<bool>("flags", 2);
     flags.set(1, true);
     CHECK(flags.get(1) && !flags.get(0));
+
+    // compare_exchange: std::atomic's shape.
+    std::int32_t expected = -2;
+    CHECK(counters.compare_exchange(0, expected, 40));
+    CHECK(expected == -2 && counters.get(0) == 40);
+    expected = -2;
+    CHECK(!counters.compare_exchange(0, expected, 41));
+    CHECK(expected == 40 && counters.get(0) == 40);  // the value found; nothing changed
+    CHECK(throws(SHMDS_E_INDEX, [&] { std::int32_t e = 0; counters.compare_exchange(2, e, 1); }));
+    auto small = seg.create_array<std::int8_t>("small", 1);
+    small.set(0, -1);
+    std::int8_t e8 = 0;
+    CHECK(!small.compare_exchange(0, e8, 1) && e8 == -1);  // sign kept from the zero-extended C value
+    CHECK(small.compare_exchange(0, e8, -128) && small.get(0) == -128);
+    auto wide = seg.create_array<std::uint64_t>("wide", 1);
+    std::uint64_t e64 = 0;
+    CHECK(wide.compare_exchange(0, e64, 0xfedcba9876543210ull) && wide.get(0) == 0xfedcba9876543210ull);
+    CHECK(!wide.compare_exchange(0, e64, 1) && e64 == 0xfedcba9876543210ull);
+    // Many threads counting with a CAS loop lose no update.
+    {
+        std::vector<std::thread> ts;
+        for (int t = 0; t < 4; t++)
+            ts.emplace_back([&] {
+                for (int k = 0; k < 500; k++) {
+                    std::uint64_t cur = wide.get(0);
+                    while (!wide.compare_exchange(0, cur, cur + 1)) {
+                    }
+                }
+            });
+        for (auto& t : ts) t.join();
+        CHECK(wide.get(0) == 0xfedcba9876543210ull + 2000);
+    }
+
+    // The descriptors stored with them.
+    CHECK(quotes.descriptor() == shmds::descriptor<Quote>());
+    CHECK(counters.descriptor() == "<i" && small.descriptor() == "b" && flags.descriptor() == "?");
+    CHECK(throws(SHMDS_E_INVALID, [] { shmds::Array<std::int32_t>().descriptor(); }));
+    CHECK(throws(SHMDS_E_INVALID, [] { std::int32_t e = 0; shmds::Array<std::int32_t>().compare_exchange(0, e, 1); }));
+    seg.erase("small");
+    seg.erase("wide");
 
     CHECK(seg.erase("quotes"));
     CHECK(throws(SHMDS_E_STALE, [&] { quotes.check(); }));
     CHECK(throws(SHMDS_E_NOT_FOUND, [&] { seg.open_array<Quote>("quotes"); }));
     seg.erase("counters");
     seg.erase("bytes");
+    seg.erase("tiny");
     seg.erase("flags");
 }
 
@@ -450,6 +551,255 @@ static void test_map_set(const shmds::Segment& seg) {
     CHECK(throws(SHMDS_E_STALE, [&] { seen.check(); }));
     seg.erase("prices");
     seg.erase("hits");
+}
+
+template <class T>
+static std::vector<T> iota_vec(T first, std::size_t n) {
+    std::vector<T> v;
+    for (std::size_t i = 0; i < n; i++) v.push_back(static_cast<T>(first + static_cast<T>(i)));
+    return v;
+}
+
+static void test_batches(const shmds::Segment& seg) {
+    // Queue: what fits now, in order; the oldest first out.
+    shmds::Queue<std::uint64_t> q = seg.create_queue<std::uint64_t>("batch-q", 8);
+    CHECK(q.descriptor() == "<Q");
+    const std::vector<std::uint64_t> ten = iota_vec<std::uint64_t>(0, 10);
+    CHECK(q.try_push_many(ten.data(), ten.size()) == 8);  // room for 8
+    CHECK(q.size() == 8);
+    CHECK(q.try_push_many(ten) == 0);                     // full: 0, no exception
+    std::size_t pushed = 99;
+    const double full_wait = millis([&] { pushed = q.push_many_for(ten.data(), 1, 10ms); });
+    CHECK(pushed == 0 && full_wait >= 9.0);
+    CHECK(q.push_many_for(ten, -5s) == 0);                // negative: try once
+    CHECK(q.try_push_many(nullptr, 0) == 0);
+    CHECK(q.try_pop_many(3) == iota_vec<std::uint64_t>(0, 3));
+    CHECK(q.pop_many(100) == iota_vec<std::uint64_t>(3, 5));  // what is there, not 100
+    CHECK(q.try_pop_many(4).empty());                     // empty: an empty vector
+    std::vector<std::uint64_t> none{1};
+    const double empty_wait = millis([&] { none = q.pop_many_for(4, 10ms); });
+    CHECK(none.empty() && empty_wait >= 9.0);
+    CHECK(q.pop_many_for(4, 0ms).empty());
+    CHECK(q.try_pop_many(0).empty() && q.pop_many(0).empty());  // max 0: nothing, at once
+
+    // A timed push that fits in part: how many went in.
+    CHECK(q.push_many(iota_vec<std::uint64_t>(100, 2)) == 2);
+    CHECK(q.push_many_for(ten, 10ms) == 6);
+    CHECK(q.size() == 8);
+    std::vector<std::uint64_t> want = iota_vec<std::uint64_t>(100, 2);
+    for (std::uint64_t v = 0; v < 6; v++) want.push_back(v);
+    CHECK(q.try_pop_many(64) == want);
+
+    // push_many blocks until all are in; pop_many waits for the first.
+    {
+        const std::vector<std::uint64_t> many = iota_vec<std::uint64_t>(1000, 500);
+        std::vector<std::uint64_t> got;
+        std::thread consumer([&] {
+            shmds::Queue<std::uint64_t> mine = seg.open_queue<std::uint64_t>("batch-q");
+            while (got.size() < many.size()) {
+                std::vector<std::uint64_t> part = mine.pop_many_for(7, 5s);
+                if (part.empty()) break;
+                if (part.size() > 7) break;
+                got.insert(got.end(), part.begin(), part.end());
+            }
+        });
+        CHECK(q.push_many(many.data(), many.size()) == many.size());
+        consumer.join();
+        CHECK(got == many);
+    }
+    {
+        std::thread producer([&] {
+            std::this_thread::sleep_for(20ms);
+            seg.open_queue<std::uint64_t>("batch-q").push_many(iota_vec<std::uint64_t>(7, 3));
+        });
+        std::vector<std::uint64_t> first;
+        const double waited = millis([&] { first = q.pop_many(16); });
+        producer.join();
+        CHECK(!first.empty() && first.size() <= 3 && first.front() == 7 && waited >= 15.0);
+        const std::vector<std::uint64_t> rest = q.try_pop_many(16);
+        first.insert(first.end(), rest.begin(), rest.end());
+        CHECK(first == iota_vec<std::uint64_t>(7, 3));
+    }
+    CHECK(q.empty());
+
+    // Stack: a batch pushes in order, so its last element is the top; a
+    // batch pop takes the top first.
+    shmds::Stack<std::int32_t> st = seg.create_stack<std::int32_t>("batch-s", 5);
+    CHECK(st.descriptor() == "<i");
+    CHECK(st.try_push_many(std::vector<std::int32_t>{1, 2, 3, 4, 5, 6, 7}) == 5);  // 6 and 7 did not fit
+    CHECK(!st.try_push(8));
+    CHECK(st.try_pop_many(2) == (std::vector<std::int32_t>{5, 4}));
+    CHECK(st.push_many_for(std::vector<std::int32_t>{10, 11, 12}, 10ms) == 2);
+    CHECK(st.pop_many(10) == (std::vector<std::int32_t>{11, 10, 3, 2, 1}));
+    CHECK(st.try_pop_many(10).empty());
+    const double stack_wait = millis([&] { CHECK(st.pop_many_for(3, 10ms).empty()); });
+    CHECK(stack_wait >= 9.0);
+    const std::int32_t arr[] = {-1, -2, -3};
+    CHECK(st.push_many(arr, 3) == 3);
+    CHECK(st.pop() == -3);  // single pops agree
+    CHECK(st.pop_many_for(8, 10ms) == (std::vector<std::int32_t>{-2, -1}));
+
+    // Other element types: records whole, bools as bytes.
+    shmds::Queue<Quote> qq = seg.create_queue<Quote>("batch-quotes", 4);
+    CHECK(qq.descriptor() == shmds::descriptor<Quote>());
+    const std::vector<Quote> quotes{{1, 1.5, 10}, {2, 2.5, 20}, {3, 3.5, 30}};
+    CHECK(qq.push_many(quotes) == 3);
+    const std::vector<Quote> back = qq.try_pop_many(8);
+    CHECK(back.size() == 3 && back[0].venue == 1 && back[2].price == 3.5 && back[2].size == 30);
+    shmds::Stack<bool> bits = seg.create_stack<bool>("batch-bits", 8);
+    CHECK(bits.descriptor() == "?");
+    CHECK(bits.push_many(std::vector<bool>{true, false, false, true, true}) == 5);
+    CHECK(bits.try_pop_many(8) == (std::vector<bool>{true, true, false, false, true}));
+
+    // The opened handle sees the same descriptor; an empty handle throws.
+    CHECK(seg.open_queue<std::uint64_t>("batch-q").descriptor() == "<Q");
+    shmds::Queue<std::uint64_t> nothing;
+    CHECK(throws(SHMDS_E_INVALID, [&] { nothing.try_push_many(ten); }));
+    CHECK(throws(SHMDS_E_INVALID, [&] { nothing.try_pop_many(4); }));
+    CHECK(throws(SHMDS_E_INVALID, [&] { nothing.descriptor(); }));
+    CHECK(throws(SHMDS_E_INVALID, [&] { shmds::Stack<std::int32_t>().pop_many_for(1, 10ms); }));
+    for (const char* n : {"batch-q", "batch-s", "batch-quotes", "batch-bits"}) seg.erase(n);
+}
+
+static void test_map_set_iteration(const shmds::Segment& seg) {
+    using Key = FixedStr<16>;
+    shmds::Map<Key, std::int64_t> m = seg.create_map<Key, std::int64_t>("iter-m", 64);
+    CHECK(m.key_descriptor() == "T{B:len:16s:bytes:}" && m.value_descriptor() == "<q");
+    CHECK(m.begin() == m.end() && m.items().empty());
+    std::map<std::string, std::int64_t> want;
+    for (int i = 0; i < 50; i++) {
+        const std::string k = "key" + std::to_string(i);
+        m.insert(Key(k), i * 3);
+        want[k] = i * 3;
+    }
+    // Every key exactly once, with its value.
+    std::map<std::string, int> visits;
+    bool values_ok = true;
+    for (const auto& kv : m) {
+        visits[kv.first.str()]++;
+        if (want.count(kv.first.str()) == 0 || want[kv.first.str()] != kv.second) values_ok = false;
+    }
+    CHECK(visits.size() == 50 && values_ok);
+    CHECK(std::all_of(visits.begin(), visits.end(), [](const auto& v) { return v.second == 1; }));
+    const std::vector<std::pair<Key, std::int64_t>> items = m.items();
+    CHECK(items.size() == 50);
+    std::map<std::string, std::int64_t> from_items;
+    for (const auto& kv : items) from_items[kv.first.str()] = kv.second;
+    CHECK(from_items == want);
+    // The iterator's own shape: ->, postfix ++, the end stays the end.
+    auto it = m.begin();
+    CHECK(it != m.end() && want.count(it->first.str()) == 1);
+    const auto before = it++;
+    CHECK(before->first != it->first);
+    std::size_t walked = 0;
+    for (auto j = m.begin(); j != m.end(); ++j) walked++;
+    CHECK(walked == 50);
+    auto end = m.end();
+    ++end;
+    CHECK(end == m.end());
+    CHECK(std::distance(m.begin(), m.end()) == 50);
+    // After removals only what is left.
+    for (int i = 0; i < 50; i += 2) m.erase(Key("key" + std::to_string(i)));
+    std::set<std::string> left;
+    for (const auto& kv : m) CHECK(left.insert(kv.first.str()).second);
+    CHECK(left.size() == 25 && left.count("key1") == 1 && left.count("key0") == 0);
+    // Another handle to it walks the same keys.
+    CHECK(seg.open_map<Key, std::int64_t>("iter-m").items().size() == 25);
+
+    // compare_exchange: std::atomic's shape; an absent key throws.
+    shmds::Map<std::uint32_t, std::uint16_t> counts = seg.create_map<std::uint32_t, std::uint16_t>("iter-cx", 16);
+    CHECK(counts.key_descriptor() == "<I" && counts.value_descriptor() == "<H");
+    counts.insert(1, 10);
+    std::uint16_t exp = 10;
+    CHECK(counts.compare_exchange(1, exp, 20));
+    CHECK(exp == 10 && counts.get(1) == std::optional<std::uint16_t>(20));
+    exp = 10;
+    CHECK(!counts.compare_exchange(1, exp, 30));
+    CHECK(exp == 20 && counts.get(1) == std::optional<std::uint16_t>(20));
+    CHECK(throws(SHMDS_E_NOT_FOUND, [&] { std::uint16_t e = 0; counts.compare_exchange(2, e, 1); }));
+    CHECK(!counts.get(2) && counts.size() == 1);  // not added
+    shmds::Map<std::uint32_t, std::int32_t> signs = seg.create_map<std::uint32_t, std::int32_t>("iter-signs", 16);
+    signs.insert(5, -7);
+    std::int32_t es = 0;
+    CHECK(!signs.compare_exchange(5, es, 1) && es == -7);
+    CHECK(signs.compare_exchange(5, es, -70000) && signs.get(5) == std::optional<std::int32_t>(-70000));
+    {
+        std::vector<std::thread> ts;
+        for (int t = 0; t < 4; t++)
+            ts.emplace_back([&] {
+                for (int k = 0; k < 250; k++) {
+                    std::uint16_t cur = counts.get(1).value_or(0);
+                    while (!counts.compare_exchange(1, cur, static_cast<std::uint16_t>(cur + 1))) {
+                    }
+                }
+            });
+        for (auto& t : ts) t.join();
+        CHECK(counts.get(1) == std::optional<std::uint16_t>(1020));
+    }
+    // Bool values come back as bools.
+    shmds::Map<std::uint32_t, bool> flags = seg.create_map<std::uint32_t, bool>("iter-flags", 8);
+    flags.insert(1, true);
+    flags.insert(2, false);
+    std::map<std::uint32_t, bool> fl;
+    for (const auto& kv : flags) fl[kv.first] = kv.second;
+    CHECK((fl == std::map<std::uint32_t, bool>{{1, true}, {2, false}}));
+
+    // Set: every key exactly once.
+    shmds::Set<std::uint32_t> s = seg.create_set<std::uint32_t>("iter-s", 256);
+    CHECK(s.key_descriptor() == "<I");
+    CHECK(s.begin() == s.end() && s.keys().empty());
+    for (std::uint32_t k = 0; k < 100; k++) s.insert(k * 7);
+    std::map<std::uint32_t, int> seen;
+    for (std::uint32_t k : s) seen[k]++;
+    CHECK(seen.size() == 100 && seen.begin()->first == 0 && seen.rbegin()->first == 99 * 7);
+    CHECK(std::all_of(seen.begin(), seen.end(), [](const auto& v) { return v.second == 1 && v.first % 7 == 0; }));
+    std::vector<std::uint32_t> ks = s.keys();
+    std::sort(ks.begin(), ks.end());
+    CHECK(ks.size() == 100);
+    bool multiples = true;
+    for (std::size_t i = 0; i < ks.size(); i++) multiples = multiples && ks[i] == 7 * i;
+    CHECK(multiples);
+    shmds::Set<Key> names = seg.create_set<Key>("iter-names", 8);
+    CHECK(names.key_descriptor() == "T{B:len:16s:bytes:}");
+    names.insert(Key("a"));
+    names.insert(Key("bb"));
+    std::set<std::string> got_names;
+    for (const Key& k : names) got_names.insert(k.str());
+    CHECK((got_names == std::set<std::string>{"a", "bb"}));
+
+    // Weakly consistent: while another thread adds and removes other keys,
+    // each walk still visits every key present throughout exactly once.
+    {
+        std::atomic<bool> stop{false};
+        std::thread churn([&] {
+            shmds::Set<std::uint32_t> mine = seg.open_set<std::uint32_t>("iter-s");
+            while (!stop.load()) {
+                for (std::uint32_t k = 100000; k < 100050; k++) mine.insert(k);
+                for (std::uint32_t k = 100000; k < 100050; k++) mine.erase(k);
+            }
+        });
+        bool once_each = true;
+        for (int walk = 0; walk < 50; walk++) {
+            std::map<std::uint32_t, int> v;
+            for (std::uint32_t k : s) v[k]++;
+            int stable = 0;
+            for (const auto& kv : v) {
+                if (kv.second != 1) once_each = false;
+                if (kv.first < 100000) stable++;
+            }
+            if (stable != 100) once_each = false;
+        }
+        stop.store(true);
+        churn.join();
+        CHECK(once_each);
+    }
+
+    // Empty handles throw.
+    CHECK(throws(SHMDS_E_INVALID, [] { shmds::Map<std::uint32_t, double>().begin(); }));
+    CHECK(throws(SHMDS_E_INVALID, [] { shmds::Map<std::uint32_t, double>().key_descriptor(); }));
+    CHECK(throws(SHMDS_E_INVALID, [] { shmds::Set<std::uint32_t>().keys(); }));
+    CHECK(throws(SHMDS_E_INVALID, [] { shmds::Set<std::uint32_t>().key_descriptor(); }));
+    for (const char* n : {"iter-m", "iter-cx", "iter-signs", "iter-flags", "iter-s", "iter-names"}) seg.erase(n);
 }
 
 static void test_moves(const shmds::Segment& seg) {
@@ -916,6 +1266,8 @@ int main(int argc, char** argv) {
         test_queue(seg);
         test_stack(seg);
         test_map_set(seg);
+        test_batches(seg);
+        test_map_set_iteration(seg);
         test_moves(seg);
         test_channel(seg);
         test_topic(seg);

@@ -79,7 +79,7 @@
 //!   between the two leaves it off by one (a deep [`Segment::check`]
 //!   reports the difference).
 
-use crate::element::{AtomicElement, Element, TypeDescriptor};
+use crate::element::{AtomicElement, Element, Lookup, TypeDescriptor};
 use crate::error::{Error, Result};
 use crate::handle::{block_size, Handle, Typed};
 use crate::layout::{kind, MapHeader, MAP_CTRL_PER_SLOT, MAP_HEADER_SIZE, MAP_SLOT_SIZE};

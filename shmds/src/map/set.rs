@@ -249,22 +249,28 @@ impl<K: Element> Set<K> {
 
     /// Whether `key` is in the set. Never blocks writers.
     #[inline]
-    pub fn contains(&self, key: &K) -> Result<bool> {
+    pub fn contains<Q: Lookup<K> + ?Sized>(&self, key: &Q) -> Result<bool> {
+        let Some(key) = key.to_key() else {
+            return Ok(false);
+        };
         let core = self.core();
         self.raw
             .map
             .key
-            .with(key, |k| self.raw.map.get_in(&core, k, None))
+            .with(&key, |k| self.raw.map.get_in(&core, k, None))
     }
 
     /// Remove `key`; `true` if it was in the set. The slot is free for any
     /// key at once.
-    pub fn remove(&self, key: &K) -> Result<bool> {
+    pub fn remove<Q: Lookup<K> + ?Sized>(&self, key: &Q) -> Result<bool> {
+        let Some(key) = key.to_key() else {
+            return Ok(false);
+        };
         let core = self.core();
         self.raw
             .map
             .key
-            .with(key, |k| self.raw.map.remove_in(&core, k, None))
+            .with(&key, |k| self.raw.map.remove_in(&core, k, None))
     }
 
     /// Number of keys. Exact when no writer runs (and none died mid-write).

@@ -61,9 +61,12 @@ impl<K: Element, V: Element> Map<K, V> {
     /// The value of `key`, if present. Never blocks writers (see the module
     /// docs).
     #[inline]
-    pub fn get(&self, key: &K) -> Result<Option<V>> {
+    pub fn get<Q: Lookup<K> + ?Sized>(&self, key: &Q) -> Result<Option<V>> {
+        let Some(key) = key.to_key() else {
+            return Ok(None);
+        };
         let core = self.core();
-        let value = self.raw.key.with(key, |k| {
+        let value = self.raw.key.with(&key, |k| {
             read_typed::<V, Error>(|out| self.raw.get_in(&core, k, Some(out)))
         })?;
         // Erased meanwhile: the value may be another structure's bytes.
@@ -72,9 +75,12 @@ impl<K: Element, V: Element> Map<K, V> {
     }
 
     /// Whether `key` is present.
-    pub fn contains_key(&self, key: &K) -> Result<bool> {
+    pub fn contains_key<Q: Lookup<K> + ?Sized>(&self, key: &Q) -> Result<bool> {
+        let Some(key) = key.to_key() else {
+            return Ok(false);
+        };
         let core = self.core();
-        self.raw.key.with(key, |k| self.raw.get_in(&core, k, None))
+        self.raw.key.with(&key, |k| self.raw.get_in(&core, k, None))
     }
 
     /// Set `key` to `value`; returns the previous value. [`Error::Full`]
@@ -105,9 +111,12 @@ impl<K: Element, V: Element> Map<K, V> {
 
     /// Remove `key`; returns its value if it was present. The slot is free
     /// for any key at once.
-    pub fn remove(&self, key: &K) -> Result<Option<V>> {
+    pub fn remove<Q: Lookup<K> + ?Sized>(&self, key: &Q) -> Result<Option<V>> {
+        let Some(key) = key.to_key() else {
+            return Ok(None);
+        };
         let core = self.core();
-        self.raw.key.with(key, |k| {
+        self.raw.key.with(&key, |k| {
             read_typed::<V, Error>(|old| self.raw.remove_in(&core, k, Some(old)))
         })
     }
