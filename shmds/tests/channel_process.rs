@@ -329,6 +329,61 @@ fn killed_at_every_step_the_channel_goes_on() {
     }
 }
 
+/// A receiver killed after it moved `head` but before it freed a message of
+/// several cells leaves the frame's first cell claimed and the other cells
+/// unfreed. A sender that comes round to those cells a lap later (here, a
+/// frame starting on the dead one's first cell, so it meets an unfreed
+/// inner cell before the claim) must find the dead claimant and free its
+/// frame, not wait for room forever in an empty ring.
+#[cfg(feature = "fault-injection")]
+#[test]
+fn a_dead_receivers_frame_is_freed_a_lap_later() {
+    let name = ShmName::new("ch-lap");
+    let seg = Segment::create(name.as_str(), 4 << 20).unwrap();
+    // 64 cells; every message below takes 2 cells (100 bytes).
+    let ch = seg.create_channel("c", ChannelOptions::new(4096)).unwrap();
+    let pad = |id: u64| {
+        let mut m = message(id, 100);
+        m.truncate(100);
+        m
+    };
+    {
+        let mut tx = ch.sender().unwrap();
+        tx.send(&pad(1)).unwrap();
+    }
+    let pause = TempPath::new("ch-lap-pause");
+    let mut child = KillOnDrop(spawn_self(
+        "child_role",
+        &env(
+            "pause",
+            &name,
+            &[
+                ("SHMDS_SIDE", "recv".into()),
+                ("SHMDS_PAUSE_AT", "channel.recv.read".into()),
+                ("SHMDS_PAUSE_FILE", pause.0.display().to_string()),
+            ],
+        ),
+    ));
+    assert!(
+        wait_for_file(&pause.0, Duration::from_secs(20)),
+        "the child never paused"
+    );
+    kill_and_reap(&mut child.0);
+    let mut tx = ch.sender().unwrap();
+    let mut rx = ch.receiver().unwrap();
+    let mut buf = Vec::new();
+    // Three laps of 2-cell messages: the second lap's first frame starts on
+    // the dead receiver's claimed cell.
+    for id in 2..100u64 {
+        tx.send_timeout(&pad(id), Duration::from_secs(10))
+            .unwrap_or_else(|e| panic!("send {id}: {e}; {}", ch.describe()));
+        rx.recv_timeout(&mut buf, Duration::from_secs(10))
+            .unwrap_or_else(|e| panic!("recv {id}: {e}; {}", ch.describe()));
+        assert_eq!(buf, pad(id));
+    }
+    assert!(seg.check().is_ok(), "{:?}", seg.check().problems);
+}
+
 /// A storm of SIGKILLs on two producer and two consumer processes (at
 /// least 1,000 kills; `SHMDS_STORM_KILLS` for more): no message is ever
 /// delivered twice, at most one message is lost per kill (the one a
@@ -415,12 +470,19 @@ fn random_kill_storm() {
     assert!(delivered > 0);
     assert!(lost <= kills + 4, "{lost} messages lost in {kills} kills");
     // Still works.
+    let before = ch.describe();
+    eprintln!("storm: after the drain: {before}");
     let mut tx = ch.sender().unwrap();
     let mut rx = ch.receiver().unwrap();
     tx.send_timeout(&message(5, length_of(5, MAX)), Duration::from_secs(10))
         .unwrap();
     let mut buf = Vec::new();
-    rx.recv_timeout(&mut buf, Duration::from_secs(10)).unwrap();
+    if let Err(e) = rx.recv_timeout(&mut buf, Duration::from_secs(10)) {
+        panic!(
+            "no message after the storm ({e}); before the send: {before}; now: {}",
+            ch.describe()
+        );
+    }
     assert_eq!(parse(&buf, MAX), 5);
     assert!(seg.check().is_ok(), "{:?}", seg.check().problems);
 }

@@ -527,6 +527,16 @@ impl Channel {
         self.inner.core().messages() as usize
     }
 
+    /// A one-line description of the ring's control words (positions, the
+    /// cells at them, attachments), for diagnostics; not a stable format.
+    #[doc(hidden)]
+    pub fn describe(&self) -> String {
+        if self.inner.handle.check().is_err() {
+            return "erased".to_owned();
+        }
+        self.inner.core().describe()
+    }
+
     /// Whether no message is held (true once the channel was erased).
     pub fn is_empty(&self) -> bool {
         self.used_bytes() == 0
@@ -663,7 +673,7 @@ fn run<T>(
         let Some(w) = wait.as_deref_mut() else {
             // A try call takes over a dead claimant at most as often as it
             // looks at liveness.
-            if let (true, Blocked::Claim { idx, word }) = (scan, blocked) {
+            if let (true, Some((idx, word))) = (scan, blocked.claim()) {
                 core.recover(idx, word);
             }
             return Err(match role {
@@ -681,7 +691,7 @@ fn run<T>(
         if w.deadline.expired() {
             return Err(inner.handle.timeout());
         }
-        if let Blocked::Claim { idx, word } = blocked {
+        if let Some((idx, word)) = blocked.claim() {
             if !core.recover(idx, word) {
                 continue;
             }

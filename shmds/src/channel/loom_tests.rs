@@ -101,12 +101,12 @@ impl Model {
                     core.publish(&claim, false, 0);
                     return true;
                 }
-                Err(Blocked::Claim { idx, word }) => {
-                    if core.recover(idx, word) {
-                        return false;
-                    }
-                }
-                Err(_) => return false,
+                // A claim in the way, or a receiver's claim on an unfreed
+                // frame where room is wanted: taken over if it is dead.
+                Err(blocked) => match blocked.claim() {
+                    Some((idx, word)) if !core.recover(idx, word) => {}
+                    _ => return false,
+                },
             }
         }
     }
@@ -306,20 +306,24 @@ fn mpmc_killed_producer() {
     }
 }
 
-/// A consumer killed at each step of a receive: the message is delivered
-/// to the other consumer (killed before moving head) or lost (after), and
-/// the channel never wedges.
+/// A consumer killed at each step of a receive of a one-cell and of a
+/// two-cell message: the message is delivered to the other consumer
+/// (killed before moving head) or lost (after), and the channel never
+/// wedges: a two-cell frame the dead consumer took but did not free is
+/// found through its first cell when a sender comes round to it.
 #[test]
 fn mpmc_killed_consumer() {
-    for point in [
-        "channel.recv.claimed",
-        "channel.recv.head_moved",
-        "channel.recv.read",
+    for (point, len) in [
+        ("channel.recv.claimed", 64),
+        ("channel.recv.head_moved", 64),
+        ("channel.recv.read", 64),
+        ("channel.recv.head_moved", 128),
+        ("channel.recv.read", 128),
     ] {
         model_limited(2, None, move || {
             crash::reset();
             let m = Arc::new(Model::new(2, false));
-            assert!(m.try_send(&msg(1, 64)));
+            assert!(m.try_send(&msg(1, len)));
             let dying = {
                 let m = m.clone();
                 thread::spawn(move || crash::die_at(point, || m.try_recv()))
@@ -341,6 +345,30 @@ fn mpmc_killed_consumer() {
             assert_eq!(last, Some(msg(3, 128)), "{point}");
         });
     }
+}
+
+/// A consumer that dies after moving `head` past a two-cell message and
+/// before freeing it, while a producer keeps trying to send a two-cell
+/// message: the producer, blocked on the unfreed inner cell, finds the dead
+/// consumer's claim through the frame's first cell and frees it, and its
+/// message gets through (in an empty ring nothing else would free it).
+#[test]
+fn mpmc_sender_frees_a_dead_consumers_frame() {
+    model_limited(2, None, || {
+        crash::reset();
+        let m = Arc::new(Model::new(2, false));
+        assert!(m.try_send(&msg(1, 128)));
+        let dying = {
+            let m = m.clone();
+            thread::spawn(move || crash::die_at("channel.recv.read", || m.try_recv()))
+        };
+        let mut sent = m.try_send(&msg(2, 128));
+        dying.join().unwrap();
+        sent = sent || m.try_send(&msg(2, 128));
+        assert!(sent, "wedged: {}", m.dump());
+        assert_eq!(m.try_recv(), Some(msg(2, 128)), "{}", m.dump());
+        assert!(m.quiet(), "{}", m.dump());
+    });
 }
 
 /// SPSC: a producer and a consumer on a two-cell ring, messages of one

@@ -151,8 +151,11 @@ pub(crate) enum Stop {
 /// What an operation that cannot proceed waits for.
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Blocked {
-    /// MPMC send: room (sleep on `space`).
-    Space,
+    /// MPMC send: room (sleep on `space`). `holder`: the claim (cell,
+    /// word seen) on the previous lap's frame in the way, if a receiver
+    /// took it and has not freed it yet: if that receiver died, the frame
+    /// is freed by taking its claim over.
+    Space { holder: Option<(u64, u64)> },
     /// MPMC receive: the cell at `head` is empty (`word` seen).
     Empty { idx: u64, word: u64 },
     /// A peer holds a claim on cell `idx` (`word` seen): wait, and take it
@@ -162,6 +165,18 @@ pub(crate) enum Blocked {
     SpscFull { head: u64 },
     /// SPSC receive: a message; `tail` was seen at this position.
     SpscEmpty { tail: u64 },
+}
+
+impl Blocked {
+    /// The claim to take over if its holder died: a claim in the way, or
+    /// the receiver's claim on an unfreed frame where room is wanted.
+    pub(crate) fn claim(self) -> Option<(u64, u64)> {
+        match self {
+            Blocked::Claim { idx, word } => Some((idx, word)),
+            Blocked::Space { holder } => holder,
+            _ => None,
+        }
+    }
 }
 
 /// A frame claimed by a producer (MPMC) or about to be written (SPSC).
@@ -323,7 +338,7 @@ impl<'a> ChannelCore<'a> {
                 if self.header.tail.load(Ordering::Acquire) != t {
                     continue;
                 }
-                match self.not_free(j, word, tag)? {
+                match self.not_free(idx, j, word, tag)? {
                     Some(blocked) => return Ok(Err(blocked)),
                     None => continue,
                 }
@@ -360,7 +375,7 @@ impl<'a> ChannelCore<'a> {
                                 SlotState::Writing { tag: st, .. } if st == tag => {
                                     return Ok(Err(Blocked::Claim { idx, word }))
                                 }
-                                _ => match self.not_free(idx, word, tag)? {
+                                _ => match self.not_free(idx, idx, word, tag)? {
                                     Some(blocked) => return Ok(Err(blocked)),
                                     None => continue,
                                 },
@@ -389,10 +404,17 @@ impl<'a> ChannelCore<'a> {
         }
     }
 
-    /// Cell `j` (word `word`) is not free for lap `tag`: full (its previous
-    /// lap's frame is still there), a claim to wait on, or damage. `None`:
-    /// a skip frame at `head` was in the way and has been passed; look again.
-    fn not_free(&self, j: u64, word: u64, tag: u64) -> std::result::Result<Option<Blocked>, Stop> {
+    /// Cell `j` (word `word`) of a frame starting at cell `from` is not free
+    /// for lap `tag`: full (its previous lap's frame is still there), a
+    /// claim to wait on, or damage. `None`: a skip frame at `head` was in
+    /// the way and has been passed; look again.
+    fn not_free(
+        &self,
+        from: u64,
+        j: u64,
+        word: u64,
+        tag: u64,
+    ) -> std::result::Result<Option<Blocked>, Stop> {
         match SlotState::decode(word) {
             SlotState::Writing { tag: st, .. } | SlotState::Reading { tag: st, .. }
                 if st == prev_tag(tag) =>
@@ -406,11 +428,43 @@ impl<'a> ChannelCore<'a> {
                 if self.pass_skip_at_head() {
                     return Ok(None);
                 }
-                Ok(Some(Blocked::Space))
+                Ok(Some(Blocked::Space {
+                    holder: self.frame_holder(from, j, tag),
+                }))
             }
             _ => Err(Stop::Corrupt(format!(
                 "cell {j} has state {word:#x}, which does not fit the tail's lap"
             ))),
+        }
+    }
+
+    /// The claim on the previous lap's frame that covers cell `j`, if cell
+    /// `j` is one of its inner cells (`EMPTY` of the previous lap: not
+    /// freed yet) and its first cell, at or after `from`, holds a claim.
+    /// Inner cells carry no claimant, so a receiver that died after moving
+    /// `head` past a frame of several cells, before freeing it, is found
+    /// only here, through the frame's first cell. (Its first cell is at or
+    /// after `from`, the start of the frame being claimed: the cells before
+    /// it were claimed in this lap, so their previous frames were freed,
+    /// and a frame is freed whole.)
+    fn frame_holder(&self, from: u64, j: u64, tag: u64) -> Option<(u64, u64)> {
+        let prev = prev_tag(tag);
+        let mut k = j;
+        loop {
+            let word = self.cell(k).state.load(Ordering::Acquire);
+            match SlotState::decode(word) {
+                SlotState::Empty { tag: st, .. } if st == prev && k > from => k -= 1,
+                SlotState::Reading { tag: st, .. } | SlotState::Writing { tag: st, .. }
+                    if st == prev =>
+                {
+                    // The claim must cover `j` (a length read from the ring
+                    // is bounded by `run_of`).
+                    let len = self.cell(k).len.load(Ordering::Relaxed);
+                    let run = self.ring().run_of(len, k)?;
+                    return (k + run > j).then_some((k, word));
+                }
+                _ => return None,
+            }
         }
     }
 
@@ -754,7 +808,7 @@ impl<'a> ChannelCore<'a> {
             return;
         };
         match blocked {
-            Blocked::Space => {
+            Blocked::Space { .. } => {
                 let seen = self.header.space.load(Ordering::Acquire);
                 self.header.send_waiters.fetch_add(1, Ordering::SeqCst);
                 fence(Ordering::SeqCst);
@@ -1032,7 +1086,7 @@ impl<'a> ChannelCore<'a> {
         match (room, self.shape.spsc) {
             (true, _) => Ok(()),
             (false, true) => Err(Blocked::SpscFull { head: h }),
-            (false, false) => Err(Blocked::Space),
+            (false, false) => Err(Blocked::Space { holder: None }),
         }
     }
 
@@ -1188,6 +1242,47 @@ impl<'a> ChannelCore<'a> {
     pub(crate) fn shut_down(&self) {
         self.header.shutdown.store(1, Ordering::SeqCst);
         self.wake_all();
+    }
+
+    /// A one-line picture of the ring's control state for diagnostics:
+    /// `head`, `tail` and the state words of the cells at and after both.
+    pub(crate) fn describe(&self) -> String {
+        let ring = *self.ring();
+        let h = self.header.head.load(Ordering::Acquire);
+        let t = self.header.tail.load(Ordering::Acquire);
+        let around = |pos: u64| -> String {
+            let Some(idx) = ring.index(pos) else {
+                return "outside the ring".to_owned();
+            };
+            (idx..(idx + 3).min(ring.cells))
+                .map(|j| {
+                    let c = self.cell(j);
+                    format!(
+                        "cell {j}: {:?} len {}",
+                        SlotState::decode(c.state.load(Ordering::Acquire)),
+                        c.len.load(Ordering::Relaxed)
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let attached: Vec<String> = self
+            .header
+            .attached
+            .iter()
+            .map(|w| w.load(Ordering::Acquire))
+            .filter(|&w| w != 0)
+            .map(|w| format!("{:#x}", w))
+            .collect();
+        format!(
+            "head {h} (lap {}, {}), tail {t} (lap {}, {}), send_waiters {}, attached [{}]",
+            ring.split(h).0,
+            around(h),
+            ring.split(t).0,
+            around(t),
+            self.header.send_waiters.load(Ordering::Relaxed),
+            attached.join(", ")
+        )
     }
 
     /// The current `tail`/`head` words (SPSC attach).
