@@ -474,8 +474,12 @@ fn random_kill_storm() {
     eprintln!("storm: after the drain: {before}");
     let mut tx = ch.sender().unwrap();
     let mut rx = ch.receiver().unwrap();
-    tx.send_timeout(&message(5, length_of(5, MAX)), Duration::from_secs(10))
-        .unwrap();
+    if let Err(e) = tx.send_timeout(&message(5, length_of(5, MAX)), Duration::from_secs(10)) {
+        panic!(
+            "no room after the storm ({e}); before the send: {before}; now: {}",
+            ch.describe()
+        );
+    }
     let mut buf = Vec::new();
     if let Err(e) = rx.recv_timeout(&mut buf, Duration::from_secs(10)) {
         panic!(
