@@ -17,7 +17,7 @@
 //!    and issues a release fence: **no byte of a frame is overwritten
 //!    before `oldest` has passed it**;
 //! 2. writes the control record (`seq`, `len`, `checksum`) and the payload;
-//! 3. stores `next_seq`, `newest` and finally `tail` (release), and wakes
+//! 3. stores `next_seq`, `tail` and finally `newest` (release), and wakes
 //!    sleeping subscribers if `sub_waiters` says there are any.
 //!
 //! *Subscribing* is reading only. A subscriber at position `c` loads `tail`
@@ -324,8 +324,12 @@ impl<'a> TopicCore<'a> {
         self.header
             .next_seq
             .store(slot.seq.wrapping_add(1), Ordering::Release);
-        self.header.newest.store(slot.pos, Ordering::Release);
+        // `tail` before `newest`: whoever sees the new `newest` sees the
+        // message inside `tail` (a reader of `latest` in between, or after
+        // a publisher killed here, finds the previous newest, still whole).
         self.header.tail.store(slot.end, Ordering::Release);
+        crate::fault::pause_point("topic.publish.tail_moved");
+        self.header.newest.store(slot.pos, Ordering::Release);
         fence(Ordering::SeqCst);
         if self.header.sub_waiters.load(Ordering::Relaxed) != 0 {
             futex_wake_low(&self.header.tail);

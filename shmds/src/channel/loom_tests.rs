@@ -371,6 +371,28 @@ fn mpmc_sender_frees_a_dead_consumers_frame() {
     });
 }
 
+/// A consumer killed while freeing a three-cell message (its last cell
+/// freed, the middle one not): a producer a lap later, whose frame starts
+/// on the dead consumer's claim, still finds the claim and frees the rest.
+#[test]
+fn mpmc_consumer_killed_while_freeing() {
+    model_limited(2, None, || {
+        crash::reset();
+        let m = Arc::new(Model::new(4, false));
+        assert!(m.try_send(&msg(1, 150)));
+        let dying = {
+            let m = m.clone();
+            thread::spawn(move || crash::die_at("channel.free.inner", || m.try_recv()))
+        };
+        let mut sent = m.try_send(&msg(2, 150));
+        dying.join().unwrap();
+        sent = sent || m.try_send(&msg(2, 150));
+        assert!(sent, "wedged: {}", m.dump());
+        assert_eq!(m.try_recv(), Some(msg(2, 150)), "{}", m.dump());
+        assert!(m.quiet(), "{}", m.dump());
+    });
+}
+
 /// SPSC: a producer and a consumer on a two-cell ring, messages of one
 /// and two cells (padding), in order, exactly once.
 #[test]
@@ -529,6 +551,19 @@ fn topic_reader_never_sees_a_torn_message() {
                         Read::Lagged(missed) => assert!(missed >= 1),
                         Read::Empty(_) => {}
                     }
+                }
+                // `latest` during a publish: the previous message or the new
+                // one, whole, never a frame that "does not fit".
+                let mut buf = [0u64; 8];
+                let mut copy = |p: *const u8, _len: usize| {
+                    for (i, w) in t.words(p).iter().enumerate() {
+                        buf[i] = w.load(crate::sync::Ordering::Relaxed);
+                    }
+                };
+                let latest = core.latest(&mut copy);
+                match latest {
+                    Ok(Some(l)) => assert_eq!(buf[0], l.seq + 1, "latest is another message"),
+                    other => panic!("latest during a publish: {other:?}"),
                 }
                 out
             })

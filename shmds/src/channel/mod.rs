@@ -442,18 +442,21 @@ impl<'a> ChannelCore<'a> {
     /// `j` is one of its inner cells (`EMPTY` of the previous lap: not
     /// freed yet) and its first cell, at or after `from`, holds a claim.
     /// Inner cells carry no claimant, so a receiver that died after moving
-    /// `head` past a frame of several cells, before freeing it, is found
-    /// only here, through the frame's first cell. (Its first cell is at or
-    /// after `from`, the start of the frame being claimed: the cells before
-    /// it were claimed in this lap, so their previous frames were freed,
-    /// and a frame is freed whole.)
+    /// `head` past a frame of several cells, before freeing it (or while
+    /// freeing it), is found only here, through the frame's first cell.
+    /// The walk passes inner cells of either lap (a frame killed while
+    /// being freed has some of each); the first cell is freed last, so it
+    /// still holds the claim while any inner cell is unfreed. It is at or
+    /// after `from`, the start of the frame being claimed: the cells
+    /// before `from` were claimed in this lap, so the frames that covered
+    /// them were freed, first cells included.
     fn frame_holder(&self, from: u64, j: u64, tag: u64) -> Option<(u64, u64)> {
         let prev = prev_tag(tag);
         let mut k = j;
         loop {
             let word = self.cell(k).state.load(Ordering::Acquire);
             match SlotState::decode(word) {
-                SlotState::Empty { tag: st, .. } if st == prev && k > from => k -= 1,
+                SlotState::Empty { tag: st, .. } if (st == prev || st == tag) && k > from => k -= 1,
                 SlotState::Reading { tag: st, .. } | SlotState::Writing { tag: st, .. }
                     if st == prev =>
                 {
@@ -698,8 +701,14 @@ impl<'a> ChannelCore<'a> {
             waited: false,
         }
         .encode();
-        for j in idx + 1..idx + run {
+        // Last cell first, the first cell (the claim) last: a process
+        // killed in between leaves the unfreed inner cells right after the
+        // claim, where a sender walking back from them finds it.
+        for j in (idx + 1..idx + run).rev() {
             self.cell(j).state.store(empty, Ordering::Release);
+            if j == idx + run - 1 {
+                crate::fault::pause_point("channel.free.inner");
+            }
         }
         let cell = self.cell(idx);
         cell.state.store(empty, Ordering::Release);
