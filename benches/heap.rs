@@ -61,7 +61,7 @@ fn var(name: &str) -> u64 {
 /// Wait until `a[i]` reaches `value`.
 fn wait_for(a: &shmds::Array<u64>, i: u64, value: u64) {
     let start = Instant::now();
-    while a.load(i).unwrap() < value {
+    while a.load(i as usize).unwrap() < value {
         assert!(
             start.elapsed() < Duration::from_secs(60),
             "a peer never got ready"
@@ -156,7 +156,8 @@ fn alloc_loop(seg: &Segment, ctl: &Segment, worker: u64, pairs: u64) -> Vec<u64>
     let names: Vec<String> = (0..32).map(|i| format!("w{worker}-{i}")).collect();
     for i in 0..1000u64 {
         let name = &names[(i % 32) as usize];
-        seg.create_array::<u64>(name, 1 + i % 16).unwrap();
+        seg.create_array::<u64>(name, (1 + i % 16) as usize)
+            .unwrap();
         seg.erase(name).unwrap();
     }
     flags.fetch_add(1, 1).unwrap();
@@ -165,7 +166,9 @@ fn alloc_loop(seg: &Segment, ctl: &Segment, worker: u64, pairs: u64) -> Vec<u64>
     for i in 0..pairs {
         let name = &names[(i % 32) as usize];
         let t0 = Instant::now();
-        let a = seg.create_array::<u64>(name, 1 + i % 16).unwrap();
+        let a = seg
+            .create_array::<u64>(name, (1 + i % 16) as usize)
+            .unwrap();
         let t1 = Instant::now();
         seg.erase(name).unwrap();
         let t2 = Instant::now();
@@ -197,7 +200,7 @@ fn alloc_free(quick: bool) {
         .unwrap();
         let flags = ctl.create_array::<u64>("flags", 4).unwrap();
         for k in 0..procs {
-            ctl.create_array::<u64>(&format!("samples-{k}"), 2 * pairs)
+            ctl.create_array::<u64>(&format!("samples-{k}"), 2 * pairs as usize)
                 .unwrap();
         }
         let peers: Vec<Peer> = (1..procs)
@@ -352,10 +355,10 @@ fn grow_once(max: u64, readers: u64) -> String {
     let mut i = 0u64;
     loop {
         let t = Instant::now();
-        match seg.create_array::<u8>(&format!("g{i}"), len) {
+        match seg.create_array::<u8>(&format!("g{i}"), len as usize) {
             Ok(a) => {
                 creates.push(t.elapsed().as_nanos() as u64);
-                a.set(len - 1, 1).unwrap();
+                a.set(len as usize - 1, 1).unwrap();
                 a.set(0, 1).unwrap();
             }
             Err(Error::OutOfSpace { .. }) => break,

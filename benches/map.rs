@@ -52,7 +52,7 @@ fn shmds_map(load: u64) -> (Shm, Map<u64, u64>, u64) {
     let name = format!("shmds-bench-map-{load}-{}", std::process::id());
     let _ = Segment::remove(&name);
     let seg = Segment::create(&name, 64 << 20).unwrap();
-    let m = seg.create_map::<u64, u64>("m", CAPACITY).unwrap();
+    let m = seg.create_map::<u64, u64>("m", CAPACITY as usize).unwrap();
     let n = CAPACITY * load / 100;
     for i in 0..n {
         m.insert(key(i), i).unwrap();

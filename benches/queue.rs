@@ -127,7 +127,7 @@ fn child(role: &str) {
             word(&flags, 0).store(1, Ordering::SeqCst);
             for i in 0..n {
                 let sent = q.pop(None).unwrap();
-                lat.set(i, now_ns() - sent).unwrap();
+                lat.set(i as usize, now_ns() - sent).unwrap();
                 word(&flags, 1).store(i + 1, Ordering::SeqCst);
             }
         }
@@ -398,7 +398,7 @@ fn wake_latency() -> (u64, u64) {
     const N: u64 = 300;
     let (shm, seg) = Shm::new("wake");
     let q = seg.create_queue::<u64>("q", 4).unwrap();
-    let lat = seg.create_array::<u64>("lat", N).unwrap();
+    let lat = seg.create_array::<u64>("lat", N as usize).unwrap();
     let flags = seg.create_array::<u64>("flags", 16).unwrap();
     let mut child = spawn("sleeper", &shm.0, N);
     wait_flag(&flags, 0, 1);

@@ -51,9 +51,9 @@ pub unsafe extern "C" fn shmds_array_create(
             let stated = Stated::new("elements", elem_size, descriptor)?;
             let desc = stated.required()?;
             let array = if open_existing {
-                seg.open_or_create_array_raw(name, desc, len)?
+                seg.open_or_create_array_raw(name, desc, crate::count(len))?
             } else {
-                seg.create_array_raw(name, desc, len)?
+                seg.create_array_raw(name, desc, crate::count(len))?
             };
             check_array(&array, &stated)?;
             Ok(ShmdsArray(array))
@@ -72,7 +72,7 @@ pub unsafe extern "C" fn shmds_array_close(array: *mut ShmdsArray) {
 #[no_mangle]
 pub unsafe extern "C" fn shmds_array_len(array: *const ShmdsArray) -> u64 {
     // SAFETY: pointer rules of the header.
-    unsafe { attribute(array, |a| a.0.len()) }
+    unsafe { attribute(array, |a| a.0.len() as u64) }
 }
 
 /// SHMDS_OK while the array exists; SHMDS_E_STALE once it was erased (its
@@ -107,7 +107,7 @@ fn array_need<'a>(
     buf: *const c_void,
 ) -> Result<Need<'a>, Fail> {
     let size = a.elem_size();
-    if index < a.len() {
+    if index < a.len() as u64 {
         let elem = (a.as_ptr() as usize).wrapping_add(index as usize * size);
         let (start, end) = (buf as usize, (buf as usize).wrapping_add(size));
         if start < elem.wrapping_add(size) && elem < end {
@@ -152,7 +152,7 @@ pub unsafe extern "C" fn shmds_array_get(
     // SAFETY: pointer rules of the header.
     unsafe {
         with_array(array, index, out, |a, need| {
-            Ok(a.read_bytes(index, need.output(out, out_size)?)?)
+            Ok(a.read_bytes(crate::count(index), need.output(out, out_size)?)?)
         })
     }
 }
@@ -169,7 +169,7 @@ pub unsafe extern "C" fn shmds_array_set(
     // SAFETY: pointer rules of the header.
     unsafe {
         with_array(array, index, value, |a, need| {
-            Ok(a.write_bytes(index, need.input(value, value_size)?)?)
+            Ok(a.write_bytes(crate::count(index), need.input(value, value_size)?)?)
         })
     }
 }
@@ -187,7 +187,7 @@ pub unsafe extern "C" fn shmds_array_fetch_add(
 ) -> c_int {
     // SAFETY: pointer rules of the header.
     call(|| unsafe {
-        let prev = handle(array)?.0.fetch_add(index, delta)?;
+        let prev = handle(array)?.0.fetch_add(crate::count(index), delta)?;
         put(old, prev);
         Ok(SHMDS_OK)
     })
@@ -207,7 +207,10 @@ pub unsafe extern "C" fn shmds_array_compare_exchange(
 ) -> c_int {
     // SAFETY: pointer rules of the header.
     call(|| unsafe {
-        match handle(array)?.0.compare_exchange(index, current, new)? {
+        match handle(array)?
+            .0
+            .compare_exchange(crate::count(index), current, new)?
+        {
             Ok(old) => {
                 put(previous, old);
                 Ok(1)

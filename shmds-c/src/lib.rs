@@ -347,6 +347,13 @@ impl From<core_lib::Error> for Fail {
 
 /// An invalid argument; its message starts as the core library's do
 /// ("invalid argument: ..."), so `shmds_last_error()` alone says it all.
+/// A count or index from C as the core's `usize`. Saturates on a target
+/// where `usize` is narrower than 64 bits, so an out-of-range value stays
+/// out of range (the core then refuses it) instead of wrapping.
+pub(crate) fn count(v: u64) -> usize {
+    usize::try_from(v).unwrap_or(usize::MAX)
+}
+
 fn invalid(msg: &str) -> Fail {
     Fail(SHMDS_E_INVALID, format!("invalid argument: {msg}"))
 }

@@ -97,9 +97,9 @@ pub unsafe extern "C" fn shmds_map_create(
             let values = Stated::new("values", value_size, value_descriptor)?;
             let (k, v) = (keys.required()?, values.required()?);
             let map = if open_existing {
-                seg.open_or_create_map_raw(name, k, v, capacity)?
+                seg.open_or_create_map_raw(name, k, v, crate::count(capacity))?
             } else {
-                seg.create_map_raw(name, k, v, capacity)?
+                seg.create_map_raw(name, k, v, crate::count(capacity))?
             };
             check_map(&map, &keys, &values)?;
             Ok(ShmdsMap(map))
@@ -215,7 +215,7 @@ pub unsafe extern "C" fn shmds_map_check(map: *const ShmdsMap) -> c_int {
 #[no_mangle]
 pub unsafe extern "C" fn shmds_map_capacity(map: *const ShmdsMap) -> u64 {
     // SAFETY: pointer rules of the header.
-    unsafe { attribute(map, |m| m.0.capacity()) }
+    unsafe { attribute(map, |m| m.0.capacity() as u64) }
 }
 
 /// Size of a key in bytes (0 for NULL).
@@ -292,14 +292,15 @@ pub unsafe extern "C" fn shmds_map_next(
             let key = keys.output(key_out, key_size)?;
             let value = values.output(value_out, value_size)?;
             let mut slot = cursor.read();
-            while slot < m.capacity() {
+            let end = m.capacity() as u64;
+            while slot < end {
                 slot += 1;
-                if m.read_slot(slot - 1, key, value)? {
+                if m.read_slot(crate::count(slot - 1), key, value)? {
                     cursor.write(slot);
                     return Ok(1);
                 }
             }
-            cursor.write(slot.max(m.capacity()));
+            cursor.write(slot.max(end));
             Ok(0)
         })
     }

@@ -62,9 +62,9 @@ macro_rules! impl_ring {
                 open_existing: bool,
             ) -> core_lib::Result<$raw> {
                 if open_existing {
-                    seg.$open_or_create(name, descriptor, capacity)
+                    seg.$open_or_create(name, descriptor, crate::count(capacity))
                 } else {
-                    seg.$create(name, descriptor, capacity)
+                    seg.$create(name, descriptor, crate::count(capacity))
                 }
             }
             fn elem_size(&self) -> usize {
@@ -80,7 +80,7 @@ macro_rules! impl_ring {
                 self.0.len()
             }
             fn capacity(&self) -> u64 {
-                self.0.capacity()
+                self.0.capacity() as u64
             }
             fn check(&self) -> core_lib::Result<()> {
                 self.0.check()

@@ -79,9 +79,9 @@ pub unsafe extern "C" fn shmds_set_create(
             let keys = Stated::new("keys", key_size, key_descriptor)?;
             let k = keys.required()?;
             let set = if open_existing {
-                seg.open_or_create_set_raw(name, k, capacity)?
+                seg.open_or_create_set_raw(name, k, crate::count(capacity))?
             } else {
-                seg.create_set_raw(name, k, capacity)?
+                seg.create_set_raw(name, k, crate::count(capacity))?
             };
             check_set(&set, &keys)?;
             Ok(ShmdsSet(set))
@@ -150,7 +150,7 @@ pub unsafe extern "C" fn shmds_set_check(set: *const ShmdsSet) -> c_int {
 #[no_mangle]
 pub unsafe extern "C" fn shmds_set_capacity(set: *const ShmdsSet) -> u64 {
     // SAFETY: pointer rules of the header.
-    unsafe { attribute(set, |s| s.0.capacity()) }
+    unsafe { attribute(set, |s| s.0.capacity() as u64) }
 }
 
 /// Size of a key in bytes (0 for NULL).
@@ -186,10 +186,10 @@ pub unsafe extern "C" fn shmds_set_next(
         let key = unsafe { keys.output(key_out, key_size)? };
         // SAFETY: a non-NULL cursor points to a readable, writable u64.
         let mut slot = unsafe { cursor.read() };
-        let end = s.capacity();
+        let end = s.capacity() as u64;
         while slot < end {
             slot += 1;
-            if s.read_slot(slot - 1, key)? {
+            if s.read_slot(crate::count(slot - 1), key)? {
                 // SAFETY: as above.
                 unsafe { cursor.write(slot) };
                 return Ok(1);

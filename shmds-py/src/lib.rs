@@ -496,7 +496,7 @@ impl Array {
     }
 
     /// A Python index (negative counts from the end), checked.
-    fn index(&self, index: i64) -> PyResult<u64> {
+    fn index(&self, index: i64) -> PyResult<usize> {
         let len = self.get()?.len();
         let at = if index < 0 {
             (len as i64).checked_add(index)
@@ -504,7 +504,7 @@ impl Array {
             Some(index)
         };
         match at {
-            Some(i) if i >= 0 && (i as u64) < len => Ok(i as u64),
+            Some(i) if i >= 0 && (i as u64) < len as u64 => Ok(i as usize),
             _ => Err(PyIndexError::new_err(format!(
                 "index {index} out of range for length {len}"
             ))),
@@ -546,7 +546,7 @@ impl Array {
         segment: PyRef<'_, Segment>,
         name: &str,
         descriptor: Option<&str>,
-        length: Option<u64>,
+        length: Option<usize>,
     ) -> PyResult<Array> {
         let seg = segment.get()?;
         let raw = match (descriptor, length) {
@@ -563,7 +563,7 @@ impl Array {
     fn __len__(&self) -> PyResult<usize> {
         let raw = self.get()?;
         raw.check().map_err(to_py)?;
-        Ok(raw.len() as usize)
+        Ok(raw.len())
     }
 
     /// The entry name.

@@ -102,7 +102,7 @@ impl Map {
         name: &str,
         key: Option<&str>,
         value: Option<&str>,
-        capacity: Option<u64>,
+        capacity: Option<usize>,
         codecs: Option<Codecs>,
     ) -> PyResult<Map> {
         let seg = segment.get()?;
@@ -277,7 +277,7 @@ impl Map {
 
     /// The most keys the map holds.
     #[getter]
-    fn capacity(&self) -> PyResult<u64> {
+    fn capacity(&self) -> PyResult<usize> {
         Ok(self.raw()?.capacity())
     }
 

@@ -131,7 +131,7 @@ impl Ring {
     fn wake_waiters(&self) {
         each!(self, r => r.wake_waiters())
     }
-    fn shutdown(&self, immediate: bool) -> shmds::Result<u64> {
+    fn shutdown(&self, immediate: bool) -> shmds::Result<usize> {
         each!(self, r => r.shutdown(immediate))
     }
     fn is_shutdown(&self) -> shmds::Result<bool> {
@@ -153,7 +153,7 @@ impl Ring {
     fn is_full(&self) -> shmds::Result<bool> {
         each!(self, r => r.check().map(|()| r.is_full()))
     }
-    fn capacity(&self) -> u64 {
+    fn capacity(&self) -> usize {
         each!(self, r => r.capacity())
     }
     fn elem_size(&self) -> usize {
@@ -323,7 +323,7 @@ impl Queue {
         name: &str,
         kind: &str,
         descriptor: Option<&str>,
-        capacity: Option<u64>,
+        capacity: Option<usize>,
         encode: Option<Py<PyAny>>,
         decode: Option<Py<PyAny>>,
     ) -> PyResult<Queue> {
@@ -469,7 +469,7 @@ impl Queue {
 
     /// The capacity.
     #[getter]
-    fn maxsize(&self) -> PyResult<u64> {
+    fn maxsize(&self) -> PyResult<usize> {
         Ok(self.ring()?.capacity())
     }
 

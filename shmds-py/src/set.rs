@@ -64,7 +64,7 @@ impl Set {
         segment: PyRef<'_, Segment>,
         name: &str,
         key: Option<&str>,
-        capacity: Option<u64>,
+        capacity: Option<usize>,
         codecs: Option<KeyCodecs>,
     ) -> PyResult<Set> {
         let seg = segment.get()?;
@@ -156,7 +156,7 @@ impl Set {
 
     /// The most keys the set holds.
     #[getter]
-    fn capacity(&self) -> PyResult<u64> {
+    fn capacity(&self) -> PyResult<usize> {
         Ok(self.raw()?.capacity())
     }
 

@@ -37,6 +37,7 @@ use std::mem::offset_of;
 /// # Segment::remove(&name)?;
 /// # Ok::<(), shmds::Error>(())
 /// ```
+#[derive(Clone)]
 pub struct Array<T: Element> {
     handle: Handle,
     data: *mut T,
@@ -62,8 +63,8 @@ impl<T: Element> std::fmt::Debug for Array<T> {
 
 impl Segment {
     /// Create a zeroed array of `len` elements named `name`.
-    pub fn create_array<T: Element>(&self, name: &str, len: u64) -> Result<Array<T>> {
-        Array::create(self, name, len, false)
+    pub fn create_array<T: Element>(&self, name: &str, len: usize) -> Result<Array<T>> {
+        Array::create(self, name, len as u64, false)
     }
 
     /// Open the array `name`; fails with [`Error::TypeMismatch`] if it holds another type.
@@ -75,8 +76,8 @@ impl Segment {
     /// exist. An existing array of another length is
     /// [`Error::ShapeMismatch`] (use [`open_array`](Segment::open_array) to
     /// open whatever length it has).
-    pub fn open_or_create_array<T: Element>(&self, name: &str, len: u64) -> Result<Array<T>> {
-        Array::create(self, name, len, true)
+    pub fn open_or_create_array<T: Element>(&self, name: &str, len: usize) -> Result<Array<T>> {
+        Array::create(self, name, len as u64, true)
     }
 }
 
@@ -99,8 +100,8 @@ impl<T: Element> Array<T> {
     }
 
     /// Number of elements.
-    pub fn len(&self) -> u64 {
-        self.len
+    pub fn len(&self) -> usize {
+        self.len as usize
     }
 
     /// Whether the array has no elements.
@@ -134,48 +135,38 @@ impl<T: Element> Array<T> {
     }
 
     /// Element `index`.
-    pub fn get(&self, index: u64) -> Result<T> {
-        self.range(index, 1)?;
+    pub fn get(&self, index: usize) -> Result<T> {
+        self.range(index as u64, 1)?;
         // SAFETY: index < len, and the element lies in the block; a volatile
         // read because other processes may write it concurrently.
-        let value = unsafe { self.data.add(index as usize).read_volatile() };
+        let value = unsafe { self.data.add(index).read_volatile() };
         self.handle.recheck()?;
         Ok(value)
     }
 
     /// Set element `index`.
-    pub fn set(&self, index: u64, value: T) -> Result<()> {
-        self.range(index, 1)?;
+    pub fn set(&self, index: usize, value: T) -> Result<()> {
+        self.range(index as u64, 1)?;
         // SAFETY: as in `get`.
-        unsafe { self.data.add(index as usize).write_volatile(value) };
+        unsafe { self.data.add(index).write_volatile(value) };
         Ok(())
     }
 
     /// Copy `out.len()` elements starting at `start` into `out`.
-    pub fn read(&self, start: u64, out: &mut [T]) -> Result<()> {
-        self.range(start, out.len())?;
+    pub fn read(&self, start: usize, out: &mut [T]) -> Result<()> {
+        self.range(start as u64, out.len())?;
         // SAFETY: the range is in bounds; `out` is a distinct local buffer.
-        unsafe {
-            std::ptr::copy_nonoverlapping(
-                self.data.add(start as usize),
-                out.as_mut_ptr(),
-                out.len(),
-            )
-        };
+        unsafe { std::ptr::copy_nonoverlapping(self.data.add(start), out.as_mut_ptr(), out.len()) };
         self.handle.recheck()
     }
 
     /// Copy `values` into the array starting at `start`.
-    pub fn write(&self, start: u64, values: &[T]) -> Result<()> {
-        self.range(start, values.len())?;
+    pub fn write(&self, start: usize, values: &[T]) -> Result<()> {
+        self.range(start as u64, values.len())?;
         // SAFETY: the range is in bounds; `values` is not in the segment's
         // block (a caller cannot borrow the block as a slice safely).
         unsafe {
-            std::ptr::copy_nonoverlapping(
-                values.as_ptr(),
-                self.data.add(start as usize),
-                values.len(),
-            )
+            std::ptr::copy_nonoverlapping(values.as_ptr(), self.data.add(start), values.len())
         };
         Ok(())
     }
@@ -212,32 +203,32 @@ impl<T: Element> Array<T> {
 }
 
 impl<T: AtomicElement> Array<T> {
-    fn atomic(&self, index: u64) -> Result<&T::Atomic> {
-        self.range(index, 1)?;
+    fn atomic(&self, index: usize) -> Result<&T::Atomic> {
+        self.range(index as u64, 1)?;
         // SAFETY: in bounds; elements are size_of::<T>() apart from a 64-aligned
         // base, so each is aligned for T and therefore for T::Atomic (same layout).
-        Ok(unsafe { &*self.data.add(index as usize).cast::<T::Atomic>() })
+        Ok(unsafe { &*self.data.add(index).cast::<T::Atomic>() })
     }
 
     /// Atomically load element `index`.
-    pub fn load(&self, index: u64) -> Result<T> {
+    pub fn load(&self, index: usize) -> Result<T> {
         Ok(T::load(self.atomic(index)?))
     }
 
     /// Atomically store element `index`.
-    pub fn store(&self, index: u64, value: T) -> Result<()> {
+    pub fn store(&self, index: usize, value: T) -> Result<()> {
         T::store(self.atomic(index)?, value);
         Ok(())
     }
 
     /// Atomically add to element `index` (wrapping); returns the old value.
-    pub fn fetch_add(&self, index: u64, delta: T) -> Result<T> {
+    pub fn fetch_add(&self, index: usize, delta: T) -> Result<T> {
         Ok(T::fetch_add(self.atomic(index)?, delta))
     }
 
     /// Atomically replace element `index` with `new` if it equals `current`.
     /// `Ok(Ok(old))` on success, `Ok(Err(actual))` if it held another value.
-    pub fn compare_exchange(&self, index: u64, current: T, new: T) -> Result<Result<T, T>> {
+    pub fn compare_exchange(&self, index: usize, current: T, new: T) -> Result<Result<T, T>> {
         Ok(T::compare_exchange(self.atomic(index)?, current, new))
     }
 }
@@ -320,6 +311,7 @@ fn create_block(
 /// # Segment::remove(&name)?;
 /// # Ok::<(), shmds::Error>(())
 /// ```
+#[derive(Clone)]
 pub struct RawArray {
     handle: Handle,
     data: *mut u8,
@@ -353,16 +345,16 @@ impl Segment {
         &self,
         name: &str,
         descriptor: &str,
-        len: u64,
+        len: usize,
     ) -> Result<RawArray> {
         let typed = Typed::described(kind::ARRAY, descriptor)?;
-        RawArray::from_handle(create_block(self, &typed, name, len, true)?)
+        RawArray::from_handle(create_block(self, &typed, name, len as u64, true)?)
     }
 
     /// Create the array `name` of `len` elements of type `descriptor`.
-    pub fn create_array_raw(&self, name: &str, descriptor: &str, len: u64) -> Result<RawArray> {
+    pub fn create_array_raw(&self, name: &str, descriptor: &str, len: usize) -> Result<RawArray> {
         let typed = Typed::described(kind::ARRAY, descriptor)?;
-        RawArray::from_handle(create_block(self, &typed, name, len, false)?)
+        RawArray::from_handle(create_block(self, &typed, name, len as u64, false)?)
     }
 
     /// Open the array `name` whatever its element type.
@@ -393,8 +385,8 @@ impl RawArray {
     }
 
     /// Number of elements.
-    pub fn len(&self) -> u64 {
-        self.len
+    pub fn len(&self) -> usize {
+        self.len as usize
     }
 
     /// Whether the array has no elements.
@@ -436,7 +428,7 @@ impl RawArray {
 
     /// Copy `out.len()` bytes starting at element `start`'s first byte;
     /// `out.len()` must be a multiple of the element size.
-    pub fn read_bytes(&self, start: u64, out: &mut [u8]) -> Result<()> {
+    pub fn read_bytes(&self, start: usize, out: &mut [u8]) -> Result<()> {
         let at = self.byte_range(start, out.len())?;
         // SAFETY: byte_range proved [at, at + out.len()) lies in the data.
         unsafe { std::ptr::copy_nonoverlapping(self.data.add(at), out.as_mut_ptr(), out.len()) };
@@ -445,7 +437,7 @@ impl RawArray {
 
     /// Copy `bytes` in, starting at element `start`'s first byte;
     /// `bytes.len()` must be a multiple of the element size.
-    pub fn write_bytes(&self, start: u64, bytes: &[u8]) -> Result<()> {
+    pub fn write_bytes(&self, start: usize, bytes: &[u8]) -> Result<()> {
         let at = self.byte_range(start, bytes.len())?;
         // SAFETY: byte_range proved [at, at + bytes.len()) lies in the data.
         unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.data.add(at), bytes.len()) };
@@ -453,7 +445,7 @@ impl RawArray {
     }
 
     /// The integer element at `index` as an atomic word, with its width.
-    fn integer(&self, index: u64) -> Result<(*mut u8, usize)> {
+    fn integer(&self, index: usize) -> Result<(*mut u8, usize)> {
         let Some(size) = self.int_size else {
             return Err(Error::InvalidArgument(format!(
                 "array {:?} holds {:?}, not integers: atomic operations need an integer type",
@@ -471,7 +463,7 @@ impl RawArray {
     /// element's width, atomically (across processes); returns the previous
     /// value zero-extended to 64 bits (sign-extend it yourself for signed
     /// types; pass a negative delta as its two's complement).
-    pub fn fetch_add(&self, index: u64, delta: u64) -> Result<u64> {
+    pub fn fetch_add(&self, index: usize, delta: u64) -> Result<u64> {
         use std::sync::atomic::{AtomicU16, AtomicU32, AtomicU64, AtomicU8, Ordering::SeqCst};
         let (p, size) = self.integer(index)?;
         // In each arm: `integer` returned a pointer to `size` bytes of the
@@ -495,7 +487,7 @@ impl RawArray {
     /// success, `Err(actual)` otherwise (zero-extended).
     pub fn compare_exchange(
         &self,
-        index: u64,
+        index: usize,
         current: u64,
         new: u64,
     ) -> Result<std::result::Result<u64, u64>> {
@@ -524,7 +516,8 @@ impl RawArray {
         })
     }
 
-    fn byte_range(&self, start: u64, bytes: usize) -> Result<usize> {
+    fn byte_range(&self, start: usize, bytes: usize) -> Result<usize> {
+        let start = start as u64;
         self.handle.check()?;
         if bytes % self.elem_size != 0 {
             return Err(Error::InvalidArgument(format!(

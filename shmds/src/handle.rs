@@ -9,6 +9,7 @@ use crate::sync::{AtomicU64, Ordering};
 use crate::table::{EntryInfo, NewEntry};
 
 /// An open entry: which one, which generation, where its block is.
+#[derive(Clone)]
 pub(crate) struct Handle {
     pub(crate) seg: Segment,
     pub(crate) info: EntryInfo,

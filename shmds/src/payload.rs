@@ -295,7 +295,7 @@ macro_rules! typed_ring_methods {
         /// [`Error::ShutDown`](crate::Error::ShutDown), pops take what is
         /// left and then fail with it; blocked calls wake up. With
         /// `immediate` what is left is discarded; returns how many were.
-        pub fn shutdown(&self, immediate: bool) -> $crate::Result<u64> {
+        pub fn shutdown(&self, immediate: bool) -> $crate::Result<usize> {
             self.raw.shutdown(immediate)
         }
 
@@ -321,7 +321,7 @@ macro_rules! typed_ring_methods {
         }
 
         /// The capacity (exactly as created).
-        pub fn capacity(&self) -> u64 {
+        pub fn capacity(&self) -> usize {
             self.raw.capacity()
         }
 

@@ -97,7 +97,7 @@ fn child_role() {
                 }
                 last[p as usize] = Some(i);
                 let at = p * STRESS_PER_PRODUCER + i;
-                let before = marks.fetch_add(at, 1).unwrap();
+                let before = marks.fetch_add(at as usize, 1).unwrap();
                 assert_eq!(before, 0, "message {id:#x} delivered twice");
             }
         }
@@ -108,7 +108,7 @@ fn child_role() {
             let intent = seg.open_array::<u64>("intent").unwrap();
             let mut tx = ch.sender().unwrap();
             loop {
-                let i = intent.fetch_add(p, 1).unwrap();
+                let i = intent.fetch_add(p as usize, 1).unwrap();
                 if i >= SEQ_LIMIT {
                     return;
                 }
@@ -150,7 +150,7 @@ fn child_role() {
                 let id = parse(&m, MAX);
                 drop(m);
                 let (p, i) = (id >> 40, id & 0xff_ffff_ffff);
-                marks.fetch_add(p * SEQ_LIMIT + i, 1).unwrap();
+                marks.fetch_add((p * SEQ_LIMIT + i) as usize, 1).unwrap();
             }
         }
         "pause" => {
@@ -185,7 +185,7 @@ fn child_role() {
                     Err(e) => panic!("{e}"),
                 }
             }
-            got.set(k, n).unwrap();
+            got.set(k as usize, n).unwrap();
         }
         other => panic!("unknown role {other}"),
     }
@@ -206,7 +206,7 @@ fn processes_move_messages_exactly_once() {
     )
     .unwrap();
     let marks = seg
-        .create_array::<u8>("marks", 2 * STRESS_PER_PRODUCER)
+        .create_array::<u8>("marks", 2 * STRESS_PER_PRODUCER as usize)
         .unwrap();
     let consumers: Vec<_> = (0..2)
         .map(|c| {
@@ -330,23 +330,28 @@ fn killed_at_every_step_the_channel_goes_on() {
 }
 
 /// A receiver killed after it moved `head` but before it freed a message of
-/// several cells leaves the frame's first cell claimed and the other cells
-/// unfreed. A sender that comes round to those cells a lap later (here, a
-/// frame starting on the dead one's first cell, so it meets an unfreed
-/// inner cell before the claim) must find the dead claimant and free its
-/// frame, not wait for room forever in an empty ring.
+/// several cells (or while it freed it) leaves the frame's first cell
+/// claimed and some inner cells unfreed. A sender that comes round to those
+/// cells a lap later (here, a frame starting on the dead one's first cell,
+/// so it meets an unfreed inner cell before the claim) must find the dead
+/// claimant and free its frame, not wait for room forever in an empty ring.
 #[cfg(feature = "fault-injection")]
 #[test]
 fn a_dead_receivers_frame_is_freed_a_lap_later() {
+    // Messages of 2 cells (killed before freeing) and 3 cells (killed
+    // after freeing one inner cell).
+    for (point, len) in [("channel.recv.read", 100), ("channel.free.inner", 150)] {
+        dead_receivers_frame(point, len);
+    }
+}
+
+#[cfg(feature = "fault-injection")]
+fn dead_receivers_frame(point: &str, len: usize) {
     let name = ShmName::new("ch-lap");
     let seg = Segment::create(name.as_str(), 4 << 20).unwrap();
-    // 64 cells; every message below takes 2 cells (100 bytes).
+    // 64 cells.
     let ch = seg.create_channel("c", ChannelOptions::new(4096)).unwrap();
-    let pad = |id: u64| {
-        let mut m = message(id, 100);
-        m.truncate(100);
-        m
-    };
+    let pad = |id: u64| message(id, len);
     {
         let mut tx = ch.sender().unwrap();
         tx.send(&pad(1)).unwrap();
@@ -359,29 +364,29 @@ fn a_dead_receivers_frame_is_freed_a_lap_later() {
             &name,
             &[
                 ("SHMDS_SIDE", "recv".into()),
-                ("SHMDS_PAUSE_AT", "channel.recv.read".into()),
+                ("SHMDS_PAUSE_AT", point.into()),
                 ("SHMDS_PAUSE_FILE", pause.0.display().to_string()),
             ],
         ),
     ));
     assert!(
         wait_for_file(&pause.0, Duration::from_secs(20)),
-        "the child never paused"
+        "{point}: the child never paused"
     );
     kill_and_reap(&mut child.0);
     let mut tx = ch.sender().unwrap();
     let mut rx = ch.receiver().unwrap();
     let mut buf = Vec::new();
-    // Three laps of 2-cell messages: the second lap's first frame starts on
+    // Laps of same-size messages: the second lap's first frame starts on
     // the dead receiver's claimed cell.
     for id in 2..100u64 {
         tx.send_timeout(&pad(id), Duration::from_secs(10))
-            .unwrap_or_else(|e| panic!("send {id}: {e}; {}", ch.describe()));
+            .unwrap_or_else(|e| panic!("{point}: send {id}: {e}; {}", ch.describe()));
         rx.recv_timeout(&mut buf, Duration::from_secs(10))
-            .unwrap_or_else(|e| panic!("recv {id}: {e}; {}", ch.describe()));
+            .unwrap_or_else(|e| panic!("{point}: recv {id}: {e}; {}", ch.describe()));
         assert_eq!(buf, pad(id));
     }
-    assert!(seg.check().is_ok(), "{:?}", seg.check().problems);
+    assert!(seg.check().is_ok(), "{point}: {:?}", seg.check().problems);
 }
 
 /// A storm of SIGKILLs on two producer and two consumer processes (at
@@ -402,7 +407,9 @@ fn random_kill_storm() {
         .create_channel("c", ChannelOptions::new(32 << 10).max_message(MAX as u64))
         .unwrap();
     let intent = seg.create_array::<u64>("intent", 2).unwrap();
-    let marks = seg.create_array::<u8>("marks", 2 * SEQ_LIMIT).unwrap();
+    let marks = seg
+        .create_array::<u8>("marks", 2 * SEQ_LIMIT as usize)
+        .unwrap();
     let roles = [
         "storm-producer",
         "storm-producer",
@@ -457,7 +464,7 @@ fn random_kill_storm() {
     let mut delivered = 0u64;
     for (p, &n) in sent.iter().enumerate() {
         let mut counts = vec![0u8; n as usize];
-        marks.read(p as u64 * SEQ_LIMIT, &mut counts).unwrap();
+        marks.read(p * SEQ_LIMIT as usize, &mut counts).unwrap();
         for (i, &c) in counts.iter().enumerate() {
             assert!(c <= 1, "message {p}/{i} delivered {c} times");
             if c == 0 {

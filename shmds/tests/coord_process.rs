@@ -36,10 +36,10 @@ fn expect_exit(child: &mut KillOnDrop, code: i32, what: &str) {
 
 /// Slots of the "n" array: the counter, the pid inside the critical
 /// section, violations seen, then one "done" count per storm child.
-const COUNTER: u64 = 0;
-const INSIDE: u64 = 1;
-const VIOLATIONS: u64 = 2;
-const DONE: u64 = 3;
+const COUNTER: usize = 0;
+const INSIDE: usize = 1;
+const VIOLATIONS: usize = 2;
+const DONE: usize = 3;
 
 /// One critical section: check nobody else is inside, take the counter a
 /// step up non-atomically (read, pause, write), leave.
@@ -126,7 +126,7 @@ fn child_role() {
         "storm" => {
             let lock = seg.open_lock("lock").unwrap();
             let n = seg.open_array::<u64>("n").unwrap();
-            let done = DONE + var("SHMDS_INDEX");
+            let done = DONE + var("SHMDS_INDEX") as usize;
             loop {
                 let (g, died) = match lock.lock() {
                     Ok(g) => (g, false),
@@ -362,7 +362,7 @@ fn a_kill_storm_never_gives_the_lock_to_two_processes() {
         .or_else(|e| e.recover().map(Some))
         .unwrap()
         .expect("the lock is free again after the storm (no wedge)");
-    let done: u64 = (0..next).map(|i| arr.get(DONE + i).unwrap()).sum();
+    let done: u64 = (0..next).map(|i| arr.get(DONE + i as usize).unwrap()).sum();
     let count = arr.get(COUNTER).unwrap();
     assert_eq!(
         arr.get(VIOLATIONS).unwrap(),

@@ -177,7 +177,8 @@ fn freed_blocks_coalesce_into_the_largest_allocation() {
     // the previous block, the next one, and both.
     let n = 40;
     for i in 0..n {
-        seg.create_array::<u64>(&format!("a{i}"), 100 + i).unwrap();
+        seg.create_array::<u64>(&format!("a{i}"), 100 + i as usize)
+            .unwrap();
     }
     let order: Vec<u64> = (0..n)
         .step_by(3)
@@ -194,13 +195,13 @@ fn freed_blocks_coalesce_into_the_largest_allocation() {
     // block and array headers.
     let mut len = (largest - 256) / 8;
     let big = loop {
-        match seg.create_array::<u64>("big", len) {
+        match seg.create_array::<u64>("big", len as usize) {
             Ok(a) => break a,
             Err(Error::OutOfSpace { .. }) if len > (largest - 4096) / 8 => len -= 8,
             Err(e) => panic!("an array of {len} words in a heap with {largest} free bytes: {e}"),
         }
     };
-    big.set(len - 1, 7).unwrap();
+    big.set(len as usize - 1, 7).unwrap();
     let h = heap_sound(&seg, "one big array");
     assert!(h.free_bytes < 4096, "{h:?}");
     seg.erase("big").unwrap();
@@ -589,7 +590,7 @@ const SECRET: u8 = 0xa5;
 fn secret(seg: &Segment, name: &str, n: u64) -> EntryInfo {
     seg.create_array::<u8>(&format!("{name}-before"), 1)
         .unwrap();
-    let a = seg.create_array::<u8>(name, n).unwrap();
+    let a = seg.create_array::<u8>(name, n as usize).unwrap();
     a.write(0, &vec![SECRET; n as usize]).unwrap();
     seg.create_array::<u8>(&format!("{name}-after"), 1).unwrap();
     let info = entry(seg, name);
@@ -930,7 +931,7 @@ fn segment_grows_and_an_early_opener_sees_the_new_structures() {
     let mut sizes = vec![seg.size()];
     let mut i = 0u64;
     while seg.size() < 16 * START * 4 {
-        let len = 1024 << (i % 6);
+        let len: u64 = 1024 << (i % 6);
         let (maker, user) = if i % 3 == 2 {
             (&early, &seg)
         } else {
@@ -938,13 +939,13 @@ fn segment_grows_and_an_early_opener_sees_the_new_structures() {
         };
         let name = format!("g{i}");
         let a = maker
-            .create_array::<u64>(&name, len)
+            .create_array::<u64>(&name, len as usize)
             .unwrap_or_else(|e| panic!("{name} of {len} words at size {}: {e}", maker.size()));
         a.write(0, &(0..len).map(|k| k ^ i).collect::<Vec<_>>())
             .unwrap();
         // The other handle opens and uses it at once, wherever it lies.
         let b = user.open_array::<u64>(&name).unwrap();
-        assert_eq!(b.get(len - 1).unwrap(), (len - 1) ^ i);
+        assert_eq!(b.get(len as usize - 1).unwrap(), (len - 1) ^ i);
         b.set(0, u64::MAX - i).unwrap();
         assert_eq!(a.get(0).unwrap(), u64::MAX - i);
         made.push((name, len));
@@ -1003,7 +1004,9 @@ fn growth_stops_at_max_size_with_out_of_space() {
         .create(name.as_str())
         .unwrap();
     // More than the maximum at once.
-    let err = seg.create_array::<u8>("huge", 2 * MAX).unwrap_err();
+    let err = seg
+        .create_array::<u8>("huge", 2 * MAX as usize)
+        .unwrap_err();
     match &err {
         Error::OutOfSpace { requested, .. } => assert!(*requested >= 2 * MAX, "{err}"),
         other => panic!("an array past max_size gave {other:?}, not OutOfSpace"),
@@ -1051,7 +1054,7 @@ fn growth_stops_at_max_size_with_out_of_space() {
     // A segment whose max_size is its size never grows.
     let fixed_name = ShmName::new("heap-nogrow");
     let small = fixed(&fixed_name, START, 16);
-    let err = small.create_array::<u8>("big", START).unwrap_err();
+    let err = small.create_array::<u8>("big", START as usize).unwrap_err();
     assert!(matches!(err, Error::OutOfSpace { .. }), "{err}");
     assert_eq!(small.size(), START);
 }

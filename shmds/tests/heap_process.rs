@@ -163,7 +163,7 @@ fn child_role() {
                 assert_eq!(a.len(), 2, "{name}");
                 a.fetch_add(1, 1).unwrap();
             }
-            creators.store(child, created).unwrap();
+            creators.store(child as usize, created).unwrap();
         }
         // Add SHMDS_COUNT arrays of growing sizes, publishing each in
         // `progress` once it is filled.
@@ -174,7 +174,7 @@ fn child_role() {
                 let name = format!("w{w}-{i}");
                 create(&seg, &name, Plan::Words(4096 << (i % 5)))
                     .unwrap_or_else(|e| panic!("writer {w}: {name} at size {}: {e}", seg.size()));
-                progress.store(w, i + 1).unwrap();
+                progress.store(w as usize, i + 1).unwrap();
             }
         }
         // Opened while the segment is small: open and verify every array the
@@ -183,7 +183,7 @@ fn child_role() {
             let writers = var("SHMDS_WRITERS");
             let count = var("SHMDS_COUNT");
             let progress = seg.open_array::<u64>("progress").unwrap();
-            progress.store(writers, 1).unwrap();
+            progress.store(writers as usize, 1).unwrap();
             let mut seen = vec![0u64; writers as usize];
             let mut rng = Rng(0x00de_ad12);
             let mut size = seg.size();
@@ -196,7 +196,7 @@ fn child_role() {
                 );
                 let mut idle = true;
                 for w in 0..writers {
-                    let published = progress.load(w).unwrap();
+                    let published = progress.load(w as usize).unwrap();
                     while seen[w as usize] < published {
                         let name = format!("w{w}-{}", seen[w as usize]);
                         let info = seg
@@ -204,7 +204,7 @@ fn child_role() {
                             .unwrap()
                             .unwrap_or_else(|| panic!("reader: published {name} not found"));
                         verify(&seg, &info, true).unwrap_or_else(|e| panic!("reader: {e}"));
-                        progress.fetch_add(writers + 1, 1).unwrap();
+                        progress.fetch_add(writers as usize + 1, 1).unwrap();
                         seen[w as usize] += 1;
                         idle = false;
                     }
@@ -219,7 +219,7 @@ fn child_role() {
                     assert_eq!(a.get(0).unwrap(), word(tag, 0), "{name}");
                     assert_eq!(
                         a.get(a.len() - 1).unwrap(),
-                        word(tag, a.len() - 1),
+                        word(tag, a.len() as u64 - 1),
                         "{name}"
                     );
                 }
@@ -233,7 +233,7 @@ fn child_role() {
                     std::thread::sleep(Duration::from_millis(1));
                 }
             }
-            progress.store(writers + 2, sizes).unwrap();
+            progress.store(writers as usize + 2, sizes).unwrap();
         }
         // A workload that reaches every pause point of PAUSE_POINTS from the
         // state `paused_segment` leaves: creates (splitting free blocks),
@@ -501,7 +501,9 @@ fn racing_registrars_create_each_of_2000_names_once() {
     let name = ShmName::new("hp-register");
     // The default table (64 entries): it grows while they race.
     let seg = Segment::create(name.as_str(), 8 << 20).unwrap();
-    let creators = seg.create_array::<u64>("creators", REGISTRARS).unwrap();
+    let creators = seg
+        .create_array::<u64>("creators", REGISTRARS as usize)
+        .unwrap();
     let mut children: Vec<KillOnDrop> = (0..REGISTRARS)
         .map(|i| {
             spawn(
@@ -574,7 +576,9 @@ fn segment_grows_under_load_and_every_process_follows() {
         .create(name.as_str())
         .unwrap();
     // Per writer: how many it published; then the reader's flags.
-    let progress = seg.create_array::<u64>("progress", WRITERS + 3).unwrap();
+    let progress = seg
+        .create_array::<u64>("progress", WRITERS as usize + 3)
+        .unwrap();
     let env = |child: u64| {
         vec![
             ("SHMDS_CHILD", child.to_string()),
@@ -584,7 +588,7 @@ fn segment_grows_under_load_and_every_process_follows() {
     };
     let mut reader = spawn("grow-reader", &name, &env(0));
     let start = Instant::now();
-    while progress.load(WRITERS).unwrap() == 0 {
+    while progress.load(WRITERS as usize).unwrap() == 0 {
         if let Some(status) = reader.0.try_wait().unwrap() {
             panic!("the reader exited before it attached: {status}");
         }
@@ -607,11 +611,11 @@ fn segment_grows_under_load_and_every_process_follows() {
     }
     expect_success(&mut reader, "the reader");
     assert_eq!(
-        progress.load(WRITERS + 1).unwrap(),
+        progress.load(WRITERS as usize + 1).unwrap(),
         WRITERS * COUNT,
         "arrays the reader verified"
     );
-    let sizes_seen = progress.load(WRITERS + 2).unwrap();
+    let sizes_seen = progress.load(WRITERS as usize + 2).unwrap();
     eprintln!(
         "segment grew from {START} to {} bytes; the reader saw {sizes_seen} sizes",
         seg.size()

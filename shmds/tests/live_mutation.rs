@@ -498,11 +498,11 @@ mod child {
             0 => {
                 if let Ok(a) = seg.open_array::<u64>("a") {
                     let i = rng.next() % 18;
-                    let _ = a.get(i);
-                    let _ = a.set(i, v);
-                    let _ = a.fetch_add(i, 1);
-                    let _ = a.compare_exchange(i, v, v + 1);
-                    let _ = a.read(i.min(15), &mut buf[..1]);
+                    let _ = a.get(i as usize);
+                    let _ = a.set(i as usize, v);
+                    let _ = a.fetch_add(i as usize, 1);
+                    let _ = a.compare_exchange(i as usize, v, v + 1);
+                    let _ = a.read(i.min(15) as usize, &mut buf[..1]);
                     let _ = a.write(0, &buf);
                     let _ = a.to_vec();
                     let _ = a.len();
@@ -511,9 +511,9 @@ mod child {
             1 => {
                 if let Ok(a) = seg.open_array_raw("a") {
                     let mut bytes = [0u8; 16];
-                    let _ = a.read_bytes(rng.next() % 17, &mut bytes);
-                    let _ = a.write_bytes(rng.next() % 17, &bytes);
-                    let _ = a.fetch_add(rng.next() % 17, 1);
+                    let _ = a.read_bytes((rng.next() % 17) as usize, &mut bytes);
+                    let _ = a.write_bytes((rng.next() % 17) as usize, &bytes);
+                    let _ = a.fetch_add((rng.next() % 17) as usize, 1);
                     let _ = a.check();
                 }
             }
@@ -612,7 +612,7 @@ mod child {
                 }
             }
             16 => {
-                let _ = seg.open_or_create_array::<u32>("x", 4 + round);
+                let _ = seg.open_or_create_array::<u32>("x", 4 + round as usize);
                 let _ = seg.create_queue::<u8>(&format!("y{}", r % 3), 2);
                 // Shut down throwaway structures only ("q" and "s" stay open).
                 if let Ok(y) = seg.open_queue::<u8>(&format!("y{}", r % 3)) {

@@ -136,7 +136,7 @@ fn random_operations_match_a_std_hashmap() {
     let (_n, seg) = segment("map-model");
     for capacity in [1u64, 2, 7, 64] {
         let m = seg
-            .create_map::<u32, u64>(&format!("m{capacity}"), capacity)
+            .create_map::<u32, u64>(&format!("m{capacity}"), capacity as usize)
             .unwrap();
         let mut model: HashMap<u32, u64> = HashMap::new();
         let mut rng = Rng(0x9e37_79b9 + capacity);
@@ -323,7 +323,7 @@ fn damaged_map_state() {
     m.insert(1, [1, 1]).unwrap();
     let off = seg.entry("m").unwrap().unwrap().offset;
     let slot = |i: u64| off + 128 + i * (24 + 8 + 16);
-    let home = m.home_slot(&1);
+    let home = m.home_slot(&1) as u64;
 
     // A home lock held by a live process (pid 1): writers time out with
     // Busy; readers never take the lock.

@@ -69,7 +69,7 @@ fn child_role() {
                     }
                 }
             }
-            adds.set(me, mine).unwrap();
+            adds.set(me as usize, mine).unwrap();
         }
         "insert" => {
             let m = seg.open_map::<u64, [u64; 4]>("m").unwrap();
@@ -90,7 +90,7 @@ fn processes_share_a_map_without_losing_counts_or_tearing_values() {
     let counters = seg.create_map::<u64, u64>("counters", 16).unwrap();
     // Fewer slots than keys: inserts also meet a full map.
     let data = seg.create_map::<u64, [u64; 4]>("data", 40).unwrap();
-    let adds = seg.create_array::<u64>("adds", WORKERS).unwrap();
+    let adds = seg.create_array::<u64>("adds", WORKERS as usize).unwrap();
     let mut children: Vec<KillOnDrop> = (0..WORKERS)
         .map(|c| {
             KillOnDrop(spawn_self(
@@ -155,7 +155,8 @@ fn map_segment(tag: &str, capacity: u64) -> (ShmName, Segment) {
         .lock_timeout(Duration::from_secs(5))
         .create(name.as_str())
         .unwrap();
-    seg.create_map::<u64, [u64; 4]>("m", capacity).unwrap();
+    seg.create_map::<u64, [u64; 4]>("m", capacity as usize)
+        .unwrap();
     (name, seg)
 }
 

@@ -34,9 +34,9 @@ fn child_role() {
             }
             for i in order {
                 let a = seg
-                    .open_or_create_array::<u64>(&format!("name-{i}"), i % 7 + 1)
+                    .open_or_create_array::<u64>(&format!("name-{i}"), (i % 7 + 1) as usize)
                     .unwrap();
-                assert_eq!(a.len(), i % 7 + 1);
+                assert_eq!(a.len(), (i % 7 + 1) as usize);
                 a.fetch_add(0, 1).unwrap();
             }
         }

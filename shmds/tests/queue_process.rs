@@ -80,7 +80,7 @@ fn child_role() {
                         assert!(i > prev, "producer {p}: {i} after {prev}");
                     }
                     last[p as usize] = Some(i);
-                    marks.fetch_add(p * PER_PRODUCER + i, 1).unwrap();
+                    marks.fetch_add((p * PER_PRODUCER + i) as usize, 1).unwrap();
                 }
                 if n > 0 {
                     done.fetch_add(0, n as u64).unwrap();
@@ -143,7 +143,7 @@ fn producers_and_consumers_in_separate_processes() {
     let name = ShmName::new("qstress");
     let seg = Segment::create(name.as_str(), 16 << 20).unwrap();
     seg.create_queue::<u64>("q", 1024).unwrap();
-    let marks = seg.create_array::<u8>("marks", TOTAL).unwrap();
+    let marks = seg.create_array::<u8>("marks", TOTAL as usize).unwrap();
     seg.create_array::<u64>("done", 1).unwrap();
     let start = Instant::now();
     let mut children: Vec<KillOnDrop> = Vec::new();
@@ -449,7 +449,7 @@ fn every_pair_of_kills_leaves_a_working_queue() {
                 for second in POINTS {
                     let name = ShmName::new("qpair");
                     let seg = Segment::create(name.as_str(), 1 << 20).unwrap();
-                    let q = seg.create_queue::<u64>("q", capacity).unwrap();
+                    let q = seg.create_queue::<u64>("q", capacity as usize).unwrap();
                     // A lap of stale payloads in every slot.
                     for i in 0..capacity {
                         assert!(q.try_push(STALE + i).unwrap());

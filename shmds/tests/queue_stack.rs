@@ -40,7 +40,7 @@ fn queue_fifo_full_empty() {
 fn queue_wraps_around_many_laps() {
     for cap in [1u64, 2, 3, 5, 8, 13] {
         let (_n, seg) = segment("q-wrap");
-        let q = seg.create_queue::<u32>("q", cap).unwrap();
+        let q = seg.create_queue::<u32>("q", cap as usize).unwrap();
         let mut next_in = 0u32;
         let mut next_out = 0u32;
         for round in 0..200u32 {
@@ -67,7 +67,7 @@ fn queue_capacity_and_types() {
         Err(Error::InvalidArgument(_))
     ));
     assert!(matches!(
-        seg.create_queue::<u8>("huge", u64::MAX),
+        seg.create_queue::<u8>("huge", usize::MAX),
         Err(Error::InvalidArgument(_))
     ));
     assert!(matches!(
@@ -369,4 +369,56 @@ fn records_through_queue_and_stack() {
     assert!(s.try_push(*b"hello, world!").unwrap());
     assert_eq!(s.try_pop().unwrap(), Some(*b"hello, world!"));
     assert_eq!(s.type_descriptor(), "13s");
+}
+
+/// Every handle is `Clone`: a clone is another handle to the same structure,
+/// usable after the original is dropped (and from another thread).
+#[test]
+fn handles_are_clone() {
+    let (_n, seg) = segment("clone");
+    let q = seg.create_queue::<u64>("q", 4).unwrap();
+    let s = seg.create_stack::<u32>("s", 4).unwrap();
+    let a = seg.create_array::<i64>("a", 2).unwrap();
+    let m = seg.create_map::<u64, f64>("m", 8).unwrap();
+    let set = seg.create_set::<u16>("set", 8).unwrap();
+    let lock = seg.create_lock("lock").unwrap();
+    let rw = seg.create_rwlock("rw", 2).unwrap();
+    let sem = seg.create_semaphore("sem", 1).unwrap();
+    let ev = seg.create_event("ev").unwrap();
+    let (q2, s2, a2, m2, set2) = (q.clone(), s.clone(), a.clone(), m.clone(), set.clone());
+    let (lock2, rw2, sem2, ev2) = (lock.clone(), rw.clone(), sem.clone(), ev.clone());
+    q.try_push(7).unwrap();
+    s.try_push(8).unwrap();
+    a.set(1, -3).unwrap();
+    m.insert(1, 2.5).unwrap();
+    set.insert(9).unwrap();
+    drop((q, s, a, m, set));
+    let seen = std::thread::spawn(move || {
+        (
+            q2.try_pop().unwrap(),
+            s2.try_pop().unwrap(),
+            a2.get(1).unwrap(),
+            m2.get(&1).unwrap(),
+            set2.contains(&9).unwrap(),
+        )
+    })
+    .join()
+    .unwrap();
+    assert_eq!(seen, (Some(7), Some(8), -3, Some(2.5), true));
+    {
+        let _held = lock.lock().unwrap();
+        assert!(
+            lock2.try_lock().unwrap().is_none(),
+            "the clone is the same lock"
+        );
+    }
+    {
+        let _r = rw.read().unwrap();
+        let _r2 = rw2.read().unwrap();
+        assert!(rw2.try_write().unwrap().is_none());
+    }
+    let _p = sem.acquire().unwrap();
+    assert!(sem2.try_acquire().unwrap().is_none());
+    ev2.set();
+    assert!(ev.is_set());
 }

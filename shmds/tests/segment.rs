@@ -265,7 +265,9 @@ fn table_grows_and_out_of_space() {
     let heap = seg.heap().unwrap();
     // The biggest array that fits: block header and array header aside.
     let fit = heap.largest_free - 64 - 64;
-    let err = seg.create_array::<u8>("big", fit + 4096).unwrap_err();
+    let err = seg
+        .create_array::<u8>("big", (fit + 4096) as usize)
+        .unwrap_err();
     match err {
         Error::OutOfSpace {
             requested,
@@ -277,11 +279,11 @@ fn table_grows_and_out_of_space() {
         other => panic!("{other}"),
     }
     // Overflowing byte sizes are refused before allocating.
-    let err = seg.create_array::<u64>("big", u64::MAX / 4).unwrap_err();
+    let err = seg.create_array::<u64>("big", usize::MAX / 4).unwrap_err();
     assert!(matches!(err, Error::InvalidArgument(_)), "{err}");
     // What fits, fits exactly.
-    let d = seg.create_array::<u8>("d", fit).unwrap();
-    d.set(fit - 1, 9).unwrap();
+    let d = seg.create_array::<u8>("d", fit as usize).unwrap();
+    d.set(fit as usize - 1, 9).unwrap();
     let after = seg.heap().unwrap();
     assert_eq!(after.largest_free, heap.free_bytes - heap.largest_free);
     assert!(seg.check().is_ok(), "{:?}", seg.check().problems);
@@ -304,7 +306,7 @@ fn array_operations() {
         Err(Error::IndexOutOfBounds { index: 10, len: 10 })
     ));
     assert!(matches!(
-        a.set(u64::MAX, 1),
+        a.set(usize::MAX, 1),
         Err(Error::IndexOutOfBounds { .. })
     ));
     assert!(matches!(
@@ -312,7 +314,7 @@ fn array_operations() {
         Err(Error::IndexOutOfBounds { .. })
     ));
     assert!(matches!(
-        a.read(u64::MAX, &mut out),
+        a.read(usize::MAX, &mut out),
         Err(Error::IndexOutOfBounds { .. })
     ));
     assert_eq!(a.fetch_add(0, -5).unwrap(), 0);

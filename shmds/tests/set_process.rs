@@ -39,7 +39,7 @@ fn child_role() {
                 (start..start + SPAN).rev().collect()
             };
             let new = keys.into_iter().filter(|&k| set.insert(k).unwrap()).count();
-            news.set(me, new as u64).unwrap();
+            news.set(me as usize, new as u64).unwrap();
         }
         "churn" => {
             let set = seg.open_set::<u64>("s").unwrap();
@@ -64,7 +64,7 @@ fn child_role() {
                     }
                 }
             }
-            tally.set(me, mine).unwrap();
+            tally.set(me as usize, mine).unwrap();
         }
         "insert" => {
             let set = seg.open_set::<u64>("s").unwrap();
@@ -93,8 +93,8 @@ fn processes_inserting_overlapping_keys_add_each_exactly_once() {
     let name = ShmName::new("set-overlap");
     let seg = Segment::create(name.as_str(), 4 << 20).unwrap();
     let total = (WORKERS + 1) * SPAN / 2;
-    let set = seg.create_set::<u64>("s", total).unwrap();
-    let news = seg.create_array::<u64>("news", WORKERS).unwrap();
+    let set = seg.create_set::<u64>("s", total as usize).unwrap();
+    let news = seg.create_array::<u64>("news", WORKERS as usize).unwrap();
     run_workers(&name, "overlap");
     let mut keys: Vec<u64> = set.iter().collect();
     keys.sort();
@@ -119,8 +119,8 @@ fn processes_inserting_and_removing_keep_count() {
     let name = ShmName::new("set-churn");
     let seg = Segment::create(name.as_str(), 4 << 20).unwrap();
     // Fewer slots than keys: inserts also meet a full set.
-    let set = seg.create_set::<u64>("s", KEYS - 8).unwrap();
-    let tally = seg.create_array::<i64>("tally", WORKERS).unwrap();
+    let set = seg.create_set::<u64>("s", (KEYS - 8) as usize).unwrap();
+    let tally = seg.create_array::<i64>("tally", WORKERS as usize).unwrap();
     run_workers(&name, "churn");
     let mut mine = vec![0i64; WORKERS as usize];
     tally.read(0, &mut mine).unwrap();

@@ -75,7 +75,7 @@ fn quote(i: u64) -> Quote {
 fn write(seg: &Segment) -> shmds::Result<()> {
     let quotes = seg.create_array::<Quote>("quotes", 3)?;
     for i in 0..3 {
-        quotes.set(i, quote(i))?;
+        quotes.set(i, quote(i as u64))?;
     }
     let jobs = seg.create_queue::<u64>("jobs", 128)?;
     jobs.push_slice(&(1..=100).collect::<Vec<_>>(), None)?;
@@ -97,8 +97,11 @@ fn check(seg: &Segment) -> Result<(), String> {
     let quotes = seg.open_array::<Quote>("quotes").map_err(e)?;
     for i in 0..3 {
         let q = quotes.get(i).map_err(e)?;
-        if q != quote(i) {
-            return Err(format!("quotes[{i}] is {q:?}, expected {:?}", quote(i)));
+        if q != quote(i as u64) {
+            return Err(format!(
+                "quotes[{i}] is {q:?}, expected {:?}",
+                quote(i as u64)
+            ));
         }
     }
     let jobs = seg.open_queue::<u64>("jobs").map_err(e)?;

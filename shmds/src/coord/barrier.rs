@@ -281,6 +281,7 @@ impl BarrierWaitResult {
 /// # Segment::remove(&name)?;
 /// # Ok::<(), shmds::Error>(())
 /// ```
+#[derive(Clone)]
 pub struct Barrier {
     handle: Handle,
     header: *const BarrierHeader,

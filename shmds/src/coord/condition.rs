@@ -185,6 +185,7 @@ impl WaitTimeoutResult {
 /// # Segment::remove(&name)?;
 /// # Ok::<(), shmds::Error>(())
 /// ```
+#[derive(Clone)]
 pub struct Condition {
     handle: Handle,
     header: *const ConditionHeader,

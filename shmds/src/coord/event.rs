@@ -82,6 +82,7 @@ pub(crate) fn wait_set(
 /// # Segment::remove(&name)?;
 /// # Ok::<(), shmds::Error>(())
 /// ```
+#[derive(Clone)]
 pub struct Event {
     handle: Handle,
     header: *const EventHeader,
@@ -231,6 +232,7 @@ pub(crate) fn wait_zero(
 /// # Segment::remove(&name)?;
 /// # Ok::<(), shmds::Error>(())
 /// ```
+#[derive(Clone)]
 pub struct Latch {
     handle: Handle,
     header: *const LatchHeader,

@@ -515,6 +515,7 @@ pub(crate) fn died<G>(handle: &Handle, pid: u32, guard: G) -> LockError<G> {
 /// [`unlock`](Lock::unlock) it, as with Python's `threading.Lock`). See
 /// FORMAT.md ("Coordination primitives") for the bytes and what a crash
 /// leaves.
+#[derive(Clone)]
 pub struct Lock {
     handle: Handle,
     header: *const LockHeader,

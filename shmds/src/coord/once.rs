@@ -102,6 +102,7 @@ pub(crate) fn finish(h: &OnceHeader, done: bool) {
 /// # Segment::remove(&name)?;
 /// # Ok::<(), shmds::Error>(())
 /// ```
+#[derive(Clone)]
 pub struct Once {
     handle: Handle,
     header: *const OnceHeader,

@@ -316,6 +316,21 @@ pub struct RwLock {
 
 super::primitive_common!(RwLock);
 
+/// Another handle to the same lock (a reference count); it shares this
+/// process's reader slot.
+impl Clone for RwLock {
+    fn clone(&self) -> RwLock {
+        use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+        RwLock {
+            handle: self.handle.clone(),
+            header: self.header,
+            slots: self.slots,
+            nslots: self.nslots,
+            mine: AtomicU64::new(self.mine.load(Relaxed)),
+        }
+    }
+}
+
 impl std::fmt::Debug for RwLock {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RwLock")

@@ -96,6 +96,7 @@ pub(crate) fn release(h: &SemaphoreHeader, n: u32, bound: u32) -> std::result::R
 ///
 /// Permits have no owner: a process that dies holding some does not give
 /// them back (see the module notes).
+#[derive(Clone)]
 pub struct Semaphore {
     handle: Handle,
     header: *const SemaphoreHeader,

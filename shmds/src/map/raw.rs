@@ -127,6 +127,7 @@ pub(super) fn read_typed<T: Element, E>(
 /// # Segment::remove(&name)?;
 /// # Ok::<(), shmds::Error>(())
 /// ```
+#[derive(Clone)]
 pub struct RawMap {
     pub(super) handle: Handle,
     pub(super) header: *const MapHeader,
@@ -158,9 +159,9 @@ impl Segment {
     pub fn create_map<K: Element, V: Element>(
         &self,
         name: &str,
-        capacity: u64,
+        capacity: usize,
     ) -> Result<Map<K, V>> {
-        RawMap::create(self, Typed::map::<K, V>(), name, capacity, false).map(Map::new)
+        RawMap::create(self, Typed::map::<K, V>(), name, capacity as u64, false).map(Map::new)
     }
 
     /// Open the existing map `name`, checking its key and value types.
@@ -172,9 +173,9 @@ impl Segment {
     pub fn open_or_create_map<K: Element, V: Element>(
         &self,
         name: &str,
-        capacity: u64,
+        capacity: usize,
     ) -> Result<Map<K, V>> {
-        RawMap::create(self, Typed::map::<K, V>(), name, capacity, true).map(Map::new)
+        RawMap::create(self, Typed::map::<K, V>(), name, capacity as u64, true).map(Map::new)
     }
 
     /// Create the map `name` from keys of type `key` to values of type
@@ -184,13 +185,13 @@ impl Segment {
         name: &str,
         key: &str,
         value: &str,
-        capacity: u64,
+        capacity: usize,
     ) -> Result<RawMap> {
         RawMap::create(
             self,
             Typed::described_map(key, value)?,
             name,
-            capacity,
+            capacity as u64,
             false,
         )
     }
@@ -202,13 +203,13 @@ impl Segment {
         name: &str,
         key: &str,
         value: &str,
-        capacity: u64,
+        capacity: usize,
     ) -> Result<RawMap> {
         RawMap::create(
             self,
             Typed::described_map(key, value)?,
             name,
-            capacity,
+            capacity as u64,
             true,
         )
     }
@@ -548,7 +549,7 @@ impl RawMap {
     /// `0..capacity` visits every key present throughout exactly once (keys
     /// never move); this is what [`RawMap::iter`] does, for cursors that
     /// cannot hold a borrow.
-    pub fn read_slot(&self, slot: u64, key: &mut [u8], value: &mut [u8]) -> Result<bool> {
+    pub fn read_slot(&self, slot: usize, key: &mut [u8], value: &mut [u8]) -> Result<bool> {
         crate::payload::one(value.len(), self.shape.value_size, self.name())?;
         if key.len() != self.shape.key_size {
             return Err(Error::InvalidArgument(format!(
@@ -560,6 +561,7 @@ impl RawMap {
             )));
         }
         self.handle.check()?;
+        let slot = slot as u64;
         if slot >= self.shape.capacity {
             return Ok(false);
         }
@@ -573,7 +575,7 @@ impl RawMap {
     pub fn iter(&self) -> impl Iterator<Item = (Vec<u8>, Vec<u8>)> + '_ {
         // Ends once the map is erased (its memory may hold another
         // structure then).
-        (0..self.shape.capacity)
+        (0..self.shape.capacity as usize)
             .take_while(move |_| self.handle.check().is_ok())
             .filter_map(move |slot| {
                 let mut key = vec![0; self.shape.key_size];
@@ -621,8 +623,8 @@ impl RawMap {
     }
 
     /// The most keys the map holds.
-    pub fn capacity(&self) -> u64 {
-        self.shape.capacity
+    pub fn capacity(&self) -> usize {
+        self.shape.capacity as usize
     }
 
     /// Size of a key in bytes.

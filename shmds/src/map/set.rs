@@ -26,6 +26,7 @@ use super::*;
 /// # Segment::remove(&name)?;
 /// # Ok::<(), shmds::Error>(())
 /// ```
+#[derive(Clone)]
 pub struct RawSet {
     map: RawMap,
 }
@@ -43,8 +44,8 @@ impl std::fmt::Debug for RawSet {
 impl Segment {
     /// Create the set `name` holding at most `capacity` keys. Key types
     /// must be at most [`MAX_KEY_SIZE`] bytes.
-    pub fn create_set<K: Element>(&self, name: &str, capacity: u64) -> Result<Set<K>> {
-        RawSet::create(self, Typed::set::<K>(), name, capacity, false).map(Set::new)
+    pub fn create_set<K: Element>(&self, name: &str, capacity: usize) -> Result<Set<K>> {
+        RawSet::create(self, Typed::set::<K>(), name, capacity as u64, false).map(Set::new)
     }
 
     /// Open the existing set `name`, checking its key type. A map (or any
@@ -54,20 +55,32 @@ impl Segment {
     }
 
     /// Open the set `name`, creating it with `capacity` if it does not exist.
-    pub fn open_or_create_set<K: Element>(&self, name: &str, capacity: u64) -> Result<Set<K>> {
-        RawSet::create(self, Typed::set::<K>(), name, capacity, true).map(Set::new)
+    pub fn open_or_create_set<K: Element>(&self, name: &str, capacity: usize) -> Result<Set<K>> {
+        RawSet::create(self, Typed::set::<K>(), name, capacity as u64, true).map(Set::new)
     }
 
     /// Create the set `name` of keys of type `key` (a type descriptor, see
     /// [`TypeDescriptor`]).
-    pub fn create_set_raw(&self, name: &str, key: &str, capacity: u64) -> Result<RawSet> {
-        RawSet::create(self, Typed::described_set(key)?, name, capacity, false)
+    pub fn create_set_raw(&self, name: &str, key: &str, capacity: usize) -> Result<RawSet> {
+        RawSet::create(
+            self,
+            Typed::described_set(key)?,
+            name,
+            capacity as u64,
+            false,
+        )
     }
 
     /// Open the set `name`, creating it if it does not exist. An existing
     /// set must have this key type.
-    pub fn open_or_create_set_raw(&self, name: &str, key: &str, capacity: u64) -> Result<RawSet> {
-        RawSet::create(self, Typed::described_set(key)?, name, capacity, true)
+    pub fn open_or_create_set_raw(&self, name: &str, key: &str, capacity: usize) -> Result<RawSet> {
+        RawSet::create(
+            self,
+            Typed::described_set(key)?,
+            name,
+            capacity as u64,
+            true,
+        )
     }
 
     /// Open the set `name` whatever its key type.
@@ -120,7 +133,7 @@ impl RawSet {
     /// Copy slot `slot`'s key out if it holds one (`Ok(false)` for a free
     /// slot or `slot >= capacity`): a cursor over slots `0..capacity` (see
     /// [`RawMap::read_slot`]).
-    pub fn read_slot(&self, slot: u64, key: &mut [u8]) -> Result<bool> {
+    pub fn read_slot(&self, slot: usize, key: &mut [u8]) -> Result<bool> {
         self.map.read_slot(slot, key, &mut [])
     }
 
@@ -152,7 +165,7 @@ impl RawSet {
     }
 
     /// The most keys the set holds.
-    pub fn capacity(&self) -> u64 {
+    pub fn capacity(&self) -> usize {
         self.map.capacity()
     }
 
@@ -212,6 +225,7 @@ impl RawSet {
 /// # Segment::remove(&name)?;
 /// # Ok::<(), shmds::Error>(())
 /// ```
+#[derive(Clone)]
 pub struct Set<K: Element> {
     raw: RawSet,
     _t: PhantomData<K>,
@@ -284,7 +298,7 @@ impl<K: Element> Set<K> {
     }
 
     /// The most keys the set holds.
-    pub fn capacity(&self) -> u64 {
+    pub fn capacity(&self) -> usize {
         self.raw.capacity()
     }
 
@@ -319,12 +333,12 @@ impl<K: Element> Set<K> {
 
     /// The home slot of `key` (FORMAT.md), for tests and byte-level tools.
     #[doc(hidden)]
-    pub fn home_slot(&self, key: &K) -> u64 {
+    pub fn home_slot(&self, key: &K) -> usize {
         let core = self.core();
         self.raw
             .map
             .key
-            .with(key, |k| core.home_of(core.key(k).hash))
+            .with(key, |k| core.home_of(core.key(k).hash)) as usize
     }
 }
 

@@ -31,6 +31,7 @@ use super::*;
 ///
 /// See the documentation of `src/map.rs` and FORMAT.md for the algorithm, the progress
 /// guarantee of each operation and what a crashed process leaves behind.
+#[derive(Clone)]
 pub struct Map<K: Element, V: Element> {
     pub(super) raw: RawMap,
     pub(super) _t: PhantomData<(K, V)>,
@@ -138,7 +139,7 @@ impl<K: Element, V: Element> Map<K, V> {
     }
 
     /// The most keys the map holds.
-    pub fn capacity(&self) -> u64 {
+    pub fn capacity(&self) -> usize {
         self.raw.capacity()
     }
 
@@ -149,9 +150,9 @@ impl<K: Element, V: Element> Map<K, V> {
 
     /// The home slot of `key` (FORMAT.md), for tests and byte-level tools.
     #[doc(hidden)]
-    pub fn home_slot(&self, key: &K) -> u64 {
+    pub fn home_slot(&self, key: &K) -> usize {
         let core = self.core();
-        self.raw.key.with(key, |k| core.home_of(core.key(k).hash))
+        self.raw.key.with(key, |k| core.home_of(core.key(k).hash)) as usize
     }
 
     /// The key type descriptor.

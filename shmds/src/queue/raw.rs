@@ -141,6 +141,22 @@ fn missed(hint: &AtomicBool, was: bool, now: bool) {
     }
 }
 
+/// Another handle to the same queue (a reference count; the miss hints
+/// start afresh).
+impl Clone for RawQueue {
+    fn clone(&self) -> RawQueue {
+        RawQueue {
+            handle: self.handle.clone(),
+            header: self.header,
+            slots: self.slots,
+            shape: self.shape,
+            elem_size: self.elem_size,
+            push_missed: AtomicBool::new(false),
+            pop_missed: AtomicBool::new(false),
+        }
+    }
+}
+
 // SAFETY: the queue's shared state is only touched through atomics and the
 // claim protocol; payload bytes carry no Rust invariants.
 unsafe impl Send for RawQueue {}
@@ -159,8 +175,15 @@ impl std::fmt::Debug for RawQueue {
 
 impl Segment {
     /// Create a queue of `capacity` elements (exactly; not rounded).
-    pub fn create_queue<T: Element>(&self, name: &str, capacity: u64) -> Result<Queue<T>> {
-        RawQueue::create(self, Typed::of::<T>(kind::QUEUE), name, capacity, false).map(Queue::new)
+    pub fn create_queue<T: Element>(&self, name: &str, capacity: usize) -> Result<Queue<T>> {
+        RawQueue::create(
+            self,
+            Typed::of::<T>(kind::QUEUE),
+            name,
+            capacity as u64,
+            false,
+        )
+        .map(Queue::new)
     }
 
     /// Open the queue `name`; fails with [`Error::TypeMismatch`] if it holds another type.
@@ -169,8 +192,19 @@ impl Segment {
     }
 
     /// Open the queue `name`, creating it with `capacity` if it does not exist.
-    pub fn open_or_create_queue<T: Element>(&self, name: &str, capacity: u64) -> Result<Queue<T>> {
-        RawQueue::create(self, Typed::of::<T>(kind::QUEUE), name, capacity, true).map(Queue::new)
+    pub fn open_or_create_queue<T: Element>(
+        &self,
+        name: &str,
+        capacity: usize,
+    ) -> Result<Queue<T>> {
+        RawQueue::create(
+            self,
+            Typed::of::<T>(kind::QUEUE),
+            name,
+            capacity as u64,
+            true,
+        )
+        .map(Queue::new)
     }
 
     /// Create a queue of `capacity` elements of the type `descriptor`
@@ -179,13 +213,13 @@ impl Segment {
         &self,
         name: &str,
         descriptor: &str,
-        capacity: u64,
+        capacity: usize,
     ) -> Result<RawQueue> {
         RawQueue::create(
             self,
             Typed::described(kind::QUEUE, descriptor)?,
             name,
-            capacity,
+            capacity as u64,
             false,
         )
     }
@@ -196,13 +230,13 @@ impl Segment {
         &self,
         name: &str,
         descriptor: &str,
-        capacity: u64,
+        capacity: usize,
     ) -> Result<RawQueue> {
         RawQueue::create(
             self,
             Typed::described(kind::QUEUE, descriptor)?,
             name,
-            capacity,
+            capacity as u64,
             true,
         )
     }
@@ -582,7 +616,7 @@ impl RawQueue {
     /// Returns how many were discarded. Shutting down twice is harmless
     /// (the second may be `immediate`); there is no way back short of
     /// erasing the queue and creating it again.
-    pub fn shutdown(&self, immediate: bool) -> Result<u64> {
+    pub fn shutdown(&self, immediate: bool) -> Result<usize> {
         self.handle.check()?;
         let bits = if immediate {
             SHUT | SHUT_IMMEDIATE
@@ -605,7 +639,7 @@ impl RawQueue {
         }
         // Empty now: a join waiting for the queue to drain can return.
         core.wake_joiners();
-        Ok(discarded)
+        Ok(discarded as usize)
     }
 
     /// Whether the queue was shut down (by any process).
@@ -765,12 +799,12 @@ impl RawQueue {
     /// Whether the queue is full (approximate under concurrency; false
     /// once it was erased).
     pub fn is_full(&self) -> bool {
-        self.handle.check().is_ok() && self.len() as u64 >= self.capacity()
+        self.handle.check().is_ok() && self.len() >= self.capacity()
     }
 
     /// The capacity (exactly as created).
-    pub fn capacity(&self) -> u64 {
-        self.shape.capacity
+    pub fn capacity(&self) -> usize {
+        self.shape.capacity as usize
     }
 
     /// Size of one element in bytes.

@@ -24,6 +24,7 @@ use super::*;
 ///
 /// See the documentation of `src/queue/` and FORMAT.md for the algorithm, the progress
 /// guarantee and what a crashed process leaves behind.
+#[derive(Clone)]
 pub struct Queue<T: Element> {
     pub(super) raw: RawQueue,
     _t: PhantomData<T>,

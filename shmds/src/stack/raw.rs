@@ -102,6 +102,7 @@ pub(crate) fn check(handle: &Handle, _deep: bool) -> Result<Option<u64>> {
 /// # Segment::remove(&name)?;
 /// # Ok::<(), shmds::Error>(())
 /// ```
+#[derive(Clone)]
 pub struct RawStack {
     pub(super) handle: Handle,
     header: *const StackHeader,
@@ -130,8 +131,15 @@ impl std::fmt::Debug for RawStack {
 
 impl Segment {
     /// Create a stack of `capacity` elements.
-    pub fn create_stack<T: Element>(&self, name: &str, capacity: u64) -> Result<Stack<T>> {
-        RawStack::create(self, Typed::of::<T>(kind::STACK), name, capacity, false).map(Stack::new)
+    pub fn create_stack<T: Element>(&self, name: &str, capacity: usize) -> Result<Stack<T>> {
+        RawStack::create(
+            self,
+            Typed::of::<T>(kind::STACK),
+            name,
+            capacity as u64,
+            false,
+        )
+        .map(Stack::new)
     }
 
     /// Open the stack `name`; fails with [`Error::TypeMismatch`] if it holds another type.
@@ -140,8 +148,19 @@ impl Segment {
     }
 
     /// Open the stack `name`, creating it with `capacity` if it does not exist.
-    pub fn open_or_create_stack<T: Element>(&self, name: &str, capacity: u64) -> Result<Stack<T>> {
-        RawStack::create(self, Typed::of::<T>(kind::STACK), name, capacity, true).map(Stack::new)
+    pub fn open_or_create_stack<T: Element>(
+        &self,
+        name: &str,
+        capacity: usize,
+    ) -> Result<Stack<T>> {
+        RawStack::create(
+            self,
+            Typed::of::<T>(kind::STACK),
+            name,
+            capacity as u64,
+            true,
+        )
+        .map(Stack::new)
     }
 
     /// Create a stack of `capacity` elements of the type `descriptor`
@@ -150,13 +169,13 @@ impl Segment {
         &self,
         name: &str,
         descriptor: &str,
-        capacity: u64,
+        capacity: usize,
     ) -> Result<RawStack> {
         RawStack::create(
             self,
             Typed::described(kind::STACK, descriptor)?,
             name,
-            capacity,
+            capacity as u64,
             false,
         )
     }
@@ -167,13 +186,13 @@ impl Segment {
         &self,
         name: &str,
         descriptor: &str,
-        capacity: u64,
+        capacity: usize,
     ) -> Result<RawStack> {
         RawStack::create(
             self,
             Typed::described(kind::STACK, descriptor)?,
             name,
-            capacity,
+            capacity as u64,
             true,
         )
     }
@@ -509,7 +528,7 @@ impl RawStack {
     /// with it; every blocked call wakes up. With `immediate` the elements
     /// left are discarded too. Returns how many were discarded. Shutting
     /// down twice is harmless; there is no way back short of erasing it.
-    pub fn shutdown(&self, immediate: bool) -> Result<u64> {
+    pub fn shutdown(&self, immediate: bool) -> Result<usize> {
         self.handle.check()?;
         // The bit in `top` makes it one atomic step with every push and pop
         // (they claim that word): a push either landed before it or is refused.
@@ -530,7 +549,7 @@ impl RawStack {
                 }
             }
         }
-        Ok(discarded)
+        Ok(discarded as usize)
     }
 
     /// Whether the stack was shut down (by any process).
@@ -562,8 +581,8 @@ impl RawStack {
     }
 
     /// The capacity.
-    pub fn capacity(&self) -> u64 {
-        self.capacity
+    pub fn capacity(&self) -> usize {
+        self.capacity as usize
     }
 
     /// Size of one element in bytes.

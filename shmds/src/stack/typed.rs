@@ -20,6 +20,7 @@ use super::*;
 ///
 /// See the documentation of `src/stack/` and FORMAT.md for the algorithm and what a crashed
 /// process leaves behind.
+#[derive(Clone)]
 pub struct Stack<T: Element> {
     pub(super) raw: RawStack,
     _t: PhantomData<T>,

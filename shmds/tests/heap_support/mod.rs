@@ -113,7 +113,7 @@ pub fn create(seg: &Segment, name: &str, plan: Plan) -> shmds::Result<()> {
     let tag = tag_of(name);
     match plan {
         Plan::Words(n) => {
-            let a = seg.create_array::<u64>(name, n)?;
+            let a = seg.create_array::<u64>(name, n as usize)?;
             let fresh = a.to_vec()?;
             if let Some(i) = fresh.iter().position(|&w| w != 0) {
                 panic!(
@@ -125,7 +125,7 @@ pub fn create(seg: &Segment, name: &str, plan: Plan) -> shmds::Result<()> {
             a.write(0, &values)?;
         }
         Plan::Bytes(n) => {
-            let a = seg.create_array::<u8>(name, n)?;
+            let a = seg.create_array::<u8>(name, n as usize)?;
             let fresh = a.to_vec()?;
             if let Some(i) = fresh.iter().position(|&b| b != 0) {
                 panic!(
@@ -137,7 +137,7 @@ pub fn create(seg: &Segment, name: &str, plan: Plan) -> shmds::Result<()> {
             a.write(0, &values)?;
         }
         Plan::Queue(cap) => {
-            let q = seg.create_queue::<u64>(name, cap)?;
+            let q = seg.create_queue::<u64>(name, cap as usize)?;
             assert!(
                 q.is_empty(),
                 "new queue {name:?} holds {} elements",
@@ -152,7 +152,7 @@ pub fn create(seg: &Segment, name: &str, plan: Plan) -> shmds::Result<()> {
             }
         }
         Plan::Stack(cap) => {
-            let s = seg.create_stack::<u64>(name, cap)?;
+            let s = seg.create_stack::<u64>(name, cap as usize)?;
             assert!(
                 s.is_empty(),
                 "new stack {name:?} holds {} elements",
@@ -167,7 +167,7 @@ pub fn create(seg: &Segment, name: &str, plan: Plan) -> shmds::Result<()> {
             }
         }
         Plan::Map(cap) => {
-            let m = seg.create_map::<u64, u64>(name, cap)?;
+            let m = seg.create_map::<u64, u64>(name, cap as usize)?;
             assert!(m.is_empty(), "new map {name:?} holds {} keys", m.len());
             let found: Vec<(u64, u64)> = m.iter().collect();
             assert!(found.is_empty(), "new map {name:?} yields {found:x?}");
