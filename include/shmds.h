@@ -1131,7 +1131,9 @@ int shmds_segment_open(const char *name, struct ShmdsSegment **out);
 
 /**
  * Open the segment `name`, creating it with `size` bytes if it does not
- * exist (`SHMDS_E_SHAPE` if it exists with another size).
+ * exist. An existing segment is accepted whatever its current size if it
+ * can grow to `size` bytes (segments grow on demand); `SHMDS_E_SHAPE` if
+ * its maximum size is smaller.
  */
 int shmds_segment_open_or_create(const char *name, uint64_t size, struct ShmdsSegment **out);
 
@@ -1214,6 +1216,25 @@ int shmds_segment_attached(const struct ShmdsSegment *seg, uint32_t *live, uint3
  * section); `size` bytes long, valid while the handle is open.
  */
 const void *shmds_segment_base(const struct ShmdsSegment *seg);
+
+/**
+ * Copy the segment's name, NUL-terminated, into `buf` (`buf_size` bytes);
+ * its length without the NUL goes to `*len` if not NULL.
+ * SHMDS_E_BUFFER_TOO_SMALL if it does not fit (nothing is written; `*len`
+ * says what is needed).
+ */
+int shmds_segment_name(const struct ShmdsSegment *seg, char *buf, size_t buf_size, size_t *len);
+
+/**
+ * Copy the canonical form of the type descriptor `descriptor` (the form
+ * the table records and the `*_descriptor` getters return, e.g. "<Q" for
+ * "Q" or "T{<Q:ts:4x<i:n:}" for a record with its padding written as
+ * "xxxx"), NUL-terminated, into `buf` (`buf_size` bytes); its length goes
+ * to `*len` if not NULL. SHMDS_E_INVALID (with the reason in
+ * `shmds_last_error()`) if it is not a descriptor shmds can share;
+ * SHMDS_E_BUFFER_TOO_SMALL as for `shmds_segment_name`.
+ */
+int shmds_type_canonical(const char *descriptor, char *buf, size_t buf_size, size_t *len);
 
 /**
  * The segment size in bytes (0 for a NULL handle).
@@ -1456,6 +1477,18 @@ int shmds_map_insert(const struct ShmdsMap *map,
 int shmds_map_remove(const struct ShmdsMap *map, const void *key, size_t key_size);
 
 /**
+ * Whether `key` (a buffer of `key_size` bytes, exactly the key size) is in
+ * the map: 1 or 0.
+ */
+int shmds_map_contains(const struct ShmdsMap *map, const void *key, size_t key_size);
+
+/**
+ * Remove every key (each removal is atomic; keys inserted meanwhile by
+ * other processes may stay).
+ */
+int shmds_map_clear(const struct ShmdsMap *map);
+
+/**
  * Integer values: add `delta` (wrapping at the value's width) to the value
  * of `key` (a buffer of `key_size` bytes) atomically; an absent key counts
  * as 0. The previous value (zero-extended to 64 bits, whatever the value's
@@ -1535,6 +1568,37 @@ int shmds_map_key_descriptor(const struct ShmdsMap *map, char *buf, size_t buf_s
 int shmds_map_value_descriptor(const struct ShmdsMap *map, char *buf, size_t buf_size, size_t *len);
 
 /**
+ * Pop one element into `out` (`out_size` bytes, exactly the element size)
+ * and count it as an unfinished task, to be marked done with
+ * `shmds_queue_task_done` (see `shmds_queue_join`). `timeout_ns` 0: only if
+ * one is there now (SHMDS_E_EMPTY); else wait up to `timeout_ns`
+ * (negative: forever; SHMDS_E_TIMEOUT).
+ */
+int shmds_queue_pop_task(const struct ShmdsQueue *queue,
+                         void *out,
+                         size_t out_size,
+                         int64_t timeout_ns);
+
+/**
+ * Mark one task taken by `shmds_queue_pop_task` (in any process) as done.
+ * SHMDS_E_INVALID if no task is unfinished.
+ */
+int shmds_queue_task_done(const struct ShmdsQueue *queue);
+
+/**
+ * Wait until the queue is empty and every task taken from it was marked
+ * done, up to `timeout_ns` (negative: forever): SHMDS_OK, or
+ * SHMDS_E_TIMEOUT. Elements taken by the other pops count as done at once.
+ */
+int shmds_queue_join(const struct ShmdsQueue *queue, int64_t timeout_ns);
+
+/**
+ * Tasks taken by `shmds_queue_pop_task` and not yet marked done (0 for
+ * NULL).
+ */
+uint64_t shmds_queue_unfinished_tasks(const struct ShmdsQueue *queue);
+
+/**
  * Open the existing set `name`, which must have keys of `key_size` bytes
  * and, unless `key_descriptor` is NULL, of that type (else
  * `SHMDS_E_TYPE`; a map or any other kind of that name too).
@@ -1581,6 +1645,12 @@ int shmds_set_contains(const struct ShmdsSet *set, const void *key, size_t key_s
  * if not.
  */
 int shmds_set_remove(const struct ShmdsSet *set, const void *key, size_t key_size);
+
+/**
+ * Remove every key (each removal is atomic; keys inserted meanwhile by
+ * other processes may stay).
+ */
+int shmds_set_clear(const struct ShmdsSet *set);
 
 /**
  * Number of keys (0 for NULL).
@@ -1832,6 +1902,22 @@ size_t shmds_queue_elem_size(const struct ShmdsQueue *handle);
 int shmds_queue_check(const struct ShmdsQueue *handle);
 
 /**
+ * Shut the structure down for every process: pushes fail with
+ * SHMDS_E_SHUT_DOWN from now on, pops take what is left and
+ * then fail with it; every waiter wakes. With `immediate`, the
+ * elements still there are discarded; how many goes to
+ * `*discarded` (if not NULL). Shutting down twice is harmless;
+ * there is no way back short of erasing and creating it again.
+ */
+int shmds_queue_shutdown(const struct ShmdsQueue *handle, bool immediate, size_t *discarded);
+
+/**
+ * Whether the structure was shut down, by any process (false
+ * for NULL).
+ */
+bool shmds_queue_is_shut_down(const struct ShmdsQueue *handle);
+
+/**
  * Open the existing structure `name`, which must hold elements
  * of `elem_size` bytes and, unless `descriptor` is NULL, of that
  * type (else SHMDS_E_TYPE).
@@ -1957,6 +2043,22 @@ size_t shmds_stack_elem_size(const struct ShmdsStack *handle);
  * structure describe its old block: check before trusting them).
  */
 int shmds_stack_check(const struct ShmdsStack *handle);
+
+/**
+ * Shut the structure down for every process: pushes fail with
+ * SHMDS_E_SHUT_DOWN from now on, pops take what is left and
+ * then fail with it; every waiter wakes. With `immediate`, the
+ * elements still there are discarded; how many goes to
+ * `*discarded` (if not NULL). Shutting down twice is harmless;
+ * there is no way back short of erasing and creating it again.
+ */
+int shmds_stack_shutdown(const struct ShmdsStack *handle, bool immediate, size_t *discarded);
+
+/**
+ * Whether the structure was shut down, by any process (false
+ * for NULL).
+ */
+bool shmds_stack_is_shut_down(const struct ShmdsStack *handle);
 
 /**
  * Open the existing structure `name`.

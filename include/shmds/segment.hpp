@@ -197,6 +197,10 @@ public:
 
     // ---------------------------------------------------------- about it
 
+    /// Its name (as given to create or open, without a leading '/').
+    std::string name() const {
+        return detail::text_of([&](char* b, std::size_t n, std::size_t* len) { return shmds_segment_name(get(), b, n, len); });
+    }
     /// Size in bytes.
     std::uint64_t size() const noexcept { return shmds_segment_size(get()); }
     /// Whether it is temporary (SHMDS_TEMPORARY).
@@ -515,6 +519,15 @@ private:
 
     detail::Owned<ShmdsSegment, shmds_segment_close> h_;
 };
+
+/// The canonical form of a type descriptor, as the table records it and
+/// descriptor() returns it ("<Q" for "Q"); throws Error (SHMDS_E_INVALID,
+/// with the reason) if shmds cannot share that type.
+inline std::string canonical_type(const std::string& descriptor) {
+    return detail::text_of([&](char* b, std::size_t n, std::size_t* len) {
+        return shmds_type_canonical(descriptor.c_str(), b, n, len);
+    });
+}
 
 }  // namespace shmds
 

@@ -139,6 +139,10 @@ struct QueueOps {
     static std::uint64_t capacity(const ShmdsQueue* h) { return shmds_queue_capacity(h); }
     static std::size_t elem_size(const ShmdsQueue* h) { return shmds_queue_elem_size(h); }
     static int check(const ShmdsQueue* h) { return shmds_queue_check(h); }
+    static int shutdown(const ShmdsQueue* h, bool immediate, std::size_t* discarded) {
+        return shmds_queue_shutdown(h, immediate, discarded);
+    }
+    static bool is_shut_down(const ShmdsQueue* h) { return shmds_queue_is_shut_down(h); }
     static void close(ShmdsQueue* h) { shmds_queue_close(h); }
 };
 
@@ -163,6 +167,10 @@ struct StackOps {
     static std::uint64_t capacity(const ShmdsStack* h) { return shmds_stack_capacity(h); }
     static std::size_t elem_size(const ShmdsStack* h) { return shmds_stack_elem_size(h); }
     static int check(const ShmdsStack* h) { return shmds_stack_check(h); }
+    static int shutdown(const ShmdsStack* h, bool immediate, std::size_t* discarded) {
+        return shmds_stack_shutdown(h, immediate, discarded);
+    }
+    static bool is_shut_down(const ShmdsStack* h) { return shmds_stack_is_shut_down(h); }
     static void close(ShmdsStack* h) { shmds_stack_close(h); }
 };
 
@@ -295,8 +303,22 @@ public:
     /// Throws Error (SHMDS_E_STALE) once the structure was erased.
     void check() const { check_rc(Ops::check(get())); }
 
-private:
+    /// Shut it down for every process: pushes throw SHMDS_E_SHUT_DOWN from
+    /// now on, pops take what is left and then throw it; every waiter
+    /// wakes. With `immediate` what is left is discarded: returns how many
+    /// elements were. Harmless twice; there is no way back.
+    std::size_t shutdown(bool immediate = false) const {
+        std::size_t discarded = 0;
+        check_rc(Ops::shutdown(get(), immediate, &discarded));
+        return discarded;
+    }
+    /// Whether it was shut down, by any process.
+    bool is_shut_down() const noexcept { return Ops::is_shut_down(get()); }
+
+protected:
     static void check_rc(int rc) { detail::check(rc); }
+
+private:
 
     /// Push `n` elements packed at `elems`; timeout_ns 0 tries once, < 0
     /// waits forever. Full and timed out are a short count.
@@ -345,8 +367,45 @@ private:
 /// try_pop_many/pop_many/pop_many_for.
 template <class T>
 class Queue : public detail::Bounded<T, detail::QueueOps> {
+    using Base = detail::Bounded<T, detail::QueueOps>;
+
 public:
-    using detail::Bounded<T, detail::QueueOps>::Bounded;
+    using Base::Base;
+
+    // Tasks, as Python's queue.Queue: an element taken by a pop_task form
+    // counts as unfinished until task_done() is called for it (by any
+    // process); join() waits until none is. The other pops count as done.
+
+    /// Pop an element if there is one now and count it as a task (nullopt
+    /// if empty). Never sleeps.
+    std::optional<T> try_pop_task() const {
+        int rc = 0;
+        T v = detail::read_into<T>(rc, [&](void* p, std::size_t n) { return shmds_queue_pop_task(this->get(), p, n, 0); });
+        if (rc == SHMDS_E_EMPTY) return std::nullopt;
+        Base::check_rc(rc);
+        return v;
+    }
+    /// Pop an element, waiting as long as it takes, and count it as a task.
+    T pop_task() const {
+        int rc = 0;
+        T v = detail::read_into<T>(rc, [&](void* p, std::size_t n) { return shmds_queue_pop_task(this->get(), p, n, -1); });
+        Base::check_rc(rc);
+        return v;
+    }
+    /// Mark one task as done (throws SHMDS_E_INVALID if none is unfinished).
+    void task_done() const { Base::check_rc(shmds_queue_task_done(this->get())); }
+    /// Wait until the queue is empty and every task is done.
+    void join() const { Base::check_rc(shmds_queue_join(this->get(), -1)); }
+    /// join(), waiting up to `timeout` (false if it passed).
+    template <class Rep, class Period>
+    bool join_for(const std::chrono::duration<Rep, Period>& timeout) const {
+        const int rc = shmds_queue_join(this->get(), detail::to_ns(timeout));
+        if (rc == SHMDS_E_TIMEOUT) return false;
+        Base::check_rc(rc);
+        return true;
+    }
+    /// Tasks taken and not yet marked done.
+    std::uint64_t unfinished_tasks() const noexcept { return shmds_queue_unfinished_tasks(this->get()); }
 };
 
 /// A bounded LIFO stack of T (Segment::create_stack<T>): the API of Queue,
@@ -492,9 +551,8 @@ public:
         if (detail::check(rc) == 0) return std::nullopt;
         return v;
     }
-    /// Whether `key` is in the map (reads its value into a scratch copy:
-    /// the C API has no contains for maps).
-    bool contains(const K& key) const { return get(key).has_value(); }
+    /// Whether `key` is in the map.
+    bool contains(const K& key) const { return detail::check(shmds_map_contains(get(), &key, sizeof(K))) == 1; }
 
     /// Set `key` to `value`: true if the key was there (its value
     /// replaced), false if it was added. Error SHMDS_E_NO_SPACE when the
@@ -504,6 +562,8 @@ public:
     }
     /// Remove `key`: true if it was there.
     bool erase(const K& key) const { return detail::check(shmds_map_remove(get(), &key, sizeof(K))) == 1; }
+    /// Remove every key (each removal atomic; keys others insert meanwhile may stay).
+    void clear() const { detail::check(shmds_map_clear(get())); }
 
     /// Integer values: add `delta` to the value of `key` atomically
     /// (wrapping; an absent key counts as 0 and is added); returns the
@@ -607,6 +667,8 @@ public:
     bool contains(const K& key) const { return detail::check(shmds_set_contains(get(), &key, sizeof(K))) == 1; }
     /// Remove `key`: true if it was there.
     bool erase(const K& key) const { return detail::check(shmds_set_remove(get(), &key, sizeof(K))) == 1; }
+    /// Remove every key (each removal atomic; keys others insert meanwhile may stay).
+    void clear() const { detail::check(shmds_set_clear(get())); }
 
     /// An input iterator yielding const K& (copies). It must not outlive
     /// this handle.

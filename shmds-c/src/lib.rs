@@ -727,7 +727,9 @@ pub unsafe extern "C" fn shmds_segment_open(
 }
 
 /// Open the segment `name`, creating it with `size` bytes if it does not
-/// exist (`SHMDS_E_SHAPE` if it exists with another size).
+/// exist. An existing segment is accepted whatever its current size if it
+/// can grow to `size` bytes (segments grow on demand); `SHMDS_E_SHAPE` if
+/// its maximum size is smaller.
 #[no_mangle]
 pub unsafe extern "C" fn shmds_segment_open_or_create(
     name: *const c_char,
@@ -958,6 +960,48 @@ pub unsafe extern "C" fn shmds_segment_base(seg: *const ShmdsSegment) -> *const 
         Some(s) => s.0.as_ptr().cast(),
         None => std::ptr::null(),
     }
+}
+
+/// Copy the segment's name, NUL-terminated, into `buf` (`buf_size` bytes);
+/// its length without the NUL goes to `*len` if not NULL.
+/// SHMDS_E_BUFFER_TOO_SMALL if it does not fit (nothing is written; `*len`
+/// says what is needed).
+#[no_mangle]
+pub unsafe extern "C" fn shmds_segment_name(
+    seg: *const ShmdsSegment,
+    buf: *mut c_char,
+    buf_size: usize,
+    len: *mut usize,
+) -> c_int {
+    call(|| {
+        // SAFETY: pointer rules of the header.
+        let s = unsafe { handle(seg)? };
+        // SAFETY: the caller's buffer rules, passed on.
+        unsafe { give_text(s.0.name(), buf, buf_size, len) }
+    })
+}
+
+/// Copy the canonical form of the type descriptor `descriptor` (the form
+/// the table records and the `*_descriptor` getters return, e.g. "<Q" for
+/// "Q" or "T{<Q:ts:4x<i:n:}" for a record with its padding written as
+/// "xxxx"), NUL-terminated, into `buf` (`buf_size` bytes); its length goes
+/// to `*len` if not NULL. SHMDS_E_INVALID (with the reason in
+/// `shmds_last_error()`) if it is not a descriptor shmds can share;
+/// SHMDS_E_BUFFER_TOO_SMALL as for `shmds_segment_name`.
+#[no_mangle]
+pub unsafe extern "C" fn shmds_type_canonical(
+    descriptor: *const c_char,
+    buf: *mut c_char,
+    buf_size: usize,
+    len: *mut usize,
+) -> c_int {
+    call(|| {
+        // SAFETY: pointer rules of the header.
+        let d = unsafe { text(descriptor, "descriptor")? };
+        let canonical = core_lib::TypeDescriptor::parse(d)?;
+        // SAFETY: the caller's buffer rules, passed on.
+        unsafe { give_text(canonical.as_str(), buf, buf_size, len) }
+    })
 }
 
 /// The segment size in bytes (0 for a NULL handle).

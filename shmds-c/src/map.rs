@@ -174,6 +174,30 @@ pub unsafe extern "C" fn shmds_map_remove(
     }
 }
 
+/// Whether `key` (a buffer of `key_size` bytes, exactly the key size) is in
+/// the map: 1 or 0.
+#[no_mangle]
+pub unsafe extern "C" fn shmds_map_contains(
+    map: *const ShmdsMap,
+    key: *const c_void,
+    key_size: usize,
+) -> c_int {
+    // SAFETY: pointer rules of the header.
+    unsafe {
+        with_map(map, |m, keys, _| {
+            Ok(m.contains_key(keys.input(key, key_size)?)? as c_int)
+        })
+    }
+}
+
+/// Remove every key (each removal is atomic; keys inserted meanwhile by
+/// other processes may stay).
+#[no_mangle]
+pub unsafe extern "C" fn shmds_map_clear(map: *const ShmdsMap) -> c_int {
+    // SAFETY: pointer rules of the header.
+    unsafe { liveness(map, |m| m.0.clear()) }
+}
+
 /// Integer values: add `delta` (wrapping at the value's width) to the value
 /// of `key` (a buffer of `key_size` bytes) atomically; an absent key counts
 /// as 0. The previous value (zero-extended to 64 bits, whatever the value's

@@ -41,6 +41,8 @@ trait Ring: Sized {
     fn pop_into(&self, out: &mut [u8], t: Option<Duration>) -> core_lib::Result<usize>;
     fn try_push_slice(&self, elems: &[u8]) -> core_lib::Result<usize>;
     fn try_pop_into(&self, out: &mut [u8]) -> core_lib::Result<usize>;
+    fn shutdown(&self, immediate: bool) -> core_lib::Result<usize>;
+    fn is_shutdown(&self) -> bool;
 }
 
 macro_rules! impl_ring {
@@ -102,6 +104,12 @@ macro_rules! impl_ring {
             }
             fn try_pop_into(&self, out: &mut [u8]) -> core_lib::Result<usize> {
                 self.0.try_pop_into(out)
+            }
+            fn shutdown(&self, immediate: bool) -> core_lib::Result<usize> {
+                self.0.shutdown(immediate)
+            }
+            fn is_shutdown(&self) -> bool {
+                self.0.is_shutdown()
             }
         }
     };
@@ -317,6 +325,20 @@ unsafe fn descriptor<R: Ring>(
     }
 }
 
+/// Shut the ring down; the number of elements discarded to `*discarded`.
+unsafe fn shutdown<R: Ring>(ring: *const R, immediate: bool, discarded: *mut usize) -> c_int {
+    // SAFETY: a non-NULL `discarded` is writable (header contract).
+    unsafe { report(discarded, 0) };
+    // SAFETY: pointer rules of the header.
+    unsafe {
+        with_ring(ring, |r, _| {
+            let n = r.shutdown(immediate)?;
+            report(discarded, n);
+            Ok(SHMDS_OK)
+        })
+    }
+}
+
 /// A getter: `get(ring)`, or 0 for a NULL handle.
 unsafe fn attribute<R: Ring, T: Default>(ring: *const R, get: impl FnOnce(&R) -> T) -> T {
     // SAFETY: pointer rules of the header.
@@ -327,7 +349,8 @@ unsafe fn attribute<R: Ring, T: Default>(ring: *const R, get: impl FnOnce(&R) ->
 macro_rules! ring_api {
     ($decls:ident, $H:ident: $open:ident, $create:ident, $close:ident, $try_push:ident,
      $push:ident, $try_pop:ident, $pop:ident, $push_many:ident, $pop_many:ident, $len:ident,
-     $capacity:ident, $elem_size:ident, $descriptor:ident, $check:ident) => {
+     $capacity:ident, $elem_size:ident, $descriptor:ident, $check:ident, $shutdown:ident,
+     $is_shut_down:ident) => {
         c_items_with_text! { $decls;
             /// Open the existing structure `name`, which must hold elements
             /// of `elem_size` bytes and, unless `descriptor` is NULL, of that
@@ -505,6 +528,30 @@ macro_rules! ring_api {
                 // SAFETY: the header's pointer rules, passed on.
                 unsafe { super::liveness(handle, Ring::check) }
             }
+
+            /// Shut the structure down for every process: pushes fail with
+            /// SHMDS_E_SHUT_DOWN from now on, pops take what is left and
+            /// then fail with it; every waiter wakes. With `immediate`, the
+            /// elements still there are discarded; how many goes to
+            /// `*discarded` (if not NULL). Shutting down twice is harmless;
+            /// there is no way back short of erasing and creating it again.
+            #[no_mangle]
+            pub unsafe extern "C" fn $shutdown(
+                handle: *const $H,
+                immediate: bool,
+                discarded: *mut usize,
+            ) -> c_int {
+                // SAFETY: the header's pointer rules, passed on.
+                unsafe { shutdown(handle, immediate, discarded) }
+            }
+
+            /// Whether the structure was shut down, by any process (false
+            /// for NULL).
+            #[no_mangle]
+            pub unsafe extern "C" fn $is_shut_down(handle: *const $H) -> bool {
+                // SAFETY: the header's pointer rules, passed on.
+                unsafe { attribute(handle, Ring::is_shutdown) }
+            }
         }
     };
 }
@@ -512,8 +559,76 @@ macro_rules! ring_api {
 ring_api!(QUEUE_DECLS, ShmdsQueue: shmds_queue_open, shmds_queue_create, shmds_queue_close,
     shmds_queue_try_push, shmds_queue_push, shmds_queue_try_pop, shmds_queue_pop,
     shmds_queue_push_many, shmds_queue_pop_many, shmds_queue_len, shmds_queue_capacity,
-    shmds_queue_elem_size, shmds_queue_descriptor, shmds_queue_check);
+    shmds_queue_elem_size, shmds_queue_descriptor, shmds_queue_check, shmds_queue_shutdown,
+    shmds_queue_is_shut_down);
 ring_api!(STACK_DECLS, ShmdsStack: shmds_stack_open, shmds_stack_create, shmds_stack_close,
     shmds_stack_try_push, shmds_stack_push, shmds_stack_try_pop, shmds_stack_pop,
     shmds_stack_push_many, shmds_stack_pop_many, shmds_stack_len, shmds_stack_capacity,
-    shmds_stack_elem_size, shmds_stack_descriptor, shmds_stack_check);
+    shmds_stack_elem_size, shmds_stack_descriptor, shmds_stack_check, shmds_stack_shutdown,
+    shmds_stack_is_shut_down);
+
+// ------------------------------------------------------------- queue tasks
+// (a queue counts tasks, as Python's JoinableQueue; a stack does not)
+
+/// Pop one element into `out` (`out_size` bytes, exactly the element size)
+/// and count it as an unfinished task, to be marked done with
+/// `shmds_queue_task_done` (see `shmds_queue_join`). `timeout_ns` 0: only if
+/// one is there now (SHMDS_E_EMPTY); else wait up to `timeout_ns`
+/// (negative: forever; SHMDS_E_TIMEOUT).
+#[no_mangle]
+pub unsafe extern "C" fn shmds_queue_pop_task(
+    queue: *const ShmdsQueue,
+    out: *mut c_void,
+    out_size: usize,
+    timeout_ns: i64,
+) -> c_int {
+    // SAFETY: pointer rules of the header.
+    unsafe {
+        with_ring(queue, |q, need| {
+            let out = need.output(out, out_size)?;
+            if timeout_ns == 0 {
+                return Ok(match q.0.try_pop_tasks_into(out)? {
+                    0 => miss(SHMDS_E_EMPTY, c"empty: nothing to pop now"),
+                    _ => SHMDS_OK,
+                });
+            }
+            q.0.pop_tasks_into(out, timeout(timeout_ns), None)?;
+            Ok(SHMDS_OK)
+        })
+    }
+}
+
+/// Mark one task taken by `shmds_queue_pop_task` (in any process) as done.
+/// SHMDS_E_INVALID if no task is unfinished.
+#[no_mangle]
+pub unsafe extern "C" fn shmds_queue_task_done(queue: *const ShmdsQueue) -> c_int {
+    // SAFETY: pointer rules of the header.
+    unsafe { with_ring(queue, |q, _| Ok(q.0.task_done().map(|()| SHMDS_OK)?)) }
+}
+
+/// Wait until the queue is empty and every task taken from it was marked
+/// done, up to `timeout_ns` (negative: forever): SHMDS_OK, or
+/// SHMDS_E_TIMEOUT. Elements taken by the other pops count as done at once.
+#[no_mangle]
+pub unsafe extern "C" fn shmds_queue_join(queue: *const ShmdsQueue, timeout_ns: i64) -> c_int {
+    // SAFETY: pointer rules of the header.
+    unsafe {
+        with_ring(queue, |q, _| {
+            Ok(match q.0.join(timeout(timeout_ns), None)? {
+                true => SHMDS_OK,
+                false => miss(
+                    SHMDS_E_TIMEOUT,
+                    c"timed out waiting for the tasks to be done",
+                ),
+            })
+        })
+    }
+}
+
+/// Tasks taken by `shmds_queue_pop_task` and not yet marked done (0 for
+/// NULL).
+#[no_mangle]
+pub unsafe extern "C" fn shmds_queue_unfinished_tasks(queue: *const ShmdsQueue) -> u64 {
+    // SAFETY: the header's pointer rules, passed on.
+    unsafe { attribute(queue, |q| q.0.unfinished_tasks()) }
+}

@@ -132,6 +132,14 @@ pub unsafe extern "C" fn shmds_set_remove(
     unsafe { with_key(set, key, key_size, |s, k| s.remove(k)) }
 }
 
+/// Remove every key (each removal is atomic; keys inserted meanwhile by
+/// other processes may stay).
+#[no_mangle]
+pub unsafe extern "C" fn shmds_set_clear(set: *const ShmdsSet) -> c_int {
+    // SAFETY: pointer rules of the header.
+    unsafe { liveness(set, |s| s.0.clear()) }
+}
+
 /// Number of keys (0 for NULL).
 #[no_mangle]
 pub unsafe extern "C" fn shmds_set_len(set: *const ShmdsSet) -> usize {

@@ -1156,6 +1156,80 @@ static void test_iteration_and_cas(ShmdsSegment *seg) {
     shmds_array_close(quotes);
 }
 
+/* Shutdown, tasks and join, map/set contains and clear, the segment's name,
+ * descriptor canonicalization. */
+static void test_lifecycle_calls(ShmdsSegment *seg) {
+    ShmdsQueue *q;
+    ShmdsStack *s;
+    must(shmds_queue_create(seg, "life-q", 8, "<Q", 4, false, &q), "life-q");
+    must(shmds_stack_create(seg, "life-s", 8, "<Q", 4, false, &s), "life-s");
+    uint64_t v = 5, out = 0;
+    size_t n = 99;
+    /* Tasks: a counting pop, task_done, join. */
+    must(shmds_queue_push(q, &v, sizeof v, -1), "push");
+    EXPECT(shmds_queue_join(q, 1000000), SHMDS_E_TIMEOUT, "timed out waiting for the tasks");
+    EXPECT(shmds_queue_pop_task(q, &out, sizeof out, 0), SHMDS_OK, no_text);
+    CHECK(out == 5 && shmds_queue_unfinished_tasks(q) == 1, "pop_task: %" PRIu64, out);
+    EXPECT(shmds_queue_join(q, 0), SHMDS_E_TIMEOUT, no_text);
+    EXPECT(shmds_queue_task_done(q), SHMDS_OK, no_text);
+    EXPECT(shmds_queue_join(q, -1), SHMDS_OK, no_text);
+    EXPECT(shmds_queue_task_done(q), SHMDS_E_INVALID, "more times than elements were taken");
+    EXPECT(shmds_queue_pop_task(q, &out, sizeof out, 0), SHMDS_E_EMPTY, no_text);
+    EXPECT(shmds_queue_pop_task(q, &out, 4, 0), SHMDS_E_INVALID, no_text);
+    /* Shutdown: pushes fail, what is left is popped, then the code. */
+    must(shmds_queue_push(q, &v, sizeof v, -1), "push");
+    must(shmds_stack_push(s, &v, sizeof v, -1), "push");
+    must(shmds_stack_push(s, &v, sizeof v, -1), "push");
+    CHECK(!shmds_queue_is_shut_down(q), "not shut down yet");
+    EXPECT(shmds_queue_shutdown(q, false, &n), SHMDS_OK, no_text);
+    CHECK(n == 0 && shmds_queue_is_shut_down(q), "shutdown: %zu discarded", n);
+    EXPECT(shmds_queue_try_push(q, &v, sizeof v), SHMDS_E_SHUT_DOWN, no_text);
+    EXPECT(shmds_queue_pop(q, &out, sizeof out, -1), SHMDS_OK, no_text);
+    EXPECT(shmds_queue_pop(q, &out, sizeof out, -1), SHMDS_E_SHUT_DOWN, no_text);
+    EXPECT(shmds_stack_shutdown(s, true, &n), SHMDS_OK, no_text);
+    CHECK(n == 2 && shmds_stack_is_shut_down(s), "immediate shutdown: %zu discarded", n);
+    EXPECT(shmds_stack_try_pop(s, &out, sizeof out), SHMDS_E_SHUT_DOWN, no_text);
+    EXPECT(shmds_stack_shutdown(s, false, NULL), SHMDS_OK, no_text);
+    EXPECT(shmds_queue_shutdown(NULL, false, &n), SHMDS_E_INVALID, no_text);
+    CHECK(!shmds_queue_is_shut_down(NULL), "NULL is not shut down");
+    shmds_queue_close(q);
+    shmds_stack_close(s);
+
+    /* Map and set: contains and clear. */
+    ShmdsMap *m;
+    ShmdsSet *set;
+    must(shmds_map_create(seg, "life-m", 8, "<Q", 8, "<Q", 8, false, &m), "life-m");
+    must(shmds_set_create(seg, "life-set", 4, "<I", 8, false, &set), "life-set");
+    for (uint64_t k = 1; k <= 3; k++) must(shmds_map_insert(m, &k, sizeof k, &k, sizeof k), "ins");
+    uint32_t key32 = 7;
+    must(shmds_set_insert(set, &key32, sizeof key32), "set insert");
+    uint64_t k2 = 2, k9 = 9;
+    EXPECT(shmds_map_contains(m, &k2, sizeof k2), 1, no_text);
+    EXPECT(shmds_map_contains(m, &k9, sizeof k9), 0, no_text);
+    EXPECT(shmds_map_contains(m, &k2, 4), SHMDS_E_INVALID, no_text);
+    EXPECT(shmds_map_clear(m), SHMDS_OK, no_text);
+    CHECK(shmds_map_len(m) == 0, "map cleared: %zu left", shmds_map_len(m));
+    EXPECT(shmds_map_contains(m, &k2, sizeof k2), 0, no_text);
+    EXPECT(shmds_set_clear(set), SHMDS_OK, no_text);
+    EXPECT(shmds_set_contains(set, &key32, sizeof key32), 0, no_text);
+    EXPECT(shmds_map_clear(NULL), SHMDS_E_INVALID, no_text);
+    shmds_map_close(m);
+    shmds_set_close(set);
+
+    /* The segment's name and canonical descriptors. */
+    char text[64];
+    size_t len = 0;
+    EXPECT(shmds_segment_name(seg, text, sizeof text, &len), SHMDS_OK, no_text);
+    CHECK(len == strlen(text) && len > 0, "segment name %s", text);
+    EXPECT(shmds_segment_name(seg, text, 1, &len), SHMDS_E_BUFFER_TOO_SMALL, no_text);
+    EXPECT(shmds_type_canonical("Q", text, sizeof text, &len), SHMDS_OK, no_text);
+    CHECK(strcmp(text, "<Q") == 0 && len == 2, "canonical Q: %s", text);
+    EXPECT(shmds_type_canonical("T{<Q:ts:xxxx<i:n:}", text, sizeof text, NULL), SHMDS_OK, no_text);
+    CHECK(strcmp(text, "T{<Q:ts:4x<i:n:}") == 0, "canonical record: %s", text);
+    EXPECT(shmds_type_canonical("<Z", text, sizeof text, NULL), SHMDS_E_INVALID, "<Z");
+    EXPECT(shmds_type_canonical(NULL, text, sizeof text, NULL), SHMDS_E_INVALID, no_text);
+}
+
 int main(int argc, char **argv) {
     if (argc == 4 && strcmp(argv[1], "fixture") == 0)
         return fixture(argv[2], argv[3]);
@@ -1180,6 +1254,7 @@ int main(int argc, char **argv) {
     test_queue_batches(seg);
     test_stack_batches(seg);
     test_iteration_and_cas(seg);
+    test_lifecycle_calls(seg);
     test_maps(seg);
     test_sets(seg);
     test_channel(seg);

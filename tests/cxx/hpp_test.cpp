@@ -481,6 +481,49 @@ static void test_queue(const shmds::Segment& seg) {
     CHECK(throws(SHMDS_E_STALE, [&] { jobs.check(); }));
 }
 
+/// Shutdown, tasks and join, map/set contains and clear, the segment's
+/// name and canonical type descriptors.
+static void test_lifecycle(const shmds::Segment& seg) {
+    auto q = seg.create_queue<std::uint64_t>("life-q", 4);
+    q.push(1);
+    CHECK(!q.join_for(1ms));
+    CHECK(q.try_pop_task() == std::optional<std::uint64_t>(1));
+    CHECK(q.unfinished_tasks() == 1 && !q.join_for(0ms));
+    q.task_done();
+    q.join();
+    CHECK(throws(SHMDS_E_INVALID, [&] { q.task_done(); }));
+    CHECK(!q.try_pop_task());
+    q.push(2);
+    q.push(3);
+    CHECK(!q.is_shut_down());
+    CHECK(q.shutdown() == 0 && q.is_shut_down());
+    CHECK(throws(SHMDS_E_SHUT_DOWN, [&] { q.push(4); }));
+    CHECK(q.pop_task() == 2);
+    q.task_done();
+    CHECK(q.shutdown(true) == 1);  // discards the 3
+    CHECK(throws(SHMDS_E_SHUT_DOWN, [&] { q.pop(); }));
+    auto st = seg.create_stack<std::int32_t>("life-s", 2);
+    st.push(5);
+    CHECK(st.shutdown(true) == 1 && st.is_shut_down());
+
+    auto m = seg.create_map<std::uint64_t, double>("life-m", 8);
+    m.insert(1, 1.5);
+    m.insert(2, 2.5);
+    CHECK(m.contains(2) && !m.contains(3));
+    m.clear();
+    CHECK(m.size() == 0 && !m.contains(2));
+    auto set = seg.create_set<std::uint32_t>("life-set", 8);
+    set.insert(7);
+    set.clear();
+    CHECK(!set.contains(7) && set.size() == 0);
+
+    CHECK(seg.name() == prefix + "-main");
+    CHECK(shmds::canonical_type("Q") == "<Q");
+    CHECK(shmds::canonical_type("T{<Q:ts:xxxx<i:n:}") == "T{<Q:ts:4x<i:n:}");
+    CHECK(throws(SHMDS_E_INVALID, [] { shmds::canonical_type("<Z"); }));
+    for (const char* n : {"life-q", "life-s", "life-m", "life-set"}) seg.erase(n);
+}
+
 static void test_stack(const shmds::Segment& seg) {
     shmds::Stack<std::int32_t> undo = seg.create_stack<std::int32_t>("undo", 3);
     for (std::int32_t v = -1; v >= -3; v--) undo.push(v);
@@ -1265,6 +1308,7 @@ int main(int argc, char** argv) {
         test_array(seg);
         test_queue(seg);
         test_stack(seg);
+        test_lifecycle(seg);
         test_map_set(seg);
         test_batches(seg);
         test_map_set_iteration(seg);

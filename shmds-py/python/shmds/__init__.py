@@ -42,8 +42,20 @@ import re
 import struct
 import sys
 import time
-from collections.abc import MutableMapping, MutableSet
-from typing import Any, Iterator, NamedTuple
+from collections.abc import Iterable, Iterator, Mapping, MutableMapping, MutableSet
+from types import EllipsisType
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Generic,
+    NamedTuple,
+    Self,
+    SupportsIndex,
+    TypeAlias,
+    TypeVar,
+    cast,
+    overload,
+)
 
 import numpy as np
 
@@ -83,6 +95,11 @@ from ._shmds import (
     remove,
     remove_abandoned,
 )
+
+if TYPE_CHECKING:
+    from typing_extensions import Buffer
+
+    from . import _typing as _t  # stub only: the element-type spellings
 
 __all__ = [
     "Array",
@@ -133,6 +150,20 @@ __all__ = [
     "segment_status",
 ]
 
+# Type parameters of the handles: T is one element (Array, Queue, Stack,
+# Channel, Topic), K a key and V a value (Map, Set).
+T = TypeVar("T")
+K = TypeVar("K")
+V = TypeVar("V")
+_D = TypeVar("_D")  # a default (Map.get, Map.pop)
+_H = TypeVar("_H")  # a handle (Segment._open_as)
+_I = TypeVar("_I", bound="np.integer[Any]")
+_F = TypeVar("_F", bound="np.floating[Any]")
+_N = TypeVar("_N", bound="np.integer[Any] | np.floating[Any]")
+
+#: Indexes of an array other than one element's (which numpy answers).
+_Indexes: TypeAlias = "slice | EllipsisType | tuple[Any, ...] | list[Any] | np.ndarray[Any, Any]"
+
 _CODES = {
     ("u", 1): "B",
     ("i", 1): "b",
@@ -182,7 +213,7 @@ def _pep3118(dt: np.dtype) -> str:
         return "(" + ",".join(str(n) for n in shape) + ")" + _pep3118(base)
     if dt.names is not None:
         fields = sorted(
-            ((info[1], name, info[0]) for name, info in dt.fields.items()),
+            ((info[1], name, info[0]) for name, info in _fields(dt).items()),
             key=lambda f: f[0],
         )
         out, cursor = [], 0
@@ -205,6 +236,11 @@ def _pep3118(dt: np.dtype) -> str:
     return (">" if big else "<") + code
 
 
+def _fields(dt: np.dtype) -> Mapping[str, tuple[Any, ...]]:
+    """The fields of ``dt``, a record (``dt.names`` is not None)."""
+    return dt.fields or {}
+
+
 _FIXED_STR = re.compile(r"T\{B:len:(\d+)s:bytes:\}")
 
 
@@ -219,7 +255,9 @@ def dtype_of(desc: str) -> np.dtype:
 @functools.lru_cache(maxsize=256)
 def _dtype_of(desc: str) -> np.dtype:
     try:
-        from numpy._core._internal import _dtype_from_pep3118  # numpy >= 2
+        from numpy._core._internal import (  # type: ignore[attr-defined]  # numpy >= 2
+            _dtype_from_pep3118,
+        )
     except ImportError:  # pragma: no cover - numpy 1.x
         from numpy.core._internal import _dtype_from_pep3118
     return _raw_bytes_as_void(_dtype_from_pep3118(desc))
@@ -232,12 +270,15 @@ def _raw_bytes_as_void(dt: np.dtype) -> np.dtype:
         new = _raw_bytes_as_void(base)
         return dt if new == base else np.dtype((new, shape))
     if dt.names is not None:
-        formats = [_raw_bytes_as_void(dt.fields[n][0]) for n in dt.names]
-        if all(f == dt.fields[n][0] for f, n in zip(formats, dt.names)):
+        fields = _fields(dt)
+        formats = [_raw_bytes_as_void(fields[n][0]) for n in dt.names]
+        if all(f == fields[n][0] for f, n in zip(formats, dt.names)):
             return dt
-        return np.dtype({"names": list(dt.names), "formats": formats,
-                         "offsets": [dt.fields[n][1] for n in dt.names],
-                         "itemsize": dt.itemsize}, align=dt.isalignedstruct)
+        spec: Any = {"names": list(dt.names), "formats": formats,
+                     "offsets": [fields[n][1] for n in dt.names],
+                     "itemsize": dt.itemsize}
+        record: np.dtype = np.dtype(spec, align=dt.isalignedstruct)
+        return record
     if dt.kind == "S":
         return np.dtype(f"V{dt.itemsize}")
     return dt
@@ -319,7 +360,7 @@ def _pack_elements(desc: str, items: Any) -> Any:
             items = items.reshape(-1).tolist()
         return _shmds._pack(desc, items)
     if kind == "subarray":
-        base, shape = dt.subdtype
+        base, shape = cast("tuple[np.dtype, tuple[int, ...]]", dt.subdtype)
         a = _sub_array(items, base)
         if a.shape[a.ndim - len(shape):] != shape:
             raise ValueError(f"elements of type {desc} have shape {shape}; "
@@ -351,7 +392,7 @@ def _codec(desc: str) -> tuple[Any, Any]:
 
         return encode, decode
 
-    def encode(value: Any) -> bytes:  # noqa: F811 - one of two shapes
+    def encode_record(value: Any) -> bytes:
         if isinstance(value, list):
             value = tuple(value)
         a = np.asarray(value, dtype=dt)
@@ -360,10 +401,10 @@ def _codec(desc: str) -> tuple[Any, Any]:
                              f"not an array of shape {a.shape}")
         return a.tobytes()
 
-    def decode(data: bytes) -> Any:  # noqa: F811
+    def decode_record(data: bytes) -> Any:
         return np.frombuffer(data, dtype=dt)[0]
 
-    return encode, decode
+    return encode_record, decode_record
 
 
 class EntryInfo(NamedTuple):
@@ -460,7 +501,7 @@ class Segment(_shmds.Segment):
     zeroed) apply to a segment this call creates.
     """
 
-    def __enter__(self) -> Segment:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -471,11 +512,58 @@ class Segment(_shmds.Segment):
             return "<shmds.Segment (closed)>"
         return f"<shmds.Segment {self.name!r} size={self.size}>"
 
-    def __reduce__(self) -> tuple:
+    def __reduce__(self) -> tuple[Any, ...]:
         # Pickles as "attach to this segment by name".
         return (_attach_segment, (self.name,))
 
-    def array(self, name: str, dtype: Any, length: int) -> Array:
+    # The overloads tell a type checker the element type each dtype gives
+    # (shmds/_typing.pyi lists the spellings): "<u8" makes a Queue[int], a
+    # Map with key="S16" a Map[str, ...]; an array's elements read back as
+    # numpy scalars (Array[np.uint64]). Other dtypes (records, sub-arrays,
+    # big-endian ones, a str variable) give Any.
+
+    @overload
+    def array(self, name: str, dtype: _t.U1, length: int) -> Array[np.uint8]: ...
+    @overload
+    def array(self, name: str, dtype: _t.U2, length: int) -> Array[np.uint16]: ...
+    @overload
+    def array(self, name: str, dtype: _t.U4, length: int) -> Array[np.uint32]: ...
+    @overload
+    def array(self, name: str, dtype: _t.U8, length: int) -> Array[np.uint64]: ...
+    @overload
+    def array(self, name: str, dtype: _t.I1, length: int) -> Array[np.int8]: ...
+    @overload
+    def array(self, name: str, dtype: _t.I2, length: int) -> Array[np.int16]: ...
+    @overload
+    def array(self, name: str, dtype: _t.I4, length: int) -> Array[np.int32]: ...
+    @overload
+    def array(self, name: str, dtype: _t.I8, length: int) -> Array[np.int64]: ...
+    @overload
+    def array(self, name: str, dtype: _t.F4, length: int) -> Array[np.float32]: ...
+    @overload
+    def array(self, name: str, dtype: _t.F8, length: int) -> Array[np.float64]: ...
+    @overload
+    def array(self, name: str, dtype: _t.IntPlatform,
+              length: int) -> Array[np.signedinteger[Any]]: ...
+    @overload
+    def array(self, name: str, dtype: _t.UIntPlatform,
+              length: int) -> Array[np.unsignedinteger[Any]]: ...
+    @overload
+    def array(self, name: str, dtype: _t.StrDtype, length: int) -> Array[str]: ...
+    @overload
+    def array(self, name: str, dtype: _t.BytesDtype, length: int) -> Array[bytes]: ...
+    @overload
+    def array(
+        self, name: str, dtype: type[int], length: int
+    ) -> Array[np.int64]: ...  # numpy's int: int64 on 64-bit Linux
+    @overload
+    def array(self, name: str, dtype: type[float], length: int) -> Array[np.float64]: ...
+    @overload
+    def array(self, name: str, dtype: type[_N] | np.dtype[_N], length: int) -> Array[_N]: ...
+    @overload
+    def array(self, name: str, dtype: Any, length: int) -> Array[Any]: ...
+
+    def array(self, name: str, dtype: Any, length: int) -> Array[Any]:
         """The array ``name`` of ``length`` elements of ``dtype``, created if
         it does not exist. An existing array must hold ``dtype``
         (``TypeError`` otherwise) and ``length`` elements (``ValueError``;
@@ -484,18 +572,95 @@ class Segment(_shmds.Segment):
         (README, "Strings and bytes")."""
         return Array(self, name, descriptor(dtype), length)
 
-    def queue(self, name: str, dtype: Any, capacity: int) -> Queue:
+    @overload
+    def queue(
+        self, name: str, dtype: _t.IntDtype, capacity: int
+    ) -> Queue[int]: ...
+    @overload
+    def queue(self, name: str, dtype: _t.FloatDtype, capacity: int) -> Queue[float]: ...
+    @overload
+    def queue(self, name: str, dtype: _t.StrDtype, capacity: int) -> Queue[str]: ...
+    @overload
+    def queue(self, name: str, dtype: _t.BytesDtype, capacity: int) -> Queue[bytes]: ...
+    @overload
+    def queue(self, name: str, dtype: Any, capacity: int) -> Queue[Any]: ...
+
+    def queue(self, name: str, dtype: Any, capacity: int) -> Queue[Any]:
         """The FIFO queue ``name`` of ``capacity`` elements of ``dtype``,
         created if it does not exist (``TypeError`` if it holds another
         type, ``ValueError`` if it has another capacity). Types as for
         :meth:`array`."""
         return Queue(self, name, "queue", descriptor(dtype), capacity)
 
-    def stack(self, name: str, dtype: Any, capacity: int) -> Stack:
+    @overload
+    def stack(
+        self, name: str, dtype: _t.IntDtype, capacity: int
+    ) -> Stack[int]: ...
+    @overload
+    def stack(self, name: str, dtype: _t.FloatDtype, capacity: int) -> Stack[float]: ...
+    @overload
+    def stack(self, name: str, dtype: _t.StrDtype, capacity: int) -> Stack[str]: ...
+    @overload
+    def stack(self, name: str, dtype: _t.BytesDtype, capacity: int) -> Stack[bytes]: ...
+    @overload
+    def stack(self, name: str, dtype: Any, capacity: int) -> Stack[Any]: ...
+
+    def stack(self, name: str, dtype: Any, capacity: int) -> Stack[Any]:
         """The LIFO stack ``name``, like :meth:`queue`."""
         return Stack(self, name, "stack", descriptor(dtype), capacity)
 
-    def map(self, name: str, key: Any, value: Any, capacity: int) -> Map:
+    # Keys: int, str, bytes (float keys, records: Any); values: int, float,
+    # str, bytes, else Any.
+    @overload
+    def map(
+        self, name: str, key: _t.IntDtype, value: _t.IntDtype, capacity: int
+    ) -> Map[int, int]: ...
+    @overload
+    def map(self, name: str, key: _t.IntDtype, value: _t.FloatDtype,
+            capacity: int) -> Map[int, float]: ...
+    @overload
+    def map(self, name: str, key: _t.IntDtype, value: _t.StrDtype,
+            capacity: int) -> Map[int, str]: ...
+    @overload
+    def map(self, name: str, key: _t.IntDtype, value: _t.BytesDtype,
+            capacity: int) -> Map[int, bytes]: ...
+    @overload
+    def map(self, name: str, key: _t.IntDtype, value: Any, capacity: int) -> Map[int, Any]: ...
+    @overload
+    def map(
+        self, name: str, key: _t.StrDtype, value: _t.IntDtype, capacity: int
+    ) -> Map[str, int]: ...
+    @overload
+    def map(self, name: str, key: _t.StrDtype, value: _t.FloatDtype,
+            capacity: int) -> Map[str, float]: ...
+    @overload
+    def map(self, name: str, key: _t.StrDtype, value: _t.StrDtype,
+            capacity: int) -> Map[str, str]: ...
+    @overload
+    def map(self, name: str, key: _t.StrDtype, value: _t.BytesDtype,
+            capacity: int) -> Map[str, bytes]: ...
+    @overload
+    def map(self, name: str, key: _t.StrDtype, value: Any, capacity: int) -> Map[str, Any]: ...
+    @overload
+    def map(
+        self, name: str, key: _t.BytesDtype, value: _t.IntDtype, capacity: int
+    ) -> Map[bytes, int]: ...
+    @overload
+    def map(self, name: str, key: _t.BytesDtype, value: _t.FloatDtype,
+            capacity: int) -> Map[bytes, float]: ...
+    @overload
+    def map(self, name: str, key: _t.BytesDtype, value: _t.StrDtype,
+            capacity: int) -> Map[bytes, str]: ...
+    @overload
+    def map(self, name: str, key: _t.BytesDtype, value: _t.BytesDtype,
+            capacity: int) -> Map[bytes, bytes]: ...
+    @overload
+    def map(self, name: str, key: _t.BytesDtype, value: Any,
+            capacity: int) -> Map[bytes, Any]: ...
+    @overload
+    def map(self, name: str, key: Any, value: Any, capacity: int) -> Map[Any, Any]: ...
+
+    def map(self, name: str, key: Any, value: Any, capacity: int) -> Map[Any, Any]:
         """The map ``name`` from ``key`` to ``value`` holding at most
         ``capacity`` keys, created if it does not exist. Key and value
         types as for :meth:`array`: ``"S<n>"`` means strings of up to n
@@ -504,7 +669,20 @@ class Segment(_shmds.Segment):
         k, v = descriptor(key), descriptor(value)
         return Map(self, name, k, v, capacity, _map_codecs(k, v))
 
-    def set(self, name: str, key: Any, capacity: int) -> Set:
+    @overload
+    def set(
+        self, name: str, key: _t.IntDtype, capacity: int
+    ) -> Set[int]: ...
+    @overload
+    def set(self, name: str, key: _t.FloatDtype, capacity: int) -> Set[float]: ...
+    @overload
+    def set(self, name: str, key: _t.StrDtype, capacity: int) -> Set[str]: ...
+    @overload
+    def set(self, name: str, key: _t.BytesDtype, capacity: int) -> Set[bytes]: ...
+    @overload
+    def set(self, name: str, key: Any, capacity: int) -> Set[Any]: ...
+
+    def set(self, name: str, key: Any, capacity: int) -> Set[Any]:
         """The set ``name`` of at most ``capacity`` keys of type ``key``,
         created if it does not exist (``TypeError`` if it holds another key
         type or is not a set, ``ValueError`` if it has another capacity).
@@ -513,7 +691,7 @@ class Segment(_shmds.Segment):
         return Set(self, name, k, capacity, _key_codecs(k))
 
     def channel(self, name: str, capacity: int, max_message: int | None = None,
-                spsc: bool = False, checksum: bool = False) -> Channel:
+                spsc: bool = False, checksum: bool = False) -> Channel[Any]:
         """The channel ``name``: a bounded ring of ``capacity`` bytes
         (rounded up to a multiple of 64; each message takes whole 64-byte
         cells, at least one) carrying messages of any size up to
@@ -527,7 +705,7 @@ class Segment(_shmds.Segment):
         return Channel(self, name, capacity, max_message, spsc, checksum)
 
     def topic(self, name: str, capacity: int, max_message: int | None = None,
-              checksum: bool = False) -> Topic:
+              checksum: bool = False) -> Topic[Any]:
         """The topic ``name``: a broadcast ring of ``capacity`` bytes
         holding the newest messages that fit, each up to ``max_message``
         bytes (default and most: half the capacity), created if it does
@@ -582,10 +760,23 @@ class Segment(_shmds.Segment):
         """The run-once cell ``name``, created if it does not exist."""
         return Once(self, name)
 
-    def open(self, name: str) -> (Array | Queue | Stack | Map | Set | Channel | Topic | Lock | RwLock
-                                  | Condition | Semaphore | Barrier | Event | Latch | Once):
+    def open(self, name: str) -> (Array[Any] | Queue[Any] | Stack[Any] | Map[Any, Any] | Set[Any]
+                                  | Channel[Any] | Topic[Any] | Lock | RwLock | Condition
+                                  | Semaphore | Barrier | Event | Latch | Once):
         """Open the structure ``name`` with the kind and types recorded in
-        the table (``KeyError`` if there is none)."""
+        the table (``KeyError`` if there is none).
+
+        The result is a union of every kind for a type checker. When the
+        kind is known, the typed accessors return it without narrowing:
+        :meth:`open_array`, :meth:`open_queue`, :meth:`open_stack`,
+        :meth:`open_map`, :meth:`open_set`, :meth:`open_channel`,
+        :meth:`open_topic`, :meth:`open_lock`, :meth:`open_rwlock`,
+        :meth:`open_condition`, :meth:`open_semaphore`,
+        :meth:`open_barrier`, :meth:`open_event`, :meth:`open_latch` and
+        :meth:`open_once` open ``name`` as this does, and raise
+        ``TypeError`` if it is another kind. Their element types are
+        ``Any``: annotate the variable to state them
+        (``jobs: shmds.Queue[int] = seg.open_queue("jobs")``)."""
         for e in self.entries():
             if e.name == name:
                 if e.kind == "array":
@@ -605,6 +796,82 @@ class Segment(_shmds.Segment):
                     return _coord.open_kind(self, name, e.kind)
                 raise TypeError(f"{name!r} is a {e.kind}, which this package cannot open")
         raise KeyError(f"segment {self.name!r} has no structure {name!r}")
+
+    def _open_as(self, name: str, cls: type[_H]) -> _H:
+        """:meth:`open` ``name``, which must be of the kind of ``cls``."""
+        handle = self.open(name)
+        kind, wanted = _KIND_OF[type(handle)], _KIND_OF[cls]
+        if isinstance(handle, cls) and kind == wanted:
+            return handle
+        handle.close()
+        raise TypeError(f"{name!r} is {_A_KIND[kind]}, not {_A_KIND[wanted]}")
+
+    # The typed accessors (see open).
+
+    def open_array(self, name: str) -> Array[Any]:
+        """The existing array ``name`` (:meth:`open`; ``TypeError`` for another kind)."""
+        return self._open_as(name, Array)
+
+    def open_queue(self, name: str) -> Queue[Any]:
+        """The existing queue ``name`` (:meth:`open`; ``TypeError`` for another kind,
+        a stack included)."""
+        return self._open_as(name, Queue)
+
+    def open_stack(self, name: str) -> Stack[Any]:
+        """The existing stack ``name`` (:meth:`open`; ``TypeError`` for another kind)."""
+        return self._open_as(name, Stack)
+
+    def open_map(self, name: str) -> Map[Any, Any]:
+        """The existing map ``name`` (:meth:`open`; ``TypeError`` for another kind)."""
+        return self._open_as(name, Map)
+
+    def open_set(self, name: str) -> Set[Any]:
+        """The existing set ``name`` (:meth:`open`; ``TypeError`` for another kind)."""
+        return self._open_as(name, Set)
+
+    def open_channel(self, name: str) -> Channel[Any]:
+        """The existing channel ``name`` (:meth:`open`; ``TypeError`` for another kind)."""
+        return self._open_as(name, Channel)
+
+    def open_topic(self, name: str) -> Topic[Any]:
+        """The existing topic ``name`` (:meth:`open`; ``TypeError`` for another kind)."""
+        return self._open_as(name, Topic)
+
+    def open_lock(self, name: str) -> Lock:
+        """The existing lock ``name`` (:meth:`open`; ``TypeError`` for another kind)."""
+        return self._open_as(name, Lock)
+
+    def open_rwlock(self, name: str) -> RwLock:
+        """The existing readers-writer lock ``name`` (:meth:`open`; ``TypeError``
+        for another kind)."""
+        return self._open_as(name, RwLock)
+
+    def open_condition(self, name: str) -> Condition:
+        """The existing condition ``name`` (:meth:`open`; ``TypeError`` for
+        another kind)."""
+        return self._open_as(name, Condition)
+
+    def open_semaphore(self, name: str) -> Semaphore:
+        """The existing semaphore ``name``, a :class:`BoundedSemaphore` if it
+        is bounded (:meth:`open`; ``TypeError`` for another kind)."""
+        return self._open_as(name, Semaphore)
+
+    def open_barrier(self, name: str) -> Barrier:
+        """The existing barrier ``name`` (:meth:`open`; ``TypeError`` for another kind)."""
+        return self._open_as(name, Barrier)
+
+    def open_event(self, name: str) -> Event:
+        """The existing event ``name`` (:meth:`open`; ``TypeError`` for another kind)."""
+        return self._open_as(name, Event)
+
+    def open_latch(self, name: str) -> Latch:
+        """The existing latch ``name`` (:meth:`open`; ``TypeError`` for another kind)."""
+        return self._open_as(name, Latch)
+
+    def open_once(self, name: str) -> Once:
+        """The existing run-once cell ``name`` (:meth:`open`; ``TypeError`` for
+        another kind)."""
+        return self._open_as(name, Once)
 
     def entries(self) -> list[EntryInfo]:
         """The table: name, kind, type, key type, capacity, bytes and fill."""
@@ -654,12 +921,20 @@ def _is_index(index: Any) -> bool:
     return isinstance(index, (int, np.integer)) and not isinstance(index, bool)
 
 
-def _attach_array(segment: str, name: str) -> Array:
+def _attach_array(segment: str, name: str) -> Array[Any]:
     return Array(Segment(segment, create=False), name)
 
 
-class Array(_shmds.Array):
-    """A fixed-length array in shared memory.
+class Array(_shmds.Array, Generic[T]):
+    """A fixed-length array in shared memory, made (or opened) by
+    :meth:`Segment.array` or :meth:`Segment.open_array`. (The constructor,
+    ``Array(segment, name, descriptor=None, length=None)``, takes a shmds
+    type descriptor, not a dtype: see :func:`descriptor`.)
+
+    ``T`` is what ``arr[i]`` reads: the numpy scalar of the element type
+    (``Array[np.uint64]`` for ``"<u8"``, ``Array[np.float32]`` for
+    ``"<f4"``), ``str`` for ``"S<n>"``, ``bytes`` for ``"V<n>"``; ``Any``
+    for records and sub-arrays.
 
     It supports the buffer protocol: :meth:`numpy` (and
     ``numpy.asarray(arr)``) is a zero-copy view of the shared bytes (a
@@ -694,10 +969,31 @@ class Array(_shmds.Array):
         base type: numpy makes the shape extra dimensions)."""
         return self.numpy().dtype
 
+    @overload
+    def __getitem__(self, index: SupportsIndex) -> T: ...
+    @overload
+    def __getitem__(self, index: slice) -> np.ndarray: ...
+    @overload
+    def __getitem__(self, index: _Indexes) -> Any: ...
+
     def __getitem__(self, index: Any) -> Any:
         if _kind(self.descriptor) in ("str", "bytes") and _is_index(index):
             return self._get(index)  # str, or exactly itemsize bytes
         return self.numpy()[index]
+
+    # One element: an integer array takes ints (Python or numpy), a float
+    # array any real number, others their T; slices and the like anything
+    # numpy converts (checked at run time).
+    @overload
+    def __setitem__(self: Array[_I], index: SupportsIndex,
+                    value: int | np.integer[Any]) -> None: ...
+    @overload
+    def __setitem__(self: Array[_F], index: SupportsIndex,
+                    value: float | np.integer[Any] | np.floating[Any]) -> None: ...
+    @overload
+    def __setitem__(self, index: SupportsIndex, value: T) -> None: ...
+    @overload
+    def __setitem__(self, index: _Indexes, value: Any) -> None: ...
 
     def __setitem__(self, index: Any, value: Any) -> None:
         # Converted by the rules of a queue put, one element or many.
@@ -715,7 +1011,7 @@ class Array(_shmds.Array):
             return
         view[index] = np.frombuffer(_pack_elements(desc, value), dtype=view.dtype)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[T]:
         if _kind(self.descriptor) in ("str", "bytes"):
             return (self._get(i) for i in range(len(self)))
         return iter(self.numpy())
@@ -729,17 +1025,17 @@ class Array(_shmds.Array):
             return f"<shmds.Array {self.name!r} (erased)>"
         return f"<shmds.Array {self.name!r} type={self.descriptor!r} len={size}>"
 
-    def __reduce__(self) -> tuple:
+    def __reduce__(self) -> tuple[Any, ...]:
         return (_attach_array, (self.segment_name, self.name))
 
-    def __enter__(self) -> Array:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
 
-class Queue(_shmds.Queue):
+class Queue(_shmds.Queue, Generic[T]):
     """A bounded FIFO queue in shared memory with the :class:`queue.Queue`
     methods: ``put``/``get`` (``block=True, timeout=None``: ``None`` waits
     forever; Ctrl-C interrupts the wait), ``put_nowait``/``get_nowait``,
@@ -767,10 +1063,17 @@ class Queue(_shmds.Queue):
 
     :meth:`close` drops this handle; calls blocked on it in other threads
     of this process wake up and raise :class:`ValueError`.
+
+    Make (or open) one with :meth:`Segment.queue` or
+    :meth:`Segment.open_queue`; ``T`` is the type of one element
+    (``Queue[int]`` for ``"<u8"``: Python ints in and out). (The
+    constructor, ``Queue(segment, name, kind, desc=None, capacity=None)``
+    with ``kind`` ``"queue"`` or ``"stack"``, takes a shmds type descriptor,
+    not a dtype: see :func:`descriptor`.)
     """
 
     def __new__(cls, segment: Segment, name: str, kind: str, desc: str | None = None,
-                capacity: int | None = None) -> Queue:
+                capacity: int | None = None) -> Self:
         if desc is None:
             for e in segment.entries():
                 if e.name == name:
@@ -779,8 +1082,16 @@ class Queue(_shmds.Queue):
         return super().__new__(cls, segment, name, kind, desc if capacity is not None else None,
                                capacity, *codec)
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        pass
+    if TYPE_CHECKING:
+        # The native methods, with the element type (the constructor is
+        # __new__'s, above).
+        def put(self, item: T, block: bool = True, timeout: float | None = None) -> None: ...
+        def put_nowait(self, item: T) -> None: ...
+        def get(self, block: bool = True, timeout: float | None = None) -> T: ...
+        def get_nowait(self) -> T: ...
+    else:
+        def __init__(self, *args, **kwargs):
+            pass
 
     @property
     def dtype(self) -> np.dtype:
@@ -803,12 +1114,12 @@ class Queue(_shmds.Queue):
         out = np.empty(n, dtype=self.dtype)
         if n == 0:
             return out
-        got = self._get_into(memoryview(out).cast("B"), block, timeout)
+        got = self._get_into(out.data.cast("B"), block, timeout)
         if got == 0:
             raise queue.Empty(f"{self.name} is empty")
         return out[:got]
 
-    async def get_async(self, timeout: float | None = None) -> Any:
+    async def get_async(self, timeout: float | None = None) -> T:
         """``await`` form of :meth:`get`: an element, waiting up to
         ``timeout`` seconds (None: as long as it takes) without blocking
         the event loop; :class:`queue.Empty` once ``timeout`` passed,
@@ -817,7 +1128,7 @@ class Queue(_shmds.Queue):
         return await _aio.retry(self.get_nowait, queue.Empty, self._wait_get, self._wake,
                                 timeout)
 
-    async def put_async(self, item: Any, timeout: float | None = None) -> None:
+    async def put_async(self, item: T, timeout: float | None = None) -> None:
         """``await`` form of :meth:`put`: :class:`queue.Full` once
         ``timeout`` passed without room; cancellable (a cancelled call put
         nothing)."""
@@ -868,25 +1179,26 @@ class Queue(_shmds.Queue):
         return (f"<shmds.{type(self).__name__} {self.name!r} type={self.descriptor!r} "
                 f"size={size}/{self.maxsize}{shut}>")
 
-    def __reduce__(self) -> tuple:
+    def __reduce__(self) -> tuple[Any, ...]:
         return (_attach, (self.segment_name, self.name))
 
-    def __enter__(self) -> Queue:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
 
-class Stack(Queue):
+class Stack(Queue[T]):
     """A bounded LIFO stack in shared memory: the :class:`Queue` methods
     (like :class:`queue.LifoQueue`), taking the newest element first,
     including the ``_async`` forms and :meth:`shutdown`. A stack does not
     count tasks: ``task_done``, ``join``, ``join_async`` and
-    ``unfinished_tasks`` raise :class:`TypeError`."""
+    ``unfinished_tasks`` raise :class:`TypeError`. Make (or open) one with
+    :meth:`Segment.stack` or :meth:`Segment.open_stack`."""
 
 
-class Map(_shmds.Map, MutableMapping):
+class Map(_shmds.Map, MutableMapping[K, V]):
     """A fixed-capacity hash map in shared memory, a
     :class:`collections.abc.MutableMapping`: ``m[k]``, ``m[k] = v``,
     ``del m[k]``, ``in``, ``len``, ``get``, ``pop``, ``setdefault``,
@@ -894,21 +1206,50 @@ class Map(_shmds.Map, MutableMapping):
     for integer values. ``keys()``, ``values()`` and ``items()`` are lists
     taken in one pass (a key present throughout appears exactly once).
     Raises :class:`NoSpaceError` when a new key finds the map full.
+
+    Make (or open) one with :meth:`Segment.map` or :meth:`Segment.open_map`;
+    ``Map[str, float]`` maps ``"S<n>"`` keys to ``"<f8"`` values. (The
+    constructor, ``Map(segment, name, key=None, value=None, capacity=None,
+    codecs=None)``, takes shmds type descriptors and internal codecs.)
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        pass
+    if TYPE_CHECKING:
+        # The native methods, with the key and value types.
+        def __getitem__(self, key: K) -> V: ...
+        def __setitem__(self, key: K, value: V) -> None: ...
+        def __delitem__(self, key: K) -> None: ...
+        def __contains__(self, key: object) -> bool: ...
+        @overload
+        def get(self, key: K, default: None = None) -> V | None: ...
+        @overload
+        def get(self, key: K, default: V) -> V: ...
+        @overload
+        def get(self, key: K, default: _D) -> V | _D: ...
+        def get(self, key: K, default: Any = None) -> Any: ...
+        @overload
+        def pop(self, key: K, /) -> V: ...
+        @overload
+        def pop(self, key: K, default: V, /) -> V: ...
+        @overload
+        def pop(self, key: K, default: _D, /) -> V | _D: ...
+        def pop(self, key: K, *default: Any) -> Any: ...
+        def setdefault(self, key: K, default: V) -> V: ...  # the default is required
+        def fetch_add(self, key: K, delta: int | None = None) -> int: ...
+        def compare_exchange(self, key: K, current: int, new: int) -> int: ...
+    else:
+        def __init__(self, *args, **kwargs):
+            pass
 
-    def __iter__(self) -> Iterator[Any]:
+    def __iter__(self) -> Iterator[K]:
         return iter([k for k, _ in self._items()])
 
-    def items(self) -> list[tuple[Any, Any]]:  # type: ignore[override]
+    def items(self) -> list[tuple[K, V]]:  # type: ignore[override]
         return self._items()
 
-    def keys(self) -> list[Any]:  # type: ignore[override]
+    def keys(self) -> list[K]:  # type: ignore[override]
         return [k for k, _ in self._items()]
 
-    def values(self) -> list[Any]:  # type: ignore[override]
+    def values(self) -> list[V]:  # type: ignore[override]
         return [v for _, v in self._items()]
 
     def __repr__(self) -> str:
@@ -921,17 +1262,17 @@ class Map(_shmds.Map, MutableMapping):
         return (f"<shmds.Map {self.name!r} key={self.key_descriptor!r} "
                 f"value={self.value_descriptor!r} len={size}/{self.capacity}>")
 
-    def __reduce__(self) -> tuple:
+    def __reduce__(self) -> tuple[Any, ...]:
         return (_attach, (self.segment_name, self.name))
 
-    def __enter__(self) -> Map:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
 
-class Set(_shmds.Set, MutableSet):
+class Set(_shmds.Set, MutableSet[K]):
     """A fixed-capacity set of keys in shared memory (the :class:`Map`'s
     sibling, with the same key types), a
     :class:`collections.abc.MutableSet`: ``add``, ``discard``, ``remove``
@@ -941,16 +1282,30 @@ class Set(_shmds.Set, MutableSet):
     ``s - t`` and ``s ^ t`` return a builtin :class:`set`). Iteration goes
     over a list taken in one pass (a key present throughout appears exactly
     once). Raises :class:`NoSpaceError` when a new key finds the set full.
+
+    Make (or open) one with :meth:`Segment.set` or :meth:`Segment.open_set`;
+    ``Set[int]`` holds ``"<u8"`` keys. (The constructor, ``Set(segment,
+    name, key=None, capacity=None, codecs=None)``, takes a shmds type
+    descriptor and internal codecs.)
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        pass
+    if TYPE_CHECKING:
+        # The native methods, with the key type.
+        def insert(self, key: K) -> bool: ...
+        def add(self, key: K) -> None: ...
+        def discard(self, key: K) -> None: ...
+        def remove(self, key: K) -> None: ...
+        def pop(self) -> K: ...
+        def __contains__(self, key: object) -> bool: ...
+    else:
+        def __init__(self, *args, **kwargs):
+            pass
 
-    def __iter__(self) -> Iterator[Any]:
+    def __iter__(self) -> Iterator[K]:
         return iter(self._keys())
 
     @classmethod
-    def _from_iterable(cls, it: Any) -> set[Any]:
+    def _from_iterable(cls, it: Iterable[Any]) -> set[Any]:
         # The results of s | t and the like live in this process.
         return set(it)
 
@@ -964,10 +1319,10 @@ class Set(_shmds.Set, MutableSet):
         return (f"<shmds.Set {self.name!r} key={self.key_descriptor!r} "
                 f"len={size}/{self.capacity}>")
 
-    def __reduce__(self) -> tuple:
+    def __reduce__(self) -> tuple[Any, ...]:
         return (_attach, (self.segment_name, self.name))
 
-    def __enter__(self) -> Set:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -1012,7 +1367,7 @@ def _remaining(deadline: float | None) -> float | None:
     return None if deadline is None else max(0.0, deadline - time.monotonic())
 
 
-class Channel(_shmds.Channel):
+class Channel(_shmds.Channel, Generic[T]):
     """A bounded channel of variable-length messages in shared memory,
     shared by any number of processes; each message goes to one receiver.
 
@@ -1037,10 +1392,22 @@ class Channel(_shmds.Channel):
     an SPSC channel only one handle across all processes may send, and one
     receive (:class:`AlreadyAttachedError` for a second; ``close()`` the
     first to hand over).
+
+    Make (or open) one with :meth:`Segment.channel` or
+    :meth:`Segment.open_channel` (the constructor, ``Channel(segment, name,
+    capacity=None, max_message=None, spsc=None, checksum=None)``, opens
+    when ``capacity`` is None). ``T`` is the type of the objects of
+    ``put``/``get``: ``Any`` unless stated
+    (``events: shmds.Channel[dict[str, int]] = seg.channel(...)``).
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        pass
+    if TYPE_CHECKING:
+        # The native methods, with the object type.
+        def get(self, block: bool = True, timeout: float | None = None) -> T: ...
+        def get_nowait(self) -> T: ...
+    else:
+        def __init__(self, *args, **kwargs):
+            pass
 
     async def recv_async(self, timeout: float | None = None) -> bytes:
         """``await`` form of :meth:`recv`: the next message, waiting up to
@@ -1051,12 +1418,12 @@ class Channel(_shmds.Channel):
         return await _aio.retry(lambda: self.recv(block=False), queue.Empty,
                                 self._wait_recv, self._wake, timeout)
 
-    async def get_async(self, timeout: float | None = None) -> Any:
+    async def get_async(self, timeout: float | None = None) -> T:
         """``await`` form of :meth:`get` (as :meth:`recv_async`)."""
         return await _aio.retry(lambda: self.get(block=False), queue.Empty,
                                 self._wait_recv, self._wake, timeout)
 
-    async def send_async(self, data: Any, timeout: float | None = None) -> None:
+    async def send_async(self, data: Buffer, timeout: float | None = None) -> None:
         """``await`` form of :meth:`send`: :class:`queue.Full` once
         ``timeout`` passed without room; cancellable (a cancelled call sent
         nothing)."""
@@ -1069,13 +1436,13 @@ class Channel(_shmds.Channel):
         """``await`` form of :meth:`join`; cancellable."""
         return await _aio.in_thread(self.join, self._wake, timeout)
 
-    async def put_async(self, obj: Any, timeout: float | None = None) -> None:
+    async def put_async(self, obj: T, timeout: float | None = None) -> None:
         """``await`` form of :meth:`put` (as :meth:`send_async`)."""
         await _aio.retry(lambda: self.put(obj, block=False), queue.Full,
                          lambda left, cancel: self._wait_send(0, left, cancel),
                          self._wake, timeout)
 
-    def put(self, obj: Any, block: bool = True, timeout: float | None = None) -> None:
+    def put(self, obj: T, block: bool = True, timeout: float | None = None) -> None:
         """Send ``obj`` pickled (protocol 5; buffers such as numpy
         arrays out of band, copied once into the ring); waits for room like
         :meth:`send`. ``MessageTooLargeError`` (a ``ValueError``) when the
@@ -1086,11 +1453,12 @@ class Channel(_shmds.Channel):
         else:
             self._send_parts(parts, block, timeout)
 
-    def put_nowait(self, obj: Any) -> None:
+    def put_nowait(self, obj: T) -> None:
         """``put(obj, block=False)``."""
         self.put(obj, False)
 
-    def put_many(self, items: Any, block: bool = True, timeout: float | None = None) -> int:
+    def put_many(self, items: Iterable[T], block: bool = True,
+                 timeout: float | None = None) -> int:
         """Put every object of ``items`` in order (all are pickled first:
         nothing is sent when one fails to pickle); returns how many were
         put: all, unless the wait timed out (``timeout`` is for the whole
@@ -1108,7 +1476,7 @@ class Channel(_shmds.Channel):
                 return n
         return len(messages)
 
-    def get_many(self, n: int, block: bool = True, timeout: float | None = None) -> list[Any]:
+    def get_many(self, n: int, block: bool = True, timeout: float | None = None) -> list[T]:
         """Up to ``n`` objects: waits (like :meth:`get`) for the first,
         then takes what is there without waiting. Raises
         :class:`queue.Empty` when none came."""
@@ -1137,18 +1505,18 @@ class Channel(_shmds.Channel):
         return (f"<shmds.Channel {self.name!r} {kind} messages={self.qsize()} "
                 f"capacity={self.capacity} max_message={self.max_message}>")
 
-    def __reduce__(self) -> tuple:
+    def __reduce__(self) -> tuple[Any, ...]:
         # Pickles as "attach to this channel by name" (no attachment moves).
         return (_attach, (self.segment_name, self.name))
 
-    def __enter__(self) -> Channel:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
 
-class Topic(_shmds.Topic):
+class Topic(_shmds.Topic, Generic[T]):
     """A broadcast topic in shared memory: ``publish(data) -> seq`` sends
     bytes (``put(obj)`` a pickled object) to every subscriber, never
     waiting for them; ``subscribe()`` gives a :class:`Subscriber` with
@@ -1156,12 +1524,19 @@ class Topic(_shmds.Topic):
     nothing came). A subscriber that falls more than the topic holds behind
     gets :class:`Lagged` (``.missed`` messages) and goes on with the oldest
     message held. ``latest()`` reads the newest message.
+
+    Make (or open) one with :meth:`Segment.topic` or
+    :meth:`Segment.open_topic` (the constructor, ``Topic(segment, name,
+    capacity=None, max_message=None, checksum=None)``, opens when
+    ``capacity`` is None). ``T`` is the type of the objects of ``put``
+    (``Any`` unless stated); subscribers' ``get`` returns ``Any``.
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        pass
+    if not TYPE_CHECKING:
+        def __init__(self, *args, **kwargs):
+            pass
 
-    def put(self, obj: Any) -> int:
+    def put(self, obj: T) -> int:
         """Publish ``obj`` pickled (as :meth:`Channel.put`); returns its
         sequence number."""
         data, parts = _pickle_parts(obj)
@@ -1175,11 +1550,28 @@ class Topic(_shmds.Topic):
         return (f"<shmds.Topic {self.name!r} messages={len(self)} published={self.published} "
                 f"capacity={self.capacity} max_message={self.max_message}>")
 
-    def __reduce__(self) -> tuple:
+    def __reduce__(self) -> tuple[Any, ...]:
         return (_attach, (self.segment_name, self.name))
 
-    def __enter__(self) -> Topic:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+# Segment.open_<kind>: the table's kind of each handle class, and how the
+# errors name it.
+_KIND_OF: dict[type, str] = {
+    Array: "array", Queue: "queue", Stack: "stack", Map: "map", Set: "set",
+    Channel: "channel", Topic: "topic", Lock: "lock", RwLock: "rwlock",
+    Condition: "condition", Semaphore: "semaphore", BoundedSemaphore: "semaphore",
+    Barrier: "barrier", Event: "event", Latch: "latch", Once: "once",
+}
+_A_KIND = {
+    "array": "an array", "queue": "a queue", "stack": "a stack", "map": "a map",
+    "set": "a set", "channel": "a channel", "topic": "a topic", "lock": "a lock",
+    "rwlock": "a readers-writer lock", "condition": "a condition variable",
+    "semaphore": "a semaphore", "barrier": "a barrier", "event": "an event",
+    "latch": "a latch", "once": "a run-once cell",
+}

@@ -123,7 +123,7 @@ def waits_in_threads() -> int:
     return _waiting
 
 
-def _settle(fut: asyncio.Future, result: Any, error: BaseException | None) -> None:
+def _settle(fut: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
     if fut.done():
         return
     if error is not None:
@@ -141,7 +141,7 @@ async def in_thread(wait: Callable[..., T], wake: Callable[[], None], *args: Any
     cancelled and ``wake()`` was called, and must take nothing.
     """
     loop = asyncio.get_running_loop()
-    fut: asyncio.Future = loop.create_future()
+    fut: asyncio.Future[T] = loop.create_future()
     token = _shmds.CancelToken()
 
     def job() -> None:
@@ -166,7 +166,7 @@ async def in_thread(wait: Callable[..., T], wake: Callable[[], None], *args: Any
         raise
 
 
-async def _until_done(fut: asyncio.Future) -> None:
+async def _until_done(fut: asyncio.Future[Any]) -> None:
     """Wait for ``fut`` whatever happens to the current task meanwhile
     (it is being cancelled already), and consume its outcome."""
     while not fut.done():

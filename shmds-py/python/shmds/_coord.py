@@ -19,7 +19,7 @@ What the lock guarded may be half-updated.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any, Callable, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, TypeAlias, TypeVar
 
 from . import _aio, _shmds
 from ._shmds import StaleError
@@ -40,12 +40,16 @@ def _reopen(segment: str, name: str) -> Any:
     return Segment(segment, create=False).open(name)
 
 
-def open_kind(segment: Segment, name: str, kind: str) -> Any:
+#: A handle of this module.
+Primitive: TypeAlias = "Lock | RwLock | Condition | Semaphore | Barrier | Event | Latch | Once"
+
+
+def open_kind(segment: Segment, name: str, kind: str) -> Primitive:
     """The handle of the primitive ``name`` of ``kind`` (``Segment.open``)."""
     if kind == "semaphore":
         sem = Semaphore(segment, name)
         return BoundedSemaphore(segment, name) if sem.bounded else sem
-    cls = {"lock": Lock, "rwlock": RwLock, "condition": Condition, "barrier": Barrier,
+    cls: type[Primitive] = {"lock": Lock, "rwlock": RwLock, "condition": Condition, "barrier": Barrier,
            "event": Event, "latch": Latch, "once": Once}[kind]
     return cls(segment, name)
 
@@ -88,7 +92,7 @@ class _Named:
     name: str
     segment_name: str
 
-    def __reduce__(self) -> tuple:
+    def __reduce__(self) -> tuple[Any, ...]:
         return (_reopen, (self.segment_name, self.name))
 
 

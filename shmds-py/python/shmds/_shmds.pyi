@@ -1,4 +1,10 @@
-"""Type stubs of the native module shmds._shmds."""
+"""Type stubs of the native module shmds._shmds.
+
+They state what the native classes accept (their pyo3 signatures). The
+public classes of the package (``shmds.Queue``...) subclass them: their
+element types, constructors and docs are in ``shmds/__init__.py``; users
+make structures with ``Segment.queue(...)`` and the like.
+"""
 
 import queue
 import sys
@@ -42,6 +48,8 @@ class CancelToken:
     def cancelled(self) -> bool: ...
 
 class Segment:
+    """Native base of ``shmds.Segment``."""
+
     def __new__(
         cls,
         name: str,
@@ -53,7 +61,7 @@ class Segment:
         max_size: int | None = None,
         temporary: bool = False,
         wipe_on_erase: bool = False,
-    ) -> Segment: ...
+    ) -> Self: ...
     @property
     def name(self) -> str: ...
     @property
@@ -83,13 +91,17 @@ class Segment:
     def close(self) -> None: ...
 
 class Array:
+    """Native base of ``shmds.Array`` (create one with ``Segment.array``).
+    Without ``descriptor`` it opens the array ``name``; with a descriptor
+    and ``length``, it opens or creates it."""
+
     def __new__(
         cls,
         segment: Segment,
         name: str,
         descriptor: str | None = None,
         length: int | None = None,
-    ) -> Array: ...
+    ) -> Self: ...
     def __len__(self) -> int: ...
     def __buffer__(self, flags: int, /) -> memoryview: ...
     @property
@@ -109,6 +121,13 @@ class Array:
     def close(self) -> None: ...
 
 class Queue:
+    """Native base of ``shmds.Queue`` and ``shmds.Stack`` (create one with
+    ``Segment.queue``/``Segment.stack``). ``kind`` is ``"queue"`` or
+    ``"stack"``; ``encode``/``decode`` convert the elements the native
+    layer does not (records, sub-arrays, other byte orders). The public
+    ``shmds.Queue(segment, name, kind, desc=None, capacity=None)`` does not
+    take them: it derives them from the descriptor."""
+
     def __new__(
         cls,
         segment: Segment,
@@ -118,13 +137,13 @@ class Queue:
         capacity: int | None = None,
         encode: Callable[[Any], bytes] | None = None,
         decode: Callable[[bytes], Any] | None = None,
-    ) -> Queue: ...
+    ) -> Self: ...
     def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None: ...
     def put_nowait(self, item: Any) -> None: ...
     def get(self, block: bool = True, timeout: float | None = None) -> Any: ...
     def get_nowait(self) -> Any: ...
-    def _put_bytes(self, data: Any, block: bool = True, timeout: float | None = None) -> int: ...
-    def _get_into(self, out: Any, block: bool = True, timeout: float | None = None) -> int: ...
+    def _put_bytes(self, data: Buffer, block: bool = True, timeout: float | None = None) -> int: ...
+    def _get_into(self, out: Buffer, block: bool = True, timeout: float | None = None) -> int: ...
     def qsize(self) -> int: ...
     def empty(self) -> bool: ...
     def full(self) -> bool: ...
@@ -155,7 +174,15 @@ class Queue:
     def _wait_put(self, timeout: float | None = None, cancel: CancelToken | None = None) -> bool: ...
     def _wake(self) -> None: ...
 
+_Encode = Callable[[Any], bytes] | None
+_Decode = Callable[[bytes], Any] | None
+
 class Map:
+    """Native base of ``shmds.Map`` (create one with ``Segment.map``).
+    ``key`` and ``value`` are descriptors (both None: open); ``codecs`` the
+    key's and the value's encode and decode functions, each None for the
+    types the native layer converts."""
+
     def __new__(
         cls,
         segment: Segment,
@@ -163,8 +190,8 @@ class Map:
         key: str | None = None,
         value: str | None = None,
         capacity: int | None = None,
-        codecs: tuple[Any, Any, Any, Any] | None = None,
-    ) -> Map: ...
+        codecs: tuple[_Encode, _Decode, _Encode, _Decode] | None = None,
+    ) -> Self: ...
     def __getitem__(self, key: Any) -> Any: ...
     def __setitem__(self, key: Any, value: Any) -> None: ...
     def __delitem__(self, key: Any) -> None: ...
@@ -192,14 +219,17 @@ class Map:
     def close(self) -> None: ...
 
 class Set:
+    """Native base of ``shmds.Set`` (create one with ``Segment.set``), the
+    arguments as ``Map``'s."""
+
     def __new__(
         cls,
         segment: Segment,
         name: str,
         key: str | None = None,
         capacity: int | None = None,
-        codecs: tuple[Any, Any] | None = None,
-    ) -> Set: ...
+        codecs: tuple[_Encode, _Decode] | None = None,
+    ) -> Self: ...
     def insert(self, key: Any) -> bool: ...
     def add(self, key: Any) -> None: ...
     def discard(self, key: Any) -> None: ...
@@ -222,6 +252,9 @@ class Set:
     def close(self) -> None: ...
 
 class Channel:
+    """Native base of ``shmds.Channel`` (create one with
+    ``Segment.channel``); without ``capacity`` it opens the channel."""
+
     def __new__(
         cls,
         segment: Segment,
@@ -296,6 +329,9 @@ class MessageView:
     def tobytes(self) -> bytes: ...
 
 class Topic:
+    """Native base of ``shmds.Topic`` (create one with ``Segment.topic``);
+    without ``capacity`` it opens the topic."""
+
     def __new__(
         cls,
         segment: Segment,
