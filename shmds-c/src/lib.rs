@@ -539,12 +539,18 @@ impl<'a> Stated<'a> {
     /// of `size` bytes with type `found` (a canonical descriptor).
     fn matches(&self, owner: &Named<'_>, size: usize, found: &str) -> Result<(), Fail> {
         let what = self.what;
+        // `u64 ("<Q")`: the name people read, with the descriptor to state.
+        let named = |d: &str| match core_lib::human_type(d) {
+            human if human == d => format!("{d:?}"),
+            human => format!("{human} ({d:?})"),
+        };
         if size != self.size {
             return Err(Fail(
                 SHMDS_E_TYPE,
                 format!(
-                    "{owner} holds {what} of {size} bytes (type {found}), not {} \
+                    "{owner} holds {what} of {size} bytes ({}), not {} \
                      (state the size and type it holds, or open another name)",
+                    named(found),
                     self.size
                 ),
             ));
@@ -556,8 +562,10 @@ impl<'a> Stated<'a> {
                 return Err(Fail(
                     SHMDS_E_TYPE,
                     format!(
-                        "{owner} holds {what} of type {found}, not {d} (both {size} bytes; \
-                         state the type it holds, or NULL for any type of {size} bytes)"
+                        "{owner} holds {what} of type {}, not {} (both {size} bytes; \
+                         state the type it holds, or NULL for any type of {size} bytes)",
+                        named(found),
+                        named(canonical.as_str())
                     ),
                 ));
             }

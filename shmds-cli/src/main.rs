@@ -6,8 +6,7 @@ use shmds::{Segment, SegmentOptions};
 use std::process::ExitCode;
 use std::time::Duration;
 
-mod types;
-use types::human_type;
+use shmds::human_type;
 
 /// Inspect and manage shmds shared memory segments (in /dev/shm).
 #[derive(Parser)]

@@ -87,7 +87,7 @@ pub enum Error {
         found: &'static str,
     },
     /// The entry holds a different element type.
-    #[error("entry {name:?} holds elements of type {found:?}, not {expected:?}")]
+    #[error("entry {name:?} holds {}, not {} (open it with the type it holds, or use another name)", crate::type_name::named(.found), crate::type_name::named(.expected))]
     TypeMismatch {
         /// The entry name.
         name: String,

@@ -48,6 +48,7 @@ mod stack;
 mod sync;
 mod table;
 mod topic;
+mod type_name;
 mod wait;
 
 pub use alloc::HeapStats;
@@ -75,6 +76,7 @@ pub use segment::{
 pub use stack::{RawStack, Stack, MAX_STACK_CAPACITY};
 pub use table::EntryInfo;
 pub use topic::{Subscriber, Topic, TopicOptions, TopicReservation};
+pub use type_name::human_type;
 
 /// The outcome of [`Segment::check`].
 #[derive(Clone, Debug, Default)]

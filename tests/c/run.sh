@@ -29,7 +29,7 @@ if [ $rc -eq 0 ] && [ "$out" = "job 42" ]; then pass; else fail "README program 
 "$safety" fixture "$prefix-readme-rec" rec || fail "fixture rec"
 out=$("$readme" "$prefix-readme-rec" 2>&1); rc=$?
 case "$out" in
-    *"holds elements of 64 bytes (type T{"*"}), not 8"*) msg=1 ;;
+    *"holds elements of 64 bytes (record{a: u64,"*'("T{'*'}")), not 8'*) msg=1 ;;
     *) msg=0 ;;
 esac
 if [ $rc -eq 1 ] && [ $msg -eq 1 ]; then pass; else fail "README program on records (exit $rc): $out"; fi

@@ -136,9 +136,11 @@ static void test_arrays(ShmdsSegment *seg) {
 
     /* Open: the stated size and type must match. */
     EXPECT(shmds_array_open(seg, "quotes", 8, NULL, &b), SHMDS_E_TYPE,
-           "array \"quotes\" holds elements of 24 bytes (type " QUOTE_TYPE "), not 8");
+           "array \"quotes\" holds elements of 24 bytes (record{venue: u8, price: f64, size: u32} "
+           "(\"" QUOTE_TYPE "\")), not 8");
     EXPECT(shmds_array_open(seg, "quotes", 24, "T{<Q:a:<Q:b:<Q:c:}", &b), SHMDS_E_TYPE,
-           "holds elements of type " QUOTE_TYPE ", not T{<Q:a:<Q:b:<Q:c:}");
+           "holds elements of type record{venue: u8, price: f64, size: u32} (\"" QUOTE_TYPE
+           "\"), not record{a: u64, b: u64, c: u64}");
     EXPECT(shmds_array_open(seg, "quotes", 8, QUOTE_TYPE, &b), SHMDS_E_INVALID, "size given");
     EXPECT(shmds_array_open(seg, "nope", 8, NULL, &b), SHMDS_E_NOT_FOUND, no_text);
     EXPECT(shmds_array_open(seg, "jobs", 64, NULL, &b), SHMDS_E_TYPE, "not a");
@@ -213,11 +215,11 @@ static void test_arrays(ShmdsSegment *seg) {
         /* The README's mistake: 64-byte records opened as 8-byte elements. */               \
         EXPECT(shmds_##KIND##_open(seg, #KIND "-recs", sizeof(uint64_t), NULL, &r),           \
                SHMDS_E_TYPE,                                                                  \
-               #KIND " \"" #KIND "-recs\" holds elements of 64 bytes (type " REC_TYPE "), not 8"); \
+               #KIND " \"" #KIND "-recs\" holds elements of 64 bytes (record{a: u64,");            \
         EXPECT(shmds_##KIND##_open(seg, #KIND "-recs", sizeof(uint64_t), "<Q", &r),           \
                SHMDS_E_TYPE, "elements of 64 bytes");                                         \
         EXPECT(shmds_##KIND##_open(seg, #KIND "-recs", 64, "(8)<q", &r), SHMDS_E_TYPE,        \
-               "holds elements of type " REC_TYPE ", not (8)<q");                             \
+               "(\"" REC_TYPE "\"), not [i64; 8] (\"(8)<q\")");                                 \
         EXPECT(shmds_##KIND##_open(seg, "quotes", 24, NULL, &r), SHMDS_E_TYPE, "not a");      \
         EXPECT(shmds_##KIND##_open(seg, "missing", 8, NULL, &r), SHMDS_E_NOT_FOUND, no_text); \
         EXPECT(shmds_##KIND##_open(NULL, #KIND "-recs", 64, NULL, &r), SHMDS_E_INVALID,       \
@@ -375,13 +377,13 @@ static void test_maps(ShmdsSegment *seg) {
     if (rc == SHMDS_OK)
         shmds_map_close(o);
     EXPECT(shmds_map_open(seg, "prices", 8, NULL, vs, NULL, &o), SHMDS_E_TYPE,
-           "map \"prices\" holds keys of 17 bytes (type " STR16_TYPE "), not 8");
+           "map \"prices\" holds keys of 17 bytes (str16 (\"" STR16_TYPE "\")), not 8");
     EXPECT(shmds_map_open(seg, "prices", ks, NULL, 4, NULL, &o), SHMDS_E_TYPE,
-           "holds values of 8 bytes (type <d), not 4");
+           "holds values of 8 bytes (f64 (\"<d\")), not 4");
     EXPECT(shmds_map_open(seg, "prices", ks, NULL, vs, "<q", &o), SHMDS_E_TYPE,
-           "holds values of type <d, not <q");
+           "holds values of type f64 (\"<d\"), not i64 (\"<q\")");
     EXPECT(shmds_map_open(seg, "prices", ks, "T{B:n:16s:b:}", vs, NULL, &o), SHMDS_E_TYPE,
-           "holds keys of type " STR16_TYPE);
+           "holds keys of type str16 (\"" STR16_TYPE "\")");
     EXPECT(shmds_map_open(seg, "quotes", 8, NULL, 8, NULL, &o), SHMDS_E_TYPE, "not a map");
     EXPECT(shmds_map_open(seg, "prices", ks, NULL, vs, NULL, NULL), SHMDS_E_INVALID, "NULL");
     must(shmds_map_open(seg, "prices", ks, STR16_TYPE, vs, "<d", &o), "open prices");
@@ -455,9 +457,9 @@ static void test_sets(ShmdsSegment *seg) {
     if (rc == SHMDS_OK)
         shmds_set_close(o);
     EXPECT(shmds_set_open(seg, "symbols", 8, NULL, &o), SHMDS_E_TYPE,
-           "set \"symbols\" holds keys of 17 bytes (type " STR16_TYPE "), not 8");
+           "set \"symbols\" holds keys of 17 bytes (str16 (\"" STR16_TYPE "\")), not 8");
     EXPECT(shmds_set_open(seg, "symbols", ks, "T{B:n:16s:b:}", &o), SHMDS_E_TYPE,
-           "holds keys of type " STR16_TYPE);
+           "holds keys of type str16 (\"" STR16_TYPE "\")");
     EXPECT(shmds_set_open(seg, "prices", ks, NULL, &o), SHMDS_E_TYPE, "not a set");
     EXPECT(shmds_map_open(seg, "symbols", ks, NULL, 8, NULL, &m), SHMDS_E_TYPE, "not a map");
     EXPECT(shmds_set_open(seg, "absent", ks, NULL, &o), SHMDS_E_NOT_FOUND, "absent");

@@ -3,7 +3,26 @@
 //! `T{<Q:ts:<d:price:}` is `record{ts: u64, price: f64}` (padding left
 //! out). A descriptor this does not understand is shown as it is.
 
-/// The human name of the canonical descriptor `d`, or `d` itself.
+/// `u64 ("<Q")`: the human name with the descriptor, or the descriptor
+/// alone when it has no other name (for messages).
+pub(crate) fn named(d: &str) -> String {
+    let human = human_type(d);
+    if human == d {
+        format!("{d:?}")
+    } else {
+        format!("{human} ({d:?})")
+    }
+}
+
+/// The human name of the canonical type descriptor `d`: `u64` for `<Q`,
+/// `str16` for `T{B:len:16s:bytes:}` (a `FixedStr<16>`), `[f64; 3]` for
+/// `(3)<d`, `record{ts: u64, price: f64}` for `T{<Q:ts:<d:price:}`; a
+/// descriptor it does not understand comes back as it is.
+///
+/// ```
+/// assert_eq!(shmds::human_type("<Q"), "u64");
+/// assert_eq!(shmds::human_type("T{<Q:ts:<d:price:}"), "record{ts: u64, price: f64}");
+/// ```
 pub fn human_type(d: &str) -> String {
     let mut p = Reader {
         s: d.as_bytes(),
