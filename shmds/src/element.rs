@@ -347,14 +347,19 @@ atomic_element! {
 /// record descriptor derived from its fields.
 ///
 /// Every field must itself be an [`Element`]; padding between fields is
-/// recorded in the descriptor as `Nx`.
+/// recorded in the descriptor as `Nx`. The struct and its fields may carry
+/// doc comments and attributes; `#[repr(C)]` is added (do not write another
+/// `repr`: the descriptor states the C layout).
 ///
 /// ```
 /// shmds::record! {
+///     /// One trade.
 ///     #[derive(Debug, Clone, Copy, PartialEq)]
 ///     pub struct Tick {
+///         /// Nanoseconds since the epoch.
 ///         pub ts: u64,
 ///         pub price: f64,
+///         #[allow(dead_code)]
 ///         pub flags: u32,
 ///     }
 /// }
@@ -366,13 +371,13 @@ macro_rules! record {
     (
         $(#[$meta:meta])*
         $vis:vis struct $name:ident {
-            $($fvis:vis $field:ident : $fty:ty),* $(,)?
+            $($(#[$fmeta:meta])* $fvis:vis $field:ident : $fty:ty),* $(,)?
         }
     ) => {
         $(#[$meta])*
         #[repr(C)]
         $vis struct $name {
-            $($fvis $field: $fty),*
+            $($(#[$fmeta])* $fvis $field: $fty),*
         }
 
         // SAFETY: the struct is #[repr(C)] and every field is an `Element`
