@@ -433,10 +433,98 @@ static void stream_run(ShmdsSegment *seg, const char *mode, size_t n, int sendin
     shmds_channel_close(ch);
 }
 
+/* The sets and coordination primitives (tests/interop/main.rs lists them). */
+static const uint64_t tag_keys[] = {3, 7, 42};
+static const char *word_keys[] = {"alpha", "Z\xc3\xbcrich"};
+
+static void write_coord(ShmdsSegment *seg) {
+    ShmdsSet *tags, *words;
+    ok(shmds_set_create(seg, "tags", sizeof(uint64_t), "<Q", 16, false, &tags), "create tags");
+    for (int i = 0; i < 3; i++) ok(shmds_set_insert(tags, &tag_keys[i], sizeof(uint64_t)), "tag");
+    ok(shmds_set_create(seg, "words", sizeof(struct str16), STR16_TYPE, 8, false, &words),
+       "create words");
+    for (int i = 0; i < 2; i++) {
+        struct str16 k = str16(word_keys[i]);
+        ok(shmds_set_insert(words, &k, sizeof k), "word");
+    }
+    ShmdsEvent *ready;
+    ok(shmds_event_create(seg, "ready", &ready), "create ready");
+    ok(shmds_event_set(ready), "set ready");
+    ShmdsLatch *start;
+    ok(shmds_latch_create(seg, "start", 4, &start), "create start");
+    ok(shmds_latch_count_down(start, 1), "count down start");
+    ShmdsSemaphore *slots;
+    ok(shmds_semaphore_create(seg, "slots", 5, &slots), "create slots");
+    for (int i = 0; i < 2; i++) ok(shmds_semaphore_acquire(slots, -1), "acquire a slot");
+    ShmdsOnce *init;
+    ok(shmds_once_create(seg, "init", &init), "create init");
+    if (shmds_once_begin(init, -1) == 1) ok(shmds_once_finish(init, true), "finish init");
+    ShmdsBarrier *meet;
+    ok(shmds_barrier_create(seg, "meet", 3, &meet), "create meet");
+    ShmdsLock *guard;
+    ok(shmds_lock_create(seg, "guard", &guard), "create guard");
+    ShmdsRwLock *table;
+    ok(shmds_rwlock_create(seg, "table", 4, &table), "create table");
+    shmds_set_close(tags);
+    shmds_set_close(words);
+    shmds_event_close(ready);
+    shmds_latch_close(start);
+    shmds_semaphore_close(slots);
+    shmds_once_close(init);
+    shmds_barrier_close(meet);
+    shmds_lock_close(guard);
+    shmds_rwlock_close(table);
+}
+
+static void check_coord(ShmdsSegment *seg) {
+    ShmdsSet *tags, *words;
+    ok(shmds_set_open(seg, "tags", sizeof(uint64_t), "<Q", &tags), "open tags");
+    CHECK(shmds_set_len(tags) == 3, "tags holds %zu keys", shmds_set_len(tags));
+    for (int i = 0; i < 3; i++)
+        CHECK(shmds_set_contains(tags, &tag_keys[i], sizeof(uint64_t)) == 1, "tag %" PRIu64,
+              tag_keys[i]);
+    ok(shmds_set_open(seg, "words", sizeof(struct str16), STR16_TYPE, &words), "open words");
+    CHECK(shmds_set_len(words) == 2, "words holds %zu keys", shmds_set_len(words));
+    for (int i = 0; i < 2; i++) {
+        struct str16 k = str16(word_keys[i]);
+        CHECK(shmds_set_contains(words, &k, sizeof k) == 1, "word %s", word_keys[i]);
+    }
+    ShmdsEvent *ready;
+    ok(shmds_event_open(seg, "ready", &ready), "open ready");
+    CHECK(shmds_event_is_set(ready), "event ready is not set");
+    ShmdsLatch *start;
+    ok(shmds_latch_open(seg, "start", &start), "open start");
+    CHECK(shmds_latch_count(start) == 3, "latch start: %u left", shmds_latch_count(start));
+    ShmdsSemaphore *slots;
+    ok(shmds_semaphore_open(seg, "slots", &slots), "open slots");
+    CHECK(shmds_semaphore_value(slots) == 3, "semaphore slots: %u", shmds_semaphore_value(slots));
+    ShmdsOnce *init;
+    ok(shmds_once_open(seg, "init", &init), "open init");
+    CHECK(shmds_once_is_done(init), "once init has not run");
+    ShmdsBarrier *meet;
+    ok(shmds_barrier_open(seg, "meet", &meet), "open meet");
+    CHECK(shmds_barrier_parties(meet) == 3 && !shmds_barrier_is_broken(meet), "barrier meet");
+    ShmdsLock *guard;
+    ok(shmds_lock_open(seg, "guard", &guard), "open guard");
+    CHECK(!shmds_lock_is_locked(guard), "lock guard is held");
+    ShmdsRwLock *table;
+    ok(shmds_rwlock_open(seg, "table", &table), "open table");
+    shmds_set_close(tags);
+    shmds_set_close(words);
+    shmds_event_close(ready);
+    shmds_latch_close(start);
+    shmds_semaphore_close(slots);
+    shmds_once_close(init);
+    shmds_barrier_close(meet);
+    shmds_lock_close(guard);
+    shmds_rwlock_close(table);
+}
+
 int main(int argc, char **argv) {
     int stream_cmd = argc == 5 && strncmp(argv[1], "stream-", 7) == 0;
     if (argc != 3 && !stream_cmd) {
-        fprintf(stderr, "usage: %s write|check|write-messages|check-messages SEGMENT\n"
+        fprintf(stderr, "usage: %s write|check|write-coord|check-coord|write-messages|"
+                        "check-messages SEGMENT\n"
                         "       %s stream-send|stream-recv SEGMENT spsc|mpmc N\n",
                 argv[0], argv[0]);
         return 2;
@@ -447,6 +535,10 @@ int main(int argc, char **argv) {
         write_all(seg);
     else if (strcmp(argv[1], "check") == 0)
         check_all(seg, argv[2]);
+    else if (strcmp(argv[1], "write-coord") == 0)
+        write_coord(seg);
+    else if (strcmp(argv[1], "check-coord") == 0)
+        check_coord(seg);
     else if (strcmp(argv[1], "write-messages") == 0)
         write_messages(seg);
     else if (strcmp(argv[1], "check-messages") == 0)

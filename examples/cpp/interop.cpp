@@ -5,6 +5,8 @@
 //
 //   interop write SEGMENT            create the known structures
 //   interop check SEGMENT            check them; exit status 1 on a mismatch
+//   interop write-coord SEGMENT      the sets and coordination primitives
+//   interop check-coord SEGMENT      check them; exit status 1 on a mismatch
 //   interop write-messages SEGMENT   the channels and topic, full of messages
 //   interop check-messages SEGMENT   receive them all; exit status 1 on a mismatch
 //   interop stream-send SEGMENT spsc|mpmc N   send N messages into channel stream
@@ -89,6 +91,44 @@ void write_all(const shmds::Segment& seg) {
 
     shmds::Map<std::uint64_t, std::int64_t> hits = seg.create_map<std::uint64_t, std::int64_t>("hits", 32);
     for (std::uint64_t k = 1; k <= 20; k++) hits.insert(k, -static_cast<std::int64_t>(k));
+}
+
+// ------------------------------------------- sets and coordination primitives
+
+const std::uint64_t tag_keys[] = {3, 7, 42};
+const char* const word_keys[] = {"alpha", "Z\xc3\xbcrich"};
+
+void write_coord(const shmds::Segment& seg) {
+    auto tags = seg.create_set<std::uint64_t>("tags", 16);
+    for (std::uint64_t k : tag_keys) tags.insert(k);
+    auto words = seg.create_set<Str16>("words", 8);
+    for (const char* w : word_keys) words.insert(Str16(w));
+    seg.create_event("ready").set();
+    seg.create_latch("start", 4).count_down(1);
+    auto slots = seg.create_semaphore("slots", 5);
+    slots.acquire();
+    slots.acquire();  // two permits stay taken
+    seg.create_once("init").call([] {});
+    seg.create_barrier("meet", 3);
+    seg.create_lock("guard");
+    seg.create_rwlock("table", 4);
+}
+
+void check_coord(const shmds::Segment& seg) {
+    auto tags = seg.open_set<std::uint64_t>("tags");
+    CHECK(tags.size() == 3, "tags holds %zu keys", tags.size());
+    for (std::uint64_t k : tag_keys) CHECK(tags.contains(k), "tag %" PRIu64, k);
+    auto words = seg.open_set<Str16>("words");
+    CHECK(words.size() == 2, "words holds %zu keys", words.size());
+    for (const char* w : word_keys) CHECK(words.contains(Str16(w)), "word %s", w);
+    CHECK(seg.open_event("ready").is_set(), "event ready is not set");
+    CHECK(seg.open_latch("start").count() == 3, "latch start: %u left", seg.open_latch("start").count());
+    CHECK(seg.open_semaphore("slots").value() == 3, "semaphore slots: %u", seg.open_semaphore("slots").value());
+    CHECK(seg.open_once("init").is_done(), "once init has not run");
+    auto meet = seg.open_barrier("meet");
+    CHECK(meet.parties() == 3 && !meet.is_broken(), "barrier meet");
+    CHECK(!seg.open_lock("guard").is_locked(), "lock guard is held");
+    seg.open_rwlock("table");
 }
 
 // The header and table, read through the layout structs.
@@ -380,7 +420,7 @@ int main(int argc, char** argv) {
     const bool stream_cmd = argc == 5 && std::strncmp(argv[1], "stream-", 7) == 0;
     if (argc != 3 && !stream_cmd) {
         std::fprintf(stderr,
-                     "usage: %s write|check|write-messages|check-messages SEGMENT\n"
+                     "usage: %s write|check|write-coord|check-coord|write-messages|check-messages SEGMENT\n"
                      "       %s stream-send|stream-recv SEGMENT spsc|mpmc N\n",
                      argv[0], argv[0]);
         return 2;
@@ -392,6 +432,10 @@ int main(int argc, char** argv) {
             write_all(seg);
         else if (cmd == "check")
             check_all(seg);
+        else if (cmd == "write-coord")
+            write_coord(seg);
+        else if (cmd == "check-coord")
+            check_coord(seg);
         else if (cmd == "write-messages")
             write_messages(seg);
         else if (cmd == "check-messages")

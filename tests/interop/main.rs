@@ -10,6 +10,8 @@
 //! interop consume SEGMENT QUEUE N  pop N u64 from QUEUE, check they are 0..N in order
 //! interop write-strings SEGMENT  create the string/bytes structures below
 //! interop check-strings SEGMENT  pop what the other language put into them, exit 1 on a mismatch
+//! interop write-coord SEGMENT   create the sets and coordination primitives below
+//! interop check-coord SEGMENT   check them, exit 1 on a mismatch
 //! interop write-messages SEGMENT create the channels and topic below, full of messages
 //! interop check-messages SEGMENT receive them all, exit 1 on a mismatch
 //! interop stream-send SEGMENT spsc|mpmc N   send N messages into channel `stream`
@@ -24,6 +26,14 @@
 //! - map `prices` from `FixedStr<16>` to f64: AAPL 189.5, MSFT 410.25,
 //!   "Zürich" 7.0 (capacity 64);
 //! - map `hits` from u64 to i64: k -> -k for k in 1..=20 (capacity 32).
+//!
+//! The sets and coordination primitives (`write-coord`):
+//! - set `tags` of u64 holding 3, 7, 42 (capacity 16);
+//! - set `words` of `FixedStr<16>` holding "alpha", "Zürich" (capacity 8);
+//! - event `ready`, set; latch `start` of 4, counted down once (3 left);
+//! - semaphore `slots` of 5 with 2 permits taken (3 left);
+//! - once `init`, run; barrier `meet` of 3 parties, nobody waiting;
+//! - lock `guard` and rwlock `table` (4 reader slots), free.
 //!
 //! The string/bytes structures (README, "Strings and bytes"):
 //! - queue `names` of `FixedStr<64>` (capacity 8) holding "alpha", "Zürich",
@@ -88,6 +98,78 @@ fn write(seg: &Segment) -> shmds::Result<()> {
     let hits = seg.create_map::<u64, i64>("hits", 32)?;
     for k in 1..=20u64 {
         hits.insert(k, -(k as i64))?;
+    }
+    Ok(())
+}
+
+const WORDS: [&str; 2] = ["alpha", "Zürich"];
+
+fn write_coord(seg: &Segment) -> shmds::Result<()> {
+    let tags = seg.create_set::<u64>("tags", 16)?;
+    for k in [3, 7, 42] {
+        tags.insert(k)?;
+    }
+    let words = seg.create_set::<FixedStr<16>>("words", 8)?;
+    for w in WORDS {
+        words.insert(FixedStr::new(w)?)?;
+    }
+    seg.create_event("ready")?.set();
+    seg.create_latch("start", 4)?.count_down(1)?;
+    let slots = seg.create_semaphore("slots", 5)?;
+    for _ in 0..2 {
+        slots.acquire()?.forget();
+    }
+    seg.create_once("init")?.call_once(|| {})?;
+    seg.create_barrier("meet", 3)?;
+    seg.create_lock("guard")?;
+    seg.create_rwlock("table", 4)?;
+    Ok(())
+}
+
+fn check_coord(seg: &Segment) -> Result<(), String> {
+    let e = |e: shmds::Error| e.to_string();
+    let tags = seg.open_set::<u64>("tags").map_err(e)?;
+    let mut got: Vec<u64> = tags.iter().collect();
+    got.sort_unstable();
+    if got != [3, 7, 42] {
+        return Err(format!("tags holds {got:?}"));
+    }
+    let words = seg.open_set::<FixedStr<16>>("words").map_err(e)?;
+    if words.len() != WORDS.len() || !WORDS.iter().all(|w| words.contains(*w).unwrap_or(false)) {
+        return Err(format!(
+            "words holds {:?}",
+            words.iter().collect::<Vec<_>>()
+        ));
+    }
+    if !seg.open_event("ready").map_err(e)?.is_set() {
+        return Err("event ready is not set".into());
+    }
+    let left = seg.open_latch("start").map_err(e)?.count();
+    if left != 3 {
+        return Err(format!("latch start has {left} counts left, expected 3"));
+    }
+    let value = seg.open_semaphore("slots").map_err(e)?.value();
+    if value != 3 {
+        return Err(format!("semaphore slots has {value} permits, expected 3"));
+    }
+    if !seg.open_once("init").map_err(e)?.is_done() {
+        return Err("once init has not run".into());
+    }
+    let meet = seg.open_barrier("meet").map_err(e)?;
+    if meet.parties() != 3 || meet.is_broken() {
+        return Err(format!(
+            "barrier meet: {} parties, broken {}",
+            meet.parties(),
+            meet.is_broken()
+        ));
+    }
+    if seg.open_lock("guard").map_err(e)?.is_locked() {
+        return Err("lock guard is held".into());
+    }
+    seg.open_rwlock("table").map_err(e)?;
+    let report = seg.check();
+    if !report.is_ok() {
+        return Err(format!("check: {:?}", report.problems));
     }
     Ok(())
 }
@@ -364,6 +446,8 @@ fn main() -> ExitCode {
             "check" => check(&seg),
             "write-strings" => write_strings(&seg).map_err(|e| e.to_string()),
             "check-strings" => check_strings(&seg),
+            "write-coord" => write_coord(&seg).map_err(|e| e.to_string()),
+            "check-coord" => check_coord(&seg),
             "write-messages" => write_messages(&seg).map_err(|e| e.to_string()),
             "check-messages" => check_messages(&seg),
             "stream-send" => number(3).and_then(|n| stream_send(&seg, arg(2), n as usize)),

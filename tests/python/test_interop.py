@@ -1,7 +1,8 @@
 """Cross-language conformance: a known set of structures (an array of a
-record type, a queue, a stack, two maps) written by Rust, Python, C or C++
-and checked by each of the others; and a Rust process streaming through a
-queue with a Python process at the same time.
+record type, a queue, a stack, two maps; two sets and the coordination
+primitives) written by Rust, Python, C or C++ and checked by each of the
+others; and a Rust process streaming through a queue with a Python process
+at the same time.
 
 The Rust peer is tests/interop/main.rs (its docs list the known
 structures); the C peer is examples/c/interop.c; the C++ peer is
@@ -92,6 +93,50 @@ def write_then_check(segname, peers, writer, reader, python, suffix=""):
 def test_conformance(segname, peers, writer, reader):
     """The known structures, written by one language and checked by another."""
     write_then_check(segname, peers, writer, reader, (py_write, py_check))
+
+
+WORDS = {"alpha", "Zürich"}
+
+
+def py_write_coord(seg):
+    tags = seg.set("tags", key="<u8", capacity=16)
+    tags |= {3, 7, 42}
+    words = seg.set("words", key="S16", capacity=8)
+    words |= WORDS
+    seg.event("ready").set()
+    seg.latch("start", 4).count_down()
+    slots = seg.semaphore("slots", 5)
+    assert slots.acquire() and slots.acquire()  # two permits stay taken
+    seg.once("init").call(lambda: None)
+    seg.barrier("meet", 3)
+    seg.lock("guard")
+    seg.rwlock("table", 4)
+
+
+def py_check_coord(seg):
+    assert set(seg.open("tags")) == {3, 7, 42}
+    assert set(seg.open("words")) == WORDS
+    assert seg.open("ready").is_set()
+    assert seg.open("start").count == 3
+    assert seg.open("slots").value == 3
+    assert seg.open("init").done
+    meet = seg.open("meet")
+    assert meet.parties == 3 and not meet.broken
+    assert not seg.open("guard").locked()
+    assert seg.open("table").writer is None
+    assert seg.check() == []
+
+
+@pytest.mark.parametrize(
+    "writer,reader",
+    [(w, r) for w in LANGUAGES for r in LANGUAGES if w != r],
+)
+def test_coord_conformance(segname, peers, writer, reader):
+    """Sets and coordination primitives, written by one language and checked
+    by another (their states: set contents, an event set, permits taken, a
+    latch counted down, a once run)."""
+    write_then_check(segname, peers, writer, reader, (py_write_coord, py_check_coord),
+                     suffix="-coord")
 
 
 def test_python_types_match_what_rust_expects(segname, interop):
