@@ -8,6 +8,9 @@ use std::time::Duration;
 
 use shmds::human_type;
 
+mod data;
+mod value;
+
 /// Inspect and manage shmds shared memory segments (in /dev/shm).
 #[derive(Parser)]
 #[command(version, about)]
@@ -53,11 +56,138 @@ enum Command {
         /// Segment name.
         name: String,
     },
+    /// Print an array element, a map's value or whether a set holds a key,
+    /// decoded by the entry's type. Exit status 1 if the key is absent.
+    ///
+    /// Example: `shmds get demo prices AAPL`, `shmds get demo ticks 3 --json`.
+    Get {
+        /// Segment name.
+        name: String,
+        /// Entry name.
+        entry: String,
+        /// Array index, or map/set key (JSON, or the text of a string key).
+        key: String,
+        /// Print JSON (a string keeps its quotes).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Set an array element or a map's value, or add a key to a set;
+    /// values are JSON (records as objects), or text for string types.
+    ///
+    /// Example: `shmds set demo prices AAPL 190.25`,
+    /// `shmds set demo ticks 0 '{"ts": 1, "price": 2.5}'`, `shmds set demo seen 42`.
+    Set {
+        /// Segment name.
+        name: String,
+        /// Entry name.
+        entry: String,
+        /// Array index, or map/set key.
+        key: String,
+        /// The value (not for a set).
+        value: Option<String>,
+    },
+    /// Push values onto a queue or a stack, in order. Exit status 1 if it
+    /// is full (not every value was pushed).
+    ///
+    /// Example: `shmds push demo jobs 1 2 3`.
+    Push {
+        /// Segment name.
+        name: String,
+        /// Entry name.
+        entry: String,
+        /// Values (JSON, or text for string types).
+        #[arg(required = true)]
+        values: Vec<String>,
+        /// Wait up to this many seconds for room (default: do not wait).
+        #[arg(long)]
+        timeout: Option<f64>,
+    },
+    /// Pop values off a queue or a stack and print them, one per line.
+    /// Exit status 1 if there was none.
+    ///
+    /// Example: `shmds pop demo jobs -n 10 --timeout 1`.
+    Pop {
+        /// Segment name.
+        name: String,
+        /// Entry name.
+        entry: String,
+        /// How many at most.
+        #[arg(short, default_value_t = 1)]
+        n: usize,
+        /// Wait up to this many seconds for the first (default: do not wait).
+        #[arg(long)]
+        timeout: Option<f64>,
+        /// Print JSON values.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Send a message into a channel, or publish it to a topic (the
+    /// argument's bytes, or standard input's). Exit status 1 if a channel
+    /// has no room.
+    ///
+    /// Example: `shmds send demo events 'hello'`, `date | shmds send demo events`.
+    Send {
+        /// Segment name.
+        name: String,
+        /// Entry name.
+        entry: String,
+        /// The message (default: read standard input).
+        message: Option<String>,
+        /// Wait up to this many seconds for room (default: do not wait).
+        #[arg(long)]
+        timeout: Option<f64>,
+    },
+    /// Receive messages from a channel (taking them), or the next ones
+    /// published to a topic, and print them. Exit status 1 if none came.
+    ///
+    /// Example: `shmds recv demo events -n 5 --timeout 2`.
+    Recv {
+        /// Segment name.
+        name: String,
+        /// Entry name.
+        entry: String,
+        /// How many at most.
+        #[arg(short, default_value_t = 1)]
+        n: usize,
+        /// Wait up to this many seconds for each (default: do not wait).
+        #[arg(long)]
+        timeout: Option<f64>,
+        /// Print the bytes as hex.
+        #[arg(long)]
+        hex: bool,
+        /// Print each message as JSON (its length and escaped bytes).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a structure's contents decoded by its type, taking nothing:
+    /// an array's elements, a map's pairs, a set's keys, a topic's newest
+    /// message.
+    ///
+    /// Example: `shmds dump demo prices --json`.
+    Dump {
+        /// Segment name.
+        name: String,
+        /// Entry name.
+        entry: String,
+        /// Show at most this many items.
+        #[arg(long, default_value_t = 1000)]
+        limit: usize,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    ///
+    /// Example: `shmds completions bash > /etc/bash_completion.d/shmds`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
 }
 
 const SHM_DIR: &str = "/dev/shm";
 
-fn inspect_options() -> SegmentOptions {
+pub(crate) fn inspect_options() -> SegmentOptions {
     Segment::options()
         .read_only(true)
         .open_timeout(Duration::from_millis(100))
@@ -529,5 +659,58 @@ fn main() -> ExitCode {
         } => rm_abandoned(&names),
         Command::Rm { names, force, .. } => rm(&names, force),
         Command::Check { name } => check(&name),
+        Command::Get {
+            name,
+            entry,
+            key,
+            json,
+        } => data::run(|| data::get(&name, &entry, &key, json)),
+        Command::Set {
+            name,
+            entry,
+            key,
+            value,
+        } => data::run(|| data::set(&name, &entry, &key, value.as_deref())),
+        Command::Push {
+            name,
+            entry,
+            values,
+            timeout,
+        } => data::run(|| data::push(&name, &entry, &values, timeout)),
+        Command::Pop {
+            name,
+            entry,
+            n,
+            timeout,
+            json,
+        } => data::run(|| data::pop(&name, &entry, n, timeout, json)),
+        Command::Send {
+            name,
+            entry,
+            message,
+            timeout,
+        } => data::run(|| data::send(&name, &entry, message.as_deref(), timeout)),
+        Command::Recv {
+            name,
+            entry,
+            n,
+            timeout,
+            hex,
+            json,
+        } => data::run(|| data::recv(&name, &entry, n, timeout, hex, json)),
+        Command::Dump {
+            name,
+            entry,
+            limit,
+            json,
+        } => data::run(|| data::dump(&name, &entry, limit, json)),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "shmds", &mut script);
+            // A closed pipe (`| head`) is not an error worth a panic.
+            let _ = std::io::Write::write_all(&mut std::io::stdout(), &script);
+            ExitCode::SUCCESS
+        }
     }
 }

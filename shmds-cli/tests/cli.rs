@@ -509,3 +509,90 @@ fn lock_holder_role() {
     println!("lock-held");
     std::thread::sleep(std::time::Duration::from_secs(60));
 }
+
+/// `get`, `set`, `push`, `pop`, `send`, `recv` and `dump` move values in the
+/// entries' own types, and their exit statuses say hit (0), miss (1) or
+/// error (2).
+#[test]
+fn scripting_commands() {
+    use shmds::{ChannelOptions, FixedStr};
+    let name = Name::new("script");
+    let n = name.0.as_str();
+    let seg = Segment::create(n, 4 << 20).unwrap();
+    shmds::record! {
+        #[derive(Clone, Copy, Debug, PartialEq)]
+        struct Tick { ts: u64, price: f64 }
+    }
+    let ticks = seg.create_array::<Tick>("ticks", 4).unwrap();
+    let prices = seg.create_map::<FixedStr<16>, f64>("prices", 8).unwrap();
+    let jobs = seg.create_queue::<u64>("jobs", 2).unwrap();
+    let seen = seg.create_set::<u32>("seen", 8).unwrap();
+    let events = seg
+        .create_channel("events", ChannelOptions::new(4096))
+        .unwrap();
+    let code = |o: &Output| o.status.code().unwrap_or(-1);
+
+    // Arrays: records as JSON objects, both ways.
+    let out = shmds(&["set", n, "ticks", "2", r#"{"ts": 7, "price": 1.5}"#]);
+    assert_eq!(code(&out), 0, "{out:?}");
+    assert_eq!(ticks.get(2).unwrap(), Tick { ts: 7, price: 1.5 });
+    let out = shmds(&["get", n, "ticks", "2"]);
+    let got: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(got, serde_json::json!({"ts": 7, "price": 1.5}));
+    let out = shmds(&["get", n, "ticks", "9"]);
+    assert_eq!(code(&out), 2);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("out of range for length 4"));
+    let out = shmds(&["set", n, "ticks", "0", r#"{"ts": -1, "price": 0}"#]);
+    assert_eq!(code(&out), 2);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not a u64"));
+
+    // Maps: string keys as text.
+    prices
+        .insert(FixedStr::new("AAPL").unwrap(), 189.5)
+        .unwrap();
+    assert_eq!(
+        stdout(&shmds(&["get", n, "prices", "AAPL"])).trim(),
+        "189.5"
+    );
+    assert_eq!(code(&shmds(&["get", n, "prices", "MSFT"])), 1);
+    assert_eq!(code(&shmds(&["set", n, "prices", "MSFT", "410.25"])), 0);
+    assert_eq!(prices.get("MSFT").unwrap(), Some(410.25));
+    let out = shmds(&["dump", n, "prices", "--json"]);
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rows.as_array().unwrap().len(), 2, "{rows}");
+
+    // Queues: push until full (exit 1), pop in order, empty is exit 1.
+    assert_eq!(code(&shmds(&["push", n, "jobs", "1", "2", "3"])), 1);
+    assert_eq!(jobs.len(), 2);
+    let out = shmds(&["pop", n, "jobs", "-n", "5"]);
+    assert_eq!(stdout(&out), "1\n2\n");
+    assert_eq!(code(&shmds(&["pop", n, "jobs"])), 1);
+    assert_eq!(code(&shmds(&["pop", n, "jobs", "--timeout", "0.05"])), 1);
+    assert_eq!(code(&shmds(&["push", n, "jobs", "x"])), 2);
+
+    // Sets.
+    assert_eq!(code(&shmds(&["set", n, "seen", "42"])), 0);
+    assert!(seen.contains(&42).unwrap());
+    assert_eq!(code(&shmds(&["get", n, "seen", "42"])), 0);
+    assert_eq!(code(&shmds(&["get", n, "seen", "43"])), 1);
+
+    // Channels: the argument's bytes, or standard input's.
+    assert_eq!(code(&shmds(&["send", n, "events", "hello"])), 0);
+    let mut rx = events.receiver().unwrap();
+    let mut buf = Vec::new();
+    rx.try_recv(&mut buf).unwrap();
+    assert_eq!(buf, b"hello");
+    drop(rx);
+    events.sender().unwrap().send(b"a\x01").unwrap();
+    let out = shmds(&["recv", n, "events", "--json"]);
+    let msg: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(msg, serde_json::json!({"len": 2, "bytes": "a\\x01"}));
+    assert_eq!(code(&shmds(&["recv", n, "events"])), 1);
+
+    // The wrong kind, a missing entry: errors that say what to use.
+    let out = shmds(&["pop", n, "prices"]);
+    assert_eq!(code(&out), 2);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("pop is for queues and stacks"));
+    assert_eq!(code(&shmds(&["get", n, "nope", "1"])), 2);
+    assert!(stdout(&shmds(&["completions", "bash"])).contains("shmds"));
+}

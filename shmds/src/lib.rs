@@ -76,7 +76,7 @@ pub use segment::{
 pub use stack::{RawStack, Stack, MAX_STACK_CAPACITY};
 pub use table::EntryInfo;
 pub use topic::{Subscriber, Topic, TopicOptions, TopicReservation};
-pub use type_name::human_type;
+pub use type_name::{human_type, TypeShape};
 
 /// The outcome of [`Segment::check`].
 #[derive(Clone, Debug, Default)]

@@ -2,6 +2,12 @@
 //! is `str16` (Rust's `FixedStr<16>`), `(3)<d` is `[f64; 3]`,
 //! `T{<Q:ts:<d:price:}` is `record{ts: u64, price: f64}` (padding left
 //! out). A descriptor this does not understand is shown as it is.
+//!
+//! The same reading gives a [`TypeShape`]: where each field of an element lies
+//! and what it is, which the `shmds` command uses to print and parse
+//! values.
+
+use std::fmt;
 
 /// `u64 ("<Q")`: the human name with the descriptor, or the descriptor
 /// alone when it has no other name (for messages).
@@ -24,16 +30,113 @@ pub(crate) fn named(d: &str) -> String {
 /// assert_eq!(shmds::human_type("T{<Q:ts:<d:price:}"), "record{ts: u64, price: f64}");
 /// ```
 pub fn human_type(d: &str) -> String {
-    let mut p = Reader {
-        s: d.as_bytes(),
-        i: 0,
-    };
-    match p.items(None) {
-        Some(items) if p.i == p.s.len() => match items.as_slice() {
-            [one] => one.clone(),
-            _ => d.to_owned(),
-        },
-        _ => d.to_owned(),
+    match TypeShape::of(d) {
+        Some(shape) => shape.to_string(),
+        None => d.to_owned(),
+    }
+}
+
+/// What an element is, field by field, as a descriptor describes it (for
+/// tools that print and parse values; see [`human_type`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TypeShape {
+    /// An integer of `size` bytes (1, 2, 4 or 8), little-endian.
+    Int {
+        /// Width in bytes.
+        size: usize,
+        /// Two's complement signed.
+        signed: bool,
+    },
+    /// An IEEE float of `size` bytes (2, 4 or 8).
+    Float {
+        /// Width in bytes.
+        size: usize,
+    },
+    /// One byte, 0 or 1.
+    Bool,
+    /// One byte, a character.
+    Char,
+    /// `n` raw bytes.
+    Bytes(usize),
+    /// A string of up to `n` UTF-8 bytes: a length byte, then `n` bytes
+    /// (Rust's `FixedStr<n>`).
+    Str(usize),
+    /// `count` elements of `elem`, one after the other (the dimensions of
+    /// a multi-dimensional array, outermost first).
+    Array {
+        /// The dimensions.
+        dims: Vec<usize>,
+        /// One element.
+        elem: Box<TypeShape>,
+    },
+    /// Named fields at byte offsets; `size` includes the padding.
+    Record {
+        /// `(name, offset, shape)` in offset order.
+        fields: Vec<(String, usize, TypeShape)>,
+        /// The record's size in bytes.
+        size: usize,
+    },
+}
+
+impl TypeShape {
+    /// The shape of canonical descriptor `d`, if this reader understands it.
+    pub fn of(d: &str) -> Option<TypeShape> {
+        let mut p = Reader {
+            s: d.as_bytes(),
+            i: 0,
+        };
+        let (mut items, size) = p.items(None)?;
+        if p.i != p.s.len() {
+            return None;
+        }
+        match items.len() {
+            1 if items[0].1 == 0 && items[0].2.size() == size => items.pop().map(|(_, _, s)| s),
+            _ => None,
+        }
+    }
+
+    /// Size in bytes.
+    pub fn size(&self) -> usize {
+        match self {
+            TypeShape::Int { size, .. } | TypeShape::Float { size } => *size,
+            TypeShape::Bool | TypeShape::Char => 1,
+            TypeShape::Bytes(n) => *n,
+            TypeShape::Str(n) => n + 1,
+            TypeShape::Array { dims, elem } => dims.iter().product::<usize>() * elem.size(),
+            TypeShape::Record { size, .. } => *size,
+        }
+    }
+}
+
+impl fmt::Display for TypeShape {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TypeShape::Int { size, signed } => {
+                write!(f, "{}{}", if *signed { 'i' } else { 'u' }, size * 8)
+            }
+            TypeShape::Float { size } => write!(f, "f{}", size * 8),
+            TypeShape::Bool => f.write_str("bool"),
+            TypeShape::Char => f.write_str("char"),
+            TypeShape::Bytes(n) => write!(f, "bytes{n}"),
+            TypeShape::Str(n) => write!(f, "str{n}"),
+            TypeShape::Array { dims, elem } => {
+                let mut text = elem.to_string();
+                for d in dims.iter().rev() {
+                    text = format!("[{text}; {d}]");
+                }
+                f.write_str(&text)
+            }
+            TypeShape::Record { fields, .. } => {
+                f.write_str("record{")?;
+                for (k, (name, _, shape)) in fields.iter().enumerate() {
+                    if k > 0 {
+                        f.write_str(", ")?;
+                    }
+                    write!(f, "{name}: {shape}")?;
+                }
+                f.write_str("}")
+            }
+        }
     }
 }
 
@@ -42,82 +145,93 @@ struct Reader<'a> {
     i: usize,
 }
 
+/// One item of a descriptor: a field name (inside a record), its offset,
+/// and its shape.
+type Item = (String, usize, TypeShape);
+
+/// The largest element this reader accepts (the core refuses larger ones).
+const MAX_SIZE: usize = 1 << 30;
+
 impl Reader<'_> {
     fn peek(&self) -> Option<u8> {
         self.s.get(self.i).copied()
     }
 
-    fn number(&mut self) -> Option<u64> {
+    fn number(&mut self) -> Option<usize> {
         let start = self.i;
         while self.peek().is_some_and(|c| c.is_ascii_digit()) {
             self.i += 1;
         }
-        std::str::from_utf8(&self.s[start..self.i])
+        let n: usize = std::str::from_utf8(&self.s[start..self.i])
             .ok()?
             .parse()
-            .ok()
+            .ok()?;
+        (n <= MAX_SIZE).then_some(n)
     }
 
-    /// Items up to `end` (or the end of the text); inside a record each
-    /// is followed by `:name:` and becomes `name: type`. Padding is left out.
-    fn items(&mut self, end: Option<u8>) -> Option<Vec<String>> {
+    /// Items up to `end` (or the end of the text), laid out one after the
+    /// other; inside a record each is followed by `:name:`. Padding moves
+    /// the offset on and yields no item. Returns the items and the size.
+    fn items(&mut self, end: Option<u8>) -> Option<(Vec<Item>, usize)> {
         let mut out = Vec::new();
+        let mut at = 0usize;
         while self.peek().is_some() && self.peek() != end {
             let item = self.item()?;
-            let named = if end.is_some() && self.peek() == Some(b':') {
+            let size = match &item {
+                Ok(shape) => shape.size(),
+                Err(pad) => *pad,
+            };
+            let mut name = String::new();
+            if end.is_some() && self.peek() == Some(b':') {
                 self.i += 1;
                 let start = self.i;
                 while self.peek().is_some_and(|c| c != b':') {
                     self.i += 1;
                 }
-                let name = std::str::from_utf8(&self.s[start..self.i]).ok()?.to_owned();
+                name = std::str::from_utf8(&self.s[start..self.i]).ok()?.to_owned();
                 self.i += 1;
-                item.map(|t| format!("{name}: {t}"))
-            } else {
-                item
-            };
-            out.extend(named);
+            }
+            if let Ok(shape) = item {
+                out.push((name, at, shape));
+            }
+            at = at.checked_add(size).filter(|&a| a <= MAX_SIZE)?;
         }
-        Some(out)
+        Some((out, at))
     }
 
-    /// One item: `Some(None)` for padding.
-    fn item(&mut self) -> Option<Option<String>> {
-        let order = matches!(self.peek(), Some(b'<' | b'>' | b'=' | b'!' | b'@'));
-        if order {
+    /// One item: `Err(n)` for `n` bytes of padding.
+    fn item(&mut self) -> Option<Result<TypeShape, usize>> {
+        if matches!(self.peek(), Some(b'<' | b'>' | b'=' | b'!' | b'@')) {
             self.i += 1;
         }
         let c = self.peek()?;
         if c.is_ascii_digit() {
             let n = self.number()?;
-            return match self.peek()? {
-                b's' => {
-                    self.i += 1;
-                    Some(Some(format!("bytes{n}")))
-                }
-                b'x' => {
-                    self.i += 1;
-                    Some(None)
-                }
+            let kind = self.peek()?;
+            self.i += 1;
+            return match kind {
+                b's' => Some(Ok(TypeShape::Bytes(n))),
+                b'x' => Some(Err(n)),
                 _ => None,
             };
         }
         self.i += 1;
-        let name = match c {
-            b'B' => "u8",
-            b'b' => "i8",
-            b'?' => "bool",
-            b'c' => "char",
-            b'H' => "u16",
-            b'h' => "i16",
-            b'e' => "f16",
-            b'I' | b'L' => "u32",
-            b'i' | b'l' => "i32",
-            b'f' => "f32",
-            b'Q' => "u64",
-            b'q' => "i64",
-            b'd' => "f64",
-            b'x' => return Some(None),
+        let int = |size, signed| Some(Ok(TypeShape::Int { size, signed }));
+        match c {
+            b'B' => int(1, false),
+            b'b' => int(1, true),
+            b'H' => int(2, false),
+            b'h' => int(2, true),
+            b'I' | b'L' => int(4, false),
+            b'i' | b'l' => int(4, true),
+            b'Q' => int(8, false),
+            b'q' => int(8, true),
+            b'e' => Some(Ok(TypeShape::Float { size: 2 })),
+            b'f' => Some(Ok(TypeShape::Float { size: 4 })),
+            b'd' => Some(Ok(TypeShape::Float { size: 8 })),
+            b'?' => Some(Ok(TypeShape::Bool)),
+            b'c' => Some(Ok(TypeShape::Char)),
+            b'x' => Some(Err(1)),
             b'(' => {
                 let mut dims = vec![self.number()?];
                 while self.peek() == Some(b',') {
@@ -128,41 +242,52 @@ impl Reader<'_> {
                     return None;
                 }
                 self.i += 1;
-                let mut inner = self.item()??;
-                for d in dims.iter().rev() {
-                    inner = format!("[{inner}; {d}]");
-                }
-                return Some(Some(inner));
+                let elem = self.item()?.ok()?;
+                let count = dims
+                    .iter()
+                    .try_fold(1usize, |a, &d| a.checked_mul(d))
+                    .and_then(|n| n.checked_mul(elem.size()))
+                    .filter(|&n| n <= MAX_SIZE);
+                count?;
+                Some(Ok(TypeShape::Array {
+                    dims,
+                    elem: Box::new(elem),
+                }))
             }
             b'T' => {
                 if self.peek() != Some(b'{') {
                     return None;
                 }
                 self.i += 1;
-                let fields = self.items(Some(b'}'))?;
+                let (fields, size) = self.items(Some(b'}'))?;
                 if self.peek() != Some(b'}') {
                     return None;
                 }
                 self.i += 1;
                 // Rust's FixedStr<N>: a length byte, then N bytes.
-                if let [len, bytes] = fields.as_slice() {
-                    if len == "len: u8" {
-                        if let Some(n) = bytes.strip_prefix("bytes: bytes") {
-                            return Some(Some(format!("str{n}")));
-                        }
+                if let [(
+                    len,
+                    0,
+                    TypeShape::Int {
+                        size: 1,
+                        signed: false,
+                    },
+                ), (bytes, 1, TypeShape::Bytes(n))] = fields.as_slice()
+                {
+                    if len == "len" && bytes == "bytes" && size == n + 1 {
+                        return Some(Ok(TypeShape::Str(*n)));
                     }
                 }
-                return Some(Some(format!("record{{{}}}", fields.join(", "))));
+                Some(Ok(TypeShape::Record { fields, size }))
             }
-            _ => return None,
-        };
-        Some(Some(name.to_owned()))
+            _ => None,
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::human_type;
+    use super::{human_type, TypeShape};
 
     #[test]
     fn names() {
@@ -188,8 +313,28 @@ mod tests {
             ("Z", "Z"),
             ("T{<Q", "T{<Q"),
             ("(3", "(3"),
+            ("<Q<Q", "<Q<Q"),
+            ("(99999999999)<Q", "(99999999999)<Q"),
         ] {
             assert_eq!(human_type(d), want, "{d}");
         }
+    }
+
+    #[test]
+    fn offsets_and_sizes() {
+        let s = TypeShape::of("T{B:venue:7x<d:price:<I:size:4x}").unwrap();
+        let TypeShape::Record { fields, size } = &s else {
+            panic!("{s:?}")
+        };
+        assert_eq!(*size, 24);
+        let at: Vec<(&str, usize)> = fields.iter().map(|(n, o, _)| (n.as_str(), *o)).collect();
+        assert_eq!(at, [("venue", 0), ("price", 8), ("size", 16)]);
+        assert_eq!(TypeShape::of("(2,3)<f").unwrap().size(), 24);
+        assert_eq!(
+            TypeShape::of("T{B:len:16s:bytes:}").unwrap(),
+            TypeShape::Str(16)
+        );
+        // A bare padding item is no element.
+        assert_eq!(TypeShape::of("4x"), None);
     }
 }
