@@ -35,7 +35,7 @@ test-rust:
 $(VENV)/.tools:
 	$(PYTHON) -m venv $(VENV)
 	$(VPY) -m pip install -q --upgrade pip
-	$(VPY) -m pip install -q "maturin>=1.7,<2" "numpy>=1.24" pytest
+	$(VPY) -m pip install -q "maturin>=1.7,<2" "numpy>=1.24" pytest "mypy>=1.10"
 	touch $@
 
 ## The Python package, built from this tree and installed into the venv

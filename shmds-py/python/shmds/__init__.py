@@ -553,9 +553,7 @@ class Segment(_shmds.Segment):
     @overload
     def array(self, name: str, dtype: _t.BytesDtype, length: int) -> Array[bytes]: ...
     @overload
-    def array(
-        self, name: str, dtype: type[int], length: int
-    ) -> Array[np.int64]: ...  # numpy's int: int64 on 64-bit Linux
+    def array(self, name: str, dtype: type[int], length: int) -> Array[np.int64]: ...  # 64-bit
     @overload
     def array(self, name: str, dtype: type[float], length: int) -> Array[np.float64]: ...
     @overload
@@ -573,9 +571,7 @@ class Segment(_shmds.Segment):
         return Array(self, name, descriptor(dtype), length)
 
     @overload
-    def queue(
-        self, name: str, dtype: _t.IntDtype, capacity: int
-    ) -> Queue[int]: ...
+    def queue(self, name: str, dtype: _t.IntDtype, capacity: int) -> Queue[int]: ...
     @overload
     def queue(self, name: str, dtype: _t.FloatDtype, capacity: int) -> Queue[float]: ...
     @overload
@@ -593,9 +589,7 @@ class Segment(_shmds.Segment):
         return Queue(self, name, "queue", descriptor(dtype), capacity)
 
     @overload
-    def stack(
-        self, name: str, dtype: _t.IntDtype, capacity: int
-    ) -> Stack[int]: ...
+    def stack(self, name: str, dtype: _t.IntDtype, capacity: int) -> Stack[int]: ...
     @overload
     def stack(self, name: str, dtype: _t.FloatDtype, capacity: int) -> Stack[float]: ...
     @overload
@@ -612,9 +606,8 @@ class Segment(_shmds.Segment):
     # Keys: int, str, bytes (float keys, records: Any); values: int, float,
     # str, bytes, else Any.
     @overload
-    def map(
-        self, name: str, key: _t.IntDtype, value: _t.IntDtype, capacity: int
-    ) -> Map[int, int]: ...
+    def map(self, name: str, key: _t.IntDtype, value: _t.IntDtype,
+            capacity: int) -> Map[int, int]: ...
     @overload
     def map(self, name: str, key: _t.IntDtype, value: _t.FloatDtype,
             capacity: int) -> Map[int, float]: ...
@@ -627,9 +620,8 @@ class Segment(_shmds.Segment):
     @overload
     def map(self, name: str, key: _t.IntDtype, value: Any, capacity: int) -> Map[int, Any]: ...
     @overload
-    def map(
-        self, name: str, key: _t.StrDtype, value: _t.IntDtype, capacity: int
-    ) -> Map[str, int]: ...
+    def map(self, name: str, key: _t.StrDtype, value: _t.IntDtype,
+            capacity: int) -> Map[str, int]: ...
     @overload
     def map(self, name: str, key: _t.StrDtype, value: _t.FloatDtype,
             capacity: int) -> Map[str, float]: ...
@@ -642,9 +634,8 @@ class Segment(_shmds.Segment):
     @overload
     def map(self, name: str, key: _t.StrDtype, value: Any, capacity: int) -> Map[str, Any]: ...
     @overload
-    def map(
-        self, name: str, key: _t.BytesDtype, value: _t.IntDtype, capacity: int
-    ) -> Map[bytes, int]: ...
+    def map(self, name: str, key: _t.BytesDtype, value: _t.IntDtype,
+            capacity: int) -> Map[bytes, int]: ...
     @overload
     def map(self, name: str, key: _t.BytesDtype, value: _t.FloatDtype,
             capacity: int) -> Map[bytes, float]: ...
@@ -670,9 +661,7 @@ class Segment(_shmds.Segment):
         return Map(self, name, k, v, capacity, _map_codecs(k, v))
 
     @overload
-    def set(
-        self, name: str, key: _t.IntDtype, capacity: int
-    ) -> Set[int]: ...
+    def set(self, name: str, key: _t.IntDtype, capacity: int) -> Set[int]: ...
     @overload
     def set(self, name: str, key: _t.FloatDtype, capacity: int) -> Set[float]: ...
     @overload

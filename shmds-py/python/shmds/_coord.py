@@ -49,9 +49,10 @@ def open_kind(segment: Segment, name: str, kind: str) -> Primitive:
     if kind == "semaphore":
         sem = Semaphore(segment, name)
         return BoundedSemaphore(segment, name) if sem.bounded else sem
-    cls: type[Primitive] = {"lock": Lock, "rwlock": RwLock, "condition": Condition, "barrier": Barrier,
-           "event": Event, "latch": Latch, "once": Once}[kind]
-    return cls(segment, name)
+    classes: dict[str, type[Primitive]] = {
+        "lock": Lock, "rwlock": RwLock, "condition": Condition, "barrier": Barrier,
+        "event": Event, "latch": Latch, "once": Once}
+    return classes[kind](segment, name)
 
 
 class _WouldBlock(Exception):
@@ -102,10 +103,12 @@ class Lock(_Named, _shmds.Lock):
     ``with lock:``; ``await lock.acquire_async()``. Robust: a holder that
     dies is taken over by the next acquire (:attr:`owner_died`,
     :class:`OwnerDiedWarning`). :attr:`holder` names the holding process
-    and thread. Pickles by name."""
+    and thread. Pickles by name. ``Lock(segment, name, create=True)`` is
+    ``segment.lock(name)``; ``create=False`` only opens (``KeyError``)."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        pass
+    if not TYPE_CHECKING:  # the constructor is the native __new__'s
+        def __init__(self, *args, **kwargs):
+            pass
 
     def __repr__(self) -> str:
         def describe() -> str:
@@ -146,10 +149,13 @@ class RwLock(_Named, _shmds.RwLock):
     rw.write():``, their ``_async`` forms. Read locks are counted per
     process, in one of ``reader_slots`` slots (:class:`ReaderSlotsFullError`
     when all are taken by live processes). A dead writer is taken over as a
-    :class:`Lock`'s holder is; dead readers' read locks are taken back."""
+    :class:`Lock`'s holder is; dead readers' read locks are taken back.
+    ``RwLock(segment, name, reader_slots=None)``: ``segment.rwlock(name,
+    reader_slots)``, or, without ``reader_slots``, open only."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        pass
+    if not TYPE_CHECKING:  # the constructor is the native __new__'s
+        def __init__(self, *args, **kwargs):
+            pass
 
     def read(self) -> _Held:
         """A context manager holding a read lock."""
@@ -188,10 +194,12 @@ class Condition(_Named, _shmds.Condition):
     timeout=None)``, ``notify(n=1)``, ``notify_all()``. ``wait`` and
     ``notify`` need the lock held by this process (RuntimeError otherwise).
     ``notify(n)`` wakes at most ``n`` of the waits in progress, in any
-    process. A dead holder is taken over as a :class:`Lock`'s is."""
+    process. A dead holder is taken over as a :class:`Lock`'s is.
+    ``Condition(segment, name, create=True)``, as :class:`Lock`'s."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        pass
+    if not TYPE_CHECKING:  # the constructor is the native __new__'s
+        def __init__(self, *args, **kwargs):
+            pass
 
     def wait_for(self, predicate: Callable[[], T], timeout: float | None = None) -> T:
         """Wait until ``predicate()`` (called with the lock held) is true,
@@ -223,10 +231,12 @@ class Semaphore(_Named, _shmds.Semaphore):
     timeout=None)``, ``release(n=1)``, ``with sem:``, and
     ``await sem.acquire_async()``; :attr:`value` is the number of permits
     free. Permits have no owner: a process that dies holding some does not
-    give them back."""
+    give them back. ``Semaphore(segment, name, value=None, bounded=False)``:
+    ``segment.semaphore(name, value)``, or, without ``value``, open only."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        pass
+    if not TYPE_CHECKING:  # the constructor is the native __new__'s
+        def __init__(self, *args, **kwargs):
+            pass
 
     async def acquire_async(self, timeout: float | None = None) -> bool:
         """``await`` form of :meth:`acquire` (see :meth:`Lock.acquire_async`)."""
@@ -251,10 +261,12 @@ class Barrier(_Named, _shmds.Barrier):
     :class:`threading.Barrier`'s methods: ``wait(timeout=None)`` returns the
     arrival index; :class:`threading.BrokenBarrierError` once it is broken
     (a wait timed out or was interrupted, a waiting process died, or
-    ``abort()``) until ``reset()``."""
+    ``abort()``) until ``reset()``. ``Barrier(segment, name, parties=None)``:
+    ``segment.barrier(name, parties)``, or, without ``parties``, open only."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        pass
+    if not TYPE_CHECKING:  # the constructor is the native __new__'s
+        def __init__(self, *args, **kwargs):
+            pass
 
     def __repr__(self) -> str:
         def describe() -> str:
@@ -267,10 +279,12 @@ class Barrier(_Named, _shmds.Barrier):
 class Event(_Named, _shmds.Event):
     """An event flag shared by processes, with :class:`threading.Event`'s
     methods: ``is_set()``, ``set()``, ``clear()``, ``wait(timeout=None)``,
-    and ``await event.wait_async()``."""
+    and ``await event.wait_async()``. ``Event(segment, name, create=True)``,
+    as :class:`Lock`'s."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        pass
+    if not TYPE_CHECKING:  # the constructor is the native __new__'s
+        def __init__(self, *args, **kwargs):
+            pass
 
     async def wait_async(self, timeout: float | None = None) -> bool:
         """``await`` form of :meth:`wait`: the flag, once set or after
@@ -290,10 +304,12 @@ class Latch(_Named, _shmds.Latch):
     """A count-down latch shared by processes (C++'s ``std::latch``):
     ``count_down(n=1)`` from any process, ``wait(timeout=None)`` until the
     count reaches 0, ``await latch.wait_async()``. It opens once and stays
-    open."""
+    open. ``Latch(segment, name, count=None)``: ``segment.latch(name,
+    count)``, or, without ``count``, open only."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        pass
+    if not TYPE_CHECKING:  # the constructor is the native __new__'s
+        def __init__(self, *args, **kwargs):
+            pass
 
     async def wait_async(self, timeout: float | None = None) -> bool:
         """``await`` form of :meth:`wait`. Cancellable."""
@@ -313,10 +329,12 @@ class Once(_Named, _shmds.Once):
     ``fn()`` unless it has run to completion (True if this call ran it).
     While another caller runs it, ``call`` waits. If ``fn`` raises, or the
     process running it dies, the next caller runs it (which must cope with
-    what a dead run left half done)."""
+    what a dead run left half done). ``Once(segment, name, create=True)``,
+    as :class:`Lock`'s."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        pass
+    if not TYPE_CHECKING:  # the constructor is the native __new__'s
+        def __init__(self, *args, **kwargs):
+            pass
 
     def __repr__(self) -> str:
         return _state(self, lambda: "done" if self.done else f"not done, {self.attempts} runs")
