@@ -397,7 +397,9 @@ pub fn recv(
 }
 
 /// `shmds dump`: the contents, decoded, without taking anything: an
-/// array's elements, a map's pairs, a set's keys, a topic's newest message.
+/// array's elements, a queue's items oldest first, a stack's top first, a
+/// map's pairs, a set's keys, a channel's messages in order, a topic's
+/// newest message.
 /// (Structure handles need a writable mapping, so this attaches like any
 /// other process; it writes nothing.)
 pub fn dump(seg: &str, name: &str, limit: usize, as_json: bool) -> Result<Outcome> {
@@ -431,6 +433,26 @@ pub fn dump(seg: &str, name: &str, limit: usize, as_json: bool) -> Result<Outcom
                 .map(|k| json!({"key": decode(&ks, &k)}))
                 .collect()
         }
+        "queue" | "stack" => {
+            let s = shape(&e.elem_type)?;
+            let items = if e.kind_name() == "queue" {
+                seg.open_queue_raw(name).map_err(err)?.peek(limit)
+            } else {
+                seg.open_stack_raw(name).map_err(err)?.peek(limit)
+            };
+            items
+                .iter()
+                .enumerate()
+                .map(|(i, item)| json!({"index": i, "value": decode(&s, item)}))
+                .collect()
+        }
+        "channel" => seg
+            .open_channel(name)
+            .map_err(err)?
+            .peek(limit)
+            .iter()
+            .map(|m| json!({"len": m.len(), "bytes": escaped(m)}))
+            .collect(),
         "topic" => {
             let t = seg.open_topic(name).map_err(err)?;
             let mut buf = Vec::new();
@@ -442,9 +464,8 @@ pub fn dump(seg: &str, name: &str, limit: usize, as_json: bool) -> Result<Outcom
         _ => {
             return Err(wrong_kind(
                 &e,
-                "dump reads arrays, maps, sets and a topic's newest message; a queue, stack \
-                 or channel cannot be read yet without taking its items (see `shmds info` \
-                 for its length)",
+                "dump reads arrays, queues, stacks, maps, sets, channels and a topic's newest \
+                 message (`shmds info` shows a primitive's state)",
             ))
         }
     };

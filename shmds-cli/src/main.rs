@@ -9,7 +9,9 @@ use std::time::Duration;
 use shmds::human_type;
 
 mod data;
+mod tui;
 mod value;
+mod watch;
 
 /// Inspect and manage shmds shared memory segments (in /dev/shm).
 #[derive(Parser)]
@@ -160,8 +162,9 @@ enum Command {
         json: bool,
     },
     /// Print a structure's contents decoded by its type, taking nothing:
-    /// an array's elements, a map's pairs, a set's keys, a topic's newest
-    /// message.
+    /// an array's elements, a queue's items (oldest first), a stack's (top
+    /// first), a map's pairs, a set's keys, a channel's messages, a topic's
+    /// newest message.
     ///
     /// Example: `shmds dump demo prices --json`.
     Dump {
@@ -173,6 +176,48 @@ enum Command {
         #[arg(long, default_value_t = 1000)]
         limit: usize,
         /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Watch a segment's structures live: fill levels, rates (a queue's
+    /// pushes and pops, a channel's cells, a topic's messages) with their
+    /// history, lock holders and waiters, attached processes. Reads through
+    /// a read-only mapping: it writes nothing and never waits on the
+    /// structures. `--once` prints the same figures as text (or `--json`)
+    /// for scripts.
+    ///
+    /// Example: `shmds watch demo`, `shmds watch demo jobs --once --json`.
+    Watch {
+        /// Segment name.
+        name: String,
+        /// Only these entries (default: all).
+        entries: Vec<String>,
+        /// Print the figures once (rates over --interval) and exit.
+        #[arg(long)]
+        once: bool,
+        /// With --once: print JSON.
+        #[arg(long, requires = "once")]
+        json: bool,
+        /// Seconds between refreshes (with --once: the window of the rates).
+        #[arg(long, default_value_t = 0.25)]
+        interval: f64,
+    },
+    /// Print the rate of one queue (items), channel (cells) or topic
+    /// (messages) over each window, like `iox2 service hz`.
+    ///
+    /// Example: `shmds hz demo jobs --window 0.5 --count 4`.
+    Hz {
+        /// Segment name.
+        name: String,
+        /// Entry name.
+        entry: String,
+        /// Seconds per measurement.
+        #[arg(long, default_value_t = 1.0)]
+        window: f64,
+        /// Stop after this many lines (default: run until interrupted).
+        #[arg(long, default_value_t = 0)]
+        count: u64,
+        /// Print JSON lines.
         #[arg(long)]
         json: bool,
     },
@@ -704,6 +749,49 @@ fn main() -> ExitCode {
             limit,
             json,
         } => data::run(|| data::dump(&name, &entry, limit, json)),
+        Command::Watch {
+            name,
+            entries,
+            once,
+            json,
+            interval,
+        } => {
+            if !(interval.is_finite() && interval > 0.0 && interval <= 3600.0) {
+                eprintln!("shmds: --interval must be a number of seconds above 0 and up to 3600");
+                return ExitCode::from(2);
+            }
+            let done = if once {
+                watch::once(&name, &entries, interval, json)
+            } else {
+                tui::run(&name, &entries, interval)
+            };
+            match done {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("shmds: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+        Command::Hz {
+            name,
+            entry,
+            window,
+            count,
+            json,
+        } => {
+            if !(window.is_finite() && window > 0.0 && window <= 3600.0) {
+                eprintln!("shmds: --window must be a number of seconds above 0 and up to 3600");
+                return ExitCode::from(2);
+            }
+            match watch::hz(&name, &entry, window, count, json) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("shmds: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
         Command::Completions { shell } => {
             use clap::CommandFactory;
             let mut script = Vec::new();

@@ -564,6 +564,9 @@ fn scripting_commands() {
     // Queues: push until full (exit 1), pop in order, empty is exit 1.
     assert_eq!(code(&shmds(&["push", n, "jobs", "1", "2", "3"])), 1);
     assert_eq!(jobs.len(), 2);
+    // dump reads them in order and takes nothing.
+    assert_eq!(stdout(&shmds(&["dump", n, "jobs"])), "[0] 1\n[1] 2\n");
+    assert_eq!(jobs.len(), 2);
     let out = shmds(&["pop", n, "jobs", "-n", "5"]);
     assert_eq!(stdout(&out), "1\n2\n");
     assert_eq!(code(&shmds(&["pop", n, "jobs"])), 1);
@@ -584,6 +587,9 @@ fn scripting_commands() {
     assert_eq!(buf, b"hello");
     drop(rx);
     events.sender().unwrap().send(b"a\x01").unwrap();
+    let out = shmds(&["dump", n, "events", "--json"]);
+    let msgs: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(msgs, serde_json::json!([{"len": 2, "bytes": "a\\x01"}]));
     let out = shmds(&["recv", n, "events", "--json"]);
     let msg: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(msg, serde_json::json!({"len": 2, "bytes": "a\\x01"}));
@@ -595,4 +601,83 @@ fn scripting_commands() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("pop is for queues and stacks"));
     assert_eq!(code(&shmds(&["get", n, "nope", "1"])), 2);
     assert!(stdout(&shmds(&["completions", "bash"])).contains("shmds"));
+}
+
+/// `watch --once --json` reports the figures the test made (length,
+/// capacity, running totals, a lock's holder); `hz` sees a queue that moves.
+#[test]
+fn watch_once_and_hz() {
+    let name = Name::new("watch");
+    let n = name.0.as_str();
+    let seg = Segment::create(n, 4 << 20).unwrap();
+    let jobs = seg.create_queue::<u64>("jobs", 16).unwrap();
+    let lock = seg.create_lock("guard").unwrap();
+    for v in 0..7 {
+        jobs.try_push(v).unwrap();
+    }
+    for _ in 0..2 {
+        jobs.try_pop().unwrap();
+    }
+    let _held = lock.lock().unwrap();
+    let out = shmds(&["watch", n, "--once", "--json", "--interval", "0.05"]);
+    assert!(out.status.success(), "{out:?}");
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let jobs_row = row_of(&doc["entries"], "jobs");
+    assert_eq!(jobs_row["len"], 5);
+    assert_eq!(jobs_row["capacity"], 16);
+    assert_eq!(jobs_row["totals"], serde_json::json!({"in": 7, "out": 2}));
+    assert_eq!(jobs_row["in_per_s"], 0.0, "nothing moved during the window");
+    let guard = row_of(&doc["entries"], "guard");
+    let me = std::process::id().to_string();
+    assert!(guard["state"].as_str().unwrap().contains(&me), "{guard}");
+    // Text, and only the entries asked for.
+    let text = stdout(&shmds(&[
+        "watch",
+        n,
+        "jobs",
+        "--once",
+        "--interval",
+        "0.05",
+    ]));
+    assert!(text.contains("5/16") && !text.contains("guard"), "{text}");
+    assert_eq!(
+        shmds(&["watch", n, "nope", "--once"]).status.code(),
+        Some(2)
+    );
+
+    // hz on a queue another thread keeps moving.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mover = {
+        let (jobs, stop) = (jobs.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = jobs.try_push(1);
+                let _ = jobs.try_pop();
+            }
+        })
+    };
+    let out = shmds(&["hz", n, "jobs", "--window", "0.2", "--count", "2", "--json"]);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    mover.join().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let lines: Vec<serde_json::Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert!(
+        lines.iter().all(|l| l["in_per_s"].as_f64().unwrap() > 0.0),
+        "{lines:?}"
+    );
+    let out = shmds(&["hz", n, "guard", "--count", "1"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("hz measures queues"));
+}
+
+fn row_of<'a>(rows: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    rows.as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == name)
+        .unwrap_or_else(|| panic!("no row {name} in {rows}"))
 }

@@ -775,6 +775,14 @@ fn parse_descriptor(descriptor: &str) -> PyResult<(String, u64)> {
     Ok((d.as_str().to_owned(), d.size()))
 }
 
+/// The name people read for a type descriptor: `u64` for `"<Q"`, `str16`
+/// for a 16-byte string, `record{ts: u64, price: f64}`; a descriptor it
+/// does not understand comes back as it is.
+#[pyfunction]
+fn human_type(descriptor: &str) -> String {
+    shmds::human_type(descriptor)
+}
+
 #[pymodule]
 fn _shmds(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
@@ -794,6 +802,7 @@ fn _shmds(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(_segment_status, m)?)?;
     m.add_function(wrap_pyfunction!(remove_abandoned, m)?)?;
     m.add_function(wrap_pyfunction!(parse_descriptor, m)?)?;
+    m.add_function(wrap_pyfunction!(human_type, m)?)?;
     m.add_function(wrap_pyfunction!(_pack, m)?)?;
     let after_fork = wrap_pyfunction!(wait::_after_fork_in_child, m)?;
     let kwargs = pyo3::types::PyDict::new(py);

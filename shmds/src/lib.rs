@@ -197,6 +197,24 @@ impl Segment {
         self.examine(info, false)
     }
 
+    /// Running totals of one entry since it was made, for rates (`shmds
+    /// watch`, `shmds hz`), read without writing anything (a read-only
+    /// segment handle works): `(in, out)` as a queue's pushes and pops, a
+    /// channel's cells sent and received (64 bytes each, padding
+    /// included), a topic's messages published (both); `None` for other
+    /// kinds. The counts wrap; take differences with `wrapping_sub`.
+    #[doc(hidden)]
+    pub fn totals(&self, info: &EntryInfo) -> Result<Option<(u64, u64)>> {
+        let handle = handle::Handle::at(self, info.clone())?;
+        let totals = match info.kind {
+            layout::kind::QUEUE => queue::totals(&handle).map(Some),
+            layout::kind::CHANNEL => channel::totals(&handle).map(Some),
+            layout::kind::TOPIC => topic::published(&handle).map(|n| Some((n, n))),
+            _ => Ok(None),
+        };
+        handle.fresh(totals)
+    }
+
     fn examine(&self, info: &EntryInfo, deep: bool) -> Result<Option<u64>> {
         let corrupt = |detail: String| Error::Corrupt {
             name: self.name().to_owned(),

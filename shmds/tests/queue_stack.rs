@@ -422,3 +422,56 @@ fn handles_are_clone() {
     ev2.set();
     assert!(ev.is_set());
 }
+
+/// `peek` copies without taking: a queue oldest first, a stack top first,
+/// and never a torn element while other threads push and pop.
+#[test]
+fn peek_takes_nothing_and_never_tears() {
+    let (_n, seg) = segment("peek");
+    let q = seg.create_queue_raw("q", "(2)<Q", 8).unwrap();
+    let s = seg.create_stack_raw("s", "(2)<Q", 8).unwrap();
+    let pair = |x: u64| [x.to_le_bytes(), x.to_le_bytes()].concat();
+    for x in 1..=3 {
+        assert!(q.try_push(&pair(x)).unwrap());
+        assert!(s.try_push(&pair(x)).unwrap());
+    }
+    assert_eq!(q.peek(10), vec![pair(1), pair(2), pair(3)]);
+    assert_eq!(q.peek(2), vec![pair(1), pair(2)]);
+    assert_eq!(s.peek(10), vec![pair(3), pair(2), pair(1)]);
+    assert_eq!((q.len(), s.len()), (3, 3), "nothing was taken");
+    let mut out = vec![0u8; 16];
+    assert!(q.try_pop(&mut out).unwrap());
+    assert_eq!(q.peek(10), vec![pair(2), pair(3)]);
+
+    // Churn: every element is a pair of equal words; a peek must never
+    // return one whose halves differ (a copy torn by a concurrent reuse).
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (q, s) = (Arc::new(q), Arc::new(s));
+    let churn = {
+        let (q, s, stop) = (q.clone(), s.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut x = 10u64;
+            let mut out = vec![0u8; 16];
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                x += 1;
+                let _ = q.try_push(&pair(x));
+                let _ = s.try_push(&pair(x));
+                if x % 3 != 0 {
+                    let _ = q.try_pop(&mut out);
+                    let _ = s.try_pop(&mut out);
+                }
+            }
+        })
+    };
+    let deadline = Instant::now() + Duration::from_millis(300);
+    let mut seen = 0;
+    while Instant::now() < deadline {
+        for item in q.peek(8).iter().chain(s.peek(8).iter()) {
+            assert_eq!(item[..8], item[8..], "a torn element: {item:?}");
+            seen += 1;
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    churn.join().unwrap();
+    assert!(seen > 0);
+}

@@ -91,6 +91,7 @@ from ._shmds import (
     StaleError,
     Subscriber,
     TooManyReleasesError,
+    human_type,
     list_segments,
     remove,
     remove_abandoned,
@@ -144,6 +145,7 @@ __all__ = [
     "StaleError",
     "descriptor",
     "dtype_of",
+    "human_type",
     "list_segments",
     "remove",
     "remove_abandoned",
@@ -363,7 +365,7 @@ def _pack_elements(desc: str, items: Any) -> Any:
         base, shape = cast("tuple[np.dtype, tuple[int, ...]]", dt.subdtype)
         a = _sub_array(items, base)
         if a.shape[a.ndim - len(shape):] != shape:
-            raise ValueError(f"elements of type {desc} have shape {shape}; "
+            raise ValueError(f"elements of type {human_type(desc)} have shape {shape}; "
                              f"got values of shape {a.shape}")
         return np.ascontiguousarray(a).reshape(-1)
     if isinstance(items, list):
@@ -383,7 +385,7 @@ def _codec(desc: str) -> tuple[Any, Any]:
         def encode(value: Any) -> bytes:
             a = _sub_array(value, base)
             if a.shape != shape:
-                raise ValueError(f"a value of type {desc} must have shape {shape}, "
+                raise ValueError(f"a value of type {human_type(desc)} must have shape {shape}, "
                                  f"not {a.shape}")
             return np.ascontiguousarray(a).tobytes()
 
@@ -397,7 +399,7 @@ def _codec(desc: str) -> tuple[Any, Any]:
             value = tuple(value)
         a = np.asarray(value, dtype=dt)
         if a.shape != ():
-            raise ValueError(f"one element of type {desc} is one record, "
+            raise ValueError(f"one element of type {human_type(desc)} is one record, "
                              f"not an array of shape {a.shape}")
         return a.tobytes()
 

@@ -231,6 +231,13 @@ fn validate(handle: &Handle) -> Result<(&ChannelHeader, ChannelShape)> {
     Ok((header, shape))
 }
 
+/// Cells sent and received since creation, read without writing anything.
+pub(crate) fn totals(handle: &Handle) -> Result<(u64, u64)> {
+    let channel = Channel::from_handle(Handle::at(&handle.seg, handle.info.clone())?)?;
+    let totals = channel.inner.core().totals();
+    Ok(totals)
+}
+
 /// Per-kind validation for `Segment::check`; returns the messages held.
 pub(crate) fn check(handle: &Handle, _deep: bool) -> Result<Option<u64>> {
     let channel = Channel::from_handle(Handle::at(&handle.seg, handle.info.clone())?)?;
@@ -535,6 +542,22 @@ impl Channel {
             return "erased".to_owned();
         }
         self.inner.core().describe()
+    }
+
+    /// Copies of up to `max` messages, oldest first, without taking any
+    /// (for inspection, such as `shmds dump`): weakly consistent, since
+    /// other processes send and receive meanwhile, but never a torn
+    /// message. Empty once the channel was erased.
+    pub fn peek(&self, max: usize) -> Vec<Vec<u8>> {
+        if self.inner.handle.check().is_err() {
+            return Vec::new();
+        }
+        let msgs = self.inner.core().peek(max);
+        // Erased meanwhile: its memory may hold something else now.
+        if self.inner.handle.check().is_err() {
+            return Vec::new();
+        }
+        msgs
     }
 
     /// Whether no message is held (true once the channel was erased).

@@ -95,7 +95,7 @@ mod loom_tests;
 #[cfg(all(test, not(loom)))]
 mod tests;
 
-pub(crate) use api::check;
+pub(crate) use api::{check, totals};
 
 pub use api::{Channel, ChannelOptions, Message, Receiver, Reservation, Sender};
 
@@ -1133,6 +1133,60 @@ impl<'a> ChannelCore<'a> {
     }
 
     /// Cells between `head` and `tail` (0 when the words do not fit).
+    /// Copies of up to `max` messages from `head` towards `tail`, oldest
+    /// first, taking nothing (for inspection). MPMC: a frame is copied only
+    /// while its first cell holds a published message, and kept only if
+    /// that word is unchanged afterwards; SPSC: kept only if `head` has not
+    /// passed it meanwhile (the sender reuses nothing before that). Every
+    /// length is bounded by the ring and `max_message`; at most one lap is
+    /// read. Weakly consistent, never torn.
+    pub(crate) fn peek(&self, max: usize) -> Vec<Vec<u8>> {
+        let ring = *self.ring();
+        let mut out = Vec::new();
+        let mut pos = self.header.head.load(Ordering::Acquire);
+        let tail = self.header.tail.load(Ordering::Acquire);
+        let Some(mut left) = ring.distance(pos, tail) else {
+            return out;
+        };
+        while left > 0 && out.len() < max {
+            let Some(idx) = ring.index(pos) else { break };
+            let cell = self.cell(idx);
+            let before = cell.state.load(Ordering::Acquire);
+            let len = cell.len.load(Ordering::Acquire);
+            let Some(run) = ring.run_of(len, idx).filter(|&r| r <= left) else {
+                break;
+            };
+            let published = self.shape.spsc
+                || matches!(
+                    SlotState::decode(before),
+                    SlotState::Full { tag, skip: false, .. } if tag == ring.split(pos).0 & TAG_MASK
+                );
+            if len != PAD_LEN && len as u64 <= ring.max_message && published {
+                let mut msg = vec![0u8; len as usize];
+                // SAFETY: `run_of` proved the frame of `len` bytes lies inside
+                // the ring from cell `idx`. Another process may rewrite it
+                // meanwhile (a racy copy, as a topic reader makes); the
+                // checks below drop such a copy.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(self.payload(idx), msg.as_mut_ptr(), msg.len())
+                };
+                fence(Ordering::Acquire);
+                let intact = if self.shape.spsc {
+                    ring.distance(self.header.head.load(Ordering::Relaxed), pos)
+                        .is_some()
+                } else {
+                    cell.state.load(Ordering::Relaxed) == before
+                };
+                if intact {
+                    out.push(msg);
+                }
+            }
+            left -= run;
+            pos = ring.advance(pos, idx, run);
+        }
+        out
+    }
+
     pub(crate) fn used_cells(&self) -> u64 {
         let h = self.header.head.load(Ordering::Acquire);
         let t = self.header.tail.load(Ordering::Acquire);
@@ -1291,6 +1345,20 @@ impl<'a> ChannelCore<'a> {
             around(t),
             self.header.send_waiters.load(Ordering::Relaxed),
             attached.join(", ")
+        )
+    }
+
+    /// Cells sent and received since the channel was made (`tail` and
+    /// `head` as counts of cells, padding included; wrapping), for rates.
+    pub(crate) fn totals(&self) -> (u64, u64) {
+        let ring = *self.ring();
+        let count = |pos: u64| {
+            let (lap, idx) = ring.split(pos);
+            lap.wrapping_mul(ring.cells).wrapping_add(idx)
+        };
+        (
+            count(self.header.tail.load(Ordering::Acquire)),
+            count(self.header.head.load(Ordering::Acquire)),
         )
     }
 

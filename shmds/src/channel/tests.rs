@@ -532,3 +532,34 @@ fn counting_receivers_and_join() {
         assert!(ch.join(Some(Duration::ZERO), None).unwrap());
     });
 }
+
+#[test]
+fn peek_reads_messages_in_order_and_takes_nothing() {
+    both(|spsc| {
+        let s = segment("peek");
+        let ch =
+            s.0.create_channel("c", ChannelOptions::new(1024).spsc(spsc))
+                .unwrap();
+        let mut tx = ch.sender().unwrap();
+        let mut rx = ch.receiver().unwrap();
+        let mut buf = Vec::new();
+        // Move the ring on so that the messages wrap with padding.
+        for _ in 0..3 {
+            tx.try_send(&[7; 300]).unwrap();
+            rx.try_recv(&mut buf).unwrap();
+        }
+        let msgs: Vec<Vec<u8>> = [0usize, 5, 200, 64]
+            .iter()
+            .enumerate()
+            .map(|(k, &len)| vec![k as u8; len])
+            .collect();
+        for m in &msgs {
+            tx.try_send(m).unwrap();
+        }
+        assert_eq!(ch.peek(10), msgs, "spsc {spsc}");
+        assert_eq!(ch.peek(2), msgs[..2], "spsc {spsc}");
+        assert_eq!(ch.len(), 4, "nothing was taken");
+        rx.try_recv(&mut buf).unwrap();
+        assert_eq!(ch.peek(10), msgs[1..], "spsc {spsc}");
+    });
+}

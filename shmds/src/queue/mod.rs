@@ -1122,6 +1122,65 @@ impl<'a> QueueCore<'a> {
         }
     }
 
+    /// Copies of up to `max` elements (`size` bytes each) from `head`
+    /// towards `tail`, oldest first, taking nothing: a slot is copied only
+    /// while it holds its position's published element, and kept only if
+    /// its state word is unchanged after the copy (so no copy is torn: a
+    /// slot reused meanwhile has another lap tag). Weakly consistent:
+    /// elements taken or added meanwhile may be missing or present. At
+    /// most one lap is read, whatever the shared words say.
+    pub(crate) fn peek(&self, max: usize, size: usize) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        let mut pos = self.header.head.load(Ordering::Acquire);
+        let tail = self.header.tail.load(Ordering::Acquire);
+        for _ in 0..self.shape.capacity {
+            if out.len() >= max || pos == tail {
+                break;
+            }
+            let (lap, idx) = self.split(pos);
+            if idx >= self.shape.capacity {
+                break;
+            }
+            let slot = self.slot(idx);
+            let before = slot.state.load(Ordering::Acquire);
+            if let SlotState::Full {
+                tag, skip: false, ..
+            } = SlotState::decode(before)
+            {
+                if tag == lap & TAG_MASK {
+                    let mut item = vec![0u8; size];
+                    // SAFETY: idx < capacity, so the payload is inside the
+                    // slot array and holds `size` bytes (the element size the
+                    // shape was validated with). Another process may rewrite
+                    // them meanwhile (a racy copy, as a topic reader makes);
+                    // the state check below drops such a copy.
+                    unsafe {
+                        std::ptr::copy_nonoverlapping(self.payload(idx), item.as_mut_ptr(), size)
+                    };
+                    fence(Ordering::Acquire);
+                    if slot.state.load(Ordering::Relaxed) == before {
+                        out.push(item);
+                    }
+                }
+            }
+            pos = self.next(pos);
+        }
+        out
+    }
+
+    /// Positions pushed and popped since the queue was made (`tail` and
+    /// `head` as counts; wrapping), for rates.
+    pub(crate) fn totals(&self) -> (u64, u64) {
+        let count = |pos: u64| {
+            let (lap, idx) = self.split(pos);
+            lap.wrapping_mul(self.shape.capacity).wrapping_add(idx)
+        };
+        (
+            count(self.header.tail.load(Ordering::Acquire)),
+            count(self.header.head.load(Ordering::Acquire)),
+        )
+    }
+
     /// Elements in the queue (exact when nothing runs concurrently).
     pub(crate) fn len(&self) -> u64 {
         loop {
@@ -1150,8 +1209,8 @@ pub(crate) fn slot_stride(elem_size: u64) -> u64 {
 mod raw;
 mod typed;
 
-pub(crate) use raw::check;
 pub use raw::RawQueue;
+pub(crate) use raw::{check, totals};
 pub use typed::Queue;
 
 #[cfg(all(test, loom))]

@@ -101,6 +101,16 @@ pub(crate) fn check(handle: &Handle, _deep: bool) -> Result<Option<u64>> {
     Ok(Some(core.len()))
 }
 
+/// Pushes and pops since creation (see `QueueCore::totals`), read without
+/// writing anything.
+pub(crate) fn totals(handle: &Handle) -> Result<(u64, u64)> {
+    let (header, shape) = validate(handle)?;
+    // SAFETY: validate proved the slots fit in the block.
+    let core =
+        unsafe { QueueCore::new(header, handle.block.add(QUEUE_HEADER_SIZE as usize), &shape) };
+    Ok(core.totals())
+}
+
 /// A queue whose element type is known at run time only, by its type
 /// descriptor: elements go in and out as byte slices of
 /// [`elem_size`](RawQueue::elem_size) bytes each. This is what the Python and
@@ -789,6 +799,22 @@ impl RawQueue {
             return 0;
         }
         self.core().len() as usize
+    }
+
+    /// Copies of up to `max` elements, oldest first, without taking any
+    /// (for inspection, such as `shmds dump`): weakly consistent, since
+    /// other processes may push and pop meanwhile, but never a torn
+    /// element. Empty once the queue was erased.
+    pub fn peek(&self, max: usize) -> Vec<Vec<u8>> {
+        if self.handle.check().is_err() {
+            return Vec::new();
+        }
+        let items = self.core().peek(max, self.elem_size);
+        // Erased meanwhile: its memory may hold something else now.
+        if self.handle.check().is_err() {
+            return Vec::new();
+        }
+        items
     }
 
     /// Whether the queue holds no elements (approximate under concurrency).

@@ -633,13 +633,11 @@ impl Segment {
                 break size;
             }
             if Instant::now() >= deadline {
-                return Err(Error::NotReady {
-                    name: bare,
-                    detail: format!(
-                        "it has {size} bytes, less than a header; its creator died or is not a shmds \
-                         process (remove it with `shmds rm`)"
-                    ),
-                });
+                let detail = format!(
+                    "it has {size} bytes, less than a header; its creator died or is not a shmds \
+                     process (if no process is making it, remove it with `shmds rm --force {bare}`)"
+                );
+                return Err(Error::NotReady { name: bare, detail });
             }
             std::thread::sleep(Duration::from_millis(1));
         };

@@ -434,6 +434,44 @@ impl<'a> StackCore<'a> {
         }
     }
 
+    /// Copies of up to `max` elements (`size` bytes each), top first,
+    /// taking nothing: read while `top` is idle and kept only if `top` is
+    /// the same word afterwards (its version grows with every claim, so no
+    /// push or pop ran meanwhile). Empty if the stack stays claimed or
+    /// keeps changing; never a torn element.
+    pub(crate) fn peek(&self, max: usize, size: usize) -> Vec<Vec<u8>> {
+        for _ in 0..100 {
+            let word = self.header.top.load(Ordering::Acquire);
+            let Ok(Top::Idle { count, .. }) = self.decode(word) else {
+                crate::sync::spin_hint();
+                continue;
+            };
+            let n = (count as usize).min(max);
+            let mut out = Vec::with_capacity(n);
+            for i in 0..n as u64 {
+                let mut item = vec![0u8; size];
+                // SAFETY: count - 1 - i < count <= capacity (decode checked
+                // the count), so the slot lies in the block and holds `size`
+                // bytes (size <= stride). A claimant may rewrite them
+                // meanwhile (a racy copy); the check of `top` below drops
+                // such copies.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(
+                        self.payload(count - 1 - i),
+                        item.as_mut_ptr(),
+                        size,
+                    )
+                };
+                out.push(item);
+            }
+            crate::sync::fence(Ordering::Acquire);
+            if self.header.top.load(Ordering::Relaxed) == word {
+                return out;
+            }
+        }
+        Vec::new()
+    }
+
     /// Elements on the stack (exact for an idle word; a claim shows the
     /// count before it).
     pub(crate) fn len(&self) -> u64 {

@@ -1,0 +1,296 @@
+//! `shmds watch` and `shmds hz`: figures of a segment's structures over
+//! time, read through a read-only mapping (nothing is written, nothing
+//! waits): fill levels, rates from the running totals (a queue's pushes and
+//! pops, a channel's cells, a topic's messages), primitives' holders and
+//! waiters, attached processes. The live view is a terminal UI (ratatui);
+//! `--once` prints the same figures as text or JSON.
+
+use serde_json::{json, Value};
+use shmds::{human_type, EntryInfo, Segment};
+use std::time::{Duration, Instant};
+
+/// One entry's figures at one moment.
+#[derive(Clone, Debug)]
+pub struct Row {
+    pub name: String,
+    pub kind: &'static str,
+    pub type_name: String,
+    /// Elements (messages) held, where that applies.
+    pub fill: Option<u64>,
+    pub capacity: u64,
+    /// Running totals `(in, out)`, where the kind has them.
+    pub totals: Option<(u64, u64)>,
+    /// A primitive's state ("held by 123", "3 of 5 permits free").
+    pub state: Option<String>,
+    /// Why its figures could not be read (erased, damaged).
+    pub error: Option<String>,
+}
+
+/// A segment's figures at one moment.
+#[derive(Clone, Debug)]
+pub struct Sample {
+    pub at: Instant,
+    pub rows: Vec<Row>,
+    pub attached: Vec<shmds::Attacher>,
+    /// The name no longer names this segment (removed, or replaced).
+    pub removed: bool,
+}
+
+fn type_of(e: &EntryInfo) -> String {
+    match (e.key_type.as_str(), e.elem_type.as_str()) {
+        ("", v) => human_type(v),
+        (k, "") => human_type(k),
+        (k, v) => format!("{} -> {}", human_type(k), human_type(v)),
+    }
+}
+
+/// Read the figures of `seg`'s entries (all, or those named in `only`).
+pub fn sample(seg: &Segment, only: &[String]) -> Result<Sample, String> {
+    let entries = seg.entries().map_err(|e| e.to_string())?;
+    for name in only {
+        if !entries.iter().any(|e| &e.name == name) {
+            return Err(format!("segment {:?} has no entry {name:?}", seg.name()));
+        }
+    }
+    let rows = entries
+        .iter()
+        .filter(|e| only.is_empty() || only.contains(&e.name))
+        .map(|e| {
+            let fill = seg.inspect(e);
+            let totals = seg.totals(e);
+            let error = fill
+                .as_ref()
+                .err()
+                .or(totals.as_ref().err())
+                .map(|e| e.to_string());
+            Row {
+                name: e.name.clone(),
+                kind: e.kind_name(),
+                type_name: type_of(e),
+                fill: fill.ok().flatten(),
+                capacity: e.capacity,
+                totals: totals.ok().flatten(),
+                state: seg.primitive_status(e).ok().flatten().map(|s| s.summary),
+                error,
+            }
+        })
+        .collect();
+    let status = shmds::segment_status(seg.name()).ok();
+    Ok(Sample {
+        at: Instant::now(),
+        rows,
+        attached: status.map(|s| s.attachers).unwrap_or_default(),
+        removed: !shmds::list_segments()
+            .map(|names| names.iter().any(|n| n == seg.name()))
+            .unwrap_or(true),
+    })
+}
+
+/// Per-second rates of `row` since `prev` (the same entry, earlier).
+pub fn rates(prev: &Sample, now: &Sample, row: &Row) -> Option<(f64, f64)> {
+    let dt = now.at.duration_since(prev.at).as_secs_f64();
+    let before = prev.rows.iter().find(|r| r.name == row.name)?.totals?;
+    let after = row.totals?;
+    (dt > 0.0).then(|| {
+        (
+            after.0.wrapping_sub(before.0) as f64 / dt,
+            after.1.wrapping_sub(before.1) as f64 / dt,
+        )
+    })
+}
+
+/// What one rate counts, for labels: queue items, channel cells, topic
+/// messages.
+pub fn unit(kind: &str) -> &'static str {
+    match kind {
+        "channel" => "cells",
+        "topic" => "msgs",
+        _ => "items",
+    }
+}
+
+/// A fill bar of `width` characters.
+pub fn bar(fill: u64, capacity: u64, width: usize) -> String {
+    let full = if capacity == 0 {
+        0
+    } else {
+        ((fill.min(capacity) as f64 / capacity as f64) * width as f64).round() as usize
+    };
+    format!("{}{}", "█".repeat(full), "░".repeat(width - full))
+}
+
+/// A rate as people read it: 950, 12.3k, 4.56M.
+pub fn human_rate(r: f64) -> String {
+    match r {
+        r if r >= 1e9 => format!("{:.2}G", r / 1e9),
+        r if r >= 1e6 => format!("{:.2}M", r / 1e6),
+        r if r >= 1e4 => format!("{:.1}k", r / 1e3),
+        r => format!("{r:.0}"),
+    }
+}
+
+/// The figures as JSON: one object per entry, rates per second.
+pub fn to_json(seg: &Segment, prev: &Sample, now: &Sample, interval: f64) -> Value {
+    let entries: Vec<Value> = now
+        .rows
+        .iter()
+        .map(|r| {
+            let rate = rates(prev, now, r);
+            json!({
+                "name": r.name,
+                "kind": r.kind,
+                "type_name": r.type_name,
+                "len": r.fill,
+                "capacity": r.capacity,
+                "fill_ratio": r.fill.filter(|_| r.capacity > 0).map(|f| f as f64 / r.capacity as f64),
+                "in_per_s": rate.map(|x| x.0),
+                "out_per_s": rate.map(|x| x.1),
+                "rate_unit": rate.map(|_| unit(r.kind)),
+                "totals": r.totals.map(|(i, o)| json!({"in": i, "out": o})),
+                "state": r.state,
+                "error": r.error,
+            })
+        })
+        .collect();
+    json!({
+        "segment": seg.name(),
+        "interval_s": interval,
+        "removed": now.removed,
+        "attached": now.attached.iter().filter(|a| a.alive).map(|a| a.pid).collect::<Vec<_>>(),
+        "entries": entries,
+    })
+}
+
+/// The figures as lines of text (`--once`, and the rows of the live view).
+pub fn to_lines(prev: &Sample, now: &Sample) -> Vec<[String; 6]> {
+    now.rows
+        .iter()
+        .map(|r| {
+            let fill = match r.fill {
+                Some(f) if matches!(r.kind, "queue" | "stack" | "map" | "set") => {
+                    format!("{} {f}/{}", bar(f, r.capacity, 10), r.capacity)
+                }
+                Some(f) if matches!(r.kind, "channel" | "topic") => format!("{f} msgs"),
+                _ => "-".into(),
+            };
+            let rate = match rates(prev, now, r) {
+                Some((i, _)) if r.kind == "topic" => {
+                    format!("{} {}/s", human_rate(i), unit(r.kind))
+                }
+                Some((i, o)) => format!(
+                    "{} in, {} out {}/s",
+                    human_rate(i),
+                    human_rate(o),
+                    unit(r.kind)
+                ),
+                None => "-".into(),
+            };
+            let state = r
+                .error
+                .clone()
+                .or_else(|| r.state.clone())
+                .unwrap_or_default();
+            [
+                r.name.clone(),
+                r.kind.to_owned(),
+                r.type_name.clone(),
+                fill,
+                rate,
+                state,
+            ]
+        })
+        .collect()
+}
+
+fn print_table(rows: &[[String; 6]]) {
+    let head = ["NAME", "KIND", "TYPE", "FILL", "RATE", "STATE"];
+    let mut widths = head.map(|h| h.chars().count());
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: [&str; 6]| {
+        let mut out = String::new();
+        for (k, (cell, w)) in cells.iter().zip(widths).enumerate() {
+            if k == 5 {
+                out.push_str(cell);
+            } else {
+                out.push_str(cell);
+                out.push_str(&" ".repeat(w - cell.chars().count() + 2));
+            }
+        }
+        out.trim_end().to_owned()
+    };
+    println!("{}", line(head));
+    for row in rows {
+        println!("{}", line(row.each_ref().map(String::as_str)));
+    }
+}
+
+/// `shmds watch --once`: two samples `interval` apart, printed.
+pub fn once(name: &str, only: &[String], interval: f64, as_json: bool) -> Result<(), String> {
+    let seg = crate::inspect_options()
+        .open(name)
+        .map_err(|e| e.to_string())?;
+    let first = sample(&seg, only)?;
+    std::thread::sleep(Duration::from_secs_f64(interval));
+    let second = sample(&seg, only)?;
+    if as_json {
+        println!("{}", to_json(&seg, &first, &second, interval));
+    } else {
+        let live = second.attached.iter().filter(|a| a.alive).count();
+        println!(
+            "segment {}: {} entries, {live} processes attached{}; rates over {interval} s",
+            seg.name(),
+            second.rows.len(),
+            if second.removed { "; REMOVED" } else { "" }
+        );
+        print_table(&to_lines(&first, &second));
+    }
+    Ok(())
+}
+
+/// `shmds hz`: the rate of one entry over each window, `count` times (0:
+/// until interrupted).
+pub fn hz(name: &str, entry: &str, window: f64, count: u64, as_json: bool) -> Result<(), String> {
+    let seg = crate::inspect_options()
+        .open(name)
+        .map_err(|e| e.to_string())?;
+    let only = [entry.to_owned()];
+    let mut prev = sample(&seg, &only)?;
+    let kind = prev.rows[0].kind;
+    if prev.rows[0].totals.is_none() {
+        return Err(format!(
+            "{entry:?} is a {kind}: hz measures queues (items), channels (cells) and topics \
+             (messages)"
+        ));
+    }
+    let mut done = 0;
+    while count == 0 || done < count {
+        std::thread::sleep(Duration::from_secs_f64(window));
+        let now = sample(&seg, &only)?;
+        let Some((i, o)) = rates(&prev, &now, &now.rows[0]) else {
+            return Err(format!("{entry:?} has no figures now (erased?)"));
+        };
+        if as_json {
+            println!(
+                "{}",
+                json!({"entry": entry, "kind": kind, "unit": unit(kind), "window_s": window,
+                       "in_per_s": i, "out_per_s": o})
+            );
+        } else if kind == "topic" {
+            println!("{entry}: {} {}/s", human_rate(i), unit(kind));
+        } else {
+            println!(
+                "{entry}: {} in/s, {} out/s ({})",
+                human_rate(i),
+                human_rate(o),
+                unit(kind)
+            );
+        }
+        prev = now;
+        done += 1;
+    }
+    Ok(())
+}
