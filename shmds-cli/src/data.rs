@@ -399,7 +399,7 @@ pub fn recv(
 /// `shmds dump`: the contents, decoded, without taking anything: an
 /// array's elements, a queue's items oldest first, a stack's top first, a
 /// map's pairs, a set's keys, a channel's messages in order, a topic's
-/// newest message.
+/// newest messages (oldest of them first).
 /// (Structure handles need a writable mapping, so this attaches like any
 /// other process; it writes nothing.)
 pub fn dump(seg: &str, name: &str, limit: usize, as_json: bool) -> Result<Outcome> {
@@ -454,18 +454,33 @@ pub fn dump(seg: &str, name: &str, limit: usize, as_json: bool) -> Result<Outcom
             .map(|m| json!({"len": m.len(), "bytes": escaped(m)}))
             .collect(),
         "topic" => {
-            let t = seg.open_topic(name).map_err(err)?;
+            // A private subscriber from the oldest message held (subscribers
+            // keep no shared state): the newest `limit` of what it reads.
+            let mut sub = seg.open_topic(name).map_err(err)?.subscribe_from_oldest();
             let mut buf = Vec::new();
-            match t.latest(&mut buf).map_err(err)? {
-                Some(seq) => vec![json!({"seq": seq, "len": buf.len(), "bytes": escaped(&buf)})],
-                None => Vec::new(),
+            let mut rows = std::collections::VecDeque::new();
+            loop {
+                match sub.try_recv(&mut buf) {
+                    Ok(seq) => {
+                        rows.push_back(
+                            json!({"seq": seq, "len": buf.len(), "bytes": escaped(&buf)}),
+                        );
+                        if rows.len() > limit {
+                            rows.pop_front();
+                        }
+                    }
+                    Err(Error::Lagged { .. }) => continue,
+                    Err(Error::Empty { .. }) => break,
+                    Err(e) => return Err(err(e)),
+                }
             }
+            rows.into_iter().collect()
         }
         _ => {
             return Err(wrong_kind(
                 &e,
-                "dump reads arrays, queues, stacks, maps, sets, channels and a topic's newest \
-                 message (`shmds info` shows a primitive's state)",
+                "dump reads arrays, queues, stacks, maps, sets, channels and topics \
+                 (`shmds info` shows a primitive's state)",
             ))
         }
     };

@@ -57,6 +57,9 @@ enum Command {
     Check {
         /// Segment name.
         name: String,
+        /// Print JSON: `{"name", "ok", "entries", "problems"}`.
+        #[arg(long)]
+        json: bool,
     },
     /// Print an array element, a map's value or whether a set holds a key,
     /// decoded by the entry's type. Exit status 1 if the key is absent.
@@ -164,7 +167,7 @@ enum Command {
     /// Print a structure's contents decoded by its type, taking nothing:
     /// an array's elements, a queue's items (oldest first), a stack's (top
     /// first), a map's pairs, a set's keys, a channel's messages, a topic's
-    /// newest message.
+    /// newest messages.
     ///
     /// Example: `shmds dump demo prices --json`.
     Dump {
@@ -671,15 +674,34 @@ fn rm(names: &[String], force: bool) -> ExitCode {
     status
 }
 
-fn check(name: &str) -> ExitCode {
+fn check(name: &str, as_json: bool) -> ExitCode {
     let seg = match inspect_options().open(name) {
         Ok(s) => s,
         Err(e) => {
-            println!("{name}: FAILED: {e}");
+            if as_json {
+                println!(
+                    "{}",
+                    json!({"name": name, "ok": false, "entries": null, "problems": [e.to_string()]})
+                );
+            } else {
+                println!("{name}: FAILED: {e}");
+            }
             return ExitCode::FAILURE;
         }
     };
     let report = seg.check();
+    if as_json {
+        println!(
+            "{}",
+            json!({"name": name, "ok": report.is_ok(), "entries": report.entries,
+                   "problems": report.problems})
+        );
+        return if report.is_ok() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        };
+    }
     if report.is_ok() {
         println!("{name}: ok ({} entries)", report.entries);
         ExitCode::SUCCESS
@@ -703,7 +725,7 @@ fn main() -> ExitCode {
             ..
         } => rm_abandoned(&names),
         Command::Rm { names, force, .. } => rm(&names, force),
-        Command::Check { name } => check(&name),
+        Command::Check { name, json } => check(&name, json),
         Command::Get {
             name,
             entry,

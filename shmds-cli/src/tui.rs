@@ -4,7 +4,7 @@
 //! a read-only mapping and keeps going when the segment is removed (the
 //! mapping stays valid; the header says so).
 
-use crate::watch::{bar, human_rate, rates, sample, unit, Sample};
+use crate::watch::{fill_text, rate_text, rates, sample, state_text, Sample};
 use ratatui::crossterm::event::{self, Event, KeyCode, KeyModifiers};
 use ratatui::layout::{Constraint, Layout};
 use ratatui::style::{Modifier, Style};
@@ -106,39 +106,18 @@ pub fn draw(frame: &mut Frame, name: &str, prev: &Sample, now: &Sample, history:
     );
     frame.render_widget(Paragraph::new(Line::from(header)), top);
     let rows = now.rows.iter().map(|r| {
-        let fill = match r.fill {
-            Some(f) if matches!(r.kind, "queue" | "stack" | "map" | "set") => {
-                format!("{} {f}/{}", bar(f, r.capacity, 12), r.capacity)
-            }
-            Some(f) if matches!(r.kind, "channel" | "topic") => format!("{f} msgs"),
-            _ => String::new(),
-        };
-        let rate = rates(prev, now, r)
-            .map(|(i, o)| {
-                if r.kind == "topic" {
-                    format!("{} {}/s", human_rate(i), unit(r.kind))
-                } else {
-                    format!("{}↓ {}↑ {}/s", human_rate(i), human_rate(o), unit(r.kind))
-                }
-            })
-            .unwrap_or_default();
         let spark = history
             .get(&r.name)
             .map(|h| sparkline(h))
-            .unwrap_or_default();
-        let state = r
-            .error
-            .clone()
-            .or_else(|| r.state.clone())
             .unwrap_or_default();
         Row::new(vec![
             r.name.clone(),
             r.kind.to_owned(),
             r.type_name.clone(),
-            fill,
-            rate,
+            fill_text(r, 12).unwrap_or_default(),
+            rate_text(prev, now, r).unwrap_or_default(),
             spark,
-            state,
+            state_text(r),
         ])
     });
     let table = Table::new(
@@ -148,7 +127,7 @@ pub fn draw(frame: &mut Frame, name: &str, prev: &Sample, now: &Sample, history:
             Constraint::Length(9),
             Constraint::Length(22),
             Constraint::Length(24),
-            Constraint::Length(26),
+            Constraint::Length(30),
             Constraint::Length(HISTORY as u16),
             Constraint::Min(10),
         ],
@@ -180,6 +159,7 @@ mod tests {
             capacity: 10,
             totals: Some(totals),
             state: None,
+            probe: None,
             error: None,
         }
     }
@@ -220,8 +200,7 @@ mod tests {
             "queue",
             "5/10",
             "██████",
-            "1000↓",
-            "995↑",
+            "1000 in, 995 out items/s",
             "█",
         ] {
             assert!(text.contains(want), "{want:?} not drawn: {text}");

@@ -20,8 +20,11 @@ pub struct Row {
     pub capacity: u64,
     /// Running totals `(in, out)`, where the kind has them.
     pub totals: Option<(u64, u64)>,
-    /// A primitive's state ("held by 123", "3 of 5 permits free").
+    /// A primitive's state ("held by 123", "3 of 5 permits free"), or a
+    /// map's probe bounds.
     pub state: Option<String>,
+    /// A map's or set's largest and mean probe bound.
+    pub probe: Option<(u64, f64)>,
     /// Why its figures could not be read (erased, damaged).
     pub error: Option<String>,
 }
@@ -58,6 +61,11 @@ pub fn sample(seg: &Segment, only: &[String]) -> Result<Sample, String> {
         .map(|e| {
             let fill = seg.inspect(e);
             let totals = seg.totals(e);
+            let probe = seg.probe_bounds(e).ok().flatten();
+            let state = seg.primitive_status(e).ok().flatten().map(|s| s.summary);
+            let state = state.or_else(|| {
+                probe.map(|(max, mean)| format!("probe bound {max} max, {mean:.2} mean"))
+            });
             let error = fill
                 .as_ref()
                 .err()
@@ -70,7 +78,8 @@ pub fn sample(seg: &Segment, only: &[String]) -> Result<Sample, String> {
                 fill: fill.ok().flatten(),
                 capacity: e.capacity,
                 totals: totals.ok().flatten(),
-                state: seg.primitive_status(e).ok().flatten().map(|s| s.summary),
+                state,
+                probe,
                 error,
             }
         })
@@ -147,6 +156,8 @@ pub fn to_json(seg: &Segment, prev: &Sample, now: &Sample, interval: f64) -> Val
                 "out_per_s": rate.map(|x| x.1),
                 "rate_unit": rate.map(|_| unit(r.kind)),
                 "totals": r.totals.map(|(i, o)| json!({"in": i, "out": o})),
+                "probe_bound_max": r.probe.map(|p| p.0),
+                "probe_bound_mean": r.probe.map(|p| p.1),
                 "state": r.state,
                 "error": r.error,
             })
@@ -161,42 +172,51 @@ pub fn to_json(seg: &Segment, prev: &Sample, now: &Sample, interval: f64) -> Val
     })
 }
 
-/// The figures as lines of text (`--once`, and the rows of the live view).
+/// A row's fill: a bar and `n/capacity` for the kinds that hold elements,
+/// a message count for channels and topics.
+pub fn fill_text(r: &Row, width: usize) -> Option<String> {
+    match r.fill {
+        Some(f) if matches!(r.kind, "queue" | "stack" | "map" | "set") => {
+            Some(format!("{} {f}/{}", bar(f, r.capacity, width), r.capacity))
+        }
+        Some(f) if matches!(r.kind, "channel" | "topic") => Some(format!("{f} msgs")),
+        _ => None,
+    }
+}
+
+/// A row's rates since `prev`: `X in, Y out items/s` (a topic: `X msgs/s`).
+pub fn rate_text(prev: &Sample, now: &Sample, r: &Row) -> Option<String> {
+    rates(prev, now, r).map(|(i, o)| match r.kind {
+        "topic" => format!("{} {}/s", human_rate(i), unit(r.kind)),
+        _ => format!(
+            "{} in, {} out {}/s",
+            human_rate(i),
+            human_rate(o),
+            unit(r.kind)
+        ),
+    })
+}
+
+/// A row's state column: why it cannot be read, or a primitive's state.
+pub fn state_text(r: &Row) -> String {
+    r.error
+        .clone()
+        .or_else(|| r.state.clone())
+        .unwrap_or_default()
+}
+
+/// The figures as lines of text (`--once`).
 pub fn to_lines(prev: &Sample, now: &Sample) -> Vec<[String; 6]> {
     now.rows
         .iter()
         .map(|r| {
-            let fill = match r.fill {
-                Some(f) if matches!(r.kind, "queue" | "stack" | "map" | "set") => {
-                    format!("{} {f}/{}", bar(f, r.capacity, 10), r.capacity)
-                }
-                Some(f) if matches!(r.kind, "channel" | "topic") => format!("{f} msgs"),
-                _ => "-".into(),
-            };
-            let rate = match rates(prev, now, r) {
-                Some((i, _)) if r.kind == "topic" => {
-                    format!("{} {}/s", human_rate(i), unit(r.kind))
-                }
-                Some((i, o)) => format!(
-                    "{} in, {} out {}/s",
-                    human_rate(i),
-                    human_rate(o),
-                    unit(r.kind)
-                ),
-                None => "-".into(),
-            };
-            let state = r
-                .error
-                .clone()
-                .or_else(|| r.state.clone())
-                .unwrap_or_default();
             [
                 r.name.clone(),
                 r.kind.to_owned(),
                 r.type_name.clone(),
-                fill,
-                rate,
-                state,
+                fill_text(r, 10).unwrap_or_else(|| "-".into()),
+                rate_text(prev, now, r).unwrap_or_else(|| "-".into()),
+                state_text(r),
             ]
         })
         .collect()

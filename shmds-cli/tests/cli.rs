@@ -600,6 +600,25 @@ fn scripting_commands() {
     assert_eq!(code(&out), 2);
     assert!(String::from_utf8_lossy(&out.stderr).contains("pop is for queues and stacks"));
     assert_eq!(code(&shmds(&["get", n, "nope", "1"])), 2);
+    let out = shmds(&["check", n, "--json"]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["ok"], true, "{report}");
+    // A topic's dump: its newest messages, oldest of them first.
+    let topic = seg
+        .create_topic("news", shmds::TopicOptions::new(4096))
+        .unwrap();
+    for m in [&b"one"[..], b"two", b"three"] {
+        topic.publish(m).unwrap();
+    }
+    let out = shmds(&["dump", n, "news", "--json", "--limit", "2"]);
+    let msgs: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let texts: Vec<&str> = msgs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["bytes"].as_str().unwrap())
+        .collect();
+    assert_eq!(texts, ["two", "three"]);
     assert!(stdout(&shmds(&["completions", "bash"])).contains("shmds"));
 }
 
@@ -612,6 +631,10 @@ fn watch_once_and_hz() {
     let seg = Segment::create(n, 4 << 20).unwrap();
     let jobs = seg.create_queue::<u64>("jobs", 16).unwrap();
     let lock = seg.create_lock("guard").unwrap();
+    let seen = seg.create_set::<u64>("seen", 8).unwrap();
+    for k in [1, 2, 3] {
+        seen.insert(k).unwrap();
+    }
     for v in 0..7 {
         jobs.try_push(v).unwrap();
     }
@@ -627,6 +650,9 @@ fn watch_once_and_hz() {
     assert_eq!(jobs_row["capacity"], 16);
     assert_eq!(jobs_row["totals"], serde_json::json!({"in": 7, "out": 2}));
     assert_eq!(jobs_row["in_per_s"], 0.0, "nothing moved during the window");
+    let seen = row_of(&doc["entries"], "seen");
+    assert_eq!(seen["len"], 3);
+    assert!(seen["probe_bound_max"].as_u64().is_some(), "{seen}");
     let guard = row_of(&doc["entries"], "guard");
     let me = std::process::id().to_string();
     assert!(guard["state"].as_str().unwrap().contains(&me), "{guard}");

@@ -215,6 +215,19 @@ impl Segment {
         handle.fresh(totals)
     }
 
+    /// A map's or set's largest and mean probe bound (how many slots past
+    /// its home a lookup reads), for `shmds watch`, read without writing
+    /// anything; `None` for other kinds.
+    #[doc(hidden)]
+    pub fn probe_bounds(&self, info: &EntryInfo) -> Result<Option<(u64, f64)>> {
+        if !matches!(info.kind, layout::kind::MAP | layout::kind::SET) {
+            return Ok(None);
+        }
+        let handle = handle::Handle::at(self, info.clone())?;
+        let bounds = map::probe_bounds(&handle).map(Some);
+        handle.fresh(bounds)
+    }
+
     fn examine(&self, info: &EntryInfo, deep: bool) -> Result<Option<u64>> {
         let corrupt = |detail: String| Error::Corrupt {
             name: self.name().to_owned(),

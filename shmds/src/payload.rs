@@ -337,4 +337,60 @@ macro_rules! typed_ring_methods {
     };
 }
 
-pub(crate) use {raw_ring_methods, typed_ring_methods};
+/// The `Segment` methods that create and open a queue or a stack, typed
+/// and raw, written once: `$what` names the structure, `$Typed<T>` and
+/// `$Raw` are its handles, `$kind` its kind code.
+macro_rules! ring_segment_methods {
+    ($what:literal, $Typed:ident, $Raw:ident, $kind:expr,
+     $create:ident, $open:ident, $open_or_create:ident,
+     $create_raw:ident, $open_or_create_raw:ident, $open_raw:ident) => {
+        impl Segment {
+            #[doc = concat!("Create a ", $what, " of `capacity` elements (exactly; not rounded).")]
+            pub fn $create<T: Element>(&self, name: &str, capacity: usize) -> Result<$Typed<T>> {
+                $Raw::create(self, Typed::of::<T>($kind), name, capacity as u64, false)
+                    .map($Typed::new)
+            }
+
+            #[doc = concat!("Open the ", $what, " `name`; fails with [`Error::TypeMismatch`] if it holds another type.")]
+            pub fn $open<T: Element>(&self, name: &str) -> Result<$Typed<T>> {
+                $Raw::from_handle(Typed::of::<T>($kind).open(self, name)?).map($Typed::new)
+            }
+
+            #[doc = concat!("Open the ", $what, " `name`, creating it with `capacity` if it does not exist.")]
+            pub fn $open_or_create<T: Element>(
+                &self,
+                name: &str,
+                capacity: usize,
+            ) -> Result<$Typed<T>> {
+                $Raw::create(self, Typed::of::<T>($kind), name, capacity as u64, true)
+                    .map($Typed::new)
+            }
+
+            #[doc = concat!("Create a ", $what, " of `capacity` elements of the type `descriptor`")]
+            /// describes (see [`TypeDescriptor`](crate::TypeDescriptor)).
+            pub fn $create_raw(&self, name: &str, descriptor: &str, capacity: usize) -> Result<$Raw> {
+                let typed = Typed::described($kind, descriptor)?;
+                $Raw::create(self, typed, name, capacity as u64, false)
+            }
+
+            #[doc = concat!("Open the ", $what, " `name`, creating it with `capacity` elements of type")]
+            #[doc = concat!("`descriptor` if it does not exist. An existing ", $what, " must hold that type.")]
+            pub fn $open_or_create_raw(
+                &self,
+                name: &str,
+                descriptor: &str,
+                capacity: usize,
+            ) -> Result<$Raw> {
+                let typed = Typed::described($kind, descriptor)?;
+                $Raw::create(self, typed, name, capacity as u64, true)
+            }
+
+            #[doc = concat!("Open the ", $what, " `name` whatever its element type.")]
+            pub fn $open_raw(&self, name: &str) -> Result<$Raw> {
+                $Raw::from_handle(Typed::stored(self, $kind, name)?.open(self, name)?)
+            }
+        }
+    };
+}
+
+pub(crate) use {raw_ring_methods, ring_segment_methods, typed_ring_methods};

@@ -245,6 +245,30 @@ fn processes_move_messages_exactly_once() {
     assert!(seg.check().is_ok(), "{:?}", seg.check().problems);
 }
 
+/// Run a child that sends (`side` "send") or receives on channel "c" of
+/// segment `name` and SIGKILL it at pause point `point`.
+#[cfg(feature = "fault-injection")]
+fn kill_child_at(name: &ShmName, side: &str, point: &str) {
+    let pause = TempPath::new("ch-pause");
+    let mut child = KillOnDrop(spawn_self(
+        "child_role",
+        &env(
+            "pause",
+            name,
+            &[
+                ("SHMDS_SIDE", side.into()),
+                ("SHMDS_PAUSE_AT", point.into()),
+                ("SHMDS_PAUSE_FILE", pause.0.display().to_string()),
+            ],
+        ),
+    ));
+    assert!(
+        wait_for_file(&pause.0, Duration::from_secs(20)),
+        "{point}: the child never paused"
+    );
+    kill_and_reap(&mut child.0);
+}
+
 /// A process killed at every pause point of send and receive, MPMC and
 /// SPSC: the channel never wedges, and what is lost or delivered again is
 /// what FORMAT.md says.
@@ -274,24 +298,7 @@ fn killed_at_every_step_the_channel_goes_on() {
             // only while `tx` lives; drop it so that the child can attach
             // to an SPSC channel's receiving side freely.
         }
-        let pause = TempPath::new("ch-pause");
-        let mut child = KillOnDrop(spawn_self(
-            "child_role",
-            &env(
-                "pause",
-                &name,
-                &[
-                    ("SHMDS_SIDE", side.into()),
-                    ("SHMDS_PAUSE_AT", point.into()),
-                    ("SHMDS_PAUSE_FILE", pause.0.display().to_string()),
-                ],
-            ),
-        ));
-        assert!(
-            wait_for_file(&pause.0, Duration::from_secs(20)),
-            "{point}: the child never paused"
-        );
-        kill_and_reap(&mut child.0);
+        kill_child_at(&name, side, point);
         // The dead process's attachment does not count, and its claim is
         // taken over: the channel carries messages again.
         let mut rx = ch.receiver().unwrap();
@@ -356,24 +363,7 @@ fn dead_receivers_frame(point: &str, len: usize) {
         let mut tx = ch.sender().unwrap();
         tx.send(&pad(1)).unwrap();
     }
-    let pause = TempPath::new("ch-lap-pause");
-    let mut child = KillOnDrop(spawn_self(
-        "child_role",
-        &env(
-            "pause",
-            &name,
-            &[
-                ("SHMDS_SIDE", "recv".into()),
-                ("SHMDS_PAUSE_AT", point.into()),
-                ("SHMDS_PAUSE_FILE", pause.0.display().to_string()),
-            ],
-        ),
-    ));
-    assert!(
-        wait_for_file(&pause.0, Duration::from_secs(20)),
-        "{point}: the child never paused"
-    );
-    kill_and_reap(&mut child.0);
+    kill_child_at(&name, "recv", point);
     let mut tx = ch.sender().unwrap();
     let mut rx = ch.receiver().unwrap();
     let mut buf = Vec::new();

@@ -482,6 +482,9 @@ mod child {
         if let Ok(entries) = seg.entries() {
             for e in &entries {
                 let _ = seg.inspect(e);
+                let _ = seg.totals(e);
+                let _ = seg.probe_bounds(e);
+                let _ = seg.primitive_status(e);
                 let _ = e.kind_name();
             }
         }
@@ -538,6 +541,7 @@ mod child {
                     let _ = q.push_slice(&e, T, None);
                     let _ = q.pop_into(&mut e, T, None);
                     let _ = q.len();
+                    let _ = q.peek(8);
                     let _ = q.try_pop_tasks_into(&mut e);
                     let _ = q.task_done();
                     q.wake_waiters();
@@ -563,6 +567,7 @@ mod child {
                     let _ = s.is_shutdown();
                 }
                 if let Ok(s) = seg.open_stack_raw("s") {
+                    let _ = s.peek(8);
                     s.wake_waiters();
                     if r % 4 == 0 {
                         let _ = s.wait_not_empty(T, None);
@@ -644,6 +649,7 @@ mod child {
                 let name = if r % 2 == 0 { "c" } else { "cs" };
                 if let Ok(c) = seg.open_channel(name) {
                     let _ = (c.len(), c.is_empty(), c.is_full(), c.used_bytes());
+                    let _ = c.peek(8);
                     let short = Duration::from_millis(1 + v % 3);
                     if let Ok(mut tx) = c.sender() {
                         let msg = vec![v as u8; (rng.next() % 300) as usize];

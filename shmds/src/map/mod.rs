@@ -1014,6 +1014,30 @@ fn core_of<'a>(handle: &'a Handle, header: &'a MapHeader, shape: MapShape) -> Ma
 /// number of keys.
 /// The deep check reads every slot: phases, bounds, keys beyond their
 /// home's bound (which lookups would miss), duplicate keys, and the count.
+/// The largest and the mean probe bound over the homes of a map or set
+/// (how far lookups scan), read without writing anything; homes whose
+/// bound is damaged are left out.
+pub(crate) fn probe_bounds(handle: &Handle) -> Result<(u64, f64)> {
+    let (header, shape) = validate(handle)?;
+    let core = core_of(handle, header, shape);
+    let (mut max, mut sum, mut homes) = (0u64, 0u64, 0u64);
+    for h in 0..shape.capacity {
+        if let Ok(b) = core.bound(h) {
+            max = max.max(b);
+            sum += b;
+            homes += 1;
+        }
+    }
+    Ok((
+        max,
+        if homes == 0 {
+            0.0
+        } else {
+            sum as f64 / homes as f64
+        },
+    ))
+}
+
 pub(crate) fn check(handle: &Handle, deep: bool) -> Result<Option<u64>> {
     let (header, shape) = validate(handle)?;
     let core = core_of(handle, header, shape);

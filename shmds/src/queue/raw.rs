@@ -183,79 +183,18 @@ impl std::fmt::Debug for RawQueue {
     }
 }
 
-impl Segment {
-    /// Create a queue of `capacity` elements (exactly; not rounded).
-    pub fn create_queue<T: Element>(&self, name: &str, capacity: usize) -> Result<Queue<T>> {
-        RawQueue::create(
-            self,
-            Typed::of::<T>(kind::QUEUE),
-            name,
-            capacity as u64,
-            false,
-        )
-        .map(Queue::new)
-    }
-
-    /// Open the queue `name`; fails with [`Error::TypeMismatch`] if it holds another type.
-    pub fn open_queue<T: Element>(&self, name: &str) -> Result<Queue<T>> {
-        RawQueue::from_handle(Typed::of::<T>(kind::QUEUE).open(self, name)?).map(Queue::new)
-    }
-
-    /// Open the queue `name`, creating it with `capacity` if it does not exist.
-    pub fn open_or_create_queue<T: Element>(
-        &self,
-        name: &str,
-        capacity: usize,
-    ) -> Result<Queue<T>> {
-        RawQueue::create(
-            self,
-            Typed::of::<T>(kind::QUEUE),
-            name,
-            capacity as u64,
-            true,
-        )
-        .map(Queue::new)
-    }
-
-    /// Create a queue of `capacity` elements of the type `descriptor`
-    /// describes (see [`TypeDescriptor`](crate::TypeDescriptor)).
-    pub fn create_queue_raw(
-        &self,
-        name: &str,
-        descriptor: &str,
-        capacity: usize,
-    ) -> Result<RawQueue> {
-        RawQueue::create(
-            self,
-            Typed::described(kind::QUEUE, descriptor)?,
-            name,
-            capacity as u64,
-            false,
-        )
-    }
-
-    /// Open the queue `name`, creating it with `capacity` elements of type
-    /// `descriptor` if it does not exist. An existing queue must hold that type.
-    pub fn open_or_create_queue_raw(
-        &self,
-        name: &str,
-        descriptor: &str,
-        capacity: usize,
-    ) -> Result<RawQueue> {
-        RawQueue::create(
-            self,
-            Typed::described(kind::QUEUE, descriptor)?,
-            name,
-            capacity as u64,
-            true,
-        )
-    }
-
-    /// Open the queue `name` whatever its element type.
-    pub fn open_queue_raw(&self, name: &str) -> Result<RawQueue> {
-        RawQueue::from_handle(Typed::stored(self, kind::QUEUE, name)?.open(self, name)?)
-    }
-}
+payload::ring_segment_methods!(
+    "queue",
+    Queue,
+    RawQueue,
+    kind::QUEUE,
+    create_queue,
+    open_queue,
+    open_or_create_queue,
+    create_queue_raw,
+    open_or_create_queue_raw,
+    open_queue_raw
+);
 
 impl RawQueue {
     fn create(

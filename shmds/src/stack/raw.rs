@@ -129,79 +129,18 @@ impl std::fmt::Debug for RawStack {
     }
 }
 
-impl Segment {
-    /// Create a stack of `capacity` elements.
-    pub fn create_stack<T: Element>(&self, name: &str, capacity: usize) -> Result<Stack<T>> {
-        RawStack::create(
-            self,
-            Typed::of::<T>(kind::STACK),
-            name,
-            capacity as u64,
-            false,
-        )
-        .map(Stack::new)
-    }
-
-    /// Open the stack `name`; fails with [`Error::TypeMismatch`] if it holds another type.
-    pub fn open_stack<T: Element>(&self, name: &str) -> Result<Stack<T>> {
-        RawStack::from_handle(Typed::of::<T>(kind::STACK).open(self, name)?).map(Stack::new)
-    }
-
-    /// Open the stack `name`, creating it with `capacity` if it does not exist.
-    pub fn open_or_create_stack<T: Element>(
-        &self,
-        name: &str,
-        capacity: usize,
-    ) -> Result<Stack<T>> {
-        RawStack::create(
-            self,
-            Typed::of::<T>(kind::STACK),
-            name,
-            capacity as u64,
-            true,
-        )
-        .map(Stack::new)
-    }
-
-    /// Create a stack of `capacity` elements of the type `descriptor`
-    /// describes (see [`TypeDescriptor`](crate::TypeDescriptor)).
-    pub fn create_stack_raw(
-        &self,
-        name: &str,
-        descriptor: &str,
-        capacity: usize,
-    ) -> Result<RawStack> {
-        RawStack::create(
-            self,
-            Typed::described(kind::STACK, descriptor)?,
-            name,
-            capacity as u64,
-            false,
-        )
-    }
-
-    /// Open the stack `name`, creating it with `capacity` elements of type
-    /// `descriptor` if it does not exist. An existing stack must hold that type.
-    pub fn open_or_create_stack_raw(
-        &self,
-        name: &str,
-        descriptor: &str,
-        capacity: usize,
-    ) -> Result<RawStack> {
-        RawStack::create(
-            self,
-            Typed::described(kind::STACK, descriptor)?,
-            name,
-            capacity as u64,
-            true,
-        )
-    }
-
-    /// Open the stack `name` whatever its element type.
-    pub fn open_stack_raw(&self, name: &str) -> Result<RawStack> {
-        RawStack::from_handle(Typed::stored(self, kind::STACK, name)?.open(self, name)?)
-    }
-}
+payload::ring_segment_methods!(
+    "stack",
+    Stack,
+    RawStack,
+    kind::STACK,
+    create_stack,
+    open_stack,
+    open_or_create_stack,
+    create_stack_raw,
+    open_or_create_stack_raw,
+    open_stack_raw
+);
 
 impl RawStack {
     fn create(
