@@ -101,7 +101,7 @@ pub fn get(seg: &str, name: &str, key: &str, as_json: bool) -> Result<Outcome> {
     match e.kind_name() {
         "array" => {
             let a = seg.open_array_raw(name).map_err(err)?;
-            let s = shape(a.type_descriptor())?;
+            let s = shape_sized(a.type_descriptor(), a.elem_size())?;
             let i = index(key, a.len())?;
             let mut buf = vec![0u8; a.elem_size()];
             a.read_bytes(i, &mut buf).map_err(err)?;
@@ -110,13 +110,12 @@ pub fn get(seg: &str, name: &str, key: &str, as_json: bool) -> Result<Outcome> {
         }
         "map" => {
             let m = seg.open_map_raw(name).map_err(err)?;
-            let k = encode(
-                &shape(m.key_type())?,
-                &parse_arg(&shape(m.key_type())?, key)?,
-            )?;
+            let ks = shape_sized(m.key_type(), m.key_size())?;
+            let vs = shape_sized(m.value_type(), m.value_size())?;
+            let k = encode(&ks, &parse_arg(&ks, key)?)?;
             let mut out = vec![0u8; m.value_size()];
             if m.get(&k, &mut out).map_err(err)? {
-                print(&decode(&shape(m.value_type())?, &out), as_json);
+                print(&decode(&vs, &out), as_json);
                 Ok(Outcome::Done)
             } else {
                 Ok(Outcome::Miss(format!("map {name:?} has no key {key}")))
@@ -124,7 +123,7 @@ pub fn get(seg: &str, name: &str, key: &str, as_json: bool) -> Result<Outcome> {
         }
         "set" => {
             let s = seg.open_set_raw(name).map_err(err)?;
-            let ks = shape(s.key_type())?;
+            let ks = shape_sized(s.key_type(), s.key_size())?;
             let k = encode(&ks, &parse_arg(&ks, key)?)?;
             if s.contains(&k).map_err(err)? {
                 println!("true");
@@ -145,7 +144,7 @@ pub fn set(seg: &str, name: &str, key: &str, value: Option<&str>) -> Result<Outc
     match (e.kind_name(), value) {
         ("array", Some(v)) => {
             let a = seg.open_array_raw(name).map_err(err)?;
-            let s = shape(a.type_descriptor())?;
+            let s = shape_sized(a.type_descriptor(), a.elem_size())?;
             let i = index(key, a.len())?;
             a.write_bytes(i, &encode(&s, &parse_arg(&s, v)?)?)
                 .map_err(err)?;
@@ -153,7 +152,10 @@ pub fn set(seg: &str, name: &str, key: &str, value: Option<&str>) -> Result<Outc
         }
         ("map", Some(v)) => {
             let m = seg.open_map_raw(name).map_err(err)?;
-            let (ks, vs) = (shape(m.key_type())?, shape(m.value_type())?);
+            let (ks, vs) = (
+                shape_sized(m.key_type(), m.key_size())?,
+                shape_sized(m.value_type(), m.value_size())?,
+            );
             let k = encode(&ks, &parse_arg(&ks, key)?)?;
             match m.insert(&k, &encode(&vs, &parse_arg(&vs, v)?)?, None) {
                 Ok(_) => Ok(Outcome::Done),
@@ -163,7 +165,7 @@ pub fn set(seg: &str, name: &str, key: &str, value: Option<&str>) -> Result<Outc
         }
         ("set", None) => {
             let s = seg.open_set_raw(name).map_err(err)?;
-            let ks = shape(s.key_type())?;
+            let ks = shape_sized(s.key_type(), s.key_size())?;
             match s.insert(&encode(&ks, &parse_arg(&ks, key)?)?) {
                 Ok(_) => Ok(Outcome::Done),
                 Err(Error::NoSpace { .. }) => Ok(Outcome::Miss(format!("set {name:?} is full"))),
@@ -176,44 +178,104 @@ pub fn set(seg: &str, name: &str, key: &str, value: Option<&str>) -> Result<Outc
     }
 }
 
+/// A queue or a stack, opened by the kind its entry names.
+enum Ring {
+    Queue(shmds::RawQueue),
+    Stack(shmds::RawStack),
+}
+
+impl Ring {
+    fn open(seg: &Segment, e: &EntryInfo, what: &str) -> Result<Ring> {
+        match e.kind_name() {
+            "queue" => seg.open_queue_raw(&e.name).map(Ring::Queue).map_err(err),
+            "stack" => seg.open_stack_raw(&e.name).map(Ring::Stack).map_err(err),
+            _ => Err(wrong_kind(e, what)),
+        }
+    }
+
+    fn kind(&self) -> &'static str {
+        match self {
+            Ring::Queue(_) => "queue",
+            Ring::Stack(_) => "stack",
+        }
+    }
+
+    /// The element shape, from the open handle (not from an earlier read
+    /// of the table, which another process may have changed since).
+    fn shape(&self) -> Result<TypeShape> {
+        let (d, size) = match self {
+            Ring::Queue(q) => (q.type_descriptor(), q.elem_size()),
+            Ring::Stack(s) => (s.type_descriptor(), s.elem_size()),
+        };
+        shape_sized(d, size)
+    }
+
+    fn capacity(&self) -> usize {
+        match self {
+            Ring::Queue(q) => q.capacity(),
+            Ring::Stack(s) => s.capacity(),
+        }
+    }
+
+    fn push(&self, bytes: &[u8], wait: Option<Duration>) -> shmds::Result<usize> {
+        match (self, wait) {
+            (Ring::Queue(q), None) => q.try_push_slice(bytes),
+            (Ring::Queue(q), t) => q.push_slice(bytes, t, None),
+            (Ring::Stack(s), None) => s.try_push_slice(bytes),
+            (Ring::Stack(s), t) => s.push_slice(bytes, t, None),
+        }
+    }
+
+    fn pop(&self, out: &mut [u8], wait: Option<Duration>) -> shmds::Result<usize> {
+        match (self, wait) {
+            (Ring::Queue(q), None) => q.try_pop_into(out),
+            (Ring::Queue(q), t) => q.pop_into(out, t, None),
+            (Ring::Stack(s), None) => s.try_pop_into(out),
+            (Ring::Stack(s), t) => s.pop_into(out, t, None),
+        }
+    }
+
+    fn peek(&self, max: usize) -> Vec<Vec<u8>> {
+        match self {
+            Ring::Queue(q) => q.peek(max),
+            Ring::Stack(s) => s.peek(max),
+        }
+    }
+}
+
+/// The shape of descriptor `d`, which must describe `size`-byte elements.
+fn shape_sized(d: &str, size: usize) -> Result<TypeShape> {
+    let s = shape(d)?;
+    if s.size() != size {
+        return Err(format!(
+            "type {d:?} does not describe the {size}-byte elements it is stored with"
+        ));
+    }
+    Ok(s)
+}
+
 /// `shmds push`: values onto a queue or a stack, in order.
 pub fn push(seg: &str, name: &str, values: &[String], wait: Option<f64>) -> Result<Outcome> {
     let seg = open(seg)?;
     let e = entry(&seg, name)?;
     let wait = timeout(wait)?;
-    let (descriptor, kind) = match e.kind_name() {
-        k @ ("queue" | "stack") => (e.elem_type.clone(), k),
-        _ => {
-            return Err(wrong_kind(
-                &e,
-                "push is for queues and stacks (send for channels)",
-            ))
-        }
-    };
-    let s = shape(&descriptor)?;
+    let ring = Ring::open(
+        &seg,
+        &e,
+        "push is for queues and stacks (send for channels)",
+    )?;
+    let s = ring.shape()?;
     let mut bytes = Vec::new();
     for v in values {
         bytes.extend(encode(&s, &parse_arg(&s, v)?)?);
     }
-    let pushed = if kind == "queue" {
-        let q = seg.open_queue_raw(name).map_err(err)?;
-        match wait {
-            None => q.try_push_slice(&bytes),
-            Some(t) => q.push_slice(&bytes, Some(t), None),
-        }
-    } else {
-        let st = seg.open_stack_raw(name).map_err(err)?;
-        match wait {
-            None => st.try_push_slice(&bytes),
-            Some(t) => st.push_slice(&bytes, Some(t), None),
-        }
-    }
-    .map_err(err)?;
+    let pushed = ring.push(&bytes, wait).map_err(err)?;
     if pushed == values.len() {
         Ok(Outcome::Done)
     } else {
         Ok(Outcome::Miss(format!(
-            "{kind} {name:?} is full: pushed {pushed} of {}",
+            "{} {name:?} is full: pushed {pushed} of {}",
+            ring.kind(),
             values.len()
         )))
     }
@@ -224,33 +286,14 @@ pub fn pop(seg: &str, name: &str, n: usize, wait: Option<f64>, as_json: bool) ->
     let seg = open(seg)?;
     let e = entry(&seg, name)?;
     let wait = timeout(wait)?;
-    let kind = match e.kind_name() {
-        k @ ("queue" | "stack") => k,
-        _ => {
-            return Err(wrong_kind(
-                &e,
-                "pop is for queues and stacks (recv for channels)",
-            ))
-        }
-    };
-    let s = shape(&e.elem_type)?;
+    let ring = Ring::open(&seg, &e, "pop is for queues and stacks (recv for channels)")?;
+    let s = ring.shape()?;
     let size = s.size();
+    // No more can be there than the capacity.
+    let n = n.min(ring.capacity());
     let mut out = vec![0u8; size * n];
-    let got = if kind == "queue" {
-        let q = seg.open_queue_raw(name).map_err(err)?;
-        match wait {
-            None => q.try_pop_into(&mut out),
-            Some(t) => q.pop_into(&mut out, Some(t), None),
-        }
-    } else {
-        let st = seg.open_stack_raw(name).map_err(err)?;
-        match wait {
-            None => st.try_pop_into(&mut out),
-            Some(t) => st.pop_into(&mut out, Some(t), None),
-        }
-    };
-    let got = match got {
-        Ok(k) => k,
+    let got = match ring.pop(&mut out, wait) {
+        Ok(k) => k.min(n),
         Err(Error::Timeout { .. }) => 0,
         Err(e) => return Err(err(e)),
     };
@@ -258,7 +301,7 @@ pub fn pop(seg: &str, name: &str, n: usize, wait: Option<f64>, as_json: bool) ->
         print(&decode(&s, &out[k * size..(k + 1) * size]), as_json);
     }
     if got == 0 {
-        Ok(Outcome::Miss(format!("{kind} {name:?} is empty")))
+        Ok(Outcome::Miss(format!("{} {name:?} is empty", ring.kind())))
     } else {
         Ok(Outcome::Done)
     }
@@ -408,7 +451,7 @@ pub fn dump(seg: &str, name: &str, limit: usize, as_json: bool) -> Result<Outcom
     let rows: Vec<Value> = match e.kind_name() {
         "array" => {
             let a = seg.open_array_raw(name).map_err(err)?;
-            let s = shape(a.type_descriptor())?;
+            let s = shape_sized(a.type_descriptor(), a.elem_size())?;
             let mut buf = vec![0u8; a.elem_size()];
             let mut rows = Vec::new();
             for i in 0..a.len().min(limit) {
@@ -419,7 +462,10 @@ pub fn dump(seg: &str, name: &str, limit: usize, as_json: bool) -> Result<Outcom
         }
         "map" => {
             let m = seg.open_map_raw(name).map_err(err)?;
-            let (ks, vs) = (shape(m.key_type())?, shape(m.value_type())?);
+            let (ks, vs) = (
+                shape_sized(m.key_type(), m.key_size())?,
+                shape_sized(m.value_type(), m.value_size())?,
+            );
             m.iter()
                 .take(limit)
                 .map(|(k, v)| json!({"key": decode(&ks, &k), "value": decode(&vs, &v)}))
@@ -427,20 +473,16 @@ pub fn dump(seg: &str, name: &str, limit: usize, as_json: bool) -> Result<Outcom
         }
         "set" => {
             let st = seg.open_set_raw(name).map_err(err)?;
-            let ks = shape(st.key_type())?;
+            let ks = shape_sized(st.key_type(), st.key_size())?;
             st.iter()
                 .take(limit)
                 .map(|k| json!({"key": decode(&ks, &k)}))
                 .collect()
         }
         "queue" | "stack" => {
-            let s = shape(&e.elem_type)?;
-            let items = if e.kind_name() == "queue" {
-                seg.open_queue_raw(name).map_err(err)?.peek(limit)
-            } else {
-                seg.open_stack_raw(name).map_err(err)?.peek(limit)
-            };
-            items
+            let ring = Ring::open(&seg, &e, "")?;
+            let s = ring.shape()?;
+            ring.peek(limit)
                 .iter()
                 .enumerate()
                 .map(|(i, item)| json!({"index": i, "value": decode(&s, item)}))
@@ -455,11 +497,15 @@ pub fn dump(seg: &str, name: &str, limit: usize, as_json: bool) -> Result<Outcom
             .collect(),
         "topic" => {
             // A private subscriber from the oldest message held (subscribers
-            // keep no shared state): the newest `limit` of what it reads.
-            let mut sub = seg.open_topic(name).map_err(err)?.subscribe_from_oldest();
+            // keep no shared state), up to what was published when the dump
+            // began (a publisher that keeps pace does not keep it going), in
+            // a bounded number of reads: the newest `limit` of what it reads.
+            let topic = seg.open_topic(name).map_err(err)?;
+            let end = topic.published();
+            let mut sub = topic.subscribe_from_oldest();
             let mut buf = Vec::new();
             let mut rows = std::collections::VecDeque::new();
-            loop {
+            for _ in 0..(topic.len() + 64) * 4 {
                 match sub.try_recv(&mut buf) {
                     Ok(seq) => {
                         rows.push_back(
@@ -467,6 +513,9 @@ pub fn dump(seg: &str, name: &str, limit: usize, as_json: bool) -> Result<Outcom
                         );
                         if rows.len() > limit {
                             rows.pop_front();
+                        }
+                        if seq.wrapping_add(1) >= end {
+                            break;
                         }
                     }
                     Err(Error::Lagged { .. }) => continue,

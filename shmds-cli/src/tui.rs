@@ -153,6 +153,7 @@ mod tests {
     fn row(name: &str, fill: u64, totals: (u64, u64)) -> Figures {
         Figures {
             name: name.into(),
+            generation: 2,
             kind: "queue",
             type_name: "u64".into(),
             fill: Some(fill),

@@ -13,6 +13,9 @@ use std::time::{Duration, Instant};
 #[derive(Clone, Debug)]
 pub struct Row {
     pub name: String,
+    /// The entry's generation: another one under the same name is another
+    /// structure (its totals are not comparable).
+    pub generation: u64,
     pub kind: &'static str,
     pub type_name: String,
     /// Elements (messages) held, where that applies.
@@ -73,6 +76,7 @@ pub fn sample(seg: &Segment, only: &[String]) -> Result<Sample, String> {
                 .map(|e| e.to_string());
             Row {
                 name: e.name.clone(),
+                generation: e.generation,
                 kind: e.kind_name(),
                 type_name: type_of(e),
                 fill: fill.ok().flatten(),
@@ -98,8 +102,17 @@ pub fn sample(seg: &Segment, only: &[String]) -> Result<Sample, String> {
 /// Per-second rates of `row` since `prev` (the same entry, earlier).
 pub fn rates(prev: &Sample, now: &Sample, row: &Row) -> Option<(f64, f64)> {
     let dt = now.at.duration_since(prev.at).as_secs_f64();
-    let before = prev.rows.iter().find(|r| r.name == row.name)?.totals?;
-    let after = row.totals?;
+    let old = prev.rows.iter().find(|r| r.name == row.name)?;
+    if old.generation != row.generation {
+        return None;
+    }
+    let (before, after) = (old.totals?, row.totals?);
+    // Totals only grow (modulo 2^64): a step back is not a rate.
+    if after.0.wrapping_sub(before.0) > u64::MAX / 2
+        || after.1.wrapping_sub(before.1) > u64::MAX / 2
+    {
+        return None;
+    }
     (dt > 0.0).then(|| {
         (
             after.0.wrapping_sub(before.0) as f64 / dt,
@@ -313,4 +326,43 @@ pub fn hz(name: &str, entry: &str, window: f64, count: u64, as_json: bool) -> Re
         done += 1;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(at: Instant, generation: u64, totals: (u64, u64)) -> Sample {
+        Sample {
+            at,
+            rows: vec![Row {
+                name: "q".into(),
+                generation,
+                kind: "queue",
+                type_name: "u64".into(),
+                fill: Some(0),
+                capacity: 4,
+                totals: Some(totals),
+                state: None,
+                probe: None,
+                error: None,
+            }],
+            attached: Vec::new(),
+            removed: false,
+        }
+    }
+
+    #[test]
+    fn rates_only_between_samples_of_one_structure() {
+        let t0 = Instant::now();
+        let t1 = t0 + Duration::from_secs(2);
+        let (a, b) = (sample(t0, 2, (10, 4)), sample(t1, 2, (30, 14)));
+        assert_eq!(rates(&a, &b, &b.rows[0]), Some((10.0, 5.0)));
+        // Erased and made again under the same name: no rate.
+        let c = sample(t1, 4, (30, 14));
+        assert_eq!(rates(&a, &c, &c.rows[0]), None);
+        // Totals that went back (another structure's, or damage): no rate.
+        let d = sample(t1, 2, (5, 1));
+        assert_eq!(rates(&a, &d, &d.rows[0]), None);
+    }
 }

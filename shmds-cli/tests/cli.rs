@@ -572,6 +572,11 @@ fn scripting_commands() {
     assert_eq!(code(&shmds(&["pop", n, "jobs"])), 1);
     assert_eq!(code(&shmds(&["pop", n, "jobs", "--timeout", "0.05"])), 1);
     assert_eq!(code(&shmds(&["push", n, "jobs", "x"])), 2);
+    // A huge count is capped by the capacity, not allocated.
+    assert_eq!(
+        code(&shmds(&["pop", n, "jobs", "-n", "18446744073709551615"])),
+        1
+    );
 
     // Sets.
     assert_eq!(code(&shmds(&["set", n, "seen", "42"])), 0);

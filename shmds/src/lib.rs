@@ -212,6 +212,8 @@ impl Segment {
             layout::kind::TOPIC => topic::published(&handle).map(|n| Some((n, n))),
             _ => Ok(None),
         };
+        // Erased meanwhile: the figures may be another structure's.
+        let totals = totals.and_then(|t| handle.recheck().map(|()| t));
         handle.fresh(totals)
     }
 
@@ -224,7 +226,7 @@ impl Segment {
             return Ok(None);
         }
         let handle = handle::Handle::at(self, info.clone())?;
-        let bounds = map::probe_bounds(&handle).map(Some);
+        let bounds = map::probe_bounds(&handle).and_then(|b| handle.recheck().map(|()| Some(b)));
         handle.fresh(bounds)
     }
 

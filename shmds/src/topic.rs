@@ -690,13 +690,13 @@ fn validate(handle: &Handle) -> Result<(&TopicHeader, RingShape)> {
     ))
 }
 
-/// Per-kind validation for `Segment::check`; returns the messages held.
 /// Messages published since creation, read without writing anything.
 pub(crate) fn published(handle: &Handle) -> Result<u64> {
     let topic = Topic::from_handle(Handle::at(&handle.seg, handle.info.clone())?)?;
     Ok(topic.published())
 }
 
+/// Per-kind validation for `Segment::check`; returns the messages held.
 pub(crate) fn check(handle: &Handle, _deep: bool) -> Result<Option<u64>> {
     let topic = Topic::from_handle(Handle::at(&handle.seg, handle.info.clone())?)?;
     Ok(Some(topic.len() as u64))

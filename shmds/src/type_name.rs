@@ -81,9 +81,13 @@ pub enum TypeShape {
 impl TypeShape {
     /// The shape of canonical descriptor `d`, if this reader understands it.
     pub fn of(d: &str) -> Option<TypeShape> {
+        if d.len() > MAX_TEXT {
+            return None;
+        }
         let mut p = Reader {
             s: d.as_bytes(),
             i: 0,
+            depth: 0,
         };
         let (mut items, size) = p.items(None)?;
         if p.i != p.s.len() {
@@ -143,7 +147,17 @@ impl fmt::Display for TypeShape {
 struct Reader<'a> {
     s: &'a [u8],
     i: usize,
+    /// Records and arrays open around the current item.
+    depth: u32,
 }
+
+/// The most records and arrays nested in one another (the core accepts
+/// fewer), so that a hostile text cannot exhaust the stack.
+const MAX_DEPTH: u32 = 16;
+/// The most dimensions of one array.
+const MAX_DIMS: usize = 32;
+/// The longest text read (descriptors in a table are far shorter).
+const MAX_TEXT: usize = 64 << 10;
 
 /// One item of a descriptor: a field name (inside a record), its offset,
 /// and its shape.
@@ -201,6 +215,16 @@ impl Reader<'_> {
 
     /// One item: `Err(n)` for `n` bytes of padding.
     fn item(&mut self) -> Option<Result<TypeShape, usize>> {
+        if self.depth >= MAX_DEPTH {
+            return None;
+        }
+        self.depth += 1;
+        let item = self.item_inner();
+        self.depth -= 1;
+        item
+    }
+
+    fn item_inner(&mut self) -> Option<Result<TypeShape, usize>> {
         if matches!(self.peek(), Some(b'<' | b'>' | b'=' | b'!' | b'@')) {
             self.i += 1;
         }
@@ -234,7 +258,7 @@ impl Reader<'_> {
             b'x' => Some(Err(1)),
             b'(' => {
                 let mut dims = vec![self.number()?];
-                while self.peek() == Some(b',') {
+                while self.peek() == Some(b',') && dims.len() < MAX_DIMS {
                     self.i += 1;
                     dims.push(self.number()?);
                 }
@@ -318,6 +342,15 @@ mod tests {
         ] {
             assert_eq!(human_type(d), want, "{d}");
         }
+        // Hostile texts: too deep, too long; shown as they are, the stack intact.
+        let deep = "(1)".repeat(20) + "B";
+        assert_eq!(human_type(&deep), deep);
+        assert_eq!(
+            human_type(&("(1)".repeat(10) + "B")),
+            "[[[[[[[[[[u8; 1]; 1]; 1]; 1]; 1]; 1]; 1]; 1]; 1]; 1]"
+        );
+        let long = "T{".repeat(100_000);
+        assert_eq!(human_type(&long), long);
     }
 
     #[test]

@@ -1132,7 +1132,6 @@ impl<'a> ChannelCore<'a> {
         n
     }
 
-    /// Cells between `head` and `tail` (0 when the words do not fit).
     /// Copies of up to `max` messages from `head` towards `tail`, oldest
     /// first, taking nothing (for inspection). MPMC: a frame is copied only
     /// while its first cell holds a published message, and kept only if
@@ -1187,6 +1186,7 @@ impl<'a> ChannelCore<'a> {
         out
     }
 
+    /// Cells between `head` and `tail` (0 when the words do not fit).
     pub(crate) fn used_cells(&self) -> u64 {
         let h = self.header.head.load(Ordering::Acquire);
         let t = self.header.tail.load(Ordering::Acquire);

@@ -1010,10 +1010,6 @@ fn core_of<'a>(handle: &'a Handle, header: &'a MapHeader, shape: MapShape) -> Ma
     }
 }
 
-/// Per-kind validation for `Segment::check` (maps and sets); returns the
-/// number of keys.
-/// The deep check reads every slot: phases, bounds, keys beyond their
-/// home's bound (which lookups would miss), duplicate keys, and the count.
 /// The largest and the mean probe bound over the homes of a map or set
 /// (how far lookups scan), read without writing anything; homes whose
 /// bound is damaged are left out.
@@ -1038,6 +1034,10 @@ pub(crate) fn probe_bounds(handle: &Handle) -> Result<(u64, f64)> {
     ))
 }
 
+/// Per-kind validation for `Segment::check` (maps and sets); returns the
+/// number of keys.
+/// The deep check reads every slot: phases, bounds, keys beyond their
+/// home's bound (which lookups would miss), duplicate keys, and the count.
 pub(crate) fn check(handle: &Handle, deep: bool) -> Result<Option<u64>> {
     let (header, shape) = validate(handle)?;
     let core = core_of(handle, header, shape);

@@ -438,7 +438,9 @@ impl<'a> StackCore<'a> {
     /// taking nothing: read while `top` is idle and kept only if `top` is
     /// the same word afterwards (its version grows with every claim, so no
     /// push or pop ran meanwhile). Empty if the stack stays claimed or
-    /// keeps changing; never a torn element.
+    /// keeps changing. The version has 15 bits: a copy that lasted over
+    /// 32,768 claims and ended on the same word could mix two moments (a
+    /// wrong snapshot, never an access outside the slots).
     pub(crate) fn peek(&self, max: usize, size: usize) -> Vec<Vec<u8>> {
         for _ in 0..100 {
             let word = self.header.top.load(Ordering::Acquire);
