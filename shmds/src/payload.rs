@@ -102,6 +102,22 @@ pub(crate) fn zeroed<T: Element>() -> T {
 /// takes ("oldest", "top").
 macro_rules! raw_ring_methods {
     ($raw:ident, $take:literal) => {
+        #[doc = concat!("Copies of up to `max` elements, the ", $take, " first, without taking any")]
+        /// (for inspection, such as `shmds dump`): weakly consistent, since
+        /// other processes push and pop meanwhile, but never a torn element.
+        /// Empty once the structure was erased.
+        pub fn peek(&self, max: usize) -> Vec<Vec<u8>> {
+            if self.handle.check().is_err() {
+                return Vec::new();
+            }
+            let items = self.core().peek(max, self.elem_size);
+            // Erased meanwhile: its memory may hold something else now.
+            if self.handle.check().is_err() {
+                return Vec::new();
+            }
+            items
+        }
+
         /// `Ok(())` while the entry behind this handle exists;
         /// [`Error::Stale`](crate::Error::Stale) once it was erased. Every
         /// element method checks this itself; the approximate `len`,

@@ -740,22 +740,6 @@ impl RawQueue {
         self.core().len() as usize
     }
 
-    /// Copies of up to `max` elements, oldest first, without taking any
-    /// (for inspection, such as `shmds dump`): weakly consistent, since
-    /// other processes may push and pop meanwhile, but never a torn
-    /// element. Empty once the queue was erased.
-    pub fn peek(&self, max: usize) -> Vec<Vec<u8>> {
-        if self.handle.check().is_err() {
-            return Vec::new();
-        }
-        let items = self.core().peek(max, self.elem_size);
-        // Erased meanwhile: its memory may hold something else now.
-        if self.handle.check().is_err() {
-            return Vec::new();
-        }
-        items
-    }
-
     /// Whether the queue holds no elements (approximate under concurrency).
     pub fn is_empty(&self) -> bool {
         self.len() == 0

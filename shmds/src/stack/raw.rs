@@ -507,22 +507,6 @@ impl RawStack {
         self.core().len() as usize
     }
 
-    /// Copies of up to `max` elements, top first, without taking any (for
-    /// inspection, such as `shmds dump`): a snapshot of one moment between
-    /// claims, never a torn element; empty if the stack keeps changing, or
-    /// once it was erased.
-    pub fn peek(&self, max: usize) -> Vec<Vec<u8>> {
-        if self.handle.check().is_err() {
-            return Vec::new();
-        }
-        let items = self.core().peek(max, self.elem_size);
-        // Erased meanwhile: its memory may hold something else now.
-        if self.handle.check().is_err() {
-            return Vec::new();
-        }
-        items
-    }
-
     /// Whether the stack is empty (approximate under concurrency; true once
     /// it was erased).
     pub fn is_empty(&self) -> bool {
