@@ -57,7 +57,7 @@
 #define SHMDS_STATIC_ASSERT(cond, msg) _Static_assert(cond, msg)
 #endif
 
-#define SHMDS_FORMAT_VERSION 6
+#define SHMDS_FORMAT_VERSION 7
 #define SHMDS_MAGIC_BYTES { 0x53, 0x48, 0x4d, 0x44, 0x53, 0x00, 0x01, 0x00 }
 #define SHMDS_CACHE_LINE 64
 
@@ -87,7 +87,11 @@ typedef struct shmds_segment_header {
     uint64_t free_blocks; /* atomic */
     uint64_t table_chunks[24]; /* atomic */
     uint64_t free_lists[48]; /* atomic */
-    uint64_t reserved[39];
+    uint64_t boot_id[2]; /* atomic */
+    uint32_t durable; /* atomic */
+    uint32_t durable_pad;
+    uint64_t header_sum[4];
+    uint64_t reserved[32];
 } shmds_segment_header;
 SHMDS_STATIC_ASSERT(sizeof(shmds_segment_header) == 1024, "shmds_segment_header: size");
 SHMDS_STATIC_ASSERT(offsetof(shmds_segment_header, magic) == 0, "shmds_segment_header.magic: offset");
@@ -114,7 +118,11 @@ SHMDS_STATIC_ASSERT(offsetof(shmds_segment_header, free_bytes) == 120, "shmds_se
 SHMDS_STATIC_ASSERT(offsetof(shmds_segment_header, free_blocks) == 128, "shmds_segment_header.free_blocks: offset");
 SHMDS_STATIC_ASSERT(offsetof(shmds_segment_header, table_chunks) == 136, "shmds_segment_header.table_chunks: offset");
 SHMDS_STATIC_ASSERT(offsetof(shmds_segment_header, free_lists) == 328, "shmds_segment_header.free_lists: offset");
-SHMDS_STATIC_ASSERT(offsetof(shmds_segment_header, reserved) == 712, "shmds_segment_header.reserved: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_segment_header, boot_id) == 712, "shmds_segment_header.boot_id: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_segment_header, durable) == 728, "shmds_segment_header.durable: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_segment_header, durable_pad) == 732, "shmds_segment_header.durable_pad: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_segment_header, header_sum) == 736, "shmds_segment_header.header_sum: offset");
+SHMDS_STATIC_ASSERT(offsetof(shmds_segment_header, reserved) == 768, "shmds_segment_header.reserved: offset");
 
 /* AttachSlot (16 bytes) */
 typedef struct shmds_attach_slot {

@@ -293,7 +293,9 @@ fn code_of(e: &core_lib::Error) -> c_int {
     use core_lib::Error as E;
     match e {
         E::InvalidName { .. } | E::InvalidType { .. } | E::InvalidArgument(_) => SHMDS_E_INVALID,
-        E::SegmentNotFound { .. } | E::EntryNotFound { .. } => SHMDS_E_NOT_FOUND,
+        E::SegmentNotFound { .. } | E::EntryNotFound { .. } | E::SnapshotNotFound { .. } => {
+            SHMDS_E_NOT_FOUND
+        }
         E::SegmentExists { .. } | E::EntryExists { .. } => SHMDS_E_EXISTS,
         E::PermissionDenied { .. } => SHMDS_E_PERMISSION,
         E::KindMismatch { .. } | E::TypeMismatch { .. } => SHMDS_E_TYPE,
@@ -302,7 +304,7 @@ fn code_of(e: &core_lib::Error) -> c_int {
         E::Full { .. } => SHMDS_E_FULL,
         E::Empty { .. } => SHMDS_E_EMPTY,
         E::Timeout { .. } | E::Interrupted { .. } => SHMDS_E_TIMEOUT,
-        E::Corrupt { .. } => SHMDS_E_CORRUPT,
+        E::Corrupt { .. } | E::Damaged { .. } => SHMDS_E_CORRUPT,
         E::Incompatible { .. } => SHMDS_E_INCOMPATIBLE,
         E::Stale { .. } => SHMDS_E_STALE,
         E::LockBusy { .. } | E::Busy { .. } => SHMDS_E_BUSY,

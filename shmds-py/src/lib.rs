@@ -224,7 +224,7 @@ pub(crate) fn to_py(e: shmds::Error) -> PyErr {
         }
         E::AlreadyAttached { .. } => AlreadyAttachedError::new_err(msg),
         E::TooManyAttached { .. } => NoSpaceError::new_err(msg),
-        E::SegmentNotFound { .. } => PyFileNotFoundError::new_err(msg),
+        E::SegmentNotFound { .. } | E::SnapshotNotFound { .. } => PyFileNotFoundError::new_err(msg),
         E::EntryNotFound { .. } => PyKeyError::new_err(msg),
         E::SegmentExists { .. } | E::EntryExists { .. } => PyFileExistsError::new_err(msg),
         E::PermissionDenied { .. } => PyPermissionError::new_err(msg),
@@ -234,7 +234,7 @@ pub(crate) fn to_py(e: shmds::Error) -> PyErr {
         | E::InvalidArgument(_)
         | E::ShapeMismatch { .. } => PyValueError::new_err(msg),
         E::IndexOutOfBounds { .. } => PyIndexError::new_err(msg),
-        E::Corrupt { .. } => CorruptError::new_err(msg),
+        E::Corrupt { .. } | E::Damaged { .. } => CorruptError::new_err(msg),
         E::Incompatible { .. } => IncompatibleError::new_err(msg),
         E::Stale { .. } => StaleError::new_err(msg),
         E::LockBusy { .. } | E::Busy { .. } => BusyError::new_err(msg),

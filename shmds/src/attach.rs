@@ -144,6 +144,13 @@ impl Attachment {
         );
     }
 
+    /// Whether this process is attached through it (in this process, not a
+    /// forked child's copy).
+    pub(crate) fn is_ours(&self) -> bool {
+        let value = self.0.load(std::sync::atomic::Ordering::Relaxed);
+        value as u32 != 0 && (value >> 32) as u32 == process::current_pid()
+    }
+
     /// The attachment, which is then forgotten (so it is undone once).
     fn take(&self) -> Option<(u32, Place)> {
         let value = self
@@ -443,7 +450,7 @@ impl<'a> View<'a> {
     /// name no longer holds it (now, or already before).
     fn unlink_if_ours(&self) -> bool {
         match name_holds(self.name, self.seed) {
-            Some(true) => match rustix::shm::unlink(format!("/{}", self.name)) {
+            Some(true) => match crate::segment::unlink_name(self.name) {
                 // NOENT: someone else unlinked it meanwhile, as we meant to.
                 Ok(()) | Err(rustix::io::Errno::NOENT) => true,
                 Err(_) => false,
@@ -471,7 +478,7 @@ enum Removal {
 fn name_holds(name: &str, seed: u64) -> Option<bool> {
     use rustix::fs::{FileType, Mode, OFlags};
     let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-    let fd = match rustix::fs::open(format!("/dev/shm/{name}"), flags, Mode::empty()) {
+    let fd = match rustix::fs::open(crate::segment::segment_path(name), flags, Mode::empty()) {
         Ok(fd) => fd,
         Err(rustix::io::Errno::NOENT) => return Some(false),
         Err(_) => return None,
@@ -539,6 +546,12 @@ pub(crate) fn attach(map: &Mapping) -> Result<()> {
 
 /// Detach the calling process from the segment of `map` (its drop). The
 /// last process to leave a temporary segment removes it.
+/// Whether any live process is attached to the segment of `map` (this one
+/// included). Releases dead processes' slots on the way.
+pub(crate) fn anyone_attached(map: &Mapping) -> bool {
+    !View::of(map).abandoned(true)
+}
+
 pub(crate) fn detach(map: &Mapping) {
     let Some((pid, place)) = map.attachment.take() else {
         return;

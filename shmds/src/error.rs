@@ -301,6 +301,23 @@ pub enum Error {
         /// The number of reader slots.
         slots: u32,
     },
+    /// A snapshot store has no snapshot with this id (or id prefix).
+    #[error("store {store:?} has no snapshot {id:?} (list them with `shmds snapshots {store}`)")]
+    SnapshotNotFound {
+        /// The store directory.
+        store: String,
+        /// The id or prefix asked for.
+        id: String,
+    },
+    /// Stored bytes (a durable segment's file, a snapshot's chunk or
+    /// manifest) do not match their checksum.
+    #[error("{what} is damaged: {detail}")]
+    Damaged {
+        /// What was read: a file, a chunk, a manifest.
+        what: String,
+        /// What did not match, and what to do.
+        detail: String,
+    },
     /// An argument is out of range.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),

@@ -45,6 +45,11 @@ impl Line {
         std::array::from_fn(|i| word[start + i])
     }
 
+    /// The line's 64 bytes.
+    pub(crate) fn to_bytes(self) -> [u8; 64] {
+        std::array::from_fn(|i| self.0[i / 8].to_ne_bytes()[i % 8])
+    }
+
     /// The `u32` at byte `offset` (4-aligned, < 64).
     pub(crate) fn u32_at(&self, offset: usize) -> u32 {
         u32::from_ne_bytes(self.bytes(offset))
@@ -61,7 +66,7 @@ pub const MAGIC: [u8; 8] = *b"SHMDS\0\x01\x00";
 
 /// Format version written by this build. Opening a segment with another
 /// version fails with `Incompatible`.
-pub const FORMAT_VERSION: u32 = 6;
+pub const FORMAT_VERSION: u32 = 7;
 
 /// `SegmentHeader::state` values.
 pub mod segment_state {
@@ -82,6 +87,9 @@ pub mod segment_flags {
     pub const TEMPORARY: u32 = 1;
     /// Zero every block when it is freed (as if erased with wipe).
     pub const WIPE_ON_ERASE: u32 = 2;
+    /// A durable segment: a regular file outside /dev/shm (see
+    /// [`durable_state`](super::durable_state)).
+    pub const DURABLE: u32 = 4;
 }
 
 /// Number of [`AttachSlot`]s after the segment header.
@@ -162,8 +170,33 @@ pub struct SegmentHeader {
     /// Heads of the free lists (offsets of free blocks, 0 = empty); list
     /// `c` holds free blocks of `2^c` to `2^(c+1) - 1` cache lines.
     pub free_lists: [AtomicU64; FREE_LISTS],
+    /// A durable segment's boot: the Linux boot id (`/proc/sys/kernel/random/
+    /// boot_id`, 16 bytes) of the boot that last opened it. An opener in
+    /// another boot treats every process stamped in it as dead (see
+    /// FORMAT.md, "Durable segments"). Zero in a /dev/shm segment.
+    pub boot_id: [AtomicU64; 2],
+    /// One of [`durable_state`]; written only under the file's `flock`.
+    pub durable: AtomicU32,
     /// Reserved, zero.
-    pub reserved: [u64; 39],
+    pub durable_pad: u32,
+    /// A durable segment's header checksum: BLAKE3 of line 0 (bytes 0..64,
+    /// which never change), written before `state = READY`. Zero in a
+    /// /dev/shm segment.
+    pub header_sum: [u64; 4],
+    /// Reserved, zero.
+    pub reserved: [u64; 32],
+}
+
+/// `SegmentHeader::durable` values.
+pub mod durable_state {
+    /// Not durable: a /dev/shm segment.
+    pub const NONE: u32 = 0;
+    /// A durable segment some process has opened since it was last sealed:
+    /// its bytes may have changed, so no checksum covers them.
+    pub const OPEN: u32 = 1;
+    /// A durable segment sealed by its last process's close: the checksum
+    /// trailer at offset `size` covers every byte before it.
+    pub const SEALED: u32 = 2;
 }
 
 /// One attached process: after the segment header, [`ATTACH_SLOTS`] of
@@ -1087,7 +1120,11 @@ mod asserts {
     at!(SegmentHeader, free_blocks, 128);
     at!(SegmentHeader, table_chunks, 136);
     at!(SegmentHeader, free_lists, 328);
-    at!(SegmentHeader, reserved, 712);
+    at!(SegmentHeader, boot_id, 712);
+    at!(SegmentHeader, durable, 728);
+    at!(SegmentHeader, durable_pad, 732);
+    at!(SegmentHeader, header_sum, 736);
+    at!(SegmentHeader, reserved, 768);
 
     const _: () = assert!(size_of::<AttachSlot>() as u64 == ATTACH_SLOT_SIZE);
     at!(AttachSlot, process, 0);
@@ -1363,7 +1400,7 @@ pub fn describe() -> Vec<StructInfo> {
             fingerprint, max_size, table_offset, table_capacity, entry_size, heap_offset, seed,
             state, creator_pid, lock, lock_waiters, size, created_unix_ns, flags,
             attach_overflow, creator_start, heap_last, free_bytes, free_blocks, table_chunks,
-            free_lists, reserved),
+            free_lists, boot_id, durable, durable_pad, header_sum, reserved),
         describe!(AttachSlot as "shmds_attach_slot": process, start_time),
         describe!(BlockHeader as "shmds_block_header": magic, state, size, prev_size, owner,
             owner_generation, next_free, prev_free, check),

@@ -28,6 +28,7 @@
 
 pub mod element;
 pub mod layout;
+pub mod snapshot;
 
 mod alloc;
 mod array;

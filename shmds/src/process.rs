@@ -141,6 +141,9 @@ pub(crate) fn is_same_process(pid: u32, start_time: u64) -> bool {
 /// process still holds its claims and locks.
 #[cfg(not(loom))]
 pub(crate) fn is_alive(pid: u32) -> bool {
+    if EVERYONE_DEAD.with(std::cell::Cell::get) {
+        return false;
+    }
     // We are running, so our own process is alive: no system call.
     if pid == current_pid() {
         return true;
@@ -185,6 +188,29 @@ pub(crate) fn is_alive(pid: u32) -> bool {
             false
         }
     }
+}
+
+#[cfg(not(loom))]
+std::thread_local! {
+    static EVERYONE_DEAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Run `f` with every process, this one included, taken for dead by this
+/// thread's liveness questions: the structures' own recovery then takes
+/// over every claim it meets. Only for a segment nobody else can be using
+/// (a durable segment opened in a new boot, a restored snapshot), whose
+/// stamps name processes of another boot or of another segment.
+#[cfg(not(loom))]
+pub(crate) fn as_if_everyone_died<T>(f: impl FnOnce() -> T) -> T {
+    struct Reset;
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            EVERYONE_DEAD.with(|d| d.set(false));
+        }
+    }
+    EVERYONE_DEAD.with(|d| d.set(true));
+    let _reset = Reset;
+    f()
 }
 
 /// The state letter of a `/proc/.../stat` file (`None` if the line cannot

@@ -457,6 +457,21 @@ impl<'a> Table<'a> {
         }
     }
 
+    /// Take the registration lock whatever holds it, repairing as after a
+    /// dead holder if anyone did: for a segment nobody else can be using
+    /// (see `crate::segment::revoke`).
+    #[cfg(not(loom))]
+    pub(crate) fn seize(&self) -> TableLock<'a> {
+        let held = self.header.lock.swap(current_pid(), Ordering::Acquire);
+        self.header.lock_waiters.store(0, Ordering::Relaxed);
+        if held != 0 {
+            self.repair();
+        }
+        TableLock {
+            header: self.header,
+        }
+    }
+
     /// After taking the lock from a dead holder: free entries it left
     /// half-written, then rebuild the heap from the live entries and table
     /// chunks (the dead process may have been changing it).

@@ -59,18 +59,20 @@ fn names_are_validated() {
     for bad in [
         "",
         "/",
-        "a/b",
         "..",
         ".",
         "sp ace",
         "tab\t",
         "é",
         &"x".repeat(256),
-        "//x",
+        "dir/",
     ] {
         let err = Segment::create(bad, 1 << 16).unwrap_err();
         assert!(matches!(err, Error::InvalidName { .. }), "{bad:?}: {err}");
     }
+    // A '/' past the start makes a durable segment's file path.
+    let err = Segment::create("no-such-dir-here/b", 1 << 16).unwrap_err();
+    assert!(matches!(err, Error::InvalidArgument(_)), "{err}");
     let seg_name = ShmName::new("names");
     let seg = Segment::create(seg_name.as_str(), 1 << 16).unwrap();
     for bad in ["", &"n".repeat(64), "new\nline"] {

@@ -95,6 +95,8 @@ mod loom_tests;
 #[cfg(all(test, not(loom)))]
 mod tests;
 
+#[cfg(not(loom))]
+pub(crate) use api::revoke;
 pub(crate) use api::{check, totals};
 
 pub use api::{Channel, ChannelOptions, Message, Receiver, Reservation, Sender};
@@ -720,6 +722,34 @@ impl<'a> ChannelCore<'a> {
             self.header.space.fetch_add(1, Ordering::Release);
             futex_wake(&self.header.space, i32::MAX as u32);
         }
+    }
+
+    /// Take over every claim, release every attachment word and forget
+    /// sleepers, as the deaths of all of them would (see `QueueCore::revoke`).
+    /// Returns the claims and attachments taken over.
+    #[cfg(not(loom))]
+    pub(crate) fn revoke(&self) -> u64 {
+        let mut taken = 0;
+        if !self.shape.spsc {
+            for idx in 0..self.ring().cells {
+                let word = self.cell(idx).state.load(Ordering::Acquire);
+                if let SlotState::Writing { .. } | SlotState::Reading { .. } =
+                    SlotState::decode(word)
+                {
+                    self.recover(idx, word);
+                    taken += 1;
+                }
+            }
+        }
+        for word in &self.header.attached {
+            if word.swap(0, Ordering::AcqRel) != 0 {
+                taken += 1;
+            }
+        }
+        self.header.send_waiters.store(0, Ordering::Relaxed);
+        self.header.recv_waiters.store(0, Ordering::Relaxed);
+        self.header.join_waiters.store(0, Ordering::Relaxed);
+        taken
     }
 
     /// If cell `idx` still holds `word`, a claim by a dead process, take it

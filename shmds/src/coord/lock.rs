@@ -223,6 +223,8 @@ pub(crate) fn status(state: &LockState, kind_name: &'static str) -> Status {
     let deaths = state.owner_deaths.load(Ordering::Relaxed);
     let (holder_pid, holder_alive, summary) = if pid == 0 {
         (None, None, "free".to_owned())
+    } else if pid == super::GHOST_PID {
+        (None, None, super::REVOKED.to_owned())
     } else {
         let alive = super::ask_alive(pid, stamp);
         (Some(pid), Some(alive), holder_summary(pid, tid, alive))

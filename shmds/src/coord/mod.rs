@@ -635,3 +635,144 @@ impl Segment {
         status_of(self, info)
     }
 }
+
+/// A pid no process can have (Linux pids are below 2^22; stamps keep 24
+/// bits): what a claim is restamped with when its holder is known dead but
+/// the next taker must still be told (`OwnerDied`), see [`revoke`].
+pub(crate) const GHOST_PID: u32 = 0x00ff_ffff;
+
+/// The status text of a claim restamped with [`GHOST_PID`].
+pub(crate) const REVOKED: &str = "held when the segment was restored or reopened in a new boot \
+     (no process holds it: the next taker takes it over and is told the owner died)";
+
+/// Restamp every claim of the primitive `handle` names with [`GHOST_PID`],
+/// and forget its sleepers: what its holders' deaths would leave, with no
+/// pid a live process could have. For a segment nobody else uses (a
+/// durable segment opened in a new boot, a restored snapshot), where the
+/// stamps name processes of another boot or of the snapshot's source.
+/// Returns the claims restamped.
+#[cfg(not(loom))]
+pub(crate) fn revoke(handle: &Handle) -> Result<u64> {
+    use crate::layout::{
+        BarrierHeader, BarrierSlot, ConditionHeader, EventHeader, LatchHeader, LockHeader,
+        LockState, OnceHeader, ReaderSlot, RwLockHeader, SemaphoreHeader, BARRIER_HEADER_SIZE,
+        ONCE_DONE, RWLOCK_HEADER_SIZE,
+    };
+    let ghost_stamp = u64::from(GHOST_PID);
+    let lock_state = |s: &LockState| -> u64 {
+        s.sleepers.store(0, Ordering::Relaxed);
+        if s.word.load(Ordering::Acquire) == 0 {
+            return 0;
+        }
+        s.holder_tid.store(0, Ordering::Relaxed);
+        s.holder_stamp.store(ghost_stamp, Ordering::Relaxed);
+        s.word.store(GHOST_PID, Ordering::Release);
+        1
+    };
+    let restamp = |stamp: &AtomicU64| -> u64 {
+        if stamp.load(Ordering::Acquire) == 0 {
+            return 0;
+        }
+        stamp.store(ghost_stamp, Ordering::Release);
+        1
+    };
+    let size = |n: usize| n as u64;
+    let again = || Handle::at(&handle.seg, handle.info.clone());
+    Ok(match handle.info.kind {
+        kind::LOCK => {
+            let h: &LockHeader =
+                header(handle, kind::LOCK, size(std::mem::size_of::<LockHeader>()))?;
+            lock_state(&h.lock)
+        }
+        kind::CONDITION => {
+            let h: &ConditionHeader = header(
+                handle,
+                kind::CONDITION,
+                size(std::mem::size_of::<ConditionHeader>()),
+            )?;
+            h.waiters.store(0, Ordering::Relaxed);
+            lock_state(&h.lock)
+        }
+        kind::RWLOCK => {
+            // Validates the slots against the block.
+            let _valid = RwLock::from_handle(again()?)?;
+            let h: &RwLockHeader = header(handle, kind::RWLOCK, RWLOCK_HEADER_SIZE)?;
+            h.drain_waiting.store(0, Ordering::Relaxed);
+            let mut n = lock_state(&h.writer);
+            for i in 0..handle.info.capacity as usize {
+                // SAFETY: from_handle checked that `capacity` slots fit in
+                // the block after the header.
+                let slot = unsafe {
+                    &*handle
+                        .block
+                        .add(RWLOCK_HEADER_SIZE as usize)
+                        .cast::<ReaderSlot>()
+                        .add(i)
+                };
+                if slot.count.load(Ordering::Acquire) != 0 {
+                    n += restamp(&slot.stamp);
+                }
+            }
+            n
+        }
+        kind::SEMAPHORE => {
+            let h: &SemaphoreHeader = header(
+                handle,
+                kind::SEMAPHORE,
+                size(std::mem::size_of::<SemaphoreHeader>()),
+            )?;
+            h.waiters.store(0, Ordering::Relaxed);
+            0
+        }
+        kind::BARRIER => {
+            let _valid = Barrier::from_handle(again()?)?;
+            let h: &BarrierHeader = header(handle, kind::BARRIER, BARRIER_HEADER_SIZE)?;
+            h.waiters.store(0, Ordering::Relaxed);
+            let mut n = 0;
+            for i in 0..handle.info.capacity as usize {
+                // SAFETY: as for the rwlock's slots (Barrier::from_handle).
+                let slot = unsafe {
+                    &*handle
+                        .block
+                        .add(BARRIER_HEADER_SIZE as usize)
+                        .cast::<BarrierSlot>()
+                        .add(i)
+                };
+                n += restamp(&slot.stamp);
+            }
+            n
+        }
+        kind::EVENT => {
+            let h: &EventHeader = header(
+                handle,
+                kind::EVENT,
+                size(std::mem::size_of::<EventHeader>()),
+            )?;
+            h.waiters.store(0, Ordering::Relaxed);
+            0
+        }
+        kind::LATCH => {
+            let h: &LatchHeader = header(
+                handle,
+                kind::LATCH,
+                size(std::mem::size_of::<LatchHeader>()),
+            )?;
+            h.waiters.store(0, Ordering::Relaxed);
+            0
+        }
+        kind::ONCE => {
+            let h: &OnceHeader =
+                header(handle, kind::ONCE, size(std::mem::size_of::<OnceHeader>()))?;
+            h.waiters.store(0, Ordering::Relaxed);
+            let state = h.state.load(Ordering::Acquire);
+            if state == 0 || state == ONCE_DONE {
+                0
+            } else {
+                h.runner_stamp.store(ghost_stamp, Ordering::Relaxed);
+                h.state.store(GHOST_PID, Ordering::Release);
+                1
+            }
+        }
+        _ => 0,
+    })
+}

@@ -187,6 +187,7 @@ impl Primitive for Once {
         let (holder_pid, holder_alive, text) = match s {
             0 => (None, None, "not run".to_owned()),
             ONCE_DONE => (None, None, "done".to_owned()),
+            super::GHOST_PID => (None, None, super::REVOKED.to_owned()),
             pid => {
                 let alive = super::ask_alive(pid, h.runner_stamp.load(Ordering::Acquire));
                 let dead = if alive { "" } else { ", which is dead" };

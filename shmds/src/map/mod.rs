@@ -596,6 +596,27 @@ impl<'a> MapCore<'a> {
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
     }
 
+    /// Free every busy slot and release every home lock, as their holders'
+    /// deaths would (see `QueueCore::revoke`). Returns the claims taken.
+    #[cfg(not(loom))]
+    pub(crate) fn revoke(&self) -> u64 {
+        let mut taken = 0;
+        for slot in 0..self.shape.capacity {
+            let s = self.word(slot, STATE).load(Ordering::Acquire);
+            if s & PHASE_MASK == BUSY {
+                self.recover(slot, s);
+                taken += 1;
+            }
+            let home = self.word(slot, HOME);
+            let w = home.load(Ordering::Acquire);
+            if w & LOCK_MASK != 0 {
+                home.store(w & !LOCK_MASK, Ordering::Release);
+                taken += 1;
+            }
+        }
+        taken
+    }
+
     /// Free every busy slot whose writer is dead. Returns whether any was.
     fn recover_dead_slots(&self) -> bool {
         let mut any = false;
@@ -1038,6 +1059,13 @@ pub(crate) fn probe_bounds(handle: &Handle) -> Result<(u64, f64)> {
 /// number of keys.
 /// The deep check reads every slot: phases, bounds, keys beyond their
 /// home's bound (which lookups would miss), duplicate keys, and the count.
+/// Take over every claim (see `MapCore::revoke`).
+#[cfg(not(loom))]
+pub(crate) fn revoke(handle: &Handle) -> Result<u64> {
+    let (header, shape) = validate(handle)?;
+    Ok(core_of(handle, header, shape).revoke())
+}
+
 pub(crate) fn check(handle: &Handle, deep: bool) -> Result<Option<u64>> {
     let (header, shape) = validate(handle)?;
     let core = core_of(handle, header, shape);

@@ -896,6 +896,24 @@ impl<'a> QueueCore<'a> {
         state.load(Ordering::Acquire) != word
     }
 
+    /// Take over every claim in the queue, as each is recovered when its
+    /// claimant dies, and forget sleepers; run inside
+    /// [`as_if_everyone_died`](crate::process::as_if_everyone_died) on a
+    /// queue nobody else uses. Returns the claims taken over.
+    #[cfg(not(loom))]
+    pub(crate) fn revoke(&self) -> u64 {
+        let mut taken = 0;
+        for idx in 0..self.shape.capacity {
+            let word = self.slot(idx).state.load(Ordering::Acquire);
+            if let SlotState::Writing { .. } | SlotState::Reading { .. } = SlotState::decode(word) {
+                self.recover(idx, word);
+                taken += 1;
+            }
+        }
+        self.header.join_waiters.store(0, Ordering::Relaxed);
+        taken
+    }
+
     /// If slot `idx` still holds `word`, a claim by a dead process, take it
     /// over and finish or undo the dead process's step.
     fn recover(&self, idx: u64, word: u64) {
@@ -1209,6 +1227,8 @@ pub(crate) fn slot_stride(elem_size: u64) -> u64 {
 mod raw;
 mod typed;
 
+#[cfg(not(loom))]
+pub(crate) use raw::revoke;
 pub use raw::RawQueue;
 pub(crate) use raw::{check, totals};
 pub use typed::Queue;

@@ -101,6 +101,16 @@ pub(crate) fn check(handle: &Handle, _deep: bool) -> Result<Option<u64>> {
     Ok(Some(core.len()))
 }
 
+/// Take over every claim (see `QueueCore::revoke`).
+#[cfg(not(loom))]
+pub(crate) fn revoke(handle: &Handle) -> Result<u64> {
+    let (header, shape) = validate(handle)?;
+    // SAFETY: validate proved the slots fit in the block.
+    let core =
+        unsafe { QueueCore::new(header, handle.block.add(QUEUE_HEADER_SIZE as usize), &shape) };
+    Ok(core.revoke())
+}
+
 /// Pushes and pops since creation (see `QueueCore::totals`), read without
 /// writing anything.
 pub(crate) fn totals(handle: &Handle) -> Result<(u64, u64)> {

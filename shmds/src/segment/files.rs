@@ -1,5 +1,5 @@
-//! The segment's file in /dev/shm: opening it safely, reserving its space,
-//! listing segments.
+//! The segment's file, in /dev/shm or (a durable segment) anywhere else:
+//! opening it safely, reserving its space, listing segments.
 
 use super::{os_error, validate_segment_name};
 use crate::error::{Error, Result};
@@ -9,6 +9,72 @@ use rustix::io::Errno;
 /// The directory where Linux keeps POSIX shared memory objects (what
 /// `shm_open` opens).
 pub(crate) const SHM_DIR: &str = "/dev/shm";
+
+/// Whether `name` is the path of a durable segment's file: it has a `/`
+/// anywhere but at its start.
+pub(crate) fn is_file_name(name: &str) -> bool {
+    name.bytes().skip(1).any(|b| b == b'/')
+}
+
+/// Longest path of a durable segment's file.
+pub(crate) const PATH_MAX: usize = 4095;
+
+/// Check the path of a durable segment's file (returned whole).
+pub(super) fn validate_file_name(name: &str) -> Result<&str> {
+    let reason = if name.len() > PATH_MAX {
+        "segment file paths are at most 4095 bytes"
+    } else if name.contains('\0') {
+        "segment file paths cannot contain NUL"
+    } else if name.ends_with('/') {
+        "a segment file path names a file, not a directory (it ends with '/')"
+    } else {
+        return Ok(name);
+    };
+    Err(Error::InvalidName {
+        name: name.to_owned(),
+        reason,
+    })
+}
+
+/// The file that holds the segment `bare` (a name checked by
+/// `validate_segment_name`).
+pub(crate) fn segment_path(bare: &str) -> String {
+    if is_file_name(bare) {
+        bare.to_owned()
+    } else {
+        format!("{SHM_DIR}/{bare}")
+    }
+}
+
+/// Create the file of a new segment `bare`, failing if it exists.
+pub(super) fn create_exclusive(
+    bare: &str,
+    mode: Mode,
+) -> std::result::Result<rustix::fd::OwnedFd, Errno> {
+    if is_file_name(bare) {
+        use rustix::fs::OFlags;
+        rustix::fs::open(
+            bare,
+            OFlags::CREATE | OFlags::EXCL | OFlags::RDWR | OFlags::CLOEXEC | OFlags::NOCTTY,
+            mode,
+        )
+    } else {
+        rustix::shm::open(
+            format!("/{bare}"),
+            rustix::shm::OFlags::CREATE | rustix::shm::OFlags::EXCL | rustix::shm::OFlags::RDWR,
+            mode,
+        )
+    }
+}
+
+/// Remove the name `bare` (`shm_unlink`, or `unlink` of a durable file).
+pub(crate) fn unlink(bare: &str) -> std::result::Result<(), Errno> {
+    if is_file_name(bare) {
+        rustix::fs::unlink(bare)
+    } else {
+        rustix::shm::unlink(format!("/{bare}"))
+    }
+}
 
 /// Open the existing segment file `/dev/shm/<bare>` as `shm_open` would,
 /// but refusing anything that is not a regular file.
@@ -25,10 +91,16 @@ pub(super) fn open_existing(bare: &str, read_only: bool) -> Result<rustix::fd::O
     } else {
         OFlags::RDWR
     };
-    let path = format!("{SHM_DIR}/{bare}");
+    let path = segment_path(bare);
+    // A durable segment's path is the user's own: it may be a link.
+    let follow = if is_file_name(bare) {
+        OFlags::empty()
+    } else {
+        OFlags::NOFOLLOW
+    };
     let fd = rustix::fs::open(
         &path,
-        access | OFlags::NONBLOCK | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NOCTTY,
+        access | OFlags::NONBLOCK | follow | OFlags::CLOEXEC | OFlags::NOCTTY,
         Mode::empty(),
     )
     .map_err(|e| match e {
@@ -51,16 +123,17 @@ pub(super) fn open_existing(bare: &str, read_only: bool) -> Result<rustix::fd::O
 }
 
 fn not_a_file(bare: &str, what: &str) -> Error {
+    let path = segment_path(bare);
     let remedy = if what == "a directory" {
-        format!("remove it with `rmdir {SHM_DIR}/{bare}`")
+        format!("remove it with `rmdir {path}`")
     } else {
         format!("remove it with `shmds rm --force {bare}`")
     };
     Error::Corrupt {
         name: bare.to_owned(),
         detail: format!(
-            "{SHM_DIR}/{bare} is {what}, not a shmds segment (someone else made it; {remedy} if \
-             it is yours to remove, or use another name)"
+            "{path} is {what}, not a shmds segment (someone else made it; {remedy} if it is \
+             yours to remove, or use another name)"
         ),
     }
 }

@@ -226,7 +226,11 @@ pub(super) fn validate_header(
             h.header_size, h.entry_size
         )));
     }
-    if h.max_size % PAGE != 0 || h.max_size > MAX_SEGMENT_SIZE || file_size > h.max_size {
+    // A sealed durable file has its checksum trailer past `max_size` at most.
+    let room = h
+        .max_size
+        .saturating_add(super::durable::trailer_len(h.max_size));
+    if h.max_size % PAGE != 0 || h.max_size > MAX_SEGMENT_SIZE || file_size > room {
         return Err(corrupt(format!(
             "its maximum size {} is not a whole number of pages of at most {MAX_SEGMENT_SIZE} \
              bytes at least as large as its file ({file_size} bytes)",

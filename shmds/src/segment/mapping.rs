@@ -34,6 +34,8 @@ pub(crate) struct Mapping {
     chunks: [LocalU64; crate::layout::TABLE_CHUNKS],
     /// Where this mapping's process is counted as attached (crate::attach).
     pub(crate) attachment: crate::attach::Attachment,
+    /// Flush a durable segment's file when this mapping closes.
+    pub(crate) flush_on_close: bool,
 }
 
 // SAFETY: the mapping is plain shared memory; every access to it goes through
@@ -45,7 +47,16 @@ unsafe impl Send for Mapping {}
 
 impl Drop for Mapping {
     fn drop(&mut self) {
+        if self.flush_on_close && super::durable::is_durable(self) {
+            let _ = super::durable::flush_range(self, 0, self.len());
+        }
+        // Only a process that was attached seals: an open refused (say, as
+        // damaged) must leave the file as it found it.
+        let attached = self.attachment.is_ours();
         crate::attach::detach(self);
+        if attached && super::durable::is_durable(self) {
+            super::durable::close(self);
+        }
         // SAFETY: `base` is the start of our reservation of
         // `geometry.max_size` bytes, made by `Mapping::new`; no handle
         // outlives the Arc<Mapping> it holds, so nothing uses it any more.
@@ -90,6 +101,7 @@ impl Mapping {
             lock_timeout,
             chunks: std::array::from_fn(|_| LocalU64::new(0)),
             attachment: Default::default(),
+            flush_on_close: false,
         };
         mapping.map_file(0, size)?;
         mapping
@@ -124,6 +136,11 @@ impl Mapping {
         }
         .map(|_| ())
         .map_err(|e| Error::io("mmap", e))
+    }
+
+    /// The segment's open file.
+    pub(crate) fn file(&self) -> &File {
+        &self.file
     }
 
     pub(crate) fn base(&self) -> *mut u8 {

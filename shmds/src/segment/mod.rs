@@ -1,12 +1,16 @@
 //! The segment: a named POSIX shared memory region holding a header, the
 //! table of named entries, and the heap the structures are allocated from.
 
+mod durable;
 mod files;
 mod header;
 mod mapping;
+mod revoke;
 
+pub(crate) use durable::copy_out;
 pub use files::{is_shmds_segment, list_segments};
 use files::{open_existing, reserve};
+pub(crate) use files::{segment_path, unlink as unlink_name};
 pub(crate) use header::random_seed;
 use header::{init_header, validate_header, wait_ready};
 pub(crate) use mapping::Mapping;
@@ -17,7 +21,6 @@ use crate::sync::Ordering;
 use crate::table::EntryInfo;
 use rustix::fs::Mode;
 use rustix::io::Errno;
-use rustix::shm;
 use std::fs::File;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -45,8 +48,16 @@ pub(crate) const PAGE: u64 = 4096;
 /// Check a segment name and return it without its leading `/`.
 ///
 /// Names are `name` or `/name`: 1 to 255 bytes of ASCII letters, digits,
-/// `.`, `_` and `-`, not `.` or `..`.
+/// `.`, `_` and `-`, not `.` or `..`. Such a segment lives in `/dev/shm`.
+///
+/// A name with a `/` anywhere but at its start (`./state.shmds`,
+/// `/var/lib/app/state.shmds`) is the path of a regular file instead: a
+/// *durable* segment, in the same format, that survives a reboot (see
+/// [`Segment::flush`]). It is returned whole.
 pub fn validate_segment_name(name: &str) -> Result<&str> {
+    if files::is_file_name(name) {
+        return files::validate_file_name(name);
+    }
     let bare = name.strip_prefix('/').unwrap_or(name);
     let reason = if bare.is_empty() {
         "segment names cannot be empty"
@@ -116,6 +127,7 @@ pub struct SegmentOptions {
     max_size: Option<u64>,
     temporary: bool,
     wipe_on_erase: bool,
+    flush_on_close: bool,
 }
 
 impl Default for SegmentOptions {
@@ -130,6 +142,7 @@ impl Default for SegmentOptions {
             max_size: None,
             temporary: false,
             wipe_on_erase: false,
+            flush_on_close: false,
         }
     }
 }
@@ -204,6 +217,14 @@ impl SegmentOptions {
     /// (new blocks are always zeroed when allocated).
     pub fn wipe_on_erase(mut self, wipe: bool) -> Self {
         self.wipe_on_erase = wipe;
+        self
+    }
+
+    /// For a durable segment (a file path as its name): flush it to disk
+    /// ([`Segment::flush`]) whenever this handle's mapping closes, not only
+    /// at the last close (which always seals the file). Default `false`.
+    pub fn flush_on_close(mut self, flush: bool) -> Self {
+        self.flush_on_close = flush;
         self
     }
 
@@ -365,7 +386,7 @@ impl Segment {
     /// mapped keep using it; the memory is freed when the last one unmaps.
     pub fn remove(name: &str) -> Result<()> {
         let bare = validate_segment_name(name)?;
-        shm::unlink(format!("/{bare}")).map_err(|e| os_error("shm_unlink", bare, e))
+        files::unlink(bare).map_err(|e| os_error("unlink", bare, e))
     }
 
     /// Remove this segment's name from the system (see [`Segment::remove`]).
@@ -548,16 +569,19 @@ impl Segment {
                 heap_offset + CACHE_LINE
             )));
         }
-        let path = format!("/{bare}");
-        let fd = shm::open(
-            &path,
-            shm::OFlags::CREATE | shm::OFlags::EXCL | shm::OFlags::RDWR,
-            Mode::from_bits_truncate(opts.mode),
-        )
-        .map_err(|e| os_error("shm_open", &bare, e))?;
+        let fd = files::create_exclusive(&bare, Mode::from_bits_truncate(opts.mode)).map_err(
+            |e| match e {
+                Errno::NOENT if files::is_file_name(&bare) => Error::InvalidArgument(format!(
+                    "cannot create segment file {bare:?}: its directory does not exist (create \
+                     it first)"
+                )),
+                e => os_error("create", &bare, e),
+            },
+        )?;
         // From here on, a failure removes the half-made segment.
+        let made = bare.clone();
         let undo = |err: Error| {
-            let _ = shm::unlink(&path);
+            let _ = files::unlink(&made);
             err
         };
         rustix::fs::fchmod(&fd, Mode::from_bits_truncate(opts.mode))
@@ -581,15 +605,22 @@ impl Segment {
             })?,
             None => size.max(DEFAULT_MAX_SIZE),
         };
-        let flags = (if opts.temporary {
-            crate::layout::segment_flags::TEMPORARY
-        } else {
-            0
-        }) | if opts.wipe_on_erase {
-            crate::layout::segment_flags::WIPE_ON_ERASE
+        let durable = if files::is_file_name(&bare) {
+            crate::layout::segment_flags::DURABLE
         } else {
             0
         };
+        let flags = durable
+            | (if opts.temporary {
+                crate::layout::segment_flags::TEMPORARY
+            } else {
+                0
+            })
+            | if opts.wipe_on_erase {
+                crate::layout::segment_flags::WIPE_ON_ERASE
+            } else {
+                0
+            };
         let geometry = Geometry {
             max_size,
             table_capacity,
@@ -597,9 +628,13 @@ impl Segment {
             seed: random_seed(),
             flags,
         };
-        let mapping =
+        let mut mapping =
             Mapping::new(bare, file, geometry, size, true, opts.lock_timeout).map_err(undo)?;
+        mapping.flush_on_close = opts.flush_on_close;
         init_header(&mapping, size).map_err(undo)?;
+        if durable != 0 {
+            durable::init(&mapping);
+        }
         crate::attach::attach(&mapping).map_err(undo)?;
         crate::fault::pause_point("segment.create.before_ready");
         mapping
@@ -674,7 +709,7 @@ impl Segment {
                 ),
             });
         }
-        let mapping = Mapping::new(
+        let mut mapping = Mapping::new(
             bare,
             file,
             geometry,
@@ -682,10 +717,120 @@ impl Segment {
             !opts.read_only,
             opts.lock_timeout,
         )?;
-        crate::attach::attach(&mapping)?;
-        Ok(Segment {
+        mapping.flush_on_close = opts.flush_on_close;
+        if !durable::is_durable(&mapping) {
+            crate::attach::attach(&mapping)?;
+            return Ok(Segment {
+                map: Arc::new(mapping),
+            });
+        }
+        let seg = Segment {
             map: Arc::new(mapping),
-        })
+        };
+        durable::open(&seg, opts.read_only, opts.open_timeout)?;
+        Ok(seg)
+    }
+}
+
+impl Segment {
+    /// Create the segment `name` holding `image` (a snapshot's bytes: a
+    /// whole segment of the current format), with every claim in it
+    /// revoked before it is ready. The image's header is validated as an
+    /// opener validates a file's; its flags become this target's (durable
+    /// or not, never temporary), its creator this process.
+    pub(crate) fn create_from_image(name: &str, image: &[u8]) -> Result<Segment> {
+        use crate::layout::{segment_flags, SegmentHeader};
+        use core::mem::offset_of;
+        let bare = validate_segment_name(name)?.to_owned();
+        let size = image.len() as u64;
+        if size < SEGMENT_HEADER_SIZE + CACHE_LINE || size % PAGE != 0 {
+            return Err(Error::Corrupt {
+                name: bare,
+                detail: format!("a snapshot image of {size} bytes is not a segment"),
+            });
+        }
+        let durable = files::is_file_name(&bare);
+        let mut header = image[..SEGMENT_HEADER_SIZE as usize].to_vec();
+        let mut put = |at: usize, bytes: &[u8]| header[at..at + bytes.len()].copy_from_slice(bytes);
+        let flags_at = offset_of!(SegmentHeader, flags);
+        let old_flags = u32::from_ne_bytes(image[flags_at..flags_at + 4].try_into().expect("4"));
+        let flags = (old_flags & segment_flags::WIPE_ON_ERASE)
+            | if durable { segment_flags::DURABLE } else { 0 };
+        put(flags_at, &flags.to_ne_bytes());
+        put(
+            offset_of!(SegmentHeader, state),
+            &segment_state::INITIALIZING.to_ne_bytes(),
+        );
+        put(
+            offset_of!(SegmentHeader, creator_pid),
+            &crate::process::current_pid().to_ne_bytes(),
+        );
+        put(
+            offset_of!(SegmentHeader, creator_start),
+            &crate::process::current_start_time().to_ne_bytes(),
+        );
+        for field in [
+            offset_of!(SegmentHeader, boot_id),
+            offset_of!(SegmentHeader, header_sum),
+        ] {
+            let len = if field == offset_of!(SegmentHeader, boot_id) {
+                16
+            } else {
+                32
+            };
+            put(field, &vec![0u8; len]);
+        }
+        put(offset_of!(SegmentHeader, durable), &0u32.to_ne_bytes());
+        let fd = files::create_exclusive(&bare, Mode::from_bits_truncate(0o600))
+            .map_err(|e| os_error("create", &bare, e))?;
+        let made = bare.clone();
+        let undo = |err: Error| {
+            let _ = files::unlink(&made);
+            err
+        };
+        reserve(&fd, size).map_err(|e| {
+            undo(match e {
+                Errno::NOSPC | Errno::FBIG | Errno::NOMEM => Error::NoSpace {
+                    name: bare.clone(),
+                    requested: size,
+                },
+                other => Error::io("fallocate", other),
+            })
+        })?;
+        let file = File::from(fd);
+        {
+            use std::os::unix::fs::FileExt;
+            file.write_all_at(&header, 0)
+                .and_then(|()| file.write_all_at(&image[header.len()..], header.len() as u64))
+                .map_err(|e| undo(Error::io("writing the restored segment", e)))?;
+        }
+        let view = memmap2::MmapOptions::new()
+            .len(SEGMENT_HEADER_SIZE as usize)
+            .map_raw_read_only(&file)
+            .map_err(|e| undo(Error::io("mmap", e)))?;
+        let (geometry, stated) = validate_header(&bare, view.as_ptr(), size).map_err(undo)?;
+        drop(view);
+        if stated != size {
+            return Err(undo(Error::Corrupt {
+                name: bare,
+                detail: format!("the snapshot's header says {stated} bytes, its image has {size}"),
+            }));
+        }
+        let mapping =
+            Mapping::new(bare, file, geometry, size, true, DEFAULT_LOCK_TIMEOUT).map_err(undo)?;
+        let seg = Segment {
+            map: Arc::new(mapping),
+        };
+        revoke::revoke_all(&seg).map_err(undo)?;
+        if durable {
+            durable::init(&seg.map);
+        }
+        crate::attach::attach(&seg.map).map_err(undo)?;
+        seg.map
+            .header()
+            .state
+            .store(segment_state::READY, Ordering::Release);
+        Ok(seg)
     }
 }
 

@@ -366,6 +366,22 @@ impl<'a> StackCore<'a> {
         Ok(true)
     }
 
+    /// Take back a claim on `top` and forget sleepers (see
+    /// `QueueCore::revoke`). Returns the claims taken back.
+    #[cfg(not(loom))]
+    pub(crate) fn revoke(&self) -> u64 {
+        self.header.pop_waiters.store(0, Ordering::Relaxed);
+        self.header.push_waiters.store(0, Ordering::Relaxed);
+        let word = self.header.top.load(Ordering::Acquire);
+        match self.decode(word) {
+            Ok(Top::Claimed { .. }) => {
+                self.recover(word);
+                1
+            }
+            _ => 0,
+        }
+    }
+
     /// If `top` still holds `word`, a claim of a dead process, take it back:
     /// idle with the count the dead process found.
     fn recover(&self, word: u64) {
@@ -523,6 +539,8 @@ mod raw;
 mod typed;
 
 pub(crate) use raw::check;
+#[cfg(not(loom))]
+pub(crate) use raw::revoke;
 pub use raw::RawStack;
 pub use typed::Stack;
 

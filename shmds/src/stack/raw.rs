@@ -86,6 +86,23 @@ pub(crate) fn check(handle: &Handle, _deep: bool) -> Result<Option<u64>> {
     }
 }
 
+/// Take back a claim (see `StackCore::revoke`).
+#[cfg(not(loom))]
+pub(crate) fn revoke(handle: &Handle) -> Result<u64> {
+    let (header, stride, capacity) = validate(handle)?;
+    // SAFETY: validate proved the slots fit in the block.
+    let core = unsafe {
+        StackCore::new(
+            header,
+            handle.block.add(STACK_HEADER_SIZE as usize),
+            stride,
+            capacity,
+            handle.seg.map.lock_timeout(),
+        )
+    };
+    Ok(core.revoke())
+}
+
 /// A stack whose element type is known at run time only, by its type
 /// descriptor: elements go in and out as byte slices of
 /// [`elem_size`](RawStack::elem_size) bytes. Python and C use this;
