@@ -1234,6 +1234,45 @@ const void *shmds_segment_base(const struct ShmdsSegment *seg);
 int shmds_segment_name(const struct ShmdsSegment *seg, char *buf, size_t buf_size, size_t *len);
 
 /**
+ * Write everything changed in a durable segment (one whose name is a file
+ * path) to its file and wait for the disk (`msync` and `fsync`); nothing
+ * to do for a /dev/shm segment.
+ */
+int shmds_segment_flush(const struct ShmdsSegment *seg);
+
+/**
+ * 1 if the segment lives in a regular file (a durable segment), 0 if in
+ * /dev/shm or for a NULL handle.
+ */
+int shmds_segment_is_durable(const struct ShmdsSegment *seg);
+
+/**
+ * Write a consistent snapshot of the segment into the snapshot store
+ * directory `store` (made if missing; the segment's other processes are
+ * paused while it is copied) and copy its id (64 hex digits) into `id`
+ * (`id_size` bytes, at least 65; SHMDS_E_BUFFER_TOO_SMALL otherwise, with
+ * nothing written). `new_bytes`, if not NULL, gets the bytes of chunks
+ * the store did not hold before.
+ */
+int shmds_segment_snapshot(const struct ShmdsSegment *seg,
+                           const char *store,
+                           char *id,
+                           size_t id_size,
+                           uint64_t *new_bytes);
+
+/**
+ * Restore the snapshot `id` (or a unique prefix of at least 4 hex digits)
+ * of the store directory `store` as the new segment `name` (a /dev/shm
+ * name or a file path) and open it into `*out`. Every chunk is re-hashed
+ * (a damaged one: SHMDS_E_CORRUPT); a missing snapshot: SHMDS_E_NOT_FOUND;
+ * `name` taken: SHMDS_E_EXISTS.
+ */
+int shmds_snapshot_restore(const char *store,
+                           const char *id,
+                           const char *name,
+                           struct ShmdsSegment **out);
+
+/**
  * Copy the canonical form of the type descriptor `descriptor` (the form
  * the table records and the `*_descriptor` getters return, e.g. "<Q" for
  * "Q" or "T{<Q:ts:4x<i:n:}" for a record with its padding written as

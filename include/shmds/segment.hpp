@@ -203,6 +203,25 @@ public:
     }
     /// Size in bytes.
     std::uint64_t size() const noexcept { return shmds_segment_size(get()); }
+    /// Whether it lives in a regular file (its name is a path): a durable segment.
+    bool is_durable() const noexcept { return shmds_segment_is_durable(get()) == 1; }
+    /// Write a durable segment's changes to its file and wait for the disk
+    /// (msync + fsync); nothing to do for a /dev/shm segment.
+    void flush() const { detail::check(shmds_segment_flush(get())); }
+    /// Write a consistent snapshot into the store directory `store` (other
+    /// processes attached are paused while it is copied); returns its id.
+    std::string snapshot(const std::string& store) const {
+        char id[65];
+        detail::check(shmds_segment_snapshot(get(), store.c_str(), id, sizeof id, nullptr));
+        return std::string(id);
+    }
+    /// Restore snapshot `id` (or a unique prefix) of the store directory
+    /// `store` as the new segment `name`, and open it.
+    static Segment restore(const std::string& store, const std::string& id, const std::string& name) {
+        ShmdsSegment* out = nullptr;
+        detail::check(shmds_snapshot_restore(store.c_str(), id.c_str(), name.c_str(), &out));
+        return Segment(out);
+    }
     /// Whether it is temporary (SHMDS_TEMPORARY).
     bool is_temporary() const { return detail::check(shmds_segment_is_temporary(get())) == 1; }
     /// Whether no live process is attached (a read-only handle does not attach).

@@ -991,6 +991,87 @@ pub unsafe extern "C" fn shmds_segment_name(
     })
 }
 
+/// Write everything changed in a durable segment (one whose name is a file
+/// path) to its file and wait for the disk (`msync` and `fsync`); nothing
+/// to do for a /dev/shm segment.
+#[no_mangle]
+pub unsafe extern "C" fn shmds_segment_flush(seg: *const ShmdsSegment) -> c_int {
+    call(|| {
+        // SAFETY: pointer rules of the header.
+        unsafe { handle(seg)? }.0.flush()?;
+        Ok(SHMDS_OK)
+    })
+}
+
+/// 1 if the segment lives in a regular file (a durable segment), 0 if in
+/// /dev/shm or for a NULL handle.
+#[no_mangle]
+pub unsafe extern "C" fn shmds_segment_is_durable(seg: *const ShmdsSegment) -> c_int {
+    // SAFETY: pointer rules of the header.
+    match unsafe { seg.as_ref() } {
+        Some(s) => c_int::from(s.0.is_durable()),
+        None => 0,
+    }
+}
+
+/// Write a consistent snapshot of the segment into the snapshot store
+/// directory `store` (made if missing; the segment's other processes are
+/// paused while it is copied) and copy its id (64 hex digits) into `id`
+/// (`id_size` bytes, at least 65; SHMDS_E_BUFFER_TOO_SMALL otherwise, with
+/// nothing written). `new_bytes`, if not NULL, gets the bytes of chunks
+/// the store did not hold before.
+#[no_mangle]
+pub unsafe extern "C" fn shmds_segment_snapshot(
+    seg: *const ShmdsSegment,
+    store: *const c_char,
+    id: *mut c_char,
+    id_size: usize,
+    new_bytes: *mut u64,
+) -> c_int {
+    call(|| {
+        // SAFETY: pointer rules of the header.
+        let s = unsafe { handle(seg)? };
+        // SAFETY: as above.
+        let dir = unsafe { text(store, "store")? };
+        if id_size < 65 {
+            return Err(Fail(
+                SHMDS_E_BUFFER_TOO_SMALL,
+                format!(
+                    "the id buffer has {id_size} bytes; a snapshot id needs 65 (64 hex digits \
+                     and the NUL)"
+                ),
+            ));
+        }
+        let store = core_lib::snapshot::Store::open(dir)?;
+        let taken = s.0.snapshot(&store)?;
+        // SAFETY: NULL or writable (header contract).
+        unsafe { put(new_bytes, taken.new_bytes) };
+        // SAFETY: the caller's buffer rules, passed on.
+        unsafe { give_text(&taken.id, id, id_size, std::ptr::null_mut()) }
+    })
+}
+
+/// Restore the snapshot `id` (or a unique prefix of at least 4 hex digits)
+/// of the store directory `store` as the new segment `name` (a /dev/shm
+/// name or a file path) and open it into `*out`. Every chunk is re-hashed
+/// (a damaged one: SHMDS_E_CORRUPT); a missing snapshot: SHMDS_E_NOT_FOUND;
+/// `name` taken: SHMDS_E_EXISTS.
+#[no_mangle]
+pub unsafe extern "C" fn shmds_snapshot_restore(
+    store: *const c_char,
+    id: *const c_char,
+    name: *const c_char,
+    out: *mut *mut ShmdsSegment,
+) -> c_int {
+    // SAFETY: pointer rules of the header.
+    call(|| unsafe {
+        need_out(out)?;
+        let store = core_lib::snapshot::Store::open(text(store, "store")?)?;
+        let seg = store.restore(text(id, "id")?, text(name, "name")?)?;
+        give(out, ShmdsSegment(seg))
+    })
+}
+
 /// Copy the canonical form of the type descriptor `descriptor` (the form
 /// the table records and the `*_descriptor` getters return, e.g. "<Q" for
 /// "Q" or "T{<Q:ts:4x<i:n:}" for a record with its padding written as

@@ -460,7 +460,6 @@ impl<'a> Table<'a> {
     /// Take the registration lock whatever holds it, repairing as after a
     /// dead holder if anyone did: for a segment nobody else can be using
     /// (see `crate::segment::revoke`).
-    #[cfg(not(loom))]
     pub(crate) fn seize(&self) -> TableLock<'a> {
         let held = self.header.lock.swap(current_pid(), Ordering::Acquire);
         self.header.lock_waiters.store(0, Ordering::Relaxed);
@@ -756,7 +755,11 @@ pub(crate) mod model {
                     free_blocks: AtomicU64::new(0),
                     table_chunks: std::array::from_fn(|_| AtomicU64::new(0)),
                     free_lists: std::array::from_fn(|_| AtomicU64::new(0)),
-                    reserved: [0; 39],
+                    boot_id: std::array::from_fn(|_| AtomicU64::new(0)),
+                    durable: AtomicU32::new(0),
+                    durable_pad: 0,
+                    header_sum: [0; 4],
+                    reserved: [0; 32],
                 }),
                 chunks: (0..3)
                     .map(|k| (0..(capacity as usize) << k).map(|_| entry()).collect())

@@ -696,11 +696,9 @@ pub(crate) fn published(handle: &Handle) -> Result<u64> {
     Ok(topic.published())
 }
 
-/// Per-kind validation for `Segment::check`; returns the messages held.
 /// Release the publish lock and forget sleepers, as the holder's and the
 /// sleepers' deaths would (a publisher that takes a dead holder's lock
 /// over just writes from `tail`). Returns the locks released.
-#[cfg(not(loom))]
 pub(crate) fn revoke(handle: &Handle) -> Result<u64> {
     let topic = Topic::from_handle(Handle::at(&handle.seg, handle.info.clone())?)?;
     // SAFETY: validated at open; the mapping lives as long as the handle.
@@ -710,6 +708,7 @@ pub(crate) fn revoke(handle: &Handle) -> Result<u64> {
     Ok(u64::from(header.lock.swap(0, Ordering::AcqRel) != 0))
 }
 
+/// Per-kind validation for `Segment::check`; returns the messages held.
 pub(crate) fn check(handle: &Handle, _deep: bool) -> Result<Option<u64>> {
     let topic = Topic::from_handle(Handle::at(&handle.seg, handle.info.clone())?)?;
     Ok(Some(topic.len() as u64))

@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "check.h"
 
@@ -1232,6 +1233,47 @@ static void test_lifecycle_calls(ShmdsSegment *seg) {
     EXPECT(shmds_type_canonical(NULL, text, sizeof text, NULL), SHMDS_E_INVALID, no_text);
 }
 
+/* Durable segments and snapshots: a file path as the name, flush, a
+ * snapshot into a store and its restore; wrong arguments are refused. */
+static void test_durable_and_snapshots(const char *prefix) {
+    char dir[200], path[300], store[300], copy[256], id[65];
+    snprintf(dir, sizeof dir, "/tmp/%s-durable", prefix);
+    snprintf(path, sizeof path, "%s/seg.shmds", dir);
+    snprintf(store, sizeof store, "%s/store", dir);
+    snprintf(copy, sizeof copy, "%s-restored", prefix);
+    CHECK(mkdir(dir, 0700) == 0, "mkdir %s", dir);
+    ShmdsSegment *seg, *back;
+    must(shmds_segment_create(path, 1 << 20, &seg), "durable create");
+    CHECK(shmds_segment_is_durable(seg) == 1, "is durable");
+    CHECK(shmds_segment_is_durable(NULL) == 0, "NULL is not durable");
+    ShmdsQueue *q;
+    uint64_t v = 42, out = 0, fresh = 0;
+    must(shmds_queue_create(seg, "q", 8, "<Q", 8, false, &q), "durable queue");
+    must(shmds_queue_push(q, &v, sizeof v, -1), "push");
+    EXPECT(shmds_segment_flush(seg), SHMDS_OK, no_text);
+    EXPECT(shmds_segment_flush(NULL), SHMDS_E_INVALID, no_text);
+    EXPECT(shmds_segment_snapshot(seg, store, id, 64, NULL), SHMDS_E_BUFFER_TOO_SMALL, "65");
+    EXPECT(shmds_segment_snapshot(seg, NULL, id, sizeof id, NULL), SHMDS_E_INVALID, no_text);
+    EXPECT(shmds_segment_snapshot(seg, store, id, sizeof id, &fresh), SHMDS_OK, no_text);
+    CHECK(strlen(id) == 64 && fresh > 0, "snapshot id %s, %" PRIu64 " new bytes", id, fresh);
+    EXPECT(shmds_snapshot_restore(store, "ffffffff", copy, &back), SHMDS_E_NOT_FOUND, "no snapshot");
+    EXPECT(shmds_snapshot_restore(store, id, copy, NULL), SHMDS_E_INVALID, no_text);
+    EXPECT(shmds_snapshot_restore(store, id, copy, &back), SHMDS_OK, no_text);
+    ShmdsQueue *q2;
+    must(shmds_queue_open(back, "q", 8, "<Q", &q2), "restored queue");
+    EXPECT(shmds_queue_try_pop(q2, &out, sizeof out), SHMDS_OK, no_text);
+    CHECK(out == 42, "restored element %" PRIu64, out);
+    shmds_queue_close(q2);
+    shmds_segment_close(back);
+    must(shmds_segment_remove(copy), "remove restored");
+    shmds_queue_close(q);
+    shmds_segment_close(seg);
+    must(shmds_segment_remove(path), "remove durable");
+    char cmd[400];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    CHECK(system(cmd) == 0, "rm -rf %s", dir);
+}
+
 int main(int argc, char **argv) {
     if (argc == 4 && strcmp(argv[1], "fixture") == 0)
         return fixture(argv[2], argv[3]);
@@ -1257,6 +1299,7 @@ int main(int argc, char **argv) {
     test_stack_batches(seg);
     test_iteration_and_cas(seg);
     test_lifecycle_calls(seg);
+    test_durable_and_snapshots(argv[1]);
     test_maps(seg);
     test_sets(seg);
     test_channel(seg);

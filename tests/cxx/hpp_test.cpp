@@ -518,6 +518,24 @@ static void test_lifecycle(const shmds::Segment& seg) {
     CHECK(!set.contains(7) && set.size() == 0);
 
     CHECK(seg.name() == prefix + "-main");
+    CHECK(!seg.is_durable());
+    seg.flush();
+    {
+        const std::string dir = "/tmp/" + prefix + "-durable";
+        CHECK(std::system(("mkdir -p '" + dir + "'").c_str()) == 0);
+        auto durable = shmds::Segment::create(dir + "/d.shmds", 1 << 20);
+        CHECK(durable.is_durable());
+        auto dq = durable.create_queue<std::uint64_t>("dq", 4);
+        dq.push(9);
+        durable.flush();
+        const std::string id = durable.snapshot(dir + "/store");
+        CHECK(id.size() == 64);
+        auto back = shmds::Segment::restore(dir + "/store", id.substr(0, 8), prefix + "-restored");
+        CHECK(back.open_queue<std::uint64_t>("dq").try_pop() == std::optional<std::uint64_t>(9));
+        CHECK(throws(SHMDS_E_NOT_FOUND, [&] { shmds::Segment::restore(dir + "/store", "abcdef12", prefix + "-x"); }));
+        shmds::Segment::remove(prefix + "-restored");
+        CHECK(std::system(("rm -rf '" + dir + "'").c_str()) == 0);
+    }
     CHECK(shmds::canonical_type("Q") == "<Q");
     CHECK(shmds::canonical_type("T{<Q:ts:xxxx<i:n:}") == "T{<Q:ts:4x<i:n:}");
     CHECK(throws(SHMDS_E_INVALID, [] { shmds::canonical_type("<Z"); }));

@@ -238,14 +238,13 @@ pub(crate) fn totals(handle: &Handle) -> Result<(u64, u64)> {
     Ok(totals)
 }
 
-/// Per-kind validation for `Segment::check`; returns the messages held.
 /// Take over every claim (see `ChannelCore::revoke`).
-#[cfg(not(loom))]
 pub(crate) fn revoke(handle: &Handle) -> Result<u64> {
     let channel = Channel::from_handle(Handle::at(&handle.seg, handle.info.clone())?)?;
     Ok(channel.inner.core().revoke())
 }
 
+/// Per-kind validation for `Segment::check`; returns the messages held.
 pub(crate) fn check(handle: &Handle, _deep: bool) -> Result<Option<u64>> {
     let channel = Channel::from_handle(Handle::at(&handle.seg, handle.info.clone())?)?;
     Ok(Some(channel.len() as u64))

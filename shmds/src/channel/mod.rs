@@ -95,7 +95,6 @@ mod loom_tests;
 #[cfg(all(test, not(loom)))]
 mod tests;
 
-#[cfg(not(loom))]
 pub(crate) use api::revoke;
 pub(crate) use api::{check, totals};
 
@@ -727,7 +726,6 @@ impl<'a> ChannelCore<'a> {
     /// Take over every claim, release every attachment word and forget
     /// sleepers, as the deaths of all of them would (see `QueueCore::revoke`).
     /// Returns the claims and attachments taken over.
-    #[cfg(not(loom))]
     pub(crate) fn revoke(&self) -> u64 {
         let mut taken = 0;
         if !self.shape.spsc {

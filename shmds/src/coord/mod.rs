@@ -651,7 +651,6 @@ pub(crate) const REVOKED: &str = "held when the segment was restored or reopened
 /// durable segment opened in a new boot, a restored snapshot), where the
 /// stamps name processes of another boot or of the snapshot's source.
 /// Returns the claims restamped.
-#[cfg(not(loom))]
 pub(crate) fn revoke(handle: &Handle) -> Result<u64> {
     use crate::layout::{
         BarrierHeader, BarrierSlot, ConditionHeader, EventHeader, LatchHeader, LockHeader,

@@ -598,7 +598,6 @@ impl<'a> MapCore<'a> {
 
     /// Free every busy slot and release every home lock, as their holders'
     /// deaths would (see `QueueCore::revoke`). Returns the claims taken.
-    #[cfg(not(loom))]
     pub(crate) fn revoke(&self) -> u64 {
         let mut taken = 0;
         for slot in 0..self.shape.capacity {
@@ -1055,17 +1054,16 @@ pub(crate) fn probe_bounds(handle: &Handle) -> Result<(u64, f64)> {
     ))
 }
 
-/// Per-kind validation for `Segment::check` (maps and sets); returns the
-/// number of keys.
-/// The deep check reads every slot: phases, bounds, keys beyond their
-/// home's bound (which lookups would miss), duplicate keys, and the count.
 /// Take over every claim (see `MapCore::revoke`).
-#[cfg(not(loom))]
 pub(crate) fn revoke(handle: &Handle) -> Result<u64> {
     let (header, shape) = validate(handle)?;
     Ok(core_of(handle, header, shape).revoke())
 }
 
+/// Per-kind validation for `Segment::check` (maps and sets); returns the
+/// number of keys.
+/// The deep check reads every slot: phases, bounds, keys beyond their
+/// home's bound (which lookups would miss), duplicate keys, and the count.
 pub(crate) fn check(handle: &Handle, deep: bool) -> Result<Option<u64>> {
     let (header, shape) = validate(handle)?;
     let core = core_of(handle, header, shape);

@@ -900,7 +900,6 @@ impl<'a> QueueCore<'a> {
     /// claimant dies, and forget sleepers; run inside
     /// [`as_if_everyone_died`](crate::process::as_if_everyone_died) on a
     /// queue nobody else uses. Returns the claims taken over.
-    #[cfg(not(loom))]
     pub(crate) fn revoke(&self) -> u64 {
         let mut taken = 0;
         for idx in 0..self.shape.capacity {
@@ -1227,7 +1226,6 @@ pub(crate) fn slot_stride(elem_size: u64) -> u64 {
 mod raw;
 mod typed;
 
-#[cfg(not(loom))]
 pub(crate) use raw::revoke;
 pub use raw::RawQueue;
 pub(crate) use raw::{check, totals};

@@ -102,7 +102,6 @@ pub(crate) fn check(handle: &Handle, _deep: bool) -> Result<Option<u64>> {
 }
 
 /// Take over every claim (see `QueueCore::revoke`).
-#[cfg(not(loom))]
 pub(crate) fn revoke(handle: &Handle) -> Result<u64> {
     let (header, shape) = validate(handle)?;
     // SAFETY: validate proved the slots fit in the block.

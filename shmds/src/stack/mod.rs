@@ -368,7 +368,6 @@ impl<'a> StackCore<'a> {
 
     /// Take back a claim on `top` and forget sleepers (see
     /// `QueueCore::revoke`). Returns the claims taken back.
-    #[cfg(not(loom))]
     pub(crate) fn revoke(&self) -> u64 {
         self.header.pop_waiters.store(0, Ordering::Relaxed);
         self.header.push_waiters.store(0, Ordering::Relaxed);
@@ -539,7 +538,6 @@ mod raw;
 mod typed;
 
 pub(crate) use raw::check;
-#[cfg(not(loom))]
 pub(crate) use raw::revoke;
 pub use raw::RawStack;
 pub use typed::Stack;

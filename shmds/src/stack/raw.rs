@@ -87,7 +87,6 @@ pub(crate) fn check(handle: &Handle, _deep: bool) -> Result<Option<u64>> {
 }
 
 /// Take back a claim (see `StackCore::revoke`).
-#[cfg(not(loom))]
 pub(crate) fn revoke(handle: &Handle) -> Result<u64> {
     let (header, stride, capacity) = validate(handle)?;
     // SAFETY: validate proved the slots fit in the block.
