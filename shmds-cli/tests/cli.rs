@@ -712,3 +712,90 @@ fn row_of<'a>(rows: &'a serde_json::Value, name: &str) -> &'a serde_json::Value 
         .find(|r| r["name"] == name)
         .unwrap_or_else(|| panic!("no row {name} in {rows}"))
 }
+
+/// A directory removed when dropped.
+struct TempDir(std::path::PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[test]
+fn snapshot_commands() {
+    let dir = TempDir(std::env::temp_dir().join(format!("shmds-cli-snap-{}", std::process::id())));
+    std::fs::create_dir_all(&dir.0).unwrap();
+    let store = dir.0.join("store");
+    let store = store.to_str().unwrap();
+    let src = Name::new("snap");
+    let copy = Name::new("snap-copy");
+    let seg = Segment::create(&src.0, 1 << 20).unwrap();
+    let a = seg.create_array::<u64>("a", 100).unwrap();
+    a.set(3, 7).unwrap();
+    // A snapshot pauses every attached process, so this test (which waits
+    // for the command) lets go of its handles first.
+    drop((a, seg));
+    let out = shmds(&["snapshot", &src.0, store]);
+    assert!(out.status.success(), "{out:?}");
+    let first = stdout(&out).trim().to_owned();
+    assert_eq!(first.len(), 64, "{first}");
+    Segment::open(&src.0)
+        .unwrap()
+        .open_array::<u64>("a")
+        .unwrap()
+        .set(4, 8)
+        .unwrap();
+    let out = shmds(&["snapshot", &src.0, store, "--json"]);
+    assert!(out.status.success(), "{out:?}");
+    let second = json(&out);
+    assert_eq!(second["new_chunks"], 1, "{second}");
+    let second = second["id"].as_str().unwrap().to_owned();
+    let out = shmds(&["snapshots", store, "--json"]);
+    let rows = json(&out);
+    assert_eq!(rows.as_array().unwrap().len(), 2);
+    let out = shmds(&["diff", store, &first[..8], &second[..8]]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(stdout(&out).contains("~ a"), "{}", stdout(&out));
+    let out = shmds(&["restore", store, &first[..8], &copy.0]);
+    assert!(out.status.success(), "{out:?}");
+    let back = Segment::open(&copy.0).unwrap();
+    let a = back.open_array::<u64>("a").unwrap();
+    assert_eq!((a.get(3).unwrap(), a.get(4).unwrap()), (7, 0));
+    // To a durable file, then checked by path.
+    let file = dir.0.join("copy.shmds");
+    let file = file.to_str().unwrap();
+    assert!(shmds(&["restore", store, &second, file]).status.success());
+    let out = shmds(&["check", file]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(shmds(&["verify", store]).status.success());
+    // Damage a chunk: verify says so with exit status 1.
+    let chunks = dir.0.join("store/chunks");
+    let sub = std::fs::read_dir(&chunks)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let chunk = std::fs::read_dir(&sub)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let mut bytes = std::fs::read(&chunk).unwrap();
+    bytes[0] ^= 1;
+    std::fs::write(&chunk, &bytes).unwrap();
+    let out = shmds(&["verify", store]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(stdout(&out).contains("DAMAGED"), "{}", stdout(&out));
+    // Unknown ids are errors that say what to do.
+    let out = shmds(&["restore", store, "abcd1234", "whatever"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("shmds snapshots"));
+    assert!(shmds(&["forget", store, &first[..8]]).status.success());
+    bytes[0] ^= 1;
+    std::fs::write(&chunk, &bytes).unwrap();
+    let out = shmds(&["gc", store]);
+    assert!(out.status.success(), "{out:?}");
+}

@@ -74,8 +74,84 @@ fn child_role() {
                 drop(g);
             }
         }
+        // Take a snapshot (pausing at "snapshot.paused" when asked).
+        "snapshotter" => {
+            let store = Store::open(std::env::var("SHMDS_STORE").unwrap()).unwrap();
+            seg.snapshot(&store).unwrap();
+        }
         other => panic!("unknown role {other}"),
     }
+}
+
+/// A snapshotting process killed while it holds the others stopped: its
+/// watchdog continues them, and they go on pushing.
+#[cfg(feature = "fault-injection")]
+#[test]
+fn a_killed_snapshotter_never_leaves_processes_stopped() {
+    let dir = Dir::new("snap-kill");
+    let src = ShmName::new("snap-kill");
+    // This process must not be attached (it would be paused too): it
+    // makes the queue, lets go, and watches through a read-only view.
+    {
+        let seg = Segment::create(src.as_str(), 1 << 20).unwrap();
+        seg.create_queue::<u64>("q", 64).unwrap();
+    }
+    let mut pusher = KillOnDrop(spawn_self(
+        "child_role",
+        &role_env("pusher", &src, &[("SHMDS_VALUE", "1".to_owned())]),
+    ));
+    let pause = TempPath::new("snap-kill");
+    let mut snapper = KillOnDrop(spawn_self(
+        "child_role",
+        &role_env(
+            "snapshotter",
+            &src,
+            &[
+                ("SHMDS_VALUE", "0".to_owned()),
+                ("SHMDS_STORE", dir.0.join("store").display().to_string()),
+                ("SHMDS_PAUSE_AT", "snapshot.paused".to_owned()),
+                ("SHMDS_PAUSE_FILE", pause.0.display().to_string()),
+            ],
+        ),
+    ));
+    assert!(wait_for_file(&pause.0, Duration::from_secs(20)));
+    let state = |pid: u32| {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        stat.rsplit(')')
+            .next()
+            .unwrap()
+            .trim_start()
+            .chars()
+            .next()
+            .unwrap()
+    };
+    assert_eq!(
+        state(pusher.0.id()),
+        'T',
+        "the pusher is stopped for the copy"
+    );
+    kill_and_reap(&mut snapper.0);
+    // The watchdog continues it, and it pushes again.
+    let view = Segment::options()
+        .read_only(true)
+        .open(src.as_str())
+        .unwrap();
+    let info = view.entry("q").unwrap().unwrap();
+    let pushed = || view.totals(&info).unwrap().unwrap().0;
+    let mut moving = false;
+    for _ in 0..2000 {
+        if state(pusher.0.id()) != 'T' {
+            let before = pushed();
+            std::thread::sleep(Duration::from_millis(5));
+            if pushed() != before {
+                moving = true;
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(moving, "the pusher stayed stopped");
+    kill_and_reap(&mut pusher.0);
 }
 
 #[test]

@@ -71,8 +71,10 @@ impl Segment {
     /// Write a consistent snapshot of this segment into `store` (see the
     /// [module documentation](crate::snapshot) for what it guarantees and
     /// how): the other processes attached to it are paused while its bytes
-    /// are copied (for about a millisecond per 5 MB), then the copy is
-    /// hashed and its new chunks written while they run again.
+    /// are copied (a memory copy: 0.1 ms per MiB of a segment in cache, up
+    /// to 0.7 ms per MiB from memory on a slow machine; see BENCHMARKS.md),
+    /// then the copy is hashed and its new chunks written while they run
+    /// again.
     ///
     /// Fails without pausing anyone if some attached processes could not be
     /// recorded (more than the 128 attachment slots), and without writing
@@ -138,18 +140,29 @@ impl Segment {
                     .then_some(pid)
             })
             .collect();
-        let paused = pause::Paused::stop(self.name(), &others)?;
-        let size = map.header().size.load(crate::sync::Ordering::Acquire);
-        map.ensure_mapped(size)?;
+        // The copy's memory is allocated and touched before anyone is
+        // paused (first touches of fresh pages are the slow part), with room
+        // for some growth meanwhile.
+        let guess = map.header().size.load(crate::sync::Ordering::Acquire);
+        let room = guess.saturating_add(guess / 8).min(map.geometry().max_size);
         let mut image = Vec::new();
-        image.try_reserve_exact(size as usize).map_err(|_| {
+        image.try_reserve_exact(room as usize).map_err(|_| {
             Error::io(
                 "allocating the snapshot copy",
                 std::io::ErrorKind::OutOfMemory,
             )
         })?;
-        image.resize(size as usize, 0);
-        crate::segment::copy_out(map, 0, &mut image);
+        image.resize(room as usize, 0);
+        let paused = pause::Paused::stop(self.name(), &others)?;
+        crate::fault::pause_point("snapshot.paused");
+        let size = map.header().size.load(crate::sync::Ordering::Acquire);
+        map.ensure_mapped(size)?;
+        if size > image.len() as u64 {
+            // It grew by more than the room left: copy what we must.
+            image.resize(size as usize, 0);
+        }
+        crate::segment::copy_out(map, 0, &mut image[..size as usize]);
+        image.truncate(size as usize);
         let entries = self.entries();
         let count = paused.count();
         let paused_for = if count == 0 {
