@@ -247,6 +247,28 @@ fn damage_is_found_by_verify_and_refused_by_restore() {
     }
     let snap = seg.snapshot(&store).unwrap();
     assert!(store.verify(Some(&snap.id)).unwrap().is_ok());
+    // A manifest whose entries disagree with its image (a store written
+    // wrongly): refused, naming the entry, and nothing is left behind.
+    let (manifest, image) = store.read(&snap.id).unwrap();
+    let mut entries = manifest.entries.clone();
+    entries[0].type_descriptor = "<f".into();
+    let lying = store
+        .write(
+            &image,
+            shmds::snapshot::SnapshotMeta {
+                source: manifest.source.clone(),
+                segment_format: manifest.segment_format,
+                created_unix_ns: manifest.created_unix_ns + 1,
+                entries,
+            },
+        )
+        .unwrap();
+    match store.restore(&lying.id, copy.as_str()) {
+        Err(Error::Damaged { detail, .. }) => assert!(detail.contains("\"a\""), "{detail}"),
+        other => panic!("expected Damaged, got {:?}", other.map(|_| ())),
+    }
+    assert!(!copy.path().exists());
+    store.remove(&lying.id).unwrap();
     // Flip a byte of some chunk file.
     let chunk = walk(&dir.0.join("store").join("chunks"))
         .into_iter()

@@ -196,6 +196,52 @@ impl Store {
                 ),
             });
         }
-        Segment::create_from_image(name, &image)
+        let seg = Segment::create_from_image(name, &image)?;
+        // The image's table must be the one the manifest describes (the
+        // manifest's root hash covers its entries, the chunks' hashes the
+        // image: they can disagree only if the store was written wrongly).
+        let found = seg.entries();
+        let mismatch = match &found {
+            Err(e) => Some(e.to_string()),
+            Ok(found) => manifest.entries.iter().find_map(|want| {
+                let got = found.iter().find(|e| e.name == want.name);
+                let same = got.is_some_and(|e| {
+                    e.kind_name() == want.kind
+                        && e.elem_type == want.type_descriptor
+                        && (!e.key_type.is_empty()).then(|| e.key_type.clone())
+                            == want.key_descriptor
+                        && e.offset == want.offset
+                        && e.size == want.size
+                });
+                (!same).then(|| match got {
+                    None => format!("the manifest lists entry {:?}, the image has none", want.name),
+                    Some(e) => format!(
+                        "the manifest says entry {:?} is a {} of {}, the image holds a {} of {}",
+                        want.name,
+                        want.kind,
+                        crate::human_type(&want.type_descriptor),
+                        e.kind_name(),
+                        crate::human_type(&e.elem_type)
+                    ),
+                })
+            }),
+        };
+        let extra = match (&found, mismatch.is_none()) {
+            (Ok(found), true) if found.len() != manifest.entries.len() => Some(format!(
+                "the image holds {} entries, the manifest lists {}",
+                found.len(),
+                manifest.entries.len()
+            )),
+            _ => None,
+        };
+        if let Some(detail) = mismatch.or(extra) {
+            drop(seg);
+            let _ = Segment::remove(name);
+            return Err(Error::Damaged {
+                what: format!("snapshot {}", manifest.id),
+                detail: format!("{detail}; nothing was restored"),
+            });
+        }
+        Ok(seg)
     }
 }
