@@ -262,6 +262,11 @@ fn spawn_child(name: &str, seed: u64) -> Child {
 }
 
 /// One case: a fresh segment, a child using it, mutations while it runs.
+/// The snapshot store of the fuzz child `pid`.
+fn store_dir(pid: u32) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("shmds-fuzz-store-{pid}"))
+}
+
 fn run_case(seed: u64) -> (Outcome, String) {
     use std::os::unix::process::ExitStatusExt;
     let name = ShmName::new("fuzz");
@@ -337,6 +342,9 @@ fn run_case(seed: u64) -> (Outcome, String) {
             }
         }
     };
+    // What a child that failed half-way left: its restored segment and store.
+    let _ = Segment::remove(&format!("{}-r", name.as_str()));
+    let _ = std::fs::remove_dir_all(store_dir(pids[1]));
     (outcome, stderr)
 }
 
@@ -472,7 +480,29 @@ mod child {
             .open(name)
         {
             whole_segment(&seg);
+            snapshot_and_restore(&seg, name);
         }
+    }
+
+    /// A snapshot of the damaged segment, restored (its claims revoked on
+    /// whatever bytes it holds) and used: errors are fine, a panic is not.
+    fn snapshot_and_restore(seg: &Segment, name: &str) {
+        let dir = super::store_dir(std::process::id());
+        if let Ok(store) = shmds::snapshot::Store::open(&dir) {
+            if let Ok(taken) = seg.snapshot(&store) {
+                let restored = format!("{name}-r");
+                if let Ok(back) = store.restore(&taken.id, &restored) {
+                    whole_segment(&back);
+                    let mut rng = Rng(taken.size | 1);
+                    for _ in 0..20 {
+                        one_op(&back, &mut rng, 0);
+                    }
+                }
+                let _ = Segment::remove(&restored);
+            }
+            let _ = store.verify(None);
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     fn whole_segment(seg: &Segment) {
