@@ -666,6 +666,8 @@ fn print_lifetime(seg: &Segment) {
         "{}, creator {}; {live} process{} attached{}{}",
         if seg.is_temporary() {
             "temporary (removed when the last process detaches)"
+        } else if seg.is_durable() {
+            "durable (a file; sealed with checksums by the last close)"
         } else {
             "persistent"
         },
@@ -675,7 +677,7 @@ fn print_lifetime(seg: &Segment) {
             0 => String::new(),
             n => format!(" ({n} without a record)"),
         },
-        if seg.is_abandoned() {
+        if seg.is_abandoned() && !seg.is_durable() {
             "; abandoned (`shmds rm --abandoned` removes it)"
         } else {
             ""
