@@ -18,6 +18,7 @@ mod map;
 mod pickled;
 mod queue;
 mod set;
+mod snapshot;
 mod topic;
 mod wait;
 use std::os::raw::c_int;
@@ -267,19 +268,22 @@ impl Segment {
 
 #[pymethods]
 impl Segment {
-    /// Attach to the segment `name`. With `create=None`, open it if it
-    /// exists, else create it with `size` bytes (and no `size` means open
-    /// only); `create=True` always creates, `create=False` only opens.
+    /// Attach to the segment `name` (a /dev/shm name, or a file path: a
+    /// durable segment). With `create=None`, open it if it exists, else
+    /// create it with `size` bytes (and no `size` means open only);
+    /// `create=True` always creates, `create=False` only opens.
     /// `max_size`, `temporary` and `wipe_on_erase` apply to a segment
-    /// this call creates.
+    /// this call creates; `flush_on_close` to this handle. `_snapshot`,
+    /// `(store, id)`, creates `name` from that snapshot (`Store.restore`).
     #[new]
     #[pyo3(signature = (
         name, size=None, *, create=None, mode=0o600, table_capacity=None, max_size=None,
-        temporary=false, wipe_on_erase=false
+        temporary=false, wipe_on_erase=false, flush_on_close=false, _snapshot=None
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
-        name: &str,
+        py: Python<'_>,
+        #[pyo3(from_py_with = snapshot::segment_name)] name: String,
         size: Option<u64>,
         create: Option<bool>,
         mode: u32,
@@ -287,11 +291,19 @@ impl Segment {
         max_size: Option<u64>,
         temporary: bool,
         wipe_on_erase: bool,
+        flush_on_close: bool,
+        _snapshot: Option<(Bound<'_, snapshot::Store>, String)>,
     ) -> PyResult<Self> {
+        let name = name.as_str();
+        if let Some((store, id)) = _snapshot {
+            let seg = snapshot::restore(py, &store, &id, name)?;
+            return Ok(Segment { seg: Some(seg) });
+        }
         let mut opts = shmds::Segment::options()
             .mode(mode)
             .temporary(temporary)
-            .wipe_on_erase(wipe_on_erase);
+            .wipe_on_erase(wipe_on_erase)
+            .flush_on_close(flush_on_close);
         if let Some(n) = table_capacity {
             opts = opts.table_capacity(n);
         }
@@ -375,6 +387,21 @@ impl Segment {
     #[getter]
     fn temporary(&self) -> PyResult<bool> {
         Ok(self.get()?.is_temporary())
+    }
+
+    /// Whether the segment lives in a regular file (a durable segment,
+    /// named by its path) rather than in /dev/shm.
+    #[getter]
+    fn is_durable(&self) -> PyResult<bool> {
+        Ok(self.get()?.is_durable())
+    }
+
+    /// Write a durable segment's changes so far to its file and wait for
+    /// the disk (msync and fsync), so they survive a crash of the machine.
+    /// Nothing to do for a /dev/shm segment.
+    fn flush(&self, py: Python<'_>) -> PyResult<()> {
+        let seg = self.get()?.clone();
+        py.detach(|| seg.flush()).map_err(to_py)
     }
 
     /// Whether erased structures' memory is zeroed.
@@ -720,10 +747,10 @@ fn list_segments() -> PyResult<Vec<String>> {
     shmds::list_segments().map_err(to_py)
 }
 
-/// Remove the segment `name` from /dev/shm.
+/// Remove the segment `name` from /dev/shm (or a durable segment's file).
 #[pyfunction]
-fn remove(name: &str) -> PyResult<()> {
-    shmds::Segment::remove(name).map_err(to_py)
+fn remove(#[pyo3(from_py_with = snapshot::segment_name)] name: String) -> PyResult<()> {
+    shmds::Segment::remove(&name).map_err(to_py)
 }
 
 /// A segment status tuple (see `_segment_status`).
@@ -733,8 +760,11 @@ type StatusTuple = (String, u64, bool, u32, bool, Vec<AttacherTuple>, u32, bool)
 /// `(name, size, temporary, creator_pid, creator_alive, attachers,
 /// overflow, abandoned)`.
 #[pyfunction]
-fn _segment_status(py: Python<'_>, name: &str) -> PyResult<StatusTuple> {
-    let s = py.detach(|| shmds::segment_status(name)).map_err(to_py)?;
+fn _segment_status(
+    py: Python<'_>,
+    #[pyo3(from_py_with = snapshot::segment_name)] name: String,
+) -> PyResult<StatusTuple> {
+    let s = py.detach(|| shmds::segment_status(&name)).map_err(to_py)?;
     Ok((
         s.name,
         s.size,
@@ -797,6 +827,7 @@ fn _shmds(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<topic::Topic>()?;
     m.add_class::<topic::Subscriber>()?;
     coord::register(m)?;
+    snapshot::register(m)?;
     m.add_function(wrap_pyfunction!(list_segments, m)?)?;
     m.add_function(wrap_pyfunction!(remove, m)?)?;
     m.add_function(wrap_pyfunction!(_segment_status, m)?)?;

@@ -95,6 +95,32 @@ def test_conformance(segname, peers, writer, reader):
     write_then_check(segname, peers, writer, reader, (py_write, py_check))
 
 
+@pytest.mark.parametrize(
+    "writer,reader",
+    [(w, r) for w in LANGUAGES for r in LANGUAGES if w != r],
+)
+def test_snapshot_restore_conformance(segname, tmp_path, peers, writer, reader):
+    """The known structures written by one language into a /dev/shm segment,
+    snapshotted and restored as a durable segment (a file), and checked
+    there by another: the file, the store and the restore are the same
+    bytes for every language."""
+    seg = shmds.Segment(segname, size=4 << 20)
+    if writer == "python":
+        py_write(seg)
+    else:
+        run(peers[writer], "write", segname)
+    store = shmds.Store(tmp_path / "store")
+    taken = store.snapshot(seg)
+    path = str(tmp_path / "restored.shmds")
+    restored = store.restore(taken.id[:10], path)
+    assert restored.is_durable
+    del restored
+    if reader == "python":
+        py_check(shmds.Segment(path))
+    else:
+        run(peers[reader], "check", path)
+
+
 WORDS = {"alpha", "Zürich"}
 
 

@@ -35,6 +35,7 @@ join").
 
 from __future__ import annotations
 
+import os
 import pickle
 import queue
 import struct
@@ -72,6 +73,8 @@ from ._shmds import (
     BusyError,
     CorruptError,
     Disconnected,
+    EntryChange,
+    GcReport,
     IncompatibleError,
     Lagged,
     MessageTooLargeError,
@@ -84,9 +87,12 @@ from ._shmds import (
     ReaderSlotsFullError,
     ShmdsError,
     ShutDown,
+    SnapshotEntry,
+    SnapshotInfo,
     StaleError,
     Subscriber,
     TooManyReleasesError,
+    VerifyReport,
     human_type,
     list_segments,
     remove,
@@ -139,6 +145,12 @@ __all__ = [
     "ShmdsError",
     "ShutDown",
     "StaleError",
+    "Store",
+    "SnapshotInfo",
+    "SnapshotEntry",
+    "EntryChange",
+    "VerifyReport",
+    "GcReport",
     "descriptor",
     "dtype_of",
     "human_type",
@@ -230,11 +242,11 @@ class HeapStats(NamedTuple):
     fragmentation: float
 
 
-def segment_status(name: str) -> SegmentStatus:
+def segment_status(name: str | os.PathLike[str]) -> SegmentStatus:
     """The lifetime status of the segment ``name`` (temporary or not,
     creator alive, attached processes, abandoned), read without attaching
-    to it. ``shmds.IncompatibleError`` for a segment of another format
-    version."""
+    to it (a durable segment's file path works too). ``shmds.IncompatibleError``
+    for a segment of another format version."""
     st = _shmds._segment_status(name)
     return SegmentStatus(*st[:5], [Attacher(*a) for a in st[5]], *st[6:])
 
@@ -264,6 +276,20 @@ class Segment(_shmds.Segment):
     ``max_size`` (the largest size a new segment grows to),
     ``temporary`` and ``wipe_on_erase`` (erased structures' memory is
     zeroed) apply to a segment this call creates.
+
+    Durable segments: a ``name`` with a ``/`` anywhere but at its start
+    (``"./state.shmds"``, ``"/var/lib/app/state.shmds"``), or any
+    :class:`os.PathLike` (``pathlib.Path("state.shmds")`` is
+    ``"./state.shmds"``), is the path of a regular file holding the
+    segment, in the same format and used the same way, which outlives a
+    reboot. :meth:`flush` writes its changes to disk; ``flush_on_close=True``
+    makes this handle flush when it closes. The last close in any process
+    seals the file with checksums; a sealed file found damaged is refused
+    with :class:`CorruptError`. :attr:`is_durable` tells which kind a
+    segment is; :func:`remove` deletes the file.
+
+    Snapshots: :meth:`snapshot` writes a consistent copy of the segment
+    into a :class:`Store`; :meth:`Store.restore` makes a new segment of it.
     """
 
     def __enter__(self) -> Self:
@@ -280,6 +306,14 @@ class Segment(_shmds.Segment):
     def __reduce__(self) -> tuple[Any, ...]:
         # Pickles as "attach to this segment by name".
         return (_attach_segment, (self.name,))
+
+    def snapshot(self, store: Store | str | os.PathLike[str]) -> SnapshotInfo:
+        """Write a consistent snapshot of this segment into ``store`` (a
+        :class:`Store`, or the path of its directory, opened or created):
+        :meth:`Store.snapshot`."""
+        if not isinstance(store, _shmds.Store):
+            store = Store(store)
+        return store.snapshot(self)
 
     # The overloads tell a type checker the element type each dtype gives
     # (shmds/_typing.pyi lists the spellings): "<u8" makes a Queue[int], a
@@ -646,6 +680,51 @@ class Segment(_shmds.Segment):
 
 def _attach_segment(name: str) -> Segment:
     return Segment(name, create=False)
+
+
+class Store(_shmds.Store):
+    """A snapshot store: a directory of consistent copies of segments.
+
+    ``Store(path)`` opens the store in the directory ``path`` (a ``str`` or
+    :class:`os.PathLike`), creating it if the directory is missing or empty
+    (``ValueError`` for a non-empty directory that is not a store). Images
+    are cut into 64 KiB chunks stored once each under ``chunks/``, named by
+    their BLAKE3 hash, so a snapshot of a segment that barely changed
+    writes only its new chunks (:attr:`SnapshotInfo.new_chunks`); each
+    snapshot is a manifest under ``snapshots/``, named by its id (a root
+    hash, 64 hex digits). Every call that takes a ``snapshot_id`` takes a
+    unique prefix of 4 or more hex digits too; an id that matches no
+    snapshot raises ``FileNotFoundError``, one that is not 4 to 64 hex
+    digits (or matches several) ``ValueError``.
+
+    - :meth:`snapshot` (or :meth:`Segment.snapshot`): pauses the segment's
+      other processes (SIGSTOP) while its bytes are copied, so the copy is
+      what a crash of all of them at that instant would leave; returns a
+      :class:`SnapshotInfo`;
+    - :meth:`restore`: a new segment (``/dev/shm`` name or file path) with
+      the snapshot's contents, every chunk re-hashed as it is read
+      (:class:`CorruptError` for a damaged one);
+    - :meth:`snapshots`, :meth:`resolve`, :meth:`diff` (a list of
+      :class:`EntryChange`), :meth:`verify` (a :class:`VerifyReport`),
+      :meth:`remove` and :meth:`gc` (a :class:`GcReport`).
+
+    The calls run without the GIL.
+    """
+
+    def restore(self, snapshot_id: str, name: str | os.PathLike[str]) -> Segment:
+        """Restore snapshot ``snapshot_id`` (an id or unique prefix) as the
+        new segment ``name`` (``FileExistsError`` if it exists; a file path
+        makes a durable segment) and return it, open. The snapshot's claims
+        (locks held, elements half-written at the instant it was taken) are
+        taken over by each structure's crash recovery, as after a crash of
+        the processes it paused."""
+        return Segment(name, _snapshot=(self, snapshot_id))
+
+    def __repr__(self) -> str:
+        return f"<shmds.Store {os.fspath(self.path)!r}>"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Store, (os.fspath(self.path),))
 
 
 def _attach(segment: str, name: str) -> Any:

@@ -214,7 +214,10 @@ impl Store {
                         && e.size == want.size
                 });
                 (!same).then(|| match got {
-                    None => format!("the manifest lists entry {:?}, the image has none", want.name),
+                    None => format!(
+                        "the manifest lists entry {:?}, the image has none",
+                        want.name
+                    ),
                     Some(e) => format!(
                         "the manifest says entry {:?} is a {} of {}, the image holds a {} of {}",
                         want.name,

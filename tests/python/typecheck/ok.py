@@ -6,7 +6,9 @@ functions that nothing calls.
 
 from __future__ import annotations
 
-from typing import Any, assert_type
+import datetime
+import pathlib
+from typing import Any, Literal, assert_type
 
 import numpy as np
 
@@ -140,3 +142,33 @@ async def awaitables(seg: shmds.Segment) -> None:
     typed: shmds.Channel[str] = seg.channel("typed", capacity=1 << 16)
     await typed.put_async("x")
     assert_type(await typed.get_async(), str)
+
+
+def durable_and_snapshots(path: pathlib.Path) -> None:
+    seg = shmds.Segment(path / "state.shmds", 1 << 20, flush_on_close=True)
+    durable: bool = seg.is_durable
+    seg.flush()
+    shmds.remove("./state.shmds")
+    store = shmds.Store(path / "store")
+    assert_type(store.path, pathlib.Path)
+    info = store.snapshot(seg)
+    assert_type(info, shmds.SnapshotInfo)
+    assert_type(seg.snapshot(store), shmds.SnapshotInfo)
+    assert_type(seg.snapshot("./store"), shmds.SnapshotInfo)
+    ident: str = info.id
+    assert_type(info.created, datetime.datetime)
+    assert_type(info.paused_for, float)
+    assert_type(store.restore(info.id[:8], "copy"), shmds.Segment)
+    assert_type(store.snapshots(), list[shmds.SnapshotInfo])
+    full: str = store.resolve(info.id[:8])
+    report = store.verify()
+    assert_type(report, shmds.VerifyReport)
+    if not report:
+        problems: list[str] = report.problems
+    for change in store.diff(info.id, full):
+        assert_type(change.change, Literal["added", "removed", "changed", "unchanged"])
+        if change.after is not None:
+            assert_type(change.after, shmds.SnapshotEntry)
+            key: str | None = change.after.key_type
+    store.remove(info.id)
+    freed: int = store.gc().bytes_freed
