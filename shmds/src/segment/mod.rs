@@ -315,6 +315,17 @@ impl SegmentOptions {
     }
 }
 
+/// The error of reserving `size` bytes for the new segment `bare`.
+fn reserve_error(bare: &str, size: u64, e: Errno) -> Error {
+    match e {
+        Errno::NOSPC | Errno::FBIG | Errno::NOMEM => Error::NoSpace {
+            name: bare.to_owned(),
+            requested: size,
+        },
+        other => Error::io("fallocate", other),
+    }
+}
+
 /// `bytes` rounded up to a whole page, if that fits the size limit.
 fn page_round(bytes: u64) -> Option<u64> {
     bytes
@@ -586,15 +597,7 @@ impl Segment {
         };
         rustix::fs::fchmod(&fd, Mode::from_bits_truncate(opts.mode))
             .map_err(|e| undo(Error::io("fchmod", e)))?;
-        reserve(&fd, size).map_err(|e| {
-            undo(match e {
-                Errno::NOSPC | Errno::FBIG | Errno::NOMEM => Error::NoSpace {
-                    name: bare.clone(),
-                    requested: size,
-                },
-                other => Error::io("fallocate", other),
-            })
-        })?;
+        reserve(&fd, size).map_err(|e| undo(reserve_error(&bare, size, e)))?;
         let file = File::from(fd);
         let max_size = match opts.max_size {
             Some(max) => page_round(max).filter(|&m| m >= size).ok_or_else(|| {
@@ -788,15 +791,7 @@ impl Segment {
             let _ = files::unlink(&made);
             err
         };
-        reserve(&fd, size).map_err(|e| {
-            undo(match e {
-                Errno::NOSPC | Errno::FBIG | Errno::NOMEM => Error::NoSpace {
-                    name: bare.clone(),
-                    requested: size,
-                },
-                other => Error::io("fallocate", other),
-            })
-        })?;
+        reserve(&fd, size).map_err(|e| undo(reserve_error(&bare, size, e)))?;
         let file = File::from(fd);
         {
             use std::os::unix::fs::FileExt;

@@ -68,17 +68,7 @@ fn validate(handle: &Handle) -> Result<(&StackHeader, usize, u64)> {
 /// Per-kind validation for `Segment::check`: the header and the stack
 /// word. Returns the fill level.
 pub(crate) fn check(handle: &Handle, _deep: bool) -> Result<Option<u64>> {
-    let (header, stride, capacity) = validate(handle)?;
-    // SAFETY: validate proved the slots fit in the block.
-    let core = unsafe {
-        StackCore::new(
-            header,
-            handle.block.add(STACK_HEADER_SIZE as usize),
-            stride,
-            capacity,
-            handle.seg.map.lock_timeout(),
-        )
-    };
+    let (header, core) = validated_core(handle)?;
     match core.decode(header.top.load(Ordering::Acquire)) {
         Ok(_) => Ok(Some(core.len())),
         Err(Stop::Corrupt(d)) => Err(handle.corrupt(d)),
@@ -88,6 +78,11 @@ pub(crate) fn check(handle: &Handle, _deep: bool) -> Result<Option<u64>> {
 
 /// Take back a claim (see `StackCore::revoke`).
 pub(crate) fn revoke(handle: &Handle) -> Result<u64> {
+    Ok(validated_core(handle)?.1.revoke())
+}
+
+/// The validated header and the algorithm over it, for `check` and `revoke`.
+fn validated_core(handle: &Handle) -> Result<(&StackHeader, StackCore<'_>)> {
     let (header, stride, capacity) = validate(handle)?;
     // SAFETY: validate proved the slots fit in the block.
     let core = unsafe {
@@ -99,7 +94,7 @@ pub(crate) fn revoke(handle: &Handle) -> Result<u64> {
             handle.seg.map.lock_timeout(),
         )
     };
-    Ok(core.revoke())
+    Ok((header, core))
 }
 
 /// A stack whose element type is known at run time only, by its type
