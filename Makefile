@@ -8,7 +8,7 @@ PYTHON ?= python3
 VENV := .venv
 VPY := $(VENV)/bin/python
 
-.PHONY: all demo test lint test-rust test-c test-header test-install test-python python c install header loom fuzz bench bench-python bench-channel clean
+.PHONY: all demo test lint redis test-rust test-c test-header test-install test-python python c install header loom fuzz bench bench-python bench-channel clean
 
 all: test
 
@@ -27,9 +27,20 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --all-features -- -D warnings
 
-test-rust:
+test-rust: redis
 	$(CARGO) test --workspace --all-features
 	$(CARGO) run -q -p shmds --example readme_check
+
+## redis-server, for the tests of remote segments (they start their own
+## servers on free loopback ports): Debian's package, installed when missing.
+redis:
+	@command -v redis-server >/dev/null 2>&1 || { \
+	    echo "installing redis-server (Debian's package) for the remote-segment tests"; \
+	    SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	    export DEBIAN_FRONTEND=noninteractive; \
+	    $$SUDO apt-get install -y -q redis-server >/dev/null 2>&1 || \
+	    { $$SUDO apt-get update -q >/dev/null && $$SUDO apt-get install -y -q redis-server >/dev/null; }; }
+	@command -v redis-server >/dev/null
 
 ## A virtualenv with the build and test tools (made once).
 $(VENV)/.tools:

@@ -318,6 +318,17 @@ pub enum Error {
         /// What did not match, and what to do.
         detail: String,
     },
+    /// A remote segment's server could not be reached or did not answer in
+    /// time: a lost connection, a timeout, a cluster redirection that failed
+    /// or a server-side error. Whether the operation took effect is unknown
+    /// for a write (see the `remote` module's delivery guarantees).
+    #[error("remote segment {segment:?} is unavailable: {cause} (check that the server is running and reachable; the next call reconnects)")]
+    Unavailable {
+        /// The segment name.
+        segment: String,
+        /// What went wrong, as the client saw it.
+        cause: String,
+    },
     /// An argument is out of range.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),

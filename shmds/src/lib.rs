@@ -28,6 +28,8 @@
 
 pub mod element;
 pub mod layout;
+#[cfg(feature = "remote")]
+pub mod remote;
 pub mod snapshot;
 
 mod alloc;

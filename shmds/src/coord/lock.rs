@@ -407,9 +407,9 @@ impl<G> std::error::Error for LockError<G> {}
 
 /// A lock taken from a process that died holding it; holds the guard.
 pub struct OwnerDied<G> {
-    guard: G,
-    pid: u32,
-    name: String,
+    pub(crate) guard: G,
+    pub(crate) pid: u32,
+    pub(crate) name: String,
 }
 
 impl<G> OwnerDied<G> {

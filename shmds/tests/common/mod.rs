@@ -10,7 +10,7 @@ use std::process::{Child, Command};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-static COUNTER: AtomicU32 = AtomicU32::new(0);
+pub static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 /// A unique segment name, removed from /dev/shm when dropped.
 pub struct ShmName(pub String);
