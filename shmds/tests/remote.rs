@@ -524,7 +524,7 @@ fn a_killed_consumer_loses_nothing() {
     std::thread::sleep(Duration::from_millis(400)); // its lease runs out
     let mut got = Vec::new();
     while let Some(d) = q.try_take().unwrap() {
-        got.push(d.value());
+        got.push(*d.value());
         assert!(d.ack().unwrap());
     }
     got.sort();
@@ -537,7 +537,7 @@ fn a_killed_consumer_loses_nothing() {
     let s = seg.create_stack::<u64>("s", 4).unwrap();
     s.push_slice(&[1, 2, 3], None).unwrap();
     let d = s.take(None).unwrap();
-    assert_eq!(d.value(), 3, "a stack takes its top");
+    assert_eq!(*d.value(), 3, "a stack takes its top");
     std::thread::sleep(Duration::from_millis(400));
     let other = seg.open_stack::<u64>("s").unwrap(); // another consumer
     assert_eq!(other.recover().unwrap(), 1);

@@ -140,8 +140,9 @@ impl Entry {
 /// What to create (or find).
 pub(super) struct Shape<'a> {
     pub kind: &'static str,
-    pub elem_type: &'a str,
-    pub key_type: &'a str,
+    /// `None` when opening whatever type it holds.
+    pub elem_type: Option<&'a str>,
+    pub key_type: Option<&'a str>,
     pub capacity: u64,
     /// Bytes of data to allocate zeroed (arrays).
     pub bytes: u64,
@@ -177,8 +178,8 @@ impl Segment {
                 .arg(name)
                 .arg(shape.kind)
                 .arg(shape.capacity)
-                .arg(shape.elem_type)
-                .arg(shape.key_type)
+                .arg(shape.elem_type.unwrap_or(""))
+                .arg(shape.key_type.unwrap_or(""))
                 .arg(shape.bytes)
                 .arg(&self.inner.prefix)
                 .invoke(con)
@@ -234,6 +235,9 @@ impl Segment {
             (&record.elem_type, shape.elem_type),
             (&record.key_type, shape.key_type),
         ] {
+            let Some(expected) = expected else {
+                continue;
+            };
             if found != expected {
                 return Err(Error::TypeMismatch {
                     name: name.to_owned(),

@@ -265,8 +265,8 @@ impl Segment {
     fn lock_entry(&self, name: &str, create: Option<bool>) -> Result<Lock> {
         let shape = Shape {
             kind: "lock",
-            elem_type: "",
-            key_type: "",
+            elem_type: Some(""),
+            key_type: Some(""),
             capacity: 0,
             bytes: 0,
         };

@@ -68,12 +68,12 @@ mod map;
 mod queue;
 mod scripts;
 
-pub use array::Array;
+pub use array::{Array, RawArray};
 pub use entry::EntryInfo;
 pub use faults::Faults;
 pub use lock::{Lock, LockGuard};
-pub use map::Map;
-pub use queue::{Delivery, Queue, Stack};
+pub use map::{Map, RawMap};
+pub use queue::{Delivery, Queue, RawQueue, Stack};
 
 use crate::error::{Error, Result};
 use std::sync::{Arc, Mutex};
