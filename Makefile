@@ -56,8 +56,8 @@ python: $(VENV)/.tools
 
 ## Python tests (run from tests/python so the source tree's shmds/ crate
 ## directory cannot shadow the installed package).
-test-python: python c
-	$(CARGO) build -p shmds --example interop
+test-python: python c redis
+	$(CARGO) build -p shmds --features remote --example interop
 	cd tests/python && ../../$(VENV)/bin/pytest -q -p no:cacheprovider .
 
 ## The C library, release build (libshmds.so, libshmds.a in target/release:

@@ -91,7 +91,7 @@ pub(crate) static READER_SLOTS_FULL: DynException = DynException::new(
 
 /// `threading.Lock.acquire(blocking, timeout)` as a wait: `Some(ZERO)`
 /// tries once, `None` waits forever.
-fn lock_wait(blocking: bool, timeout: f64) -> PyResult<Option<Duration>> {
+pub(crate) fn lock_wait(blocking: bool, timeout: f64) -> PyResult<Option<Duration>> {
     if !blocking {
         if timeout != -1.0 {
             return Err(PyValueError::new_err(
@@ -212,7 +212,7 @@ impl Died {
 }
 
 /// Issue an `OwnerDiedWarning` (with `.pid`) at the caller's line.
-fn warn_died(py: Python<'_>, kind: &str, name: &str, pid: u32) -> PyResult<()> {
+pub(crate) fn warn_died(py: Python<'_>, kind: &str, name: &str, pid: u32) -> PyResult<()> {
     let msg = format!(
         "process {pid} died holding the {kind} {name:?}; this process took it over, and \
          what it guarded may be half-updated"

@@ -17,6 +17,7 @@ mod coord;
 mod map;
 mod pickled;
 mod queue;
+mod remote;
 mod set;
 mod snapshot;
 mod topic;
@@ -203,6 +204,21 @@ pub(crate) static MESSAGE_TOO_LARGE: DynException = DynException::new(
     },
 );
 
+/// `shmds.UnavailableError`: a remote segment's server is not there (lost
+/// connection, timeout, server error). A `ConnectionError`.
+pub(crate) static UNAVAILABLE: DynException = DynException::new(
+    c"shmds._shmds.UnavailableError",
+    c"A remote segment's server could not be reached or did not answer in \
+      time; whether a write took effect is unknown. A ConnectionError.",
+    |py| {
+        Ok(vec![
+            shmds_error_base(py),
+            py.get_type::<pyo3::exceptions::PyConnectionError>()
+                .into_any(),
+        ])
+    },
+);
+
 /// The Python exception for a shmds error.
 pub(crate) fn to_py(e: shmds::Error) -> PyErr {
     use shmds::Error as E;
@@ -246,6 +262,7 @@ pub(crate) fn to_py(e: shmds::Error) -> PyErr {
         E::Timeout { .. } => pyo3::exceptions::PyTimeoutError::new_err(msg),
         E::Interrupted { .. } => pyo3::exceptions::PyKeyboardInterrupt::new_err(msg),
         E::Io { .. } => PyOSError::new_err(msg),
+        E::Unavailable { .. } => UNAVAILABLE.err(msg, &[]),
         _ => ShmdsError::new_err(msg),
     }
 }
@@ -828,6 +845,7 @@ fn _shmds(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<topic::Subscriber>()?;
     coord::register(m)?;
     snapshot::register(m)?;
+    remote::register(m)?;
     m.add_function(wrap_pyfunction!(list_segments, m)?)?;
     m.add_function(wrap_pyfunction!(remove, m)?)?;
     m.add_function(wrap_pyfunction!(_segment_status, m)?)?;
@@ -857,5 +875,6 @@ fn _shmds(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("ShutDown", SHUT_DOWN.get(py)?)?;
     m.add("Lagged", LAGGED.get(py)?)?;
     m.add("MessageTooLargeError", MESSAGE_TOO_LARGE.get(py)?)?;
+    m.add("UnavailableError", UNAVAILABLE.get(py)?)?;
     Ok(())
 }

@@ -9,7 +9,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyList, PyTuple};
 
 /// Optional (key encode, key decode, value encode, value decode) functions.
-type Codecs = (
+pub(crate) type Codecs = (
     Option<Py<PyAny>>,
     Option<Py<PyAny>>,
     Option<Py<PyAny>>,

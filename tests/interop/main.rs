@@ -16,6 +16,8 @@
 //! interop check-messages SEGMENT receive them all, exit 1 on a mismatch
 //! interop stream-send SEGMENT spsc|mpmc N   send N messages into channel `stream`
 //! interop stream-recv SEGMENT spsc|mpmc N   receive them, checking each, in order
+//! interop remote-write URL SEGMENT  the known structures, on a Redis server
+//! interop remote-check URL SEGMENT  check them there, exit 1 on a mismatch
 //! ```
 //!
 //! The known structures (every language writes and checks the same):
@@ -435,9 +437,86 @@ fn consume(seg: &Segment, queue: &str, n: u64) -> Result<(), String> {
     Ok(())
 }
 
+/// The known structures on a remote segment (the same as [`write`]).
+fn remote_write(seg: &shmds::remote::Segment) -> shmds::Result<()> {
+    let quotes = seg.create_array::<Quote>("quotes", 3)?;
+    for i in 0..3 {
+        quotes.set(i, quote(i as u64))?;
+    }
+    let jobs = seg.create_queue::<u64>("jobs", 128)?;
+    jobs.push_slice(&(1..=100).collect::<Vec<_>>(), None)?;
+    seg.create_stack::<i32>("undo", 8)?
+        .push_slice(&[-1, -2, -3], None)?;
+    let prices = seg.create_map::<FixedStr<16>, f64>("prices", 64)?;
+    for (k, v) in PRICES {
+        prices.insert(FixedStr::new(k)?, v)?;
+    }
+    let hits = seg.create_map::<u64, i64>("hits", 32)?;
+    for k in 1..=20u64 {
+        hits.insert(k, -(k as i64))?;
+    }
+    Ok(())
+}
+
+/// Check the known structures on a remote segment (as [`check`] does).
+fn remote_check(seg: &shmds::remote::Segment) -> Result<(), String> {
+    let e = |e: shmds::Error| e.to_string();
+    let quotes = seg.open_array::<Quote>("quotes").map_err(e)?;
+    let got = quotes.to_vec().map_err(e)?;
+    if got != (0..3).map(quote).collect::<Vec<_>>() {
+        return Err(format!("quotes are {got:?}"));
+    }
+    let mut out = vec![0u64; 200];
+    let n = seg
+        .open_queue::<u64>("jobs")
+        .map_err(e)?
+        .try_pop_into(&mut out)
+        .map_err(e)?;
+    if out[..n] != (1..=100).collect::<Vec<_>>()[..] {
+        return Err(format!("jobs held {:?}", &out[..n]));
+    }
+    let mut out = [0i32; 8];
+    let n = seg
+        .open_stack::<i32>("undo")
+        .map_err(e)?
+        .try_pop_into(&mut out)
+        .map_err(e)?;
+    if out[..n] != [-3, -2, -1] {
+        return Err(format!("undo popped {:?}", &out[..n]));
+    }
+    let prices = seg.open_map::<FixedStr<16>, f64>("prices").map_err(e)?;
+    for (k, v) in PRICES {
+        let got = prices.get(k).map_err(e)?;
+        if got != Some(v) {
+            return Err(format!("prices[{k:?}] is {got:?}, expected {v}"));
+        }
+    }
+    let hits = seg.open_map::<u64, i64>("hits").map_err(e)?;
+    let mut all = hits.to_vec().map_err(e)?;
+    all.sort();
+    if all != (1..=20u64).map(|k| (k, -(k as i64))).collect::<Vec<_>>() {
+        return Err(format!("hits are {all:?}"));
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let arg = |i: usize| args.get(i).map(String::as_str).unwrap_or("");
+    if let Some(remote) = arg(0).strip_prefix("remote-") {
+        let result = shmds::remote::Segment::connect(arg(1), arg(2))
+            .map_err(|e| e.to_string())
+            .and_then(|seg| match remote {
+                "write" => remote_write(&seg).map_err(|e| e.to_string()),
+                "check" => remote_check(&seg),
+                other => Err(format!("unknown command remote-{other:?}")),
+            });
+        if let Err(msg) = result {
+            eprintln!("interop {}: {msg}", arg(0));
+            return ExitCode::FAILURE;
+        }
+        return ExitCode::SUCCESS;
+    }
     let number = |i: usize| arg(i).parse::<u64>().map_err(|e| format!("{e}"));
     let result = Segment::open(arg(1))
         .map_err(|e| e.to_string())

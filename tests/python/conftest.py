@@ -30,7 +30,7 @@ def interop():
         os.path.join(here, "..", "..", "target", "debug", "examples", "interop"),
     )
     if not os.access(path, os.X_OK):
-        pytest.fail(f"build the Rust peer first: cargo build -p shmds --example interop ({path})")
+        pytest.fail(f"build the Rust peer first: cargo build -p shmds --features remote --example interop ({path})")
     return path
 
 
@@ -56,3 +56,54 @@ def cpp_interop():
     if not os.access(path, os.X_OK):
         pytest.fail(f"build the C++ peer first: make c ({path})")
     return path
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory):
+    """A private redis-server on a free loopback port (AOF on), stopped at
+    the end of the session; yields its URL. `make test` installs it."""
+    import shutil
+    import socket
+    import subprocess
+    import time
+
+    exe = os.environ.get("SHMDS_REDIS_SERVER", "redis-server")
+    if shutil.which(exe) is None:
+        pytest.fail(f"{exe} is not installed (`make test` installs it: apt-get install redis-server)")
+    workdir = tmp_path_factory.mktemp("redis")
+    for _ in range(5):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        proc = subprocess.Popen(
+            [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "yes", "--dir", str(workdir), "--loglevel", "warning"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        up = False
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.2) as c:
+                    c.sendall(b"PING\r\n")
+                    if c.recv(16).startswith(b"+PONG"):
+                        up = True
+                        break
+            except OSError:
+                time.sleep(0.02)
+        if up:
+            break
+        proc.kill()
+        proc.wait()
+    else:
+        pytest.fail("could not start redis-server")
+    yield f"redis://127.0.0.1:{port}/0"
+    proc.kill()
+    proc.wait()
+
+
+@pytest.fixture
+def remote_name(redis_server):
+    """A remote segment name unique to this test, removed afterwards."""
+    name = f"pytest-{os.getpid()}-{next(_counter)}"
+    yield name
+    shmds.remove_remote(redis_server, name)

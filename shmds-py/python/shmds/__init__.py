@@ -92,6 +92,7 @@ from ._shmds import (
     StaleError,
     Subscriber,
     TooManyReleasesError,
+    UnavailableError,
     VerifyReport,
     human_type,
     list_segments,
@@ -158,6 +159,18 @@ __all__ = [
     "remove",
     "remove_abandoned",
     "segment_status",
+    "connect",
+    "remove_remote",
+    "Delivery",
+    "Faults",
+    "RemoteArray",
+    "RemoteEntryInfo",
+    "RemoteLock",
+    "RemoteMap",
+    "RemoteQueue",
+    "RemoteSegment",
+    "RemoteStack",
+    "UnavailableError",
 ]
 
 # Type parameters of the handles: T is one element (Array, Queue, Stack,
@@ -174,6 +187,19 @@ _N = TypeVar("_N", bound="np.integer[Any] | np.floating[Any]")
 #: Indexes of an array other than one element's (which numpy answers).
 _Indexes: TypeAlias = "slice | EllipsisType | tuple[Any, ...] | list[Any] | np.ndarray[Any, Any]"
 
+from ._remote import (  # noqa: E402  (after the stdlib and native imports)
+    Faults,
+    RemoteArray,
+    RemoteEntryInfo,
+    RemoteLock,
+    RemoteMap,
+    RemoteQueue,
+    RemoteSegment,
+    RemoteStack,
+    connect,
+    remove_remote,
+)
+from ._shmds import Delivery  # noqa: E402
 from ._dtypes import (
     _codec,
     _kind,

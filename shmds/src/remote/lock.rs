@@ -35,15 +35,16 @@ impl std::fmt::Debug for Lock {
     }
 }
 
-/// Holding a [`Lock`]; dropping it unlocks.
+/// Holding a [`Lock`] (owning a handle to it, so it can be kept anywhere);
+/// dropping it unlocks.
 #[must_use = "the lock is released when the guard is dropped"]
-pub struct LockGuard<'a> {
-    lock: &'a Lock,
+pub struct LockGuard {
+    lock: Lock,
     token: String,
     released: bool,
 }
 
-impl std::fmt::Debug for LockGuard<'_> {
+impl std::fmt::Debug for LockGuard {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("remote::LockGuard")
             .field("lock", &self.lock.entry.name)
@@ -91,14 +92,14 @@ impl Lock {
         }
     }
 
-    fn take(&self, timeout: Option<Duration>) -> TryLockResult<LockGuard<'_>> {
+    fn take(&self, timeout: Option<Duration>) -> TryLockResult<LockGuard> {
         let token = new_token();
         let deadline = Deadline::after(timeout);
         loop {
             match self.attempt(&token)? {
                 Ok(previous) => {
                     let guard = LockGuard {
-                        lock: self,
+                        lock: self.clone(),
                         token,
                         released: false,
                     };
@@ -128,7 +129,7 @@ impl Lock {
     /// Take the lock, waiting as long as it takes.
     /// [`LockError::OwnerDied`] (with the guard inside) when the previous
     /// holder let its lease run out without unlocking.
-    pub fn lock(&self) -> LockResult<LockGuard<'_>> {
+    pub fn lock(&self) -> LockResult<LockGuard> {
         match self.take(None) {
             Ok(Some(g)) => Ok(g),
             Ok(None) => Err(LockError::Failed(Error::Timeout {
@@ -139,13 +140,13 @@ impl Lock {
     }
 
     /// Take the lock if it is free now: `Ok(None)` if it is held.
-    pub fn try_lock(&self) -> TryLockResult<LockGuard<'_>> {
+    pub fn try_lock(&self) -> TryLockResult<LockGuard> {
         self.take(Some(Duration::ZERO))
     }
 
     /// Take the lock, waiting at most `timeout`: `Ok(None)` if it stayed
     /// held.
-    pub fn lock_timeout(&self, timeout: Duration) -> TryLockResult<LockGuard<'_>> {
+    pub fn lock_timeout(&self, timeout: Duration) -> TryLockResult<LockGuard> {
         self.take(Some(timeout))
     }
 
@@ -172,12 +173,12 @@ impl Lock {
     }
 }
 
-impl LockGuard<'_> {
+impl LockGuard {
     /// Renew the lease for another [`Options::lease`](super::Options::lease).
     /// [`Error::NotOwner`] if the lease had already run out and another
     /// holder took the lock.
     pub fn extend(&self) -> Result<()> {
-        let lock = self.lock;
+        let lock = &self.lock;
         let renewed: i64 = lock.entry.run(false, |con| {
             lock.entry
                 .invocation(&scripts::LOCK_EXTEND)
@@ -202,7 +203,7 @@ impl LockGuard<'_> {
     }
 
     fn release(&self) -> Result<()> {
-        let lock = self.lock;
+        let lock = &self.lock;
         let released: i64 = lock.entry.run(false, |con| {
             lock.entry
                 .invocation(&scripts::LOCK_RELEASE)
@@ -228,7 +229,7 @@ impl LockGuard<'_> {
     }
 }
 
-impl Drop for LockGuard<'_> {
+impl Drop for LockGuard {
     fn drop(&mut self) {
         if !self.released {
             // A failed release (server gone, lease lost) leaves the lock to
