@@ -8,7 +8,7 @@ PYTHON ?= python3
 VENV := .venv
 VPY := $(VENV)/bin/python
 
-.PHONY: all demo test lint redis test-rust test-c test-header test-install test-python python c install header loom fuzz bench bench-python bench-channel clean
+.PHONY: all demo test lint redis test-rust test-c test-header test-install test-python python c install header loom fuzz bench bench-python bench-remote bench-channel clean
 
 all: test
 
@@ -175,6 +175,13 @@ bench:
 bench-python: python
 	$(VPY) -m pip install -q faster-fifo shared-memory-dict iceoryx2
 	cd /tmp && $(CURDIR)/$(VPY) $(CURDIR)/benches/python/bench.py
+
+## Remote segments beside redis-py doing the same by hand, and the
+## bridge's forwarding rate (redis-py installed here, not needed by tests).
+bench-remote: python redis
+	$(VPY) -m pip install -q redis
+	$(CARGO) build --release -p shmds-cli
+	cd /tmp && PATH="$(CURDIR)/target/release:$$PATH" $(CURDIR)/$(VPY) $(CURDIR)/benches/python/remote_bench.py
 
 ## Peers of the Channel benchmarks (issue 13), not part of `make test`:
 ## benches/channel-peers, a standalone crate outside the workspace (iceoryx2

@@ -9,6 +9,7 @@ use std::time::Duration;
 use shmds::human_type;
 
 mod data;
+mod remote;
 mod snap;
 mod tui;
 mod value;
@@ -27,18 +28,59 @@ enum Command {
     /// List shmds segments with their size, bytes used, entry count,
     /// live attached processes, whether the creator is alive, and flags
     /// (temporary, abandoned: no live process attached).
+    ///
+    /// With a Redis URL (`shmds ls redis://host:6379/0`): the remote
+    /// segments on that server and their entry counts.
     Ls {
+        /// A Redis URL, to list the remote segments there.
+        url: Option<String>,
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
     /// Show a segment's header and its table of entries.
+    ///
+    /// With a Redis URL first (`shmds info redis://host:6379/0 jobs`): the
+    /// remote segment's entries, their fill and the round trip.
     Info {
-        /// Segment name.
+        /// Segment name (or a Redis URL, then the remote segment's name).
         name: String,
+        /// The remote segment's name, after a Redis URL.
+        remote: Option<String>,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
+    },
+    /// Forward a local queue or stack to a remote one on Redis (created
+    /// with the same type and capacity if missing), or with --from-remote
+    /// the other way, so local processes keep shared-memory speed while
+    /// other machines consume. Runs until --count elements have passed, or
+    /// forever.
+    ///
+    /// Example: `shmds bridge demo jobs redis://10.0.0.5:6379/0`.
+    Bridge {
+        /// Local segment name.
+        segment: String,
+        /// Entry name (a queue or a stack).
+        entry: String,
+        /// Redis URL.
+        url: String,
+        /// Remote segment name (default: the local one).
+        #[arg(long)]
+        remote_segment: Option<String>,
+        /// Remote entry name (default: the local one).
+        #[arg(long)]
+        remote_entry: Option<String>,
+        /// Forward remote → local (elements taken at least once, acknowledged
+        /// once pushed locally).
+        #[arg(long)]
+        from_remote: bool,
+        /// Stop after this many elements.
+        #[arg(long)]
+        count: Option<u64>,
+        /// Elements per batch (1 to 1000).
+        #[arg(long, default_value_t = 256)]
+        batch: usize,
     },
     /// Remove segments, or (--abandoned) those no live process is attached to.
     Rm {
@@ -792,8 +834,45 @@ fn check(name: &str, as_json: bool) -> ExitCode {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Ls { json } => ls(json),
-        Command::Info { name, json } => info(&name, json),
+        Command::Ls {
+            url: Some(url),
+            json,
+        } => data::run(|| remote::ls(&url, json)),
+        Command::Ls { url: None, json } => ls(json),
+        Command::Info {
+            name,
+            remote: Some(seg),
+            json,
+        } if remote::is_url(&name) => data::run(|| remote::info(&name, &seg, json)),
+        Command::Info {
+            name, remote: None, ..
+        } if remote::is_url(&name) => data::run(|| {
+            Err(format!(
+                "after {name} give the remote segment's name (`shmds ls {name}` lists them)"
+            ))
+        }),
+        Command::Info { name, json, .. } => info(&name, json),
+        Command::Bridge {
+            segment,
+            entry,
+            url,
+            remote_segment,
+            remote_entry,
+            from_remote,
+            count,
+            batch,
+        } => data::run(|| {
+            remote::bridge(remote::Bridge {
+                segment: &segment,
+                entry: &entry,
+                url: &url,
+                remote_segment: remote_segment.as_deref(),
+                remote_entry: remote_entry.as_deref(),
+                from_remote,
+                count,
+                batch,
+            })
+        }),
         Command::Rm {
             names,
             abandoned: true,

@@ -799,3 +799,137 @@ fn snapshot_commands() {
     let out = shmds(&["gc", store]);
     assert!(out.status.success(), "{out:?}");
 }
+
+/// A private redis-server for the remote commands, killed when dropped.
+struct Redis(std::process::Child, u16, std::path::PathBuf);
+
+impl Redis {
+    fn start() -> Redis {
+        let dir = std::env::temp_dir().join(format!("shmds-cli-redis-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+            ])
+            .arg("--dir")
+            .arg(&dir)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server (make test installs it)");
+        let start = std::time::Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(start.elapsed() < std::time::Duration::from_secs(10));
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        // Listening is not loading: wait for a real answer.
+        while shmds::remote::Segment::connect(&format!("redis://127.0.0.1:{port}/0"), "probe")
+            .is_err()
+        {
+            assert!(start.elapsed() < std::time::Duration::from_secs(10));
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        shmds::remote::Segment::remove(&format!("redis://127.0.0.1:{port}/0"), "probe").unwrap();
+        Redis(child, port, dir)
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.1)
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+        let _ = std::fs::remove_dir_all(&self.2);
+    }
+}
+
+#[test]
+fn remote_ls_info_and_bridge() {
+    let server = Redis::start();
+    let url = server.url();
+    let shm = Name::new("bridge");
+    let name = shm.0.clone();
+    let seg = Segment::create(&name, 1 << 20).unwrap();
+    let jobs = seg.create_queue::<u64>("jobs", 500).unwrap();
+    jobs.push_slice(&(0..300).collect::<Vec<_>>(), None)
+        .unwrap();
+    let out = shmds(&[
+        "bridge",
+        &name,
+        "jobs",
+        &url,
+        "--remote-segment",
+        "farm",
+        "--count",
+        "300",
+        "--batch",
+        "64",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout(&out).contains("forwarded 300 elements"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(jobs.len(), 0);
+
+    let out = shmds(&["ls", &url, "--json"]);
+    assert!(out.status.success());
+    assert_eq!(json(&out)[0]["name"], "farm");
+    let out = shmds(&["info", &url, "farm", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let info = json(&out);
+    assert_eq!(info["entries"][0]["name"], "jobs");
+    assert_eq!(info["entries"][0]["fill"], 300);
+    assert_eq!(info["entries"][0]["capacity"], 500);
+    let text = stdout(&shmds(&["info", &url, "farm"]));
+    assert!(text.contains("u64") && text.contains("300"), "{text}");
+    assert!(!shmds(&["info", &url, "nope"]).status.success());
+
+    // And back, at least once: taken remotely, acknowledged once pushed here.
+    let back = seg.create_queue::<u64>("back", 500).unwrap();
+    let out = shmds(&[
+        "bridge",
+        &name,
+        "back",
+        &url,
+        "--remote-segment",
+        "farm",
+        "--remote-entry",
+        "jobs",
+        "--from-remote",
+        "--count",
+        "300",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut got = vec![0u64; 400];
+    let n = back.try_pop_into(&mut got).unwrap();
+    assert_eq!(&got[..n], &(0..300).collect::<Vec<_>>()[..]);
+    let remote = shmds::remote::Segment::connect(&url, "farm").unwrap();
+    let q = remote.open_queue::<u64>("jobs").unwrap();
+    assert_eq!((q.len().unwrap(), q.in_flight().unwrap()), (0, 0));
+}

@@ -615,3 +615,66 @@ fn an_operation_never_trusts_rewritten_data() {
     assert!(matches!(a.fetch_add(0, 1), Err(Error::Corrupt { .. })));
     assert!(matches!(m.insert(1, 1), Err(Error::Corrupt { .. })));
 }
+
+/// On a 3-node cluster: every key of a segment is in the hash slot of its
+/// `{name}` tag, segments spread over the nodes, and the structures behave
+/// as on one server (scripts, blocking calls, erase and remove).
+#[test]
+fn cluster_keeps_a_segment_in_one_slot() {
+    let cluster = redis_server::RedisCluster::start();
+    let url = cluster.url();
+    let mut owners = std::collections::BTreeSet::new();
+    for i in 0..12 {
+        let name = format!("cl-{i}");
+        let seg = remote::Segment::connect(&url, &name).unwrap();
+        let q = seg.create_queue::<u64>("q", 8).unwrap();
+        let m = seg.create_map::<u32, u64>("m", 8).unwrap();
+        let a = seg.create_array::<u16>("a", 4).unwrap();
+        let l = seg.create_lock("l").unwrap();
+        q.push_slice(&[1, 2, 3], None).unwrap();
+        assert_eq!(m.fetch_add(&7, 5).unwrap(), 0);
+        a.set(3, 9).unwrap();
+        let d = q.take(None).unwrap();
+        assert!(d.ack().unwrap());
+        drop(l.lock().unwrap());
+        let consumer = q.clone();
+        let t = std::thread::spawn(move || consumer.pop(Some(Duration::from_secs(10))).unwrap());
+        assert_eq!(t.join().unwrap(), 2);
+        assert_eq!(
+            (m.get(&7).unwrap(), a.get(3).unwrap(), q.len().unwrap()),
+            (Some(5), 9, 1)
+        );
+        // Which node holds the segment, and that all its keys are there.
+        let mut holder = None;
+        for node in &cluster.nodes {
+            let mut con = redis::Client::open(node.url())
+                .unwrap()
+                .get_connection()
+                .unwrap();
+            let keys: Vec<String> = redis::cmd("KEYS")
+                .arg(format!("shmds:{{{name}}}:*"))
+                .query(&mut con)
+                .unwrap();
+            if !keys.is_empty() {
+                assert!(holder.is_none(), "segment {name} is on two nodes");
+                assert!(keys.len() >= 5, "{keys:?}");
+                let slots: std::collections::BTreeSet<i64> = keys
+                    .iter()
+                    .map(|k| {
+                        redis::cmd("CLUSTER")
+                            .arg("KEYSLOT")
+                            .arg(k)
+                            .query(&mut con)
+                            .unwrap()
+                    })
+                    .collect();
+                assert_eq!(slots.len(), 1, "{keys:?} in slots {slots:?}");
+                holder = Some(node.port);
+            }
+        }
+        owners.insert(holder.expect("the segment's keys are somewhere"));
+        assert!(remote::Segment::remove(&url, &name).unwrap());
+        assert!(seg.entries().unwrap().is_empty());
+    }
+    assert!(owners.len() >= 2, "12 segments all on one node: {owners:?}");
+}

@@ -120,7 +120,7 @@ impl Entry {
     pub fn run<T>(
         &self,
         idempotent: bool,
-        f: impl FnMut(&mut redis::Connection) -> redis::RedisResult<T>,
+        f: impl FnMut(&mut dyn redis::ConnectionLike) -> redis::RedisResult<T>,
     ) -> Result<T> {
         self.seg.run(&self.name, idempotent, f)
     }

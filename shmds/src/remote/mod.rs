@@ -126,8 +126,8 @@ pub struct Segment {
 struct Inner {
     name: String,
     url: String,
-    client: redis::Client,
-    pool: Mutex<Vec<redis::Connection>>,
+    client: Client,
+    pool: Mutex<Vec<Conn>>,
     options: Options,
     faults: Faults,
     prefix: String,
@@ -144,8 +144,9 @@ impl std::fmt::Debug for Segment {
 
 impl Segment {
     /// Connect to the segment `name` on the server at `url`
-    /// (`redis://[user:password@]host:port/db`), creating it if it does not
-    /// exist yet. A server that cannot be reached gives
+    /// (`redis://[user:password@]host:port/db`), or on the Redis Cluster
+    /// reached through the nodes of `redis+cluster://host:port,host:port`,
+    /// creating it if it does not exist yet. A server that cannot be reached gives
     /// [`Error::Unavailable`]; a segment of another remote format gives
     /// [`Error::Incompatible`].
     pub fn connect(url: &str, name: &str) -> Result<Segment> {
@@ -154,6 +155,12 @@ impl Segment {
 
     /// [`connect`](Segment::connect) with other timeouts or lease.
     pub fn connect_with(url: &str, name: &str, options: Options) -> Result<Segment> {
+        Segment::build(url, name, options, true)
+    }
+
+    /// A handle to the segment; with `create_segment`, the segment is
+    /// created if missing and its format checked.
+    fn build(url: &str, name: &str, options: Options, create_segment: bool) -> Result<Segment> {
         validate_name(name)?;
         if options.timeout.is_zero() || options.connect_timeout.is_zero() {
             return Err(Error::InvalidArgument(
@@ -166,9 +173,9 @@ impl Segment {
             ));
         }
         let shown = redact(url);
-        let client = redis::Client::open(url).map_err(|e| {
+        let client = Client::open(url, &options).map_err(|e| {
             Error::InvalidArgument(format!(
-                "{shown:?} is not a Redis URL ({e}); write redis://host:port/db"
+                "{shown:?} is not a Redis URL ({e}); write redis://host:port/db or redis+cluster://host:port,host:port"
             ))
         })?;
         let seg = Segment {
@@ -182,6 +189,9 @@ impl Segment {
                 prefix: format!("shmds:{{{name}}}"),
             }),
         };
+        if !create_segment {
+            return Ok(seg);
+        }
         let format: String = seg.run("", true, |con| {
             scripts::SEGMENT.key(seg.key("seg")).arg(FORMAT).invoke(con)
         })?;
@@ -199,32 +209,29 @@ impl Segment {
     /// Delete every key of the remote segment `name` (its structures and
     /// their data). `Ok(false)` if it had none.
     pub fn remove(url: &str, name: &str) -> Result<bool> {
-        let seg = Segment::connect(url, name)?;
-        let pattern = format!("{}:*", seg.inner.prefix);
-        let keys: Vec<String> = seg.run("", true, |con| {
-            let mut keys = Vec::new();
-            let mut cursor = 0u64;
-            loop {
-                let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
-                    .arg(cursor)
-                    .arg("MATCH")
-                    .arg(&pattern)
-                    .arg("COUNT")
-                    .arg(1000)
-                    .query(con)?;
-                keys.extend(batch);
-                if next == 0 {
-                    return Ok(keys);
-                }
-                cursor = next;
+        let seg = Segment::build(url, name, Options::default(), false)?;
+        // Entry by entry (each erase deletes that entry's keys), then the
+        // segment's own keys: no key pattern scan, so it works in a cluster.
+        let meta = seg.key("meta");
+        let names: Vec<String> =
+            seg.run("", true, |con| redis::cmd("HKEYS").arg(&meta).query(con))?;
+        for entry in &names {
+            match seg.erase(entry) {
+                Ok(()) | Err(Error::EntryNotFound { .. }) => {}
+                // A record that is not ours: drop it with the meta hash.
+                Err(Error::InvalidName { .. }) => {}
+                Err(e) => return Err(e),
             }
-        })?;
-        // Deleted one by one: in a cluster, keys of one slot could go in
-        // one DEL, but one key per command works everywhere.
-        for key in &keys {
-            seg.run("", true, |con| redis::cmd("DEL").arg(key).query::<i64>(con))?;
         }
-        Ok(keys.iter().any(|k| k.ends_with(":seg")))
+        let keys = [seg.key("meta"), seg.key("gen"), seg.key("seg")];
+        let existed: i64 = seg.run("", true, |con| {
+            redis::cmd("DEL")
+                .arg(&keys[0])
+                .arg(&keys[1])
+                .arg(&keys[2])
+                .query(con)
+        })?;
+        Ok(existed > 0 || !names.is_empty())
     }
 
     /// The segment name.
@@ -267,7 +274,7 @@ impl Segment {
         &self,
         entry: &str,
         idempotent: bool,
-        mut f: impl FnMut(&mut redis::Connection) -> redis::RedisResult<T>,
+        mut f: impl FnMut(&mut dyn redis::ConnectionLike) -> redis::RedisResult<T>,
     ) -> Result<T> {
         self.run_with_timeout(entry, idempotent, None, &mut f)
     }
@@ -279,7 +286,7 @@ impl Segment {
         entry: &str,
         idempotent: bool,
         extra: Option<Duration>,
-        f: &mut dyn FnMut(&mut redis::Connection) -> redis::RedisResult<T>,
+        f: &mut dyn FnMut(&mut dyn redis::ConnectionLike) -> redis::RedisResult<T>,
     ) -> Result<T> {
         let inner = &self.inner;
         inner.faults.before(&inner.name)?;
@@ -292,7 +299,7 @@ impl Segment {
                     return Err(self.unavailable(&e.to_string()));
                 }
             }
-            let result = f(&mut con);
+            let result = f(con.like());
             if extra.is_some() && con.set_read_timeout(Some(inner.options.timeout)).is_err() {
                 // The connection is dropped below unless it is returned.
                 return result.map_err(|e| self.failure(entry, e));
@@ -320,7 +327,7 @@ impl Segment {
         }
     }
 
-    fn connection(&self) -> Result<(redis::Connection, bool)> {
+    fn connection(&self) -> Result<(Conn, bool)> {
         let inner = &self.inner;
         let pooled = inner.pool.lock().unwrap_or_else(|p| p.into_inner()).pop();
         if let Some(con) = pooled {
@@ -328,7 +335,7 @@ impl Segment {
         }
         let con = inner
             .client
-            .get_connection_with_timeout(inner.options.connect_timeout)
+            .connect(inner.options.connect_timeout)
             .map_err(|e| self.unavailable(&format!("cannot connect to {}: {e}", inner.url)))?;
         con.set_read_timeout(Some(inner.options.timeout))
             .and_then(|()| con.set_write_timeout(Some(inner.options.timeout)))
@@ -336,7 +343,7 @@ impl Segment {
         Ok((con, false))
     }
 
-    fn give_back(&self, con: redis::Connection) {
+    fn give_back(&self, con: Conn) {
         let mut pool = self.inner.pool.lock().unwrap_or_else(|p| p.into_inner());
         if pool.len() < IDLE_CONNECTIONS {
             pool.push(con);
@@ -393,6 +400,111 @@ impl Segment {
                 .query::<Option<(String, String)>>(con)
         })?;
         Ok(())
+    }
+}
+
+/// The names of the remote segments on the server at `url`, sorted (one
+/// server: a cluster's segments are spread over its nodes; list each node).
+pub fn list_segments(url: &str) -> Result<Vec<String>> {
+    let shown = redact(url);
+    let fail = |e: redis::RedisError| Error::Unavailable {
+        segment: String::new(),
+        cause: format!("{shown}: {e}"),
+    };
+    let client = redis::Client::open(url)
+        .map_err(|e| Error::InvalidArgument(format!("{shown:?} is not a Redis URL ({e})")))?;
+    let timeout = Options::default().timeout;
+    let mut con = client.get_connection_with_timeout(timeout).map_err(fail)?;
+    con.set_read_timeout(Some(timeout)).map_err(fail)?;
+    let mut names = Vec::new();
+    let mut cursor = 0u64;
+    loop {
+        let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg("shmds:{*}:seg")
+            .arg("COUNT")
+            .arg(1000)
+            .query(&mut con)
+            .map_err(fail)?;
+        names.extend(batch.iter().filter_map(|k| {
+            let name = k.strip_prefix("shmds:{")?.strip_suffix("}:seg")?;
+            validate_name(name).is_ok().then(|| name.to_owned())
+        }));
+        if next == 0 {
+            break;
+        }
+        cursor = next;
+    }
+    names.sort();
+    names.dedup();
+    Ok(names)
+}
+
+/// A client of one server or of a cluster.
+enum Client {
+    Single(redis::Client),
+    Cluster(redis::cluster::ClusterClient),
+}
+
+/// A connection to one server or to a cluster (which routes each call to
+/// the node of its first key's slot, following redirections).
+enum Conn {
+    Single(redis::Connection),
+    Cluster(Box<redis::cluster::ClusterConnection>),
+}
+
+impl Client {
+    fn open(url: &str, options: &Options) -> redis::RedisResult<Client> {
+        let Some(rest) = url.strip_prefix("redis+cluster://") else {
+            return redis::Client::open(url).map(Client::Single);
+        };
+        // redis+cluster://[user:pass@]h1:p1,h2:p2[/] → redis://[user:pass@]hN:pN
+        let rest = rest.trim_end_matches('/');
+        let (auth, hosts) = match rest.rsplit_once('@') {
+            Some((auth, hosts)) => (format!("{auth}@"), hosts),
+            None => (String::new(), rest),
+        };
+        let nodes: Vec<String> = hosts
+            .split(',')
+            .filter(|h| !h.is_empty())
+            .map(|h| format!("redis://{auth}{h}"))
+            .collect();
+        redis::cluster::ClusterClient::builder(nodes)
+            .connection_timeout(options.connect_timeout)
+            .response_timeout(options.timeout)
+            .build()
+            .map(Client::Cluster)
+    }
+
+    fn connect(&self, timeout: Duration) -> redis::RedisResult<Conn> {
+        match self {
+            Client::Single(c) => c.get_connection_with_timeout(timeout).map(Conn::Single),
+            Client::Cluster(c) => c.get_connection().map(|c| Conn::Cluster(Box::new(c))),
+        }
+    }
+}
+
+impl Conn {
+    fn like(&mut self) -> &mut dyn redis::ConnectionLike {
+        match self {
+            Conn::Single(c) => c,
+            Conn::Cluster(c) => &mut **c,
+        }
+    }
+
+    fn set_read_timeout(&self, d: Option<Duration>) -> redis::RedisResult<()> {
+        match self {
+            Conn::Single(c) => c.set_read_timeout(d),
+            Conn::Cluster(c) => c.set_read_timeout(d),
+        }
+    }
+
+    fn set_write_timeout(&self, d: Option<Duration>) -> redis::RedisResult<()> {
+        match self {
+            Conn::Single(c) => c.set_write_timeout(d),
+            Conn::Cluster(c) => c.set_write_timeout(d),
+        }
     }
 }
 
