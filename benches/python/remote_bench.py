@@ -136,6 +136,21 @@ def main():
         m2 = seg.map("m2", "<u8", "<u8", 16)
         pair("map fetch_add (HINCRBY)", add_ours, add_theirs)
 
+        cached = shmds.connect(url, "bench", cache=10.0)
+        while not cached.cache_is_live:
+            time.sleep(0.01)
+        cm = cached.open_map("m")
+
+        def hot_ours(n):
+            for i in range(n):
+                cm[i % 1000]
+
+        def hot_theirs(n):
+            for i in range(n):
+                np.frombuffer(r.hget("rm", (i % 1000).to_bytes(8, "little")), "<f8")[0]
+
+        pair("hot map get, coherent cache on (redis-py HGET)", hot_ours, hot_theirs)
+
         a = seg.array("a", "<u4", 1000)
 
         def a_ours(n):

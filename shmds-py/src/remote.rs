@@ -65,7 +65,7 @@ pub(crate) struct RemoteSegment {
 #[pymethods]
 impl RemoteSegment {
     #[new]
-    #[pyo3(signature = (url, name, timeout=2.0, connect_timeout=2.0, lease=30.0))]
+    #[pyo3(signature = (url, name, timeout=2.0, connect_timeout=2.0, lease=30.0, cache=None))]
     fn py_new(
         py: Python<'_>,
         url: &str,
@@ -73,11 +73,13 @@ impl RemoteSegment {
         timeout: f64,
         connect_timeout: f64,
         lease: f64,
+        cache: Option<f64>,
     ) -> PyResult<Self> {
         let options = remote::Options {
             timeout: seconds(timeout, "timeout")?,
             connect_timeout: seconds(connect_timeout, "connect_timeout")?,
             lease: seconds(lease, "lease")?,
+            cache: cache.map(|c| seconds(c, "cache")).transpose()?,
         };
         let seg = py
             .detach(|| remote::Segment::connect_with(url, name, options))
@@ -109,6 +111,12 @@ impl RemoteSegment {
     /// Erase the entry `name` (KeyError if there is none).
     fn erase(&self, py: Python<'_>, name: &str) -> PyResult<()> {
         py.detach(|| self.seg.erase(name)).map_err(to_py)
+    }
+
+    /// Whether the read cache is connected and caching.
+    #[getter]
+    fn cache_is_live(&self) -> bool {
+        self.seg.cache_is_live()
     }
 
     /// One round trip to the server, in seconds.

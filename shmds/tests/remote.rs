@@ -26,6 +26,7 @@ fn quick() -> Options {
         timeout: Duration::from_millis(500),
         connect_timeout: Duration::from_millis(500),
         lease: Duration::from_millis(300),
+        ..Options::default()
     }
 }
 
@@ -677,4 +678,99 @@ fn cluster_keeps_a_segment_in_one_slot() {
         assert!(seg.entries().unwrap().is_empty());
     }
     assert!(owners.len() >= 2, "12 segments all on one node: {owners:?}");
+}
+
+/// The coherent read cache: a hot read costs no round trip (it even works
+/// while the server is made unavailable), a write by another client drops
+/// the cached copy once its invalidation arrives, this handle's own writes
+/// are read back at once, and nothing is served past `max_age`.
+#[test]
+fn coherent_read_cache() {
+    let server = RedisServer::start();
+    let cached = remote::Segment::connect_with(
+        &server.url(),
+        "cache",
+        Options {
+            cache: Some(Duration::from_secs(600)),
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    let plain = connect(&server, "cache");
+    let start = Instant::now();
+    while !cached.cache_is_live() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the cache listener never came up"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let m = cached.create_map::<u32, u64>("m", 16).unwrap();
+    let a = cached.create_array::<u32>("a", 4).unwrap();
+    m.insert(1, 10).unwrap();
+    a.set(2, 7).unwrap();
+    assert_eq!((m.get(&1).unwrap(), a.get(2).unwrap()), (Some(10), 7));
+    assert_eq!(m.get(&2).unwrap(), None);
+
+    // Hits need no server.
+    cached.faults().make_unavailable();
+    assert_eq!(
+        (m.get(&1).unwrap(), a.get(2).unwrap(), m.get(&2).unwrap()),
+        (Some(10), 7, None)
+    );
+    assert!(
+        matches!(m.get(&3), Err(Error::Unavailable { .. })),
+        "a miss asks the server"
+    );
+    cached.faults().clear();
+
+    // A write elsewhere: the cached copy goes as its invalidation arrives.
+    let (pm, pa) = (
+        plain.open_map::<u32, u64>("m").unwrap(),
+        plain.open_array::<u32>("a").unwrap(),
+    );
+    pm.insert(1, 11).unwrap();
+    pa.set(2, 8).unwrap();
+    pm.insert(2, 20).unwrap();
+    let start = Instant::now();
+    while (m.get(&1).unwrap(), a.get(2).unwrap(), m.get(&2).unwrap()) != (Some(11), 8, Some(20)) {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "invalidations never arrived"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    // Writes through scripts (fetch_add) invalidate too; own writes at once.
+    pm.fetch_add(&1, 1).unwrap();
+    let start = Instant::now();
+    while m.get(&1).unwrap() != Some(12) {
+        assert!(start.elapsed() < Duration::from_secs(10));
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    m.insert(1, 13).unwrap();
+    assert_eq!(m.get(&1).unwrap(), Some(13), "read your own write");
+    a.write(0, &[1, 2]).unwrap();
+    let mut out = [0u32; 4];
+    a.read(0, &mut out).unwrap();
+    assert_eq!(out, [1, 2, 8, 0]);
+
+    // max_age bounds staleness even without an invalidation: a segment
+    // with a tiny max_age re-reads.
+    let short = remote::Segment::connect_with(
+        &server.url(),
+        "cache",
+        Options {
+            cache: Some(Duration::from_millis(1)),
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    let sm = short.open_map::<u32, u64>("m").unwrap();
+    assert_eq!(sm.get(&1).unwrap(), Some(13));
+    short.faults().make_unavailable();
+    std::thread::sleep(Duration::from_millis(5));
+    assert!(
+        matches!(sm.get(&1), Err(Error::Unavailable { .. })),
+        "an old value is not served"
+    );
 }

@@ -4,6 +4,7 @@ writes and checks the known structures of test_interop), at-least-once
 take/ack, a lock's lease, UnavailableError and failure injection."""
 
 import queue
+import time
 import threading
 import warnings
 
@@ -108,7 +109,7 @@ def test_take_is_at_least_once(redis_server, remote_name):
     assert d.ack() is True
     lost = q.take()  # never acknowledged: its lease runs out
     assert lost.value == 2
-    import time
+
     time.sleep(0.3)
     other = shmds.connect(redis_server, remote_name, lease=0.2).open_queue("work")
     assert other.recover() == 1
@@ -178,3 +179,33 @@ def test_same_bytes_as_rust(redis_server, remote_name, interop, writer):
         seg.map("hits", key="<u8", value="<i8", capacity=32).update(
             {k: -k for k in range(1, 21)})
         run(interop, "remote-check", redis_server, remote_name)
+
+
+def test_coherent_read_cache(redis_server, remote_name):
+
+    cached = shmds.connect(redis_server, remote_name, cache=600.0)
+    deadline = time.monotonic() + 10
+    while not cached.cache_is_live:
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    m = cached.map("m", "<u4", "<u8", 8)
+    m[1] = 10
+    # The server's invalidation of this very write may arrive after the
+    # first read and drop its copy (a miss, never a stale hit): read until
+    # a read is a hit, which then needs no server.
+    for _ in range(1000):
+        assert m[1] == 10
+        cached.faults.make_unavailable()
+        try:
+            assert m[1] == 10
+            break
+        except shmds.UnavailableError:
+            time.sleep(0.005)
+        finally:
+            cached.faults.clear()
+    else:
+        pytest.fail("no read was ever served from the cache")
+    shmds.connect(redis_server, remote_name).open_map("m")[1] = 11
+    while m[1] != 11:
+        assert time.monotonic() < deadline, "the invalidation never arrived"
+        time.sleep(0.001)

@@ -162,13 +162,16 @@ class RemoteSegment(_shmds.RemoteSegment):
 
 
 def connect(url: str, name: str, *, timeout: float = 2.0, connect_timeout: float = 2.0,
-            lease: float = 30.0) -> RemoteSegment:
+            lease: float = 30.0, cache: float | None = None) -> RemoteSegment:
     """The segment ``name`` on the Redis server at ``url``
     (``redis://[user:password@]host:port/db``), created if it does not
     exist. ``timeout`` bounds each call (then :class:`UnavailableError`);
     ``lease`` is how long a lock holder or a ``take``-ing consumer stays the
-    owner without renewing."""
-    return RemoteSegment(url, name, timeout, connect_timeout, lease)
+    owner without renewing. ``cache`` (seconds) turns on the coherent read
+    cache: map and array reads are served locally, each value at most that
+    old, and dropped as soon as the server announces a change anywhere
+    (``CLIENT TRACKING``); one server only."""
+    return RemoteSegment(url, name, timeout, connect_timeout, lease, cache)
 
 
 def remove_remote(url: str, name: str) -> bool:

@@ -57,14 +57,20 @@ impl RawArray {
         args: &[&[u8]],
     ) -> Result<R> {
         let a = &self.inner;
-        a.entry.run(idempotent, |con| {
+        let writes = !std::ptr::eq(script, &*scripts::ARRAY_READ);
+        let cache = a.entry.seg.cache().filter(|_| writes);
+        // Before and after: a read racing this write caches neither side.
+        cache.inspect(|c| c.invalidate(&a.data));
+        let result = a.entry.run(idempotent, |con| {
             let mut inv = a.entry.invocation(script);
             inv.key(&a.data).arg(offset);
             for x in args {
                 inv.arg(*x);
             }
             inv.invoke(con)
-        })
+        });
+        cache.inspect(|c| c.invalidate(&a.data));
+        result
     }
 
     fn short(&self) -> Error {
@@ -84,15 +90,29 @@ impl RawArray {
             return Ok(Vec::new());
         }
         let bytes = n * self.inner.elem_size;
-        let got: Vec<u8> = self.call(
-            true,
-            &scripts::ARRAY_READ,
-            off,
-            &[bytes.to_string().as_bytes()],
-        )?;
-        if got.len() != bytes {
-            return Err(self.short());
+        let fetch = || -> Result<Vec<u8>> {
+            let got: Vec<u8> = self.call(
+                true,
+                &scripts::ARRAY_READ,
+                off,
+                &[bytes.to_string().as_bytes()],
+            )?;
+            if got.len() != bytes {
+                return Err(self.short());
+            }
+            Ok(got)
+        };
+        let Some(cache) = self.inner.entry.seg.cache() else {
+            return fetch();
+        };
+        let data = &self.inner.data;
+        let field = [(off as u64).to_le_bytes(), (bytes as u64).to_le_bytes()].concat();
+        if let Some(Some(hit)) = cache.get(data, &field) {
+            return Ok(hit);
         }
+        let ticket = cache.ticket(data);
+        let got = fetch()?;
+        cache.put(ticket, data, &field, Some(got.clone()));
         Ok(got)
     }
 

@@ -61,6 +61,7 @@
 //! most [`WAIT_SLICE`], after which the call re-checks its structure.
 
 mod array;
+mod cache;
 mod entry;
 mod faults;
 mod lock;
@@ -104,6 +105,14 @@ pub struct Options {
     /// taken over with [`crate::LockError::OwnerDied`], its taken elements
     /// go back to the queue). Default 30 s.
     pub lease: Duration,
+    /// Serve reads of maps and arrays from a local cache kept coherent by
+    /// the server's invalidations (`CLIENT TRACKING`), each value for at
+    /// most this long: a hot read then costs no round trip, and a write
+    /// anywhere drops every cached copy as soon as its invalidation
+    /// arrives. `None` (the default) reads from the server every time. One
+    /// server only (not a cluster). See the staleness bound in the module
+    /// docs.
+    pub cache: Option<Duration>,
 }
 
 impl Default for Options {
@@ -112,6 +121,7 @@ impl Default for Options {
             timeout: Duration::from_secs(2),
             connect_timeout: Duration::from_secs(2),
             lease: Duration::from_secs(30),
+            cache: None,
         }
     }
 }
@@ -131,6 +141,15 @@ struct Inner {
     options: Options,
     faults: Faults,
     prefix: String,
+    cache: Option<Arc<cache::Cache>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Some(c) = &self.cache {
+            c.stop();
+        }
+    }
 }
 
 impl std::fmt::Debug for Segment {
@@ -178,6 +197,20 @@ impl Segment {
                 "{shown:?} is not a Redis URL ({e}); write redis://host:port/db or redis+cluster://host:port,host:port"
             ))
         })?;
+        let prefix = format!("shmds:{{{name}}}");
+        let cache =
+            match (&client, options.cache) {
+                (_, None) => None,
+                (Client::Single(c), Some(max_age)) => Some(cache::Cache::start(
+                    c.clone(),
+                    format!("{prefix}:d:"),
+                    max_age,
+                )),
+                (Client::Cluster(_), Some(_)) => return Err(Error::InvalidArgument(
+                    "the read cache works with one server, not a cluster: connect without `cache`"
+                        .into(),
+                )),
+            };
         let seg = Segment {
             inner: Arc::new(Inner {
                 name: name.to_owned(),
@@ -186,7 +219,8 @@ impl Segment {
                 pool: Mutex::new(Vec::new()),
                 options,
                 faults: Faults::default(),
-                prefix: format!("shmds:{{{name}}}"),
+                prefix,
+                cache,
             }),
         };
         if !create_segment {
@@ -253,6 +287,17 @@ impl Segment {
     /// handles), for tests.
     pub fn faults(&self) -> &Faults {
         &self.inner.faults
+    }
+
+    /// Whether the read cache ([`Options::cache`]) is connected and
+    /// caching (it is not while its listener (re)connects).
+    pub fn cache_is_live(&self) -> bool {
+        self.inner.cache.as_ref().is_some_and(|c| c.is_live())
+    }
+
+    /// The read cache, if on.
+    fn cache(&self) -> Option<&cache::Cache> {
+        self.inner.cache.as_deref()
     }
 
     /// One round trip to the server; returns how long it took.
