@@ -774,3 +774,123 @@ fn coherent_read_cache() {
         "an old value is not served"
     );
 }
+
+#[test]
+fn channel_on_a_stream() {
+    let server = RedisServer::start();
+    let seg = remote::Segment::connect_with(&server.url(), "chan", quick()).unwrap();
+    let ch = seg.create_channel("events", 3, 16).unwrap();
+    for m in [&b"a"[..], b"", b"0123456789abcdef"] {
+        ch.try_send(m).unwrap();
+    }
+    assert!(matches!(ch.try_send(b"x"), Err(Error::Full { .. })));
+    assert!(matches!(
+        ch.send(b"x", Some(Duration::from_millis(20))),
+        Err(Error::Timeout { .. })
+    ));
+    assert!(matches!(
+        ch.try_send(&[0; 17]),
+        Err(Error::MessageTooLarge {
+            len: 17,
+            max: 16,
+            ..
+        })
+    ));
+    assert_eq!(ch.len().unwrap(), 3);
+    assert_eq!(ch.recv(None).unwrap(), b"a");
+    assert_eq!(ch.try_recv().unwrap().unwrap(), b"");
+    assert_eq!(ch.try_recv().unwrap().unwrap(), b"0123456789abcdef");
+    assert_eq!(ch.try_recv().unwrap(), None);
+    assert!(matches!(
+        ch.recv(Some(Duration::from_millis(20))),
+        Err(Error::Timeout { .. })
+    ));
+    // A blocked receiver is woken by a send from another thread.
+    let sender = ch.clone();
+    let t = std::thread::spawn(move || {
+        for i in 0..20u8 {
+            sender.send(&[i; 5], None).unwrap();
+        }
+    });
+    for i in 0..20u8 {
+        assert_eq!(ch.recv(Some(Duration::from_secs(10))).unwrap(), [i; 5]);
+    }
+    t.join().unwrap();
+    assert!(matches!(
+        seg.open_queue::<u8>("events"),
+        Err(Error::KindMismatch { .. })
+    ));
+
+    // At least once: a consumer that takes and never acknowledges (as if it
+    // died) has its messages taken by another once the lease ran out.
+    let other_seg = remote::Segment::connect_with(&server.url(), "chan", quick()).unwrap();
+    let dead = other_seg.open_channel("events").unwrap();
+    ch.try_send(b"m1").unwrap();
+    ch.try_send(b"m2").unwrap();
+    let lost = dead.try_take().unwrap().unwrap();
+    assert_eq!(lost.message(), b"m1");
+    drop(lost);
+    assert_eq!(
+        ch.len().unwrap(),
+        2,
+        "a taken message is held until acknowledged"
+    );
+    let d = ch.try_take().unwrap().unwrap();
+    assert_eq!(d.message(), b"m2", "m1 is still within its lease");
+    assert!(d.ack().unwrap());
+    std::thread::sleep(Duration::from_millis(400));
+    let again = ch.take(Some(Duration::from_secs(5))).unwrap();
+    assert_eq!(again.message(), b"m1", "redelivered after the lease");
+    assert!(again.ack().unwrap());
+    assert_eq!(ch.len().unwrap(), 0);
+    seg.erase("events").unwrap();
+    assert!(matches!(ch.try_send(b"x"), Err(Error::Stale { .. })));
+}
+
+#[test]
+fn topic_on_a_stream() {
+    let server = RedisServer::start();
+    let seg = connect(&server, "topic");
+    let t = seg.create_topic("ticks", 3, 64).unwrap();
+    let mut early = t.subscribe().unwrap();
+    let mut keeping_up = t.subscribe().unwrap();
+    assert_eq!(t.publish(b"t0").unwrap(), 0);
+    assert_eq!(keeping_up.try_recv().unwrap().unwrap(), b"t0");
+    for i in 1..5u8 {
+        assert_eq!(t.publish(&[b't', b'0' + i]).unwrap(), i as u64);
+    }
+    assert_eq!(t.published().unwrap(), 5);
+    // `early` read nothing: 0 and 1 were trimmed (capacity 3).
+    assert!(matches!(
+        early.try_recv(),
+        Err(Error::Lagged { missed: 2, .. })
+    ));
+    for want in [b"t2", b"t3", b"t4"] {
+        assert_eq!(early.try_recv().unwrap().unwrap(), want);
+    }
+    assert_eq!(early.try_recv().unwrap(), None);
+    // `keeping_up` read t0 and lost t1 only.
+    assert!(matches!(
+        keeping_up.try_recv(),
+        Err(Error::Lagged { missed: 1, .. })
+    ));
+    assert_eq!(keeping_up.try_recv().unwrap().unwrap(), b"t2");
+    let mut oldest = t.subscribe_from_oldest().unwrap();
+    assert_eq!(oldest.try_recv().unwrap().unwrap(), b"t2");
+    // Blocking receive, woken by a publisher.
+    let publisher = t.clone();
+    let th = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(50));
+        publisher.publish(b"late").unwrap();
+    });
+    assert_eq!(early.recv(Some(Duration::from_secs(10))).unwrap(), b"late");
+    th.join().unwrap();
+    assert!(matches!(
+        t.publish(&[0; 65]),
+        Err(Error::MessageTooLarge { .. })
+    ));
+    assert!(matches!(
+        early.recv(Some(Duration::from_millis(30))),
+        Err(Error::Timeout { .. })
+    ));
+}

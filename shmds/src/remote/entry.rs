@@ -14,7 +14,7 @@ pub(super) const MAX_BYTES: u64 = 512 << 20;
 pub struct EntryInfo {
     /// The entry name.
     pub name: String,
-    /// "queue", "stack", "map", "array" or "lock".
+    /// "queue", "stack", "map", "array", "lock", "channel" or "topic".
     pub kind: &'static str,
     /// The element (or value) type descriptor.
     pub elem_type: String,
@@ -24,7 +24,7 @@ pub struct EntryInfo {
     pub capacity: u64,
 }
 
-const KINDS: [&str; 5] = ["queue", "stack", "map", "array", "lock"];
+const KINDS: [&str; 7] = ["queue", "stack", "map", "array", "lock", "channel", "topic"];
 
 /// An entry's record, parsed and checked (the server's bytes are not
 /// trusted: anything could have written them).
@@ -65,8 +65,15 @@ impl Record {
             .ok_or_else(|| corrupt("names no kind of structure"))?;
         let gen = gen.parse().map_err(|_| corrupt("has no generation"))?;
         let capacity: u64 = capacity.parse().map_err(|_| corrupt("has no capacity"))?;
+        let messages = matches!(kind, "channel" | "topic");
         let elem_size = if elem.is_empty() {
             0
+        } else if messages {
+            // A channel's or topic's ELEM is its largest message, in bytes.
+            match elem.parse::<u64>() {
+                Ok(n) if (1..=MAX_BYTES).contains(&n) => 1,
+                _ => return Err(corrupt("has no valid largest message size")),
+            }
         } else {
             TypeDescriptor::parse(elem)
                 .map_err(|_| corrupt("has no valid element type"))?

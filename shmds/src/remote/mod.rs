@@ -62,6 +62,7 @@
 
 mod array;
 mod cache;
+mod channel;
 mod entry;
 mod faults;
 mod lock;
@@ -70,6 +71,7 @@ mod queue;
 mod scripts;
 
 pub use array::{Array, RawArray};
+pub use channel::{Channel, ChannelDelivery, Subscriber, Topic};
 pub use entry::EntryInfo;
 pub use faults::Faults;
 pub use lock::{Lock, LockGuard};

@@ -338,7 +338,7 @@ impl RawQueue {
 }
 
 /// A consumer name unique to this handle: host, pid and a random part.
-fn consumer_name() -> String {
+pub(super) fn consumer_name() -> String {
     use std::hash::{BuildHasher, Hasher};
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
     let host: String = host

@@ -59,6 +59,9 @@ pub(super) static CREATE: LazyLock<Script> = LazyLock::new(|| {
          local gen = redis.call('INCR', KEYS[2])
          local record = '1|' .. ARGV[2] .. '|' .. gen .. '|' .. ARGV[3] .. '|' .. ARGV[4] .. '|' .. ARGV[5]
          redis.call('HSET', KEYS[1], ARGV[1], record)
+         if ARGV[2] == 'channel' then
+           redis.call('XGROUP', 'CREATE', ARGV[7] .. ':d:' .. gen .. ':' .. ARGV[1], 'shmds', '0', 'MKSTREAM')
+         end
          local bytes = tonumber(ARGV[6])
          if bytes > 0 then
            redis.call('SETRANGE', ARGV[7] .. ':d:' .. gen .. ':' .. ARGV[1], bytes - 1, '\\0')
@@ -333,3 +336,87 @@ pub(super) static LOCK_EXTEND: LazyLock<Script> = entry_script!(
 /// KEYS: meta, lock. Returns {holder token or '', ms left}.
 pub(super) static LOCK_STATE: LazyLock<Script> =
     entry_script!("return {redis.call('GET', KEYS[2]) or '', redis.call('PTTL', KEYS[2])}");
+
+// ---- channel: a stream read through the consumer group `shmds` ----
+
+/// KEYS: meta, stream, held count, items signal. ARGV: entry, record,
+/// capacity, message. Returns 1 if sent, 0 if the channel holds `capacity`
+/// messages.
+pub(super) static CHANNEL_SEND: LazyLock<Script> = entry_script!(
+    "if tonumber(redis.call('GET', KEYS[3]) or '0') >= tonumber(ARGV[3]) then return 0 end
+     redis.call('XADD', KEYS[2], '*', 'm', ARGV[4])
+     redis.call('INCR', KEYS[3])
+     signal(KEYS[4], 1)
+     return 1"
+);
+
+/// KEYS: meta, stream, held count, room signal. ARGV: entry, record,
+/// consumer, ack now (1: at most once) or lease ms for redelivery (0: no
+/// reclaiming). Returns {} or {id, message}; a message taken at most once
+/// is gone from the stream.
+pub(super) static CHANNEL_RECV: LazyLock<Script> = entry_script!(
+    "local id, msg
+     if ARGV[4] ~= '1' and tonumber(ARGV[4]) > 0 then
+       local claimed = redis.call('XAUTOCLAIM', KEYS[2], 'shmds', ARGV[3], ARGV[4], '0-0', 'COUNT', 1)
+       local e = claimed[2][1]
+       if e then id, msg = e[1], e[2][2] end
+     end
+     if not id then
+       local got = redis.call('XREADGROUP', 'GROUP', 'shmds', ARGV[3], 'COUNT', 1, 'STREAMS', KEYS[2], '>')
+       if not got then return {} end
+       local e = got[1][2][1]
+       if not e then return {} end
+       id, msg = e[1], e[2][2]
+     end
+     if ARGV[4] == '1' then
+       redis.call('XACK', KEYS[2], 'shmds', id)
+       redis.call('XDEL', KEYS[2], id)
+       redis.call('DECR', KEYS[3])
+       signal(KEYS[4], 1)
+     end
+     return {id, msg}"
+);
+
+/// KEYS: meta, stream, held count, room signal. ARGV: entry, record, id.
+/// Returns 1 if acknowledged now, 0 if someone already had.
+pub(super) static CHANNEL_ACK: LazyLock<Script> = entry_script!(
+    "if redis.call('XACK', KEYS[2], 'shmds', ARGV[3]) == 0 then return 0 end
+     redis.call('XDEL', KEYS[2], ARGV[3])
+     redis.call('DECR', KEYS[3])
+     signal(KEYS[4], 1)
+     return 1"
+);
+
+/// KEYS: meta, held count. Returns the messages held (sent, not acknowledged).
+pub(super) static CHANNEL_LEN: LazyLock<Script> =
+    entry_script!("return tonumber(redis.call('GET', KEYS[2]) or '0')");
+
+// ---- topic: a stream trimmed to its capacity, read by cursors ----
+
+/// KEYS: meta, stream, sequence counter. ARGV: entry, record, capacity,
+/// message. Returns the message's sequence number (from 0).
+pub(super) static TOPIC_PUBLISH: LazyLock<Script> = entry_script!(
+    "local seq = redis.call('INCR', KEYS[3]) - 1
+     redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[3], '*', 's', seq, 'm', ARGV[4])
+     return seq"
+);
+
+/// KEYS: meta, stream, sequence counter. ARGV: entry, record, cursor
+/// (a stream id; '-' for the oldest). Returns {} or {id, seq, message},
+/// the first entry after the cursor.
+pub(super) static TOPIC_READ: LazyLock<Script> = entry_script!(
+    "local from = '-'
+     if ARGV[3] ~= '-' then from = '(' .. ARGV[3] end
+     local got = redis.call('XRANGE', KEYS[2], from, '+', 'COUNT', 1)
+     local e = got[1]
+     if not e then return {} end
+     return {e[1], e[2][2], e[2][4]}"
+);
+
+/// KEYS: meta, stream, sequence counter. Returns {last id or '0-0', next seq}.
+pub(super) static TOPIC_TAIL: LazyLock<Script> = entry_script!(
+    "local last = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)[1]
+     local id = '0-0'
+     if last then id = last[1] end
+     return {id, tonumber(redis.call('GET', KEYS[3]) or '0')}"
+);
