@@ -365,7 +365,7 @@ impl RemoteQueue {
         let value = self.codec.decode(py, d.value())?.unbind();
         Ok(Delivery {
             value,
-            delivery: Some(d),
+            delivery: Some(Taken::Element(d)),
         })
     }
 
@@ -453,7 +453,13 @@ impl RemoteQueue {
 pub(crate) struct Delivery {
     #[pyo3(get)]
     value: Py<PyAny>,
-    delivery: Option<remote::Delivery<Vec<u8>>>,
+    delivery: Option<Taken>,
+}
+
+/// What a delivery acknowledges.
+enum Taken {
+    Element(remote::Delivery<Vec<u8>>),
+    Message(remote::ChannelDelivery),
 }
 
 #[pymethods]
@@ -465,7 +471,11 @@ impl Delivery {
         let d = self.delivery.take().ok_or_else(|| {
             pyo3::exceptions::PyValueError::new_err("this delivery was already acknowledged")
         })?;
-        py.detach(|| d.ack()).map_err(to_py)
+        py.detach(|| match d {
+            Taken::Element(d) => d.ack(),
+            Taken::Message(d) => d.ack(),
+        })
+        .map_err(to_py)
     }
 
     fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
@@ -900,7 +910,223 @@ impl RemoteLock {
     }
 }
 
+/// A remote channel of byte messages: `send`/`recv` (at most once),
+/// `take` (at least once, `Delivery.ack()`).
+#[pyclass(module = "shmds._shmds", name = "RemoteChannel", subclass)]
+pub(crate) struct RemoteChannel {
+    ch: remote::Channel,
+}
+
+#[pymethods]
+impl RemoteChannel {
+    #[new]
+    #[pyo3(signature = (segment, name, capacity=None, max_message=None))]
+    fn py_new(
+        py: Python<'_>,
+        segment: &RemoteSegment,
+        name: &str,
+        capacity: Option<usize>,
+        max_message: Option<usize>,
+    ) -> PyResult<Self> {
+        let seg = &segment.seg;
+        let ch = py
+            .detach(|| match capacity {
+                Some(c) => seg.open_or_create_channel(name, c, max_message.unwrap_or(1 << 20)),
+                None => seg.open_channel(name),
+            })
+            .map_err(to_py)?;
+        Ok(RemoteChannel { ch })
+    }
+
+    /// Send `data`, waiting for room unless `block` is false;
+    /// `queue.Full` when there was none.
+    #[pyo3(signature = (data, block=true, timeout=None))]
+    fn send(&self, py: Python<'_>, data: &[u8], block: bool, timeout: Option<f64>) -> PyResult<()> {
+        let ch = &self.ch;
+        match py.detach(|| ch.try_send(data)) {
+            Err(shmds::Error::Full { .. }) if block => {}
+            Err(shmds::Error::Full { .. }) => {
+                return Err(Full::new_err(format!("{} is full", ch.name())))
+            }
+            other => return other.map_err(to_py),
+        }
+        let timeout = crate::queue::wait_time(timeout)?;
+        match sliced(py, timeout, |slice| ch.send(data, Some(slice)))? {
+            Some(()) => Ok(()),
+            None => Err(Full::new_err(format!("{} stayed full", ch.name()))),
+        }
+    }
+
+    /// The oldest message, waiting unless `block` is false; at most once.
+    /// `queue.Empty` when none came.
+    #[pyo3(signature = (block=true, timeout=None))]
+    fn recv<'py>(
+        &self,
+        py: Python<'py>,
+        block: bool,
+        timeout: Option<f64>,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        let ch = &self.ch;
+        if let Some(m) = py.detach(|| ch.try_recv()).map_err(to_py)? {
+            return Ok(PyBytes::new(py, &m));
+        }
+        if !block {
+            return Err(Empty::new_err(format!("{} is empty", ch.name())));
+        }
+        match sliced(py, crate::queue::wait_time(timeout)?, |slice| {
+            ch.recv(Some(slice))
+        })? {
+            Some(m) => Ok(PyBytes::new(py, &m)),
+            None => Err(Empty::new_err(format!("{} stayed empty", ch.name()))),
+        }
+    }
+
+    /// Take a message at least once: a `Delivery` (`value` is the bytes)
+    /// to `ack()` once handled.
+    #[pyo3(signature = (block=true, timeout=None))]
+    fn take(&self, py: Python<'_>, block: bool, timeout: Option<f64>) -> PyResult<Delivery> {
+        let ch = &self.ch;
+        let got = match py.detach(|| ch.try_take()).map_err(to_py)? {
+            Some(d) => Some(d),
+            None if !block => None,
+            None => sliced(py, crate::queue::wait_time(timeout)?, |slice| {
+                ch.take(Some(slice))
+            })?,
+        };
+        let Some(d) = got else {
+            return Err(Empty::new_err(format!("{} is empty", ch.name())));
+        };
+        Ok(Delivery {
+            value: PyBytes::new(py, d.message()).into_any().unbind(),
+            delivery: Some(Taken::Message(d)),
+        })
+    }
+
+    /// Messages held (sent, not yet acknowledged).
+    fn qsize(&self, py: Python<'_>) -> PyResult<usize> {
+        py.detach(|| self.ch.len()).map_err(to_py)
+    }
+
+    /// The most messages it holds.
+    #[getter]
+    fn maxsize(&self) -> usize {
+        self.ch.capacity()
+    }
+
+    /// The largest message, in bytes.
+    #[getter]
+    fn max_message(&self) -> usize {
+        self.ch.max_message()
+    }
+
+    /// The entry name.
+    #[getter]
+    fn name(&self) -> &str {
+        self.ch.name()
+    }
+}
+
+/// A remote broadcast topic: `publish(data)`, `subscribe()`.
+#[pyclass(module = "shmds._shmds", name = "RemoteTopic", subclass)]
+pub(crate) struct RemoteTopic {
+    topic: remote::Topic,
+}
+
+#[pymethods]
+impl RemoteTopic {
+    #[new]
+    #[pyo3(signature = (segment, name, capacity=None, max_message=None))]
+    fn py_new(
+        py: Python<'_>,
+        segment: &RemoteSegment,
+        name: &str,
+        capacity: Option<usize>,
+        max_message: Option<usize>,
+    ) -> PyResult<Self> {
+        let seg = &segment.seg;
+        let topic = py
+            .detach(|| match capacity {
+                Some(c) => seg.open_or_create_topic(name, c, max_message.unwrap_or(1 << 20)),
+                None => seg.open_topic(name),
+            })
+            .map_err(to_py)?;
+        Ok(RemoteTopic { topic })
+    }
+
+    /// Publish `data` to every subscriber; its sequence number.
+    fn publish(&self, py: Python<'_>, data: &[u8]) -> PyResult<u64> {
+        py.detach(|| self.topic.publish(data)).map_err(to_py)
+    }
+
+    /// A subscriber of what is published from now on (`from_oldest`: from
+    /// the oldest message kept).
+    #[pyo3(signature = (from_oldest=false))]
+    fn subscribe(&self, py: Python<'_>, from_oldest: bool) -> PyResult<RemoteSubscriber> {
+        let sub = py
+            .detach(|| {
+                if from_oldest {
+                    self.topic.subscribe_from_oldest()
+                } else {
+                    self.topic.subscribe()
+                }
+            })
+            .map_err(to_py)?;
+        Ok(RemoteSubscriber {
+            sub: std::sync::Mutex::new(sub),
+        })
+    }
+
+    /// Messages published so far.
+    fn published(&self, py: Python<'_>) -> PyResult<u64> {
+        py.detach(|| self.topic.published()).map_err(to_py)
+    }
+
+    /// The entry name.
+    #[getter]
+    fn name(&self) -> &str {
+        self.topic.name()
+    }
+}
+
+/// One reader of a remote topic: `recv()` raises `shmds.Lagged` (with
+/// `missed`) once when it fell behind, then goes on from the oldest kept.
+#[pyclass(module = "shmds._shmds", name = "RemoteSubscriber")]
+pub(crate) struct RemoteSubscriber {
+    sub: std::sync::Mutex<remote::Subscriber>,
+}
+
+#[pymethods]
+impl RemoteSubscriber {
+    /// The next message, waiting unless `block` is false; `queue.Empty`
+    /// when none came.
+    #[pyo3(signature = (block=true, timeout=None))]
+    fn recv<'py>(
+        &self,
+        py: Python<'py>,
+        block: bool,
+        timeout: Option<f64>,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        let sub = &self.sub;
+        let lock = || sub.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(m) = py.detach(|| lock().try_recv()).map_err(to_py)? {
+            return Ok(PyBytes::new(py, &m));
+        }
+        if !block {
+            return Err(Empty::new_err("nothing published"));
+        }
+        match sliced(py, crate::queue::wait_time(timeout)?, |slice| {
+            lock().recv(Some(slice))
+        })? {
+            Some(m) => Ok(PyBytes::new(py, &m)),
+            None => Err(Empty::new_err("nothing published in time")),
+        }
+    }
+}
+
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<RemoteChannel>()?;
+    m.add_class::<RemoteTopic>()?;
+    m.add_class::<RemoteSubscriber>()?;
     m.add_class::<RemoteSegment>()?;
     m.add_class::<RemoteQueue>()?;
     m.add_class::<Delivery>()?;

@@ -209,3 +209,35 @@ def test_coherent_read_cache(redis_server, remote_name):
     while m[1] != 11:
         assert time.monotonic() < deadline, "the invalidation never arrived"
         time.sleep(0.001)
+
+
+def test_channel_and_topic(redis_server, remote_name):
+    seg = shmds.connect(redis_server, remote_name, lease=0.2)
+    ch = seg.channel("events", capacity=2, max_message=64)
+    ch.put({"id": 1})
+    ch.send(b"raw")
+    with pytest.raises(queue.Full):
+        ch.send(b"x", block=False)
+    with pytest.raises(shmds.MessageTooLargeError):
+        ch.send(b"x" * 65)
+    assert ch.get() == {"id": 1} and ch.recv() == b"raw"
+    with pytest.raises(queue.Empty):
+        ch.recv(timeout=0.05)
+    ch.send(b"work")
+    d = ch.take()
+    assert d.value == b"work" and ch.qsize() == 1
+    assert d.ack() and ch.qsize() == 0
+
+    t = seg.topic("ticks", capacity=2)
+    a, b = t.subscribe(), t.subscribe()
+    for i in range(3):
+        assert t.publish(b"t%d" % i) == i
+    with pytest.raises(shmds.Lagged) as lag:
+        a.recv(block=False)
+    assert lag.value.missed == 1
+    assert [a.recv(), a.recv()] == [b"t1", b"t2"]
+    with pytest.raises(shmds.Lagged):
+        b.recv()
+    assert b.recv() == b"t1"
+    with pytest.raises(queue.Empty):
+        a.recv(timeout=0.05)

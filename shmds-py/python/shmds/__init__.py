@@ -164,7 +164,10 @@ __all__ = [
     "Delivery",
     "Faults",
     "RemoteArray",
+    "RemoteChannel",
     "RemoteEntryInfo",
+    "RemoteSubscriber",
+    "RemoteTopic",
     "RemoteLock",
     "RemoteMap",
     "RemoteQueue",
@@ -190,6 +193,8 @@ _Indexes: TypeAlias = "slice | EllipsisType | tuple[Any, ...] | list[Any] | np.n
 from ._remote import (  # noqa: E402  (after the stdlib and native imports)
     Faults,
     RemoteArray,
+    RemoteChannel,
+    RemoteTopic,
     RemoteEntryInfo,
     RemoteLock,
     RemoteMap,
@@ -199,7 +204,7 @@ from ._remote import (  # noqa: E402  (after the stdlib and native imports)
     connect,
     remove_remote,
 )
-from ._shmds import Delivery  # noqa: E402
+from ._shmds import Delivery, RemoteSubscriber  # noqa: E402
 from ._dtypes import (
     _codec,
     _kind,

@@ -12,6 +12,7 @@ least once (README, "Remote segments").
 
 from __future__ import annotations
 
+import pickle
 import queue
 from collections.abc import Iterator, MutableMapping
 from typing import Any, Generic, NamedTuple, Self, TypeVar
@@ -117,6 +118,17 @@ class RemoteSegment(_shmds.RemoteSegment):
         """The array ``name`` of ``length`` elements, zeroed when created."""
         desc = descriptor(dtype)
         return RemoteArray(self, name, desc, length, *_codecs(desc))
+
+    def channel(self, name: str, capacity: int, max_message: int = 1 << 20) -> RemoteChannel:
+        """The channel ``name`` of at most ``capacity`` messages of at most
+        ``max_message`` bytes: ``send``/``recv`` bytes, ``put``/``get``
+        objects (pickled), ``take`` at least once."""
+        return RemoteChannel(self, name, capacity, max_message)
+
+    def topic(self, name: str, capacity: int, max_message: int = 1 << 20) -> RemoteTopic:
+        """The broadcast topic ``name`` keeping the last ``capacity``
+        messages: ``publish(data)``, ``subscribe()``."""
+        return RemoteTopic(self, name, capacity, max_message)
 
     def lock(self, name: str) -> RemoteLock:
         """The lock ``name`` (:class:`threading.Lock`'s methods, with a
@@ -257,6 +269,36 @@ class RemoteArray(_shmds.RemoteArray, Generic[T]):
 
     def __repr__(self) -> str:
         return f"<shmds.RemoteArray {self.name!r} len={len(self)}>"
+
+
+class RemoteChannel(_shmds.RemoteChannel):
+    """A bounded channel of messages on a Redis server (a stream and a
+    consumer group): ``send(bytes)``/``recv()`` at most once,
+    ``put(obj)``/``get()`` the same with pickled objects, and ``take()`` at
+    least once (``Delivery.ack()``; a message not acknowledged within the
+    lease is delivered again). :class:`queue.Full`/:class:`queue.Empty` as
+    for a queue."""
+
+    def put(self, obj: Any, block: bool = True, timeout: float | None = None) -> None:
+        """Send ``obj`` pickled."""
+        self.send(pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL), block, timeout)
+
+    def get(self, block: bool = True, timeout: float | None = None) -> Any:
+        """Receive a pickled object (at most once). Only receive from
+        channels whose senders you trust: unpickling runs their code."""
+        return pickle.loads(self.recv(block, timeout))
+
+    def __repr__(self) -> str:
+        return f"<shmds.RemoteChannel {self.name!r} maxsize={self.maxsize}>"
+
+
+class RemoteTopic(_shmds.RemoteTopic):
+    """A broadcast topic on a Redis server: every subscriber gets every
+    message published after it subscribed; one that falls more than the
+    capacity behind gets :class:`Lagged` (with ``missed``) once."""
+
+    def __repr__(self) -> str:
+        return f"<shmds.RemoteTopic {self.name!r}>"
 
 
 class RemoteLock(_shmds.RemoteLock):
