@@ -168,6 +168,51 @@ def main():
 
         pair("array set then get (2 calls each)", a_ours, a_theirs)
 
+        ch = seg.channel("ch", 1 << 20, max_message=64)
+        msg = b"x" * 32
+        try:
+            r.xgroup_create("rch", "g", id="0", mkstream=True)
+        except redis.ResponseError:
+            pass
+
+        def ch_ours(n):
+            for _ in range(n):
+                ch.send(msg)
+            for _ in range(n):
+                ch.recv()
+
+        def ch_theirs(n):
+            for _ in range(n):
+                r.xadd("rch", {"m": msg})
+            for _ in range(n):
+                got = r.xreadgroup("g", "c", {"rch": ">"}, count=1)
+                mid = got[0][1][0][0]
+                r.xack("rch", "g", mid)
+                r.xdel("rch", mid)
+
+        pair("channel send then recv (redis-py XADD; XREADGROUP+XACK+XDEL)", ch_ours, ch_theirs,
+             n=N // 2)
+
+        topic = seg.topic("tp", 1000, max_message=64)
+
+        def tp_ours(n):
+            for _ in range(n):
+                topic.publish(msg)
+            sub = topic.subscribe(from_oldest=True)
+            for _ in range(min(n, 1000)):
+                sub.recv()
+
+        def tp_theirs(n):
+            for _ in range(n):
+                r.xadd("rtp", {"m": msg}, maxlen=1000, approximate=False)
+            last = "0-0"
+            for _ in range(min(n, 1000)):
+                got = r.xread({"rtp": last}, count=1)
+                last = got[0][1][0][0]
+
+        pair("topic publish (+ 1000 reads) (redis-py XADD MAXLEN; XREAD)", tp_ours, tp_theirs,
+             n=N // 2)
+
         lock = seg.lock("l")
         rl = r.lock("rl", timeout=30)
 

@@ -910,6 +910,22 @@ impl RemoteLock {
     }
 }
 
+/// Open a channel or topic (`capacity` given: creating it if missing, with
+/// `max_message` bytes at most, 1 MiB by default) without the GIL.
+fn messages<T: Send>(
+    py: Python<'_>,
+    capacity: Option<usize>,
+    max_message: Option<usize>,
+    create: impl FnOnce(usize, usize) -> shmds::Result<T> + Send,
+    open: impl FnOnce() -> shmds::Result<T> + Send,
+) -> PyResult<T> {
+    py.detach(|| match capacity {
+        Some(c) => create(c, max_message.unwrap_or(1 << 20)),
+        None => open(),
+    })
+    .map_err(to_py)
+}
+
 /// A remote channel of byte messages: `send`/`recv` (at most once),
 /// `take` (at least once, `Delivery.ack()`).
 #[pyclass(module = "shmds._shmds", name = "RemoteChannel", subclass)]
@@ -929,12 +945,13 @@ impl RemoteChannel {
         max_message: Option<usize>,
     ) -> PyResult<Self> {
         let seg = &segment.seg;
-        let ch = py
-            .detach(|| match capacity {
-                Some(c) => seg.open_or_create_channel(name, c, max_message.unwrap_or(1 << 20)),
-                None => seg.open_channel(name),
-            })
-            .map_err(to_py)?;
+        let ch = messages(
+            py,
+            capacity,
+            max_message,
+            |c, m| seg.open_or_create_channel(name, c, m),
+            || seg.open_channel(name),
+        )?;
         Ok(RemoteChannel { ch })
     }
 
@@ -1044,12 +1061,13 @@ impl RemoteTopic {
         max_message: Option<usize>,
     ) -> PyResult<Self> {
         let seg = &segment.seg;
-        let topic = py
-            .detach(|| match capacity {
-                Some(c) => seg.open_or_create_topic(name, c, max_message.unwrap_or(1 << 20)),
-                None => seg.open_topic(name),
-            })
-            .map_err(to_py)?;
+        let topic = messages(
+            py,
+            capacity,
+            max_message,
+            |c, m| seg.open_or_create_topic(name, c, m),
+            || seg.open_topic(name),
+        )?;
         Ok(RemoteTopic { topic })
     }
 

@@ -368,22 +368,6 @@ impl Segment {
         })
     }
 
-    /// Create an array of `len` elements of `T`, all zero.
-    pub fn create_array<T: Element>(&self, name: &str, len: usize) -> Result<Array<T>> {
-        self.typed_array(name, len, Some(false))
-    }
-
-    /// Open the array `name`, which must hold `T`.
-    pub fn open_array<T: Element>(&self, name: &str) -> Result<Array<T>> {
-        self.typed_array(name, 0, None)
-    }
-
-    /// Open the array `name`, creating it with `len` zero elements if it
-    /// does not exist.
-    pub fn open_or_create_array<T: Element>(&self, name: &str, len: usize) -> Result<Array<T>> {
-        self.typed_array(name, len, Some(true))
-    }
-
     /// Open the array `name`, creating it with `len` zero elements of type
     /// `descriptor` if it does not exist.
     pub fn open_or_create_array_raw(
@@ -400,3 +384,8 @@ impl Segment {
         self.array(name, None, 0, None)
     }
 }
+
+super::entry_methods!(
+    "an array of `len` elements of `T`, all zero", Array<T>, [T: Element], typed_array,
+    create_array, open_array, open_or_create_array, (len: usize), (0)
+);

@@ -498,32 +498,6 @@ impl Segment {
         })
     }
 
-    /// Create a channel holding at most `capacity` messages of at most
-    /// `max_message` bytes each.
-    pub fn create_channel(
-        &self,
-        name: &str,
-        capacity: usize,
-        max_message: usize,
-    ) -> Result<Channel> {
-        self.channel(name, capacity, max_message, Some(false))
-    }
-
-    /// Open the channel `name`.
-    pub fn open_channel(&self, name: &str) -> Result<Channel> {
-        self.channel(name, 0, 0, None)
-    }
-
-    /// Open the channel `name`, creating it if it does not exist.
-    pub fn open_or_create_channel(
-        &self,
-        name: &str,
-        capacity: usize,
-        max_message: usize,
-    ) -> Result<Channel> {
-        self.channel(name, capacity, max_message, Some(true))
-    }
-
     fn topic(
         &self,
         name: &str,
@@ -542,25 +516,15 @@ impl Segment {
             }),
         })
     }
-
-    /// Create a topic keeping the last `capacity` messages of at most
-    /// `max_message` bytes each.
-    pub fn create_topic(&self, name: &str, capacity: usize, max_message: usize) -> Result<Topic> {
-        self.topic(name, capacity, max_message, Some(false))
-    }
-
-    /// Open the topic `name`.
-    pub fn open_topic(&self, name: &str) -> Result<Topic> {
-        self.topic(name, 0, 0, None)
-    }
-
-    /// Open the topic `name`, creating it if it does not exist.
-    pub fn open_or_create_topic(
-        &self,
-        name: &str,
-        capacity: usize,
-        max_message: usize,
-    ) -> Result<Topic> {
-        self.topic(name, capacity, max_message, Some(true))
-    }
 }
+
+super::entry_methods!(
+    "a channel of at most `capacity` messages of at most `max_message` bytes each",
+    Channel, [], channel, create_channel, open_channel, open_or_create_channel,
+    (capacity: usize, max_message: usize), (0, 0)
+);
+super::entry_methods!(
+    "a topic keeping the last `capacity` messages of at most `max_message` bytes each",
+    Topic, [], topic, create_topic, open_topic, open_or_create_topic,
+    (capacity: usize, max_message: usize), (0, 0)
+);

@@ -282,19 +282,16 @@ impl Segment {
             entry: Arc::new(entry),
         })
     }
-
-    /// Create a lock, free.
-    pub fn create_lock(&self, name: &str) -> Result<Lock> {
-        self.lock_entry(name, Some(false))
-    }
-
-    /// Open the lock `name`.
-    pub fn open_lock(&self, name: &str) -> Result<Lock> {
-        self.lock_entry(name, None)
-    }
-
-    /// Open the lock `name`, creating it if it does not exist.
-    pub fn open_or_create_lock(&self, name: &str) -> Result<Lock> {
-        self.lock_entry(name, Some(true))
-    }
 }
+
+super::entry_methods!(
+    "a lock, free",
+    Lock,
+    [],
+    lock_entry,
+    create_lock,
+    open_lock,
+    open_or_create_lock,
+    (),
+    ()
+);

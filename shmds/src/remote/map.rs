@@ -466,29 +466,6 @@ impl Segment {
         })
     }
 
-    /// Create a map of at most `capacity` keys.
-    pub fn create_map<K: Element, V: Element>(
-        &self,
-        name: &str,
-        capacity: usize,
-    ) -> Result<Map<K, V>> {
-        self.typed_map(name, capacity, Some(false))
-    }
-
-    /// Open the map `name`, which must map `K` to `V`.
-    pub fn open_map<K: Element, V: Element>(&self, name: &str) -> Result<Map<K, V>> {
-        self.typed_map(name, 0, None)
-    }
-
-    /// Open the map `name`, creating it with `capacity` if it does not exist.
-    pub fn open_or_create_map<K: Element, V: Element>(
-        &self,
-        name: &str,
-        capacity: usize,
-    ) -> Result<Map<K, V>> {
-        self.typed_map(name, capacity, Some(true))
-    }
-
     /// Open the map `name`, creating it with `capacity` keys of the type
     /// `key_type` and values of `value_type` if it does not exist.
     pub fn open_or_create_map_raw(
@@ -506,3 +483,8 @@ impl Segment {
         self.map(name, None, None, 0, None)
     }
 }
+
+super::entry_methods!(
+    "a map from `K` to `V` of at most `capacity` keys", Map<K, V>, [K: Element, V: Element],
+    typed_map, create_map, open_map, open_or_create_map, (capacity: usize), (0)
+);

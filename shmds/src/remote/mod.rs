@@ -60,6 +60,34 @@
 //! operation fills), not in a sleep loop; each wait is cut into slices of at
 //! most [`WAIT_SLICE`], after which the call re-checks its structure.
 
+/// The three `Segment` methods of a kind (create, open, open or create),
+/// written once over the kind's builder `$build(name, args.., create)`
+/// (`create`: `Some(open_ok)` to create, `None` to open).
+macro_rules! entry_methods {
+    ($what:literal, $ty:ty, [$($g:ident: $gb:path),*], $build:ident,
+     $create:ident, $open:ident, $open_or_create:ident,
+     ($($arg:ident: $argty:ty),*), ($($zero:expr),*)) => {
+        impl $crate::remote::Segment {
+            #[doc = concat!("Create ", $what, "; [`Error::EntryExists`](crate::Error::EntryExists) if `name` exists.")]
+            pub fn $create<$($g: $gb),*>(&self, name: &str $(, $arg: $argty)*) -> $crate::Result<$ty> {
+                self.$build(name $(, $arg)*, Some(false))
+            }
+
+            #[doc = concat!("Open `name`, which must be ", $what, " (its shape as it was created).")]
+            pub fn $open<$($g: $gb),*>(&self, name: &str) -> $crate::Result<$ty> {
+                self.$build(name $(, $zero)*, None)
+            }
+
+            #[doc = concat!("Open `name`, creating ", $what, " if it does not exist; an existing one")]
+            /// must have this kind, type and capacity.
+            pub fn $open_or_create<$($g: $gb),*>(&self, name: &str $(, $arg: $argty)*) -> $crate::Result<$ty> {
+                self.$build(name $(, $arg)*, Some(true))
+            }
+        }
+    };
+}
+pub(crate) use entry_methods;
+
 mod array;
 mod cache;
 mod channel;
