@@ -51,9 +51,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Forward a local queue or stack to a remote one on Redis (created
-    /// with the same type and capacity if missing), or with --from-remote
-    /// the other way, so local processes keep shared-memory speed while
+    /// Forward a local queue, stack or channel to a remote one on Redis
+    /// (created with the same type and capacity if missing), or with
+    /// --from-remote the other way, so local processes keep shared-memory speed while
     /// other machines consume. Runs until --count elements have passed, or
     /// forever.
     ///
@@ -61,7 +61,7 @@ enum Command {
     Bridge {
         /// Local segment name.
         segment: String,
-        /// Entry name (a queue or a stack).
+        /// Entry name (a queue, a stack or a channel).
         entry: String,
         /// Redis URL.
         url: String,

@@ -181,9 +181,10 @@ pub fn bridge(b: Bridge<'_>) -> Result<Outcome> {
             End::LocalStack(local.open_stack_raw(b.entry).map_err(err)?),
             "stack",
         ),
+        "channel" => return bridge_channel(&b, &local),
         other => {
             return Err(format!(
-                "{:?} is a {other}: a bridge forwards queues and stacks",
+                "{:?} is a {other}: a bridge forwards queues, stacks and channels",
                 b.entry
             ))
         }
@@ -259,6 +260,72 @@ pub fn bridge(b: Bridge<'_>) -> Result<Outcome> {
     }
     let rate = moved as f64 / started.elapsed().as_secs_f64().max(1e-9);
     println!("forwarded {moved} elements ({rate:.0}/s)");
+    Ok(Outcome::Done)
+}
+
+/// `shmds bridge` for a channel: messages from a local channel to a
+/// remote one of the same capacity in messages (created with the local
+/// largest message), or back. Local → remote: a message received locally
+/// is sent remotely, retried while the server is unavailable. Remote →
+/// local: taken at least once, acknowledged once sent locally.
+fn bridge_channel(b: &Bridge<'_>, local: &shmds::Segment) -> Result<Outcome> {
+    let channel = local.open_channel(b.entry).map_err(err)?;
+    let remote_seg =
+        remote::Segment::connect(b.url, b.remote_segment.unwrap_or(b.segment)).map_err(err)?;
+    let remote_name = b.remote_entry.unwrap_or(b.entry);
+    let max = channel.max_message() as usize;
+    let remote_ch = remote_seg
+        .open_or_create_channel(remote_name, 1 << 16, max)
+        .map_err(err)?;
+    let slice = Duration::from_millis(200);
+    let started = Instant::now();
+    let mut moved = 0u64;
+    let retry = |e: shmds::Error| -> Result<()> {
+        match e {
+            shmds::Error::Unavailable { .. } => {
+                eprintln!("shmds bridge: {e}; retrying");
+                std::thread::sleep(slice);
+                Ok(())
+            }
+            e => Err(err(e)),
+        }
+    };
+    if b.from_remote {
+        let mut tx = channel.sender().map_err(err)?;
+        while b.count.is_none_or(|c| moved < c) {
+            let d = match remote_ch.take(Some(slice)) {
+                Ok(d) => d,
+                Err(shmds::Error::Timeout { .. }) => continue,
+                Err(e) => {
+                    retry(e)?;
+                    continue;
+                }
+            };
+            tx.send(d.message()).map_err(err)?;
+            let _ = d.ack(); // lost: the message comes back after the lease
+            moved += 1;
+        }
+    } else {
+        let mut rx = channel.receiver().map_err(err)?;
+        let mut buf = Vec::new();
+        while b.count.is_none_or(|c| moved < c) {
+            match rx.recv_timeout(&mut buf, slice) {
+                Ok(_) => {}
+                Err(shmds::Error::Timeout { .. }) => continue,
+                Err(e) => return Err(err(e)),
+            }
+            loop {
+                match remote_ch.send(&buf, Some(slice)) {
+                    Ok(()) => break,
+                    Err(shmds::Error::Timeout { .. }) => {}
+                    Err(e) => retry(e)?,
+                }
+            }
+            moved += 1;
+        }
+    }
+    let rate = moved as f64 / started.elapsed().as_secs_f64().max(1e-9);
+    println!("forwarded {moved} messages ({rate:.0}/s)");
     Ok(Outcome::Done)
 }
 

@@ -932,4 +932,57 @@ fn remote_ls_info_and_bridge() {
     let remote = shmds::remote::Segment::connect(&url, "farm").unwrap();
     let q = remote.open_queue::<u64>("jobs").unwrap();
     assert_eq!((q.len().unwrap(), q.in_flight().unwrap()), (0, 0));
+
+    // A channel, there and back.
+    let ch = seg
+        .create_channel(
+            "events",
+            shmds::ChannelOptions::new(1 << 16).max_message(100),
+        )
+        .unwrap();
+    let mut tx = ch.sender().unwrap();
+    for i in 0..50u8 {
+        tx.send(&vec![i; i as usize]).unwrap();
+    }
+    let out = shmds(&[
+        "bridge",
+        &name,
+        "events",
+        &url,
+        "--remote-segment",
+        "farm",
+        "--count",
+        "50",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rch = remote.open_channel("events").unwrap();
+    assert_eq!((rch.len().unwrap(), rch.max_message()), (50, 100));
+    let out = shmds(&[
+        "bridge",
+        &name,
+        "events",
+        &url,
+        "--remote-segment",
+        "farm",
+        "--from-remote",
+        "--count",
+        "50",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    drop(tx);
+    let mut rx = ch.receiver().unwrap();
+    let mut buf = Vec::new();
+    for i in 0..50u8 {
+        rx.try_recv(&mut buf).unwrap();
+        assert_eq!(buf, vec![i; i as usize]);
+    }
+    assert_eq!(rch.len().unwrap(), 0);
 }

@@ -673,7 +673,23 @@ fn cluster_keeps_a_segment_in_one_slot() {
                 holder = Some(node.port);
             }
         }
-        owners.insert(holder.expect("the segment's keys are somewhere"));
+        let holder = holder.expect("the segment's keys are somewhere");
+        owners.insert(holder);
+        // One node made unavailable by injection: its segments fail, the
+        // others go on.
+        if i == 0 {
+            let faults = remote::node_faults(&format!("127.0.0.1:{holder}"));
+            faults.make_unavailable();
+            assert!(matches!(q.len(), Err(Error::Unavailable { .. })));
+            let other = (1..40)
+                .filter_map(|k| remote::Segment::connect(&url, &format!("cl-other-{k}")).ok())
+                .find(|s| s.create_queue::<u8>("q", 1).is_ok())
+                .expect("a segment on another node");
+            assert!(other.open_queue::<u8>("q").unwrap().try_push(1).unwrap());
+            assert!(remote::Segment::remove(&url, other.name()).unwrap());
+            faults.clear();
+            assert_eq!(q.len().unwrap(), 1);
+        }
         assert!(remote::Segment::remove(&url, &name).unwrap());
         assert!(seg.entries().unwrap().is_empty());
     }
@@ -893,4 +909,110 @@ fn topic_on_a_stream() {
         early.recv(Some(Duration::from_millis(30))),
         Err(Error::Timeout { .. })
     ));
+}
+
+/// Another client rewrites the segment's keys at random (records, data of
+/// the wrong Redis type or size, deleted keys, junk in pending lists and
+/// streams) while every kind of operation runs: calls may fail, with
+/// `Corrupt`, `Stale` or another error, but never panic, hang or misread
+/// a wrong-sized value as an element.
+#[test]
+fn hostile_rewrites_never_panic() {
+    let server = RedisServer::start();
+    let seg = remote::Segment::connect_with(&server.url(), "fuzz", quick()).unwrap();
+    let mut con = redis::Client::open(server.url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let mut rng = Rng(0xfeed);
+    let mut corrupt = 0u32;
+    let junk: [&[u8]; 6] = [
+        b"",
+        b"x",
+        b"12345678",
+        b"123456789",
+        b"1|queue|x|4|<Q|",
+        b"1|map|99|3|<Q|<I",
+    ];
+    for round in 0..300u64 {
+        // Make sure the structures exist (again), whatever happened to them.
+        let q = seg.open_or_create_queue::<u64>("q", 8);
+        let m = seg.open_or_create_map::<u32, u64>("m", 8);
+        let a = seg.open_or_create_array::<u64>("a", 4);
+        let c = seg.open_or_create_channel("c", 4, 16);
+        let t = seg.open_or_create_topic("t", 4, 16);
+        let l = seg.open_or_create_lock("l");
+        // Rewrite a random key.
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg("shmds:{fuzz}:*")
+            .query(&mut con)
+            .unwrap();
+        if !keys.is_empty() {
+            let key = &keys[(rng.next() % keys.len() as u64) as usize];
+            let j = junk[(rng.next() % junk.len() as u64) as usize];
+            let cmd = match rng.next() % 7 {
+                0 => redis::cmd("DEL").arg(key).clone(),
+                1 => redis::cmd("SET").arg(key).arg(j).clone(),
+                2 => redis::cmd("RPUSH").arg(key).arg(j).clone(),
+                3 => redis::cmd("HSET").arg(key).arg(j).arg(j).clone(),
+                4 => redis::cmd("HSET")
+                    .arg("shmds:{fuzz}:meta")
+                    .arg(["q", "m", "a", "c", "t", "l"][(rng.next() % 6) as usize])
+                    .arg(j)
+                    .clone(),
+                5 => redis::cmd("XADD").arg(key).arg("*").arg("m").arg(j).clone(),
+                _ => redis::cmd("SETRANGE")
+                    .arg(key)
+                    .arg(rng.next() % 40)
+                    .arg(j)
+                    .clone(),
+            };
+            let _ = cmd.query::<redis::Value>(&mut con);
+        }
+        // Every kind of call; only the absence of panics is checked.
+        if let Ok(q) = &q {
+            let _ = q.try_push(round);
+            corrupt += matches!(q.try_pop(), Err(Error::Corrupt { .. })) as u32;
+            let _ = q.try_take().map(|d| d.map(|d| d.ack()));
+            let _ = (q.len(), q.is_full(), q.recover());
+        }
+        if let Ok(m) = &m {
+            let _ = (
+                m.insert(1, round),
+                m.get(&1),
+                m.fetch_add(&2, 1),
+                m.to_vec(),
+                m.len(),
+            );
+            let _ = m.compare_exchange(&1, round, 0);
+        }
+        if let Ok(a) = &a {
+            let _ = (a.set(1, round), a.fetch_add(0, 1), a.to_vec());
+            corrupt += matches!(a.get(3), Err(Error::Corrupt { .. })) as u32;
+            let _ = a.compare_exchange(2, 0, 1);
+        }
+        if let Ok(c) = &c {
+            let _ = c.try_send(b"hello");
+            let _ = c.try_recv();
+            let _ = c.try_take().map(|d| d.map(|d| d.ack()));
+        }
+        if let Ok(t) = &t {
+            let _ = t.publish(b"tick");
+            if let Ok(mut s) = t.subscribe_from_oldest() {
+                let _ = s.try_recv();
+                let _ = s.try_recv();
+            }
+        }
+        if let Ok(l) = &l {
+            if let Ok(Some(g)) = l.try_lock() {
+                let _ = g.unlock();
+            }
+        }
+        let _ = seg.entries();
+        if round % 50 == 49 {
+            // Start over now and then, so later rounds see fresh structures too.
+            let _ = remote::Segment::remove(&server.url(), "fuzz");
+        }
+    }
+    assert!(corrupt > 0, "the rewrites never reached a structure's data");
 }

@@ -1,7 +1,8 @@
 //! Failure injection for tests of code that uses remote segments.
 
 use crate::error::{Error, Result};
-use std::sync::Mutex;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Makes a remote segment misbehave on purpose, so a test can check what
@@ -134,6 +135,39 @@ impl State {
         let x = self.rng.wrapping_mul(0x2545_f491_4f6c_dd1d);
         (x >> 11) as f64 / (1u64 << 53) as f64
     }
+}
+
+/// The failure injection of one Redis Cluster node, `host:port` as the
+/// cluster names it (`CLUSTER SLOTS`): every remote segment of this process
+/// whose slot that node serves obeys it, as if that node alone were down,
+/// slow or flaky, while segments on the other nodes go on.
+///
+/// ```no_run
+/// # let seg = shmds::remote::Segment::connect("redis+cluster://127.0.0.1:7000", "t")?;
+/// shmds::remote::node_faults("127.0.0.1:7001").make_unavailable();
+/// // ... segments served by 127.0.0.1:7001 now fail with Unavailable ...
+/// shmds::remote::node_faults("127.0.0.1:7001").clear();
+/// # Ok::<(), shmds::Error>(())
+/// ```
+pub fn node_faults(addr: &str) -> Arc<Faults> {
+    let mut nodes = NODES.lock().unwrap_or_else(|p| p.into_inner());
+    Arc::clone(
+        nodes
+            .get_or_insert_with(HashMap::new)
+            .entry(addr.to_owned())
+            .or_default(),
+    )
+}
+
+static NODES: Mutex<Option<HashMap<String, Arc<Faults>>>> = Mutex::new(None);
+
+/// A copy of the node registry (empty unless a test used [`node_faults`]).
+pub(super) fn nodes() -> HashMap<String, Arc<Faults>> {
+    NODES
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone()
+        .unwrap_or_default()
 }
 
 fn injected(segment: &str, what: &str) -> Error {

@@ -101,7 +101,7 @@ mod scripts;
 pub use array::{Array, RawArray};
 pub use channel::{Channel, ChannelDelivery, Subscriber, Topic};
 pub use entry::EntryInfo;
-pub use faults::Faults;
+pub use faults::{node_faults, Faults};
 pub use lock::{Lock, LockGuard};
 pub use map::{Map, RawMap};
 pub use queue::{Delivery, Queue, RawQueue, Stack};
@@ -172,6 +172,9 @@ struct Inner {
     faults: Faults,
     prefix: String,
     cache: Option<Arc<cache::Cache>>,
+    /// In a cluster: the `host:port` of the node serving the segment's
+    /// slot, looked up the first time a node has injected faults.
+    node: std::sync::OnceLock<Option<String>>,
 }
 
 impl Drop for Inner {
@@ -251,6 +254,7 @@ impl Segment {
                 faults: Faults::default(),
                 prefix,
                 cache,
+                node: std::sync::OnceLock::new(),
             }),
         };
         if !create_segment {
@@ -325,6 +329,66 @@ impl Segment {
         self.inner.cache.as_ref().is_some_and(|c| c.is_live())
     }
 
+    /// The faults injected for the cluster node serving this segment, if
+    /// any node has some (see [`node_faults`]).
+    fn node_faults(&self) -> Option<Arc<Faults>> {
+        if !matches!(self.inner.client, Client::Cluster(_)) {
+            return None;
+        }
+        let registry = faults::nodes();
+        if registry.is_empty() {
+            return None;
+        }
+        let node = self.inner.node.get_or_init(|| self.serving_node().ok());
+        registry.get(node.as_deref()?).cloned()
+    }
+
+    /// The `host:port` of the cluster node that serves this segment's slot
+    /// (bypassing failure injection: it asks the real cluster).
+    fn serving_node(&self) -> std::result::Result<String, ()> {
+        let (mut con, _) = self.connection().map_err(|_| ())?;
+        let key = self.key("seg");
+        let slot: i64 = redis::cmd("CLUSTER")
+            .arg("KEYSLOT")
+            .arg(&key)
+            .query(con.like())
+            .map_err(|_| ())?;
+        let slots: Vec<redis::Value> = redis::cmd("CLUSTER")
+            .arg("SLOTS")
+            .query(con.like())
+            .map_err(|_| ())?;
+        for range in &slots {
+            let redis::Value::Array(parts) = range else {
+                continue;
+            };
+            let num = |i: usize| {
+                parts
+                    .get(i)
+                    .and_then(|v| redis::from_redis_value_ref::<i64>(v).ok())
+            };
+            let (Some(start), Some(end)) = (num(0), num(1)) else {
+                continue;
+            };
+            if !(start..=end).contains(&slot) {
+                continue;
+            }
+            let Some(redis::Value::Array(master)) = parts.get(2) else {
+                continue;
+            };
+            let host = master
+                .first()
+                .and_then(|v| redis::from_redis_value_ref::<String>(v).ok());
+            let port = master
+                .get(1)
+                .and_then(|v| redis::from_redis_value_ref::<i64>(v).ok());
+            if let (Some(host), Some(port)) = (host, port) {
+                self.give_back(con);
+                return Ok(format!("{host}:{port}"));
+            }
+        }
+        Err(())
+    }
+
     /// The read cache, if on.
     fn cache(&self) -> Option<&cache::Cache> {
         self.inner.cache.as_deref()
@@ -365,6 +429,10 @@ impl Segment {
     ) -> Result<T> {
         let inner = &self.inner;
         inner.faults.before(&inner.name)?;
+        let node = self.node_faults();
+        if let Some(f) = &node {
+            f.before(&inner.name)?;
+        }
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -383,6 +451,9 @@ impl Segment {
                 Ok(v) => {
                     self.give_back(con);
                     inner.faults.after(&inner.name)?;
+                    if let Some(f) = &node {
+                        f.after(&inner.name)?;
+                    }
                     return Ok(v);
                 }
                 Err(e) if is_connection_failure(&e) => {
